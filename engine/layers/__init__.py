@@ -1,0 +1,1 @@
+"""Layers: named subgraphs of primitive ops with exposed ports and parameters."""

@@ -1,0 +1,113 @@
+"""Matrix multiplication through NumPy/BLAS, transposes folded into the call."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.ops._util import unbroadcast
+from engine.registry import (
+    Example,
+    OpSpec,
+    Param,
+    Port,
+    ShapeError,
+    TensorType,
+    broadcast_shapes,
+    numel,
+    register,
+)
+
+
+def _effective(shape: tuple, transpose: bool) -> tuple:
+    return shape[:-2] + (shape[-1], shape[-2]) if transpose else shape
+
+
+def _infer(inputs, params):
+    a, b = inputs
+    for t, port in ((a, "a"), (b, "b")):
+        if t.dtype != "float":
+            raise ShapeError("expects float values", port=port)
+        if len(t.shape) < 2:
+            raise ShapeError("matmul needs at least 2-D inputs (use reshape first)", port=port)
+    ea = _effective(a.shape, params["transpose_a"])
+    eb = _effective(b.shape, params["transpose_b"])
+    k1, k2 = ea[-1], eb[-2]
+    if isinstance(k1, int) and isinstance(k2, int) and k1 != k2:
+        raise ShapeError(
+            f"inner dimensions differ: a is {'×'.join(map(str, ea))}, "
+            f"b is {'×'.join(map(str, eb))} ({k1} ≠ {k2})", port="b")
+    lead = broadcast_shapes(ea[:-2], eb[:-2], port_names=["a", "b"])
+    return [TensorType(lead + (ea[-2], eb[-1]), "float")]
+
+
+def _t(x: np.ndarray, flag: bool) -> np.ndarray:
+    return np.swapaxes(x, -1, -2) if flag else x
+
+
+def _forward(ctx, params, a, b):
+    ctx.save(a, b)
+    return np.matmul(_t(a, params["transpose_a"]), _t(b, params["transpose_b"]))
+
+
+def _grad_b_folded(a_eff: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """dB for a batched A against a 2-D B: one GEMM over the flattened batch."""
+    a2 = a_eff.reshape(-1, a_eff.shape[-1])  # (N, k)
+    g2 = g.reshape(-1, g.shape[-1])  # (N, n)
+    return a2.T @ g2  # (k, n)
+
+
+def _backward(ctx, params, g):
+    a, b = ctx.saved
+    ta, tb = params["transpose_a"], params["transpose_b"]
+    a_eff, b_eff = _t(a, ta), _t(b, tb)
+    # C = A_eff @ B_eff  →  dA_eff = g @ B_effᵀ, dB_eff = A_effᵀ @ g
+    if ta:
+        ga = np.matmul(b_eff, np.swapaxes(g, -1, -2))  # = (g @ B_effᵀ)ᵀ
+    else:
+        ga = np.matmul(g, np.swapaxes(b_eff, -1, -2))
+    if b.ndim == 2 and a.ndim > 2:
+        gb_eff = _grad_b_folded(a_eff, g)
+        gb = gb_eff.T if tb else gb_eff
+    elif tb:
+        gb = np.matmul(np.swapaxes(g, -1, -2), a_eff)  # = (A_effᵀ @ g)ᵀ
+    else:
+        gb = np.matmul(np.swapaxes(a_eff, -1, -2), g)
+    return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
+
+
+def _flops(inputs, outputs, params):
+    a = _effective(inputs[0].shape, params["transpose_a"])
+    return 2 * numel(outputs[0].shape, 1) * (a[-1] if isinstance(a[-1], int) else 1)
+
+
+register(OpSpec(
+    name="matmul",
+    category="op",
+    doc="""Matrix product a @ b over the last two axes, batched over leading axes.
+
+    Leading axes broadcast like NumPy. ``transpose_a`` / ``transpose_b`` use the transposed
+    last two axes without copying (folded into the BLAS call), e.g. x @ Wᵀ for a weight
+    stored PyTorch-style as (out, in).""",
+    inputs=[Port("a"), Port("b")],
+    outputs=[Port("out")],
+    params=[
+        Param("transpose_a", "bool", False, doc="Use aᵀ (last two axes swapped)."),
+        Param("transpose_b", "bool", False, doc="Use bᵀ (last two axes swapped)."),
+    ],
+    infer=_infer,
+    forward=_forward,
+    backward=_backward,
+    flops=_flops,
+    examples=[
+        Example([((3, 4), "float"), ((4, 5), "float")]),
+        Example([((2, 3, 4), "float"), ((4, 5), "float")], note="batched a, 2-D b"),
+        Example([((2, 3, 4), "float"), ((2, 4, 5), "float")], note="batched"),
+        Example([((2, 1, 3, 4), "float"), ((3, 5, 4), "float")], {"transpose_b": True},
+                note="broadcast batch, transposed b"),
+        Example([((4, 3), "float"), ((4, 5), "float")], {"transpose_a": True}),
+        Example([((2, 4, 3), "float"), ((5, 4), "float")],
+                {"transpose_a": True, "transpose_b": True}),
+        Example([((1, 4), "float"), ((4, 1), "float")], note="batch of 1"),
+    ],
+    family="linalg",
+))
