@@ -197,7 +197,11 @@ OP_MODULES = (
     "engine.ops.nn",
     "engine.ops.conv",
     "engine.ops.attention",
+    "engine.ops.norm",
     "engine.ops.loss",
+    "engine.ops.metrics",
+    "engine.ops.optimizer",
+    "engine.ops.data",
     "engine.layers.builtin",
 )
 

@@ -17,7 +17,11 @@ torch = pytest.importorskip("torch")
 from tests.torch_refs import TORCH_REFS  # noqa: E402
 
 pytestmark = pytest.mark.torch
-PRIMITIVES = [s for s in registry.all_ops() if s.layer is None and s.forward is not None]
+# Tensor ops only: data sources and the optimizer node compute nothing in the graph (the
+# optimizer's arithmetic is compared with torch.optim in tests/test_optim.py).
+PRIMITIVES = [s for s in registry.all_ops()
+              if s.layer is None and s.forward is not None
+              and s.category not in ("data", "optimizer")]
 CASES = [pytest.param(s, i, id=f"{s.name}-{i}") for s in PRIMITIVES for i in range(len(s.examples))]
 
 

@@ -1,0 +1,109 @@
+"""Convolution and pooling helpers: im2col (numpy strided view + one copy), col2im
+scatter-add, and max-pool forward/backward kernels, each with a numpy twin.
+
+Layouts: images ``(N, C, H, W)``; columns ``(C, kh, kw, N, Ho, Wo)`` so that
+``reshape(groups, C/groups*kh*kw, N*Ho*Wo)`` feeds one large BLAS GEMM per group (the
+whole batch at once, rather than one small GEMM per image).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numpy.lib.stride_tricks import as_strided
+
+
+def windows(xp: np.ndarray, kh: int, kw: int, stride: int, dilation: int,
+            ho: int, wo: int) -> np.ndarray:
+    """Read-only strided view ``(C, kh, kw, N, Ho, Wo)`` of the padded image *xp*."""
+    n, c, _, _ = xp.shape
+    sn, sc, sh, sw = xp.strides
+    return as_strided(xp, (c, kh, kw, n, ho, wo),
+                      (sc, sh * dilation, sw * dilation, sn, sh * stride, sw * stride),
+                      writeable=False)
+
+
+def im2col(xp: np.ndarray, kh: int, kw: int, stride: int, dilation: int,
+           ho: int, wo: int) -> np.ndarray:
+    """Columns ``(C, kh, kw, N, Ho, Wo)`` (one contiguous copy) of the padded image *xp*."""
+    return np.ascontiguousarray(windows(xp, kh, kw, stride, dilation, ho, wo))
+
+
+@njit(cache=True, nogil=True)
+def col2im(cols, stride, dilation, dxp):
+    # cols: (C, kh, kw, N, Ho, Wo) → accumulated into dxp: (N, C, Hp, Wp) (zero-filled)
+    c, kh, kw, n, ho, wo = cols.shape
+    for ch in range(c):
+        for i in range(kh):
+            for j in range(kw):
+                for b in range(n):
+                    for y in range(ho):
+                        row = y * stride + i * dilation
+                        for x in range(wo):
+                            dxp[b, ch, row, x * stride + j * dilation] += cols[ch, i, j, b, y, x]
+
+
+def col2im_ref(cols: np.ndarray, stride: int, dilation: int, hp: int, wp: int) -> np.ndarray:
+    c, kh, kw, n, ho, wo = cols.shape
+    dxp = np.zeros((n, c, hp, wp), cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            r, q = i * dilation, j * dilation
+            dxp[:, :, r:r + stride * (ho - 1) + 1:stride,
+                q:q + stride * (wo - 1) + 1:stride] += cols[:, i, j].transpose(1, 0, 2, 3)
+    return dxp
+
+
+@njit(cache=True, nogil=True)
+def max_pool_fwd(xp, kh, kw, stride, out, arg):
+    # xp: (N, C, Hp, Wp) padded with -inf; out: (N, C, Ho, Wo); arg: flat index into Hp·Wp
+    n, c, hp, wp = xp.shape
+    ho, wo = out.shape[2], out.shape[3]
+    for b in range(n):
+        for ch in range(c):
+            for y in range(ho):
+                for x in range(wo):
+                    best = -np.inf
+                    at = (y * stride) * wp + x * stride
+                    for i in range(kh):
+                        r = y * stride + i
+                        for j in range(kw):
+                            q = x * stride + j
+                            val = xp[b, ch, r, q]
+                            if val > best:
+                                best = val
+                                at = r * wp + q
+                    out[b, ch, y, x] = best
+                    arg[b, ch, y, x] = at
+
+
+@njit(cache=True, nogil=True)
+def max_pool_bwd(g, arg, dxp):  # dxp: (N, C, Hp, Wp) zero-filled
+    n, c, ho, wo = g.shape
+    wp = dxp.shape[3]
+    for b in range(n):
+        for ch in range(c):
+            for y in range(ho):
+                for x in range(wo):
+                    a = arg[b, ch, y, x]
+                    dxp[b, ch, a // wp, a % wp] += g[b, ch, y, x]
+
+
+def max_pool_fwd_ref(xp: np.ndarray, kh: int, kw: int, stride: int, ho: int, wo: int):
+    """(out, arg) like :func:`max_pool_fwd` (first maximum wins)."""
+    win = im2col(xp, kh, kw, stride, 1, ho, wo)  # (C, kh, kw, N, Ho, Wo)
+    n, c = xp.shape[:2]
+    flat = win.reshape(c, kh * kw, n, ho, wo).transpose(2, 0, 1, 3, 4)  # (N, C, k, Ho, Wo)
+    k = flat.argmax(axis=2)
+    out = np.take_along_axis(flat, k[:, :, None], axis=2)[:, :, 0]
+    ys = np.arange(ho)[:, None] * stride + k // kw
+    xs = np.arange(wo)[None, :] * stride + k % kw
+    return out, (ys * xp.shape[3] + xs).astype(np.int64)
+
+
+def max_pool_bwd_ref(g: np.ndarray, arg: np.ndarray, hp: int, wp: int) -> np.ndarray:
+    n, c = g.shape[:2]
+    dxp = np.zeros((n * c, hp * wp), g.dtype)
+    rows = np.repeat(np.arange(n * c), g.shape[2] * g.shape[3])
+    np.add.at(dxp, (rows, arg.reshape(-1)), g.reshape(-1))
+    return dxp.reshape(n, c, hp, wp)

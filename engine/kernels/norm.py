@@ -1,0 +1,145 @@
+"""Layer norm (over the last axis of ``(N, D)``) and batch norm (per channel of
+``(N, C, S)``) forward/backward kernels, with numpy twins.
+
+Statistics are accumulated in float64 whatever the array dtype. ``w``/``b`` are always
+arrays (callers pass ones/zeros when the affine part is absent).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def layer_norm_fwd(x, w, b, eps, out, mean, rstd):  # x, out: (N, D); w, b: (D,); mean, rstd: (N,)
+    n, d = x.shape
+    for i in range(n):
+        s = 0.0
+        for j in range(d):
+            s += x[i, j]
+        mu = s / d
+        v = 0.0
+        for j in range(d):
+            t = x[i, j] - mu
+            v += t * t
+        r = 1.0 / math.sqrt(v / d + eps)
+        mean[i] = mu
+        rstd[i] = r
+        for j in range(d):
+            out[i, j] = (x[i, j] - mu) * r * w[j] + b[j]
+
+
+@njit(cache=True, nogil=True)
+def layer_norm_bwd(g, x, mean, rstd, w, gx, gw, gb):  # gw, gb: (D,) float64 accumulators
+    n, d = x.shape
+    for i in range(n):
+        mu = mean[i]
+        r = rstd[i]
+        s1 = 0.0  # Σ g·w
+        s2 = 0.0  # Σ g·w·x̂
+        for j in range(d):
+            xh = (x[i, j] - mu) * r
+            gh = g[i, j] * w[j]
+            s1 += gh
+            s2 += gh * xh
+            gw[j] += g[i, j] * xh
+            gb[j] += g[i, j]
+        s1 /= d
+        s2 /= d
+        for j in range(d):
+            xh = (x[i, j] - mu) * r
+            gx[i, j] = r * (g[i, j] * w[j] - s1 - xh * s2)
+
+
+@njit(cache=True, nogil=True)
+def batch_norm_stats(x, mean, var):  # x: (N, C, S) → biased per-channel mean, var
+    n, c, s = x.shape
+    m = n * s
+    for ch in range(c):
+        acc = 0.0
+        for i in range(n):
+            for k in range(s):
+                acc += x[i, ch, k]
+        mu = acc / m
+        acc = 0.0
+        for i in range(n):
+            for k in range(s):
+                t = x[i, ch, k] - mu
+                acc += t * t
+        mean[ch] = mu
+        var[ch] = acc / m
+
+
+@njit(cache=True, nogil=True)
+def batch_norm_apply(x, mean, invstd, w, b, out):  # out = (x - mean)·invstd·w + b per channel
+    n, c, s = x.shape
+    for i in range(n):
+        for ch in range(c):
+            a = invstd[ch] * w[ch]
+            sh = b[ch] - mean[ch] * a
+            for k in range(s):
+                out[i, ch, k] = x[i, ch, k] * a + sh
+
+
+@njit(cache=True, nogil=True)
+def batch_norm_bwd(g, x, mean, invstd, w, gx, gw, gb):  # training-mode backward
+    n, c, s = x.shape
+    m = n * s
+    for ch in range(c):
+        mu = mean[ch]
+        r = invstd[ch]
+        sg = 0.0
+        sgx = 0.0
+        for i in range(n):
+            for k in range(s):
+                sg += g[i, ch, k]
+                sgx += g[i, ch, k] * (x[i, ch, k] - mu) * r
+        gw[ch] = sgx
+        gb[ch] = sg
+        a = w[ch] * r
+        mg = sg / m
+        mgx = sgx / m
+        for i in range(n):
+            for k in range(s):
+                gx[i, ch, k] = a * (g[i, ch, k] - mg - (x[i, ch, k] - mu) * r * mgx)
+
+
+# ------------------------------------------------------------------ numpy twins
+
+
+def layer_norm_fwd_ref(x, w, b, eps):
+    """(out, mean, rstd) over the last axis of a 2-D *x*."""
+    mean = x.mean(axis=-1, dtype=np.float64)
+    var = ((x - mean[:, None]) ** 2).mean(axis=-1)
+    rstd = 1.0 / np.sqrt(var + eps)
+    out = ((x - mean[:, None]) * rstd[:, None] * w + b).astype(x.dtype)
+    return out, mean, rstd
+
+
+def layer_norm_bwd_ref(g, x, mean, rstd, w):
+    """(gx, gw, gb) for :func:`layer_norm_fwd_ref`."""
+    xh = (x - mean[:, None]) * rstd[:, None]
+    gh = g * w
+    gx = rstd[:, None] * (gh - gh.mean(-1, keepdims=True) - xh * (gh * xh).mean(-1, keepdims=True))
+    return gx.astype(x.dtype), (g * xh).sum(0), g.sum(0, dtype=np.float64)
+
+
+def batch_norm_fwd_ref(x, w, b, eps):
+    """(out, mean, biased var) per channel of a 3-D ``(N, C, S)`` *x*."""
+    mean = x.mean(axis=(0, 2), dtype=np.float64)
+    var = ((x - mean[:, None]) ** 2).mean(axis=(0, 2))
+    invstd = 1.0 / np.sqrt(var + eps)
+    out = ((x - mean[:, None]) * (invstd * w)[:, None] + b[:, None]).astype(x.dtype)
+    return out, mean, var
+
+
+def batch_norm_bwd_ref(g, x, mean, invstd, w):
+    xh = (x - mean[:, None]) * invstd[:, None]
+    sg = g.sum(axis=(0, 2), dtype=np.float64)
+    sgx = (g * xh).sum(axis=(0, 2))
+    m = x.shape[0] * x.shape[2]
+    gx = (w * invstd)[:, None] * (g - sg[:, None] / m - xh * sgx[:, None] / m)
+    return gx.astype(x.dtype), sgx, sg

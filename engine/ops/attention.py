@@ -1,0 +1,106 @@
+"""Scaled dot-product attention, fused: scores, causal mask, softmax and the weighted sum in one
+Numba kernel pair (the forward keeps only the per-row log-sum-exp for the backward)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.ops._kernels import kernels
+from engine.ops._util import per_example, require_float
+from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
+
+
+def _compatible(a, b) -> bool:
+    return not (isinstance(a, int) and isinstance(b, int) and a != b)
+
+
+def _infer(inputs, params):
+    q, k, v = inputs
+    for t, port in ((q, "q"), (k, "k"), (v, "v")):
+        require_float(t, port)
+        if len(t.shape) < 3:
+            raise ShapeError(f"expects (B, H, T, D) (at least 3-D), got {list(t.shape)}",
+                             port=port)
+    for t, port in ((k, "k"), (v, "v")):
+        if len(t.shape) != len(q.shape) or not all(
+                _compatible(a, b) for a, b in zip(t.shape[:-2], q.shape[:-2])):
+            raise ShapeError(f"leading axes {list(t.shape[:-2])} differ from q's "
+                             f"{list(q.shape[:-2])}", port=port)
+    if not _compatible(k.shape[-1], q.shape[-1]):
+        raise ShapeError(f"key size {k.shape[-1]} differs from query size {q.shape[-1]}",
+                         port="k")
+    if not _compatible(v.shape[-2], k.shape[-2]):
+        raise ShapeError(f"{v.shape[-2]} values for {k.shape[-2]} keys", port="v")
+    return [TensorType(tuple(q.shape[:-1]) + (v.shape[-1],), "float")]
+
+
+def _flatten(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x).reshape((-1,) + x.shape[-2:])  # (BH, T, D)
+
+
+def _setup(params, q, k):
+    scale = params["scale"] if params["scale"] is not None else 1.0 / math.sqrt(q.shape[-1])
+    return float(scale), bool(params["causal"]), k.shape[-2] - q.shape[-2]
+
+
+def _forward(ctx, params, q, k, v):
+    scale, causal, offset = _setup(params, q, k)
+    q3, k3, v3 = _flatten(q), _flatten(k), _flatten(v)
+    out = np.empty(q3.shape[:2] + (v3.shape[2],), q.dtype)
+    lse = np.empty(q3.shape[:2])
+    kernels("attention").attention_fwd(q3, k3, v3, scale, causal, offset, out, lse)
+    ctx.save(q3, k3, v3, out, lse, q.shape, k.shape, v.shape)
+    return out.reshape(tuple(q.shape[:-1]) + (v.shape[-1],))
+
+
+def _backward(ctx, params, g):
+    q3, k3, v3, out, lse, qs, ks, vs = ctx.saved
+    scale, causal, offset = _setup(params, q3, k3)
+    gq, gk, gv = np.empty_like(q3), np.empty_like(k3), np.empty_like(v3)
+    g3 = np.ascontiguousarray(g, q3.dtype).reshape(out.shape)
+    kernels("attention").attention_bwd(q3, k3, v3, out, lse, g3, scale, causal, offset,
+                                       gq, gk, gv)
+    return gq.reshape(qs), gk.reshape(ks), gv.reshape(vs)
+
+
+def _flops(inputs, outputs, params):
+    """Per example: scores (2·D), softmax (~5) and weighted sum (2·Dv) per (query, key)."""
+    q, k, v = inputs
+    heads_tq = per_example(TensorType(q.shape[1:-1]))  # H · Tq (symbols count 1)
+    tk, d, dv = (s if isinstance(s, int) else 1 for s in (k.shape[-2], q.shape[-1], v.shape[-1]))
+    return heads_tq * tk * (2 * d + 2 * dv + 5)
+
+
+register(OpSpec(
+    name="scaled_dot_product_attention",
+    category="op",
+    doc="""Attention softmax(q·kᵀ·scale [+ causal mask])·v over (B, H, T, D) inputs, fused.
+
+    ``scale`` defaults to 1/√D. With ``causal`` (the default) query i sees keys
+    j ≤ i + (Tk − Tq): for self-attention (Tq = Tk) that is PyTorch's ``is_causal``, and for
+    a KV cache the newest query sees every key. A query that sees no key gets a zero output
+    and zero gradient (never NaN).""",
+    inputs=[Port("q"), Port("k"), Port("v")],
+    outputs=[Port("out")],
+    params=[
+        Param("causal", "bool", True, doc="Hide future keys from each query."),
+        Param("scale", "float", None, optional=True, minimum=0.0,
+              doc="Score scale (default 1/√D)."),
+    ],
+    infer=_infer,
+    forward=_forward,
+    backward=_backward,
+    flops=_flops,
+    examples=[
+        Example([((2, 2, 4, 3), "float")] * 3),
+        Example([((2, 1, 3, 4), "float"), ((2, 1, 5, 4), "float"), ((2, 1, 5, 2), "float")],
+                {"causal": False}, note="cross-attention, Dv ≠ D"),
+        Example([((1, 1, 2, 4), "float"), ((1, 1, 5, 4), "float"), ((1, 1, 5, 4), "float")],
+                note="batch of 1, KV cache (Tq < Tk)"),
+        Example([((1, 2, 5, 4), "float")] * 3, {"scale": 0.5}, low=-3.0, high=3.0,
+                note="explicit scale, wide range"),
+    ],
+    family="attention",
+))

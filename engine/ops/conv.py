@@ -1,0 +1,272 @@
+"""2-D convolution and pooling over NCHW images.
+
+conv2d lowers to im2col (a strided view copied once) + one BLAS GEMM per group over the whole
+batch; the backward uses two GEMMs and a Numba col2im scatter-add. Max pooling uses Numba
+kernels (argmax saved for the backward); average pooling is a handful of strided numpy adds.
+Square kernels, strides, paddings and dilations (one int each).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.ops._kernels import kernels
+from engine.ops._util import per_example, require_float
+from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
+
+
+def _out_dim(d, pad: int, span: int, stride: int, port: str = "x"):
+    """Output size of a sliding window of extent *span*; symbols stay symbolic."""
+    if not isinstance(d, int):
+        return f"({d}+{2 * pad}-{span})//{stride}+1"
+    out = (d + 2 * pad - span) // stride + 1
+    if out < 1:
+        raise ShapeError(f"spatial size {d} (padding {pad}) is smaller than the window {span}",
+                         port=port)
+    return out
+
+
+def _image(t: TensorType, port: str = "x") -> None:
+    require_float(t, port)
+    if len(t.shape) != 4:
+        raise ShapeError(f"expects an NCHW image (4-D), got {list(t.shape)}", port=port)
+
+
+def _pad(x: np.ndarray, pad: int, value: float = 0.0) -> np.ndarray:
+    if pad == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=value)
+
+
+# ---------------------------------------------------------------- conv2d
+
+
+def _conv_infer(inputs, params):
+    x, w = inputs[0], inputs[1]
+    b = inputs[2] if len(inputs) > 2 else None
+    _image(x)
+    _image(w, "weight")
+    g = params["groups"]
+    cin, cout, kh, kw = x.shape[1], w.shape[0], w.shape[2], w.shape[3]
+    if isinstance(cout, int) and cout % g:
+        raise ShapeError(f"{cout} output channels do not split into {g} groups", port="weight")
+    if isinstance(cin, int) and isinstance(w.shape[1], int) and cin != w.shape[1] * g:
+        raise ShapeError(f"weight expects {w.shape[1] * g} input channels "
+                         f"({w.shape[1]} × {g} groups), x has {cin}", port="weight")
+    if not (isinstance(kh, int) and isinstance(kw, int)):
+        raise ShapeError("kernel size must be concrete", port="weight")
+    if b is not None:
+        require_float(b, "bias")
+        if len(b.shape) != 1 or (isinstance(b.shape[0], int) and isinstance(cout, int)
+                                 and b.shape[0] != cout):
+            raise ShapeError(f"bias must have shape ({cout},), got {list(b.shape)}", port="bias")
+    s, p, d = params["stride"], params["padding"], params["dilation"]
+    ho = _out_dim(x.shape[2], p, d * (kh - 1) + 1, s)
+    wo = _out_dim(x.shape[3], p, d * (kw - 1) + 1, s)
+    return [TensorType((x.shape[0], cout, ho, wo), "float")]
+
+
+def _conv_forward(ctx, params, x, weight, bias=None):
+    s, p, d, groups = params["stride"], params["padding"], params["dilation"], params["groups"]
+    n, _, h, w_ = x.shape
+    cout, cg, kh, kw = weight.shape
+    ho = (h + 2 * p - d * (kh - 1) - 1) // s + 1
+    wo = (w_ + 2 * p - d * (kw - 1) - 1) // s + 1
+    xp = _pad(x, p)
+    cols = kernels("conv").im2col(xp, kh, kw, s, d, ho, wo)  # (C, kh, kw, N, Ho, Wo)
+    cols_g = cols.reshape(groups, cg * kh * kw, n * ho * wo)
+    w_g = weight.reshape(groups, cout // groups, cg * kh * kw)
+    out = np.matmul(w_g, cols_g).reshape(cout, n, ho, wo)  # (Cout, N, Ho, Wo)
+    if bias is not None:
+        out += bias.reshape(cout, 1, 1, 1)
+    ctx.save(cols_g, weight, xp.shape, bias is not None)
+    return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
+
+
+def _conv_backward(ctx, params, g):
+    cols_g, weight, xp_shape, has_bias = ctx.saved
+    s, p, d, groups = params["stride"], params["padding"], params["dilation"], params["groups"]
+    n, c, hp, wp = xp_shape
+    cout, cg, kh, kw = weight.shape
+    ho, wo = g.shape[2], g.shape[3]
+    g_g = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, cout // groups, -1)
+    gw = np.matmul(g_g, cols_g.transpose(0, 2, 1)).reshape(weight.shape)
+    w_g = weight.reshape(groups, cout // groups, cg * kh * kw)
+    gcols = np.matmul(w_g.transpose(0, 2, 1), g_g).reshape(c, kh, kw, n, ho, wo)
+    gxp = np.zeros(xp_shape, g.dtype)
+    kernels("conv").col2im(gcols, s, d, gxp)
+    gx = gxp[:, :, p:hp - p, p:wp - p] if p else gxp
+    gb = g.sum(axis=(0, 2, 3)) if has_bias else None
+    return gx, gw, gb
+
+
+def _conv_flops(inputs, outputs, params):
+    w = inputs[1].shape
+    k = 1
+    for dim in w[1:]:
+        k *= dim if isinstance(dim, int) else 1
+    return 2 * k * per_example(outputs[0])
+
+
+register(OpSpec(
+    name="conv2d",
+    category="op",
+    doc="""2-D convolution (cross-correlation, like PyTorch) of an NCHW image.
+
+    ``weight`` is (Cout, Cin/groups, kh, kw); ``bias`` (Cout,) is optional. Wire both from
+    parameter nodes. Output size per axis:
+    ⌊(H + 2·padding − dilation·(k − 1) − 1) / stride⌋ + 1.""",
+    inputs=[Port("x"), Port("weight"), Port("bias", optional=True)],
+    outputs=[Port("out")],
+    params=[
+        Param("stride", "int", 1, minimum=1, doc="Step between windows."),
+        Param("padding", "int", 0, minimum=0, doc="Zeros added on every side."),
+        Param("dilation", "int", 1, minimum=1, doc="Spacing between kernel taps."),
+        Param("groups", "int", 1, minimum=1, doc="Channel groups (Cin and Cout divisible)."),
+    ],
+    infer=_conv_infer,
+    forward=_conv_forward,
+    backward=_conv_backward,
+    flops=_conv_flops,
+    examples=[
+        Example([((2, 3, 5, 5), "float"), ((4, 3, 3, 3), "float"), ((4,), "float")]),
+        Example([((2, 2, 6, 5), "float"), ((3, 2, 2, 3), "float")],
+                {"stride": 2, "padding": 1}, note="no bias, stride, padding"),
+        Example([((1, 4, 7, 7), "float"), ((6, 2, 3, 3), "float"), ((6,), "float")],
+                {"dilation": 2, "groups": 2, "padding": 2}, note="batch of 1, groups, dilation"),
+        Example([((2, 1, 3, 3), "float"), ((2, 1, 1, 1), "float")], low=-1e3, high=1e3,
+                note="1×1, extreme"),
+    ],
+    family="conv",
+))
+
+
+# ---------------------------------------------------------------- pooling
+
+
+def _pool_infer(inputs, params):
+    x = inputs[0]
+    _image(x)
+    k, p = params["kernel"], params["padding"]
+    s = params["stride"] or k
+    if 2 * p > k:
+        raise ShapeError(f"padding {p} must be at most half the kernel {k}", port="x")
+    return [TensorType((x.shape[0], x.shape[1], _out_dim(x.shape[2], p, k, s),
+                        _out_dim(x.shape[3], p, k, s)), "float")]
+
+
+def _geometry(x: np.ndarray, params) -> tuple[int, int, int, int, int]:
+    k, p = params["kernel"], params["padding"]
+    s = params["stride"] or k
+    return k, s, p, (x.shape[2] + 2 * p - k) // s + 1, (x.shape[3] + 2 * p - k) // s + 1
+
+
+def _max_forward(ctx, params, x):
+    k, s, p, ho, wo = _geometry(x, params)
+    xp = np.ascontiguousarray(_pad(x, p, -np.inf))
+    out = np.empty(x.shape[:2] + (ho, wo), x.dtype)
+    arg = np.empty(out.shape, np.int64)
+    kernels("conv").max_pool_fwd(xp, k, k, s, out, arg)
+    ctx.save(arg, xp.shape, p)
+    return out
+
+
+def _max_backward(ctx, params, g):
+    arg, xp_shape, p = ctx.saved
+    gxp = np.zeros(xp_shape, g.dtype)
+    kernels("conv").max_pool_bwd(np.ascontiguousarray(g), arg, gxp)
+    return (gxp[:, :, p:xp_shape[2] - p, p:xp_shape[3] - p] if p else gxp,)
+
+
+def _slices(k: int, s: int, ho: int, wo: int):
+    for i in range(k):
+        for j in range(k):
+            yield (slice(None), slice(None), slice(i, i + s * (ho - 1) + 1, s),
+                   slice(j, j + s * (wo - 1) + 1, s))
+
+
+def _avg_divisor(x_shape, params, k, s, p, ho, wo, dtype):
+    if params["count_include_pad"] or p == 0:
+        return dtype.type(k * k)
+    ones = _pad(np.ones((1, 1) + tuple(x_shape[2:]), dtype), p)
+    count = np.zeros((1, 1, ho, wo), dtype)
+    for sl in _slices(k, s, ho, wo):
+        count += ones[sl]
+    return count
+
+
+def _avg_forward(ctx, params, x):
+    k, s, p, ho, wo = _geometry(x, params)
+    xp = _pad(x, p)
+    out = np.zeros(x.shape[:2] + (ho, wo), x.dtype)
+    for sl in _slices(k, s, ho, wo):
+        out += xp[sl]
+    div = _avg_divisor(x.shape, params, k, s, p, ho, wo, x.dtype)
+    ctx.save(x.shape, div)
+    return out / div
+
+
+def _avg_backward(ctx, params, g):
+    x_shape, div = ctx.saved
+    k, p = params["kernel"], params["padding"]
+    s = params["stride"] or k
+    ho, wo = g.shape[2], g.shape[3]
+    gd = g / div
+    gxp = np.zeros((x_shape[0], x_shape[1], x_shape[2] + 2 * p, x_shape[3] + 2 * p), g.dtype)
+    for sl in _slices(k, s, ho, wo):
+        gxp[sl] += gd
+    return (gxp[:, :, p:p + x_shape[2], p:p + x_shape[3]],)
+
+
+POOL_PARAMS = [
+    Param("kernel", "int", 2, minimum=1, doc="Window size (square)."),
+    Param("stride", "int", None, minimum=1, optional=True,
+          doc="Step between windows (default: the kernel size)."),
+    Param("padding", "int", 0, minimum=0, doc="Padding on every side (≤ kernel / 2)."),
+]
+POOL_EXAMPLES = [
+    Example([((2, 3, 4, 4), "float")]),
+    Example([((2, 2, 5, 6), "float")], {"kernel": 3, "stride": 2, "padding": 1},
+            note="overlapping, padded"),
+    Example([((1, 1, 3, 3), "float")], {"kernel": 3, "stride": 1}, note="batch of 1"),
+    Example([((1, 2, 4, 4), "float")], {"kernel": 2, "stride": 1}, low=-1e3, high=1e3,
+            note="extreme"),
+]
+
+register(OpSpec(
+    name="max_pool2d",
+    category="op",
+    doc="""2-D max pooling of an NCHW image (padding counts as −inf).
+
+    The gradient flows to the first maximum of each window.""",
+    inputs=[Port("x")],
+    outputs=[Port("out")],
+    params=list(POOL_PARAMS),
+    infer=_pool_infer,
+    forward=_max_forward,
+    backward=_max_backward,
+    flops=lambda inputs, outputs, params: params["kernel"] ** 2 * per_example(outputs[0]),
+    examples=list(POOL_EXAMPLES),
+    family="conv",
+))
+
+register(OpSpec(
+    name="avg_pool2d",
+    category="op",
+    doc="""2-D average pooling of an NCHW image.
+
+    With ``count_include_pad`` (the default, like PyTorch) padded zeros count in the average;
+    otherwise each window divides by its number of real pixels.""",
+    inputs=[Port("x")],
+    outputs=[Port("out")],
+    params=[*POOL_PARAMS, Param("count_include_pad", "bool", True,
+                                doc="Count padding zeros in the divisor.")],
+    infer=_pool_infer,
+    forward=_avg_forward,
+    backward=_avg_backward,
+    flops=lambda inputs, outputs, params: params["kernel"] ** 2 * per_example(outputs[0]),
+    examples=[*POOL_EXAMPLES, Example([((2, 1, 5, 5), "float")],
+                                      {"kernel": 3, "stride": 2, "padding": 1,
+                                       "count_include_pad": False}, note="exclude pad")],
+    family="conv",
+))

@@ -1,0 +1,182 @@
+"""Losses: scalar outputs that training minimises."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.errors import WiregradError
+from engine.ops._kernels import kernels
+from engine.ops._util import per_example, require_float
+from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
+
+
+def _ce_infer(inputs, params):
+    logits, labels = inputs
+    require_float(logits, "logits")
+    if labels.dtype != "int":
+        raise ShapeError("expects integer class labels", port="labels")
+    if len(logits.shape) < 1 or tuple(labels.shape) != tuple(logits.shape[:-1]):
+        lead = list(logits.shape[:-1])
+        raise ShapeError(
+            f"labels must have the logits' shape without the class axis ({lead}), "
+            f"got {list(labels.shape)}", port="labels")
+    return [TensorType((), "float")]
+
+
+def _check_labels(ctx, y: np.ndarray, c: int, ignore: int) -> None:
+    kept = y[y != ignore]
+    if kept.size and (kept.min() < 0 or kept.max() >= c):
+        raise WiregradError(f"labels must lie in [0, {c}) (or equal ignore_index {ignore}), "
+                            f"got {int(kept.min())}..{int(kept.max())}",
+                            node=ctx.eq.path, port="labels")
+
+
+def _ce_forward(ctx, params, logits, labels):
+    c = logits.shape[-1]
+    x = np.ascontiguousarray(logits).reshape(-1, c)  # (N, C)
+    y = np.ascontiguousarray(labels, dtype=np.int64).reshape(-1)  # (N,)
+    ignore, eps = int(params["ignore_index"]), float(params["label_smoothing"])
+    _check_labels(ctx, y, c, ignore)
+    k = kernels("loss")
+    if x.dtype == np.float64:  # Numba wins in float64; numpy's SIMD float32 exp wins there
+        lse = np.empty(x.shape[0])
+        total, kept = k.cross_entropy_fwd(x, y, ignore, eps, lse)
+    else:
+        total, kept, lse = k.cross_entropy_fwd_ref(x, y, ignore, eps)
+    ctx.save(x, y, lse, kept, logits.shape)
+    return np.asarray(total / max(1, kept), dtype=logits.dtype)
+
+
+def _ce_backward(ctx, params, g):
+    x, y, lse, kept, shape = ctx.saved
+    ignore, eps = int(params["ignore_index"]), float(params["label_smoothing"])
+    scale = float(g) / max(1, kept)
+    grad = np.empty_like(x)  # the Numba backward wins in both dtypes (4096×65: 1.5 vs 2.0 ms)
+    kernels("loss").cross_entropy_bwd(x, y, lse, ignore, eps, scale, grad)
+    return grad.reshape(shape), None
+
+
+register(OpSpec(
+    name="cross_entropy",
+    category="loss",
+    doc="""Cross-entropy from logits: fused log-softmax and negative log-likelihood.
+
+    ``logits`` has classes on the last axis; ``labels`` holds integer class ids with the
+    logits' shape minus that axis. Averaged over the positions whose label is not
+    ``ignore_index`` (0 when every position is ignored). ``label_smoothing`` ε mixes the
+    one-hot target with the uniform distribution: (1 − ε)·onehot + ε/C, like PyTorch.""",
+    inputs=[Port("logits"), Port("labels", dtype="int", differentiable=False)],
+    outputs=[Port("loss")],
+    params=[
+        Param("label_smoothing", "float", 0.0, minimum=0.0, maximum=1.0,
+              doc="Weight ε of the uniform target."),
+        Param("ignore_index", "int", -100, doc="Label value excluded from loss and mean."),
+    ],
+    infer=_ce_infer,
+    forward=_ce_forward,
+    backward=_ce_backward,
+    flops=lambda inputs, outputs, params: 6 * per_example(inputs[0]),
+    examples=[
+        Example([((4, 3), "float"), ((4,), "int", 3)]),
+        Example([((2, 3, 5), "float"), ((2, 3), "int", 5)], note="sequence"),
+        Example([((1, 4), "float"), ((1,), "int", 4)], low=-4, high=4, note="batch of 1"),
+        Example([((6, 4), "float"), ((6,), "int", 4)],
+                {"label_smoothing": 0.1, "ignore_index": 1}, note="smoothing, ignore"),
+        Example([((3, 5), "float"), ((3,), "int", 5)], {"label_smoothing": 0.3},
+                low=-1e3, high=1e3, note="extreme logits"),
+    ],
+    family="loss",
+))
+
+
+def _bce_infer(inputs, params):
+    logits, targets = inputs
+    require_float(logits, "logits")
+    require_float(targets, "targets")
+    if len(logits.shape) != len(targets.shape) or any(
+            isinstance(a, int) and isinstance(b, int) and a != b
+            for a, b in zip(logits.shape, targets.shape)):
+        raise ShapeError(f"targets shape {list(targets.shape)} differs from logits shape "
+                         f"{list(logits.shape)}", port="targets")
+    return [TensorType((), "float")]
+
+
+def _bce_forward(ctx, params, logits, targets):
+    # max(x, 0) − x·t + log(1 + exp(−|x|)): no overflow for any x
+    e = np.exp(-np.abs(logits))
+    loss = np.maximum(logits, 0) - logits * targets + np.log1p(e)
+    ctx.save(logits, targets, e)
+    return np.asarray(loss.mean() if loss.size else 0.0, dtype=logits.dtype)
+
+
+def _bce_backward(ctx, params, g):
+    x, t, e = ctx.saved
+    sig = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # stable sigmoid(x)
+    scale = g / max(1, x.size)
+    return ((sig - t) * scale).astype(x.dtype), (-x * scale).astype(x.dtype)
+
+
+register(OpSpec(
+    name="binary_cross_entropy_with_logits",
+    category="loss",
+    doc="""Binary cross-entropy on logits (sigmoid fused in, stable for any magnitude).
+
+    ``targets`` are probabilities in [0, 1] with the logits' shape; averaged over all
+    elements: mean(max(x, 0) − x·t + log(1 + e^(−|x|))).""",
+    inputs=[Port("logits"), Port("targets")],
+    outputs=[Port("loss")],
+    infer=_bce_infer,
+    forward=_bce_forward,
+    backward=_bce_backward,
+    flops=lambda inputs, outputs, params: 6 * per_example(inputs[0]),
+    examples=[
+        Example([((4, 3), "float"), ((4, 3), "float")]),
+        Example([((2, 3, 2), "float"), ((2, 3, 2), "float")], low=-30.0, high=30.0,
+                note="wide range"),
+        Example([((1, 1), "float"), ((1, 1), "float")], note="batch of 1"),
+    ],
+    family="loss",
+))
+
+
+def _mse_infer(inputs, params):
+    pred, target = inputs
+    require_float(pred, "pred")
+    require_float(target, "target")
+    if len(pred.shape) != len(target.shape) or any(
+        isinstance(a, int) and isinstance(b, int) and a != b
+        for a, b in zip(pred.shape, target.shape)
+    ):
+        raise ShapeError(f"target shape {list(target.shape)} differs from prediction shape "
+                         f"{list(pred.shape)}", port="target")
+    return [TensorType((), "float")]
+
+
+def _mse_forward(ctx, params, pred, target):
+    diff = pred - target
+    ctx.save(diff)
+    return np.asarray(np.mean(diff * diff), dtype=pred.dtype)
+
+
+def _mse_backward(ctx, params, g):
+    (diff,) = ctx.saved
+    grad = (2.0 / max(1, diff.size)) * g * diff
+    return grad, -grad
+
+
+register(OpSpec(
+    name="mse",
+    category="loss",
+    doc="""Mean squared error between prediction and target (same shapes).""",
+    inputs=[Port("pred"), Port("target")],
+    outputs=[Port("loss")],
+    infer=_mse_infer,
+    forward=_mse_forward,
+    backward=_mse_backward,
+    flops=lambda inputs, outputs, params: 3 * per_example(inputs[0]),
+    examples=[
+        Example([((4, 3), "float"), ((4, 3), "float")]),
+        Example([((1, 1), "float"), ((1, 1), "float")], note="batch of 1"),
+    ],
+    family="loss",
+))
