@@ -1,8 +1,10 @@
 """Typed node params: checking given values against :class:`~engine.registry.Param` specs,
 and ``$name`` references inside layer definitions.
 
-A layer definition's inner nodes may say ``"$d_model"`` or ``"$d_model*4"`` (also ``//``,
-``+``, ``-`` with an integer) to use the layer instance's params; nothing is evaluated.
+A layer definition's inner nodes may say ``"$d_model"``, ``"$d_model*4"`` or
+``"$in_channels*$kernel_size*$kernel_size"`` (integers and ``$refs`` joined by ``*``, ``//``,
+``+``, ``-``, evaluated left to right) to use the layer instance's params. A bare ``$ref``
+may hold any value (a bool for ``when``, a string for a choice); nothing is ever ``eval``-ed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Any
 
 from engine.registry import Param
 
-REF_RE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)(?:\s*(//|\*|\+|-)\s*(\d{1,9}))?$")
+TERM = r"(?:\$[A-Za-z_][A-Za-z0-9_]*|\d{1,9})"
+EXPR_RE = re.compile(rf"^\s*{TERM}(?:\s*(?://|\*|\+|-)\s*{TERM})*\s*$")
+TOKEN_RE = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*|\d{1,9}|//|\*|\+|-")
 SYMBOL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,15}$")
 MAX_INT = 2**31 - 1
 
@@ -54,6 +58,16 @@ def check_value(spec: Param, value: Any) -> str | None:
             ok = (_is_int(d) and 0 < d <= MAX_INT) or (isinstance(d, str) and SYMBOL_RE.match(d))
             if not ok:
                 return f"sizes must be positive integers or symbols like 'B', got {_show(d)}"
+    elif kind == "target_shape":  # reshape targets: sizes, symbols, and at most one -1
+        if not isinstance(value, list) or len(value) > 8:
+            return f"expected a list of at most 8 sizes, got {_show(value)}"
+        for d in value:
+            ok = (_is_int(d) and (0 < d <= MAX_INT or d == -1)) or (
+                isinstance(d, str) and SYMBOL_RE.match(d))
+            if not ok:
+                return f"sizes must be positive integers, -1 or symbols like 'B', got {_show(d)}"
+        if value.count(-1) > 1:
+            return "at most one size may be -1"
     elif kind == "ints":
         if not isinstance(value, list) or len(value) > 8 or not all(_is_int(v) for v in value):
             return f"expected a list of integers, got {_show(value)}"
@@ -113,23 +127,41 @@ class _RefError(Exception):
     pass
 
 
+def _ref(name: str, env: dict) -> Any:
+    if name not in env:
+        raise _RefError(f"reference to unknown layer param '{name}'")
+    return env[name]
+
+
+def _expr(text: str, env: dict) -> Any:
+    """Evaluate ``$a*$b//2``-style integer arithmetic left to right."""
+    tokens = TOKEN_RE.findall(text)
+    if len(tokens) == 1:
+        return _ref(tokens[0][1:], env) if tokens[0].startswith("$") else int(tokens[0])
+
+    def term(tok: str) -> int:
+        value = _ref(tok[1:], env) if tok.startswith("$") else int(tok)
+        if not _is_int(value):
+            raise _RefError(f"'{text}': arithmetic needs integer params")
+        return value
+
+    total = term(tokens[0])
+    for op, tok in zip(tokens[1::2], tokens[2::2]):
+        k = term(tok)
+        if op == "//" and k == 0:
+            raise _RefError(f"'{text}': division by zero")
+        total = {"*": total * k, "//": total // k if k else 0, "+": total + k,
+                 "-": total - k}[op]
+        if abs(total) > MAX_INT:
+            raise _RefError(f"'{text}' is too large")
+    return total
+
+
 def _sub(value: Any, env: dict) -> Any:
     if isinstance(value, str) and value.startswith("$"):
-        m = REF_RE.match(value)
-        if not m:
+        if not EXPR_RE.match(value):
             raise _RefError(f"bad reference {value!r} (use '$name' or '$name*4')")
-        name, op, num = m.groups()
-        if name not in env:
-            raise _RefError(f"reference to unknown layer param '{name}'")
-        base = env[name]
-        if op is None:
-            return base
-        if not _is_int(base):
-            raise _RefError(f"'{value}': arithmetic needs an integer param")
-        k = int(num)
-        if op == "//" and k == 0:
-            raise _RefError(f"'{value}': division by zero")
-        return {"*": base * k, "//": base // k if k else 0, "+": base + k, "-": base - k}[op]
+        return _expr(value, env)
     if isinstance(value, list):
         return [_sub(v, env) for v in value]
     if isinstance(value, dict):

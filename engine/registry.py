@@ -76,7 +76,8 @@ class Param:
     """A typed, user-editable parameter of a node (shown in the inspector).
 
     kinds: ``int``, ``float``, ``bool``, ``choice``, ``string``, ``shape`` (list of ints or
-    symbols), ``ints`` (list of ints, e.g. axes).
+    symbols), ``target_shape`` (like ``shape`` with at most one -1, for reshape), ``ints``
+    (list of ints, e.g. axes), ``strings`` (list of strings).
     """
 
     name: str
@@ -194,6 +195,7 @@ OP_MODULES = (
     "engine.ops.reduce",
     "engine.ops.shape",
     "engine.ops.linalg",
+    "engine.ops.sequence",
     "engine.ops.nn",
     "engine.ops.conv",
     "engine.ops.attention",

@@ -1,0 +1,324 @@
+"""Element-wise arithmetic and activations (broadcasting like NumPy).
+
+GELU in float32 runs the Numba kernels of :mod:`engine.kernels.elementwise`, imported on first
+use (importing this module, or the registry, never imports Numba); float64 uses exact NumPy
+formulas so the float64 gradient check and PyTorch parity hold to 1e-10.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.ops._util import elementwise_flops, require_float, unbroadcast
+from engine.registry import (
+    Example,
+    OpSpec,
+    Param,
+    Port,
+    TensorType,
+    broadcast_shapes,
+    register,
+)
+
+BINARY_EXAMPLES = [
+    Example([((3, 4), "float"), ((3, 4), "float")]),
+    Example([((2, 3, 4), "float"), ((4,), "float")], note="broadcast trailing"),
+    Example([((3, 1), "float"), ((1, 5), "float")], note="broadcast both"),
+    Example([((1, 4), "float"), ((), "float")], note="scalar, batch of 1"),
+]
+UNARY_EXAMPLES = [
+    Example([((3, 4), "float")]),
+    Example([((2, 3, 5), "float")]),
+    Example([((1, 7), "float")], note="batch of 1"),
+]
+
+
+def _binary_infer(inputs, params):
+    a, b = inputs
+    require_float(a, "a")
+    require_float(b, "b")
+    return [TensorType(broadcast_shapes(a.shape, b.shape, port_names=["a", "b"]), "float")]
+
+
+def binary(name: str, doc: str, fwd, grads, examples=None, flops: int = 1) -> OpSpec:
+    """Register a broadcasting binary op; *grads(a, b, out, g) -> (ga, gb)* before reduction."""
+
+    def forward(ctx, params, a, b):
+        out = fwd(a, b)
+        ctx.save(a, b, out)
+        return out
+
+    def backward(ctx, params, g):
+        a, b, out = ctx.saved
+        ga, gb = grads(a, b, out, g)
+        return (unbroadcast(ga, a.shape) if ga is not None else None,
+                unbroadcast(gb, b.shape) if gb is not None else None)
+
+    return register(OpSpec(
+        name=name, category="op", doc=doc,
+        inputs=[Port("a"), Port("b")], outputs=[Port("out")],
+        infer=_binary_infer, forward=forward, backward=backward,
+        flops=elementwise_flops(flops), examples=examples or BINARY_EXAMPLES,
+        family="elementwise",
+    ))
+
+
+def _unary_infer(inputs, params):
+    require_float(inputs[0], "x")
+    return [inputs[0]]
+
+
+def unary(name: str, doc: str, fwd, grad, examples=None, params=None, flops: int = 1) -> OpSpec:
+    """Register a unary op; *grad(x, out, g, params) -> gx*; *fwd(x, params)*."""
+
+    def forward(ctx, p, x):
+        out = fwd(x, p)
+        ctx.save(x, out)
+        return out
+
+    def backward(ctx, p, g):
+        x, out = ctx.saved
+        return (grad(x, out, g, p),)
+
+    return register(OpSpec(
+        name=name, category="op", doc=doc,
+        inputs=[Port("x")], outputs=[Port("out")], params=params or [],
+        infer=_unary_infer, forward=forward, backward=backward,
+        flops=elementwise_flops(flops), examples=examples or UNARY_EXAMPLES,
+        family="elementwise",
+    ))
+
+
+binary("add", "Element-wise a + b (broadcasting).", np.add, lambda a, b, o, g: (g, g))
+binary("sub", "Element-wise a − b (broadcasting).", np.subtract, lambda a, b, o, g: (g, -g))
+binary("mul", "Element-wise a × b (broadcasting).", np.multiply,
+       lambda a, b, o, g: (g * b, g * a))
+
+unary("relu", "Rectified linear unit: max(x, 0).", lambda x, p: np.maximum(x, 0),
+      lambda x, o, g, p: g * (x > 0))
+unary("tanh", "Hyperbolic tangent.", lambda x, p: np.tanh(x),
+      lambda x, o, g, p: g * (1 - o * o), flops=4)
+binary("div", "Element-wise a ÷ b (broadcasting).", np.divide,
+       lambda a, b, o, g: (g / b, -g * (o / b)), flops=1, examples=[
+           Example([((3, 4), "float"), ((3, 4), "float")], low=0.5, high=2.0),
+           Example([((2, 3, 4), "float"), ((4,), "float")], low=-2.0, high=-0.5,
+                   note="broadcast trailing, negative"),
+           Example([((3, 1), "float"), ((1, 5), "float")], low=0.5, high=2.0,
+                   note="broadcast both"),
+           Example([((1, 4), "float"), ((), "float")], low=0.5, high=2.0,
+                   note="scalar divisor, batch of 1"),
+       ])
+
+unary("neg", "Negation: −x.", lambda x, p: np.negative(x), lambda x, o, g, p: -g)
+unary("exp", "Exponential: eˣ.", lambda x, p: np.exp(x), lambda x, o, g, p: g * o, flops=4)
+unary("log", "Natural logarithm of x (x > 0).", lambda x, p: np.log(x),
+      lambda x, o, g, p: g / x, flops=4, examples=[
+          Example([((3, 4), "float")], low=0.1, high=3.0),
+          Example([((2, 3, 5), "float")], low=0.5, high=20.0),
+          Example([((1, 7), "float")], low=0.1, high=1.0, note="batch of 1"),
+      ])
+unary("sqrt", "Square root of x (x ≥ 0).", lambda x, p: np.sqrt(x),
+      lambda x, o, g, p: g / (2 * o), flops=2, examples=[
+          Example([((3, 4), "float")], low=0.1, high=3.0),
+          Example([((2, 3, 5), "float")], low=0.5, high=20.0),
+          Example([((1, 7), "float")], low=0.1, high=1.0, note="batch of 1"),
+      ])
+unary("abs", "Absolute value |x| (gradient 0 at 0).", lambda x, p: np.abs(x),
+      lambda x, o, g, p: g * np.sign(x))
+
+
+def _pow_grad(x, out, g, p):
+    e = p["exponent"]
+    if e == 0:
+        return np.zeros_like(g * x)
+    return g * (e * np.power(x, e - 1))
+
+
+unary("pow", """Power with a constant exponent: x ** exponent.
+
+    Non-integer exponents need x > 0 (negative x gives NaN, like NumPy and PyTorch).""",
+      lambda x, p: np.power(x, p["exponent"]), _pow_grad, flops=4,
+      params=[Param("exponent", "float", 2.0, doc="The constant exponent.")],
+      examples=[
+          Example([((3, 4), "float")], {"exponent": 2.0}),
+          Example([((2, 3, 5), "float")], {"exponent": 3.0}),
+          Example([((3, 4), "float")], {"exponent": 0.5}, low=0.2, high=2.0),
+          Example([((1, 7), "float")], {"exponent": -1.5}, low=0.5, high=2.0,
+                  note="batch of 1"),
+          Example([((2, 3), "float")], {"exponent": 0.0}, low=0.5, high=2.0, note="x ** 0"),
+      ])
+
+
+def _clamp_fwd(x, p):
+    out = x
+    if p["min"] is not None:
+        out = np.maximum(out, p["min"])
+    if p["max"] is not None:
+        out = np.minimum(out, p["max"])
+    return out if out is not x else x.copy()
+
+
+def _clamp_grad(x, out, g, p):
+    keep = np.ones(x.shape, dtype=bool)
+    if p["min"] is not None:
+        keep &= x >= p["min"]
+    if p["max"] is not None:
+        keep &= x <= p["max"]
+    return g * keep
+
+
+unary("clamp", """Clamp x into [min, max]; either bound may be left empty.
+
+    The gradient passes where min ≤ x ≤ max (like PyTorch); if min > max every value is max.""",
+      _clamp_fwd, _clamp_grad,
+      params=[Param("min", "float", None, optional=True, doc="Lower bound (empty: none)."),
+              Param("max", "float", None, optional=True, doc="Upper bound (empty: none).")],
+      examples=[
+          Example([((3, 4), "float")], {"min": -0.5, "max": 0.5}),
+          Example([((2, 3, 5), "float")], {"min": 0.0}),
+          Example([((1, 7), "float")], {"max": 0.25}, note="batch of 1"),
+          Example([((2, 4), "float")], {"min": 0.5, "max": -0.5}, note="min > max"),
+      ])
+
+unary("leaky_relu", "Leaky ReLU: x for x > 0, negative_slope·x otherwise.",
+      lambda x, p: np.where(x > 0, x, x * p["negative_slope"]),
+      lambda x, o, g, p: np.where(x > 0, g, g * p["negative_slope"]),
+      params=[Param("negative_slope", "float", 0.01, doc="Slope for x ≤ 0.")],
+      examples=[Example([((3, 4), "float")]),
+                Example([((2, 3, 5), "float")], {"negative_slope": 0.2}),
+                Example([((1, 7), "float")], {"negative_slope": -0.5}, note="batch of 1")])
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    e = np.exp(-np.abs(x))  # never overflows
+    r = 1 / (1 + e)
+    return np.where(x >= 0, r, e * r)
+
+
+unary("sigmoid", "Logistic sigmoid: 1 / (1 + e⁻ˣ).", lambda x, p: _sigmoid(x),
+      lambda x, o, g, p: g * (o * (1 - o)), flops=4,
+      examples=UNARY_EXAMPLES + [Example([((2, 6), "float")], low=-6.0, high=6.0,
+                                         note="large |x|")])
+
+
+def _silu_grad(x, out, g, p):
+    s = _sigmoid(x)
+    return g * (s * (1 + x * (1 - s)))
+
+
+unary("silu", "SiLU (swish): x · sigmoid(x).", lambda x, p: x * _sigmoid(x), _silu_grad,
+      flops=5, examples=UNARY_EXAMPLES + [Example([((2, 6), "float")], low=-6.0, high=6.0,
+                                                  note="large |x|")])
+
+# ------------------------------------------------------------------ GELU
+# float32 runs the Numba kernels in engine.kernels.elementwise (loaded on first use, so that
+# importing the registry never imports Numba); float64 runs the exact formulas below, which the
+# float64 gradient check and PyTorch parity (≤ 1e-10) rely on.
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_ERF = np.frompyfunc(math.erf, 1, 1)
+
+
+def _kernels():
+    """engine.kernels.elementwise, imported on first use."""
+    import engine.kernels.elementwise as kernels
+
+    return kernels
+
+
+def erf_exact(x: np.ndarray) -> np.ndarray:
+    """erf element-wise through ``math.erf`` (exact, slow: used for float64 only)."""
+    return np.asarray(_ERF(x), dtype=np.float64)
+
+
+def gelu_exact(x: np.ndarray, approximate: str) -> np.ndarray:
+    """GELU with exact float64 functions (``np.tanh`` or ``math.erf``)."""
+    x = np.asarray(x, dtype=np.float64)
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + erf_exact(x / math.sqrt(2)))
+
+
+def gelu_grad_exact(x: np.ndarray, g: np.ndarray, approximate: str) -> np.ndarray:
+    """``g · gelu'(x)`` with exact float64 functions."""
+    x = np.asarray(x, dtype=np.float64)
+    if approximate == "tanh":
+        t = np.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
+        du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+    cdf = 0.5 * (1 + erf_exact(x / math.sqrt(2)))
+    return g * (cdf + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+
+
+def _gelu_fwd(x, p):
+    if x.dtype == np.float32:
+        return _kernels().gelu_forward(x, p["approximate"])
+    return gelu_exact(x, p["approximate"]).astype(x.dtype, copy=False)
+
+
+def _gelu_grad(x, out, g, p):
+    if x.dtype == np.float32:
+        return _kernels().gelu_backward(x, g, p["approximate"])
+    return gelu_grad_exact(x, g, p["approximate"]).astype(x.dtype, copy=False)
+
+
+unary("gelu", """GELU: x · Φ(x), Φ the standard normal CDF (exact erf, or the tanh form).
+
+    ``approximate="tanh"`` uses 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))) like GPT-2.
+    float32 runs fused Numba kernels accurate to ~1e-10; float64 uses exact functions.""",
+      _gelu_fwd, _gelu_grad, flops=8,
+      params=[Param("approximate", "choice", "none", choices=("none", "tanh"),
+                    doc="none: exact (erf); tanh: the tanh approximation.")],
+      examples=[
+          Example([((3, 4), "float")], low=-3.0, high=3.0),
+          Example([((3, 4), "float")], {"approximate": "tanh"}, low=-3.0, high=3.0),
+          Example([((2, 3, 5), "float")], {"approximate": "tanh"}, low=-4.0, high=4.0),
+          Example([((2, 3, 5), "float")], low=-4.0, high=4.0, note="wide range"),
+          Example([((1, 7), "float")], note="batch of 1"),
+      ])
+
+# ------------------------------------------------------------------ where
+
+
+def _where_infer(inputs, params):
+    cond, a, b = inputs
+    require_float(a, "a")
+    require_float(b, "b")
+    shape = broadcast_shapes(cond.shape, a.shape, b.shape, port_names=["cond", "a", "b"])
+    return [TensorType(shape, "float")]
+
+
+def _where_forward(ctx, params, cond, a, b):
+    mask = np.asarray(cond) != 0
+    ctx.save(mask, a.shape, b.shape)
+    return np.where(mask, a, b)
+
+
+def _where_backward(ctx, params, g):
+    mask, a_shape, b_shape = ctx.saved
+    zero = np.zeros((), dtype=g.dtype)
+    return (None, unbroadcast(np.where(mask, g, zero), a_shape),
+            unbroadcast(np.where(mask, zero, g), b_shape))
+
+
+register(OpSpec(
+    name="where", category="op",
+    doc="""Select a where cond is nonzero, else b (broadcasting all three).
+
+    cond is a mask (float or int; nonzero means true) and gets no gradient.""",
+    inputs=[Port("cond", dtype="any", differentiable=False, doc="Mask: nonzero picks a."),
+            Port("a"), Port("b")],
+    outputs=[Port("out")],
+    infer=_where_infer, forward=_where_forward, backward=_where_backward,
+    flops=elementwise_flops(1), family="elementwise",
+    examples=[
+        Example([((3, 4), "int", 2), ((3, 4), "float"), ((3, 4), "float")]),
+        Example([((2, 1, 4), "int", 2), ((3, 1), "float"), ((2, 3, 4), "float")],
+                note="broadcast all"),
+        Example([((3, 4), "float"), ((4,), "float"), ((), "float")], note="float mask"),
+        Example([((1, 5), "int", 2), ((1, 5), "float"), ((1, 1), "float")],
+                note="batch of 1"),
+    ],
+))
