@@ -12,9 +12,54 @@ from engine.errors import WiregradError
 from engine.registry import format_shape
 
 
-def catalog() -> dict:
-    """Every node type as JSON-able data (palette, inspector, validator)."""
-    return registry.catalog()
+def catalog(include_user_layers: bool = True) -> dict:
+    """Every node type as JSON-able data (palette, inspector, validator).
+
+    Built-in layers carry their ``definition`` (so the editor can show their inside);
+    layers from the user library are added with ``"user": true``.
+    """
+    data = registry.catalog()
+    for op in data["ops"]:
+        if op["is_layer"]:
+            op["definition"] = registry.get(op["name"]).layer
+            op["user"] = False
+    if include_user_layers:
+        from engine.layers import library
+
+        for name, definition in library.list_layers().items():
+            data["ops"].append(layer_entry(name, definition, user=True))
+    return data
+
+
+def layer_entry(name: str, definition: dict, user: bool = True) -> dict:
+    """A catalog entry for a layer definition (user layers, a document's own layers)."""
+    from engine.params import layer_params
+
+    doc = definition.get("doc") or name
+    return {
+        "name": name, "category": "layer", "family": "user" if user else "layers",
+        "summary": doc.strip().splitlines()[0], "doc": doc.strip(),
+        "inputs": [{"name": p["name"], "dtype": p.get("dtype", "float"), "variadic": False,
+                    "optional": False, "doc": p.get("doc", "")}
+                   for p in definition.get("inputs", [])],
+        "outputs": [{"name": p["name"], "dtype": "float", "variadic": False, "optional": False,
+                     "doc": ""} for p in definition.get("outputs", [])],
+        "params": [p.to_json() for p in layer_params(definition)],
+        "weights": [], "state": [], "is_layer": True, "definition": definition, "user": user,
+    }
+
+
+def save_user_layer(name: str, definition: dict) -> str:
+    """Save a layer definition to the user library; returns the file path."""
+    from engine.layers import library
+
+    return str(library.save_layer(name, definition))
+
+
+def delete_user_layer(name: str) -> None:
+    from engine.layers import library
+
+    library.delete_layer(name)
 
 
 def list_presets() -> list[dict]:
@@ -88,13 +133,17 @@ def validate(doc: dict, dtype: str = "float32") -> dict:
     }
 
 
-def gradcheck(doc: dict, node: str | None = None, seed: int = 0) -> dict:
-    """Float64 gradient check of every node (or one); ``{"ok", "nodes": [...]}``."""
+def gradcheck(doc: dict, node: str | None = None, seed: int = 0,
+              base_dir: str | Path | None = None) -> dict:
+    """Float64 gradient check of every node (or one); ``{"ok", "nodes": [...]}``.
+
+    *base_dir* resolves relative data-file paths (the document's folder).
+    """
     from engine.gradcheck import gradcheck_document
 
     if node is not None and node not in {n["id"] for n in doc["nodes"]}:
         raise WiregradError("no such node in the graph", node=node)
-    reports = gradcheck_document(doc, node, seed)
+    reports = gradcheck_document(doc, node, seed, Path(base_dir) if base_dir else None)
     return {"ok": all(r.ok for r in reports), "nodes": [r.to_json() for r in reports]}
 
 
@@ -110,6 +159,9 @@ def warm_up(doc: dict | None = None, progress=None) -> int:
 
 __all__ = [
     "catalog",
+    "delete_user_layer",
+    "layer_entry",
+    "save_user_layer",
     "document",
     "embed_layer_definitions",
     "gradcheck",

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from engine.errors import GraphError, WiregradError
 
@@ -93,8 +94,8 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     from engine import api
     from engine.gradcheck import TOLERANCE
 
-    doc, _ = _load(args.graph)
-    result = api.gradcheck(doc, args.node, args.seed)
+    doc, path = _load(args.graph)
+    result = api.gradcheck(doc, args.node, args.seed, Path(path).parent)
     if args.json:
         _print_json(result)
     else:
@@ -123,6 +124,34 @@ def cmd_ops(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("train")
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a graph headless: progress bar, JSONL metrics, checkpoints."""
+    from engine.training_cli import train_command
+
+    return train_command(args)
+
+
+@command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Validation loss and metrics of some weights."""
+    from engine.training_cli import evaluate_command
+
+    return evaluate_command(args)
+
+
+@command("pack")
+def cmd_pack(args: argparse.Namespace) -> int:
+    """Document + weights (+ metadata) → one .wgz bundle."""
+    from engine import bundle
+    from engine.checkpoint import model_weights
+
+    doc, _ = _load(args.graph)
+    out = bundle.pack(doc, model_weights(args.weights), args.out)
+    print(f"wrote {out}")
+    return 0
+
+
 # ----------------------------------------------------------------- parser
 
 
@@ -146,6 +175,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--node", help="check only this node id")
     p.add_argument("--seed", type=int, default=0, help="seed for data and coordinates")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    p = sub.add_parser("train", help="train a graph (progress bar, metrics, checkpoints)")
+    p.add_argument("graph", help="document path or preset name")
+    p.add_argument("--steps", type=int, help="total steps (a resumed run stops at the same "
+                   "total); default: the document's training.steps")
+    p.add_argument("--seed", type=int, help="seed (default: the document's training.seed)")
+    p.add_argument("--out", help="folder for checkpoints and weights (default: a new run "
+                   "folder under the Wiregrad data folder)")
+    p.add_argument("--resume", help="checkpoint to continue from")
+    p.add_argument("--weights", help="start from these weights instead of a fresh init")
+    p.add_argument("--metrics", help="write one JSON record per line to this file")
+    p.add_argument("--threads", type=int, help="compute threads (BLAS and kernels)")
+    p.add_argument("--dtype", choices=["float32", "float64"], help="override training.dtype")
+    p.add_argument("--anomaly", action="store_true",
+                   help="check every op's output for NaN/Inf (slower)")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop after this many evaluations without improvement (0: off)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("evaluate", help="validation loss and metrics of trained weights")
+    p.add_argument("graph", help="document path, preset name or .wgz bundle")
+    p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
+    p.add_argument("--batches", type=int, default=0, help="evaluation batches (0: all)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("pack", help="bundle a document and its weights into one .wgz file")
+    p.add_argument("graph", help="document path or preset name")
+    p.add_argument("--weights", required=True, help="weights or checkpoint to include")
+    p.add_argument("--out", required=True, help="bundle file to write (NAME.wgz)")
 
     p = sub.add_parser("ops", help="list every op in the registry")
     fmt = p.add_mutually_exclusive_group()

@@ -74,17 +74,37 @@ def _inner_label(st: _State, path: str, port: str) -> str:
 def _expand(st: _State, body: dict, prefix: str, owner: str | None, top: str | None,
             env: dict, depth: int) -> None:
     """Add the nodes and edges of *body* (the document or a layer definition) to *st*."""
-    kinds: dict[str, str] = {}  # local id -> "op" | "layer" | "bad"
+    kinds: dict[str, str] = {}  # local id -> "op" | "layer" | "bad" | "muted" | "off"
+    bypass: dict[str, dict] = {}  # muted node -> {output port: input port passed through}
     for node in body.get("nodes", []):
         nid = node["id"]
         path = prefix + nid
         node_top = top or nid
         type_name = node["type"]
+        if type_name.startswith("$"):  # a layer param choosing the op, e.g. "$activation"
+            chosen = substitute({"type": type_name}, env)
+            type_name = chosen["type"] if isinstance(chosen, dict) else type_name
+            if not isinstance(type_name, str):
+                st.error(node_top, f"{_where(path)}'{node['type']}' must name a node type")
+                kinds[nid] = "bad"
+                continue
         given = substitute(node.get("params", {}), env)
         if isinstance(given, str):  # substitution error message
             st.error(node_top, f"{_where(path)}{given}")
             kinds[nid] = "bad"
             continue
+        if "when" in node:
+            enabled = substitute({"when": node["when"]}, env)
+            if isinstance(enabled, str):
+                st.error(node_top, f"{_where(path)}{enabled}")
+                kinds[nid] = "bad"
+                continue
+            if not enabled["when"]:
+                # A muted node (Blender-style): outputs pass an input through, or vanish.
+                route = node.get("bypass")
+                kinds[nid] = "muted" if isinstance(route, dict) else "off"
+                bypass[nid] = route if isinstance(route, dict) else {}
+                continue
         ldef = layer_definition(type_name, st.layer_defs)
         if ldef is not None:
             kinds[nid] = "layer"
@@ -111,11 +131,18 @@ def _expand(st: _State, body: dict, prefix: str, owner: str | None, top: str | N
         kinds[nid] = "op"
         st.flat[path] = _Flat(path, node_top, spec, params)
 
-    def src_key(end: dict, label: str, other: str | None = None) -> Key | None:
+    def src_key(end: dict, label: str, other: str | None = None, hops: int = 0) -> Key | None:
         nid, port = end["node"], end["port"]
         if nid == "$in" and owner is not None:
             return ("j", owner, "in", port)
         kind = kinds.get(nid)
+        if kind in ("muted", "off"):
+            through = bypass[nid].get(port)
+            feeding = [e["src"] for e in body.get("edges", [])
+                       if e["dst"]["node"] == nid and e["dst"]["port"] == through]
+            if kind == "off" or not feeding or hops > 64:
+                return None
+            return src_key(feeding[0], label, other, hops + 1)
         if kind is None:
             st.error(top or other, f"{label}: no node '{nid}' in the graph")
             return None
@@ -137,6 +164,8 @@ def _expand(st: _State, body: dict, prefix: str, owner: str | None, top: str | N
     def dst_key(end: dict, label: str, other: str | None = None) -> Key | None:
         nid, port = end["node"], end["port"]
         kind = kinds.get(nid)
+        if kind in ("muted", "off"):
+            return None
         if kind is None:
             st.error(top or other, f"{label}: no node '{nid}' in the graph")
             return None

@@ -105,31 +105,47 @@ def check_op(spec: OpSpec, example: Example, seed: int = 0) -> GradReport:
                            case.equation.outputs, GradReport(label), seed)
 
 
-def example_feeds(program: Program, seed: int = 0, sizes: dict | None = None) -> dict:
-    """Random data for every input node of *program* (labels within their ``high``)."""
+def example_feeds(program: Program, seed: int = 0, sizes: dict | None = None,
+                  base_dir=None, examples: int = 8) -> dict:
+    """Data for every input and data-source node of *program*.
+
+    Input nodes get random data (labels within their ``high``); data sources contribute
+    their first *examples* training examples, so labels and ids are realistic.
+    """
+    from engine.data import load_dataset
+
     rng = np.random.default_rng(seed)
     feeds = {}
-    for name, value in program.inputs.items():
-        eq = next(e for e in program.equations if e.path == name)
-        feeds[name] = example_value(program.values[value], rng, eq.params.get("high", 0),
-                                    sizes=sizes)
+    for eq in program.equations:
+        if eq.op.name == "input":
+            feeds[eq.path] = example_value(eq.output_types[0], rng, eq.params.get("high", 0),
+                                           sizes=sizes)
+        elif eq.op.category == "data":
+            ds = load_dataset(eq.op.name, eq.params, base_dir, node=eq.path)
+            feeds[eq.path] = tuple(ds.train[p.name][:examples] for p in eq.op.outputs)
     return feeds
 
 
-def gradcheck_document(doc: dict, node: str | None = None, seed: int = 0) -> list[GradReport]:
-    """Check every node (or just *node*) of a document in float64; input nodes are skipped."""
+def gradcheck_document(doc: dict, node: str | None = None, seed: int = 0,
+                       base_dir=None) -> list[GradReport]:
+    """Check every node (or just *node*) of a document in float64.
+
+    Data and input nodes are skipped (nothing to differentiate), as are nodes without float
+    inputs or weights (metrics on labels still count: their gradient must be right too).
+    """
     program = compile_document(doc, "float64")
     ex = Executor(program, "float64")
     weights = init_weights(program.parameters, seed, np.float64)
     state = init_weights(program.state, seed, np.float64)
-    feeds = example_feeds(program, seed)
+    feeds = example_feeds(program, seed, base_dir=base_dir)
     tape = ex.forward(feeds, weights, {k: v.copy() for k, v in state.items()}, training=True,
                       seed=seed)
     reports = []
     for nid in program.nodes:
         if node is not None and nid != node:
             continue
-        eqs = [e for e in program.equations if e.top == nid and e.op.name != "input"]
+        eqs = [e for e in program.equations
+               if e.top == nid and e.op.category not in ("data", "optimizer")]
         if not eqs:
             continue
         produced = {o for e in eqs for o in e.outputs}

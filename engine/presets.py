@@ -30,9 +30,13 @@ def list_presets() -> list[dict]:
 
 
 def resolve(graph: str | Path) -> Path:
-    """A document path from a file path or a preset name (``spiral_mlp``)."""
+    """A document path from a file path, a ``.wgz`` bundle or a preset name (``spiral_mlp``)."""
     path = Path(graph)
     if path.is_file():
+        if path.suffix == BUNDLE_SUFFIX:
+            from engine.bundle import unpack
+
+            return unpack(path)
         return path
     if path.suffix == "" and "/" not in str(graph) and "\\" not in str(graph):
         candidate = presets_dir() / f"{graph}.json"

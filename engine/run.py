@@ -74,7 +74,7 @@ class Executor:
                 {k: state[n] for k, n in eq.state.items()},
                 training,
                 np.random.default_rng([seed & 0xFFFFFFFF, index]),
-                feeds.get(eq.path) if eq.op.name == "input" else None,
+                feeds.get(eq.path) if eq.op.category == "data" else None,
                 self.dtype,
             )
             outs = eq.op.forward(ctx, eq.params, *ins)

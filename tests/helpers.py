@@ -28,3 +28,14 @@ def doc_of(nodes: list[dict], edges: list[dict], **extra) -> dict:
 
 def spiral() -> dict:
     return document.load(presets_dir() / "spiral_mlp.json")
+
+
+def input_mlp() -> dict:
+    """The spiral MLP's model fed by plain ``input`` nodes (forward runs, autodiff tests)."""
+    nodes = [n("points", "input", shape=["B", 2]),
+             n("labels", "input", shape=["B"], dtype="int", high=3),
+             n("fc1", "Linear", in_features=2, out_features=64), n("act1", "relu"),
+             n("fc2", "Linear", in_features=64, out_features=3), n("loss", "cross_entropy")]
+    edges = [e("points:out", "fc1:x"), e("fc1:y", "act1:x"), e("act1:out", "fc2:x"),
+             e("fc2:y", "loss:logits"), e("labels:out", "loss:labels")]
+    return doc_of(nodes, edges)

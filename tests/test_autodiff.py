@@ -7,7 +7,7 @@ import numpy as np
 from engine.compile import compile_document
 from engine.gradcheck import example_feeds, gradcheck_document
 from engine.run import Executor, init_weights
-from tests.helpers import doc_of, e, n, spiral
+from tests.helpers import doc_of, e, input_mlp, n
 
 
 def _loss_and_grads(program, feeds, weights, dtype="float32", seed=0):
@@ -19,7 +19,7 @@ def _loss_and_grads(program, feeds, weights, dtype="float32", seed=0):
 
 
 def test_whole_graph_gradient_matches_finite_differences():
-    program = compile_document(spiral(), "float64")
+    program = compile_document(input_mlp(), "float64")
     weights = init_weights(program.parameters, 3, np.float64)
     feeds = example_feeds(program, seed=1, sizes={"B": 16})
     loss, grads = _loss_and_grads(program, feeds, weights, "float64")
@@ -47,13 +47,13 @@ def test_fan_out_gradients_accumulate():
 
 
 def test_gradcheck_every_node_of_the_preset():
-    reports = gradcheck_document(spiral())
+    reports = gradcheck_document(input_mlp())
     assert [r.id for r in reports] == ["fc1", "act1", "fc2", "loss"]
     assert all(r.ok and r.checked > 0 for r in reports)
 
 
 def test_float32_by_default_and_float64_on_request():
-    program = compile_document(spiral())
+    program = compile_document(input_mlp())
     feeds = example_feeds(program, sizes={"B": 8})
     for dtype, expected in (("float32", np.float32), ("float64", np.float64)):
         weights = init_weights(program.parameters, 0, expected)
@@ -62,7 +62,7 @@ def test_float32_by_default_and_float64_on_request():
 
 
 def test_seeded_runs_are_bit_identical():
-    program = compile_document(spiral())
+    program = compile_document(input_mlp())
     runs = []
     for _ in range(2):
         weights = init_weights(program.parameters, 7, np.float32)
@@ -74,7 +74,7 @@ def test_seeded_runs_are_bit_identical():
 
 def test_plain_gradient_descent_lowers_the_loss():
     """End to end on the first MLP: forward, backward and an SGD update learn a fixed batch."""
-    program = compile_document(spiral())
+    program = compile_document(input_mlp())
     weights = init_weights(program.parameters, 0, np.float32)
     rng = np.random.default_rng(0)
     points = rng.normal(size=(64, 2)).astype(np.float32)
@@ -92,7 +92,7 @@ def test_input_shape_mismatch_names_the_input():
 
     from engine.errors import WiregradError
 
-    program = compile_document(spiral())
+    program = compile_document(input_mlp())
     weights = init_weights(program.parameters, 0, np.float32)
     feeds = {"points": np.zeros((4, 3), np.float32), "labels": np.zeros(4, np.int64)}
     with pytest.raises(WiregradError, match="does not match") as info:

@@ -33,14 +33,15 @@ def test_validate_json_contract(capsys):
     assert code == 0 and data["ok"] is True
     assert set(data) >= {"ok", "nodes", "total_params", "total_flops", "diagnostics"}
     fc1 = next(x for x in data["nodes"] if x["id"] == "fc1")
-    assert fc1 == {"id": "fc1", "type": "linear", "outputs": {"y": ["B", 64]},
+    assert fc1 == {"id": "fc1", "type": "Linear", "outputs": {"y": ["B", 64]},
                    "param_count": 192, "flops": 320}
     assert data["total_params"] == 387
 
 
 def _broken_doc(tmp_path):
     doc = document.load(ROOT / "presets" / "spiral_mlp.json")
-    doc["nodes"][4]["params"]["in_features"] = 32  # fc2 expects 32, gets 64
+    fc2 = next(x for x in doc["nodes"] if x["id"] == "fc2")
+    fc2["params"]["in_features"] = 32  # fc2 expects 32, gets 64
     doc["nodes"].append(n("orphan", "relu"))
     path = tmp_path / "broken.json"
     document.save(doc, path)
@@ -85,7 +86,7 @@ def test_gradcheck_passes_on_preset(capsys):
     code, out, _ = run(capsys, "gradcheck", "spiral_mlp", "--json")
     data = json.loads(out)
     assert code == 0 and data["ok"]
-    assert {x["id"] for x in data["nodes"]} == {"fc1", "act1", "fc2", "loss"}
+    assert {x["id"] for x in data["nodes"]} == {"fc1", "act1", "fc2", "loss", "accuracy"}
     assert all(set(x) >= {"id", "max_rel_err", "ok"} for x in data["nodes"])
 
 
@@ -122,7 +123,7 @@ def test_catalog_is_plain_json():
     data = registry.catalog()
     assert json.loads(json.dumps(data)) == data
     names = {op["name"] for op in data["ops"]}
-    assert {"input", "matmul", "cross_entropy", "linear"} <= names
+    assert {"input", "matmul", "cross_entropy", "Linear"} <= names
 
 
 def test_usage_error_exits_2(capsys):

@@ -17,7 +17,7 @@ def _mlp_nodes():
     return [
         n("x", "input", shape=["B", 4]),
         n("y", "input", shape=["B"], dtype="int", high=3),
-        n("fc", "linear", in_features=4, out_features=3),
+        n("fc", "Linear", in_features=4, out_features=3),
         n("loss", "cross_entropy"),
     ]
 
@@ -119,9 +119,9 @@ def test_user_layer_nested_inside_another_gets_dotted_names():
         "inputs": [{"name": "x"}],
         "outputs": [{"name": "y", "node": "second", "port": "y"}],
         "nodes": [
-            n("first", "linear", in_features=4, out_features="$width"),
+            n("first", "Linear", in_features=4, out_features="$width"),
             n("act", "tanh"),
-            n("second", "linear", in_features="$width", out_features="$width//2"),
+            n("second", "Linear", in_features="$width", out_features="$width//2"),
         ],
         "edges": [e("$in:x", "first:x"), e("first:y", "act:x"), e("act:out", "second:x")],
     }
@@ -155,13 +155,13 @@ def test_self_containing_layer_is_refused():
 
 
 def test_unconnected_layer_input_is_reported_on_the_layer_node():
-    doc = doc_of([n("fc", "linear", in_features=2, out_features=2), n("s", "sum")],
+    doc = doc_of([n("fc", "Linear", in_features=2, out_features=2), n("s", "sum")],
                  [e("fc:y", "s:x")])
     errors = _errors(doc)
     assert any(d.node == "fc" and d.port == "x" for d in errors)
 
 
-def test_spiral_preset_compiles_in_both_dtypes():
+def test_spiral_preset_compiles_in_both_dtypes():  # also exercises layers from "layers"
     for dtype in ("float32", "float64"):
         program = compile_document(spiral(), dtype)
         assert program.dtype == dtype

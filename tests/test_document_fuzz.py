@@ -84,7 +84,7 @@ def mutated(draw):
             node.setdefault("params", {})[key] = draw(json_values)
         elif kind == "type":
             node = nodes[draw(st.integers(0, len(nodes) - 1))]
-            node["type"] = draw(st.sampled_from(["linear", "relu", "matmul", "input", "sum",
+            node["type"] = draw(st.sampled_from(["Linear", "relu", "matmul", "input", "sum",
                                                  "cross_entropy", "nope", "parameter"]))
         elif kind == "nest":
             deep: object = 1
@@ -96,7 +96,7 @@ def mutated(draw):
             node.setdefault("params", {})["out_features"] = draw(
                 st.sampled_from([10**12, 2**31, -1, 0, 10**30]))
         elif kind == "layer" and doc["layers"]:
-            ldef = doc["layers"]["linear"]
+            ldef = doc["layers"]["Linear"]
             target = draw(st.sampled_from(["nodes", "edges", "outputs", "params"]))
             if ldef[target]:
                 ldef[target][draw(st.integers(0, len(ldef[target]) - 1))] = draw(json_values)
