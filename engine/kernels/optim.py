@@ -1,0 +1,124 @@
+"""Fused optimizer updates over flat float arrays, in place, one pass per parameter.
+
+Each kernel has a NumPy twin (``*_ref``) with the same arithmetic in the same order as
+``torch.optim`` (single-tensor, foreach=False), used in tests and with NUMBA_DISABLE_JIT=1.
+Serial on purpose: these are memory-bound and a 2-core machine gains nothing from threads
+that would also compete with OpenBLAS.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    """Adam / AdamW on flat arrays (p, g, m, v all 1-D, same length), in place."""
+    bc1 = 1.0 - beta1**step
+    bc2 = 1.0 - beta2**step
+    step_size = lr / bc1
+    bc2_sqrt = math.sqrt(bc2)
+    for i in range(p.shape[0]):
+        grad = g[i]
+        if decoupled:
+            p[i] = p[i] * (1.0 - lr * weight_decay)
+        elif weight_decay != 0.0:
+            grad = grad + weight_decay * p[i]
+        m[i] = m[i] + (grad - m[i]) * (1.0 - beta1)
+        v[i] = v[i] * beta2 + (1.0 - beta2) * grad * grad
+        denom = math.sqrt(v[i]) / bc2_sqrt + eps
+        p[i] = p[i] - step_size * m[i] / denom
+
+
+def adam_update_ref(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+    bc1 = 1.0 - beta1**step
+    bc2 = 1.0 - beta2**step
+    if decoupled:
+        p *= 1.0 - lr * weight_decay
+    elif weight_decay != 0.0:
+        g = g + weight_decay * p
+    m += (g - m) * (1.0 - beta1)
+    v *= beta2
+    v += (1.0 - beta2) * g * g
+    denom = np.sqrt(v) / math.sqrt(bc2) + eps
+    p -= (lr / bc1) * m / denom
+
+
+@njit(cache=True, nogil=True)
+def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    """SGD with momentum / Nesterov / L2 weight decay, in place."""
+    for i in range(p.shape[0]):
+        grad = g[i]
+        if weight_decay != 0.0:
+            grad = grad + weight_decay * p[i]
+        if momentum != 0.0:
+            if first:
+                buf[i] = grad
+            else:
+                buf[i] = buf[i] * momentum + (1.0 - dampening) * grad
+            if nesterov:
+                grad = grad + momentum * buf[i]
+            else:
+                grad = buf[i]
+        p[i] = p[i] - lr * grad
+
+
+def sgd_update_ref(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    if momentum != 0.0:
+        if first:
+            buf[...] = g
+        else:
+            buf *= momentum
+            buf += (1.0 - dampening) * g
+        g = g + momentum * buf if nesterov else buf
+    p -= lr * g
+
+
+@njit(cache=True, nogil=True)
+def rmsprop_update(p, g, sq, buf, lr, alpha, eps, weight_decay, momentum):
+    """RMSprop (not centred) with optional momentum, in place."""
+    for i in range(p.shape[0]):
+        grad = g[i]
+        if weight_decay != 0.0:
+            grad = grad + weight_decay * p[i]
+        sq[i] = sq[i] * alpha + (1.0 - alpha) * grad * grad
+        avg = math.sqrt(sq[i]) + eps
+        if momentum > 0.0:
+            buf[i] = buf[i] * momentum + grad / avg
+            p[i] = p[i] - lr * buf[i]
+        else:
+            p[i] = p[i] - lr * grad / avg
+
+
+def rmsprop_update_ref(p, g, sq, buf, lr, alpha, eps, weight_decay, momentum):
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    sq *= alpha
+    sq += (1.0 - alpha) * g * g
+    avg = np.sqrt(sq) + eps
+    if momentum > 0.0:
+        buf *= momentum
+        buf += g / avg
+        p -= lr * buf
+    else:
+        p -= lr * g / avg
+
+
+@njit(cache=True, nogil=True)
+def sum_of_squares(g):
+    """Σ g² accumulated in float64 (for the global gradient norm)."""
+    total = 0.0
+    for i in range(g.shape[0]):
+        x = np.float64(g[i])
+        total += x * x
+    return total
+
+
+def sum_of_squares_ref(g):
+    g64 = g.astype(np.float64)
+    return float(np.dot(g64, g64))
