@@ -1,0 +1,127 @@
+"""``wiregrad train`` and ``wiregrad evaluate``: the trainer driven from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+from engine import paths
+from engine.errors import NonFiniteError, WiregradError
+
+
+def _threads(n: int | None):
+    if not n:
+        return nullcontext()
+    if n < 1:
+        raise WiregradError("--threads must be at least 1")
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n)
+
+
+def _doc_weights(doc: dict, doc_path: Path, explicit: str | None) -> dict | None:
+    from engine.checkpoint import model_weights
+
+    if explicit:
+        return model_weights(explicit)
+    ref = doc.get("weights")
+    if not ref:
+        return None
+    path = (doc_path.parent / ref["path"]).resolve()
+    if not path.is_file():
+        raise WiregradError(f"the document's weights file {path} is missing", field="weights")
+    return model_weights(path)
+
+
+def _run_folder(args: argparse.Namespace, doc: dict) -> Path:
+    if args.out:
+        return Path(args.out)
+    name = (doc.get("meta", {}).get("name") or "run").lower().replace(" ", "_")[:40]
+    return paths.runs_dir() / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from engine import presets
+    from engine.checkpoint import CheckpointManager, model_weights, restore
+    from engine.train import Trainer
+
+    doc, doc_path = presets.load(args.graph)
+    weights = model_weights(args.weights) if args.weights else None
+    with _threads(args.threads):
+        trainer = Trainer(doc, base_dir=doc_path.parent, steps=args.steps, seed=args.seed,
+                          dtype=args.dtype, weights=weights, anomaly=args.anomaly,
+                          patience=args.patience)
+        if args.resume:
+            restore(trainer, args.resume)
+        folder = _run_folder(args, doc)
+        manager = CheckpointManager(folder)
+        metrics = open(args.metrics, "a", encoding="utf-8") if args.metrics else None
+        try:
+            return _loop(trainer, manager, metrics, args.quiet)
+        finally:
+            if metrics:
+                metrics.close()
+
+
+def _loop(trainer, manager, metrics, quiet: bool) -> int:
+    from tqdm import tqdm
+
+    bar = tqdm(total=trainer.total_steps, initial=trainer.step, disable=quiet, unit="step",
+               dynamic_ncols=True, file=sys.stderr)
+    last_eval: dict = {}
+    try:
+        for record in trainer.run(manager):
+            if metrics is not None and record["kind"] in ("train", "eval", "hparams"):
+                metrics.write(json.dumps(record) + "\n")
+            if record["kind"] == "train":
+                bar.update(1)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
+                                refresh=False)
+            elif record["kind"] == "eval":
+                last_eval = record
+                shown = {k: round(v, 4) for k, v in record.items()
+                         if isinstance(v, float) and k != "wall"}
+                bar.write(f"step {record['step']}: " + ", ".join(f"{k} {v}"
+                                                                for k, v in shown.items()))
+    except KeyboardInterrupt:
+        bar.close()
+        manager.save(trainer)
+        path = manager.save_model(trainer)
+        print(f"interrupted at step {trainer.step}; checkpoint and weights in {path.parent}",
+              file=sys.stderr)
+        return 130
+    except NonFiniteError:
+        bar.close()
+        raise
+    bar.close()
+    manager.save(trainer)
+    path = manager.save_model(trainer)
+    summary = {k: v for k, v in last_eval.items() if k not in ("kind", "wall")}
+    print(f"trained {trainer.step} steps; weights: {path}" + (f"; {summary}" if summary else ""))
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from engine import presets
+    from engine.train import Trainer
+
+    doc, doc_path = presets.load(args.graph)
+    weights = _doc_weights(doc, doc_path, args.weights)
+    if weights is None:
+        raise WiregradError("no weights to evaluate: pass --weights or open a document that "
+                            "references its weights")
+    trainer = Trainer(doc, base_dir=doc_path.parent, weights=weights)
+    result = trainer.evaluate(args.batches)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value:.6g}")
+    return 0
+
+
+__all__ = ["train_command", "evaluate_command", "NonFiniteError"]
