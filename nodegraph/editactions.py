@@ -1,0 +1,158 @@
+"""Edit-menu and canvas actions of the main window (a mixin of ``MainWindow``): clipboard,
+delete, groups and layers, frames, quick-add, validation."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF
+from PySide6.QtGui import QCursor
+from PySide6.QtWidgets import QApplication
+
+from nodegraph import grouping
+from nodegraph.items import NodeItem
+from nodegraph.quickadd import QuickAdd
+
+
+class EditMixin:
+    """Needs ``self.controller``, ``self.scene``, ``self.view``."""
+
+    # ------------------------------------------------------------------ clipboard
+
+    def action_copy(self) -> bool:
+        ids = self.scene.selected_node_ids()
+        if not ids:
+            return False
+        frag = grouping.fragment(self.controller.view_model, self.controller.catalog,
+                                 self.controller.scope, ids)
+        QApplication.clipboard().setText(grouping.fragment_text(frag))
+        self.statusBar().showMessage(f"Copied {len(ids)} node(s)", 3000)
+        return True
+
+    def action_cut(self) -> None:
+        if self.action_copy():
+            self.action_delete()
+
+    def action_paste(self) -> list[str]:
+        frag = grouping.parse_fragment(QApplication.clipboard().text())
+        if frag is None:
+            self.statusBar().showMessage("The clipboard holds no Wiregrad nodes", 3000)
+            return []
+        ids = self.controller.paste(frag)
+        self.scene.select_nodes(ids)
+        return ids
+
+    def action_duplicate(self) -> list[str]:
+        ids = self.scene.selected_node_ids()
+        if not ids:
+            return []
+        frag = grouping.fragment(self.controller.view_model, self.controller.catalog,
+                                 self.controller.scope, ids)
+        new = self.controller.paste(frag)
+        self.scene.select_nodes(new)
+        return new
+
+    def action_delete(self) -> None:
+        self.controller.remove(self.scene.selected_node_ids(), self.scene.selected_edges(),
+                               self.scene.selected_frame_ids())
+
+    def action_select_all(self) -> None:
+        for item in self.scene.items():
+            if item.parentItem() is None:
+                item.setSelected(True)
+
+    # ------------------------------------------------------------------ layers
+
+    def action_group(self) -> str | None:
+        gid = self.controller.group(self.scene.selected_node_ids())
+        if gid:
+            self.scene.select_nodes([gid])
+        return gid
+
+    def _selected_layer(self) -> str | None:
+        ids = self.scene.selected_node_ids()
+        if len(ids) == 1 and self.controller.can_enter(ids[0]):
+            return ids[0]
+        self.statusBar().showMessage("Select one layer node first", 4000)
+        return None
+
+    def action_ungroup(self) -> None:
+        node_id = self._selected_layer()
+        if node_id:
+            self.controller.ungroup(node_id)
+
+    def action_save_layer(self) -> None:
+        node_id = self._selected_layer()
+        if node_id and self.controller.save_layer_to_library(node_id):
+            self.refresh_palette()
+
+    def enter_layer(self, node_id: str) -> None:
+        if self.controller.can_enter(node_id):
+            self.controller.enter(node_id)
+
+    # ------------------------------------------------------------------ frames
+
+    def action_add_frame(self) -> str:
+        rect = QRectF()
+        for nid in self.scene.selected_node_ids():
+            rect = rect.united(self.scene.nodes[nid].sceneBoundingRect())
+        if rect.isNull():
+            c = self.view.mapToScene(self.view.viewport().rect().center())
+            rect = QRectF(c.x() - 150, c.y() - 100, 300, 200)
+        else:
+            rect = rect.adjusted(-30, -50, 30, 30)
+        return self.controller.add_frame((rect.x(), rect.y(), rect.width(), rect.height()))
+
+    # ------------------------------------------------------------------ quick-add
+
+    def open_quick_add(self, scene_pos: QPointF, wire: dict | None) -> QuickAdd:
+        popup = QuickAdd(self.controller.catalog, wire, self)
+        popup.chosen.connect(lambda name, port: self.quick_add_chosen(name, port, scene_pos,
+                                                                     wire))
+        popup.move(self.view.viewport().mapToGlobal(self.view.mapFromScene(scene_pos)))
+        if not self.view.viewport().rect().contains(self.view.mapFromScene(scene_pos)):
+            popup.move(QCursor.pos())
+        popup.show()
+        self.quick_add_popup = popup
+        return popup
+
+    def quick_add_chosen(self, type_name: str, port: str | None, pos: QPointF,
+                         wire: dict | None) -> str | None:
+        if wire is not None and not wire["output"]:
+            pos = QPointF(pos.x() - 200, pos.y())
+        node_id = self.controller.add_node(type_name, (pos.x(), pos.y()))
+        if node_id and wire is not None and port is not None:
+            if wire["output"]:
+                self.controller.connect(wire["node"], wire["port"], node_id, port)
+            else:
+                self.controller.connect(node_id, port, wire["node"], wire["port"])
+        if node_id:
+            self.scene.select_nodes([node_id])
+        return node_id
+
+    def add_from_palette(self, type_name: str) -> None:
+        c = self.view.mapToScene(self.view.viewport().rect().center())
+        node_id = self.controller.add_node(type_name, (c.x() - 100, c.y() - 40))
+        if node_id:
+            self.scene.select_nodes([node_id])
+
+    # ------------------------------------------------------------------ validation
+
+    def action_validate(self) -> None:
+        result = self.controller.revalidate(force=True)
+        errors = sum(1 for d in result["diagnostics"] if d["severity"] == "error")
+        if errors:
+            self.statusBar().showMessage(f"{errors} error(s): see the diagnostics list", 6000)
+            self.diagnostics_dock.raise_()
+        else:
+            self.statusBar().showMessage(
+                f"Valid: {result['total_params']:,} parameters, "
+                f"{result['total_flops']:,} FLOPs per example", 6000)
+
+    def focus_node(self, node_id: str | None) -> None:
+        if node_id is None:
+            return
+        if len(self.controller.scopes) > 1:
+            self.controller.leave(0)
+        item = self.scene.nodes.get(node_id)
+        if isinstance(item, NodeItem):
+            self.scene.select_nodes([node_id])
+            self.view.centerOn(item.sceneBoundingRect().center())

@@ -1,0 +1,213 @@
+"""File handling for the main window: open / save / templates / recent files / export / autosave
+and the unsaved-changes prompt (a mixin of :class:`nodegraph.mainwindow.MainWindow`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QRectF, QSize, QTimer
+from PySide6.QtGui import QImage, QPainter
+
+from engine import api, document, paths
+from engine.errors import WiregradError
+from nodegraph import autosave, dialogs, theme
+
+MAX_RECENT = 10
+
+
+def recent_file() -> Path:
+    return paths.config_dir() / "recent.json"
+
+
+def read_recent() -> list[str]:
+    try:
+        data = json.loads(recent_file().read_text())
+        return [p for p in data if isinstance(p, str)][:MAX_RECENT]
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def add_recent(path: str) -> None:
+    items = [path] + [p for p in read_recent() if p != path]
+    paths.ensure(recent_file().parent)
+    recent_file().write_text(json.dumps(items[:MAX_RECENT]))
+
+
+def is_preset(path: Path) -> bool:
+    try:
+        return any(Path(p["path"]).resolve() == path.resolve() for p in api.list_presets())
+    except OSError:
+        return False
+
+
+def load_graph(what: str) -> tuple[dict, Path | None, bool]:
+    """(document, path to save to or None, opened as template) — raises WiregradError."""
+    doc, path = api.open_graph(what)
+    template = is_preset(path) or str(what).endswith(".wgz")
+    return doc, (None if template else path), template
+
+
+class FileMixin:
+    """Needs ``self.controller``, ``self.path``, ``self.template``, ``self.view``."""
+
+    def init_files(self, autosave_enabled: bool) -> None:
+        self.autosaver = autosave.Autosave()
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(autosave.INTERVAL_MS)
+        self.autosave_timer.timeout.connect(self.autosave_now)
+        if autosave_enabled:
+            self.autosave_timer.start()
+
+    # ------------------------------------------------------------------ state
+
+    def display_name(self) -> str:
+        if self.path is not None:
+            return Path(self.path).name
+        return self.controller.model.doc.get("meta", {}).get("name") or "untitled"
+
+    def is_dirty(self) -> bool:
+        return not self.controller.stack.isClean()
+
+    # ------------------------------------------------------------------ open
+
+    def open_document(self, what: str) -> bool:
+        """Open a file, preset name or bundle; on error show the loader's message and keep
+        the open graph untouched."""
+        try:
+            doc, path, template = load_graph(what)
+        except (WiregradError, OSError, ValueError) as exc:
+            dialogs.error(self, "Cannot open graph", str(exc))
+            return False
+        if not self.maybe_save():
+            return False
+        self.set_document(doc, path, template)
+        if path is not None:
+            add_recent(str(path))
+            self.refresh_recent_menu()
+        return True
+
+    def set_document(self, doc: dict, path: Path | None, template: bool) -> None:
+        self.path, self.template = path, template
+        self.controller.replace_document(doc)
+        self.autosaver.clear()
+        self.update_title()
+        QTimer.singleShot(0, self.view.fit)
+
+    def action_open(self) -> None:
+        path = dialogs.open_path(self)
+        if path:
+            self.open_document(path)
+
+    def action_new(self) -> None:
+        if self.maybe_save():
+            self.set_document(document.new_document(), None, False)
+
+    # ------------------------------------------------------------------ save
+
+    def save_to(self, path: Path) -> bool:
+        doc = api.embed_layer_definitions(self.controller.model.snapshot())
+        try:
+            document.save(doc, path)
+        except (WiregradError, OSError) as exc:
+            dialogs.error(self, "Cannot save graph", str(exc))
+            return False
+        self.path, self.template = Path(path), False
+        self.controller.stack.setClean()
+        self.autosaver.clear()
+        add_recent(str(path))
+        self.refresh_recent_menu()
+        self.update_title()
+        self.statusBar().showMessage(f"Saved {path}", 4000)
+        return True
+
+    def action_save(self) -> bool:
+        if self.path is None or self.template:
+            return self.action_save_as()
+        return self.save_to(Path(self.path))
+
+    def action_save_as(self) -> bool:
+        suggestion = str(Path.home() / f"{self.display_name().removesuffix('.json')}.json")
+        path = dialogs.save_path(self, suggestion)
+        return self.save_to(Path(path)) if path else False
+
+    def maybe_save(self) -> bool:
+        """True when it is fine to drop the current document (saved, discarded)."""
+        if not self.is_dirty():
+            return True
+        answer = dialogs.ask_unsaved(self, self.display_name())
+        if answer == "save":
+            return self.action_save()
+        return answer == "discard"
+
+    # ------------------------------------------------------------------ autosave
+
+    def autosave_now(self) -> Path | None:
+        if not self.is_dirty():
+            return None
+        try:
+            return self.autosaver.write(self.controller.model.snapshot(),
+                                        str(self.path) if self.path else None)
+        except (WiregradError, OSError) as exc:
+            self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
+            return None
+
+    def offer_recovery(self) -> bool:
+        """Offer each crashed session's snapshot; returns True when one was recovered."""
+        for orphan in autosave.orphans():
+            when = orphan.get("name") or orphan.get("source") or "an unsaved graph"
+            answer = dialogs.ask_recover(self, f"An autosave of “{when}” was found.")
+            if answer == "discard":
+                autosave.discard(orphan)
+            elif answer == "recover":
+                try:
+                    doc = document.load(orphan["path"])
+                except WiregradError as exc:
+                    dialogs.error(self, "Cannot recover", str(exc))
+                    continue
+                source = orphan.get("source")
+                self.set_document(doc, Path(source) if source else None, False)
+                self.controller.stack.resetClean()  # recovered work is unsaved
+                self.autosave_now()
+                autosave.discard(orphan)
+                self.update_title()
+                return True
+        return False
+
+    # ------------------------------------------------------------------ export
+
+    def export_image(self, path: str) -> None:
+        scene = self.scene
+        rect = QRectF()
+        for item in scene.items():
+            if item.parentItem() is None and item.isVisible():
+                rect = rect.united(item.sceneBoundingRect())
+        rect = rect.adjusted(-40, -40, 40, 40)
+        scene.clearSelection()
+        if path.lower().endswith(".svg"):
+            from PySide6.QtSvg import QSvgGenerator
+
+            gen = QSvgGenerator()
+            gen.setFileName(path)
+            gen.setSize(QSize(int(rect.width()), int(rect.height())))
+            gen.setViewBox(QRectF(0, 0, rect.width(), rect.height()))
+            gen.setTitle(self.display_name())
+            painter = QPainter(gen)
+            painter.fillRect(QRectF(0, 0, rect.width(), rect.height()), theme.BACKGROUND)
+            scene.render(painter, QRectF(0, 0, rect.width(), rect.height()), rect)
+            painter.end()
+            return
+        scale = 2.0 if rect.width() * rect.height() < 2.5e7 else 1.0
+        image = QImage(int(rect.width() * scale), int(rect.height() * scale),
+                       QImage.Format.Format_ARGB32)
+        image.fill(theme.BACKGROUND)
+        painter = QPainter(image)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        scene.render(painter, QRectF(0, 0, image.width(), image.height()), rect)
+        painter.end()
+        image.save(path)
+
+    def action_export(self) -> None:
+        path = dialogs.export_path(self, str(Path.home() / "graph.png"))
+        if path:
+            self.export_image(path)

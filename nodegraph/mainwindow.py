@@ -1,0 +1,243 @@
+"""The main window: canvas, docks (palette, inspector, diagnostics), breadcrumb, menus,
+toolbar and status bar. Behaviour lives in the mixins (``files``, ``editactions``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine import document
+from nodegraph.controller import Controller
+from nodegraph.editactions import EditMixin
+from nodegraph.files import FileMixin
+from nodegraph.inspector import Inspector
+from nodegraph.menus import build_menus
+from nodegraph.minimap import Minimap
+from nodegraph.palette import Palette
+from nodegraph.scene import GraphScene
+from nodegraph.specs import Catalog
+from nodegraph.view import GraphView
+
+
+class MainWindow(FileMixin, EditMixin, QMainWindow):
+    def __init__(self, doc: dict | None = None, path: Path | None = None,
+                 template: bool = False, warm_up: bool = False, autosave: bool = True,
+                 catalog: Catalog | None = None) -> None:
+        super().__init__()
+        self.path, self.template = path, template
+        self.controller = Controller(doc or document.new_document(), catalog)
+        self.scene = GraphScene(self.controller, self)
+        self.view = GraphView(self.scene)
+        self.minimap = Minimap(self.view)
+        self.minimap.hide()
+        self.quick_add_popup = None
+        self._build_central()
+        self._build_docks()
+        self._build_status()
+        self.actions_by_name = build_menus(self)
+        self.init_files(autosave)
+        self._connect()
+        self.resize(1440, 900)
+        self.update_title()
+        self.refresh_palette()
+        self.refresh_status(self.controller.validation)
+        self.warm = None
+        if warm_up:
+            self.start_warm_up()
+
+    # ------------------------------------------------------------------ layout
+
+    def _build_central(self) -> None:
+        central = QWidget()
+        box = QVBoxLayout(central)
+        box.setContentsMargins(0, 0, 0, 0)
+        box.setSpacing(0)
+        self.crumbs = QWidget()
+        self.crumbs.setStyleSheet("background: #2b2e34;")
+        self.crumb_box = QHBoxLayout(self.crumbs)
+        self.crumb_box.setContentsMargins(6, 3, 6, 3)
+        box.addWidget(self.crumbs)
+        box.addWidget(self.view)
+        self.setCentralWidget(central)
+
+    def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title.lower())
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _build_docks(self) -> None:
+        self.palette = Palette(self.controller.catalog)
+        self.palette_dock = self._dock("Palette", self.palette,
+                                       Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.inspector = Inspector(self.controller)
+        self.inspector_dock = self._dock("Inspector", self.inspector,
+                                         Qt.DockWidgetArea.RightDockWidgetArea)
+        self.diagnostics = QListWidget()
+        self.diagnostics.setWordWrap(True)
+        self.diagnostics_dock = self._dock("Diagnostics", self.diagnostics,
+                                           Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([self.palette_dock, self.inspector_dock], [210, 300],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.inspector_dock, self.diagnostics_dock], [600, 160],
+                         Qt.Orientation.Vertical)
+
+    def _build_status(self) -> None:
+        bar = self.statusBar()
+        self.diag_label = QLabel()
+        self.params_label = QLabel()
+        self.file_label = QLabel()
+        self.zoom_label = QLabel("100 %")
+        self.warm_bar = QProgressBar()
+        self.warm_bar.setMaximumWidth(160)
+        self.warm_bar.setFormat("kernels %v/%m")
+        self.warm_bar.hide()
+        for w in (self.warm_bar, self.diag_label, self.params_label, self.zoom_label,
+                  self.file_label):
+            bar.addPermanentWidget(w)
+
+    def _connect(self) -> None:
+        c = self.controller
+        c.validated.connect(self.refresh_status)
+        c.message.connect(lambda m: self.statusBar().showMessage(m, 6000))
+        c.scope_changed.connect(self.refresh_crumbs)
+        c.scope_changed.connect(lambda: self.view.fit())
+        c.document_replaced.connect(self.refresh_palette)
+        c.stack.cleanChanged.connect(self._clean_changed)
+        self.scene.selectionChanged.connect(self._selection_changed)
+        self.scene.enter_requested.connect(self.enter_layer)
+        self.view.quick_add.connect(self.open_quick_add)
+        self.view.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
+        self.view.zoom_changed.connect(lambda _z: self._refresh_minimap())
+        self.palette.activated.connect(self.add_from_palette)
+        self.diagnostics.itemClicked.connect(
+            lambda item: self.focus_node(item.data(Qt.ItemDataRole.UserRole)))
+        self.refresh_crumbs()
+
+    # ------------------------------------------------------------------ refreshers
+
+    def _clean_changed(self, _clean: bool) -> None:
+        try:
+            self.update_title()
+        except RuntimeError:  # the undo stack is being destroyed with the window
+            pass
+
+    def _selection_changed(self) -> None:
+        try:
+            ids = self.scene.selected_node_ids()
+        except RuntimeError:  # the scene is being torn down
+            return
+        self.inspector.show_node(ids[0] if len(ids) == 1 else None)
+
+    def refresh_status(self, result: dict) -> None:
+        diags = result.get("diagnostics", [])
+        errors = sum(1 for d in diags if d["severity"] == "error")
+        warnings = len(diags) - errors
+        color = "#e44848" if errors else "#6ee68c"
+        self.diag_label.setText(f"<span style='color:{color}'>{errors} error(s)</span>, "
+                                f"{warnings} warning(s)")
+        self.params_label.setText(f"{result.get('total_params', 0):,} parameters")
+        self.diagnostics.clear()
+        for d in diags:
+            where = d.get("node") or "graph"
+            item = QListWidgetItem(f"{d['severity']}: {where}: {d['message']}")
+            item.setData(Qt.ItemDataRole.UserRole, d.get("node"))
+            item.setForeground(Qt.GlobalColor.red if d["severity"] == "error"
+                               else Qt.GlobalColor.yellow)
+            self.diagnostics.addItem(item)
+        self._refresh_minimap()
+
+    def _refresh_minimap(self) -> None:
+        if self.minimap.isVisible():
+            self.minimap.refit()
+            self.minimap.place()
+            self.minimap.viewport().update()
+
+    def refresh_crumbs(self) -> None:
+        while self.crumb_box.count():
+            item = self.crumb_box.takeAt(0)
+            if item.widget():
+                item.widget().deleteLater()
+        scopes = self.controller.scopes
+        for depth, scope in enumerate(scopes):
+            label = self.display_name() if depth == 0 else scope.label
+            if scope.read_only and depth:
+                label += " (built-in, read-only)"
+            button = QPushButton(label)
+            button.setFlat(True)
+            button.setEnabled(depth < len(scopes) - 1)
+            button.clicked.connect(lambda _=False, d=depth: self.controller.leave(d))
+            self.crumb_box.addWidget(button)
+            if depth < len(scopes) - 1:
+                self.crumb_box.addWidget(QLabel("›"))
+        self.crumb_box.addStretch(1)
+        self.crumbs.setVisible(len(scopes) > 1)
+
+    def refresh_palette(self) -> None:
+        from engine import api
+
+        doc = self.controller.model.doc
+        extra = {}
+        for name, ldef in doc.get("layers", {}).items():
+            if name not in self.controller.catalog.ops and isinstance(ldef, dict):
+                try:
+                    extra[name] = api.layer_entry(name, ldef, user=False)
+                except Exception:  # noqa: BLE001 (a malformed local layer is shown as unknown)
+                    continue
+        self.palette.populate(extra)
+
+    def update_title(self) -> None:
+        state = "template (Save asks for a path)" if self.template else (
+            "unsaved" if self.path is None else str(self.path))
+        dirty = self.is_dirty()
+        self.file_label.setText(("● modified · " if dirty else "") + state)
+        self.setWindowTitle(f"{'*' if dirty else ''}{self.display_name()} — Wiregrad")
+        if hasattr(self, "crumb_box"):
+            self.refresh_crumbs()
+
+    def toggle_minimap(self, on: bool) -> None:
+        self.minimap.setVisible(on)
+        self._refresh_minimap()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._refresh_minimap()
+
+    def start_warm_up(self) -> None:
+        from nodegraph.warmup import WarmUp
+
+        self.warm = WarmUp(self.controller.model.snapshot(), self)
+        self.warm_bar.show()
+        self.warm.progress.connect(lambda d, t: (self.warm_bar.setMaximum(max(t, 1)),
+                                                 self.warm_bar.setValue(d)))
+        self.warm.done.connect(lambda msg: (self.warm_bar.hide(),
+                                            self.statusBar().showMessage(msg, 5000)))
+        self.warm.start()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        if not self.maybe_save():
+            event.ignore()
+            return
+        if self.warm is not None and self.warm.isRunning():
+            self.warm.wait(2000)
+        self.autosave_timer.stop()
+        self.autosaver.clear()
+        event.accept()
+
+    def shortcut(self, name: str) -> QKeySequence:
+        return self.actions_by_name[name].shortcut()

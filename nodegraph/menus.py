@@ -1,0 +1,124 @@
+"""Menus, toolbar and shortcuts of the main window (File, Edit, View, Run)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QStyle
+
+from engine import api
+
+K = QKeySequence.StandardKey
+
+
+def _action(win, actions, name, text, slot, shortcut=None, icon=None, checkable=False):
+    act = QAction(text, win)
+    if shortcut is not None:
+        act.setShortcut(QKeySequence(shortcut) if isinstance(shortcut, str) else shortcut)
+    if icon is not None:
+        act.setIcon(win.style().standardIcon(icon))
+    act.setCheckable(checkable)
+    act.triggered.connect(slot)
+    actions[name] = act
+    return act
+
+
+def build_menus(win) -> dict:
+    a: dict = {}
+    stack = win.controller.stack
+    bar = win.menuBar()
+    P = QStyle.StandardPixmap
+
+    m = bar.addMenu("&File")
+    m.addAction(_action(win, a, "new", "&New", win.action_new, K.New, P.SP_FileIcon))
+    m.addAction(_action(win, a, "open", "&Open…", win.action_open, K.Open, P.SP_DirOpenIcon))
+    presets = m.addMenu("Open &Preset")
+    for p in api.list_presets():
+        act = presets.addAction(p["title"])
+        act.setToolTip(p["description"])
+        act.triggered.connect(lambda _=False, n=p["name"]: win.open_document(n))
+    win.recent_menu = m.addMenu("Open &Recent")
+    win.refresh_recent_menu = lambda: _fill_recent(win)
+    _fill_recent(win)
+    m.addSeparator()
+    m.addAction(_action(win, a, "save", "&Save", win.action_save, K.Save, P.SP_DialogSaveButton))
+    m.addAction(_action(win, a, "save_as", "Save &As…", win.action_save_as, K.SaveAs))
+    export = m.addMenu("&Export")
+    export.addAction(_action(win, a, "export", "Canvas as &Image (PNG / SVG)…",
+                             win.action_export, "Ctrl+E"))
+    m.addSeparator()
+    m.addAction(_action(win, a, "quit", "&Quit", win.close, K.Quit))
+
+    m = bar.addMenu("&Edit")
+    undo = _action(win, a, "undo", "&Undo", stack.undo, K.Undo, P.SP_ArrowBack)
+    redo = _action(win, a, "redo", "&Redo", stack.redo, K.Redo, P.SP_ArrowForward)
+    undo.setEnabled(False)
+    redo.setEnabled(False)
+    stack.canUndoChanged.connect(undo.setEnabled)
+    stack.canRedoChanged.connect(redo.setEnabled)
+    stack.undoTextChanged.connect(lambda t: _tip(undo, f"Undo {t}"))
+    stack.redoTextChanged.connect(lambda t: _tip(redo, f"Redo {t}"))
+    m.addActions([undo, redo])
+    m.addSeparator()
+    m.addAction(_action(win, a, "cut", "Cu&t", win.action_cut, K.Cut))
+    m.addAction(_action(win, a, "copy", "&Copy", win.action_copy, K.Copy))
+    m.addAction(_action(win, a, "paste", "&Paste", win.action_paste, K.Paste))
+    m.addAction(_action(win, a, "duplicate", "D&uplicate", win.action_duplicate, "Ctrl+D"))
+    m.addAction(_action(win, a, "delete", "&Delete", win.action_delete, K.Delete))
+    m.addAction(_action(win, a, "select_all", "Select &All", win.action_select_all, K.SelectAll))
+    m.addSeparator()
+    m.addAction(_action(win, a, "group", "&Group into Layer", win.action_group, "Ctrl+G"))
+    m.addAction(_action(win, a, "ungroup", "U&ngroup", win.action_ungroup, "Ctrl+Shift+G"))
+    m.addAction(_action(win, a, "save_layer", "Save Layer to &Library", win.action_save_layer))
+    m.addAction(_action(win, a, "frame", "Add Comment/&Frame", win.action_add_frame, "Ctrl+K"))
+
+    m = bar.addMenu("&View")
+    m.addAction(_action(win, a, "fit", "&Fit", win.view.fit, "F"))
+    m.addAction(_action(win, a, "zoom_in", "Zoom &In", lambda: win.view.zoom_by(1), K.ZoomIn))
+    m.addAction(_action(win, a, "zoom_out", "Zoom &Out", lambda: win.view.zoom_by(-1),
+                        K.ZoomOut))
+    m.addAction(_action(win, a, "layout", "&Auto-layout", win.controller.auto_layout, "Ctrl+L"))
+    m.addAction(_action(win, a, "minimap", "&Minimap", win.toggle_minimap, "M",
+                        checkable=True))
+    m.addAction(_action(win, a, "leave", "&Leave Layer", lambda: win.controller.leave(),
+                        "Backspace"))
+    m.addSeparator()
+    for dock in (win.palette_dock, win.inspector_dock, win.diagnostics_dock):
+        m.addAction(dock.toggleViewAction())
+
+    m = bar.addMenu("&Run")
+    m.addAction(_action(win, a, "validate", "&Validate", win.action_validate, "Ctrl+Shift+V",
+                        P.SP_DialogApplyButton))
+
+    tools = win.addToolBar("Main")
+    tools.setObjectName("main_toolbar")
+    tools.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    for name in ("new", "open", "save"):
+        tools.addAction(a[name])
+    tools.addSeparator()
+    tools.addActions([undo, redo])
+    tools.addSeparator()
+    for name in ("fit", "layout", "validate"):
+        tools.addAction(a[name])
+    for act in a.values():  # shortcuts work while the canvas has focus
+        win.addAction(act)
+    return a
+
+
+def _tip(action: QAction, text: str) -> None:
+    try:
+        action.setToolTip(text)
+    except RuntimeError:  # the window is being destroyed
+        pass
+
+
+def _fill_recent(win) -> None:
+    from nodegraph.files import read_recent
+
+    menu = win.recent_menu
+    menu.clear()
+    recent = read_recent()
+    for path in recent:
+        act = menu.addAction(path)
+        act.triggered.connect(lambda _=False, p=path: win.open_document(p))
+    menu.setEnabled(bool(recent))
