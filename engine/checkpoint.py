@@ -125,6 +125,18 @@ class CheckpointManager:
         """``weights.safetensors``: parameters and state only, for evaluate / sample / export."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "weights.safetensors"
-        save_weights(path, {**trainer.params, **trainer.state},
-                     {"graph_hash": graph_hash(trainer.doc), "step": str(trainer.step)})
+        save_weights(path, {**trainer.params, **trainer.state}, model_metadata(trainer))
         return path
+
+
+def model_metadata(trainer) -> dict[str, str]:
+    """What a weights file says about itself: graph hash, step, vocabulary, validation loss."""
+    meta = {"graph_hash": graph_hash(trainer.doc), "step": str(trainer.step),
+            "name": trainer.doc.get("meta", {}).get("name", ""),
+            "parameters": str(sum(v.size for v in trainer.params.values()))}
+    for node in trainer.doc["nodes"]:
+        if node["type"] == "text_corpus":
+            meta["vocab"] = node["params"].get("vocab", "")
+    if trainer.best is not None:
+        meta["best_val"] = repr(trainer.best)
+    return meta

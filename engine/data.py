@@ -45,11 +45,35 @@ _GENERATE, _SPLIT = 1, 2
 
 @dataclass
 class Dataset:
-    """Train and validation arrays by output port name (leading axis = examples)."""
+    """Train and validation arrays by output port name (leading axis = examples).
+
+    Sources that batch differently (text: random windows of one token stream) set
+    ``make_batcher(batch_size, seed)`` and ``eval_batches(batch_size, max_batches)``.
+    """
 
     train: dict[str, np.ndarray]
     val: dict[str, np.ndarray]
     info: dict = field(default_factory=dict)
+    make_batcher: Callable | None = None
+    eval_batches: Callable | None = None
+
+
+def batcher_for(ds: Dataset, batch_size: int, seed: int):
+    """The training batcher of *ds* (shuffled examples unless the source says otherwise)."""
+    if ds.make_batcher is not None:
+        return ds.make_batcher(batch_size, seed)
+    return Batcher(ds.train, batch_size, seed)
+
+
+def eval_batches_for(ds: Dataset, batch_size: int, max_batches: int = 0) -> Iterator[dict]:
+    """Deterministic validation batches of *ds*."""
+    if ds.eval_batches is not None:
+        return ds.eval_batches(batch_size, max_batches)
+    return iterate_in_order(ds.val, batch_size, max_batches)
+
+
+# op name -> builder(params, base, node) -> Dataset, for sources with their own split.
+DATASET_BUILDERS: dict[str, Callable] = {}
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -71,7 +95,7 @@ def load_dataset(op_name: str, params: dict, base_dir: Path | None = None,
     """
     from engine import registry
 
-    builder = _BUILDERS.get(op_name)
+    builder = _BUILDERS.get(op_name) or DATASET_BUILDERS.get(op_name)
     if builder is None:
         raise WiregradError(f"'{op_name}' is not a data source", node=node)
     params = {**registry.get(op_name).defaults(), **params}
@@ -81,8 +105,11 @@ def load_dataset(op_name: str, params: dict, base_dir: Path | None = None,
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    arrays, info = builder(params, base, node)
-    dataset = _split(arrays, info, params, node)
+    if op_name in DATASET_BUILDERS:
+        dataset = builder(params, base, node)
+    else:
+        arrays, info = builder(params, base, node)
+        dataset = _split(arrays, info, params, node)
     _CACHE[key] = dataset
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)

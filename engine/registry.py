@@ -204,6 +204,7 @@ OP_MODULES = (
     "engine.ops.metrics",
     "engine.ops.optimizer",
     "engine.ops.data",
+    "engine.ops.text_data",
     "engine.layers.builtin",
 )
 

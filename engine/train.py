@@ -42,7 +42,7 @@ class Trainer:
                  steps: int | None = None, seed: int | None = None, dtype: str | None = None,
                  weights: dict[str, np.ndarray] | None = None, anomaly: bool = False,
                  patience: int = 0, early_stop_metric: str = "val_loss") -> None:
-        from engine.data import Batcher
+        from engine.data import batcher_for
 
         self.doc = doc
         self.settings = document.training_settings(doc)
@@ -58,7 +58,7 @@ class Trainer:
         if weights:
             self.load_weights(weights)
         self.batchers = {
-            node: Batcher(ds.train, self.graph.batch_sizes[node], _node_seed(self.seed, node))
+            node: batcher_for(ds, self.graph.batch_sizes[node], _node_seed(self.seed, node))
             for node, ds in self.graph.datasets.items()
         }
         self.optimizer, self.schedule, self.clip_norm = self._build_optimizer()
@@ -204,10 +204,10 @@ class Trainer:
 
     def evaluate(self, max_batches: int | None = None) -> dict:
         """Validation loss and metrics, averaged over evaluation batches (weighted)."""
-        from engine.data import iterate_in_order
+        from engine.data import eval_batches_for
 
         limit = self.settings["eval_batches"] if max_batches is None else max_batches
-        iters = {node: iterate_in_order(ds.val, self.graph.batch_sizes[node], limit)
+        iters = {node: eval_batches_for(ds, self.graph.batch_sizes[node], limit)
                  for node, ds in self.graph.datasets.items()}
         totals: dict[str, float] = {}
         count = 0

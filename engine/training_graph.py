@@ -86,7 +86,7 @@ def analyse(doc: dict, program: Program, base_dir: str | Path | None = None) -> 
                                                    if base_dir else None, node=eq.path)
             graph.data_ports[eq.path] = [p.name for p in eq.op.outputs]
             graph.batch_sizes[eq.path] = int(eq.params["batch_size"])
-            if eq.op.name.startswith("text"):
+            if eq.op.name == "text_corpus":
                 graph.sequence_nodes.add(eq.path)
         elif eq.op.category == "metric" and eq.top == eq.path:
             graph.metric_values[eq.path] = eq.outputs[0]

@@ -41,6 +41,13 @@ def register_layer(name: str, definition: dict) -> OpSpec:
 
 
 BIAS = param("bias", "bool", True, "Learn an additive bias.")
+INIT = param("init", "choice", "fan_in_uniform",
+             "Weight initialiser: PyTorch's default U(±1/√fan_in), or normal(0, init_std).",
+             choices=["fan_in_uniform", "normal"])
+INIT_STD = param("init_std", "float", 0.02, "Standard deviation for init = normal.", min=0.0)
+PROJ_STD = param("proj_init_std", "float", 0.02,
+                 "Standard deviation of the output projections for init = normal (GPT-2 "
+                 "scales it by 1/√(2·layers)).", min=0.0)
 X_IN = [{"name": "x", "dtype": "float"}]
 
 
@@ -55,13 +62,13 @@ LINEAR = {
     "params": [
         param("in_features", "int", 16, "Size of the last axis of x.", min=1),
         param("out_features", "int", 16, "Size of the last axis of y.", min=1),
-        BIAS,
+        BIAS, INIT, INIT_STD,
     ],
     "inputs": X_IN,
     "outputs": _out("add"),
     "nodes": [
-        node("weight", "parameter", shape=["$out_features", "$in_features"],
-             init="fan_in_uniform"),
+        node("weight", "parameter", shape=["$out_features", "$in_features"], init="$init",
+             std="$init_std"),
         {**node("bias", "parameter", shape=["$out_features"], init="fan_in_uniform",
                 fan_in="$in_features", decay=False), "when": "$bias"},
         node("matmul", "matmul", transpose_b=True),
@@ -80,16 +87,16 @@ MLP = {
         param("out_features", "int", 16, "Output width.", min=1),
         param("activation", "choice", "gelu", "Non-linearity between the layers.",
               choices=["relu", "gelu", "tanh", "silu", "sigmoid"]),
-        BIAS,
+        BIAS, INIT, INIT_STD, PROJ_STD,
     ],
     "inputs": X_IN,
     "outputs": _out("proj", "y"),
     "nodes": [
         node("fc", "Linear", in_features="$in_features", out_features="$hidden_features",
-             bias="$bias"),
+             bias="$bias", init="$init", init_std="$init_std"),
         node("act", "$activation"),
         node("proj", "Linear", in_features="$hidden_features", out_features="$out_features",
-             bias="$bias"),
+             bias="$bias", init="$init", init_std="$proj_init_std"),
     ],
     "edges": [edge("$in:x", "fc:x"), edge("fc:y", "act:x"), edge("act:out", "proj:x")],
 }
@@ -248,13 +255,13 @@ ATTENTION = {
         param("num_heads", "int", 4, "Attention heads.", min=1),
         param("dropout", "float", 0.0, "Dropout after the output projection.", min=0.0,
               max=0.999),
-        BIAS,
+        BIAS, INIT, INIT_STD, PROJ_STD,
     ],
     "inputs": X_IN,
     "outputs": _out("drop"),
     "nodes": [
         node("qkv", "Linear", in_features="$embed_dim", out_features="$embed_dim*3",
-             bias="$bias"),
+             bias="$bias", init="$init", init_std="$init_std"),
         node("split_heads", "reshape", shape=["B", "T", 3, "$num_heads", -1]),
         node("heads_first", "permute", axes=[2, 0, 3, 1, 4]),
         node("q", "index", axis=0, index=0),
@@ -264,7 +271,7 @@ ATTENTION = {
         node("merge", "permute", axes=[0, 2, 1, 3]),
         node("concat_heads", "reshape", shape=["B", "T", "$embed_dim"]),
         node("proj", "Linear", in_features="$embed_dim", out_features="$embed_dim",
-             bias="$bias"),
+             bias="$bias", init="$init", init_std="$proj_init_std"),
         {**node("drop", "dropout", p="$dropout"), "when": "$dropout",
          "bypass": {"out": "x"}},
     ],
@@ -289,18 +296,20 @@ TRANSFORMER_BLOCK = {
         param("mlp_ratio", "int", 4, "MLP hidden width as a multiple of C.", min=1),
         param("dropout", "float", 0.0, "Dropout on the residual branches.", min=0.0,
               max=0.999),
-        BIAS,
+        BIAS, INIT, INIT_STD, PROJ_STD,
     ],
     "inputs": X_IN,
     "outputs": _out("residual2"),
     "nodes": [
         node("ln1", "LayerNorm", normalized_shape="$embed_dim", bias="$bias"),
         node("attn", "MultiHeadSelfAttention", embed_dim="$embed_dim", num_heads="$num_heads",
-             dropout="$dropout", bias="$bias"),
+             dropout="$dropout", bias="$bias", init="$init", init_std="$init_std",
+             proj_init_std="$proj_init_std"),
         node("residual1", "add"),
         node("ln2", "LayerNorm", normalized_shape="$embed_dim", bias="$bias"),
         node("mlp", "MLP", in_features="$embed_dim", hidden_features="$embed_dim*$mlp_ratio",
-             out_features="$embed_dim", activation="gelu", bias="$bias"),
+             out_features="$embed_dim", activation="gelu", bias="$bias", init="$init",
+             init_std="$init_std", proj_init_std="$proj_init_std"),
         {**node("drop", "dropout", p="$dropout"), "when": "$dropout",
          "bypass": {"out": "x"}},
         node("residual2", "add"),
