@@ -140,6 +140,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return evaluate_command(args)
 
 
+@command("sample")
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Generate text from a character-level model, streaming each character."""
+    from engine.sample import Sampler
+    from engine.training_cli import _doc_weights
+
+    doc, path = _load(args.graph)
+    weights = _doc_weights(doc, Path(path), args.weights)
+    if weights is None:
+        raise WiregradError("this graph has no trained weights: pass --weights (a weights file "
+                            "or checkpoint from `wiregrad train`)")
+    sampler = Sampler(doc, weights)
+    prompt = args.prompt if args.prompt is not None else "\n"
+    stream = sampler.generate(prompt, args.n, temperature=args.temperature, top_k=args.top_k,
+                              top_p=args.top_p, seed=args.seed)
+    first = next(stream, "")  # the prompt is validated before anything is printed
+    if not args.no_echo:
+        sys.stdout.write(prompt)
+    sys.stdout.write(first)
+    for char in stream:
+        sys.stdout.write(char)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
 @command("pack")
 def cmd_pack(args: argparse.Namespace) -> int:
     """Document + weights (+ metadata) → one .wgz bundle."""
@@ -199,6 +225,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
     p.add_argument("--batches", type=int, default=0, help="evaluation batches (0: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("sample", help="generate text from a character-level model")
+    p.add_argument("graph", help="document path, preset name (e.g. char_gpt) or .wgz bundle")
+    p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
+    p.add_argument("--prompt", help="text to continue (default: a new line)")
+    p.add_argument("-n", type=int, default=500, help="characters to generate")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest")
+    p.add_argument("--top-k", type=int, default=0, help="keep only the k likeliest (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus: smallest set with this "
+                   "total probability")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--no-echo", action="store_true", help="print only the continuation")
 
     p = sub.add_parser("pack", help="bundle a document and its weights into one .wgz file")
     p.add_argument("graph", help="document path or preset name")
