@@ -157,8 +157,119 @@ def warm_up(doc: dict | None = None, progress=None) -> int:
     return _warm(doc, progress)
 
 
+# ---------------------------------------------------------------------------------------------
+# Training, inspection and sampling from the editor (plain data; the work runs elsewhere)
+
+
+def start_worker(threads: int | None = None, nice: int = 5):
+    """Start an engine worker process (``engine.worker``); returns its handle.
+
+    The handle's ``send(cmd, **fields)`` and ``poll()`` exchange plain dicts (see
+    ``engine/worker.py`` for the protocol); ``pid``, ``alive()``, ``close()``, ``kill()``.
+    """
+    from engine import worker
+
+    return worker.start(threads, nice)
+
+
+def default_worker_threads() -> int:
+    from engine.worker import default_threads
+
+    return default_threads()
+
+
+def graph_hash(doc: dict) -> str:
+    """The hash that names what a document computes (nodes, edges, layers; not positions)."""
+    from engine.checkpoint import graph_hash as _hash
+
+    return _hash(doc)
+
+
+def load_weights_file(path: str | Path) -> dict:
+    """Parameters and state (name → array) from a weights file or a checkpoint."""
+    from engine.checkpoint import model_weights
+
+    return model_weights(path)
+
+
+def document_weights_path(doc: dict, path: str | Path | None) -> Path | None:
+    """The weights file a document opened from *path* comes with, or None.
+
+    The document's own ``weights`` reference wins; otherwise ``NAME.safetensors`` beside
+    ``NAME.json`` (how presets ship their weights).
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    ref = doc.get("weights")
+    if isinstance(ref, dict) and ref.get("path"):
+        candidate = (path.parent / ref["path"]).resolve()
+        return candidate if candidate.is_file() else None
+    candidate = path.with_suffix(".safetensors")
+    return candidate if candidate.is_file() else None
+
+
+def document_weights(doc: dict, path: str | Path | None) -> dict | None:
+    """The weights of :func:`document_weights_path`, loaded; None when there are none."""
+    found = document_weights_path(doc, path)
+    return load_weights_file(found) if found is not None else None
+
+
+def is_language_model(doc: dict) -> bool:
+    """True when the document can be sampled from (a text_corpus data node and a loss)."""
+    types = {n["type"] for n in doc.get("nodes", [])}
+    return "text_corpus" in types
+
+
+def sampler_for(doc: dict, weights: dict | None):
+    """An opaque sampling handle for :func:`sample_tokens` and :func:`attention_maps`.
+
+    *weights* None samples from freshly initialised weights (useful only for testing).
+    """
+    from engine.sample import Sampler
+
+    return Sampler(doc, weights)
+
+
+def sample_tokens(sampler, prompt: str, n: int, *, temperature: float = 0.8, top_k: int = 0,
+                  top_p: float = 1.0, seed: int = 0):
+    """Yield ``{"char", "p", "alternatives": [[char, p], ...]}`` for *n* generated characters.
+
+    With the same arguments the characters equal ``wiregrad sample``'s.
+    """
+    infos: list = []
+    stream = sampler.generate(prompt, n, temperature=temperature, top_k=top_k, top_p=top_p,
+                              seed=seed, callback=infos.append)
+    for char in stream:
+        info = infos.pop() if infos else None
+        yield {"char": char, "p": info.probability if info else 1.0,
+               "alternatives": [[c, p] for c, p in (info.alternatives if info else [])]}
+
+
+def attention_maps(sampler, prompt: str) -> dict:
+    """Attention layer → (heads, T, T) array over *prompt*; each row sums to 1."""
+    from engine.inspection import attention_maps as _maps
+
+    return _maps(sampler, prompt)
+
+
+def sampler_vocab(sampler) -> str:
+    return "".join(sampler.codec.vocab)
+
+
 __all__ = [
+    "attention_maps",
     "catalog",
+    "default_worker_threads",
+    "document_weights",
+    "document_weights_path",
+    "graph_hash",
+    "is_language_model",
+    "load_weights_file",
+    "sample_tokens",
+    "sampler_for",
+    "sampler_vocab",
+    "start_worker",
     "delete_user_layer",
     "layer_entry",
     "save_user_layer",
@@ -171,3 +282,58 @@ __all__ = [
     "validate",
     "warm_up",
 ]
+
+
+# ----------------------------------------------------------------- export (docs/export.md)
+
+
+def _export_model(doc: dict, weights, doc_path):
+    from engine.export.model import extract_model, resolve_weights
+
+    model = extract_model(doc)
+    arrays, source = resolve_weights(model, doc_path, weights)
+    return model, arrays, source
+
+
+def export_onnx(doc: dict, out: str | Path, weights=None, opset: int = 17,
+                doc_path: str | Path | None = None) -> dict:
+    """Write the model of *doc* as ONNX to *out*.
+
+    *weights*: a weights/checkpoint path, a dict of arrays, or None (the document's own weights
+    when *doc_path* is given and it references some, else a fresh initialisation).
+    Returns ``{"path", "inputs", "outputs", "weights"}`` (names, and where the weights came
+    from); raises :class:`WiregradError` naming the node that cannot be exported.
+    """
+    from engine.export.onnx_export import export_onnx as _export
+
+    model, arrays, source = _export_model(doc, weights, doc_path)
+    path = _export(model, arrays, out, opset)
+    return {"path": str(path), "inputs": model.input_names, "outputs": model.output_names,
+            "weights": source}
+
+
+def export_torch(doc: dict, out_dir: str | Path, weights=None,
+                 doc_path: str | Path | None = None) -> dict:
+    """Write a PyTorch project (model.py, weights.safetensors, train.py, data.npz) for *doc*.
+
+    Returns ``{"path", "files", "inputs", "outputs", "weights"}``.
+    """
+    from engine.export.torch_project import export_torch as _export
+
+    model, arrays, source = _export_model(doc, weights, doc_path)
+    base = Path(doc_path).parent if doc_path else None
+    files = _export(doc, model, arrays, out_dir, base_dir=base)
+    return {"path": str(out_dir), "files": [str(f) for f in files],
+            "inputs": model.input_names, "outputs": model.output_names, "weights": source}
+
+
+def run_model(doc: dict, weights, inputs: dict, doc_path: str | Path | None = None) -> dict:
+    """The model's outputs for *inputs* (arrays keyed by the export's input names), keyed by
+    the export's output names — what ``wiregrad run`` computes."""
+    from engine.export.model import run_model as _run
+
+    model, arrays, _ = _export_model(doc, weights, doc_path)
+    return _run(model, arrays, inputs)
+
+
+__all__ += ["export_onnx", "export_torch", "run_model"]

@@ -178,6 +178,22 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    """The model as ONNX or as a PyTorch project (docs/export.md)."""
+    from engine.export.commands import export_command
+
+    return export_command(args)
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    """The model's outputs for inputs from an .npz file (names as in the ONNX export)."""
+    from engine.export.commands import run_command
+
+    return run_command(args)
+
+
 # ----------------------------------------------------------------- parser
 
 
@@ -242,6 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("graph", help="document path or preset name")
     p.add_argument("--weights", required=True, help="weights or checkpoint to include")
     p.add_argument("--out", required=True, help="bundle file to write (NAME.wgz)")
+
+    p = sub.add_parser("export", help="export the model as ONNX or a PyTorch project")
+    p.add_argument("graph", help="document path, preset name or .wgz bundle")
+    p.add_argument("--format", choices=["onnx", "torch"], required=True, help="onnx: one "
+                   ".onnx file; torch: a folder with model.py, weights and train.py")
+    p.add_argument("--out", required=True, help="file (onnx) or folder (torch) to write")
+    p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+
+    p = sub.add_parser("run", help="run the model forward on inputs from an .npz file")
+    p.add_argument("graph", help="document path, preset name or .wgz bundle")
+    p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
+    p.add_argument("--inputs", required=True, help=".npz with one array per model input")
+    p.add_argument("--outputs", required=True, help=".npz to write the model's outputs to")
 
     p = sub.add_parser("ops", help="list every op in the registry")
     fmt = p.add_mutually_exclusive_group()

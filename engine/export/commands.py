@@ -1,0 +1,68 @@
+"""``wiregrad export`` and ``wiregrad run``: the command-line side of :mod:`engine.export`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from engine.errors import WiregradError
+
+
+def _model_and_weights(graph: str, weights: str | None):
+    from engine import presets
+    from engine.export.model import extract_model, resolve_weights
+
+    doc, doc_path = presets.load(graph)
+    model = extract_model(doc)
+    arrays, source = resolve_weights(model, doc_path, weights)
+    return doc, doc_path, model, arrays, source
+
+
+def export_command(args: argparse.Namespace) -> int:
+    doc, doc_path, model, arrays, source = _model_and_weights(args.graph, args.weights)
+    if source == "fresh initialisation":
+        print("note: the graph has no trained weights; exporting a fresh initialisation "
+              "(pass --weights to export trained ones)", file=sys.stderr)
+    if args.format == "onnx":
+        from engine.export.onnx_export import export_onnx
+
+        out = export_onnx(model, arrays, args.out, args.opset)
+        print(f"wrote {out} (opset {args.opset}; inputs: {', '.join(model.input_names)}; "
+              f"outputs: {', '.join(model.output_names)})")
+        return 0
+    from engine.export.torch_project import export_torch
+
+    files = export_torch(doc, model, arrays, args.out, base_dir=Path(doc_path).parent)
+    print(f"wrote {', '.join(str(f) for f in files)}")
+    return 0
+
+
+def _read_npz(path: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise WiregradError(f"no such file: {path}", field="inputs") from None
+    except (OSError, ValueError) as exc:
+        raise WiregradError(f"{path} is not a readable .npz file of arrays: {exc}",
+                            field="inputs") from None
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from engine.export.model import run_model
+    from engine.io import atomic_write_bytes
+
+    _, _, model, arrays, source = _model_and_weights(args.graph, args.weights)
+    inputs = _read_npz(args.inputs)
+    outputs = run_model(model, arrays, inputs)
+    import io
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **outputs)
+    atomic_write_bytes(args.outputs, buffer.getvalue())
+    shapes = ", ".join(f"{k}: {list(v.shape)}" for k, v in outputs.items())
+    print(f"wrote {args.outputs} ({shapes}; weights: {source})")
+    return 0
