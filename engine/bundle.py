@@ -11,10 +11,12 @@ import hashlib
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 from engine import document, paths
 from engine.errors import WiregradError
+from engine.io import atomic_write_bytes
 
 MEMBERS = ("graph.json", "weights.safetensors", "meta.json")
 MAX_MEMBER_BYTES = 2 * 1024**3
@@ -26,7 +28,6 @@ def pack(doc: dict, weights: dict, out: str | Path, meta: dict | None = None) ->
     from safetensors.numpy import save
 
     from engine.checkpoint import graph_hash
-    from engine.io import atomic_write_bytes
 
     blob = save({k: _contig(v) for k, v in weights.items()})
     doc = dict(doc)
@@ -73,14 +74,22 @@ def unpack(path: str | Path) -> Path:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:20]
         folder = paths.ensure(paths.cache_dir() / "bundles" / digest)
         for name in names:
-            data = zf.read(name)
+            try:
+                data = zf.read(name)  # reads at most the declared (checked) size
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+                raise WiregradError(f"{path}: member '{name}' is damaged: {exc}") from None
             if len(data) > MAX_MEMBER_BYTES:
                 raise WiregradError(f"{path}: member '{name}' is too large")
-            (folder / name).write_bytes(data)
+            atomic_write_bytes(folder / name, data)
     doc = document.load(folder / "graph.json")
     ref = doc.get("weights")
-    if ref and ref.get("sha256"):
-        actual = hashlib.sha256((folder / ref["path"]).read_bytes()).hexdigest()
-        if actual != ref["sha256"]:
-            raise WiregradError(f"{path}: weights do not match their checksum")
+    if ref:
+        if (not isinstance(ref, dict) or ref.get("path") != "weights.safetensors"
+                or "weights.safetensors" not in names):
+            raise WiregradError(f"{path}: the document's weights must be the bundle's own "
+                                f"weights.safetensors member", field="weights")
+        if ref.get("sha256"):
+            actual = hashlib.sha256((folder / ref["path"]).read_bytes()).hexdigest()
+            if actual != ref["sha256"]:
+                raise WiregradError(f"{path}: weights do not match their checksum")
     return folder / "graph.json"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from engine.errors import WiregradError
 from engine.io import load_weights, save_weights
 
 FORMAT = "wiregrad-checkpoint-1"
+SCHEDULE_FIELDS = ("kind", "base_lr", "warmup", "min_lr", "step_size", "gamma", "scale")
 
 
 def graph_hash(doc: dict) -> str:
@@ -43,12 +45,20 @@ def save_checkpoint(trainer, path: Path) -> None:
         "optimizer": json.dumps({"kind": opt.kind, "step_count": opt.step_count,
                                  "weight_decay": opt.weight_decay}),
         "schedule_scale": repr(trainer.schedule.scale),
+        "schedule": json.dumps({k: getattr(trainer.schedule, k) for k in SCHEDULE_FIELDS}),
         "clip_norm": repr(trainer.clip_norm),
         "batchers": json.dumps({n: b.state() for n, b in trainer.batchers.items()}),
         "best": json.dumps(trainer.best),
+        "since_best": str(trainer._since_best),
         "wall": repr(trainer.wall),
     }
     save_weights(path, tensors, meta)
+
+
+def checkpoint_settings(path: str | Path) -> dict:
+    """The seed and dtype a checkpoint was trained with (what a resumed run must use)."""
+    _, meta = read_checkpoint(path)
+    return {"seed": int(meta.get("seed", "0")), "dtype": meta.get("dtype", "float32")}
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -77,18 +87,26 @@ def restore(trainer, path: str | Path) -> None:
     if meta["graph_hash"] != graph_hash(trainer.doc):
         raise WiregradError(f"{path} was written for a different graph (hash "
                             f"{meta['graph_hash']}, this graph {graph_hash(trainer.doc)})")
+    if meta.get("dtype", trainer.dtype) != trainer.dtype:
+        raise WiregradError(f"{path} holds a {meta['dtype']} run but this run is "
+                            f"{trainer.dtype}; resume with --dtype {meta['dtype']}")
     params = {k[6:]: v for k, v in tensors.items() if k.startswith("param/")}
     trainer.load_weights({**params, **{k[6:]: v for k, v in tensors.items()
                                        if k.startswith("state/")}})
-    trainer.optimizer.state = {k[6:]: np.array(v) for k, v in tensors.items()
-                               if k.startswith("optim/")}
+    trainer.optimizer.state = {k[6:]: np.array(v, dtype=trainer.executor.dtype)
+                               for k, v in tensors.items() if k.startswith("optim/")}
     opt = json.loads(meta["optimizer"])
     trainer.optimizer.step_count = int(opt["step_count"])
     trainer.optimizer.weight_decay = float(opt["weight_decay"])
     trainer.schedule.scale = float(meta["schedule_scale"])
+    for key, value in json.loads(meta.get("schedule", "{}")).items():
+        if key in SCHEDULE_FIELDS:  # a hot edit may have replaced the curve (not its total)
+            setattr(trainer.schedule, key, value)
     trainer.clip_norm = float(meta["clip_norm"])
     trainer.step = int(meta["step"])
     trainer.best = json.loads(meta["best"])
+    trainer._since_best = int(meta.get("since_best", "0"))
+    trainer.seed = int(meta.get("seed", trainer.seed))  # dropout masks follow (seed, step)
     trainer._wall_offset = float(meta.get("wall", "0"))
     for node, state in json.loads(meta["batchers"]).items():
         if node in trainer.batchers:
@@ -107,26 +125,40 @@ class CheckpointManager:
 
     def save(self, trainer) -> dict:
         """A numbered checkpoint plus ``last.safetensors``; prunes beyond keep-last-N."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.path_for(trainer.step)
-        save_checkpoint(trainer, path)
-        save_checkpoint(trainer, self.folder / "last.safetensors")
-        steps = sorted(self.folder.glob("step-*.safetensors"))
-        for old in steps[: max(0, len(steps) - self.keep_last)]:
-            old.unlink(missing_ok=True)
+        with _disk_errors(path):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(trainer, path)
+            save_checkpoint(trainer, self.folder / "last.safetensors")
+            steps = sorted(self.folder.glob("step-*.safetensors"))
+            for old in steps[: max(0, len(steps) - self.keep_last)]:
+                old.unlink(missing_ok=True)
         return {"kind": "checkpoint", "step": trainer.step, "path": str(path)}
 
     def save_best(self, trainer) -> None:
         """``best.safetensors``: the checkpoint with the best validation metric so far."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(trainer, self.folder / "best.safetensors")
+        path = self.folder / "best.safetensors"
+        with _disk_errors(path):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(trainer, path)
 
     def save_model(self, trainer) -> Path:
         """``weights.safetensors``: parameters and state only, for evaluate / sample / export."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / "weights.safetensors"
-        save_weights(path, {**trainer.params, **trainer.state}, model_metadata(trainer))
+        with _disk_errors(path):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_weights(path, {**trainer.params, **trainer.state}, model_metadata(trainer))
         return path
+
+
+@contextmanager
+def _disk_errors(path: Path):
+    """A full disk or a read-only folder becomes a clear error naming the file (the previous
+    file of that name is untouched: writes are atomic)."""
+    try:
+        yield
+    except OSError as exc:
+        raise WiregradError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def model_metadata(trainer) -> dict[str, str]:

@@ -111,14 +111,22 @@ class Trainer:
     # ------------------------------------------------------------------ controls
 
     def pause(self) -> None:
+        if not self._paused:
+            self._single_steps = 0
         self._paused = True
 
     def resume(self) -> None:
         self._paused = False
+        self._single_steps = 0
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
 
     def step_once(self) -> None:
-        """While paused: run exactly one more training step."""
-        self._single_steps += 1
+        """While paused: run exactly one more training step (ignored while running)."""
+        if self._paused:
+            self._single_steps += 1
 
     def stop(self, reason: str = "stopped") -> None:
         self._stop_reason = reason
@@ -128,6 +136,11 @@ class Trainer:
         unknown = set(values) - {"lr", "weight_decay", "clip_norm"}
         if unknown:
             raise WiregradError(f"cannot change {', '.join(sorted(unknown))} while training")
+        for key, value in values.items():
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not np.isfinite(value) or value < 0):
+                raise WiregradError(f"{key} must be a finite number ≥ 0, got {value!r}",
+                                    node=self.graph.optimizer, field=key)
         self._pending_hparams.update(values)
 
     def _apply_hparams(self) -> dict | None:
@@ -135,7 +148,13 @@ class Trainer:
             return None
         values, self._pending_hparams = self._pending_hparams, {}
         if "lr" in values:
-            self.schedule.set_current(self.step, float(values["lr"]))
+            lr = float(values["lr"])
+            self.schedule.set_current(self.step, lr)
+            if not np.isclose(self.schedule(self.step), lr, rtol=1e-9, atol=0.0):
+                # the curve is 0 here (lr 0, or a cosine at its end): no scale reaches the
+                # new rate, so continue at it, flat
+                s = self.schedule
+                s.kind, s.base_lr, s.warmup, s.min_lr, s.scale = "constant", lr, 0, lr, 1.0
         if "weight_decay" in values:
             self.optimizer.weight_decay = float(values["weight_decay"])
         if "clip_norm" in values:
@@ -168,6 +187,7 @@ class Trainer:
         grads = {k: np.array(v, dtype=self.executor.dtype, order="C") for k, v in grads.items()}
         norm = clip_by_global_norm(grads, self.clip_norm)
         if not np.isfinite(norm):
+            self._check_forward(tape)  # an Inf inside the forward is the likelier culprit
             self._raise_nonfinite_grad(grads)
         self.optimizer.step(self.params, grads)
         self.step += 1

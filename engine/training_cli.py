@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from engine import paths
@@ -46,25 +48,58 @@ def _run_folder(args: argparse.Namespace, doc: dict) -> Path:
 
 def train_command(args: argparse.Namespace) -> int:
     from engine import presets
-    from engine.checkpoint import CheckpointManager, model_weights, restore
+    from engine.checkpoint import CheckpointManager, checkpoint_settings, model_weights, restore
     from engine.train import Trainer
 
     doc, doc_path = presets.load(args.graph)
     weights = model_weights(args.weights) if args.weights else None
+    seed, dtype = args.seed, args.dtype
+    if args.resume:  # a resumed run continues with the seed and precision it was trained with
+        saved = checkpoint_settings(args.resume)
+        seed = saved["seed"] if seed is None else seed
+        dtype = dtype or saved["dtype"]
     with _threads(args.threads):
-        trainer = Trainer(doc, base_dir=doc_path.parent, steps=args.steps, seed=args.seed,
-                          dtype=args.dtype, weights=weights, anomaly=args.anomaly,
+        trainer = Trainer(doc, base_dir=doc_path.parent, steps=args.steps, seed=seed,
+                          dtype=dtype, weights=weights, anomaly=args.anomaly,
                           patience=args.patience)
         if args.resume:
             restore(trainer, args.resume)
         folder = _run_folder(args, doc)
         manager = CheckpointManager(folder)
-        metrics = open(args.metrics, "a", encoding="utf-8") if args.metrics else None
+        metrics = _open_metrics(args.metrics) if args.metrics else None
         try:
-            return _loop(trainer, manager, metrics, args.quiet)
+            with _stop_on_sigint(trainer):
+                return _loop(trainer, manager, metrics, args.quiet)
         finally:
             if metrics:
                 metrics.close()
+
+
+def _open_metrics(path: str):
+    try:  # line-buffered: a live viewer (or a crash) sees every finished record
+        return open(path, "a", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise WiregradError(f"cannot write the metrics file {path}: {exc.strerror or exc}",
+                            field="--metrics") from None
+
+
+@contextmanager
+def _stop_on_sigint(trainer):
+    """The first Ctrl-C asks the trainer to stop after the step in progress (so the checkpoint
+    written on the way out is consistent); a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGINT, previous)
+        trainer.stop("interrupted")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _loop(trainer, manager, metrics, quiet: bool) -> int:
@@ -73,8 +108,11 @@ def _loop(trainer, manager, metrics, quiet: bool) -> int:
     bar = tqdm(total=trainer.total_steps, initial=trainer.step, disable=quiet, unit="step",
                dynamic_ncols=True, file=sys.stderr)
     last_eval: dict = {}
+    reason = None
     try:
         for record in trainer.run(manager):
+            if record["kind"] == "done":
+                reason = record["reason"]
             if metrics is not None and record["kind"] in ("train", "eval", "hparams"):
                 metrics.write(json.dumps(record) + "\n")
             if record["kind"] == "train":
@@ -87,12 +125,10 @@ def _loop(trainer, manager, metrics, quiet: bool) -> int:
                          if isinstance(v, float) and k != "wall"}
                 bar.write(f"step {record['step']}: " + ", ".join(f"{k} {v}"
                                                                 for k, v in shown.items()))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C: the step in progress may be half applied
         bar.close()
-        manager.save(trainer)
-        path = manager.save_model(trainer)
-        print(f"interrupted at step {trainer.step}; checkpoint and weights in {path.parent}",
-              file=sys.stderr)
+        print(f"interrupted again during step {trainer.step + 1}; no checkpoint written "
+              f"(earlier ones, if any, are in {manager.folder})", file=sys.stderr)
         return 130
     except NonFiniteError:
         bar.close()
@@ -100,6 +136,11 @@ def _loop(trainer, manager, metrics, quiet: bool) -> int:
     bar.close()
     manager.save(trainer)
     path = manager.save_model(trainer)
+    if reason == "interrupted":
+        print(f"interrupted at step {trainer.step}; checkpoint and weights in {path.parent} "
+              f"(continue with --resume {manager.folder / 'last.safetensors'})",
+              file=sys.stderr)
+        return 130
     summary = {k: v for k, v in last_eval.items() if k not in ("kind", "wall")}
     print(f"trained {trainer.step} steps; weights: {path}" + (f"; {summary}" if summary else ""))
     return 0
