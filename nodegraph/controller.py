@@ -59,6 +59,7 @@ class Controller(QObject):
         self.stack.indexChanged.connect(lambda _i: self.revalidate())
         self.scopes = [Scope("graph", self.model, None, False)]
         self.validation: dict = {}
+        self.guard = None  # while training: ops -> None or the reason they are refused
         self._validated_version = -1
         self.revalidate(force=True)
 
@@ -104,6 +105,10 @@ class Controller(QObject):
             return False
         if self.read_only:
             self.message.emit("This built-in layer is read-only; ungroup a copy to edit it.")
+            return False
+        reason = self.guard(ops) if self.guard is not None else None
+        if reason:
+            self.message.emit(reason)
             return False
         self.stack.push(EditCommand(self.model, text, ops))
         return True

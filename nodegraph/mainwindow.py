@@ -92,6 +92,9 @@ class MainWindow(FileMixin, EditMixin, QMainWindow):
         self.diagnostics.setWordWrap(True)
         self.diagnostics_dock = self._dock("Diagnostics", self.diagnostics,
                                            Qt.DockWidgetArea.RightDockWidgetArea)
+        from nodegraph.trainui import TrainingUI
+
+        self.training = TrainingUI(self)  # Run ▸ Train, the Training / Sampling / Debugger docks
         self.resizeDocks([self.palette_dock, self.inspector_dock], [210, 300],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.inspector_dock, self.diagnostics_dock], [600, 160],
@@ -237,6 +240,7 @@ class MainWindow(FileMixin, EditMixin, QMainWindow):
             self.warm.wait(2000)
         self.autosave_timer.stop()
         self.autosaver.clear()
+        self.training.shutdown()
         event.accept()
 
     def shortcut(self, name: str) -> QKeySequence:

@@ -83,12 +83,21 @@ def build_menus(win) -> dict:
     m.addAction(_action(win, a, "leave", "&Leave Layer", lambda: win.controller.leave(),
                         "Backspace"))
     m.addSeparator()
-    for dock in (win.palette_dock, win.inspector_dock, win.diagnostics_dock):
+    for dock in (win.palette_dock, win.inspector_dock, win.diagnostics_dock,
+                 *win.training.docks):
         m.addAction(dock.toggleViewAction())
 
     m = bar.addMenu("&Run")
     m.addAction(_action(win, a, "validate", "&Validate", win.action_validate, "Ctrl+Shift+V",
                         P.SP_DialogApplyButton))
+
+    m.addSeparator()
+    for name in ("train", "pause", "resume", "step", "stop"):  # training (issue 7)
+        m.addAction(win.training.actions[name])
+    m.addSeparator()
+    for name in ("gradcheck", "heat", "sample"):
+        m.addAction(win.training.actions[name])
+    a.update(win.training.actions)
 
     tools = win.addToolBar("Main")
     tools.setObjectName("main_toolbar")
@@ -99,6 +108,9 @@ def build_menus(win) -> dict:
     tools.addActions([undo, redo])
     tools.addSeparator()
     for name in ("fit", "layout", "validate"):
+        tools.addAction(a[name])
+    tools.addSeparator()
+    for name in ("train", "pause", "step", "stop"):
         tools.addAction(a[name])
     for act in a.values():  # shortcuts work while the canvas has focus
         win.addAction(act)

@@ -1,0 +1,390 @@
+"""The engine worker process: trains a document for the editor and answers its questions.
+
+The editor starts it with :func:`start` (``multiprocessing`` *spawn* context, so no Qt state
+is inherited) and talks to it over one duplex ``Pipe`` of plain data:
+
+editor → worker (``{"cmd": ...}``)
+    ``train`` (doc, base_dir, run_dir, steps, seed, resume, weights), ``pause``, ``resume``,
+    ``step``, ``stop``, ``set_hparams`` (values), ``save_checkpoint``, ``save_weights``,
+    ``save_bundle`` (path), ``inspect`` (node or None), ``gradcheck`` (doc, node, base_dir),
+    ``ping``, ``quit``.
+worker → editor (``{"kind": ...}``)
+    ``ready``, ``started``, ``records`` (a batch of trainer records, at most every 0.1 s),
+    ``state`` (running / paused), ``done``, ``error`` (message, node, traceback),
+    ``saved`` (what, path), ``inspection``, ``gradcheck``, ``pong``.
+
+A warm worker keeps its compiled kernels and serves the next run. Its compute threads are
+capped (BLAS via threadpoolctl, Numba) and its priority lowered so the editor keeps a core's
+share. Every failure — a bad graph, NaN, any exception — becomes an ``error`` message naming
+the node when known; the worker itself keeps serving.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import traceback
+from pathlib import Path
+
+FLUSH_S = 0.1
+
+
+def default_threads() -> int:
+    """Compute threads for the worker: every core but one (at least one)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+# ---------------------------------------------------------------------------------- editor side
+
+
+class WorkerHandle:
+    """The editor's end: send commands, poll messages, notice a dead process."""
+
+    def __init__(self, threads: int | None = None, nice: int = 5) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=main, args=(child, threads or default_threads(), nice),
+                                   name="wiregrad-engine-worker", daemon=True)
+        self.process.start()
+        child.close()
+        self._dead_reported = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def send(self, cmd: str, **fields) -> bool:
+        """Send a command; False when the worker is gone."""
+        try:
+            self.conn.send({"cmd": cmd, **fields})
+            return True
+        except (OSError, EOFError, BrokenPipeError, ValueError):
+            return False
+
+    def poll(self, budget_s: float = 0.004, max_messages: int = 200) -> list[dict]:
+        """Messages waiting now (bounded in time); a ``crashed`` message once if it died."""
+        out: list[dict] = []
+        end = time.perf_counter() + budget_s
+        try:
+            while len(out) < max_messages and self.conn.poll(0):
+                out.append(self.conn.recv())
+                if time.perf_counter() > end:
+                    break
+        except (EOFError, OSError, ValueError):
+            pass
+        if not out and not self._dead_reported and not self.process.is_alive():
+            self._dead_reported = True
+            code = self.process.exitcode
+            why = (f"killed by signal {-code}" if code is not None and code < 0
+                   else f"exit code {code}")
+            out.append({"kind": "crashed", "exitcode": code,
+                        "message": f"the engine worker process stopped unexpectedly ({why})"})
+        return out
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Ask the worker to quit; terminate it if it does not."""
+        self.send("quit")
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(1.0)
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(2.0)
+
+
+def start(threads: int | None = None, nice: int = 5) -> WorkerHandle:
+    return WorkerHandle(threads, nice)
+
+
+# ---------------------------------------------------------------------------------- worker side
+
+
+def limit_threads(threads: int) -> None:
+    """Cap BLAS/OpenMP pools and Numba's pool at *threads*."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    try:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    except (ImportError, ValueError, RuntimeError):
+        pass
+
+
+def main(conn, threads: int = 1, nice: int = 5) -> None:
+    """Entry point of the worker process."""
+    for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[key] = str(threads)
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    limit_threads(threads)
+    Worker(conn).loop()
+
+
+class _RecordingBatcher:
+    """Wraps a batcher and remembers the last batch it dealt (for inspection)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.last = None
+
+    def next(self):
+        self.last = self.inner.next()
+        return self.last
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class Worker:
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.trainer = None
+        self.manager = None
+        self.gen = None
+        self.doc: dict | None = None
+        self.paused = False
+        self.buffer: list[dict] = []
+        self.last_flush = time.perf_counter()
+        self.last_eval: dict = {}
+        self.quit = False
+
+    # ------------------------------------------------------------------ messaging
+
+    def send(self, kind: str, **fields) -> None:
+        self.conn.send({"kind": kind, **fields})
+
+    def flush(self) -> None:
+        if self.buffer:
+            records, self.buffer = self.buffer, []
+            self.send("records", records=records)
+        self.last_flush = time.perf_counter()
+
+    def error(self, exc: BaseException, where: str) -> None:
+        self.flush()
+        node = getattr(exc, "node", None)
+        message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        self.send("error", where=where, message=message, node=node,
+                  error_type=type(exc).__name__,
+                  traceback="".join(traceback.format_exception(exc))[-4000:])
+
+    # ------------------------------------------------------------------ loop
+
+    def loop(self) -> None:
+        self.send("ready", pid=os.getpid())
+        while not self.quit:
+            if self.gen is not None and not self.paused:
+                self.commands(0)
+                self.advance()
+            else:
+                self.commands(0.05 if self.gen is not None else 0.5)
+                if self.gen is not None and self.paused:
+                    self.advance(single=True)
+
+    def commands(self, timeout: float) -> None:
+        try:
+            ready = self.conn.poll(timeout)
+            while ready:
+                self.handle(self.conn.recv())
+                ready = self.conn.poll(0)
+        except (EOFError, OSError):
+            self.quit = True  # the editor went away
+
+    def advance(self, single: bool = False) -> None:
+        """Pull records for up to FLUSH_S (or until the trainer pauses)."""
+        end = time.perf_counter() + FLUSH_S
+        while self.gen is not None:
+            try:
+                record = next(self.gen)
+            except StopIteration:
+                self.gen = None
+                break
+            except Exception as exc:  # noqa: BLE001 (reported, the worker keeps serving)
+                self.gen = None
+                self.error(exc, "train")
+                return
+            if record["kind"] == "paused":
+                if not self.paused:
+                    self.paused = True
+                    self.flush()
+                    self.send("state", state="paused", step=record["step"])
+                break
+            self.buffer.append(record)
+            if record["kind"] == "eval":
+                self.last_eval = record
+            if record["kind"] == "done":
+                self.finish(record)
+                return
+            if time.perf_counter() > end or (single and record["kind"] == "train"):
+                break
+        if single or time.perf_counter() - self.last_flush >= FLUSH_S:
+            self.flush()
+
+    def finish(self, record: dict) -> None:
+        self.gen = None
+        self.paused = False
+        self.flush()
+        out: dict = {"step": record["step"], "reason": record["reason"]}
+        try:
+            out["checkpoint"] = self.manager.save(self.trainer)["path"]
+            out["weights"] = str(self.manager.save_model(self.trainer))
+        except Exception as exc:  # noqa: BLE001
+            self.error(exc, "save")
+        final = {k: v for k, v in self.last_eval.items() if k not in ("kind", "wall", "best")}
+        self.send("done", **out, final=final, folder=str(self.manager.folder))
+
+    # ------------------------------------------------------------------ commands
+
+    def handle(self, msg: dict) -> None:
+        cmd = msg.get("cmd")
+        handler = getattr(self, f"cmd_{cmd}", None)
+        if handler is None:
+            self.send("error", where=str(cmd), message=f"unknown worker command {cmd!r}",
+                      node=None, error_type="ValueError", traceback="")
+            return
+        try:
+            handler(msg)
+        except Exception as exc:  # noqa: BLE001
+            if cmd == "train":
+                self.gen = None
+            self.error(exc, str(cmd))
+
+    def cmd_ping(self, msg: dict) -> None:
+        self.send("pong", pid=os.getpid())
+
+    def cmd_quit(self, msg: dict) -> None:
+        self.quit = True
+
+    def cmd_train(self, msg: dict) -> None:
+        from engine.checkpoint import CheckpointManager, graph_hash, model_weights, restore
+        from engine.train import Trainer
+
+        self.gen = None
+        self.trainer = None
+        self.paused = False
+        self.last_eval = {}
+        doc = msg["doc"]
+        weights = model_weights(msg["weights"]) if msg.get("weights") else None
+        trainer = Trainer(doc, base_dir=msg.get("base_dir"), steps=msg.get("steps"),
+                          seed=msg.get("seed"), weights=weights)
+        if msg.get("resume"):
+            restore(trainer, msg["resume"])
+        trainer.batchers = {k: _RecordingBatcher(b) for k, b in trainer.batchers.items()}
+        self.trainer, self.doc = trainer, doc
+        self.manager = CheckpointManager(Path(msg["run_dir"]))
+        p = trainer.graph.optimizer_params
+        self.send("started", run_id=msg.get("run_id"), graph_hash=graph_hash(doc),
+                  total_steps=trainer.total_steps, step=trainer.step,
+                  folder=str(self.manager.folder),
+                  hparams={"algorithm": p["algorithm"], "lr": p["lr"],
+                           "weight_decay": p["weight_decay"], "clip_norm": p["clip_norm"],
+                           "steps": trainer.total_steps, "seed": trainer.seed,
+                           "batch": sum(trainer.graph.batch_sizes.values())})
+        self.gen = trainer.run(self.manager)
+        if msg.get("paused"):
+            trainer.pause()
+
+    def _need_trainer(self) -> None:
+        from engine.errors import WiregradError
+
+        if self.trainer is None:
+            raise WiregradError("no training run in this worker")
+
+    def cmd_pause(self, msg: dict) -> None:
+        self._need_trainer()
+        self.trainer.pause()
+
+    def cmd_resume(self, msg: dict) -> None:
+        self._need_trainer()
+        self.trainer.resume()
+        if self.paused:
+            self.paused = False
+            self.send("state", state="running", step=self.trainer.step)
+
+    def cmd_step(self, msg: dict) -> None:
+        self._need_trainer()
+        self.trainer.pause()
+        self.trainer.step_once()
+
+    def cmd_stop(self, msg: dict) -> None:
+        self._need_trainer()
+        self.trainer.stop(msg.get("reason", "stopped"))
+        if self.paused:
+            self.paused = False  # let run() reach its "done" record
+
+    def cmd_set_hparams(self, msg: dict) -> None:
+        self._need_trainer()
+        self.trainer.set_hparams(**msg["values"])
+
+    def cmd_save_checkpoint(self, msg: dict) -> None:
+        self._need_trainer()
+        self.flush()
+        path = self.manager.save(self.trainer)["path"]
+        self.send("saved", what="checkpoint", path=path, step=self.trainer.step)
+
+    def cmd_save_weights(self, msg: dict) -> None:
+        self._need_trainer()
+        path = self.manager.save_model(self.trainer)
+        self.send("saved", what="weights", path=str(path), step=self.trainer.step,
+                  request=msg.get("request"))
+
+    def cmd_save_bundle(self, msg: dict) -> None:
+        from engine.bundle import pack
+        from engine.checkpoint import model_metadata
+
+        self._need_trainer()
+        t = self.trainer
+        path = pack(t.doc, {**t.params, **t.state}, msg["path"], model_metadata(t))
+        self.send("saved", what="bundle", path=str(path), step=t.step)
+
+    def cmd_inspect(self, msg: dict) -> None:
+        self._need_trainer()
+        self.send("inspection", **inspect_trainer(self.trainer, self.doc, msg.get("node")),
+                  request=msg.get("request"))
+
+    def cmd_gradcheck(self, msg: dict) -> None:
+        from engine import api
+
+        result = api.gradcheck(msg["doc"], msg.get("node"), base_dir=msg.get("base_dir"))
+        self.send("gradcheck", node=msg.get("node"), **result)
+
+
+def inspect_trainer(trainer, doc: dict, node: str | None = None) -> dict:
+    """Edge statistics (and *node*'s detail) on the trainer's last batch with its current
+    weights: a deterministic (evaluation-mode) forward and a backward from the loss."""
+    import numpy as np
+
+    from engine import inspection
+
+    batches = {k: getattr(b, "last", None) for k, b in trainer.batchers.items()}
+    if any(v is None for v in batches.values()):
+        return {"step": trainer.step, "edges": [], "detail": None,
+                "note": "no batch evaluated yet"}
+    state = {k: v.copy() for k, v in trainer.state.items()}
+    tape = trainer.executor.forward(trainer._feeds(batches), trainer.params, state,
+                                    training=False)
+    one = np.ones((), dtype=trainer.executor.dtype)
+    wgrads, vgrads = trainer.executor.backward(tape, {trainer.graph.loss_value: one})
+    out = {"step": trainer.step,
+           "loss": float(tape.values[trainer.graph.loss_value]),
+           "edges": inspection.edge_stats(doc, trainer.program, tape.values, vgrads),
+           "detail": None}
+    if node is not None:
+        out["detail"] = inspection.node_detail(doc, trainer.program, node, trainer.params,
+                                               tape.values, wgrads)
+    return out

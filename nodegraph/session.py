@@ -1,0 +1,202 @@
+"""The editor's end of the engine worker: a QObject that sends commands and turns the
+worker's plain-data messages into signals, without ever blocking the event loop.
+
+A QTimer drains the pipe every 30 ms for at most a few milliseconds. Warm workers are kept in
+a small process-wide pool, so the next run (in this window or another) skips the start-up and
+the kernel compilation.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from engine import api
+
+PUMP_MS = 30
+_idle_workers: list = []
+
+
+def acquire_worker():
+    """A live idle worker from the pool, or a new one."""
+    while _idle_workers:
+        handle = _idle_workers.pop()
+        if handle.alive():
+            return handle
+    return api.start_worker()
+
+
+def release_worker(handle) -> None:
+    """Keep *handle* warm for the next session (one spare at most)."""
+    if handle is None or not handle.alive():
+        return
+    if _idle_workers:
+        handle.close(timeout=0.5)
+    else:
+        handle.send("stop")  # a run left behind must not keep computing
+        _idle_workers.append(handle)
+
+
+def shutdown_pool() -> None:
+    while _idle_workers:
+        _idle_workers.pop().close(timeout=1.0)
+
+
+class TrainingSession(QObject):
+    """One window's training session. States: idle, starting, running, paused, stopping."""
+
+    started = Signal(dict)
+    records = Signal(list)
+    state_changed = Signal(str)
+    finished = Signal(dict)
+    failed = Signal(dict)  # {"where", "message", "node", "traceback", "crashed"?}
+    inspected = Signal(dict)
+    saved = Signal(dict)
+    gradchecked = Signal(dict)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.handle = None
+        self.state = "idle"
+        self.has_trainer = False  # the worker holds a (live or finished) run to inspect
+        self._run_id = 0
+        self.timer = QTimer(self)
+        self.timer.setInterval(PUMP_MS)
+        self.timer.timeout.connect(self.pump)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("starting", "running", "paused", "stopping")
+
+    @property
+    def pid(self) -> int | None:
+        return self.handle.pid if self.handle is not None else None
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_changed.emit(state)
+
+    def _ensure_worker(self):
+        if self.handle is None or not self.handle.alive():
+            self.handle = acquire_worker()
+        if not self.timer.isActive():
+            self.timer.start()
+        return self.handle
+
+    # ------------------------------------------------------------------ commands
+
+    def train(self, doc: dict, base_dir: str | None, run_dir: str, *, steps: int | None = None,
+              seed: int | None = None, resume: str | None = None, weights: str | None = None,
+              paused: bool = False) -> int:
+        """Start a run; returns its id (records arrive through :attr:`records`)."""
+        self._run_id += 1
+        handle = self._ensure_worker()
+        self.has_trainer = False
+        self._set_state("starting")
+        ok = handle.send("train", doc=doc, base_dir=base_dir, run_dir=run_dir, steps=steps,
+                         seed=seed, resume=resume, weights=weights, paused=paused,
+                         run_id=self._run_id)
+        if not ok:
+            self.pump()
+        return self._run_id
+
+    def _send(self, cmd: str, **fields) -> bool:
+        if self.handle is None:
+            return False
+        return self.handle.send(cmd, **fields)
+
+    def pause(self) -> None:
+        if self.state == "running":
+            self._send("pause")
+
+    def resume(self) -> None:
+        if self.state == "paused":
+            self._send("resume")
+
+    def step(self) -> None:
+        if self.state in ("running", "paused"):
+            self._send("step")
+
+    def stop(self) -> None:
+        if self.state in ("starting", "running", "paused"):
+            self._set_state("stopping")
+            self._send("stop")
+
+    def set_hparams(self, **values) -> None:
+        if self.active and values:
+            self._send("set_hparams", values=values)
+
+    def save_checkpoint(self) -> bool:
+        return self.has_trainer and self._send("save_checkpoint")
+
+    def save_weights(self, request: str | None = None) -> bool:
+        return self.has_trainer and self._send("save_weights", request=request)
+
+    def save_bundle(self, path: str) -> bool:
+        return self.has_trainer and self._send("save_bundle", path=path)
+
+    def inspect(self, node: str | None = None) -> bool:
+        return self.has_trainer and self._send("inspect", node=node)
+
+    def gradcheck(self, doc: dict, node: str | None, base_dir: str | None) -> None:
+        self._ensure_worker().send("gradcheck", doc=doc, node=node, base_dir=base_dir)
+
+    def kill_worker(self) -> None:
+        """Kill the worker process (tests; a stuck worker)."""
+        if self.handle is not None:
+            self.handle.kill()
+
+    def shutdown(self) -> None:
+        self.timer.stop()
+        if self.handle is not None:
+            release_worker(self.handle)
+            self.handle = None
+        self._set_state("idle")
+
+    # ------------------------------------------------------------------ messages
+
+    def pump(self) -> None:
+        if self.handle is None:
+            return
+        batch: list[dict] = []
+        for msg in self.handle.poll():
+            if msg["kind"] == "records":
+                batch.extend(msg["records"])
+                continue
+            if batch:
+                self.records.emit(batch)
+                batch = []
+            self._dispatch(msg)
+        if batch:
+            self.records.emit(batch)
+
+    def _dispatch(self, msg: dict) -> None:
+        kind = msg["kind"]
+        if kind == "started":
+            self.has_trainer = True
+            self._set_state("running")
+            self.started.emit(msg)
+        elif kind == "state":
+            if self.state != "stopping":
+                self._set_state(msg["state"])
+        elif kind == "done":
+            self._set_state("idle")
+            self.finished.emit(msg)
+        elif kind == "error":
+            if msg.get("where") == "train" or self.state == "starting":
+                self._set_state("idle")
+            self.failed.emit(msg)
+        elif kind == "crashed":
+            self.handle = None
+            self.has_trainer = False
+            self.timer.stop()
+            self._set_state("idle")
+            self.failed.emit({**msg, "where": "worker", "node": None, "crashed": True})
+        elif kind == "inspection":
+            self.inspected.emit(msg)
+        elif kind == "saved":
+            self.saved.emit(msg)
+        elif kind == "gradcheck":
+            self.gradchecked.emit(msg)
