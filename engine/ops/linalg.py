@@ -44,9 +44,18 @@ def _t(x: np.ndarray, flag: bool) -> np.ndarray:
     return np.swapaxes(x, -1, -2) if flag else x
 
 
+def _folds(a: np.ndarray, b: np.ndarray, params: dict) -> bool:
+    """A batched a against a 2-D b: fold a's leading axes into one big GEMM (B·T × k)."""
+    return a.ndim > 2 and b.ndim == 2 and not params["transpose_a"]
+
+
 def _forward(ctx, params, a, b):
     ctx.save(a, b)
-    return np.matmul(_t(a, params["transpose_a"]), _t(b, params["transpose_b"]))
+    b_eff = _t(b, params["transpose_b"])
+    if _folds(a, b, params):
+        k = a.shape[-1]
+        return (a.reshape(-1, k) @ b_eff).reshape(a.shape[:-1] + (b_eff.shape[-1],))
+    return np.matmul(_t(a, params["transpose_a"]), b_eff)
 
 
 def _grad_b_folded(a_eff: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -61,7 +70,9 @@ def _backward(ctx, params, g):
     ta, tb = params["transpose_a"], params["transpose_b"]
     a_eff, b_eff = _t(a, ta), _t(b, tb)
     # C = A_eff @ B_eff  →  dA_eff = g @ B_effᵀ, dB_eff = A_effᵀ @ g
-    if ta:
+    if _folds(a, b, params):
+        ga = (g.reshape(-1, g.shape[-1]) @ b_eff.T).reshape(a.shape)
+    elif ta:
         ga = np.matmul(b_eff, np.swapaxes(g, -1, -2))  # = (g @ B_effᵀ)ᵀ
     else:
         ga = np.matmul(g, np.swapaxes(b_eff, -1, -2))
