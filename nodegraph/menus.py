@@ -7,6 +7,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QStyle
 
 from engine import api
+from nodegraph.export_dialogs import export_onnx_dialog, export_torch_dialog
 
 K = QKeySequence.StandardKey
 
@@ -46,6 +47,11 @@ def build_menus(win) -> dict:
     export = m.addMenu("&Export")
     export.addAction(_action(win, a, "export", "Canvas as &Image (PNG / SVG)…",
                              win.action_export, "Ctrl+E"))
+    export.addAction(_action(win, a, "export_onnx", "&ONNX…", lambda _=False: export_onnx_dialog(
+        win, win.controller.model.doc, win.path)))
+    export.addAction(_action(win, a, "export_torch", "&PyTorch Project…",
+                             lambda _=False: export_torch_dialog(
+                                 win, win.controller.model.doc, win.path)))
     m.addSeparator()
     m.addAction(_action(win, a, "quit", "&Quit", win.close, K.Quit))
 
