@@ -55,32 +55,37 @@ def char_gpt(layers: int = 4, heads: int = 4, width: int = 128, block: int = 64,
     vocab = len(SHAKESPEARE_VOCAB)
     proj_std = round(0.02 / (2 * layers) ** 0.5, 6)
     nodes = [
-        node("text", "text_corpus", (0, 120), "Shakespeare", source="shakespeare",
+        node("text", "text_corpus", (0, 0), "Shakespeare", source="shakespeare",
              vocab=SHAKESPEARE_VOCAB, block_size=block, batch_size=batch),
-        node("wte", "parameter", (0, -120), "Token embedding table", shape=[vocab, width],
+        node("wte", "parameter", (0, 230), "Token embedding table", shape=[vocab, width],
              init="normal", std=0.02),
-        node("tok_emb", "embedding", (300, 0), "Token embedding"),
-        node("pos_emb", "PositionalEmbedding", (560, 0), "Position embedding",
+        node("tok_emb", "embedding", (260, 0), "Token embedding"),
+        node("pos_emb", "PositionalEmbedding", (500, 0), "Position embedding",
              block_size=block, embedding_dim=width, init_std=0.02),
     ]
     edges = [("text:tokens", "tok_emb:ids"), ("wte:out", "tok_emb:weight"),
              ("tok_emb:out", "pos_emb:x")]
     previous = "pos_emb:y"
     for i in range(1, layers + 1):
-        nodes.append(node(f"block{i}", "TransformerBlock", (560 + 280 * i, 0),
+        # Two rows that both read left to right: half the blocks on each.
+        row, col = divmod(i - 1, (layers + 1) // 2)
+        pos = (740 + 240 * col, 0) if row == 0 else (260 + 240 * col, 420)
+        nodes.append(node(f"block{i}", "TransformerBlock", pos,
                           embed_dim=width, num_heads=heads, mlp_ratio=4, dropout=0.0,
                           bias=False, init="normal", init_std=0.02, proj_init_std=proj_std))
         edges.append((previous, f"block{i}:x"))
         previous = f"block{i}:y"
-    x = 560 + 280 * (layers + 1)
+    x = 260 + 240 * (layers - (layers + 1) // 2)
     nodes += [
-        node("ln_f", "LayerNorm", (x, 0), "Final LayerNorm", normalized_shape=width, bias=False),
-        node("head", "matmul", (x + 280, 0), "Tied head (× token embeddingᵀ)", transpose_b=True),
-        node("loss", "cross_entropy", (x + 560, 60)),
-        node("optimizer", "optimizer", (x + 840, 60), algorithm="adamw", lr=1e-3, beta1=0.9,
+        node("ln_f", "LayerNorm", (x, 420), "Final LayerNorm", normalized_shape=width,
+             bias=False),
+        node("head", "matmul", (x + 240, 420), "Tied head (× token embeddingᵀ)",
+             transpose_b=True),
+        node("loss", "cross_entropy", (x + 480, 420)),
+        node("optimizer", "optimizer", (x + 720, 420), algorithm="adamw", lr=1e-3, beta1=0.9,
              beta2=0.99, weight_decay=0.1, decay_set="all_2d", schedule="cosine", warmup=100,
              min_lr=1e-4, clip_norm=1.0),
-        node("perplexity", "perplexity", (x + 840, 240)),
+        node("perplexity", "perplexity", (x + 720, 620)),
     ]
     edges += [(previous, "ln_f:x"), ("ln_f:y", "head:a"), ("wte:out", "head:b"),
               ("head:out", "loss:logits"), ("text:targets", "loss:labels"),
