@@ -6,12 +6,13 @@ is inherited) and talks to it over one duplex ``Pipe`` of plain data:
 editor → worker (``{"cmd": ...}``)
     ``train`` (doc, base_dir, run_dir, steps, seed, resume, weights), ``pause``, ``resume``,
     ``step``, ``stop``, ``set_hparams`` (values), ``save_checkpoint``, ``save_weights``,
-    ``save_bundle`` (path), ``inspect`` (node or None), ``gradcheck`` (doc, node, base_dir),
-    ``ping``, ``quit``.
+    ``save_bundle`` (path), ``inspect`` (node or None), ``predictions``, ``gradcheck`` (doc,
+    node, base_dir), ``ping``, ``quit``.
 worker → editor (``{"kind": ...}``)
     ``ready``, ``started``, ``records`` (a batch of trainer records, at most every 0.1 s),
     ``state`` (running / paused), ``done``, ``error`` (message, node, traceback),
-    ``saved`` (what, path), ``inspection``, ``gradcheck``, ``pong``.
+    ``saved`` (what, path), ``inspection``, ``predictions`` (see
+    :func:`engine.predictions.live_predictions`), ``gradcheck``, ``pong``.
 
 A warm worker keeps its compiled kernels and serves the next run. Its compute threads are
 capped (BLAS via threadpoolctl, Numba) and its priority lowered so the editor keeps a core's
@@ -162,6 +163,7 @@ class Worker:
         self.buffer: list[dict] = []
         self.last_flush = time.perf_counter()
         self.last_eval: dict = {}
+        self.model = None  # the trainer's model (engine.export.model), for predictions
         self.quit = False
 
     # ------------------------------------------------------------------ messaging
@@ -285,7 +287,7 @@ class Worker:
         if msg.get("resume"):
             restore(trainer, msg["resume"])
         trainer.batchers = {k: _RecordingBatcher(b) for k, b in trainer.batchers.items()}
-        self.trainer, self.doc = trainer, doc
+        self.trainer, self.doc, self.model = trainer, doc, None
         self.manager = CheckpointManager(Path(msg["run_dir"]))
         p = trainer.graph.optimizer_params
         self.send("started", run_id=msg.get("run_id"), graph_hash=graph_hash(doc),
@@ -357,6 +359,17 @@ class Worker:
         self.send("inspection", **inspect_trainer(self.trainer, self.doc, msg.get("node")),
                   request=msg.get("request"))
 
+    def cmd_predictions(self, msg: dict) -> None:
+        from engine import predictions
+        from engine.export.model import extract_model
+
+        self._need_trainer()
+        t = self.trainer
+        if self.model is None:
+            self.model = extract_model(self.doc, program=t.program)
+        self.send("predictions", **predictions.live_predictions(
+            self.model, {**t.params, **t.state}, t.graph.datasets, t.step))
+
     def cmd_gradcheck(self, msg: dict) -> None:
         from engine import api
 
@@ -372,8 +385,10 @@ def inspect_trainer(trainer, doc: dict, node: str | None = None) -> dict:
     from engine import inspection
 
     batches = {k: getattr(b, "last", None) for k, b in trainer.batchers.items()}
-    if any(v is None for v in batches.values()):
-        return {"step": trainer.step, "edges": [], "detail": None,
+    if any(v is None for v in batches.values()):  # before the first step: the weights only
+        detail = (inspection.node_detail(doc, trainer.program, node, trainer.params, None, {})
+                  if node is not None else None)
+        return {"step": trainer.step, "edges": [], "detail": detail,
                 "note": "no batch evaluated yet"}
     state = {k: v.copy() for k, v in trainer.state.items()}
     tape = trainer.executor.forward(trainer._feeds(batches), trainer.params, state,

@@ -137,9 +137,11 @@ class NodePanel(QWidget):
         scroll.setWidget(self.canvas)
         box.addWidget(scroll, 1)
         self.detail: dict | None = None
+        self.pca_item = None  # the embedding PCA's scatter (one point per token)
 
     def show_detail(self, detail: dict | None, step: int = 0) -> None:
         self.detail = detail
+        self.pca_item = None
         self.canvas.clear()
         if not detail:
             return
@@ -147,6 +149,9 @@ class NodePanel(QWidget):
         self.title.setText(f"<b>{html.escape(detail['node'])}</b> — step {step}: "
                            f"{n_w} weight tensor(s), {n_a} activation(s)")
         row = 0
+        if "pca" in detail:  # an embedding table: its map of the tokens comes first
+            self._pca(row, detail["pca"])
+            row += 4
         for name, w in detail["weights"].items():
             short = name.split(".", 1)[-1] if "." in name else name
             self._hist(row, 0, f"{short} {('×'.join(map(str, w['shape'])))}", w["hist"],
@@ -162,9 +167,6 @@ class NodePanel(QWidget):
             self._hist(row, 0, f"output {port} {'×'.join(map(str, a['shape']))}",
                        a["hist"], (110, 230, 140))
             row += 1
-        if "pca" in detail:
-            self._pca(row, detail["pca"])
-            row += 2
         self.canvas.setMinimumHeight(130 * row)
 
     def _hist(self, row: int, col: int, title: str, hist: dict, color) -> pg.PlotItem:
@@ -188,12 +190,12 @@ class NodePanel(QWidget):
         p.addItem(item)
 
     def _pca(self, row: int, pca: dict) -> None:
-        p = self.canvas.addPlot(row=row, col=0, colspan=2, rowspan=2)
+        p = self.canvas.addPlot(row=row, col=0, colspan=2, rowspan=4)
         p.setTitle(f"PCA of {pca['weight']} (one point per token)", size="8pt",
                              color="#c8ccd4")
         xy = np.asarray(pca["xy"])
-        p.plot(xy[:, 0], xy[:, 1], pen=None, symbol="o", symbolSize=4,
-               symbolBrush=(200, 120, 240))
+        self.pca_item = p.plot(xy[:, 0], xy[:, 1], pen=None, symbol="o", symbolSize=4,
+                               symbolBrush=(200, 120, 240))
         for (x, y), label in zip(xy, pca["labels"]):
             text = pg.TextItem(repr(label)[1:-1] if label.isspace() or not label else label,
                                color=(230, 232, 236), anchor=(0.5, 1.0))
@@ -266,7 +268,11 @@ class AttentionPanel(QWidget):
 class InspectDock(QTabWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
+        from nodegraph.predictions_panel import PredictionsPanel
+
         self.node = NodePanel()
         self.attention = AttentionPanel()
+        self.predictions = PredictionsPanel()
         self.addTab(self.node, "Node")
         self.addTab(self.attention, "Attention")
+        self.addTab(self.predictions, "Predictions")

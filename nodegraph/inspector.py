@@ -1,13 +1,18 @@
 """The inspector dock: the selected node's doc, ports with shapes, parameter count, FLOPs and
-one widget per parameter (edits are undoable commands)."""
+one widget per parameter (edits are undoable commands); for data nodes, what the data hold
+(examples, splits, classes; characters and vocabulary for a text corpus), loaded off the GUI
+thread and cached."""
 
 from __future__ import annotations
 
 import html
+import json
+import threading
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFormLayout, QLabel, QLineEdit, QScrollArea, QVBoxLayout, QWidget
 
+from engine import api
 from nodegraph.controller import Controller
 from nodegraph.edits import IN_NODE, OUT_NODE
 from nodegraph.paramwidgets import make_widget
@@ -21,6 +26,65 @@ def _fmt_count(n: int) -> str:
     return str(n)
 
 
+def summary_html(s: dict) -> str:
+    """One data node's summary (``engine.api.dataset_summary``) for the inspector."""
+    if "error" in s:
+        return f"<b>Data</b>: <span style='color:#e44848'>{html.escape(s['error'])}</span>"
+    if s.get("vocab_size") is not None:
+        rows = [f"{s['characters']:,} characters · vocabulary {s['vocab_size']} symbols",
+                f"train {s['train']:,} · validation {s['val']:,} characters"]
+    else:
+        rows = [f"{s['examples']:,} examples (train {s['train']:,} · validation {s['val']:,})"]
+        if s.get("classes"):
+            names = s.get("class_names")
+            rows.append(f"{s['classes']} classes" + (f": {', '.join(map(str, names))}"
+                                                    if names else ""))
+        elif s.get("classes") is None:
+            rows.append("regression targets")
+    if s.get("description"):
+        rows.append(f"<i>{html.escape(s['description'])}</i>")
+    return "<b>Data</b><br>" + "<br>".join(rows)
+
+
+class DataSummaries(QObject):
+    """``engine.api.dataset_summary`` computed in a background thread, cached by the node's
+    type, params and folder; :attr:`ready` (key) when one arrives."""
+
+    ready = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.cache: dict[str, dict] = {}
+        self.pending: set[str] = set()
+
+    @staticmethod
+    def key(node: dict, base_dir: str | None) -> str:
+        return json.dumps([node["type"], node.get("params", {}), base_dir], sort_keys=True,
+                          default=str)
+
+    def get(self, doc: dict, node: dict, base_dir: str | None) -> dict | None:
+        key = self.key(node, base_dir)
+        if key in self.cache or key in self.pending:
+            return self.cache.get(key)
+        self.pending.add(key)
+        one = {"nodes": [node], "edges": []}
+        threading.Thread(target=self._work, args=(key, one, node["id"], base_dir),
+                         daemon=True, name="wiregrad-data-summary").start()
+        return None
+
+    def _work(self, key: str, doc: dict, node_id: str, base_dir: str | None) -> None:
+        try:
+            result = api.dataset_summary(doc, node_id, base_dir)
+        except Exception as exc:  # noqa: BLE001 (shown as text in the inspector)
+            result = {"error": getattr(exc, "message", None) or str(exc)}
+        self.cache[key] = result
+        self.pending.discard(key)
+        try:
+            self.ready.emit(key)
+        except RuntimeError:  # the inspector is gone
+            pass
+
+
 class Inspector(QScrollArea):
     def __init__(self, controller: Controller, parent=None) -> None:
         super().__init__(parent)
@@ -29,6 +93,11 @@ class Inspector(QScrollArea):
         self.node_id: str | None = None
         self.widgets: dict[str, QWidget] = {}
         self._pending = False
+        self.base_dir_provider = lambda: None  # the document's folder (set by the window)
+        self.data_label: QLabel | None = None
+        self._data_key: str | None = None
+        self.summaries = DataSummaries(self)
+        self.summaries.ready.connect(self._summary_ready)
         controller.validated.connect(lambda _r: self.schedule())
         controller.scope_changed.connect(lambda: self.show_node(None))
         self.show_node(None)
@@ -50,6 +119,7 @@ class Inspector(QScrollArea):
             node_id = None
         self.node_id = node_id
         self.widgets = {}
+        self.data_label, self._data_key = None, None
         page = QWidget()
         box = QVBoxLayout(page)
         box.setAlignment(Qt.AlignmentFlag.AlignTop)
@@ -90,8 +160,24 @@ class Inspector(QScrollArea):
         ports = QLabel(self._ports_html(node, spec))
         ports.setWordWrap(True)
         box.addWidget(ports)
+        if spec and spec["category"] == "data" and node["type"] != "input":
+            self._data_section(box, node)
         box.addStretch(1)
         self.setWidget(page)
+
+    def _data_section(self, box: QVBoxLayout, node: dict) -> None:
+        base = self.base_dir_provider()
+        self.data_label = QLabel()
+        self.data_label.setObjectName("data_summary")
+        self.data_label.setWordWrap(True)
+        box.addWidget(self.data_label)
+        self._data_key = self.summaries.key(node, base)
+        found = self.summaries.get(self.controller.model.doc, node, base)
+        self.data_label.setText(summary_html(found) if found else "<b>Data</b>: loading…")
+
+    def _summary_ready(self, key: str) -> None:
+        if key == self._data_key and self.data_label is not None:
+            self.data_label.setText(summary_html(self.summaries.cache[key]))
 
     def _commit(self, name: str, value) -> None:
         if self.node_id is not None:

@@ -86,6 +86,8 @@ class MainWindow(FileMixin, EditMixin, QMainWindow):
         self.palette_dock = self._dock("Palette", self.palette,
                                        Qt.DockWidgetArea.LeftDockWidgetArea)
         self.inspector = Inspector(self.controller)
+        self.inspector.base_dir_provider = (
+            lambda: str(Path(self.path).parent) if self.path else None)
         self.inspector_dock = self._dock("Inspector", self.inspector,
                                          Qt.DockWidgetArea.RightDockWidgetArea)
         self.diagnostics = QListWidget()

@@ -101,7 +101,7 @@ def build_menus(win) -> dict:
     for name in ("train", "pause", "resume", "step", "stop"):  # training (issue 7)
         m.addAction(win.training.actions[name])
     m.addSeparator()
-    for name in ("gradcheck", "heat", "sample"):
+    for name in ("gradcheck", "heat", "sample", "predict_file"):
         m.addAction(win.training.actions[name])
     a.update(win.training.actions)
 

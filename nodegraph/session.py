@@ -52,6 +52,7 @@ class TrainingSession(QObject):
     inspected = Signal(dict)
     saved = Signal(dict)
     gradchecked = Signal(dict)
+    predicted = Signal(dict)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -140,6 +141,10 @@ class TrainingSession(QObject):
     def inspect(self, node: str | None = None) -> bool:
         return self.has_trainer and self._send("inspect", node=node)
 
+    def predictions(self) -> bool:
+        """Ask for the Predictions tab's data (current weights, validation split)."""
+        return self.has_trainer and self._send("predictions")
+
     def gradcheck(self, doc: dict, node: str | None, base_dir: str | None) -> None:
         self._ensure_worker().send("gradcheck", doc=doc, node=node, base_dir=base_dir)
 
@@ -200,3 +205,5 @@ class TrainingSession(QObject):
             self.saved.emit(msg)
         elif kind == "gradcheck":
             self.gradchecked.emit(msg)
+        elif kind == "predictions":
+            self.predicted.emit(msg)

@@ -95,7 +95,8 @@ class TrainingUI(QObject):
                 ("stop", "St&op", self.session.stop, "Shift+F5", P.SP_MediaStop),
                 ("gradcheck", "&Gradient-check Selected", self.gradcheck_selected, None, None),
                 ("heat", "Colour Wires by &Gradient Norm", self.overlay_heat, None, None),
-                ("sample", "&Generate Sample", self.generate_sample, None, None)]
+                ("sample", "&Generate Sample", self.generate_sample, None, None),
+                ("predict_file", "Predict on &File…", self.predict_file_dialog, None, None)]
         out = {}
         for name, text, slot, key, icon in spec:
             act = QAction(text, self.win)
@@ -120,6 +121,9 @@ class TrainingUI(QObject):
         s.inspected.connect(self.on_inspected)
         s.saved.connect(self.on_saved)
         s.gradchecked.connect(self.on_gradchecked)
+        s.predicted.connect(self.inspect_widget.predictions.show_predictions)
+        self.inspect_widget.predictions.predict_file_requested.connect(self.predict_file_dialog)
+        self.inspect_widget.currentChanged.connect(lambda _i: self.request_predictions())
         c = d.controls
         c.apply_hparams.connect(lambda v: self.session.set_hparams(**v))
         c.save_checkpoint.connect(self.session.save_checkpoint)
@@ -143,10 +147,13 @@ class TrainingUI(QObject):
         self.inspect_timer = QTimer(self)
         self.inspect_timer.setInterval(INSPECT_MS)
         self.inspect_timer.timeout.connect(self.request_inspection)
+        self.inspect_timer.timeout.connect(self.request_predictions)
 
     # ------------------------------------------------------------------ training
 
-    def train(self, steps: int | None = None, resume: str | None = None) -> RunData | None:
+    def train(self, steps: int | None = None, resume: str | None = None, *,
+              paused: bool = False, weights: str | None = None) -> RunData | None:
+        """Start a run (*paused*: before its first step; *weights*: start from that file)."""
         if self.session.active:
             return None
         result = self.win.controller.revalidate(force=True)
@@ -167,7 +174,8 @@ class TrainingUI(QObject):
         self.eta.reset()
         base = str(Path(self.win.path).parent) if self.win.path else None
         self.lock.engage(doc)
-        self.session.train(doc, base, run.folder, steps=steps, resume=resume)
+        self.session.train(doc, base, run.folder, steps=steps, resume=resume, paused=paused,
+                           weights=weights)
         self.refresh_timer.start()
         self.docks[0].raise_()
         return run
@@ -204,6 +212,7 @@ class TrainingUI(QObject):
         self._update_actions()
         if state == "paused":
             self.request_inspection()
+            self.request_predictions()
         if state == "idle":
             self.inspect_timer.stop()
             self.lock.release()
@@ -232,6 +241,7 @@ class TrainingUI(QObject):
         self._update_actions()
         self.win.autosave_now()
         self.request_inspection()
+        self.request_predictions()
         self.win.statusBar().showMessage(
             f"Training {msg.get('reason', 'finished')} at step {msg.get('step')}; "
             f"checkpoint and weights in {msg.get('folder')}", 8000)
@@ -247,8 +257,9 @@ class TrainingUI(QObject):
             self._update_actions()
             self.win.autosave_now()
             title = "Engine worker crashed" if msg.get("crashed") else "Training failed"
-        elif where == "inspect":
-            self.win.statusBar().showMessage(f"Inspection failed: {msg['message']}", 6000)
+        elif where in ("inspect", "predictions"):
+            self.win.statusBar().showMessage(f"{where.capitalize()} failed: {msg['message']}",
+                                             6000)
             return
         else:
             title = f"{str(where).replace('_', ' ').capitalize()} failed"
@@ -290,6 +301,35 @@ class TrainingUI(QObject):
         self.overlay.update(msg.get("edges", []), msg.get("step", 0))
         if msg.get("detail"):
             self.inspect_widget.node.show_detail(msg["detail"], msg.get("step", 0))
+
+    def request_predictions(self, force: bool = False) -> bool:
+        """Ask the worker for the Predictions tab's data when that tab is shown."""
+        panel = self.inspect_widget.predictions
+        if force or self.inspect_widget.currentWidget() is panel:
+            return self.session.predictions()
+        return False
+
+    def predict_file_dialog(self) -> None:
+        path = ask_file(self.win, "Predict on file", "Data (*.csv *.tsv *.txt *.npy *.png "
+                        "*.jpg *.jpeg);;All files (*)", False)
+        if path:
+            self.predict_file(path)
+
+    def predict_file(self, path: str) -> None:
+        """The model's outputs for *path*: the current run's weights when there is a run
+        (the worker writes them now), else the document's, else a fresh initialisation."""
+        self.docks[2].raise_()
+        self.inspect_widget.setCurrentWidget(self.inspect_widget.predictions)
+        if self.session.has_trainer and self.session.save_weights(request=f"predict:{path}"):
+            return
+        self._predict_with(path, None)
+
+    def _predict_with(self, path: str, weights: str | None) -> None:
+        doc = api.embed_layer_definitions(self.win.controller.model.snapshot())
+        doc_path = self._document_path()
+        base = str(Path(self.win.path).parent) if self.win.path else None
+        self.inspect_widget.predictions.predict(path=path, doc=doc, weights=weights,
+                                                doc_path=doc_path, base_dir=base)
 
     def overlay_heat(self) -> None:
         self.overlay.set_heat(self.actions["heat"].isChecked())
@@ -361,6 +401,10 @@ class TrainingUI(QObject):
             self.session.save_bundle(path if path.endswith(".wgz") else path + ".wgz")
 
     def on_saved(self, msg: dict) -> None:
+        request = str(msg.get("request") or "")
+        if request.startswith("predict:"):
+            self._predict_with(request.split(":", 1)[1], msg["path"])
+            return
         if msg.get("request") == "sample" and self.current is not None:
             self.sampling.set_weights(msg["path"], f"{self.current.name} · step {msg['step']}")
             self.sampling.generate()
@@ -369,13 +413,17 @@ class TrainingUI(QObject):
 
     # ------------------------------------------------------------------ sampling
 
-    def refresh_sampling_source(self) -> None:
-        doc = self.win.controller.model.doc
+    def _document_path(self) -> str | None:
+        """The document's file, or the preset it was opened from."""
         path = self.win.path
         if path is None and self.win.template:
-            name = doc.get("meta", {}).get("name")
+            name = self.win.controller.model.doc.get("meta", {}).get("name")
             path = next((p["path"] for p in api.list_presets() if p["title"] == name), None)
-        found = api.document_weights_path(doc, path)
+        return str(path) if path else None
+
+    def refresh_sampling_source(self) -> None:
+        doc = self.win.controller.model.doc
+        found = api.document_weights_path(doc, self._document_path())
         self.sampling.set_weights(str(found) if found else None,
                                   f"{Path(found).name} (the document's)" if found else "")
 
@@ -398,4 +446,5 @@ class TrainingUI(QObject):
         self.refresh_timer.stop()
         self.inspect_timer.stop()
         self.sampling.shutdown()
+        self.inspect_widget.predictions.shutdown()
         self.session.shutdown()
