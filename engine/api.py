@@ -337,3 +337,92 @@ def run_model(doc: dict, weights, inputs: dict, doc_path: str | Path | None = No
 
 
 __all__ += ["export_onnx", "export_torch", "run_model"]
+
+
+# ----------------------------------------------------------------- predictions and data
+
+
+def predict_file(doc: dict, path: str | Path, weights=None, doc_path: str | Path | None = None,
+                 base_dir: str | Path | None = None, *, n: int = 200, temperature: float = 0.8,
+                 seed: int = 0) -> dict:
+    """The model's outputs for a file the user picks (Run ▸ Predict on File).
+
+    A table (CSV / TSV / whitespace), a ``.npy`` array or an image (with Pillow) feeds the
+    model's input: ``{"kind": "table", "columns", "rows", "count", "shape", "weights"}``.
+    For a language model a text file is continued instead: ``{"kind": "text", "prompt",
+    "continuation", "weights"}``. *weights* as for :func:`run_model`. Raises
+    :class:`WiregradError` with a message for the user when the file does not fit the model.
+    """
+    from engine import predictions
+    from engine.export.model import run_model as _run
+
+    path = Path(path)
+    if is_language_model(doc):
+        if path.suffix.lower() in (".npy", ".png", ".jpg", ".jpeg"):
+            raise WiregradError("a language model continues text: pick a UTF-8 text file")
+        return _continue_text(doc, path, weights, doc_path, n, temperature, seed)
+    model, arrays, source = _export_model(doc, weights, doc_path)
+    inputs, labels = predictions.read_inputs(model, path)
+    out = _run(model, arrays, inputs)[model.output_names[0]]
+    table = predictions.output_table(model, out, labels,
+                                     _input_class_names(doc, model, base_dir or (
+                                         Path(doc_path).parent if doc_path else None)))
+    return {**table, "weights": source, "file": str(path)}
+
+
+def _continue_text(doc, path: Path, weights, doc_path, n: int, temperature: float,
+                   seed: int) -> dict:
+    from engine.export.model import extract_model, resolve_weights
+
+    try:
+        prompt = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WiregradError(f"cannot read {path} as UTF-8 text: {exc}") from None
+    if not prompt:
+        raise WiregradError(f"{path} is empty: nothing to continue")
+    arrays, source = resolve_weights(extract_model(doc), doc_path, weights)
+    sampler = sampler_for(doc, arrays)
+    prompt = prompt[-4 * sampler.block_size:]
+    text = "".join(t["char"] for t in sample_tokens(sampler, prompt, n, temperature=temperature,
+                                                    seed=seed))
+    return {"kind": "text", "prompt": prompt, "continuation": text, "weights": source,
+            "file": str(path)}
+
+
+def _input_class_names(doc: dict, model, base_dir) -> list[str] | None:
+    node = model.inputs[0].node if model.inputs else None
+    try:
+        return dataset_summary(doc, node, base_dir).get("class_names") if node else None
+    except WiregradError:
+        return None
+
+
+def dataset_summary(doc: dict, node_id: str, base_dir: str | Path | None = None) -> dict:
+    """What a data node holds: ``examples``, ``train``, ``val``, ``classes`` (None for
+    regression), ``description`` and, for a text corpus, ``characters`` and ``vocab_size``.
+
+    Raises :class:`WiregradError` (naming the node) when the data are unavailable — a missing
+    file, a missing optional package — or the node is not a data source.
+    """
+    from engine.data import load_dataset
+
+    node = next((n for n in doc.get("nodes", []) if n["id"] == node_id), None)
+    if node is None:
+        raise WiregradError("no such node in the graph", node=node_id)
+    try:
+        spec = registry.get(node["type"])
+    except KeyError:
+        raise WiregradError(f"unknown node type {node['type']!r}", node=node_id) from None
+    if spec.category != "data" or node["type"] == "input":
+        raise WiregradError(f"'{node['type']}' is not a data source", node=node_id)
+    ds = load_dataset(node["type"], dict(node.get("params", {})),
+                      Path(base_dir) if base_dir else None, node=node_id)
+    keys = ("examples", "train", "val", "classes", "class_names", "characters", "vocab_size",
+            "description", "file", "columns", "task")
+    out = {k: ds.info[k] for k in keys if k in ds.info}
+    out.setdefault("classes", None)
+    out["ports"] = {k: list(v.shape[1:]) for k, v in ds.train.items()}
+    return out
+
+
+__all__ += ["dataset_summary", "predict_file"]
