@@ -194,6 +194,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_command(args)
 
 
+@command("bench")
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Wiregrad against PyTorch CPU on the presets (bench/RESULTS.md)."""
+    from engine.benchmark import bench_command
+
+    return bench_command(args)
+
+
 # ----------------------------------------------------------------- parser
 
 
@@ -272,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
     p.add_argument("--inputs", required=True, help=".npz with one array per model input")
     p.add_argument("--outputs", required=True, help=".npz to write the model's outputs to")
+
+    p = sub.add_parser("bench", help="time Wiregrad against PyTorch CPU on the presets")
+    p.add_argument("--quick", action="store_true", help="a short run (about a minute)")
+    p.add_argument("--json", help="write the results to this JSON file")
+    p.add_argument("--threads", type=int, help="compute threads for both (default: all cores)")
 
     p = sub.add_parser("ops", help="list every op in the registry")
     fmt = p.add_mutually_exclusive_group()

@@ -17,21 +17,33 @@ FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 class Context:
     """Per-equation scratch space handed to an op's forward and backward."""
 
-    __slots__ = ("eq", "weights", "weight_grads", "state", "training", "rng", "feed", "saved",
-                 "needs_input_grad", "dtype")
+    __slots__ = ("eq", "weights", "weight_grads", "state", "training", "_rng", "_rng_seed",
+                 "feed", "saved", "needs_input_grad", "dtype")
 
     def __init__(self, eq: Equation, weights: dict, state: dict, training: bool,
-                 rng: np.random.Generator | None, feed=None, dtype=np.float32) -> None:
+                 rng: np.random.Generator | None, feed=None, dtype=np.float32,
+                 rng_seed: list[int] | None = None) -> None:
         self.eq = eq
         self.weights = weights  # spec name -> array
         self.weight_grads: dict[str, np.ndarray] = {}
         self.state = state  # spec name -> array (updated in place by e.g. batch norm)
         self.training = training
-        self.rng = rng
+        self._rng = rng
+        self._rng_seed = rng_seed  # seeds a generator on first use (most ops never draw)
         self.feed = feed
         self.saved: tuple = ()
         self.needs_input_grad: tuple = ()
         self.dtype = dtype  # the program's float dtype
+
+    @property
+    def rng(self) -> np.random.Generator | None:
+        if self._rng is None and self._rng_seed is not None:
+            self._rng = np.random.default_rng(self._rng_seed)
+        return self._rng
+
+    @rng.setter
+    def rng(self, value: np.random.Generator | None) -> None:
+        self._rng = value
 
     def save(self, *arrays) -> None:
         self.saved = arrays
@@ -61,21 +73,26 @@ class Executor:
     def forward(self, feeds: dict[str, np.ndarray], weights: dict[str, np.ndarray],
                 state: dict[str, np.ndarray] | None = None, *, training: bool = True,
                 seed: int = 0, equations: list[Equation] | None = None,
-                values: dict[str, np.ndarray] | None = None) -> Tape:
-        """Evaluate *equations* (default: all). *values* pre-seeds values (e.g. sub-programs)."""
+                values: dict[str, np.ndarray] | None = None,
+                skip: frozenset[str] = frozenset()) -> Tape:
+        """Evaluate *equations* (default: all). *values* pre-seeds values (e.g. sub-programs).
+        Equations whose path is in *skip* are not run (each keeps its random stream)."""
         state = state if state is not None else {}
         tape = Tape(dict(values or {}))
         env = tape.values
         for index, eq in enumerate(equations if equations is not None else self.program.equations):
+            if skip and eq.path in skip:
+                continue
             ins = [env[v] if v is not None else None for v in eq.inputs]
             ctx = Context(
                 eq,
                 {k: weights[n] for k, n in eq.weights.items()},
                 {k: state[n] for k, n in eq.state.items()},
                 training,
-                np.random.default_rng([seed & 0xFFFFFFFF, index]),
+                None,
                 feeds.get(eq.path) if eq.op.category == "data" else None,
                 self.dtype,
+                [seed & 0xFFFFFFFF, index],
             )
             outs = eq.op.forward(ctx, eq.params, *ins)
             if not isinstance(outs, tuple):
@@ -85,18 +102,25 @@ class Executor:
             tape.contexts.append(ctx)
         return tape
 
-    def backward(self, tape: Tape, seeds: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    def backward(self, tape: Tape, seeds: dict[str, np.ndarray], *,
+                 release: bool = False) -> tuple[dict, dict]:
         """Reverse-mode pass from *seeds* (value name → gradient).
 
-        Returns ``(weight_grads by full name, value_grads by value name)``.
+        Returns ``(weight_grads by full name, value_grads by value name)``. With *release*
+        (the trainer's step) each equation's saved arrays and its outputs' gradients are
+        dropped as soon as its backward ran, which lowers the peak memory; the tape cannot
+        be differentiated again and value_grads then holds only the graph's inputs.
         """
         grads: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in seeds.items()}
         weight_grads: dict[str, np.ndarray] = {}
+        owned: set[int] = set()  # ids of sums this pass allocated (safe to add into)
         for ctx in reversed(tape.contexts):
             eq = ctx.eq
             gouts = [grads.get(o) for o in eq.outputs]
             if all(g is None for g in gouts):
                 continue
+            for g in gouts:  # handed to an op, which may pass it on: no longer ours alone
+                owned.discard(id(g))
             gouts = [g if g is not None else np.zeros_like(tape.values[o])
                      for g, o in zip(gouts, eq.outputs)]
             if eq.op.backward is None:
@@ -104,17 +128,30 @@ class Executor:
             gins = eq.op.backward(ctx, eq.params, *gouts)
             if not isinstance(gins, tuple):
                 gins = (gins,)
+            if release:
+                del gouts
+                ctx.saved = ()
+                for o in eq.outputs:
+                    grads.pop(o, None)
             for name, g in zip(eq.inputs, gins):
                 if name is None or g is None:
                     continue
-                _accumulate(grads, name, g)
+                _accumulate(grads, name, g, owned)
             for spec_name, g in ctx.weight_grads.items():
-                _accumulate(weight_grads, eq.weights[spec_name], g)
+                _accumulate(weight_grads, eq.weights[spec_name], g, owned)
         return weight_grads, grads
 
 
-def _accumulate(store: dict, name: str, g: np.ndarray) -> None:
-    if name in store:
-        store[name] = store[name] + g
-    else:
+def _accumulate(store: dict, name: str, g: np.ndarray, owned: set[int]) -> None:
+    """Add *g* into ``store[name]``. A gradient an op handed back may be shared (``add``
+    returns the same array for both inputs), so the first sum allocates; later ones add in
+    place into that sum when shapes and dtypes agree."""
+    old = store.get(name)
+    if old is None:
         store[name] = g
+    elif id(old) in owned and old.shape == np.shape(g) and old.dtype == np.result_type(old, g):
+        np.add(old, g, out=old)
+    else:
+        total = old + g
+        store[name] = total
+        owned.add(id(total))

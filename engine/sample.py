@@ -16,11 +16,10 @@ import numpy as np
 
 from engine.compile import compile_document
 from engine.errors import WiregradError
+from engine.kvcache import Incremental
 from engine.program import Equation
 from engine.run import Context, init_weights
 from engine.text import Codec
-
-ATTENTION_OP = "scaled_dot_product_attention"
 
 
 @dataclass
@@ -69,9 +68,22 @@ class Sampler:
         self.state = init_weights(self.program.state, 0, self.dtype)
         if weights is not None:
             self._load(weights)
-        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.window: list[int] = []  # token ids the cache currently holds
-        self.last_attention: dict[str, np.ndarray] = {}  # attention path -> (H, T_k)
+        self._incremental: Incremental | None = None  # built on first cached run
+
+    @property
+    def incremental(self) -> Incremental:
+        """The per-token runner (weights folded in when it is first needed)."""
+        if self._incremental is None:
+            self._incremental = Incremental(self.equations, self.tokens_value,
+                                            self.logits_value, self.weights, self.state,
+                                            self.block_size, self.dtype)
+        return self._incremental
+
+    @property
+    def last_attention(self) -> dict[str, np.ndarray]:
+        """Attention path → the newest query's attention probabilities (H, T_k)."""
+        return self.incremental.last_attention
 
     def _load(self, weights: dict[str, np.ndarray]) -> None:
         for store in (self.weights, self.state):
@@ -90,14 +102,14 @@ class Sampler:
 
     def _run(self, ids: np.ndarray, past: int, use_cache: bool) -> np.ndarray:
         """Logits (T, V) for *ids* (T,) placed at positions past…past+T−1."""
+        if use_cache:
+            return self.incremental.run(ids, past)
         env: dict[str, np.ndarray] = {self.tokens_value: ids[None, :].astype(np.int64)}
-        for eq in self.equations:
+        for eq in self.equations:  # the plain path: every equation, nothing cached
             params = eq.params
             if eq.op.name == "positions":
                 params = {**params, "offset": past}
             ins = [env[v] if v is not None else None for v in eq.inputs]
-            if eq.op.name == ATTENTION_OP and use_cache:
-                ins = self._attend_cached(eq, ins, past)
             ctx = Context(eq, {k: self.weights[n] for k, n in eq.weights.items()},
                           {k: self.state[n] for k, n in eq.state.items()}, False, None, None,
                           self.dtype)
@@ -106,20 +118,6 @@ class Sampler:
                 outs = (outs,)
             env.update(zip(eq.outputs, outs))
         return env[self.logits_value][0]
-
-    def _attend_cached(self, eq: Equation, ins: list, past: int) -> list:
-        q, k, v = ins  # (1, H, T_new, D)
-        if past:
-            k_old, v_old = self.cache[eq.path]
-            k = np.concatenate([k_old, k], axis=2)
-            v = np.concatenate([v_old, v], axis=2)
-        self.cache[eq.path] = (k, v)
-        scale = eq.params.get("scale") or 1.0 / np.sqrt(q.shape[-1])
-        scores = np.einsum("hd,htd->ht", q[0, :, -1, :], k[0]) * scale  # (H, T_k)
-        scores = scores - scores.max(axis=-1, keepdims=True)
-        probs = np.exp(scores)
-        self.last_attention[eq.path.rsplit(".", 1)[0]] = probs / probs.sum(-1, keepdims=True)
-        return [q, k, v]
 
     def full_logits(self, ids) -> np.ndarray:
         """Logits (T, V) recomputed from scratch without the cache (the reference)."""
@@ -130,7 +128,6 @@ class Sampler:
         ids = list(ids)[-self.block_size:]
         if not ids:
             raise WiregradError("the prompt is empty: give at least one character")
-        self.cache.clear()
         logits = self._run(np.asarray(ids, dtype=np.int64), 0, use_cache=True)
         self.window = ids
         return logits[-1]

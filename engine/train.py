@@ -35,6 +35,35 @@ def _node_seed(seed: int, name: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(name.encode())) & 0x7FFFFFFF
 
 
+def _owned(grads: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
+    """Gradients the step may scale in place: C-contiguous arrays of *dtype* that own their
+    memory and appear once; anything else (a view, another dtype, a shared array) is copied."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in grads.items():
+        if (not isinstance(v, np.ndarray) or v.dtype != dtype or not v.flags.c_contiguous
+                or not v.flags.owndata or not v.flags.writeable or id(v) in seen):
+            v = np.array(v, dtype=dtype, order="C")
+        seen.add(id(v))
+        out[k] = v
+    return out
+
+
+def _off_loss_path(program, loss_value: str) -> frozenset[str]:
+    """Equations a training step need not run: the loss does not depend on them and they
+    hold no state (metrics such as accuracy, the optimizer node)."""
+    producer = {o: eq for eq in program.equations for o in eq.outputs}
+    needed, stack = set(), [loss_value]
+    while stack:
+        eq = producer.get(stack.pop())
+        if eq is None or eq.path in needed:
+            continue
+        needed.add(eq.path)
+        stack.extend(v for v in eq.inputs if v is not None)
+    return frozenset(eq.path for eq in program.equations
+                     if eq.path not in needed and not eq.state)
+
+
 class Trainer:
     """Owns weights, optimizer state and data position for one training run."""
 
@@ -62,6 +91,7 @@ class Trainer:
             for node, ds in self.graph.datasets.items()
         }
         self.optimizer, self.schedule, self.clip_norm = self._build_optimizer()
+        self._unused = _off_loss_path(self.program, self.graph.loss_value)
         self.step = 0
         self.anomaly = anomaly
         self.patience = patience
@@ -178,13 +208,14 @@ class Trainer:
         lr = self.schedule(self.step)
         self.optimizer.lr = lr
         tape = self.executor.forward(self._feeds(batches), self.params, self.state,
-                                     training=True, seed=_node_seed(self.seed, str(self.step)))
+                                     training=True, seed=_node_seed(self.seed, str(self.step)),
+                                     skip=self._unused)
         loss = float(tape.values[self.graph.loss_value])
         if self.anomaly or not np.isfinite(loss):
             self._check_forward(tape)
         one = np.ones((), dtype=self.executor.dtype)
-        grads, _ = self.executor.backward(tape, {self.graph.loss_value: one})
-        grads = {k: np.array(v, dtype=self.executor.dtype, order="C") for k, v in grads.items()}
+        grads, _ = self.executor.backward(tape, {self.graph.loss_value: one}, release=True)
+        grads = _owned(grads, self.executor.dtype)
         norm = clip_by_global_norm(grads, self.clip_norm)
         if not np.isfinite(norm):
             self._check_forward(tape)  # an Inf inside the forward is the likelier culprit

@@ -14,6 +14,10 @@ import math
 import numpy as np
 from numba import njit
 
+from engine.kernels.elementwise import _exp_nonpos
+
+EXP_FLOOR = 36.0  # e^-36 < 3e-16: below it a probability is 0
+
 # Reassociation lets LLVM vectorise the dot products (measured ~3× on the backward); no
 # "nnan"/"ninf", so the -inf of fully masked rows keeps its meaning.
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
@@ -106,6 +110,109 @@ def attention_bwd(q, k, v, out, lse, g, scale, causal, offset, gq, gk, gv):
                 gk[bh, j, e] = gk_acc[j, e]
             for e in range(dv):
                 gv[bh, j, e] = gv_acc[j, e]
+
+
+# ------------------------------------------------------------------ BLAS-shaped path
+# For float32 the op computes scores and the three gradient products with batched BLAS
+# matmuls and keeps the probabilities (BH·Tq·Tk floats) for the backward; these two kernels do
+# the memory-bound parts in one pass each. exp is the vectorisable polynomial of
+# engine.kernels.elementwise (relative error < 5e-13; e^y for y < -36 is taken as 0).
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
+def attention_probs(s, scale, causal, offset, lse):
+    # s: (BH, Tq, Tk) raw scores q·kᵀ, replaced in place by the masked softmax of s·scale;
+    # lse: (BH, Tq) float64 log-sum-exp of the kept scaled scores (-inf for a masked row)
+    bh_n, tq, tk = s.shape
+    for bh in range(bh_n):
+        for i in range(tq):
+            lim = _limit(i, tk, causal, offset)
+            if lim == 0:
+                s[bh, i, :] = 0.0
+                lse[bh, i] = -np.inf
+                continue
+            m = -np.inf
+            for j in range(lim):
+                x = s[bh, i, j] * scale
+                s[bh, i, j] = x
+                m = max(m, x)
+            tot = 0.0
+            for j in range(lim):
+                y = max(s[bh, i, j] - m, -EXP_FLOOR)
+                e = _exp_nonpos(y)
+                e = e if y > -EXP_FLOOR else 0.0
+                s[bh, i, j] = e
+                tot += e
+            inv = 1.0 / tot
+            for j in range(lim):
+                s[bh, i, j] = s[bh, i, j] * inv
+            for j in range(lim, tk):
+                s[bh, i, j] = 0.0
+            lse[bh, i] = m + math.log(tot)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
+def attention_dscores(p, dp, g, out, scale):
+    # dp: (BH, Tq, Tk) = g·vᵀ, replaced in place by dS = scale·P ∘ (dP − rowsum(g ∘ out))
+    bh_n, tq, tk = p.shape
+    dv = g.shape[2]
+    for bh in range(bh_n):
+        for i in range(tq):
+            di = 0.0
+            for e in range(dv):
+                di += g[bh, i, e] * out[bh, i, e]
+            for j in range(tk):
+                dp[bh, i, j] = p[bh, i, j] * (dp[bh, i, j] - di) * scale
+
+
+@njit(cache=True, nogil=True)
+def attention_decode(q, k, v, tk, scale, out, probs):
+    # One new query per head against the first tk cached keys (it sees all of them):
+    # q: (H, D)  k: (H, T_buf, D)  v: (H, T_buf, Dv)  out: (H, Dv)  probs: (H, tk) float64
+    h_n, d = q.shape
+    dv = v.shape[2]
+    acc = np.empty(dv)
+    for h in range(h_n):
+        m = -np.inf
+        for j in range(tk):
+            dot = 0.0
+            for e in range(d):
+                dot += q[h, e] * k[h, j, e]
+            dot *= scale
+            probs[h, j] = dot
+            if dot > m:
+                m = dot
+        tot = 0.0
+        for j in range(tk):
+            x = math.exp(probs[h, j] - m)
+            probs[h, j] = x
+            tot += x
+        acc[:] = 0.0
+        for j in range(tk):
+            pj = probs[h, j] / tot
+            probs[h, j] = pj
+            for e in range(dv):
+                acc[e] += pj * v[h, j, e]
+        for e in range(dv):
+            out[h, e] = acc[e]
+
+
+def attention_probs_ref(s, scale, causal, offset):
+    """(probs, lse) of raw scores *s* — the twin of :func:`attention_probs`."""
+    x = s.astype(np.float64) * scale
+    if causal:
+        x = np.where(causal_allowed(s.shape[1], s.shape[2], offset), x, -np.inf)
+    m = x.max(-1, keepdims=True)
+    m = np.where(np.isneginf(m), 0.0, m)
+    e = np.exp(x - m)
+    tot = e.sum(-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        lse = (m + np.log(tot))[..., 0]
+    return (e / np.where(tot == 0, 1.0, tot)).astype(s.dtype), lse
+
+
+def attention_dscores_ref(p, dp, g, out, scale):
+    return (p * (dp - np.sum(g * out, axis=-1, keepdims=True)) * scale).astype(p.dtype)
 
 
 # ------------------------------------------------------------------ numpy twins

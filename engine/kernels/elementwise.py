@@ -69,12 +69,15 @@ def _erfcx_coefficients(degree: int = ERFCX_DEGREE) -> np.ndarray:
 
 
 ERFCX_COEF = _erfcx_coefficients()
+# Reassociation and contraction (no nnan/ninf: saturation relies on exact comparisons) let
+# LLVM vectorise the polynomials further: erf-form forward on 393k float32 1.94 → 1.31 ms.
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 # ------------------------------------------------------------------ scalar helpers (Numba)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def _exp_nonpos(y):
     """e^y for y in [-36, 0] (float64) without libm: Taylor on y/256, squared 8 times."""
     r = y * (1.0 / EXP_SCALE)
@@ -86,7 +89,7 @@ def _exp_nonpos(y):
     return p
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def _erfcx(z):
     """erfcx(z) = erfc(z)·e^(z²) for z in [0, 6]: Horner in s (see ``_erfcx_coefficients``)."""
     t = (z - ERFCX_K) / (z + ERFCX_K)
@@ -97,7 +100,7 @@ def _erfcx(z):
     return p
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def _sigmoid_2u(x):
     """(s, u') for the tanh form: s = sigmoid(2u), u = √(2/π)(x + 0.044715x³), u' = du/dx."""
     u = SQRT_2_OVER_PI * (x + TANH_COEF * x * x * x)
@@ -111,7 +114,7 @@ def _sigmoid_2u(x):
     return s, du
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def _phi_cdf(x):
     """(Φ(x), φ(x)): standard normal CDF and density, for the erf form."""
     z = abs(x) * INV_SQRT_2
@@ -126,7 +129,7 @@ def _phi_cdf(x):
 # ------------------------------------------------------------------ kernels (flat arrays)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def gelu_tanh_fwd(x, out):  # x, out: (N,)
     for i in range(x.shape[0]):
         v = np.float64(x[i])
@@ -134,7 +137,7 @@ def gelu_tanh_fwd(x, out):  # x, out: (N,)
         out[i] = v * s
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def gelu_tanh_bwd(x, g, out):  # x, g, out: (N,); out = g · gelu'(x)
     for i in range(x.shape[0]):
         v = np.float64(x[i])
@@ -142,7 +145,7 @@ def gelu_tanh_bwd(x, g, out):  # x, g, out: (N,); out = g · gelu'(x)
         out[i] = g[i] * (s + v * 2.0 * s * (1.0 - s) * du)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def gelu_erf_fwd(x, out):  # x, out: (N,)
     for i in range(x.shape[0]):
         v = np.float64(x[i])
@@ -150,12 +153,30 @@ def gelu_erf_fwd(x, out):  # x, out: (N,)
         out[i] = v * cdf
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def gelu_erf_bwd(x, g, out):  # x, g, out: (N,); out = g · (Φ(x) + x·φ(x))
     for i in range(x.shape[0]):
         v = np.float64(x[i])
         cdf, pdf = _phi_cdf(v)
         out[i] = g[i] * (cdf + v * pdf)
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
+def gelu_tanh_fwd_d(x, out, d):  # x, out, d: (N,); out = gelu(x), d = gelu'(x)
+    for i in range(x.shape[0]):
+        v = np.float64(x[i])
+        s, du = _sigmoid_2u(v)
+        out[i] = v * s
+        d[i] = s + v * 2.0 * s * (1.0 - s) * du
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
+def gelu_erf_fwd_d(x, out, d):  # x, out, d: (N,); out = gelu(x), d = gelu'(x)
+    for i in range(x.shape[0]):
+        v = np.float64(x[i])
+        cdf, pdf = _phi_cdf(v)
+        out[i] = v * cdf
+        d[i] = cdf + v * pdf
 
 
 # ------------------------------------------------------------------ numpy twins
@@ -219,6 +240,18 @@ def gelu_forward(x: np.ndarray, approximate: str) -> np.ndarray:
     else:
         gelu_erf_fwd(flat, out)
     return out.reshape(np.shape(x))
+
+
+def gelu_forward_and_slope(x: np.ndarray, approximate: str) -> tuple[np.ndarray, np.ndarray]:
+    """(GELU(x), GELU'(x)) in one pass, both in x's dtype: a training forward keeps the slope
+    so that the backward is one multiplication instead of a second pass of polynomials."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    out, d = np.empty_like(flat), np.empty_like(flat)
+    if approximate == "tanh":
+        gelu_tanh_fwd_d(flat, out, d)
+    else:
+        gelu_erf_fwd_d(flat, out, d)
+    return out.reshape(np.shape(x)), d.reshape(np.shape(x))
 
 
 def gelu_backward(x: np.ndarray, g: np.ndarray, approximate: str) -> np.ndarray:

@@ -12,8 +12,11 @@ import math
 import numpy as np
 from numba import njit
 
+# Reassociation lets LLVM vectorise the row sums (float64 accumulators; rounding-level change).
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
 
-@njit(cache=True, nogil=True)
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def layer_norm_fwd(x, w, b, eps, out, mean, rstd):  # x, out: (N, D); w, b: (D,); mean, rstd: (N,)
     n, d = x.shape
     for i in range(n):
@@ -32,7 +35,7 @@ def layer_norm_fwd(x, w, b, eps, out, mean, rstd):  # x, out: (N, D); w, b: (D,)
             out[i, j] = (x[i, j] - mu) * r * w[j] + b[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def layer_norm_bwd(g, x, mean, rstd, w, gx, gw, gb):  # gw, gb: (D,) float64 accumulators
     n, d = x.shape
     for i in range(n):
@@ -54,7 +57,7 @@ def layer_norm_bwd(g, x, mean, rstd, w, gx, gw, gb):  # gw, gb: (D,) float64 acc
             gx[i, j] = r * (g[i, j] * w[j] - s1 - xh * s2)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def batch_norm_stats(x, mean, var):  # x: (N, C, S) → biased per-channel mean, var
     n, c, s = x.shape
     m = n * s
@@ -73,7 +76,7 @@ def batch_norm_stats(x, mean, var):  # x: (N, C, S) → biased per-channel mean,
         var[ch] = acc / m
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def batch_norm_apply(x, mean, invstd, w, b, out):  # out = (x - mean)·invstd·w + b per channel
     n, c, s = x.shape
     for i in range(n):
@@ -84,7 +87,7 @@ def batch_norm_apply(x, mean, invstd, w, b, out):  # out = (x - mean)·invstd·w
                 out[i, ch, k] = x[i, ch, k] * a + sh
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def batch_norm_bwd(g, x, mean, invstd, w, gx, gw, gb):  # training-mode backward
     n, c, s = x.shape
     m = n * s

@@ -70,16 +70,26 @@ def _unary_infer(inputs, params):
     return [inputs[0]]
 
 
-def unary(name: str, doc: str, fwd, grad, examples=None, params=None, flops: int = 1) -> OpSpec:
-    """Register a unary op; *grad(x, out, g, params) -> gx*; *fwd(x, params)*."""
+def unary(name: str, doc: str, fwd, grad, examples=None, params=None, flops: int = 1,
+          slope=None) -> OpSpec:
+    """Register a unary op; *grad(x, out, g, params) -> gx*; *fwd(x, params)*. An optional
+    *slope(x, params) -> (out, d) or None* computes the output and its derivative together
+    while training; the backward is then ``g · d``."""
 
     def forward(ctx, p, x):
+        both = slope(x, p) if slope is not None and ctx.training else None
+        if both is not None:
+            out, d = both
+            ctx.save(x, out, d)
+            return out
         out = fwd(x, p)
-        ctx.save(x, out)
+        ctx.save(x, out, None)
         return out
 
     def backward(ctx, p, g):
-        x, out = ctx.saved
+        x, out, d = ctx.saved
+        if d is not None:
+            return (np.multiply(g, d, dtype=d.dtype),)
         return (grad(x, out, g, p),)
 
     return register(OpSpec(
@@ -258,6 +268,12 @@ def _gelu_fwd(x, p):
     return gelu_exact(x, p["approximate"]).astype(x.dtype, copy=False)
 
 
+def _gelu_slope(x, p):
+    if x.dtype == np.float32:
+        return _kernels().gelu_forward_and_slope(x, p["approximate"])
+    return None
+
+
 def _gelu_grad(x, out, g, p):
     if x.dtype == np.float32:
         return _kernels().gelu_backward(x, g, p["approximate"])
@@ -268,7 +284,7 @@ unary("gelu", """GELU: x · Φ(x), Φ the standard normal CDF (exact erf, or the
 
     ``approximate="tanh"`` uses 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))) like GPT-2.
     float32 runs fused Numba kernels accurate to ~1e-10; float64 uses exact functions.""",
-      _gelu_fwd, _gelu_grad, flops=8,
+      _gelu_fwd, _gelu_grad, flops=8, slope=_gelu_slope,
       params=[Param("approximate", "choice", "none", choices=("none", "tanh"),
                     doc="none: exact (erf); tanh: the tanh approximation.")],
       examples=[

@@ -59,7 +59,8 @@ def _forward(ctx, params, a, b):
 
 
 def _grad_b_folded(a_eff: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """dB for a batched A against a 2-D B: one GEMM over the flattened batch."""
+    """dB for a batched A against a 2-D B: one GEMM over the flattened batch (called with
+    the arguments swapped it gives dBᵀ, the gradient of a transposed B)."""
     a2 = a_eff.reshape(-1, a_eff.shape[-1])  # (N, k)
     g2 = g.reshape(-1, g.shape[-1])  # (N, n)
     return a2.T @ g2  # (k, n)
@@ -76,9 +77,10 @@ def _backward(ctx, params, g):
         ga = np.matmul(b_eff, np.swapaxes(g, -1, -2))  # = (g @ B_effᵀ)ᵀ
     else:
         ga = np.matmul(g, np.swapaxes(b_eff, -1, -2))
-    if b.ndim == 2 and a.ndim > 2:
-        gb_eff = _grad_b_folded(a_eff, g)
-        gb = gb_eff.T if tb else gb_eff
+    if b.ndim == 2 and a.ndim > 2 and tb:  # dB = gᵀ·A directly: C-contiguous, no transpose
+        gb = _grad_b_folded(g, a_eff)
+    elif b.ndim == 2 and a.ndim > 2:
+        gb = _grad_b_folded(a_eff, g)
     elif tb:
         gb = np.matmul(np.swapaxes(g, -1, -2), a_eff)  # = (A_effᵀ @ g)ᵀ
     else:

@@ -1,0 +1,59 @@
+"""The float32 attention path (BLAS products + the probability / dscore kernels) equals its
+numpy twins and the exact float64 op, masked rows included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.kernels import attention as A
+from engine.ops import attention as op_attention
+from tests.test_kernels_nn import run_op
+
+RNG = np.random.default_rng(77)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("causal,tq,tk", [(True, 6, 6), (False, 3, 7), (True, 3, 7),
+                                          (True, 7, 3)])
+def test_probability_and_dscore_kernels_match_twins(dtype, causal, tq, tk):
+    s = (RNG.standard_normal((3, tq, tk)) * 4).astype(dtype)
+    offset = tk - tq
+    probs, lse = s.copy(), np.empty((3, tq))
+    A.attention_probs(probs, 0.7, causal, offset, lse)
+    ref_p, ref_lse = A.attention_probs_ref(s, 0.7, causal, offset)
+    rtol = 1e-11 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(probs, ref_p, rtol=rtol, atol=rtol * 1e-2)
+    np.testing.assert_allclose(lse, ref_lse, rtol=1e-11 if dtype == np.float64 else 1e-6)
+    g, out = RNG.standard_normal((3, tq, 5)).astype(dtype), RNG.standard_normal(
+        (3, tq, 5)).astype(dtype)
+    dp = RNG.standard_normal((3, tq, tk)).astype(dtype)
+    ref_ds = A.attention_dscores_ref(probs, dp, g, out, 0.7)
+    A.attention_dscores(probs, dp, g, out, 0.7)
+    np.testing.assert_allclose(dp, ref_ds, rtol=rtol, atol=rtol * 1e-2)
+
+
+def test_extreme_scores_give_finite_probabilities():
+    s = np.array([[[1e4, -1e4, 0.0, 3e38]]], np.float32)
+    lse = np.empty((1, 1))
+    A.attention_probs(s, 1.0, False, 0, lse)
+    assert np.isfinite(s).all() and np.isclose(s.sum(), 1.0)
+
+
+@pytest.mark.parametrize("causal,tq,tk", [(True, 8, 8), (False, 4, 9), (True, 9, 4)])
+def test_float32_op_matches_the_float64_op(causal, tq, tk):
+    q = RNG.standard_normal((2, 3, tq, 8))
+    k = RNG.standard_normal((2, 3, tk, 8))
+    v = RNG.standard_normal((2, 3, tk, 5))
+    g = RNG.standard_normal((2, 3, tq, 5))
+    params = {"causal": causal}
+    assert op_attention._use_blas(np.zeros((6, tq, 8), np.float32), np.zeros((6, tk, 8),
+                                                                           np.float32))
+    o64, grads64 = run_op("scaled_dot_product_attention", [q, k, v], params, grad=g)
+    o32, grads32 = run_op("scaled_dot_product_attention",
+                          [a.astype(np.float32) for a in (q, k, v)], params,
+                          grad=g.astype(np.float32))
+    assert o32.dtype == np.float32
+    np.testing.assert_allclose(o32, o64, rtol=1e-4, atol=1e-5)
+    for ours, ref in zip(grads32, grads64):
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,50 @@
+"""`wiregrad bench --quick` runs end to end and writes the documented JSON structure.
+
+Only the structure is checked, never the timings (timings live in bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+ROOT = Path(__file__).resolve().parent.parent
+
+TIMED = ("gpt_step", "gpt6x256_step", "mlp_step", "cnn_step", "sample", "sgemm_1024",
+         "first_step_cold_cache", "first_step_warm_cache", "import")
+
+
+def test_bench_quick_writes_the_json_structure(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "WIREGRAD_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-m", "engine.cli", "bench", "--quick", "--json",
+                           str(out), "--threads", "1"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text(encoding="utf-8"))
+    assert set(result) >= {"cases", "machine", "versions"}
+    assert result["quick"] is True
+    assert result["machine"]["threads"] == 1
+    assert {"numpy", "numba", "torch", "python"} <= set(result["versions"])
+    cases = result["cases"]
+    for name in (*TIMED, "peak_rss_growth", "editor_start"):
+        assert name in cases, name
+        assert {"wiregrad_ms", "torch_ms", "ratio"} <= set(cases[name]), name
+    for name in TIMED:
+        case = cases[name]
+        assert case["wiregrad_ms"] > 0 and case["torch_ms"] > 0, name
+        assert case["ratio"] == pytest.approx(case["wiregrad_ms"] / case["torch_ms"]), name
+    gpt = cases["gpt_step"]
+    assert 0 < gpt["wiregrad_mfu"] and 0 < gpt["torch_mfu"]
+    assert isinstance(gpt["within_reference"], bool)
+    assert gpt["wiregrad_min_ms"] <= gpt["wiregrad_ms"] <= gpt["wiregrad_max_ms"]
+    assert cases["sample"]["wiregrad_tokens_per_s"] > 0
+    rss = cases["peak_rss_growth"]
+    assert rss["wiregrad_mb"] >= 0 and rss["torch_mb"] >= 0
