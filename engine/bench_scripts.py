@@ -83,18 +83,6 @@ for _ in range(steps):
 print(json.dumps({"bare_mb": bare, "base_mb": base, "peak_mb": rss()[1]}))
 """
 
-EDITOR = """
-import json, os, sys, time
-from PySide6.QtWidgets import QApplication
-from nodegraph import theme
-from nodegraph.app import make_window
-app = QApplication(sys.argv[:1])
-theme.apply(app)
-win, error = make_window("char_gpt")
-win.resize(1440, 900)
-win.show()
-app.processEvents()
-image = win.grab()  # renders the whole window once
-print(json.dumps({"s": time.time() - float(sys.argv[1]), "null": image.isNull()}), flush=True)
-os._exit(0)  # skip Qt's teardown (it can crash offscreen after the measurement)
-"""
+# The editor probe lives in nodegraph (the engine never imports Qt).
+EDITOR = ("import runpy; runpy.run_module('nodegraph.startup_probe', run_name='__main__', "
+          "alter_sys=False)")
