@@ -73,10 +73,9 @@ if which == "torch":
     step = lambda: twin_step(model, opt, sched, batcher.next(), 1.0)
 else:
     step = trainer.train_step
-try:  # reset the peak to the current RSS (Linux ≥ 4.0)
+import contextlib
+with contextlib.suppress(OSError):  # reset the peak to the current RSS (Linux ≥ 4.0)
     open("/proc/self/clear_refs", "w").write("5")
-except OSError:
-    pass
 base = rss()[0]
 for _ in range(steps):
     step()

@@ -10,6 +10,7 @@ before any of their bytes are interpreted: loading them could run arbitrary code
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -40,10 +41,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         _copy_mode(path, tmp)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_folder(folder)
 

@@ -124,7 +124,7 @@ def substitute(value: Any, env: dict) -> Any:
 
 
 class _RefError(Exception):
-    pass
+    """A bad ``$reference`` inside a layer definition."""
 
 
 def _ref(name: str, env: dict) -> Any:

@@ -22,6 +22,7 @@ the node when known; the worker itself keeps serving.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import time
@@ -70,13 +71,11 @@ class WorkerHandle:
         """Messages waiting now (bounded in time); a ``crashed`` message once if it died."""
         out: list[dict] = []
         end = time.perf_counter() + budget_s
-        try:
+        with contextlib.suppress(EOFError, OSError, ValueError):
             while len(out) < max_messages and self.conn.poll(0):
                 out.append(self.conn.recv())
                 if time.perf_counter() > end:
                     break
-        except (EOFError, OSError, ValueError):
-            pass
         if not out and not self._dead_reported and not self.process.is_alive():
             self._dead_reported = True
             code = self.process.exitcode
@@ -93,10 +92,8 @@ class WorkerHandle:
         if self.process.is_alive():
             self.process.terminate()
             self.process.join(1.0)
-        try:
+        with contextlib.suppress(OSError):
             self.conn.close()
-        except OSError:
-            pass
 
     def kill(self) -> None:
         if self.process.is_alive():
@@ -116,12 +113,10 @@ def limit_threads(threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)
-    try:
+    with contextlib.suppress(ImportError, ValueError, RuntimeError):
         import numba
 
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    except (ImportError, ValueError, RuntimeError):
-        pass
 
 
 def main(conn, threads: int = 1, nice: int = 5) -> None:
@@ -129,10 +124,8 @@ def main(conn, threads: int = 1, nice: int = 5) -> None:
     for key in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[key] = str(threads)
     if nice:
-        try:
+        with contextlib.suppress(OSError):
             os.nice(nice)
-        except OSError:
-            pass
     limit_threads(threads)
     Worker(conn).loop()
 

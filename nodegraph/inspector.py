@@ -5,6 +5,7 @@ thread and cached."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import threading
@@ -79,10 +80,8 @@ class DataSummaries(QObject):
             result = {"error": getattr(exc, "message", None) or str(exc)}
         self.cache[key] = result
         self.pending.discard(key)
-        try:
+        with contextlib.suppress(RuntimeError):  # the inspector is gone
             self.ready.emit(key)
-        except RuntimeError:  # the inspector is gone
-            pass
 
 
 class Inspector(QScrollArea):

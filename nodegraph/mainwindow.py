@@ -3,6 +3,7 @@ toolbar and status bar. Behaviour lives in the mixins (``files``, ``editactions`
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -137,10 +138,8 @@ class MainWindow(FileMixin, EditMixin, QMainWindow):
     # ------------------------------------------------------------------ refreshers
 
     def _clean_changed(self, _clean: bool) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the undo stack is being destroyed with the window
             self.update_title()
-        except RuntimeError:  # the undo stack is being destroyed with the window
-            pass
 
     def _selection_changed(self) -> None:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QStyle
@@ -124,10 +126,8 @@ def build_menus(win) -> dict:
 
 
 def _tip(action: QAction, text: str) -> None:
-    try:
+    with contextlib.suppress(RuntimeError):  # the window is being destroyed
         action.setToolTip(text)
-    except RuntimeError:  # the window is being destroyed
-        pass
 
 
 def _fill_recent(win) -> None:

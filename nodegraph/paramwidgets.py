@@ -11,7 +11,7 @@ INT_LIMIT = 2**31 - 1
 
 
 class ParamError(ValueError):
-    pass
+    """A value typed into an inspector field does not fit its param spec."""
 
 
 def _check_bounds(spec: dict, value) -> None:

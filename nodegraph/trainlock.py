@@ -5,6 +5,8 @@ the hot parameters are forwarded to the running trainer."""
 
 from __future__ import annotations
 
+import contextlib
+
 from PySide6.QtCore import QObject, Signal
 
 HOT = ("lr", "weight_decay", "clip_norm")
@@ -85,10 +87,8 @@ class EditLock(QObject):
                 signal.connect(act.setEnabled)
                 act.setEnabled(can())
             else:
-                try:
+                with contextlib.suppress(RuntimeError, TypeError):
                     signal.disconnect(act.setEnabled)
-                except (RuntimeError, TypeError):
-                    pass
                 act.setEnabled(False)
 
     def _restrict_inspector(self) -> None:

@@ -7,6 +7,7 @@ The worker does the computing (``nodegraph.session``); this object only routes p
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -76,15 +77,13 @@ class TrainingUI(QObject):
         return dock
 
     def size_docks(self) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the window is already gone
             self.win.resizeDocks([self.docks[0]], [max(330, self.win.height() * 2 // 5)],
                                  Qt.Orientation.Vertical)
             self.win.resizeDocks([self.docks[2]], [380], Qt.Orientation.Horizontal)
             self.win.resizeDocks([self.docks[2], self.win.diagnostics_dock], [500, 90],
                                  Qt.Orientation.Vertical)
             self.win.view.fit()
-        except RuntimeError:  # the window is already gone
-            pass
 
     def _make_actions(self) -> dict[str, QAction]:
         P = QStyle.StandardPixmap

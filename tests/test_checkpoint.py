@@ -107,7 +107,7 @@ def test_an_exception_mid_save_leaves_the_previous_checkpoint(tmp_path, monkeypa
     real_fdopen = os.fdopen
 
     class Boom(RuntimeError):
-        pass
+        """The simulated failure."""
 
     def half_written(fd, *args, **kwargs):
         fh = real_fdopen(fd, *args, **kwargs)
