@@ -120,3 +120,17 @@ class Program:
         for w in self.parameters.values():
             lines.append(f"  param {w.name}: {format_shape(w.shape)} init={w.init}")
         return "\n".join(lines)
+
+
+def closure(equations: list[Equation], targets: list[str]) -> list[Equation]:
+    """The equations the values *targets* depend on, in program order."""
+    producer = {o: eq for eq in equations for o in eq.outputs}
+    needed: set[str] = set()
+    stack = list(targets)
+    while stack:
+        eq = producer.get(stack.pop())
+        if eq is None or eq.path in needed:
+            continue
+        needed.add(eq.path)
+        stack.extend(v for v in eq.inputs if v is not None)
+    return [eq for eq in equations if eq.path in needed]

@@ -17,7 +17,7 @@ import numpy as np
 from engine.compile import compile_document
 from engine.errors import WiregradError
 from engine.kvcache import Incremental
-from engine.program import Equation
+from engine.program import closure
 from engine.run import Context, init_weights
 from engine.text import Codec
 
@@ -29,20 +29,6 @@ class TokenInfo:
     token: str
     probability: float
     alternatives: list[tuple[str, float]] = field(default_factory=list)  # top candidates
-
-
-def _closure(equations: list[Equation], target: str) -> list[Equation]:
-    """The equations *target* depends on, in program order."""
-    producer = {o: eq for eq in equations for o in eq.outputs}
-    needed, stack = set(), [target]
-    while stack:
-        value = stack.pop()
-        eq = producer.get(value)
-        if eq is None or eq.path in needed:
-            continue
-        needed.add(eq.path)
-        stack.extend(v for v in eq.inputs if v is not None)
-    return [eq for eq in equations if eq.path in needed]
 
 
 class Sampler:
@@ -62,7 +48,7 @@ class Sampler:
         self.block_size = int(text.params["block_size"])
         self.tokens_value = text.outputs[0]
         self.logits_value = losses[0].inputs[0]
-        self.equations = [eq for eq in _closure(self.program.equations, self.logits_value)
+        self.equations = [eq for eq in closure(self.program.equations, [self.logits_value])
                           if eq.path != text.path]
         self.weights = init_weights(self.program.parameters, 0, self.dtype)
         self.state = init_weights(self.program.state, 0, self.dtype)

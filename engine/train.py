@@ -52,14 +52,9 @@ def _owned(grads: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
 def _off_loss_path(program, loss_value: str) -> frozenset[str]:
     """Equations a training step need not run: the loss does not depend on them and they
     hold no state (metrics such as accuracy, the optimizer node)."""
-    producer = {o: eq for eq in program.equations for o in eq.outputs}
-    needed, stack = set(), [loss_value]
-    while stack:
-        eq = producer.get(stack.pop())
-        if eq is None or eq.path in needed:
-            continue
-        needed.add(eq.path)
-        stack.extend(v for v in eq.inputs if v is not None)
+    from engine.program import closure
+
+    needed = {eq.path for eq in closure(program.equations, [loss_value])}
     return frozenset(eq.path for eq in program.equations
                      if eq.path not in needed and not eq.state)
 

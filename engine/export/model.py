@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.compile import compile_document
 from engine.errors import WiregradError
-from engine.program import Equation, Program, WeightInfo
+from engine.program import Equation, Program, WeightInfo, closure
 from engine.registry import TensorType, format_shape
 
 SKIPPED_CATEGORIES = ("loss", "metric", "optimizer")
@@ -55,20 +55,6 @@ class Model:
     @property
     def output_names(self) -> list[str]:
         return [p.name for p in self.outputs]
-
-
-def closure(equations: list[Equation], targets: list[str]) -> list[Equation]:
-    """The equations the *targets* depend on, in program order."""
-    producer = {o: eq for eq in equations for o in eq.outputs}
-    needed: set[str] = set()
-    stack = list(targets)
-    while stack:
-        eq = producer.get(stack.pop())
-        if eq is None or eq.path in needed:
-            continue
-        needed.add(eq.path)
-        stack.extend(v for v in eq.inputs if v is not None)
-    return [eq for eq in equations if eq.path in needed]
 
 
 def _port_of(program: Program, value: str) -> tuple[str, str]:

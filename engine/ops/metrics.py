@@ -10,7 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from engine.ops._util import per_example, require_float
-from engine.ops.loss import _mse_backward, _mse_forward  # the same arithmetic as the loss
+from engine.ops.loss import (  # the same arithmetic and shape check as the loss
+    _mse_backward,
+    _mse_forward,
+    _mse_infer,
+)
 from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 
 
@@ -112,16 +116,6 @@ register(OpSpec(
 ))
 
 
-def _pair_infer(inputs, params):
-    pred, target = inputs
-    require_float(pred, "pred")
-    require_float(target, "target")
-    if len(pred.shape) != len(target.shape):
-        raise ShapeError(f"target shape {list(target.shape)} differs from prediction "
-                         f"shape {list(pred.shape)}", port="target")
-    return [TensorType((), "float")]
-
-
 def _mae_forward(ctx, params, pred, target):
     diff = pred - target
     ctx.save(diff)
@@ -142,7 +136,7 @@ register(OpSpec(
     doc="""Mean absolute error |pred − target| for regression.""",
     inputs=[Port("pred"), Port("target")],
     outputs=[Port("value")],
-    infer=_pair_infer,
+    infer=_mse_infer,
     forward=_mae_forward,
     backward=_mae_backward,
     flops=lambda i, o, p: 2 * per_example(i[0]),
@@ -156,7 +150,7 @@ register(OpSpec(
     doc="""Mean squared error (pred − target)² for regression, as a reported metric.""",
     inputs=[Port("pred"), Port("target")],
     outputs=[Port("value")],
-    infer=_pair_infer,
+    infer=_mse_infer,
     forward=_mse_forward,
     backward=_mse_backward,
     flops=lambda i, o, p: 2 * per_example(i[0]),
