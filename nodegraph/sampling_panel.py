@@ -130,6 +130,7 @@ class TokenView(QTextEdit):
 class SamplingPanel(QWidget):
     attention_ready = Signal(dict, str)
     use_run_weights = Signal()
+    generation_done = Signal()  # after the last character of a run has reached the view
 
     def __init__(self, doc_provider, parent=None) -> None:
         super().__init__(parent)
@@ -200,7 +201,7 @@ class SamplingPanel(QWidget):
     # ------------------------------------------------------------------ generation
 
     def generate(self) -> bool:
-        if self.thread is not None and self.thread.isRunning():
+        if self.busy:
             return False
         doc = self.doc_provider()
         if not api.is_language_model(doc):
@@ -238,8 +239,19 @@ class SamplingPanel(QWidget):
                                 f"model gave each character (red unlikely → green likely); "
                                 f"hover one for the alternatives.")
         self._set_running(False)
+        self.generation_done.emit()
+
+    @property
+    def busy(self) -> bool:
+        """True from Generate until every streamed character has been shown.
+
+        The worker thread can stop running while its last queued characters still wait in the
+        event loop; ``_finished`` is delivered after them, so this flag is the reliable one.
+        """
+        return self._running
 
     def _set_running(self, running: bool) -> None:
+        self._running = running
         self.generate_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
 

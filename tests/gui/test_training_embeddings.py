@@ -49,7 +49,7 @@ def test_seeded_sampling_equals_the_command_line(make_window, qtbot):
                           "--no-echo"], capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
     assert panel.generate()
-    qtbot.waitUntil(lambda: not panel.thread.isRunning(), timeout=60_000)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=60_000)
     text = panel.output.generated_text()
     assert len(text) == n
     assert cli.stdout == text + "\n"

@@ -45,7 +45,7 @@ def test_sampling_panel_streams_text_with_probabilities(make_window, qtbot, tmp_
     seen: list[int] = []
     panel.output.document().contentsChanged.connect(lambda: seen.append(len(panel.output.tokens)))
     assert panel.generate()
-    qtbot.waitUntil(lambda: not panel.thread.isRunning() and len(panel.output.tokens) == 40,
+    qtbot.waitUntil(lambda: not panel.busy and len(panel.output.tokens) == 40,
                     timeout=90_000)
     qtbot.waitUntil(lambda: bool(win.training.inspect_widget.attention.maps), timeout=30_000)
     assert len(set(seen)) > 10  # characters arrived one by one
@@ -65,6 +65,24 @@ def test_sampling_panel_streams_text_with_probabilities(make_window, qtbot, tmp_
     assert heads.shape == (2, 6, 6)
     np.testing.assert_allclose(heads.sum(axis=-1), 1.0, rtol=1e-5)
     assert np.all(np.triu(heads, k=1) == 0)  # causal
+
+
+def test_panel_stays_busy_until_the_last_queued_character_is_shown(make_window, qtbot, tmp_path):
+    """The worker can finish while its last characters still wait in the event loop."""
+    doc = templates.char_gpt(layers=1, heads=2, width=16, block=16)
+    win = _window_on(make_window, doc)
+    panel = win.training.sampling
+    panel.set_weights(_init_weights_file(doc, tmp_path / "tiny.safetensors"), "tiny")
+    panel.length.setValue(25)
+    done: list[int] = []
+    panel.generation_done.connect(lambda: done.append(len(panel.output.tokens)))
+    assert panel.generate()
+    assert panel.thread.wait(60_000)  # thread over; no queued signal delivered yet
+    assert not panel.thread.isRunning()
+    assert panel.busy and len(panel.output.tokens) < 25
+    assert not panel.generate()  # a second run cannot start over the first one's tail
+    qtbot.waitUntil(lambda: not panel.busy, timeout=30_000)
+    assert done == [25] and len(panel.output.generated_text()) == 25
 
 
 def test_screenshot_training_the_spiral(make_window, qtbot):
@@ -107,7 +125,7 @@ def test_screenshot_sampling_the_char_gpt(make_window, qtbot, tmp_path):
     panel.prompt.setText("ROMEO:\nWhat light")
     panel.length.setValue(160)
     assert panel.generate()
-    qtbot.waitUntil(lambda: not panel.thread.isRunning(), timeout=120_000)
+    qtbot.waitUntil(lambda: not panel.busy, timeout=120_000)
     qtbot.waitUntil(lambda: bool(win.training.inspect_widget.attention.maps), timeout=30_000)
     assert len(panel.output.tokens) == 160
     win.training.docks[2].raise_()
