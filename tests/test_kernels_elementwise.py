@@ -69,12 +69,36 @@ def test_non_contiguous_input_and_broadcast_gradient():
     np.testing.assert_array_equal(K.gelu_forward(x, "tanh"),
                                   K.gelu_forward(np.ascontiguousarray(x), "tanh"))
     grad = K.gelu_backward(x, np.float32(2.0), "none")
-    np.testing.assert_allclose(grad, 2 * K.gelu_bwd_ref(x, 1.0, "none"), rtol=1e-6)
+    np.testing.assert_allclose(grad, 2 * K.gelu_bwd_ref(x, 1.0, "none"), rtol=1e-6,
+                               atol=4 * 2.0**-23)  # float32 lanes: a few ulps of the slope
 
 
 def test_exp_helper_matches_numpy():
     y = np.linspace(-36, 0, 10001)
     np.testing.assert_allclose(K._exp_nonpos_ref(y), np.exp(y), rtol=5e-13)
+
+
+def test_float32_exp_helper_within_two_ulps():
+    y = np.linspace(-36, 0, 4001).astype(np.float32)
+    ours = np.array([K._exp_nonpos32(v) for v in y])
+    exact = np.exp(y.astype(np.float64))
+    assert np.max(np.abs(ours - exact) / exact) < 2 * 2.0**-23
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_float32_lanes_within_a_few_ulps_of_exact(form):
+    """The float32 kernels: GELU within 3 ulps of x, the slope within 4 ulps of 1, everywhere;
+    and float64 input still takes the float64 kernels (error ~1e-10)."""
+    x32 = np.concatenate([np.linspace(-12, 12, 48001), EXTREMES]).astype(np.float32)
+    x = x32.astype(np.float64)
+    out, d = K.gelu_forward_and_slope(x32, form)
+    grad = K.gelu_backward(x32, np.ones_like(x32), form)
+    ulp_x = 2.0**-23 * np.maximum(np.abs(x), 2.0**-10)
+    assert np.all(np.abs(out - gelu_exact(x, form)) <= 3 * ulp_x)
+    slope = gelu_grad_exact(x, np.ones_like(x), form)
+    assert np.max(np.abs(d - slope)) <= 4 * 2.0**-23
+    assert np.max(np.abs(grad - slope)) <= 4 * 2.0**-23
+    assert np.max(np.abs(K.gelu_forward(x[:48001], form) - gelu_exact(x[:48001], form))) < 1e-10
 
 
 def test_ops_importing_stays_numba_free():
