@@ -154,6 +154,10 @@ class OpSpec:
     examples: list[Example] = field(default_factory=list)
     family: str = "core"
     layer: dict | None = None  # subgraph definition for category "layer"
+    # (ctx) -> (key, shape) or None, for ops whose input gradient is zero except the output
+    # gradient at ``x[key]`` (index, slice): the executor adds it in place into the input's
+    # accumulated gradient instead of materialising a zero-filled array per consumer.
+    scatter_grad: Callable | None = None
 
     @property
     def summary(self) -> str:

@@ -125,6 +125,13 @@ class Executor:
                      for g, o in zip(gouts, eq.outputs)]
             if eq.op.backward is None:
                 continue
+            scatter = eq.op.scatter_grad(ctx) if eq.op.scatter_grad is not None else None
+            if scatter is not None and eq.inputs[0] is not None:
+                _accumulate_at(grads, eq.inputs[0], scatter, gouts[0], owned)
+                if release:
+                    ctx.saved = ()
+                    grads.pop(eq.outputs[0], None)
+                continue
             gins = eq.op.backward(ctx, eq.params, *gouts)
             if not isinstance(gins, tuple):
                 gins = (gins,)
@@ -149,9 +156,26 @@ def _accumulate(store: dict, name: str, g: np.ndarray, owned: set[int]) -> None:
     old = store.get(name)
     if old is None:
         store[name] = g
+        owned.discard(id(g))  # a dead sum's id may have been reused by this array
     elif id(old) in owned and old.shape == np.shape(g) and old.dtype == np.result_type(old, g):
         np.add(old, g, out=old)
     else:
         total = old + g
         store[name] = total
         owned.add(id(total))
+
+
+def _accumulate_at(store: dict, name: str, scatter: tuple, g: np.ndarray,
+                   owned: set[int]) -> None:
+    """Add *g* into ``store[name][key]`` (the input gradient of index / slice), in place when
+    the sum is ours; otherwise a fresh zero-filled (or copied) sum is allocated first."""
+    key, shape = scatter
+    old = store.get(name)
+    dtype = g.dtype if old is None else np.result_type(old, g)
+    if old is None or id(old) not in owned or old.shape != tuple(shape) or old.dtype != dtype:
+        total = np.zeros(shape, dtype) if old is None else np.array(
+            np.broadcast_to(old, shape), dtype=dtype)
+        store[name] = total
+        owned.add(id(total))
+        old = total
+    old[key] += g

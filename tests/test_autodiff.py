@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine import registry
 from engine.compile import compile_document
 from engine.gradcheck import example_feeds, gradcheck_document
 from engine.run import Executor, init_weights
@@ -98,3 +99,31 @@ def test_input_shape_mismatch_names_the_input():
     with pytest.raises(WiregradError, match="does not match") as info:
         Executor(program).forward(feeds, weights)
     assert info.value.node == "points"
+
+
+def test_index_and_slice_fan_out_scatter_into_one_gradient():
+    """q/k/v-style fan-out: index and slice gradients are added in place into the input's
+    gradient (no zero-filled array per consumer); the result equals the dense formula."""
+    nodes = [n("p", "parameter", shape=[3, 4], init="normal", std=1.0),
+             n("i0", "index", axis=0, index=0), n("i1", "index", axis=0, index=1),
+             n("i2", "index", axis=0, index=-1), n("tail", "slice", axis=1, start=2),
+             n("m", "mul"), n("sq", "mul"), n("s1", "sum"), n("s2", "sum"), n("s3", "sum"),
+             n("s4", "sum"), n("a", "add"), n("b", "add"), n("loss", "add")]
+    edges = [e("p:out", "i0:x"), e("p:out", "i1:x"), e("p:out", "i2:x"), e("p:out", "tail:x"),
+             e("i1:out", "m:a"), e("i2:out", "m:b"), e("m:out", "s1:x"), e("i0:out", "s2:x"),
+             e("tail:out", "sq:a"), e("tail:out", "sq:b"), e("sq:out", "s3:x"),
+             e("p:out", "s4:x"),  # a dense consumer of p as well
+             e("s1:out", "a:a"), e("s2:out", "a:b"), e("s3:out", "b:a"), e("s4:out", "b:b"),
+             e("a:out", "loss:a"), e("b:out", "loss:b")]
+    program = compile_document(doc_of(nodes, edges), "float64")
+    weights = init_weights(program.parameters, 0, np.float64)
+    _, grads = _loss_and_grads(program, {}, weights, "float64")
+    p = weights["p"]
+    expected = np.ones_like(p)  # s4
+    expected[0] += 1.0  # s2
+    expected[1] += p[2]  # s1 = Σ p1·p2
+    expected[2] += p[1]
+    expected[:, 2:] += 2 * p[:, 2:]  # s3 = Σ tail²
+    np.testing.assert_allclose(grads["p"], expected, rtol=1e-12)
+    assert registry.get("index").scatter_grad is not None
+    assert registry.get("slice").scatter_grad is not None

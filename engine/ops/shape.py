@@ -36,13 +36,13 @@ def _grad(x_dtype: np.dtype, g):
 
 
 def _shape_op(name: str, doc: str, infer, forward, backward, params, examples,
-              inputs=None, outputs=None) -> OpSpec:
+              inputs=None, outputs=None, scatter_grad=None) -> OpSpec:
     return register(OpSpec(
         name=name, category="op", doc=doc,
         inputs=inputs or [Port("x", dtype="any")],
         outputs=outputs or [Port("out", dtype="any")],
         params=params, infer=infer, forward=forward, backward=backward,
-        flops=_no_flops, examples=examples, family="shape",
+        flops=_no_flops, examples=examples, family="shape", scatter_grad=scatter_grad,
     ))
 
 
@@ -356,6 +356,12 @@ def _scatter_backward(ctx, params, g):
     return (gx,)
 
 
+def _scatter_key(ctx):
+    """Where the output gradient lands in the input's (``_scatter_backward`` without zeros)."""
+    key, shape, dtype = ctx.saved
+    return (key, shape) if np.dtype(dtype).kind == "f" else None
+
+
 _shape_op("slice", """Take x[start:stop:step] along one axis (Python rules; a view).
 
     Negative start/stop count from the end; an empty stop means the end.""",
@@ -369,7 +375,8 @@ _shape_op("slice", """Take x[start:stop:step] along one axis (Python rules; a vi
                    note="negative start"),
            Example([((3, 8), "float")], {"axis": -1, "stop": -2, "step": 3}),
            Example([((3, 4), "float")], {"start": 2, "stop": 1}, note="empty"),
-           Example([((1, 5), "float")], {"axis": 1, "start": 2}, note="batch of 1")])
+           Example([((1, 5), "float")], {"axis": 1, "start": 2}, note="batch of 1")],
+          scatter_grad=_scatter_key)
 
 
 def _index_infer(inputs, params):
@@ -400,7 +407,8 @@ _shape_op("index", """Pick one position along an axis, dropping that axis (x[...
           [Example([((3, 4), "float")], {"index": 1}),
            Example([((2, 3, 4), "float")], {"axis": -1, "index": -1}, note="last"),
            Example([((2, 3, 4), "float")], {"axis": 1, "index": 2}),
-           Example([((1, 5), "float")], note="batch of 1")])
+           Example([((1, 5), "float")], note="batch of 1")],
+          scatter_grad=_scatter_key)
 
 
 # ------------------------------------------------------------------ broadcast_to
