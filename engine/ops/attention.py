@@ -61,7 +61,7 @@ def _forward(ctx, params, q, k, v):
     lse = np.empty(q3.shape[:2])
     if _use_blas(q3, k3):
         p = np.matmul(q3, k3.transpose(0, 2, 1))  # (BH, Tq, Tk) raw scores
-        kernels("attention").attention_probs(p, scale, causal, offset, lse)
+        kernels("attention").attention_probs32(p, scale, causal, offset, lse)
         out = np.matmul(p, v3)  # (BH, Tq, Dv)
         ctx.save(q3, k3, v3, out, p, q.shape, k.shape, v.shape)
     else:
