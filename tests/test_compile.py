@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.compile import compile_document, compile_graph
 from engine.errors import GraphError
@@ -166,3 +168,26 @@ def test_spiral_preset_compiles_in_both_dtypes():  # also exercises layers from 
         program = compile_document(spiral(), dtype)
         assert program.dtype == dtype
         assert program.total_params == 2 * 64 + 64 + 64 * 3 + 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 12).flatmap(lambda n: st.tuples(
+    st.just(n), st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)),
+                         max_size=3 * n))))
+def test_topological_order_equals_networkx_lexicographic_order(graph):
+    """The compiler's heap-ordered Kahn sort gives networkx's order, and None on a cycle."""
+    import networkx as nx
+
+    from engine.compile import _kahn
+
+    n, pairs = graph
+    nodes = [f"n{i}" for i in reversed(range(n))]  # insertion order ≠ key order
+    edges = [(f"n{a}", f"n{b}") for a, b in pairs]
+    g = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from(edges)
+    ours = _kahn(nodes, edges, key=lambda p: int(p[1:]) % 3)
+    if nx.is_directed_acyclic_graph(g):
+        assert ours == list(nx.lexicographical_topological_sort(g, key=lambda p: int(p[1:]) % 3))
+    else:
+        assert ours is None
