@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.sample import next_token_distribution
+from engine.sample import draw, next_token_distribution
 from engine.torch_twin import _torch
 
 
@@ -145,7 +145,7 @@ class TorchSampler:
             logits = self.prefill(ids)
             for _ in range(n):
                 probs = next_token_distribution(logits.numpy(), temperature)
-                token = int(rng.choice(len(probs), p=probs))
+                token = draw(probs, rng)
                 out.append(token)
                 logits = self.advance(token)
         return out

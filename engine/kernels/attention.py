@@ -199,10 +199,11 @@ def attention_dscores(p, dp, g, out, scale):
                 dp[bh, i, j] = p[bh, i, j] * (dp[bh, i, j] - di) * scale
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def attention_decode(q, k, v, tk, scale, out, probs):
     # One new query per head against the first tk cached keys (it sees all of them):
     # q: (H, D)  k: (H, T_buf, D)  v: (H, T_buf, Dv)  out: (H, Dv)  probs: (H, tk) float64
+    # Reassociated dot products and the polynomial exp vectorise (8.0 → ~3 µs at H=4, tk=40).
     h_n, d = q.shape
     dv = v.shape[2]
     acc = np.empty(dv)
@@ -214,16 +215,18 @@ def attention_decode(q, k, v, tk, scale, out, probs):
                 dot += q[h, e] * k[h, j, e]
             dot *= scale
             probs[h, j] = dot
-            if dot > m:
-                m = dot
+            m = max(m, dot)
         tot = 0.0
         for j in range(tk):
-            x = math.exp(probs[h, j] - m)
+            y = max(probs[h, j] - m, -EXP_FLOOR)
+            x = _exp_nonpos(y)
+            x = x if y > -EXP_FLOOR else 0.0
             probs[h, j] = x
             tot += x
+        inv = 1.0 / tot
         acc[:] = 0.0
         for j in range(tk):
-            pj = probs[h, j] / tot
+            pj = probs[h, j] * inv
             probs[h, j] = pj
             for e in range(dv):
                 acc[e] += pj * v[h, j, e]
