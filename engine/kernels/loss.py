@@ -12,8 +12,15 @@ import math
 import numpy as np
 from numba import njit
 
+from engine.kernels.elementwise import _exp_nonpos
 
-@njit(cache=True, nogil=True)
+EXP_FLOOR = 36.0  # e^-36 < 3e-16: below it a probability is 0
+# Reassociation vectorises the row sums and the polynomial exp (no libm call per logit); no
+# nnan/ninf, so infinities keep their meaning.
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def cross_entropy_fwd(x, y, ignore_index, smoothing, lse):
     # x: (N, C); y: (N,) int64; lse: (N,) float64 out → (Σ loss over kept rows, kept count)
     n, c = x.shape
@@ -22,12 +29,13 @@ def cross_entropy_fwd(x, y, ignore_index, smoothing, lse):
     for i in range(n):
         m = -np.inf
         for j in range(c):
-            if x[i, j] > m:
-                m = x[i, j]
+            m = max(m, np.float64(x[i, j]))
         s = 0.0
         xs = 0.0
         for j in range(c):
-            s += math.exp(x[i, j] - m)
+            d = max(x[i, j] - m, -EXP_FLOOR)
+            e = _exp_nonpos(d)
+            s += e if d > -EXP_FLOOR else 0.0
             xs += x[i, j]
         li = m + math.log(s)
         lse[i] = li
@@ -39,7 +47,7 @@ def cross_entropy_fwd(x, y, ignore_index, smoothing, lse):
     return total, kept
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def cross_entropy_bwd(x, y, lse, ignore_index, smoothing, scale, gx):
     # gx = scale · (softmax − (1−ε)·onehot − ε/C) on kept rows, 0 on ignored rows
     n, c = x.shape
@@ -50,7 +58,9 @@ def cross_entropy_bwd(x, y, lse, ignore_index, smoothing, scale, gx):
             continue
         li = lse[i]
         for j in range(c):
-            gx[i, j] = scale * (math.exp(x[i, j] - li) - u)
+            d = max(x[i, j] - li, -EXP_FLOOR)
+            e = _exp_nonpos(d)
+            gx[i, j] = scale * ((e if d > -EXP_FLOOR else 0.0) - u)
         gx[i, y[i]] -= scale * (1.0 - smoothing)
 
 
