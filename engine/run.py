@@ -114,6 +114,7 @@ class Executor:
         grads: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in seeds.items()}
         weight_grads: dict[str, np.ndarray] = {}
         owned: set[int] = set()  # ids of sums this pass allocated (safe to add into)
+        producers = {o: c for c in tape.contexts for o in c.eq.outputs}
         for ctx in reversed(tape.contexts):
             eq = ctx.eq
             gouts = [grads.get(o) for o in eq.outputs]
@@ -127,7 +128,8 @@ class Executor:
                 continue
             scatter = eq.op.scatter_grad(ctx) if eq.op.scatter_grad is not None else None
             if scatter is not None and eq.inputs[0] is not None:
-                _accumulate_at(grads, eq.inputs[0], scatter, gouts[0], owned)
+                _accumulate_at(grads, eq.inputs[0], scatter, gouts[0], owned,
+                               producers.get(eq.inputs[0]))
                 if release:
                     ctx.saved = ()
                     grads.pop(eq.outputs[0], None)
@@ -166,16 +168,32 @@ def _accumulate(store: dict, name: str, g: np.ndarray, owned: set[int]) -> None:
 
 
 def _accumulate_at(store: dict, name: str, scatter: tuple, g: np.ndarray,
-                   owned: set[int]) -> None:
+                   owned: set[int], producer: Context | None = None) -> None:
     """Add *g* into ``store[name][key]`` (the input gradient of index / slice), in place when
-    the sum is ours; otherwise a fresh zero-filled (or copied) sum is allocated first."""
+    the sum is ours; otherwise a fresh zero-filled (or copied) sum is allocated first.
+
+    When *name* came out of a ``permute`` (the attention's head split), the sum is laid out
+    like the permute's input, so the permute's backward is a contiguous view and a reshape
+    after it costs no copy."""
     key, shape = scatter
     old = store.get(name)
     dtype = g.dtype if old is None else np.result_type(old, g)
     if old is None or id(old) not in owned or old.shape != tuple(shape) or old.dtype != dtype:
-        total = np.zeros(shape, dtype) if old is None else np.array(
+        total = _zeros_in_layout(shape, dtype, producer) if old is None else np.array(
             np.broadcast_to(old, shape), dtype=dtype)
         store[name] = total
         owned.add(id(total))
         old = total
     old[key] += g
+
+
+def _zeros_in_layout(shape: tuple, dtype, producer: Context | None) -> np.ndarray:
+    """Zeros of *shape*; for a permute's output, a transposed view of C-ordered zeros in the
+    permute's input order."""
+    if producer is not None and producer.eq.op.name == "permute" and producer.saved:
+        perm = producer.saved[0]  # out axis i = input axis perm[i]
+        base = [0] * len(perm)
+        for i, axis in enumerate(perm):
+            base[axis] = shape[i]
+        return np.zeros(base, dtype).transpose(perm)
+    return np.zeros(shape, dtype)

@@ -127,3 +127,28 @@ def test_index_and_slice_fan_out_scatter_into_one_gradient():
     np.testing.assert_allclose(grads["p"], expected, rtol=1e-12)
     assert registry.get("index").scatter_grad is not None
     assert registry.get("slice").scatter_grad is not None
+
+
+def test_index_of_a_permute_sums_its_gradient_in_the_permute_input_layout():
+    """q/k/v split after a head permute: the summed gradient is a transposed view of a
+    C-ordered buffer, so the permute's backward hands back a contiguous array (no copy)."""
+    nodes = [n("p", "parameter", shape=[2, 3, 4], init="normal", std=1.0),
+             n("perm", "permute", axes=[1, 0, 2]),
+             n("i0", "index", axis=0, index=0), n("i2", "index", axis=0, index=2),
+             n("m", "mul"), n("loss", "sum")]
+    edges = [e("p:out", "perm:x"), e("perm:out", "i0:x"), e("perm:out", "i2:x"),
+             e("i0:out", "m:a"), e("i2:out", "m:b"), e("m:out", "loss:x")]
+    program = compile_document(doc_of(nodes, edges), "float64")
+    weights = init_weights(program.parameters, 0, np.float64)
+    ex = Executor(program, "float64")
+    tape = ex.forward({}, weights, training=True)
+    loss_value = program.node_outputs["loss"][0]
+    wgrads, vgrads = ex.backward(tape, {loss_value: np.ones(())})
+    p = weights["p"]
+    expected = np.zeros_like(p)
+    expected[:, 0] = p[:, 2]
+    expected[:, 2] = p[:, 0]
+    np.testing.assert_allclose(wgrads["p"], expected, rtol=1e-12)
+    permuted = vgrads[program.node_outputs["perm"][0]]
+    assert permuted.shape == (3, 2, 4) and not permuted.flags.c_contiguous
+    assert np.transpose(permuted, (1, 0, 2)).flags.c_contiguous
