@@ -140,3 +140,21 @@ def test_an_id_outside_the_table_names_the_embedding_node(tiny_gpt):
     with pytest.raises(WiregradError, match="outside the embedding") as info:
         sampler.incremental.run(np.array([10_000]), len(sampler.window))
     assert info.value.node and info.value.node.startswith("tok_emb")
+
+
+def test_decoding_runs_blas_on_one_thread_and_restores_it(tiny_gpt):
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    doc, weights = tiny_gpt
+    sampler = Sampler(doc, weights, "float64")
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        seen: list[list[int]] = []
+        text = "".join(sampler.generate("ROMEO:", 5, seed=0,
+                                        callback=lambda info: seen.append(blas_threads())))
+        assert len(text) == 5 and seen and all(t == [1] * len(before) for t in seen)
+        assert blas_threads() == before
+    assert before and max(before) == 2
