@@ -179,6 +179,20 @@ class Controller(QObject):
         return self._try(f"Connect {src}.{sport} → {dst}.{dport}",
                          lambda: self.connection_ops(src, sport, dst, dport))
 
+    def move_wire(self, edge: dict, dst, dport) -> str | None:
+        """Re-plug *edge* into dst.dport in one step; returns None, or the refusal's reason."""
+        src, sport = edge["src"]["node"], edge["src"]["port"]
+
+        def build() -> list[Op]:
+            if self.read_only:
+                raise Refused("this built-in layer is read-only")
+            ops = edits.move_wire(self.model, self.catalog, self.scope, edge, dst, dport)
+            if self.scope is None:
+                self._check_shapes(ops, dst)
+            return ops
+
+        return self._try(f"Move wire {src}.{sport} → {dst}.{dport}", build)
+
     def disconnect(self, edge: dict) -> None:
         self.push("Disconnect", edits.remove_edges(self.model, self.scope, [edge]))
 

@@ -107,6 +107,29 @@ def connect(model: GraphModel, catalog: Catalog, scope, src: str, sport: str, ds
     return ops
 
 
+def wire_into(model: GraphModel, scope, dst: str, dport: str) -> dict | None:
+    """The stored wire plugged into input *dst.dport*, or None (layer outputs are not wires)."""
+    for edge in model.edges(scope):
+        if edge["dst"]["node"] == dst and edge["dst"]["port"] == dport:
+            return edge
+    return None
+
+
+def move_wire(model: GraphModel, catalog: Catalog, scope, edge: dict, dst: str,
+              dport: str) -> list[Op]:
+    """Ops moving *edge* onto input dst.dport: its removal, then the wire from its source
+    (replacing the target's old wire); refused like :func:`connect`, judged without *edge*."""
+    if (edge["dst"]["node"], edge["dst"]["port"]) == (dst, dport):
+        raise Refused("the wire is already plugged into this input")
+    removal = remove_edges(model, scope, [edge])
+    if not removal:
+        raise Refused("this wire is no longer in the graph")
+    trial = GraphModel(model.doc)  # indices and rules as they stand once the wire is gone
+    trial.apply_all(removal)
+    return removal + connect(trial, catalog, scope, edge["src"]["node"], edge["src"]["port"],
+                             dst, dport)
+
+
 def _connect_layer_output(model: GraphModel, scope, src, sport, name) -> list[Op]:
     outputs = [dict(o) for o in model.body(scope).get("outputs", [])]
     for out in outputs:

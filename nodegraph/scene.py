@@ -15,6 +15,7 @@ from nodegraph.controller import Controller, new_drag_id
 from nodegraph.edits import IN_NODE, OUT_NODE
 from nodegraph.items import EdgeItem, FrameItem, NodeItem
 from nodegraph.specs import node_geometry, node_size
+from nodegraph.wiredetach import start_drag
 from nodegraph.wiredrag import WireDrag
 
 GRID = 10.0
@@ -283,7 +284,7 @@ class GraphScene(QGraphicsScene):
         if event.button() == Qt.MouseButton.LeftButton:
             port = self._port_at(event.scenePos())
             if port is not None:
-                self.wire = WireDrag(self, port)
+                self.wire = start_drag(self, port)
                 event.accept()
                 return
         super().mousePressEvent(event)
@@ -328,6 +329,14 @@ class GraphScene(QGraphicsScene):
             return
         self._drag = None
         super().mouseReleaseEvent(event)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Escape and self.wire is not None:
+            wire, self.wire = self.wire, None
+            wire.cancel()
+            event.accept()
+            return
+        super().keyPressEvent(event)
 
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
         under = [i for i in self.items(event.scenePos()) if isinstance(i, NodeItem)]

@@ -1,4 +1,5 @@
-"""Dragging a wire from a port: a rubber wire, compatible ports lit, connect or refuse on drop."""
+"""Dragging a wire from a port: a rubber wire, compatible ports lit, connect or refuse on drop
+(Esc cancels). Picking up a wired input is :mod:`nodegraph.wiredetach`."""
 
 from __future__ import annotations
 
@@ -60,17 +61,21 @@ class WireDrag:
         a, b = (self.origin, pos) if self.port.output else (pos, self.origin)
         self.item.setPath(wire_path(a, b))
 
-    def finish(self, pos: QPointF) -> None:
+    def cancel(self) -> None:
+        """End the gesture without an edit: unlight the ports, drop the rubber wire."""
         for port in self.lit:
             port.highlight = False
             port.update()
-        self.scene.removeItem(self.item)
+        self.lit = []
+        if self.item.scene() is not None:
+            self.scene.removeItem(self.item)
+
+    def finish(self, pos: QPointF) -> None:
+        self.cancel()
         target = self.scene._port_at(pos)
         if target is None:
             if not any(isinstance(i, NodeItem) for i in self.scene.items(pos)):
-                self.scene.wire_dropped.emit(
-                    {"node": self.port.node_id, "port": self.port.name,
-                     "output": self.port.output, "dtype": self.port.dtype}, pos)
+                self.dropped_on_canvas(pos)
             return
         if target is self.port:
             return
@@ -78,6 +83,16 @@ class WireDrag:
             kind = "outputs" if target.output else "inputs"
             self.scene.refused.emit(f"connect an output to an input (both are {kind})", pos)
             return
-        reason = self.scene.controller.connect(*self._endpoints(target))
+        reason = self.wire_to(target)
         if reason:
             self.scene.refused.emit(reason, pos)
+
+    def dropped_on_canvas(self, pos: QPointF) -> None:
+        """Offer the quick-add list of nodes that accept this wire."""
+        self.scene.wire_dropped.emit(
+            {"node": self.port.node_id, "port": self.port.name,
+             "output": self.port.output, "dtype": self.port.dtype}, pos)
+
+    def wire_to(self, target: PortItem) -> str | None:
+        """Connect to *target*; None, or the reason the wire is refused."""
+        return self.scene.controller.connect(*self._endpoints(target))
