@@ -73,6 +73,11 @@ QToolTip { background: #1d1f23; color: #e2e5ea; border: 1px solid #555; }
 
 
 def apply(app) -> None:
+    """The dark Fusion theme on *app*; a no-op when it is already applied (re-applying
+    re-polishes every live widget)."""
+    if app.property("wiregrad_theme"):
+        return
+    app.setProperty("wiregrad_theme", True)
     app.setStyle("Fusion")
     pal = QPalette()
     for role, color in (
