@@ -36,10 +36,22 @@ def make_window(graph: str | None, warm_up: bool = False) -> tuple[MainWindow, s
     return win, error
 
 
+def collect_garbage_in_the_gui_thread(app) -> None:
+    """Python's cycle collector only on a timer in the GUI thread (pyqtgraph's
+    ``GarbageCollector``). A closed window's widgets become cyclic garbage; collected by
+    whatever thread happens to allocate — e.g. a sampling thread — Qt objects would be
+    destroyed off the GUI thread and crash the editor."""
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
+    if getattr(app, "_wiregrad_gc", None) is None:
+        app._wiregrad_gc = GarbageCollector(interval=1.0)
+
+
 def run_editor(graph: str | None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Wiregrad")
     theme.apply(app)
+    collect_garbage_in_the_gui_thread(app)
     win, error = make_window(graph, warm_up=True)
     win.show()
     QTimer.singleShot(0, win.view.fit)

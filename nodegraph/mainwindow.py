@@ -40,7 +40,7 @@ class MainWindow(FileMixin, EditMixin, QMainWindow):
                  catalog: Catalog | None = None) -> None:
         super().__init__()
         self.path, self.template = path, template
-        self.controller = Controller(doc or document.new_document(), catalog)
+        self.controller = Controller(doc or document.new_document(), catalog, parent=self)
         self.scene = GraphScene(self.controller, self)
         self.view = GraphView(self.scene)
         self.minimap = Minimap(self.view)

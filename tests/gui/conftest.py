@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 
@@ -29,6 +31,21 @@ def dialogs(monkeypatch) -> Dialogs:
     monkeypatch.setattr(dlg, "save_path", lambda p, s="": answers.save_path)
     monkeypatch.setattr(dlg, "open_path", lambda p, f="": None)
     return answers
+
+
+@pytest.fixture(autouse=True)
+def delete_closed_widgets(qapp):
+    """Collect garbage only in the GUI thread, as the editor does (``app.py``); after each
+    test actually delete what pytest-qt closed with ``deleteLater`` (no event loop runs
+    between tests) and collect the window's cycles here, never in a later test's thread."""
+    gc.disable()
+    yield
+    from PySide6.QtCore import QEvent
+    from PySide6.QtWidgets import QApplication
+
+    QApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()
+    gc.enable()
 
 
 @pytest.fixture(scope="session")
