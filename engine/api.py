@@ -235,11 +235,12 @@ def sample_tokens(sampler, prompt: str, n: int, *, temperature: float = 0.8, top
                   top_p: float = 1.0, seed: int = 0):
     """Yield ``{"char", "p", "alternatives": [[char, p], ...]}`` for *n* generated characters.
 
-    With the same arguments the characters equal ``wiregrad sample``'s.
+    With the same arguments the characters equal ``wiregrad sample``'s. BLAS runs on one
+    thread meanwhile (the editor samples while its worker may train on every core).
     """
     infos: list = []
     stream = sampler.generate(prompt, n, temperature=temperature, top_k=top_k, top_p=top_p,
-                              seed=seed, callback=infos.append)
+                              seed=seed, callback=infos.append, blas_threads=1)
     for char in stream:
         info = infos.pop() if infos else None
         yield {"char": char, "p": info.probability if info else 1.0,

@@ -9,6 +9,7 @@ default) and generation continues incrementally from there.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -131,13 +132,15 @@ class Sampler:
 
     def generate(self, prompt: str, n: int, *, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int = 0,
-                 callback: Callable[[TokenInfo], None] | None = None) -> Iterator[str]:
-        """Yield *n* characters continuing *prompt*."""
+                 callback: Callable[[TokenInfo], None] | None = None,
+                 blas_threads: int | None = None) -> Iterator[str]:
+        """Yield *n* characters continuing *prompt*. *blas_threads* caps BLAS while decoding
+        (restored afterwards; None keeps the process's setting) — see :func:`limited_blas`."""
         if prompt == "":
             prompt = "\n"
         ids = self.codec.encode(prompt, "the prompt")
         rng = np.random.default_rng(seed)
-        with single_threaded_blas():
+        with limited_blas(blas_threads):
             logits = self.prefill(ids)
             for _ in range(n):
                 probs = next_token_distribution(logits, temperature, top_k, top_p)
@@ -151,17 +154,19 @@ class Sampler:
                 logits = self.advance(token)
 
 
-def single_threaded_blas():
-    """BLAS limited to one thread while decoding (restored afterwards).
+def limited_blas(threads: int | None):
+    """BLAS capped at *threads* for a block (None: unchanged).
 
-    Decoding multiplies one row (a refill: up to a block of rows) at a time. Handing such a
-    product to a second BLAS thread costs more than it gains, and on a busy machine — e.g. the
-    editor sampling while a run trains — the hand-off stalls: a 48-row refill measured
-    284 ms with two OpenBLAS threads under load. Idle, one thread costs ~1 ms per refill
-    (char_gpt, 48 ids: 3.7 vs 2.9 ms) and nothing per token (both ~0.9 ms)."""
+    The editor samples with one thread (``engine.api.sample_tokens``): it decodes while its
+    worker process may be training on both cores, and there a second OpenBLAS thread stalls
+    on the hand-off — a 48-row refill measured 284 ms with two threads under load. On an idle
+    machine two threads are faster (char_gpt: 0.82 vs 0.94 ms per token, refill 2.9 vs
+    3.7 ms), so ``wiregrad sample`` and the benchmark keep the process's setting."""
+    if threads is None:
+        return contextlib.nullcontext()
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(limits=1, user_api="blas")
+    return threadpool_limits(limits=threads, user_api="blas")
 
 
 def draw(probs: np.ndarray, rng: np.random.Generator) -> int:

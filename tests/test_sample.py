@@ -142,19 +142,29 @@ def test_an_id_outside_the_table_names_the_embedding_node(tiny_gpt):
     assert info.value.node and info.value.node.startswith("tok_emb")
 
 
-def test_decoding_runs_blas_on_one_thread_and_restores_it(tiny_gpt):
+def test_the_editor_decodes_on_one_blas_thread_the_cli_on_the_process_setting(tiny_gpt):
     from threadpoolctl import threadpool_info, threadpool_limits
+
+    from engine import api
 
     def blas_threads():
         return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
 
     doc, weights = tiny_gpt
     sampler = Sampler(doc, weights, "float64")
+    "".join(sampler.generate("ROMEO:", 2, seed=0))  # loads every library decoding uses
     with threadpool_limits(limits=2, user_api="blas"):
         before = blas_threads()
-        seen: list[list[int]] = []
-        text = "".join(sampler.generate("ROMEO:", 5, seed=0,
-                                        callback=lambda info: seen.append(blas_threads())))
-        assert len(text) == 5 and seen and all(t == [1] * len(before) for t in seen)
+        in_editor: list[list[int]] = []
+        editor = []
+        for token in api.sample_tokens(sampler, "ROMEO:", 5, seed=0):
+            in_editor.append(blas_threads())
+            editor.append(token["char"])
+        assert len(in_editor) == 5 and all(t == [1] * len(before) for t in in_editor)
         assert blas_threads() == before
+        in_cli: list[list[int]] = []
+        cli = "".join(sampler.generate("ROMEO:", 5, seed=0, temperature=0.8,
+                                       callback=lambda info: in_cli.append(blas_threads())))
+        assert in_cli and all(t == before for t in in_cli)
+        assert cli == "".join(editor)
     assert before and max(before) == 2
