@@ -7,7 +7,7 @@ import copy
 import json
 
 import pytest
-from guihelp import port_point, view_point
+from guihelp import drag, port_point, view_point
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
@@ -42,12 +42,6 @@ def release(win, at: QPoint) -> None:
     QTest.mouseRelease(win.view.viewport(), LEFT, NOMOD, at)
 
 
-def rewire(win, a: QPoint, b: QPoint) -> None:
-    press(win, a)
-    move_to(win, a, b)
-    release(win, b)
-
-
 def empty_point(win) -> QPoint:
     """A viewport point with nothing under it (empty canvas)."""
     rect = win.view.viewport().rect()
@@ -68,7 +62,7 @@ def test_moving_a_wire_to_another_input_is_one_undo_step(make_window):
     c = win.controller
     before = copy.deepcopy(c.model.doc)
     # fc1.y → act1.x picked up at act1.x and dropped on fc2.x, which had act1.out: replaced.
-    rewire(win, port_point(win, "act1", "x", False), port_point(win, "fc2", "x", False))
+    drag(win, port_point(win, "act1", "x", False), port_point(win, "fc2", "x", False))
     assert c.stack.count() == 1
     after = copy.deepcopy(c.model.doc)
     assert keys(after["edges"]) == keys(before["edges"]) - {
@@ -88,7 +82,7 @@ def test_moving_to_a_free_input_keeps_the_other_wires(make_window):
     act2 = c.add_node("relu", (700, 420))
     win.view.fit()
     before = copy.deepcopy(c.model.doc)
-    rewire(win, port_point(win, "fc2", "x", False), port_point(win, act2, "x", False))
+    drag(win, port_point(win, "fc2", "x", False), port_point(win, act2, "x", False))
     assert c.stack.count() == 2
     assert keys(c.model.doc["edges"]) == keys(before["edges"]) - {
         ("act1", "out", "fc2", "x")} | {("act1", "out", act2, "x")}
@@ -103,7 +97,7 @@ def test_dropping_on_empty_canvas_deletes_the_wire(make_window):
     before = copy.deepcopy(c.model.doc)
     popups = []
     win.view.quick_add.connect(lambda pos, info: popups.append(info))
-    rewire(win, port_point(win, "loss", "labels", False), empty_point(win))
+    drag(win, port_point(win, "loss", "labels", False), empty_point(win))
     assert keys(c.model.doc["edges"]) == keys(before["edges"]) - {
         ("spirals", "labels", "loss", "labels")}
     assert ("spirals", "labels", "loss", "labels") not in win.scene.edges
@@ -112,7 +106,7 @@ def test_dropping_on_empty_canvas_deletes_the_wire(make_window):
     assert c.model.doc == before
     # A drag from an unconnected input still offers the quick-add list.
     c.disconnect(wire("spirals", "labels", "loss", "labels"))
-    rewire(win, port_point(win, "loss", "labels", False), empty_point(win))
+    drag(win, port_point(win, "loss", "labels", False), empty_point(win))
     assert popups and popups[-1]["port"] == "labels" and not popups[-1]["output"]
 
 
@@ -147,7 +141,7 @@ def test_cancelled_detach_leaves_the_document_unchanged(make_window, how):
     before = frozen(c.model.doc)
     a = port_point(win, "fc1", "x", False)  # spirals.points → fc1.x (float)
     if how == "same port":
-        rewire(win, a, a)
+        drag(win, a, a)
     elif how == "escape":
         b = port_point(win, "act1", "x", False)
         press(win, a)
@@ -156,13 +150,13 @@ def test_cancelled_detach_leaves_the_document_unchanged(make_window, how):
         assert win.scene.wire is None and not lit(win)
         release(win, b)  # on a compatible input, but the drag is over
     elif how == "incompatible":
-        rewire(win, a, port_point(win, "loss", "labels", False))
+        drag(win, a, port_point(win, "loss", "labels", False))
         assert "type mismatch" in win.view.last_refusal
     elif how == "node body":
         node = win.scene.nodes["optimizer"]
-        rewire(win, a, view_point(win, node.mapToScene(node.body_rect().center())))
+        drag(win, a, view_point(win, node.mapToScene(node.body_rect().center())))
     else:
-        rewire(win, a, port_point(win, "act1", "out", True))
+        drag(win, a, port_point(win, "act1", "out", True))
         assert "both are outputs" in win.view.last_refusal
     assert frozen(c.model.doc) == before and c.stack.count() == 0
     edge = win.scene.edges[("spirals", "points", "fc1", "x")]
@@ -174,7 +168,7 @@ def test_a_lit_port_can_still_refuse_with_the_reason(make_window):
     c = win.controller
     before = frozen(c.model.doc)
     # fc2.x takes floats (lit) but its matmul wants 64 features, not the 2 of the points.
-    rewire(win, port_point(win, "fc1", "x", False), port_point(win, "fc2", "x", False))
+    drag(win, port_point(win, "fc1", "x", False), port_point(win, "fc2", "x", False))
     assert "shape mismatch" in win.view.last_refusal
     assert frozen(c.model.doc) == before and c.stack.count() == 0
 
@@ -191,13 +185,13 @@ def test_detaching_inside_an_entered_layer(make_window):
     assert ("act1", "out", "fc2", "x") in base and ("$in", "x", "act1", "x") in base
     count = c.stack.count()
     # $in.x → act1.x moved onto fc2.x, replacing act1.out → fc2.x.
-    rewire(win, port_point(win, "act1", "x", False), port_point(win, "fc2", "x", False))
+    drag(win, port_point(win, "act1", "x", False), port_point(win, "fc2", "x", False))
     assert inner() == base - {("$in", "x", "act1", "x"), ("act1", "out", "fc2", "x")} | {
         ("$in", "x", "fc2", "x")}
     assert c.stack.count() == count + 1
     c.stack.undo()
     assert c.model.doc == start
-    rewire(win, port_point(win, "fc2", "x", False), empty_point(win))
+    drag(win, port_point(win, "fc2", "x", False), empty_point(win))
     assert inner() == base - {("act1", "out", "fc2", "x")}
     c.stack.undo()
     assert c.model.doc == start and len(c.scopes) == 2
@@ -236,13 +230,13 @@ def test_variadic_slots_move_and_detach(make_window):
     assert slots() == ["inputs[0]", "inputs[1]"]
     before = copy.deepcopy(c.model.doc)
     # act1.out → fc2.x moved into the free slot: the node grows the next free slot.
-    rewire(win, port_point(win, "fc2", "x", False), port_point(win, cat, "inputs[1]", False))
+    drag(win, port_point(win, "fc2", "x", False), port_point(win, cat, "inputs[1]", False))
     assert ("act1", "out", cat, "inputs[1]") in keys(c.model.doc["edges"])
     assert ("act1", "out", "fc2", "x") not in keys(c.model.doc["edges"])
     assert slots() == ["inputs[0]", "inputs[1]", "inputs[2]"]
     moved = copy.deepcopy(c.model.doc)
     # Detached from its slot and dropped on the canvas: that edge goes, the free slot shrinks.
-    rewire(win, port_point(win, cat, "inputs[1]", False), empty_point(win))
+    drag(win, port_point(win, cat, "inputs[1]", False), empty_point(win))
     assert keys(c.model.doc["edges"]) == keys(moved["edges"]) - {("act1", "out", cat, "inputs[1]")}
     assert slots() == ["inputs[0]", "inputs[1]"]
     c.stack.undo()
