@@ -114,7 +114,7 @@ class Executor:
         grads: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in seeds.items()}
         weight_grads: dict[str, np.ndarray] = {}
         owned: set[int] = set()  # ids of sums this pass allocated (safe to add into)
-        producers = {o: c for c in tape.contexts for o in c.eq.outputs}
+        producers: dict[str, Context] | None = None  # value -> its context, on first scatter
         for ctx in reversed(tape.contexts):
             eq = ctx.eq
             gouts = [grads.get(o) for o in eq.outputs]
@@ -128,6 +128,8 @@ class Executor:
                 continue
             scatter = eq.op.scatter_grad(ctx) if eq.op.scatter_grad is not None else None
             if scatter is not None and eq.inputs[0] is not None:
+                if producers is None:
+                    producers = {o: c for c in tape.contexts for o in c.eq.outputs}
                 _accumulate_at(grads, eq.inputs[0], scatter, gouts[0], owned,
                                producers.get(eq.inputs[0]))
                 if release:

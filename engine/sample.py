@@ -9,7 +9,6 @@ default) and generation continues incrementally from there.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -162,11 +161,9 @@ def limited_blas(threads: int | None):
     on the hand-off — a 48-row refill measured 284 ms with two threads under load. On an idle
     machine two threads are faster (char_gpt: 0.82 vs 0.94 ms per token, refill 2.9 vs
     3.7 ms), so ``wiregrad sample`` and the benchmark keep the process's setting."""
-    if threads is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
+    from engine.worker import thread_limits
 
-    return threadpool_limits(limits=threads, user_api="blas")
+    return thread_limits(threads, "blas")
 
 
 def draw(probs: np.ndarray, rng: np.random.Generator) -> int:

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine import paths
@@ -16,13 +16,11 @@ from engine.errors import NonFiniteError, WiregradError
 
 
 def _threads(n: int | None):
-    if not n:
-        return nullcontext()
-    if n < 1:
-        raise WiregradError("--threads must be at least 1")
-    from threadpoolctl import threadpool_limits
+    from engine.worker import thread_limits
 
-    return threadpool_limits(limits=n)
+    if n and n < 1:
+        raise WiregradError("--threads must be at least 1")
+    return thread_limits(n or None)
 
 
 def _doc_weights(doc: dict, doc_path: Path, explicit: str | None) -> dict | None:

@@ -108,6 +108,16 @@ def start(threads: int | None = None, nice: int = 5) -> WorkerHandle:
 # ---------------------------------------------------------------------------------- worker side
 
 
+def thread_limits(threads: int | None, user_api: str | None = None):
+    """A context capping the BLAS/OpenMP pools (only *user_api*'s, e.g. ``"blas"``, when
+    given) at *threads* and restoring them afterwards; None leaves them as they are."""
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=threads, user_api=user_api)
+
+
 def limit_threads(threads: int) -> None:
     """Cap BLAS/OpenMP pools and Numba's pool at *threads*."""
     from threadpoolctl import threadpool_limits
