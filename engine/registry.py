@@ -158,6 +158,15 @@ class OpSpec:
     # gradient at ``x[key]`` (index, slice): the executor adds it in place into the input's
     # accumulated gradient instead of materialising a zero-filled array per consumer.
     scatter_grad: Callable | None = None
+    # How the op treats the batch axis, for the two-core batch split (engine.batch_split):
+    # ``(params, in_axes, in_types, out_types) -> "rowwise" | "shape_only" | "mean" | None``
+    # where ``in_axes[i]`` is the batch axis of input i (None: it does not depend on the
+    # batch). None, the default, means the op may mix examples: such a graph trains unsplit.
+    # Rules live in :mod:`engine.ops._batch`.
+    batch_rule: Callable | None = None
+    # For a "mean" loss: ``(ctx) -> int``, how many elements the forward averaged (default:
+    # every element of its first input), so the parts of a split batch weigh in exactly.
+    mean_count: Callable | None = None
 
     @property
     def summary(self) -> str:

@@ -65,7 +65,8 @@ class Trainer:
     def __init__(self, doc: dict, *, base_dir: str | Path | None = None,
                  steps: int | None = None, seed: int | None = None, dtype: str | None = None,
                  weights: dict[str, np.ndarray] | None = None, anomaly: bool = False,
-                 patience: int = 0, early_stop_metric: str = "val_loss") -> None:
+                 patience: int = 0, early_stop_metric: str = "val_loss",
+                 batch_split: int | None = None) -> None:
         from engine.data import batcher_for
 
         self.doc = doc
@@ -99,6 +100,12 @@ class Trainer:
         self._pending_hparams: dict = {}
         self._wall0 = time.perf_counter()
         self._wall_offset = 0.0
+        # Two-core steps (engine.batch_split): None decides at the first step from the graph,
+        # the BLAS thread count and the batch's work; 1 keeps every step unsplit.
+        self._split_request = batch_split
+        self._split = None  # a BatchSplit once decided for
+        self.split_note = ("unsplit: asked for one part" if batch_split == 1
+                           else "undecided (at the first step)")
 
     # ------------------------------------------------------------------ setup
 
@@ -202,18 +209,12 @@ class Trainer:
         batches = {node: b.next() for node, b in self.batchers.items()}
         lr = self.schedule(self.step)
         self.optimizer.lr = lr
-        tape = self.executor.forward(self._feeds(batches), self.params, self.state,
-                                     training=True, seed=_node_seed(self.seed, str(self.step)),
-                                     skip=self._unused)
-        loss = float(tape.values[self.graph.loss_value])
-        if self.anomaly or not np.isfinite(loss):
-            self._check_forward(tape)
-        one = np.ones((), dtype=self.executor.dtype)
-        grads, _ = self.executor.backward(tape, {self.graph.loss_value: one}, release=True)
-        grads = _owned(grads, self.executor.dtype)
+        loss, grads, tapes = self._forward_backward(self._feeds(batches),
+                                                    _node_seed(self.seed, str(self.step)))
         norm = clip_by_global_norm(grads, self.clip_norm)
         if not np.isfinite(norm):
-            self._check_forward(tape)  # an Inf inside the forward is the likelier culprit
+            for tape in tapes:  # an Inf inside the forward is the likelier culprit
+                self._check_forward(tape)
             self._raise_nonfinite_grad(grads)
         self.optimizer.step(self.params, grads)
         self.step += 1
@@ -226,6 +227,60 @@ class Trainer:
         if tokens:
             record["tokens_per_s"] = tokens / elapsed
         return record
+
+    def _forward_backward(self, feeds: dict, seed: int) -> tuple[float, dict, list[Tape]]:
+        """Loss, weight gradients and the forward tape(s) of one batch: split over the cores
+        when decided so (one tape per part)."""
+        if self._split is not None and not self.anomaly:
+            loss, grads, tapes = self._split.step(feeds, self.params, self.state, seed,
+                                                  self._unused)
+            if grads is None or not np.isfinite(loss):
+                for tape in tapes:
+                    self._check_forward(tape)
+                raise NonFiniteError(f"training stopped at step {self.step + 1}: the loss "
+                                     "is NaN or Inf", node=self.graph.loss_value.split(":")[0])
+            return loss, grads, tapes
+        if self._split_request != 1 and self.split_note.startswith("undecided"):
+            self._decide_split(feeds)
+            if self._split is not None:
+                return self._forward_backward(feeds, seed)
+        tape = self.executor.forward(feeds, self.params, self.state, training=True,
+                                     seed=seed, skip=self._unused)
+        loss = float(tape.values[self.graph.loss_value])
+        if self.anomaly or not np.isfinite(loss):
+            self._check_forward(tape)
+        one = np.ones((), dtype=self.executor.dtype)
+        grads, _ = self.executor.backward(tape, {self.graph.loss_value: one}, release=True)
+        return loss, _owned(grads, self.executor.dtype), [tape]
+
+    def _decide_split(self, feeds: dict) -> None:
+        """Before the first step: split the steps when the graph keeps examples apart and,
+        unless parts were asked for, the BLAS pool has 2–4 threads and each part gets enough
+        work. Decided once, so a resumed run splits like the uninterrupted one."""
+        from engine import batch_split
+
+        decision = batch_split.analyse(self.program, self.graph.loss_value, self._unused)
+        if not decision.ok:
+            self.split_note = f"unsplit: {decision.reason}"
+            return
+        rows = min((len(a) for arrays in feeds.values() for a in arrays), default=0)
+        if self._split_request:
+            ways = min(self._split_request, rows)
+            if ways < 2:
+                self.split_note = f"unsplit: {rows} row(s) in the batch"
+                return
+        else:
+            threads = batch_split.blas_threads()
+            flops = batch_split.step_flops(self.program,
+                                           batch_split.feed_sizes(self.program, feeds))
+            ways = batch_split.choose_ways(threads, rows, flops)
+            if ways < 2:
+                self.split_note = (f"unsplit: {threads} BLAS thread(s), {rows} rows, "
+                                   f"{flops / 1e6:.1f} MFLOP forward")
+                return
+        self._split = batch_split.BatchSplit(self.executor, decision, self.graph.loss_value,
+                                             ways)
+        self.split_note = f"split into {ways} parts of ~{rows / ways:.1f} rows"
 
     def _epoch(self) -> float:
         b = next(iter(self.batchers.values()), None)

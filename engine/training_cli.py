@@ -107,8 +107,13 @@ def _loop(trainer, manager, metrics, quiet: bool) -> int:
                dynamic_ncols=True, file=sys.stderr)
     last_eval: dict = {}
     reason = None
+    told_split = False
     try:
         for record in trainer.run(manager):
+            if not (told_split or quiet) and trainer.split_note.startswith("split"):
+                bar.write(f"steps {trainer.split_note}, one per core (--threads 1: unsplit)",
+                          file=sys.stderr)
+                told_split = True
             if record["kind"] == "done":
                 reason = record["reason"]
             if metrics is not None and record["kind"] in ("train", "eval", "hparams"):

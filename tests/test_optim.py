@@ -148,3 +148,9 @@ def test_kernels_equal_numpy_twins():
         np.testing.assert_allclose(a0, b0, **tol)
         assert kernels.sum_of_squares(base[0]) == pytest.approx(
             kernels.sum_of_squares_ref(base[0]), rel=1e-9)
+        w = base[0].dtype.type
+        out_a, out_b = np.empty_like(base[0]), np.empty_like(base[0])
+        kernels.weighted_sum_into(out_a, base[0], w(0.25), base[1], w(0.75))
+        kernels.weighted_sum_into_ref(out_b, base[0], w(0.25), base[1], w(0.75))
+        np.testing.assert_allclose(out_a, out_b, **tol)
+        np.testing.assert_allclose(out_a, 0.25 * base[0] + 0.75 * base[1], rtol=1e-6, atol=1e-6)

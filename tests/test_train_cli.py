@@ -69,6 +69,12 @@ def test_metrics_file_and_resume_to_the_same_total(tmp_path, capsys):
     assert result["accuracy"] == pytest.approx(evals[-1]["accuracy"])
 
 
+def test_train_says_when_it_splits_the_batch_over_the_cores(tmp_path, capsys):
+    assert cli.main(["train", "char_gpt", "--steps", "2", "--threads", "2",
+                     "--out", str(tmp_path / "run")]) == 0
+    assert "steps split into 2 parts of ~6.0 rows, one per core" in capsys.readouterr().err
+
+
 def test_nan_guard_exits_3_naming_the_node(tmp_path, capsys):
     graph = save(nan_graph(), tmp_path / "nan.json")
     code = cli.main(["train", graph, "--out", str(tmp_path / "run"), "--quiet"])

@@ -116,6 +116,19 @@ def rmsprop_update_ref(p, g, sq, buf, lr, alpha, eps, weight_decay, momentum):
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
+def weighted_sum_into(out, a, wa, b, wb):
+    """out = wa·a + wb·b on flat arrays (*out* may be *a* or *b*): the gradients of a split
+    batch's parts summed with the loss's weights. Pass *wa*, *wb* as scalars of out's dtype
+    (a float64 weight would widen every float32 element)."""
+    for i in range(out.shape[0]):
+        out[i] = wa * a[i] + wb * b[i]
+
+
+def weighted_sum_into_ref(out, a, wa, b, wb):
+    out[...] = out.dtype.type(wa) * a + out.dtype.type(wb) * b
+
+
+@njit(cache=True, nogil=True, fastmath=_FAST)
 def sum_of_squares(g):
     """Σ g² accumulated in float64 (for the global gradient norm)."""
     total = 0.0

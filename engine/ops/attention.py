@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from engine.ops import _batch
 from engine.ops._kernels import kernels
 from engine.ops._util import per_example, require_float
 from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
@@ -89,6 +90,14 @@ def _backward(ctx, params, g):
     return gq.reshape(qs), gk.reshape(ks), gv.reshape(vs)
 
 
+def _attention_batch(params, in_axes, out_axes, in_types):
+    """Row-wise when the batch is the same leading axis of q, k and v (never T or D)."""
+    if any(a is None for a in in_axes):
+        return None  # shared keys or values would pair every example with the same rows
+    spots = {len(t.shape) - a for a, t in zip(in_axes, in_types)}
+    return _batch.ROWWISE if len(spots) == 1 and min(spots) > 2 else None
+
+
 def _flops(inputs, outputs, params):
     """Per example: scores (2·D), softmax (~5) and weighted sum (2·Dv) per (query, key)."""
     q, k, v = inputs
@@ -126,5 +135,6 @@ register(OpSpec(
         Example([((1, 2, 5, 4), "float")] * 3, {"scale": 0.5}, low=-3.0, high=3.0,
                 note="explicit scale, wide range"),
     ],
+    batch_rule=_attention_batch,
     family="attention",
 ))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.ops import _batch
 from engine.ops._util import unbroadcast
 from engine.registry import (
     Example,
@@ -88,6 +89,21 @@ def _backward(ctx, params, g):
     return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
 
 
+def _matmul_batch(params, in_axes, out_axes, in_types):
+    """Row-wise unless the batch is contracted (e.g. xᵀ·x over examples) or paired across
+    both sides (an outer product over the batch): with both batched, it must be a shared
+    leading axis; with one batched, any axis but the contracted one."""
+    contracted = (-2 if params["transpose_a"] else -1, -1 if params["transpose_b"] else -2)
+    spots = [a - len(t.shape) for a, t in zip(in_axes, in_types) if a is not None]
+    if len(spots) == 2:
+        return _batch.ROWWISE if spots[0] == spots[1] and spots[0] < -2 else None
+    side = 0 if in_axes[0] is not None else 1
+    other = in_types[1 - side].shape
+    if spots[0] < -2 and len(other) >= -spots[0] and other[spots[0]] != 1:
+        return None  # the other side's own batch axis would pair its rows with the examples
+    return _batch.ROWWISE if spots[0] != contracted[side] else None
+
+
 def _flops(inputs, outputs, params):
     a = _effective(inputs[0].shape, params["transpose_a"])
     return 2 * numel(outputs[0].shape, 1) * (a[-1] if isinstance(a[-1], int) else 1)
@@ -122,5 +138,6 @@ register(OpSpec(
                 {"transpose_a": True, "transpose_b": True}),
         Example([((1, 4), "float"), ((4, 1), "float")], note="batch of 1"),
     ],
+    batch_rule=_matmul_batch,
     family="linalg",
 ))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import WiregradError
+from engine.ops import _batch
 from engine.ops._kernels import kernels
 from engine.ops._util import per_example, require_float
 from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
@@ -23,6 +24,19 @@ def _ce_infer(inputs, params):
     return [TensorType((), "float")]
 
 
+
+
+def _ce_batch(params, in_axes, out_axes, in_types):
+    """A mean over the kept positions; the batch must not be the class axis."""
+    logits_axis, labels_axis = in_axes
+    if logits_axis is None or logits_axis == len(in_types[0].shape) - 1:
+        return None
+    return _batch.MEAN if labels_axis in (None, logits_axis) else None
+
+
+def _ce_count(ctx) -> int:
+    """Positions the mean averaged (labels equal to ignore_index left out)."""
+    return int(ctx.saved[3])
 
 
 def _check_labels(ctx, y: np.ndarray, c: int, ignore: int) -> None:
@@ -87,6 +101,7 @@ register(OpSpec(
         Example([((3, 5), "float"), ((3,), "int", 5)], {"label_smoothing": 0.3},
                 low=-1e3, high=1e3, note="extreme logits"),
     ],
+    batch_rule=_ce_batch, mean_count=_ce_count,
     family="loss",
 ))
 
@@ -137,6 +152,7 @@ register(OpSpec(
                 note="wide range"),
         Example([((1, 1), "float"), ((1, 1), "float")], note="batch of 1"),
     ],
+    batch_rule=_batch.mean_loss,
     family="loss",
 ))
 
@@ -180,5 +196,6 @@ register(OpSpec(
         Example([((4, 3), "float"), ((4, 3), "float")]),
         Example([((1, 1), "float"), ((1, 1), "float")], note="batch of 1"),
     ],
+    batch_rule=_batch.mean_loss,
     family="loss",
 ))

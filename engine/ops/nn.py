@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import WiregradError
+from engine.ops import _batch
 from engine.ops._kernels import kernels
 from engine.ops._util import elementwise_flops, require_float
 from engine.registry import (
@@ -88,6 +89,7 @@ register(OpSpec(
     backward=_log_softmax_backward,
     flops=elementwise_flops(5),
     examples=list(AXIS_EXAMPLES[:3]),
+    batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")),
     family="nn",
 ))
 
@@ -106,6 +108,7 @@ register(OpSpec(
     flops=elementwise_flops(5),
     examples=[*AXIS_EXAMPLES[:3], Example([((1, 1, 4), "float")], {"axis": 2},
                                           note="batch of 1")],
+    batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")),
     family="nn",
 ))
 
@@ -158,6 +161,7 @@ register(OpSpec(
         Example([((1, 8), "float")], {"p": 0.0}, note="batch of 1, p=0"),
         Example([((3, 4), "float")], {"p": 1.0}, note="p=1 drops everything"),
     ],
+    batch_rule=_batch.rowwise,
     family="nn",
 ))
 
@@ -209,6 +213,7 @@ register(OpSpec(
         Example([((2, 3, 4), "float"), ((3, 1), "int", 2)], {"value": 0.0}, note="broadcast"),
         Example([((1, 5), "float"), ((5,), "int", 2)], {"value": 2.5}, note="batch of 1"),
     ],
+    batch_rule=_batch.broadcast_rowwise,
     family="nn",
 ))
 
@@ -262,6 +267,7 @@ register(OpSpec(
         Example([((1, 3, 3), "float")], {"value": -1e3}, low=-1e3, high=1e3,
                 note="batch of 1, extreme"),
     ],
+    batch_rule=_batch.rowwise_unless(_batch.last_axes(2)),
     family="nn",
 ))
 
@@ -319,6 +325,7 @@ register(OpSpec(
         Example([((2, 4), "int", 7), ((7, 4), "float")], note="batch × sequence"),
         Example([((1, 3), "int", 2), ((2, 5), "float")], note="batch of 1, repeated ids"),
     ],
+    batch_rule=_batch.first_input_only(_batch.rowwise),
     family="nn",
 ))
 

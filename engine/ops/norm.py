@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import WiregradError
+from engine.ops import _batch
 from engine.ops._kernels import kernels
 from engine.ops._util import elementwise_flops, require_float
 from engine.registry import Example, OpSpec, Param, Port, ShapeError, WeightSpec, register
@@ -90,6 +91,7 @@ register(OpSpec(
                 note="batch of 1, extreme"),
         Example([((3, 4), "float")], {"eps": 1e-3}, note="no affine"),
     ],
+    batch_rule=_batch.first_input_only(_batch.rowwise_unless(_batch.last_axes(1))),
     family="nn",
 ))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.ops import _batch
 from engine.ops._util import per_example, require_float
 from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 
@@ -43,6 +44,11 @@ def reduce_infer(inputs, params):
     return [TensorType(shape, "float")]
 
 
+def _reduced_axes(params: dict, ndim: int) -> tuple[int, ...]:
+    """The axes a reduction combines (for the batch rule; every axis when empty)."""
+    return reduce_axes(params, ndim)
+
+
 def expand_grad(g: np.ndarray, x_shape: tuple, axes: tuple, keepdims: bool) -> np.ndarray:
     """Reshape a reduced gradient so it broadcasts back over *x_shape*."""
     if not keepdims:
@@ -71,6 +77,7 @@ def reduction(name: str, doc: str, fwd, grad) -> OpSpec:
         name=name, category="op", doc=doc, inputs=[Port("x")], outputs=[Port("out")],
         params=list(REDUCE_PARAMS), infer=reduce_infer, forward=forward, backward=backward,
         flops=_flops, examples=list(REDUCE_EXAMPLES), family="reduce",
+        batch_rule=_batch.rowwise_unless(_reduced_axes),
     ))
 
 
@@ -134,5 +141,6 @@ register(OpSpec(
     examples=list(REDUCE_EXAMPLES) + [
         Example([((4, 6), "float")], {"axes": [0], "correction": 0}, note="population"),
     ],
+    batch_rule=_batch.rowwise_unless(_reduced_axes),
     family="reduce",
 ))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.errors import WiregradError
+from engine.ops import _batch
 from engine.registry import (
     Example,
     OpSpec,
@@ -38,6 +39,12 @@ def _forward(ctx, params, x):
     return np.arange(params["offset"], params["offset"] + length, dtype=np.int64)
 
 
+def _positions_batch(params, in_axes, out_axes, in_types):
+    """Ids along a sequence axis depend on its length only; along the batch they would not."""
+    axis = params["axis"] % len(in_types[0].shape)
+    return _batch.SHAPE_ONLY if in_axes[0] != axis else None
+
+
 register(OpSpec(
     name="positions",
     category="op",
@@ -57,5 +64,6 @@ register(OpSpec(
     backward=lambda ctx, params, g: (None,),
     flops=lambda i, o, p: 0,
     examples=[Example([((2, 5, 3), "float")], {"limit": 8})],
+    batch_rule=_positions_batch,
     family="sequence",
 ))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ops import _dims
+from engine.ops import _batch, _dims
 from engine.ops._util import unbroadcast
 from engine.registry import (
     Example,
@@ -36,13 +36,14 @@ def _grad(x_dtype: np.dtype, g):
 
 
 def _shape_op(name: str, doc: str, infer, forward, backward, params, examples,
-              inputs=None, outputs=None, scatter_grad=None) -> OpSpec:
+              inputs=None, outputs=None, scatter_grad=None, batch_rule=None) -> OpSpec:
     return register(OpSpec(
         name=name, category="op", doc=doc,
         inputs=inputs or [Port("x", dtype="any")],
         outputs=outputs or [Port("out", dtype="any")],
         params=params, infer=infer, forward=forward, backward=backward,
         flops=_no_flops, examples=examples, family="shape", scatter_grad=scatter_grad,
+        batch_rule=batch_rule,
     ))
 
 
@@ -87,7 +88,8 @@ _shape_op("permute", """Reorder axes: out axis i is input axis axes[i] (a view, 
           [Example([((3, 4), "float")]),
            Example([((2, 3, 4), "float")], {"axes": [2, 0, 1]}),
            Example([((2, 3, 4, 5), "float")], {"axes": [0, 2, 1, 3]}, note="split heads"),
-           Example([((1, 3, 2), "float")], {"axes": [-1, 0, 1]}, note="negative, batch of 1")])
+           Example([((1, 3, 2), "float")], {"axes": [-1, 0, 1]}, note="negative, batch of 1")],
+          batch_rule=_batch.rowwise)
 
 
 def _swap(params, ndim: int) -> tuple[int, int]:
@@ -121,7 +123,8 @@ _shape_op("transpose", "Swap two axes, dim0 and dim1 (a view, no copy).",
           [Example([((3, 4), "float")]),
            Example([((2, 3, 4), "float")], {"dim0": 0, "dim1": 2}),
            Example([((2, 3, 4), "float")], {"dim0": 1, "dim1": 1}, note="same axis"),
-           Example([((1, 5), "float")], note="batch of 1")])
+           Example([((1, 5), "float")], note="batch of 1")],
+          batch_rule=_batch.rowwise)
 
 
 # ------------------------------------------------------------------ reshape
@@ -157,6 +160,14 @@ def _reshape_infer(inputs, params):
     return [TensorType(tuple(out), x.dtype)]
 
 
+def _reshape_batch(params, in_axes, out_axes, in_types):
+    """Row-wise when the batch is x's first axis, alone (B, not B*T), and stays first: each
+    example is then one contiguous block of rows on both sides."""
+    lead = in_types[0].shape[0] if in_types[0].shape else None
+    plain = isinstance(lead, str) and lead.isidentifier()
+    return _batch.ROWWISE if in_axes[0] == 0 and plain and out_axes[0] == 0 else None
+
+
 def _reshape_forward(ctx, params, x):
     sizes = _dims.bind_symbols(_input_shape(ctx), x.shape)
     target = [d if isinstance(d, int) else sizes.get(d, -1) for d in params["shape"]]
@@ -184,7 +195,9 @@ _shape_op("reshape", """Give x a new shape with the same number of elements.
           [Example([((2, 3, 4), "float")], {"shape": [6, 4]}),
            Example([((2, 3, 4), "float")], {"shape": [2, -1]}),
            Example([((2, 12), "float")], {"shape": [2, 3, 2, 2]}),
-           Example([((1, 6), "float")], {"shape": [-1]}, note="flatten, batch of 1")])
+           Example([((1, 6), "float")], {"shape": [-1]}, note="flatten, batch of 1"),
+           Example([((2, 3, 4), "float")], {"shape": ["B", 12]}, note="keep the batch")],
+          batch_rule=_reshape_batch)
 
 
 # ------------------------------------------------------------------ concat
@@ -242,7 +255,8 @@ _shape_op("concat", """Join inputs[0], inputs[1], … along an axis (other sizes
            Example([((2, 3), "float")], note="single input"),
            Example([((1, 2), "float"), ((1, 3), "float")], {"axis": 1}, note="batch of 1")],
           inputs=[Port("inputs", dtype="any", variadic=True,
-                       doc="Values to join, wired as inputs[0], inputs[1], …")])
+                       doc="Values to join, wired as inputs[0], inputs[1], …")],
+          batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")))
 
 
 # ------------------------------------------------------------------ split
@@ -309,7 +323,8 @@ _shape_op("split", """Cut x along an axis into up to 4 parts, out0…out3 (views
            Example([((5, 3), "float")], {"axis": 0, "sizes": [1, 4]}),
            Example([((1, 8), "float")], {"parts": 4}, note="batch of 1")],
           outputs=[Port(f"out{k}", dtype="any", doc=f"Part {k} (empty if unused).")
-                   for k in range(SPLIT_MAX)])
+                   for k in range(SPLIT_MAX)],
+          batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")))
 
 
 # ------------------------------------------------------------------ slice / index
@@ -376,7 +391,8 @@ _shape_op("slice", """Take x[start:stop:step] along one axis (Python rules; a vi
            Example([((3, 8), "float")], {"axis": -1, "stop": -2, "step": 3}),
            Example([((3, 4), "float")], {"start": 2, "stop": 1}, note="empty"),
            Example([((1, 5), "float")], {"axis": 1, "start": 2}, note="batch of 1")],
-          scatter_grad=_scatter_key)
+          scatter_grad=_scatter_key,
+          batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")))
 
 
 def _index_infer(inputs, params):
@@ -408,7 +424,8 @@ _shape_op("index", """Pick one position along an axis, dropping that axis (x[...
            Example([((2, 3, 4), "float")], {"axis": -1, "index": -1}, note="last"),
            Example([((2, 3, 4), "float")], {"axis": 1, "index": 2}),
            Example([((1, 5), "float")], note="batch of 1")],
-          scatter_grad=_scatter_key)
+          scatter_grad=_scatter_key,
+          batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")))
 
 
 # ------------------------------------------------------------------ broadcast_to
@@ -460,4 +477,5 @@ _shape_op("broadcast_to", """Repeat size-1 (or missing leading) axes to reach a 
            Example([((4,), "float")], {"shape": [2, 3, 4]}, note="new leading axes"),
            Example([((2, 1, 4), "float")], {"shape": [2, 3, 4]}),
            Example([((), "float")], {"shape": [2, 2]}, note="scalar"),
-           Example([((1, 1), "float")], {"shape": [1, 5]}, note="batch of 1")])
+           Example([((1, 1), "float")], {"shape": [1, 5]}, note="batch of 1")],
+          batch_rule=_batch.broadcast_rowwise)

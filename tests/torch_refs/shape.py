@@ -28,7 +28,9 @@ def _slice(p, inputs, weights, state, ours):
 REFS = {
     "permute": lambda p, i, w, s, o: i[0].permute(*p["axes"]),
     "transpose": lambda p, i, w, s, o: i[0].transpose(p["dim0"], p["dim1"]),
-    "reshape": lambda p, i, w, s, o: i[0].reshape(p["shape"]),
+    # a symbol the (concrete) input does not name is inferred, like -1
+    "reshape": lambda p, i, w, s, o: i[0].reshape(
+        [-1 if isinstance(d, str) else d for d in p["shape"]]),
     "concat": lambda p, i, w, s, o: torch.cat(i, dim=p["axis"]),
     "split": _split,
     "slice": _slice,

@@ -1,0 +1,248 @@
+"""Two-core training steps: the rows of a batch split into parts that run forward and backward
+at the same time, one thread each, with single-threaded BLAS; their gradients are then summed
+with the loss's weights.
+
+A static graph says ahead of time whether this is exact. :func:`analyse` follows the batch axis
+from the data sources to the loss through every equation's ``batch_rule``
+(:mod:`engine.ops._batch`): each op must keep examples apart along it (row-wise) and the loss
+must be a mean over the batch's elements. Then the loss of the whole batch is the count-weighted
+mean of the parts' losses, and its gradient the same weighted sum of theirs: the same numbers
+up to float rounding. Anything that mixes examples (batch norm, a reduction over the batch)
+keeps the graph on the unsplit path, with the reason in :attr:`SplitDecision.reason`.
+
+Why threads over rows instead of BLAS's own threads: the small GEMMs of these models split
+poorly, and between two GEMMs OpenBLAS's second thread spins on the other core, which makes
+every element-wise kernel, the attention's small products and the executor's Python run on one
+core. Each part on its own core runs all of that in parallel (kernels and BLAS release the GIL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.ops import _batch
+from engine.ops._dims import bind_symbols, factor
+from engine.program import Equation, Program, closure
+from engine.registry import TensorType
+
+MAX_WAYS = 4  # measured on 2 cores; with more threads BLAS keeps them (one unsplit step)
+MIN_PART_FLOPS = 20e6  # forward FLOPs per part below which the thread hand-off does not pay
+
+
+@dataclass(frozen=True)
+class SplitDecision:
+    """Whether a graph's training step can run as independent batch parts."""
+
+    symbol: str | None  # the batch symbol ("B") when it can
+    loss_eq: str | None = None  # path of the equation that averages the loss
+    reason: str | None = None  # why it cannot
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def _batch_axis(t: TensorType, symbol: str) -> int | None:
+    """The axis of *t* whose size has *symbol* as a factor (``B`` or ``B*T``), if exactly one."""
+    hits = [i for i, d in enumerate(t.shape) if symbol in factor(d)[1]]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _where(eq: Equation) -> str:
+    return f"'{eq.op.name}' at {eq.path}"
+
+
+def analyse(program: Program, loss_value: str, skip: frozenset[str] = frozenset()
+            ) -> SplitDecision:
+    """Follow the batch axis from the data sources to *loss_value* (see the module doc)."""
+    eqs = closure([eq for eq in program.equations if eq.path not in skip], [loss_value])
+    symbol: str | None = None
+    axes: dict[str, int] = {}  # value depending on the batch -> its batch axis
+    loss_eq: str | None = None
+    for eq in eqs:
+        if eq.op.category == "data":
+            for name, t in zip(eq.outputs, eq.output_types):
+                lead = t.shape[0] if t.shape else None
+                if not (isinstance(lead, str) and lead.isidentifier()):
+                    return SplitDecision(None, reason=f"{_where(eq)} gives {name} without a "
+                                                      "batch axis first")
+                if symbol not in (None, lead):
+                    return SplitDecision(None, reason=f"data sources disagree on the batch "
+                                                      f"symbol ({symbol} vs {lead})")
+                symbol = lead
+                axes[name] = 0
+            continue
+        in_axes = [axes.get(v) if v is not None else None for v in eq.inputs]
+        if all(a is None for a in in_axes):
+            continue  # weights, constants: the same in every part
+        if symbol is None:
+            return SplitDecision(None, reason="no data source feeds the loss")
+        if eq.state:
+            return SplitDecision(None, reason=f"{_where(eq)} keeps running statistics over "
+                                              "the batch")
+        out_axes = [_batch_axis(t, symbol) for t in eq.output_types]
+        verdict = (eq.op.batch_rule(eq.params, in_axes, out_axes, eq.input_types)
+                   if eq.op.batch_rule is not None else None)
+        if verdict is None:
+            return SplitDecision(None, reason=f"{_where(eq)} mixes the examples of a batch")
+        if verdict == _batch.MEAN:
+            if eq.outputs[0] != loss_value:
+                return SplitDecision(None, reason=f"{_where(eq)} averages over the batch "
+                                                  "before the loss")
+            loss_eq = eq.path
+        elif verdict == _batch.ROWWISE:
+            for name, axis in zip(eq.outputs, out_axes):
+                if axis is None:
+                    return SplitDecision(None, reason=f"{_where(eq)} loses track of the batch "
+                                                      f"axis in {name}")
+                axes[name] = axis
+        elif verdict != _batch.SHAPE_ONLY:
+            raise ValueError(f"unknown batch rule verdict {verdict!r} from {eq.op.name}")
+    if loss_eq is None:
+        return SplitDecision(None, reason="the loss is not a mean over the batch")
+    return SplitDecision(symbol, loss_eq)
+
+
+def feed_sizes(program: Program, feeds: dict[str, tuple]) -> dict[str, int]:
+    """The symbols' sizes (B, T) in a batch, read off the data sources' arrays."""
+    sizes: dict[str, int] = {}
+    for eq in program.equations:
+        if eq.op.category == "data" and eq.path in feeds:
+            for t, arr in zip(eq.output_types, feeds[eq.path]):
+                sizes.update(bind_symbols(t.shape, np.shape(arr)))
+    return sizes
+
+
+def step_flops(program: Program, sizes: dict[str, int]) -> float:
+    """Forward FLOPs of one step with the symbols at *sizes* (a symbol not bound counts 1)."""
+
+    def concrete(t: TensorType | None) -> TensorType | None:
+        if t is None:
+            return None
+        dims = []
+        for d in t.shape:
+            coef, syms = factor(d)
+            dims.append(coef * math.prod(sizes.get(s, 1) ** k for s, k in syms.items()))
+        return TensorType(tuple(dims), t.dtype)
+
+    total = 0.0
+    for eq in program.equations:
+        if eq.op.flops is not None:
+            with contextlib.suppress(Exception):  # a counter that cannot size it adds nothing
+                total += float(eq.op.flops([concrete(t) for t in eq.input_types],
+                                           [concrete(t) for t in eq.output_types], eq.params))
+    return total
+
+
+def blas_threads() -> int:
+    """The BLAS thread count in effect now (1 when no BLAS library is found)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [lib.get("num_threads") or 1 for lib in threadpool_info()
+              if lib.get("user_api") == "blas"]
+    return max(counts, default=1)
+
+
+def choose_ways(threads: int, rows: int, flops: float) -> int:
+    """Parts for a step: one per thread (2…MAX_WAYS), each with at least one row and enough
+    work to pay for the hand-off; 1 means unsplit."""
+    if not 2 <= threads <= MAX_WAYS:
+        return 1
+    ways = min(threads, rows)
+    while ways > 1 and flops / ways < MIN_PART_FLOPS:
+        ways -= 1
+    return ways
+
+
+def split_rows(feeds: dict[str, tuple], ways: int) -> list[dict[str, tuple]]:
+    """*feeds* (node -> arrays with the batch first) as *ways* contiguous row blocks."""
+    rows = {len(a) for arrays in feeds.values() for a in arrays}
+    if len(rows) != 1:
+        raise ValueError(f"feeds disagree on the batch size: {sorted(rows)}")
+    bounds = np.linspace(0, rows.pop(), ways + 1).round().astype(int)
+    return [{node: tuple(a[lo:hi] for a in arrays) for node, arrays in feeds.items()}
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+class BatchSplit:
+    """Runs training steps of one executor as *ways* concurrent batch parts."""
+
+    def __init__(self, executor, decision: SplitDecision, loss_value: str, ways: int) -> None:
+        from threadpoolctl import ThreadpoolController
+
+        self.executor = executor
+        self.loss_value = loss_value
+        self.loss_eq = decision.loss_eq
+        self.ways = ways
+        self._pool = ThreadPoolExecutor(ways - 1, thread_name_prefix="wiregrad-part")
+        self._blas = ThreadpoolController().select(user_api="blas")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def step(self, feeds: dict, params: dict, state: dict, seed: int,
+             skip: frozenset[str]) -> tuple[float, dict | None, list]:
+        """Forward and backward of every part; returns ``(loss, summed weight gradients,
+        tapes)``. The gradients are None when a part's loss is not finite (the caller looks
+        for the op in the tapes)."""
+        parts = split_rows(feeds, self.ways)
+        with self._blas.limit(limits=1):
+            futures = [self._pool.submit(self._part, parts[i], params, state, seed, skip, i)
+                       for i in range(1, self.ways)]
+            try:
+                first = self._part(parts[0], params, state, seed, skip, 0)
+            finally:
+                rest = [f.result() for f in futures]
+        results = [first] + rest
+        counts = [r[1] for r in results]
+        total = sum(counts)
+        weights = ([c / total for c in counts] if total > 0
+                   else [1.0 / len(results)] * len(results))
+        loss = math.fsum(w * r[0] for w, r in zip(weights, results))
+        tapes = [r[3] for r in results]
+        if any(r[2] is None for r in results):
+            return loss, None, tapes
+        return loss, combine([r[2] for r in results], weights, self.executor.dtype), tapes
+
+    def _part(self, feeds, params, state, seed, skip, index):
+        ex = self.executor
+        tape = ex.forward(feeds, params, state, training=True,
+                          seed=(seed + index * 1_000_003) & 0x7FFFFFFF, skip=skip)
+        loss = float(tape.values[self.loss_value])
+        ctx = next(c for c in reversed(tape.contexts) if c.eq.path == self.loss_eq)
+        count = (ctx.eq.op.mean_count(ctx) if ctx.eq.op.mean_count is not None
+                 else int(np.size(tape.values[ctx.eq.inputs[0]])))
+        if not np.isfinite(loss):
+            return loss, count, None, tape
+        grads, _ = ex.backward(tape, {self.loss_value: np.ones((), ex.dtype)}, release=True)
+        return loss, count, grads, tape
+
+
+def combine(grads: list[dict[str, np.ndarray]], weights: list[float], dtype
+            ) -> dict[str, np.ndarray]:
+    """Σ wᵢ·gradsᵢ per weight name, as fresh C-contiguous arrays of *dtype* (the trainer scales
+    and steps them in place)."""
+    from engine.kernels.optim import weighted_sum_into
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype).reshape(-1)
+
+    out: dict[str, np.ndarray] = {}
+    for name in dict.fromkeys(n for g in grads for n in g):
+        terms = [(flat(g[name]), w) for g, w in zip(grads, weights) if name in g]
+        total = np.empty(np.shape(next(g[name] for g in grads if name in g)), dtype)
+        acc = total.reshape(-1)
+        if len(terms) == 1:
+            np.multiply(terms[0][0], dtype.type(terms[0][1]), out=acc)
+        else:
+            (a, wa), (b, wb) = terms[:2]
+            weighted_sum_into(acc, a, dtype.type(wa), b, dtype.type(wb))
+            for g, w in terms[2:]:
+                weighted_sum_into(acc, acc, dtype.type(1.0), g, dtype.type(w))
+        out[name] = total
+    return out
