@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -181,24 +183,39 @@ class BatchSplit:
         self.ways = ways
         self._pool = ThreadPoolExecutor(ways - 1, thread_name_prefix="wiregrad-part")
         self._blas = ThreadpoolController().select(user_api="blas")
+        self._sizes = {name: info.size for name, info in executor.program.parameters.items()}
+        self._chunks: dict[tuple, list[list[str]]] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
+    def _spread(self, tasks: list) -> list:
+        """Run the zero-argument *tasks* (one per part) at once, the first on this thread."""
+        futures = [self._pool.submit(task) for task in tasks[1:]]
+        try:
+            first = tasks[0]()
+        finally:
+            rest = [f.result() for f in futures]
+        return [first] + rest
+
+    def run(self, fn: Callable[[list[str]], object], names: list[str]) -> list:
+        """``fn(chunk)`` for *names* cut into one chunk per part of about equal parameter
+        count, at once (the optimizer's per-parameter work)."""
+        key = tuple(names)
+        chunks = self._chunks.get(key)
+        if chunks is None:
+            chunks = self._chunks[key] = balanced(names, self._sizes, self.ways)
+        return self._spread([partial(fn, chunk) for chunk in chunks])
+
     def step(self, feeds: dict, params: dict, state: dict, seed: int,
-             skip: frozenset[str]) -> tuple[float, dict | None, list]:
+             skip: frozenset[str]) -> tuple[float, dict | None, float, list]:
         """Forward and backward of every part; returns ``(loss, summed weight gradients,
-        tapes)``. The gradients are None when a part's loss is not finite (the caller looks
-        for the op in the tapes)."""
+        their squared global norm, tapes)``. The gradients are None when a part's loss is not
+        finite (the caller looks for the op in the tapes)."""
         parts = split_rows(feeds, self.ways)
         with self._blas.limit(limits=1):
-            futures = [self._pool.submit(self._part, parts[i], params, state, seed, skip, i)
-                       for i in range(1, self.ways)]
-            try:
-                first = self._part(parts[0], params, state, seed, skip, 0)
-            finally:
-                rest = [f.result() for f in futures]
-        results = [first] + rest
+            results = self._spread([partial(self._part, parts[i], params, state, seed, skip, i)
+                                    for i in range(self.ways)])
         counts = [r[1] for r in results]
         total = sum(counts)
         weights = ([c / total for c in counts] if total > 0
@@ -206,8 +223,12 @@ class BatchSplit:
         loss = math.fsum(w * r[0] for w, r in zip(weights, results))
         tapes = [r[3] for r in results]
         if any(r[2] is None for r in results):
-            return loss, None, tapes
-        return loss, combine([r[2] for r in results], weights, self.executor.dtype), tapes
+            return loss, None, math.nan, tapes
+        grads = [r[2] for r in results]
+        names = list(dict.fromkeys(n for g in grads for n in g))
+        pieces = self.run(partial(combine, grads, weights, self.executor.dtype), names)
+        summed = {k: v for piece, _ in pieces for k, v in piece.items()}
+        return loss, summed, math.fsum(sq for _, sq in pieces), tapes
 
     def _part(self, feeds, params, state, seed, skip, index):
         ex = self.executor
@@ -223,26 +244,39 @@ class BatchSplit:
         return loss, count, grads, tape
 
 
-def combine(grads: list[dict[str, np.ndarray]], weights: list[float], dtype
-            ) -> dict[str, np.ndarray]:
-    """Σ wᵢ·gradsᵢ per weight name, as fresh C-contiguous arrays of *dtype* (the trainer scales
-    and steps them in place)."""
+def balanced(names: list[str], sizes: dict[str, int], parts: int) -> list[list[str]]:
+    """*names* in *parts* chunks of about equal total size (largest first to the lightest)."""
+    chunks: list[list[str]] = [[] for _ in range(parts)]
+    loads = [0] * parts
+    for name in sorted(names, key=lambda n: -sizes.get(n, 1)):
+        i = loads.index(min(loads))
+        chunks[i].append(name)
+        loads[i] += sizes.get(name, 1)
+    return chunks
+
+
+def combine(grads: list[dict[str, np.ndarray]], weights: list[float], dtype,
+            names: list[str] | None = None) -> tuple[dict[str, np.ndarray], float]:
+    """Σ wᵢ·gradsᵢ per weight name (all, or *names*), as fresh C-contiguous arrays of *dtype*
+    (the optimizer scales and steps them in place), and their float64 sum of squares."""
     from engine.kernels.optim import weighted_sum_into
 
     def flat(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a, dtype).reshape(-1)
 
     out: dict[str, np.ndarray] = {}
-    for name in dict.fromkeys(n for g in grads for n in g):
+    squares = 0.0
+    for name in names if names is not None else dict.fromkeys(n for g in grads for n in g):
         terms = [(flat(g[name]), w) for g, w in zip(grads, weights) if name in g]
         total = np.empty(np.shape(next(g[name] for g in grads if name in g)), dtype)
         acc = total.reshape(-1)
         if len(terms) == 1:
-            np.multiply(terms[0][0], dtype.type(terms[0][1]), out=acc)
+            (a, wa), (b, wb) = terms[0], (terms[0][0], 0.0)
         else:
             (a, wa), (b, wb) = terms[:2]
-            weighted_sum_into(acc, a, dtype.type(wa), b, dtype.type(wb))
-            for g, w in terms[2:]:
-                weighted_sum_into(acc, acc, dtype.type(1.0), g, dtype.type(w))
+        sq = weighted_sum_into(acc, a, dtype.type(wa), b, dtype.type(wb))
+        for g, w in terms[2:]:
+            sq = weighted_sum_into(acc, acc, dtype.type(1.0), g, dtype.type(w))
+        squares += sq
         out[name] = total
-    return out
+    return out, squares

@@ -171,6 +171,7 @@ def train_cases(quick: bool, log) -> dict:
             extra["torch_reference_ms"] = TORCH_GPT_REFERENCE_MS
             extra["within_reference"] = bool(
                 abs(res["t"]["median"] / TORCH_GPT_REFERENCE_MS - 1.0) <= 0.2)
+        extra["wiregrad_steps"] = trainer.split_note  # batch split over the cores or not
         cases[name] = _case(res["w"], res["t"], **extra)
         log(_line(name, cases[name]))
         del trainer, torch_step
@@ -181,7 +182,7 @@ def train_cases(quick: bool, log) -> dict:
         doc = _with_batch(presets.load(preset)[0], batch)
         trainer, torch_step = _classifier_pair(doc, twin)
         res = alternate({"w": trainer.train_step, "t": torch_step}, rounds, per * r, 5)
-        cases[name] = _case(res["w"], res["t"], batch=batch)
+        cases[name] = _case(res["w"], res["t"], batch=batch, wiregrad_steps=trainer.split_note)
         log(_line(name, cases[name]))
     return cases
 

@@ -9,7 +9,9 @@ step counter, so it round-trips through safetensors checkpoints.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -88,15 +90,28 @@ class Optimizer:
             self.state[key] = buf
         return buf
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
-        """Update *params* in place from *grads* (arrays must be C-contiguous)."""
-        k = _kernels()
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
+             grad_scale: float = 1.0, run: Callable | None = None) -> None:
+        """Update *params* in place from *grads* (arrays must be C-contiguous).
+
+        *grad_scale* < 1 (the clipping factor, :func:`clip_coefficient`) first scales each
+        gradient in place, like ``clip_grad_norm_``; *run(fn, names)* may spread the
+        per-parameter work over threads (:meth:`engine.batch_split.BatchSplit.run`)."""
         self.step_count += 1
-        t = self.step_count
-        for name, p in params.items():
-            g = grads.get(name)
-            if g is None:
-                continue
+        names = [n for n in params if grads.get(n) is not None]
+        work = partial(self._update, params, grads, grad_scale, self.step_count)
+        if run is None:
+            work(names)
+        else:
+            run(work, names)
+
+    def _update(self, params: dict, grads: dict, grad_scale: float, t: int,
+                names: list[str]) -> None:
+        k = _kernels()
+        for name in names:
+            p, g = params[name], grads[name]
+            if grad_scale < 1.0:
+                g *= grad_scale
             wd = self.weight_decay if name in self.decay_names else 0.0
             pf = p.reshape(-1)
             gf = np.ascontiguousarray(g, dtype=p.dtype).reshape(-1)
@@ -119,22 +134,32 @@ class Optimizer:
                 raise ValueError(f"unknown optimizer {self.kind!r}")
 
 
-def global_norm(grads: dict[str, np.ndarray]) -> float:
-    """√(Σ‖g‖²) over every gradient, accumulated in float64."""
+def squared_norm(grads: dict[str, np.ndarray]) -> float:
+    """Σ‖g‖² over every gradient, accumulated in float64."""
     k = _kernels()
     total = 0.0
     for g in grads.values():
         total += k.sum_of_squares(np.ascontiguousarray(g).reshape(-1))
-    return math.sqrt(total)
+    return total
+
+
+def global_norm(grads: dict[str, np.ndarray]) -> float:
+    """√(Σ‖g‖²) over every gradient, accumulated in float64."""
+    return math.sqrt(squared_norm(grads))
+
+
+def clip_coefficient(norm: float, max_norm: float) -> float:
+    """The factor ``torch.nn.utils.clip_grad_norm_`` scales gradients by (1: no clipping,
+    also when *max_norm* is 0)."""
+    return min(1.0, max_norm / (norm + 1e-6)) if max_norm > 0 else 1.0
 
 
 def clip_by_global_norm(grads: dict[str, np.ndarray], max_norm: float) -> float:
     """Scale *grads* in place so their global norm is at most *max_norm* (like
     ``torch.nn.utils.clip_grad_norm_``); returns the norm before clipping."""
     norm = global_norm(grads)
-    if max_norm > 0:
-        coef = max_norm / (norm + 1e-6)
-        if coef < 1.0:
-            for g in grads.values():
-                g *= coef
+    coef = clip_coefficient(norm, max_norm)
+    if coef < 1.0:
+        for g in grads.values():
+            g *= coef
     return norm

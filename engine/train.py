@@ -16,6 +16,7 @@ Records (plain dicts):
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ import numpy as np
 from engine import document
 from engine.compile import compile_document
 from engine.errors import NonFiniteError, WiregradError
-from engine.optim import Optimizer, Schedule, clip_by_global_norm
+from engine.optim import Optimizer, Schedule, clip_coefficient, squared_norm
 from engine.run import Executor, Tape, init_weights
 from engine.training_graph import TrainingGraph, analyse
 
@@ -209,14 +210,15 @@ class Trainer:
         batches = {node: b.next() for node, b in self.batchers.items()}
         lr = self.schedule(self.step)
         self.optimizer.lr = lr
-        loss, grads, tapes = self._forward_backward(self._feeds(batches),
-                                                    _node_seed(self.seed, str(self.step)))
-        norm = clip_by_global_norm(grads, self.clip_norm)
+        loss, grads, squares, tapes = self._forward_backward(
+            self._feeds(batches), _node_seed(self.seed, str(self.step)))
+        norm = math.sqrt(squares)
         if not np.isfinite(norm):
             for tape in tapes:  # an Inf inside the forward is the likelier culprit
                 self._check_forward(tape)
             self._raise_nonfinite_grad(grads)
-        self.optimizer.step(self.params, grads)
+        self.optimizer.step(self.params, grads, clip_coefficient(norm, self.clip_norm),
+                            run=self._split.run if self._split is not None else None)
         self.step += 1
         elapsed = max(time.perf_counter() - start, 1e-9)
         examples = self.graph.batch_examples(batches)
@@ -228,18 +230,19 @@ class Trainer:
             record["tokens_per_s"] = tokens / elapsed
         return record
 
-    def _forward_backward(self, feeds: dict, seed: int) -> tuple[float, dict, list[Tape]]:
-        """Loss, weight gradients and the forward tape(s) of one batch: split over the cores
-        when decided so (one tape per part)."""
+    def _forward_backward(self, feeds: dict, seed: int
+                          ) -> tuple[float, dict, float, list[Tape]]:
+        """Loss, weight gradients, their squared global norm and the forward tape(s) of one
+        batch: split over the cores when decided so (one tape per part)."""
         if self._split is not None and not self.anomaly:
-            loss, grads, tapes = self._split.step(feeds, self.params, self.state, seed,
-                                                  self._unused)
+            loss, grads, squares, tapes = self._split.step(feeds, self.params, self.state,
+                                                           seed, self._unused)
             if grads is None or not np.isfinite(loss):
                 for tape in tapes:
                     self._check_forward(tape)
                 raise NonFiniteError(f"training stopped at step {self.step + 1}: the loss "
                                      "is NaN or Inf", node=self.graph.loss_value.split(":")[0])
-            return loss, grads, tapes
+            return loss, grads, squares, tapes
         if self._split_request != 1 and self.split_note.startswith("undecided"):
             self._decide_split(feeds)
             if self._split is not None:
@@ -251,7 +254,8 @@ class Trainer:
             self._check_forward(tape)
         one = np.ones((), dtype=self.executor.dtype)
         grads, _ = self.executor.backward(tape, {self.graph.loss_value: one}, release=True)
-        return loss, _owned(grads, self.executor.dtype), [tape]
+        grads = _owned(grads, self.executor.dtype)
+        return loss, grads, squared_norm(grads), [tape]
 
     def _decide_split(self, feeds: dict) -> None:
         """Before the first step: split the steps when the graph keeps examples apart and,

@@ -150,7 +150,8 @@ def test_kernels_equal_numpy_twins():
             kernels.sum_of_squares_ref(base[0]), rel=1e-9)
         w = base[0].dtype.type
         out_a, out_b = np.empty_like(base[0]), np.empty_like(base[0])
-        kernels.weighted_sum_into(out_a, base[0], w(0.25), base[1], w(0.75))
-        kernels.weighted_sum_into_ref(out_b, base[0], w(0.25), base[1], w(0.75))
+        sq_a = kernels.weighted_sum_into(out_a, base[0], w(0.25), base[1], w(0.75))
+        sq_b = kernels.weighted_sum_into_ref(out_b, base[0], w(0.25), base[1], w(0.75))
         np.testing.assert_allclose(out_a, out_b, **tol)
+        assert sq_a == pytest.approx(sq_b, rel=1e-6) and sq_a > 0
         np.testing.assert_allclose(out_a, 0.25 * base[0] + 0.75 * base[1], rtol=1e-6, atol=1e-6)

@@ -117,15 +117,21 @@ def rmsprop_update_ref(p, g, sq, buf, lr, alpha, eps, weight_decay, momentum):
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def weighted_sum_into(out, a, wa, b, wb):
-    """out = wa·a + wb·b on flat arrays (*out* may be *a* or *b*): the gradients of a split
-    batch's parts summed with the loss's weights. Pass *wa*, *wb* as scalars of out's dtype
-    (a float64 weight would widen every float32 element)."""
+    """out = wa·a + wb·b on flat arrays (*out* may be *a* or *b*), returning Σ out² in
+    float64: the gradients of a split batch's parts summed with the loss's weights, and their
+    share of the global norm in the same pass. Pass *wa*, *wb* as scalars of out's dtype (a
+    float64 weight would widen every float32 element)."""
+    total = 0.0
     for i in range(out.shape[0]):
         out[i] = wa * a[i] + wb * b[i]
+        x = np.float64(out[i])
+        total += x * x
+    return total
 
 
 def weighted_sum_into_ref(out, a, wa, b, wb):
     out[...] = out.dtype.type(wa) * a + out.dtype.type(wb) * b
+    return sum_of_squares_ref(out)
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
