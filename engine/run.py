@@ -63,12 +63,37 @@ def init_weights(infos: dict[str, WeightInfo], seed: int, dtype) -> dict[str, np
             for name, w in infos.items()}
 
 
+class _Wiring:
+    """What the executor's loops read from an equation, prepared once per program: tuples
+    instead of lists, weight/state name pairs, whether it is a data source."""
+
+    __slots__ = ("eq", "inputs", "outputs", "weights", "state", "data", "path")
+
+    def __init__(self, eq: Equation) -> None:
+        self.eq = eq
+        self.inputs = tuple(eq.inputs)
+        self.outputs = tuple(eq.outputs)
+        self.weights = tuple(eq.weights.items())
+        self.state = tuple(eq.state.items())
+        self.data = eq.op.category == "data"
+        self.path = eq.path
+
+
 class Executor:
     """Runs a program forward and backward on numpy arrays."""
 
     def __init__(self, program: Program | None, dtype: str | None = None) -> None:
         self.program = program
         self.dtype = np.dtype(FLOAT_DTYPES[dtype or program.dtype])
+        self._wiring: tuple[list, list[_Wiring]] | None = None  # (equations, their wiring)
+
+    def _wired(self, equations: list[Equation] | None) -> list[_Wiring]:
+        if equations is not None:
+            return [_Wiring(eq) for eq in equations]
+        eqs = self.program.equations
+        if self._wiring is None or self._wiring[0] is not eqs or len(self._wiring[1]) != len(eqs):
+            self._wiring = (eqs, [_Wiring(eq) for eq in eqs])
+        return self._wiring[1]
 
     def forward(self, feeds: dict[str, np.ndarray], weights: dict[str, np.ndarray],
                 state: dict[str, np.ndarray] | None = None, *, training: bool = True,
@@ -80,26 +105,30 @@ class Executor:
         state = state if state is not None else {}
         tape = Tape(dict(values or {}))
         env = tape.values
-        for index, eq in enumerate(equations if equations is not None else self.program.equations):
-            if skip and eq.path in skip:
+        contexts = tape.contexts
+        dtype, seed32 = self.dtype, seed & 0xFFFFFFFF
+        for index, w in enumerate(self._wired(equations)):
+            if skip and w.path in skip:
                 continue
-            ins = [env[v] if v is not None else None for v in eq.inputs]
+            eq = w.eq
+            ins = [env[v] if v is not None else None for v in w.inputs]
             ctx = Context(
                 eq,
-                {k: weights[n] for k, n in eq.weights.items()},
-                {k: state[n] for k, n in eq.state.items()},
+                {k: weights[n] for k, n in w.weights} if w.weights else {},
+                {k: state[n] for k, n in w.state} if w.state else {},
                 training,
                 None,
-                feeds.get(eq.path) if eq.op.category == "data" else None,
-                self.dtype,
-                [seed & 0xFFFFFFFF, index],
+                feeds.get(w.path) if w.data else None,
+                dtype,
+                [seed32, index],
             )
             outs = eq.op.forward(ctx, eq.params, *ins)
-            if not isinstance(outs, tuple):
-                outs = (outs,)
-            for name, arr in zip(eq.outputs, outs):
-                env[name] = arr
-            tape.contexts.append(ctx)
+            if isinstance(outs, tuple):
+                for name, arr in zip(w.outputs, outs):
+                    env[name] = arr
+            else:
+                env[w.outputs[0]] = outs
+            contexts.append(ctx)
         return tape
 
     def backward(self, tape: Tape, seeds: dict[str, np.ndarray], *,
@@ -117,13 +146,21 @@ class Executor:
         producers: dict[str, Context] | None = None  # value -> its context, on first scatter
         for ctx in reversed(tape.contexts):
             eq = ctx.eq
-            gouts = [grads.get(o) for o in eq.outputs]
-            if all(g is None for g in gouts):
-                continue
-            for g in gouts:  # handed to an op, which may pass it on: no longer ours alone
-                owned.discard(id(g))
-            gouts = [g if g is not None else np.zeros_like(tape.values[o])
-                     for g, o in zip(gouts, eq.outputs)]
+            outputs = eq.outputs
+            if len(outputs) == 1:  # the common case, without list building
+                g = grads.get(outputs[0])
+                if g is None:
+                    continue
+                owned.discard(id(g))  # handed to an op, which may pass it on: not ours alone
+                gouts = [g]
+            else:
+                gouts = [grads.get(o) for o in outputs]
+                if all(g is None for g in gouts):
+                    continue
+                for g in gouts:
+                    owned.discard(id(g))
+                gouts = [g if g is not None else np.zeros_like(tape.values[o])
+                         for g, o in zip(gouts, outputs)]
             if eq.op.backward is None:
                 continue
             scatter = eq.op.scatter_grad(ctx) if eq.op.scatter_grad is not None else None
