@@ -29,7 +29,7 @@ import numpy as np
 
 from engine.ops import _batch
 from engine.ops._dims import bind_symbols, factor
-from engine.program import Equation, Program, closure
+from engine.program import Equation, Program, off_loss_path
 from engine.registry import TensorType
 
 MAX_WAYS = 4  # measured on 2 cores; with more threads BLAS keeps them (one unsplit step)
@@ -43,6 +43,7 @@ class SplitDecision:
     symbol: str | None  # the batch symbol ("B") when it can
     loss_eq: str | None = None  # path of the equation that averages the loss
     reason: str | None = None  # why it cannot
+    data: tuple[str, ...] = ()  # the data sources on the loss path (their feeds are split)
 
     @property
     def ok(self) -> bool:
@@ -59,15 +60,20 @@ def _where(eq: Equation) -> str:
     return f"'{eq.op.name}' at {eq.path}"
 
 
-def analyse(program: Program, loss_value: str, skip: frozenset[str] = frozenset()
+def analyse(program: Program, loss_value: str, skip: frozenset[str] | None = None
             ) -> SplitDecision:
-    """Follow the batch axis from the data sources to *loss_value* (see the module doc)."""
-    eqs = closure([eq for eq in program.equations if eq.path not in skip], [loss_value])
+    """Follow the batch axis from the data sources to *loss_value* (see the module doc),
+    through every equation a step runs: all but *skip* (default: those off the loss path,
+    :func:`engine.program.off_loss_path`)."""
+    skip = off_loss_path(program, loss_value) if skip is None else skip
+    eqs = [eq for eq in program.equations if eq.path not in skip]
     symbol: str | None = None
     axes: dict[str, int] = {}  # value depending on the batch -> its batch axis
     loss_eq: str | None = None
+    data: list[str] = []
     for eq in eqs:
         if eq.op.category == "data":
+            data.append(eq.path)
             for name, t in zip(eq.outputs, eq.output_types):
                 lead = t.shape[0] if t.shape else None
                 if not (isinstance(lead, str) and lead.isidentifier()):
@@ -107,7 +113,7 @@ def analyse(program: Program, loss_value: str, skip: frozenset[str] = frozenset(
             raise ValueError(f"unknown batch rule verdict {verdict!r} from {eq.op.name}")
     if loss_eq is None:
         return SplitDecision(None, reason="the loss is not a mean over the batch")
-    return SplitDecision(symbol, loss_eq)
+    return SplitDecision(symbol, loss_eq, data=tuple(data))
 
 
 def feed_sizes(program: Program, feeds: dict[str, tuple]) -> dict[str, int]:
@@ -161,13 +167,24 @@ def choose_ways(threads: int, rows: int, flops: float) -> int:
     return ways
 
 
-def split_rows(feeds: dict[str, tuple], ways: int) -> list[dict[str, tuple]]:
-    """*feeds* (node -> arrays with the batch first) as *ways* contiguous row blocks."""
-    rows = {len(a) for arrays in feeds.values() for a in arrays}
+def batch_rows(feeds: dict[str, tuple], nodes: tuple[str, ...]) -> int:
+    """Rows of the batch the data sources *nodes* fed (they must agree)."""
+    rows = {len(a) for node in nodes for a in feeds.get(node, ())}
     if len(rows) != 1:
-        raise ValueError(f"feeds disagree on the batch size: {sorted(rows)}")
-    bounds = np.linspace(0, rows.pop(), ways + 1).round().astype(int)
-    return [{node: tuple(a[lo:hi] for a in arrays) for node, arrays in feeds.items()}
+        raise ValueError(f"data sources on the loss path disagree on the batch size: "
+                         f"{sorted(rows)}")
+    return rows.pop()
+
+
+def split_rows(feeds: dict[str, tuple], ways: int, nodes: tuple[str, ...] | None = None
+               ) -> list[dict[str, tuple]]:
+    """*feeds* (node -> arrays with the batch first) as *ways* contiguous row blocks; only
+    the *nodes* given (default: all) are cut, the others go whole to every part (a source
+    off the loss path, which a training step does not run)."""
+    nodes = tuple(feeds) if nodes is None else nodes
+    bounds = np.linspace(0, batch_rows(feeds, nodes), ways + 1).round().astype(int)
+    return [{node: (tuple(a[lo:hi] for a in arrays) if node in nodes else arrays)
+             for node, arrays in feeds.items()}
             for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
@@ -180,23 +197,35 @@ class BatchSplit:
         self.executor = executor
         self.loss_value = loss_value
         self.loss_eq = decision.loss_eq
+        self.data = decision.data
         self.ways = ways
         self._pool = ThreadPoolExecutor(ways - 1, thread_name_prefix="wiregrad-part")
         self._blas = ThreadpoolController().select(user_api="blas")
         self._sizes = {name: info.size for name, info in executor.program.parameters.items()}
         self._chunks: dict[tuple, list[list[str]]] = {}
 
+    def fits(self, feeds: dict) -> bool:
+        """Whether this batch has a row for every part (an epoch's short last batch may not:
+        the trainer runs that one unsplit)."""
+        return batch_rows(feeds, self.data) >= self.ways
+
     def close(self) -> None:
+        """Stop the part threads (idle ones also end when the splitter is collected)."""
         self._pool.shutdown(wait=True)
 
     def _spread(self, tasks: list) -> list:
-        """Run the zero-argument *tasks* (one per part) at once, the first on this thread."""
+        """Run the zero-argument *tasks* (one per part) at once, the first on this thread.
+        Every task is waited for; the first error in part order is raised."""
         futures = [self._pool.submit(task) for task in tasks[1:]]
-        try:
-            first = tasks[0]()
-        finally:
-            rest = [f.result() for f in futures]
-        return [first] + rest
+        results, error = [], None
+        for get in [tasks[0]] + [f.result for f in futures]:
+            try:
+                results.append(get())
+            except BaseException as exc:  # re-raised once every part has stopped
+                error = error or exc
+        if error is not None:
+            raise error
+        return results
 
     def run(self, fn: Callable[[list[str]], object], names: list[str]) -> list:
         """``fn(chunk)`` for *names* cut into one chunk per part of about equal parameter
@@ -212,7 +241,7 @@ class BatchSplit:
         """Forward and backward of every part; returns ``(loss, summed weight gradients,
         their squared global norm, tapes)``. The gradients are None when a part's loss is not
         finite (the caller looks for the op in the tapes)."""
-        parts = split_rows(feeds, self.ways)
+        parts = split_rows(feeds, self.ways, self.data)
         with self._blas.limit(limits=1):
             results = self._spread([partial(self._part, parts[i], params, state, seed, skip, i)
                                     for i in range(self.ways)])

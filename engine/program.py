@@ -122,6 +122,15 @@ class Program:
         return "\n".join(lines)
 
 
+def off_loss_path(program: Program, loss_value: str) -> frozenset[str]:
+    """Paths of the equations a training step need not run: neither the loss nor any stateful
+    op (batch norm updating its running statistics, even off the loss path) depends on them —
+    metrics such as accuracy, the optimizer node."""
+    stateful = [o for eq in program.equations if eq.state for o in eq.outputs]
+    needed = {eq.path for eq in closure(program.equations, [loss_value, *stateful])}
+    return frozenset(eq.path for eq in program.equations if eq.path not in needed)
+
+
 def closure(equations: list[Equation], targets: list[str]) -> list[Equation]:
     """The equations the values *targets* depend on, in program order."""
     producer = {o: eq for eq in equations for o in eq.outputs}

@@ -28,6 +28,7 @@ from engine import document
 from engine.compile import compile_document
 from engine.errors import NonFiniteError, WiregradError
 from engine.optim import Optimizer, Schedule, clip_coefficient, squared_norm
+from engine.program import off_loss_path
 from engine.run import Executor, Tape, init_weights
 from engine.training_graph import TrainingGraph, analyse
 
@@ -48,16 +49,6 @@ def _owned(grads: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
         seen.add(id(v))
         out[k] = v
     return out
-
-
-def _off_loss_path(program, loss_value: str) -> frozenset[str]:
-    """Equations a training step need not run: the loss does not depend on them and they
-    hold no state (metrics such as accuracy, the optimizer node)."""
-    from engine.program import closure
-
-    needed = {eq.path for eq in closure(program.equations, [loss_value])}
-    return frozenset(eq.path for eq in program.equations
-                     if eq.path not in needed and not eq.state)
 
 
 class Trainer:
@@ -88,7 +79,7 @@ class Trainer:
             for node, ds in self.graph.datasets.items()
         }
         self.optimizer, self.schedule, self.clip_norm = self._build_optimizer()
-        self._unused = _off_loss_path(self.program, self.graph.loss_value)
+        self._unused = off_loss_path(self.program, self.graph.loss_value)
         self.step = 0
         self.anomaly = anomaly
         self.patience = patience
@@ -234,7 +225,7 @@ class Trainer:
                           ) -> tuple[float, dict, float, list[Tape]]:
         """Loss, weight gradients, their squared global norm and the forward tape(s) of one
         batch: split over the cores when decided so (one tape per part)."""
-        if self._split is not None and not self.anomaly:
+        if self._split is not None and not self.anomaly and self._split.fits(feeds):
             loss, grads, squares, tapes = self._split.step(feeds, self.params, self.state,
                                                            seed, self._unused)
             if grads is None or not np.isfinite(loss):
@@ -260,14 +251,16 @@ class Trainer:
     def _decide_split(self, feeds: dict) -> None:
         """Before the first step: split the steps when the graph keeps examples apart and,
         unless parts were asked for, the BLAS pool has 2–4 threads and each part gets enough
-        work. Decided once, so a resumed run splits like the uninterrupted one."""
+        work. Decided once, from the configured batch size (not this batch, which may be an
+        epoch's short last one), so a resumed run with the same threads splits like the
+        uninterrupted one."""
         from engine import batch_split
 
         decision = batch_split.analyse(self.program, self.graph.loss_value, self._unused)
         if not decision.ok:
             self.split_note = f"unsplit: {decision.reason}"
             return
-        rows = min((len(a) for arrays in feeds.values() for a in arrays), default=0)
+        rows = min(self.graph.batch_sizes.get(node, 0) for node in decision.data)
         if self._split_request:
             ways = min(self._split_request, rows)
             if ways < 2:
@@ -275,8 +268,8 @@ class Trainer:
                 return
         else:
             threads = batch_split.blas_threads()
-            flops = batch_split.step_flops(self.program,
-                                           batch_split.feed_sizes(self.program, feeds))
+            sizes = {**batch_split.feed_sizes(self.program, feeds), decision.symbol: rows}
+            flops = batch_split.step_flops(self.program, sizes)
             ways = batch_split.choose_ways(threads, rows, flops)
             if ways < 2:
                 self.split_note = (f"unsplit: {threads} BLAS thread(s), {rows} rows, "

@@ -48,79 +48,93 @@ def _run(eq, values, weights, g_out=None):
 
 
 def _cases(op):
-    """(example, batched input indices, symbolic types, in_axes, out_axes, verdict) for every
-    way of treating axis 0 of some inputs as the batch that the op's inference accepts."""
+    """(example, batched input indices, in_axes, out_axes, verdict) for every way of treating
+    the first or the last axis of some inputs as the batch that the op's inference accepts."""
     for example in op.examples:
         shapes = [tuple(c[0]) for c in example.inputs]
-        eligible = [i for i, s in enumerate(shapes) if len(s) >= 1 and s[0] >= 2]
-        for r in range(1, len(eligible) + 1):
-            for subset in itertools.combinations(eligible, r):
-                if len({shapes[i][0] for i in subset}) != 1:
-                    continue
-                types = [TensorType(("B",) + s[1:] if i in subset else s, c[1])
-                         for i, (s, c) in enumerate(zip(shapes, example.inputs))]
-                try:
-                    params = build_case(op, example).params
-                    out_types = op.infer(types, params)
-                except (ShapeError, ValueError):
-                    continue
-                in_axes = [0 if i in subset else None for i in range(len(types))]
-                out_axes = [batch_split._batch_axis(t, "B") for t in out_types]
-                verdict = op.batch_rule(params, in_axes, out_axes, types)
-                yield example, subset, in_axes, out_axes, verdict
+        for last in (False, True):
+            def axis_of(shape, last=last):
+                return len(shape) - 1 if last else 0
+
+            eligible = [i for i, sh in enumerate(shapes) if sh and sh[axis_of(sh)] >= 2]
+            for r in range(1, len(eligible) + 1):
+                for subset in itertools.combinations(eligible, r):
+                    if len({shapes[i][axis_of(shapes[i])] for i in subset}) != 1:
+                        continue
+                    if last and all(len(shapes[i]) == 1 for i in subset):
+                        continue  # the same case as the first axis
+                    types = [TensorType(tuple("B" if i in subset and d == axis_of(sh) else x
+                                              for d, x in enumerate(sh)), c[1])
+                             for i, (sh, c) in enumerate(zip(shapes, example.inputs))]
+                    try:
+                        params = build_case(op, example).params
+                        out_types = op.infer(types, params)
+                    except (ShapeError, ValueError):
+                        continue
+                    in_axes = [axis_of(shapes[i]) if i in subset else None
+                               for i in range(len(types))]
+                    out_axes = [batch_split._batch_axis(t, "B") for t in out_types]
+                    verdict = op.batch_rule(params, in_axes, out_axes, types)
+                    yield example, subset, in_axes, out_axes, verdict
+
+
+def _cut(value: np.ndarray, axis: int, block: slice) -> np.ndarray:
+    return value[(slice(None),) * axis + (block,)]
 
 
 @pytest.mark.parametrize("op", RULED, ids=lambda op: op.name)
 def test_the_batch_rule_holds_on_the_ops_examples(op):
-    """Where an op's rule says row-wise, running it on two row blocks gives the rows of the
-    whole (outputs and input gradients; weight gradients add up); shape-only outputs are the
-    same for every block; a mean loss is the count-weighted mean of the blocks'."""
+    """Where an op's rule says row-wise, running it on two blocks of the batch axis gives the
+    blocks of the whole (outputs and input gradients; weight gradients add up); shape-only
+    outputs are the same for every block; a mean loss is the count-weighted mean of the
+    blocks', and so is its gradient."""
     claims = 0
-    for example, subset, _in_axes, out_axes, verdict in _cases(op):
+    for example, subset, in_axes, out_axes, verdict in _cases(op):
         if verdict is None:
             continue
         claims += 1
         case = build_case(op, example, np.float64, seed=3)
         eq, names = case.equation, case.equation.inputs
-        rng = np.random.default_rng(0)
+        size = case.values[names[subset[0]]].shape[in_axes[subset[0]]]
+        blocks = [slice(0, size // 2), slice(size // 2, size)]
+        part_values = [{k: (_cut(v, in_axes[names.index(k)], b) if names.index(k) in subset
+                            else v) for k, v in case.values.items()} for b in blocks]
         full_outs, _, _ = _run(eq, case.values, case.weights)
-        g_full = [rng.standard_normal(np.shape(o)) for o in full_outs]
-        rows = case.values[names[subset[0]]].shape[0]
-        cut = rows // 2
-        blocks = [slice(0, cut), slice(cut, rows)]
-        part_values = [{k: (v[b] if names.index(k) in subset else v)
-                        for k, v in case.values.items()} for b in blocks]
+        where = f"{op.name} {example.note or example.inputs} batched {subset} on {in_axes}"
+        if verdict == _batch.SHAPE_ONLY:
+            for vals in part_values:
+                for got, full in zip(_run(eq, vals, case.weights)[0], full_outs):
+                    np.testing.assert_array_equal(got, full, err_msg=where)
+            continue
         if verdict == _batch.ROWWISE:
-            g_parts = [[g[(slice(None),) * a + (b,)] for g, a in zip(g_full, out_axes)]
-                       for b in blocks]
+            rng = np.random.default_rng(0)
+            g_full = [rng.standard_normal(np.shape(o)) for o in full_outs]
+            g_parts = [[_cut(g, a, b) for g, a in zip(g_full, out_axes)] for b in blocks]
         else:
-            g_parts = [g_full for _ in blocks]
+            assert verdict == _batch.MEAN, where
+            g_full = [np.asarray(1.0)]
+            ctxs = [_run(eq, vals, case.weights)[1].contexts[0] for vals in part_values]
+            counts = [op.mean_count(c) if op.mean_count else np.size(vals[names[0]])
+                      for c, vals in zip(ctxs, part_values)]
+            shares = np.array(counts, float) / max(1, sum(counts))
+            g_parts = [[np.asarray(w)] for w in shares]
         _, _, (w_full, v_full) = _run(eq, case.values, case.weights, g_full)
         parts = [_run(eq, vals, case.weights, gp) for vals, gp in zip(part_values, g_parts)]
-        where = f"{op.name} {example.note or example.inputs} batched {subset}"
         if verdict == _batch.ROWWISE:
             for k, (full, axis) in enumerate(zip(full_outs, out_axes)):
                 joined = np.concatenate([p[0][k] for p in parts], axis=axis)
                 np.testing.assert_allclose(joined, full, rtol=1e-12, atol=1e-12, err_msg=where)
-            for i in subset:
-                if names[i] in v_full and np.asarray(case.values[names[i]]).dtype.kind == "f":
-                    joined = np.concatenate([p[2][1][names[i]] for p in parts], axis=0)
-                    np.testing.assert_allclose(joined, v_full[names[i]], rtol=1e-10,
-                                               atol=1e-12, err_msg=where)
-            for w, g in w_full.items():
-                summed = sum(p[2][0][w] for p in parts)
-                np.testing.assert_allclose(summed, g, rtol=1e-10, atol=1e-12, err_msg=where)
-        elif verdict == _batch.SHAPE_ONLY:
-            for p in parts:
-                for got, full in zip(p[0], full_outs):
-                    np.testing.assert_array_equal(got, full, err_msg=where)
         else:
-            assert verdict == _batch.MEAN, where
-            counts = [op.mean_count(p[1].contexts[0]) if op.mean_count
-                      else np.size(vals[names[0]]) for p, vals in zip(parts, part_values)]
-            weights = np.array(counts, float) / max(1, sum(counts))
-            mean = sum(w * float(p[0][0]) for w, p in zip(weights, parts))
+            mean = sum(w * float(p[0][0]) for w, p in zip(shares, parts))
             assert mean == pytest.approx(float(full_outs[0]), rel=1e-12, abs=1e-12), where
+        for i in subset:
+            if names[i] in v_full and np.asarray(case.values[names[i]]).dtype.kind == "f":
+                joined = np.concatenate([p[2][1][names[i]] for p in parts], axis=in_axes[i])
+                np.testing.assert_allclose(joined, v_full[names[i]], rtol=1e-10, atol=1e-12,
+                                           err_msg=where)
+        for w, g in w_full.items():
+            summed = sum(p[2][0][w] for p in parts)
+            np.testing.assert_allclose(summed, g, rtol=1e-10, atol=1e-12, err_msg=where)
     if op.name in UNEXERCISED:
         assert claims == 0, f"{op.name}'s examples now exercise its rule: drop the exception"
     else:
@@ -215,6 +229,13 @@ def test_ways_follow_the_threads_rows_and_work():
     assert batch_split.choose_ways(batch_split.MAX_WAYS + 1, 12, big) == 1  # BLAS keeps them
 
 
+def test_a_loss_must_pair_each_example_with_its_own_target():
+    rule = next(op for op in all_ops() if op.name == "mse").batch_rule
+    column, row = TensorType(("B", 1)), TensorType((1, "B"))
+    assert rule({}, [0, 0], [None], [column, column]) == _batch.MEAN
+    assert rule({}, [0, 1], [None], [column, row]) is None  # broadcasts to B×B pairs
+
+
 def test_rows_split_into_contiguous_blocks():
     feeds = {"d": (np.arange(13), np.arange(13) * 10)}
     parts = batch_split.split_rows(feeds, 2)
@@ -270,6 +291,77 @@ def test_uneven_parts_and_ignored_labels_weigh_in_by_their_counts():
 def test_a_graph_with_batch_norm_trains_unsplit_and_says_why():
     trainer = Trainer(classifier(steps=3), batch_split=2)
     list(trainer.run())
+    assert trainer.split_note.startswith("unsplit:") and "batch_norm" in trainer.split_note
+
+
+def test_an_epochs_short_last_batch_runs_unsplit():
+    """58 training rows in batches of 3: every 20th batch has one row, too few for two parts;
+    that step runs unsplit and training goes on like the unsplit run."""
+    doc = _regression([n("head", "Linear", in_features=4, out_features=1)],
+                      [e("fc:y", "head:x"), e("head:y", "loss:pred")], batch=3)
+    a, b = _pair(doc)
+    assert b.batchers["data"].n % 3 == 1  # a one-row batch ends each epoch
+    _same_training(a, b, 25, 1e-10)  # an empty part gave a NaN mean here
+    assert b.split_note.startswith("split into 2 parts")
+
+
+def test_a_data_source_off_the_loss_path_is_not_cut():
+    nodes = [n("data", "classification_2d", kind="spirals", classes=3, n_samples=300,
+               batch_size=16),
+             n("other", "regression_1d", n_samples=64, batch_size=5),
+             n("fc1", "Linear", in_features=2, out_features=3), n("loss", "cross_entropy"),
+             n("optimizer", "optimizer", algorithm="sgd", lr=0.1),
+             n("ofc", "Linear", in_features=1, out_features=1), n("mae", "mean_absolute_error")]
+    edges = [e("data:points", "fc1:x"), e("fc1:y", "loss:logits"),
+             e("data:labels", "loss:labels"), e("loss:loss", "optimizer:loss"),
+             e("other:x", "ofc:x"), e("ofc:y", "mae:pred"), e("other:y", "mae:target")]
+    doc = doc_of(nodes, edges, training={"steps": 5, "eval_every": 0, "dtype": "float64"})
+    a, b = _pair(doc)
+    _same_training(a, b, 3, 1e-10)
+    assert b.split_note == "split into 2 parts of ~8.0 rows"
+
+
+@pytest.mark.parametrize("failing", [0, 1])
+def test_the_first_failing_part_s_error_is_raised_after_all_parts_stop(failing):
+    trainer = Trainer(_ignoring_classifier(8), batch_split=2)
+    trainer.train_step()
+    finished = []
+
+    def fails():
+        raise ValueError(f"part {failing} failed")
+
+    def works():
+        finished.append(True)
+        return 1
+
+    def other_fails():
+        raise KeyError("a later part failed too")
+
+    tasks = [fails, other_fails] if failing == 0 else [works, fails]
+    with pytest.raises(ValueError, match=f"part {failing} failed"):
+        trainer._split._spread(tasks)
+    assert finished == ([] if failing == 0 else [True])
+
+
+def _side_batch_norm() -> dict:
+    """A classifier whose hidden layer also feeds a BatchNorm1d that only a metric reads: the
+    batch norm still runs each step (its running statistics move, as in PyTorch)."""
+    nodes = [n("data", "classification_2d", kind="spirals", classes=3, n_samples=300,
+               batch_size=16),
+             n("fc1", "Linear", in_features=2, out_features=3), n("loss", "cross_entropy"),
+             n("optimizer", "optimizer", algorithm="sgd", lr=0.1),
+             n("side", "BatchNorm1d", num_features=3), n("acc", "accuracy")]
+    edges = [e("data:points", "fc1:x"), e("fc1:y", "loss:logits"),
+             e("data:labels", "loss:labels"), e("loss:loss", "optimizer:loss"),
+             e("fc1:y", "side:x"), e("side:y", "acc:logits"), e("data:labels", "acc:labels")]
+    return doc_of(nodes, edges, training={"steps": 5, "eval_every": 0, "dtype": "float64"})
+
+
+def test_a_batch_norm_off_the_loss_path_trains_and_keeps_the_step_unsplit():
+    trainer = Trainer(_side_batch_norm(), batch_split=2)
+    before = {k: v.copy() for k, v in trainer.state.items()}
+    trainer.train_step()  # its weight equations used to be skipped: KeyError 'side.weight:out'
+    assert any(not np.array_equal(before[k], trainer.state[k]) for k in before)
     assert trainer.split_note.startswith("unsplit:") and "batch_norm" in trainer.split_note
 
 

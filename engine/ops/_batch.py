@@ -103,5 +103,10 @@ def first_input_only(rule: Callable) -> Callable:
 
 
 def mean_loss(params, in_axes, out_axes, in_types) -> str | None:
-    """A loss averaged over every element (MSE, BCE): parts weigh in by their element counts."""
-    return MEAN if all(a is not None for a in in_axes) else None
+    """A loss averaged over every element (MSE, BCE): parts weigh in by their element counts.
+    Prediction and target must carry the batch on the same axis of equally shaped inputs (a
+    (B, 1) against a (1, B) would broadcast every example against every other)."""
+    if any(a is None for a in in_axes):
+        return None
+    layouts = {(a, len(t.shape)) for a, t in zip(in_axes, in_types)}
+    return MEAN if len(layouts) == 1 else None
