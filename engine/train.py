@@ -96,6 +96,7 @@ class Trainer:
         # the BLAS thread count and the batch's work; 1 keeps every step unsplit.
         self._split_request = batch_split
         self._split = None  # a BatchSplit once decided for
+        self._split_decided = batch_split == 1
         self.split_note = ("unsplit: asked for one part" if batch_split == 1
                            else "undecided (at the first step)")
 
@@ -225,6 +226,9 @@ class Trainer:
                           ) -> tuple[float, dict, float, list[Tape]]:
         """Loss, weight gradients, their squared global norm and the forward tape(s) of one
         batch: split over the cores when decided so (one tape per part)."""
+        if not self._split_decided:
+            self._split_decided = True
+            self._decide_split(feeds)
         if self._split is not None and not self.anomaly and self._split.fits(feeds):
             loss, grads, squares, tapes = self._split.step(feeds, self.params, self.state,
                                                            seed, self._unused)
@@ -234,10 +238,6 @@ class Trainer:
                 raise NonFiniteError(f"training stopped at step {self.step + 1}: the loss "
                                      "is NaN or Inf", node=self.graph.loss_value.split(":")[0])
             return loss, grads, squares, tapes
-        if self._split_request != 1 and self.split_note.startswith("undecided"):
-            self._decide_split(feeds)
-            if self._split is not None:
-                return self._forward_backward(feeds, seed)
         tape = self.executor.forward(feeds, self.params, self.state, training=True,
                                      seed=seed, skip=self._unused)
         loss = float(tape.values[self.graph.loss_value])
