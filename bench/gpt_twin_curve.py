@@ -1,7 +1,8 @@
 """Train the char-GPT's PyTorch twin on exactly Wiregrad's batches and schedule, and record its
 validation curve beside a Wiregrad run's metrics (the learning comparison in docs/char_gpt.md).
 
-    python bench/gpt_twin_curve.py --steps 5000 --wiregrad-metrics RUN.jsonl --out bench/gpt_curves.json
+    python bench/gpt_twin_curve.py --steps 5000 --wiregrad-metrics RUN.jsonl \
+        --out bench/gpt_curves.json
 
 The twin starts from Wiregrad's initial weights (same seed), sees the same batch sequence, and
 evaluates on the same validation windows at the same steps.
@@ -22,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main() -> None:
     import torch
 
-    from engine import presets
-    from engine.data import eval_batches_for
-    from engine.torch_twin import build_twin, twin_eval, twin_optimizer, twin_step
-    from engine.train import Trainer
+    from engine.bench.gpt_twin import build_twin, twin_eval, twin_optimizer, twin_step
+    from engine.data.datasets import eval_batches_for
+    from engine.graphs import presets
+    from engine.train.trainer import Trainer
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=5000)

@@ -15,8 +15,8 @@ import statistics
 import time
 from collections import defaultdict
 
-from engine import presets
-from engine.train import Trainer
+from engine.graphs import presets
+from engine.train.trainer import Trainer
 
 
 def _timed(fn, bucket: dict, key: str):

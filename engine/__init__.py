@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os as _os
 
-from engine import paths as _paths
+from engine.base import paths as _paths
 
 # Numba reads NUMBA_CACHE_DIR when it is first imported; set it before any kernel loads.
 _os.environ.setdefault("NUMBA_CACHE_DIR", str(_paths.numba_cache_dir()))

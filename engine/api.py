@@ -1,15 +1,20 @@
 """The engine's public surface for the editor and the CLI: plain data in, plain data out.
 
-The editor imports only this module (and ``engine.document``); nothing here imports Qt.
+The editor imports only this module: besides the functions below it re-exports the graph
+document module (``api.document``), the error types (``api.errors``) and the platform folders
+(``api.paths``). Nothing here imports Qt.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine import document, presets, registry
-from engine.errors import WiregradError
-from engine.registry import format_shape
+from engine.base import errors as errors  # re-exported for the editor
+from engine.base import paths as paths  # re-exported for the editor
+from engine.base.errors import WiregradError
+from engine.core import document, registry
+from engine.core.registry import format_shape
+from engine.graphs import presets
 
 
 def catalog(include_user_layers: bool = True) -> dict:
@@ -33,7 +38,7 @@ def catalog(include_user_layers: bool = True) -> dict:
 
 def layer_entry(name: str, definition: dict, user: bool = True) -> dict:
     """A catalog entry for a layer definition (user layers, a document's own layers)."""
-    from engine.params import layer_params
+    from engine.core.params import layer_params
 
     doc = definition.get("doc") or name
     return {
@@ -73,7 +78,7 @@ def open_graph(graph: str | Path) -> tuple[dict, Path]:
 
 def layer_types_used(doc: dict) -> list[str]:
     """Names of the layer types *doc* uses, directly or inside other layers."""
-    from engine.compile import layer_definition
+    from engine.core.compile import layer_definition
 
     seen: list[str] = []
     stack = [n["type"] for n in doc["nodes"]]
@@ -91,7 +96,7 @@ def layer_types_used(doc: dict) -> list[str]:
 
 def embed_layer_definitions(doc: dict) -> dict:
     """A copy of *doc* whose ``layers`` holds every layer type it uses (self-contained)."""
-    from engine.compile import layer_definition
+    from engine.core.compile import layer_definition
 
     out = dict(doc)
     layers = dict(doc.get("layers", {}))
@@ -104,7 +109,7 @@ def embed_layer_definitions(doc: dict) -> dict:
 
 def validate(doc: dict, dtype: str = "float32") -> dict:
     """Shapes, parameter counts, FLOPs and diagnostics as plain data (``validate --json``)."""
-    from engine.compile import compile_graph
+    from engine.core.compile import compile_graph
 
     program = compile_graph(doc, dtype)
     nodes = []
@@ -139,7 +144,7 @@ def gradcheck(doc: dict, node: str | None = None, seed: int = 0,
 
     *base_dir* resolves relative data-file paths (the document's folder).
     """
-    from engine.gradcheck import gradcheck_document
+    from engine.core.gradcheck import gradcheck_document
 
     if node is not None and node not in {n["id"] for n in doc["nodes"]}:
         raise WiregradError("no such node in the graph", node=node)
@@ -152,7 +157,7 @@ def warm_up(doc: dict | None = None, progress=None) -> int:
 
     Returns the number of kernels warmed; *progress(done, total)* is called as they compile.
     """
-    from engine.warmup import warm_up as _warm
+    from engine.core.warmup import warm_up as _warm
 
     return _warm(doc, progress)
 
@@ -180,14 +185,14 @@ def default_worker_threads() -> int:
 
 def graph_hash(doc: dict) -> str:
     """The hash that names what a document computes (nodes, edges, layers; not positions)."""
-    from engine.checkpoint import graph_hash as _hash
+    from engine.train.checkpoint import graph_hash as _hash
 
     return _hash(doc)
 
 
 def load_weights_file(path: str | Path) -> dict:
     """Parameters and state (name → array) from a weights file or a checkpoint."""
-    from engine.checkpoint import model_weights
+    from engine.train.checkpoint import model_weights
 
     return model_weights(path)
 
@@ -226,7 +231,7 @@ def sampler_for(doc: dict, weights: dict | None):
 
     *weights* None samples from freshly initialised weights (useful only for testing).
     """
-    from engine.sample import Sampler
+    from engine.sample.sampler import Sampler
 
     return Sampler(doc, weights)
 
@@ -249,7 +254,7 @@ def sample_tokens(sampler, prompt: str, n: int, *, temperature: float = 0.8, top
 
 def attention_maps(sampler, prompt: str) -> dict:
     """Attention layer → (heads, T, T) array over *prompt*; each row sums to 1."""
-    from engine.inspection import attention_maps as _maps
+    from engine.insight.inspection import attention_maps as _maps
 
     return _maps(sampler, prompt)
 
@@ -289,7 +294,7 @@ __all__ = [
 
 
 def _export_model(doc: dict, weights, doc_path):
-    from engine.export.model import extract_model, resolve_weights
+    from engine.core.inference import extract_model, resolve_weights
 
     model = extract_model(doc)
     arrays, source = resolve_weights(model, doc_path, weights)
@@ -331,7 +336,7 @@ def export_torch(doc: dict, out_dir: str | Path, weights=None,
 def run_model(doc: dict, weights, inputs: dict, doc_path: str | Path | None = None) -> dict:
     """The model's outputs for *inputs* (arrays keyed by the export's input names), keyed by
     the export's output names — what ``wiregrad run`` computes."""
-    from engine.export.model import run_model as _run
+    from engine.core.inference import run_model as _run
 
     model, arrays, _ = _export_model(doc, weights, doc_path)
     return _run(model, arrays, inputs)
@@ -354,8 +359,8 @@ def predict_file(doc: dict, path: str | Path, weights=None, doc_path: str | Path
     "continuation", "weights"}``. *weights* as for :func:`run_model`. Raises
     :class:`WiregradError` with a message for the user when the file does not fit the model.
     """
-    from engine import predictions
-    from engine.export.model import run_model as _run
+    from engine.core.inference import run_model as _run
+    from engine.insight import predictions
 
     path = Path(path)
     if is_language_model(doc):
@@ -373,7 +378,7 @@ def predict_file(doc: dict, path: str | Path, weights=None, doc_path: str | Path
 
 def _continue_text(doc, path: Path, weights, doc_path, n: int, temperature: float,
                    seed: int) -> dict:
-    from engine.export.model import extract_model, resolve_weights
+    from engine.core.inference import extract_model, resolve_weights
 
     try:
         prompt = path.read_text(encoding="utf-8")
@@ -405,7 +410,7 @@ def dataset_summary(doc: dict, node_id: str, base_dir: str | Path | None = None)
     Raises :class:`WiregradError` (naming the node) when the data are unavailable — a missing
     file, a missing optional package — or the node is not a data source.
     """
-    from engine.data import load_dataset
+    from engine.data.datasets import load_dataset
 
     node = next((n for n in doc.get("nodes", []) if n["id"] == node_id), None)
     if node is None:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.errors import GraphError, WiregradError
+from engine.base.errors import GraphError, WiregradError
 
 SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -49,7 +49,7 @@ def _human(n: int) -> str:
 
 
 def _load(graph: str) -> tuple[dict, str]:
-    from engine import presets
+    from engine.graphs import presets
 
     doc, path = presets.load(graph)
     return doc, str(path)
@@ -62,7 +62,7 @@ def _load(graph: str) -> tuple[dict, str]:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Shapes, parameter counts and FLOPs per node; every diagnostic."""
     from engine import api
-    from engine.registry import format_shape
+    from engine.core.registry import format_shape
 
     doc, path = _load(args.graph)
     report = api.validate(doc)
@@ -92,7 +92,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_gradcheck(args: argparse.Namespace) -> int:
     """Backprop against float64 central differences, per node."""
     from engine import api
-    from engine.gradcheck import TOLERANCE
+    from engine.core.gradcheck import TOLERANCE
 
     doc, path = _load(args.graph)
     result = api.gradcheck(doc, args.node, args.seed, Path(path).parent)
@@ -110,8 +110,8 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 @command("ops")
 def cmd_ops(args: argparse.Namespace) -> int:
     """The op registry as a table or as Markdown (docs/ops.md)."""
-    from engine import registry
-    from engine.opsdoc import ops_markdown
+    from engine.core import registry
+    from engine.core.opsdoc import ops_markdown
 
     if args.markdown:
         sys.stdout.write(ops_markdown())
@@ -127,7 +127,7 @@ def cmd_ops(args: argparse.Namespace) -> int:
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a graph headless: progress bar, JSONL metrics, checkpoints."""
-    from engine.training_cli import train_command
+    from engine.train.cli import train_command
 
     return train_command(args)
 
@@ -135,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 @command("evaluate")
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Validation loss and metrics of some weights."""
-    from engine.training_cli import evaluate_command
+    from engine.train.cli import evaluate_command
 
     return evaluate_command(args)
 
@@ -143,8 +143,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 @command("sample")
 def cmd_sample(args: argparse.Namespace) -> int:
     """Generate text from a character-level model, streaming each character."""
-    from engine.sample import Sampler
-    from engine.training_cli import _doc_weights
+    from engine.sample.sampler import Sampler
+    from engine.train.cli import _doc_weights
 
     doc, path = _load(args.graph)
     weights = _doc_weights(doc, Path(path), args.weights)
@@ -169,8 +169,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 @command("pack")
 def cmd_pack(args: argparse.Namespace) -> int:
     """Document + weights (+ metadata) → one .wgz bundle."""
-    from engine import bundle
-    from engine.checkpoint import model_weights
+    from engine.graphs import bundle
+    from engine.train.checkpoint import model_weights
 
     doc, _ = _load(args.graph)
     out = bundle.pack(doc, model_weights(args.weights), args.out)
@@ -197,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 @command("bench")
 def cmd_bench(args: argparse.Namespace) -> int:
     """Wiregrad against PyTorch CPU on the presets (bench/RESULTS.md)."""
-    from engine.benchmark import bench_command
+    from engine.bench.benchmark import bench_command
 
     return bench_command(args)
 

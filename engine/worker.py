@@ -12,7 +12,7 @@ worker → editor (``{"kind": ...}``)
     ``ready``, ``started``, ``records`` (a batch of trainer records, at most every 0.1 s),
     ``state`` (running / paused), ``done``, ``error`` (message, node, traceback),
     ``saved`` (what, path), ``inspection``, ``predictions`` (see
-    :func:`engine.predictions.live_predictions`), ``gradcheck``, ``pong``.
+    :func:`engine.insight.predictions.live_predictions`), ``gradcheck``, ``pong``.
 
 A warm worker keeps its compiled kernels and serves the next run. Its compute threads are
 capped (BLAS via threadpoolctl, Numba) and its priority lowered so the editor keeps a core's
@@ -166,7 +166,7 @@ class Worker:
         self.buffer: list[dict] = []
         self.last_flush = time.perf_counter()
         self.last_eval: dict = {}
-        self.model = None  # the trainer's model (engine.export.model), for predictions
+        self.model = None  # the trainer's model (engine.core.inference), for predictions
         self.quit = False
 
     # ------------------------------------------------------------------ messaging
@@ -276,8 +276,8 @@ class Worker:
         self.quit = True
 
     def cmd_train(self, msg: dict) -> None:
-        from engine.checkpoint import CheckpointManager, graph_hash, model_weights, restore
-        from engine.train import Trainer
+        from engine.train.checkpoint import CheckpointManager, graph_hash, model_weights, restore
+        from engine.train.trainer import Trainer
 
         self.gen = None
         self.trainer = None
@@ -305,7 +305,7 @@ class Worker:
             trainer.pause()
 
     def _need_trainer(self) -> None:
-        from engine.errors import WiregradError
+        from engine.base.errors import WiregradError
 
         if self.trainer is None:
             raise WiregradError("no training run in this worker")
@@ -349,8 +349,8 @@ class Worker:
                   request=msg.get("request"))
 
     def cmd_save_bundle(self, msg: dict) -> None:
-        from engine.bundle import pack
-        from engine.checkpoint import model_metadata
+        from engine.graphs.bundle import pack
+        from engine.train.checkpoint import model_metadata
 
         self._need_trainer()
         t = self.trainer
@@ -363,8 +363,8 @@ class Worker:
                   request=msg.get("request"))
 
     def cmd_predictions(self, msg: dict) -> None:
-        from engine import predictions
-        from engine.export.model import extract_model
+        from engine.core.inference import extract_model
+        from engine.insight import predictions
 
         self._need_trainer()
         t = self.trainer
@@ -385,7 +385,7 @@ def inspect_trainer(trainer, doc: dict, node: str | None = None) -> dict:
     weights: a deterministic (evaluation-mode) forward and a backward from the loss."""
     import numpy as np
 
-    from engine import inspection
+    from engine.insight import inspection
 
     batches = {k: getattr(b, "last", None) for k, b in trainer.batchers.items()}
     if any(v is None for v in batches.values()):  # before the first step: the weights only

@@ -7,8 +7,9 @@ import sys
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from engine import api, document
-from engine.errors import WiregradError
+from engine import api
+from engine.base.errors import WiregradError
+from engine.core import document
 from nodegraph import dialogs, theme
 from nodegraph.files import load_graph
 from nodegraph.mainwindow import MainWindow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtGui import QUndoCommand
 
-from nodegraph.model import GraphModel, Op
+from nodegraph.editing.model import GraphModel, Op
 
 MOVE_ID = 1001
 

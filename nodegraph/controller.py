@@ -14,11 +14,11 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from engine import api
-from nodegraph import edits, grouping, layout
 from nodegraph.commands import EditCommand, MoveCommand
-from nodegraph.edits import Refused
-from nodegraph.model import GraphModel, Op
-from nodegraph.specs import Catalog
+from nodegraph.editing import edits, grouping, layout
+from nodegraph.editing.edits import Refused
+from nodegraph.editing.model import GraphModel, Op
+from nodegraph.editing.specs import Catalog
 
 _drags = itertools.count(1)
 

@@ -7,9 +7,9 @@ from PySide6.QtCore import QPointF, QRectF
 from PySide6.QtGui import QCursor
 from PySide6.QtWidgets import QApplication
 
-from nodegraph import grouping
-from nodegraph.items import NodeItem
-from nodegraph.quickadd import QuickAdd
+from nodegraph.canvas.items import NodeItem
+from nodegraph.canvas.quickadd import QuickAdd
+from nodegraph.editing import grouping
 
 
 class EditMixin:

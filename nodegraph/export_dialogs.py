@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine import api
-from engine.errors import WiregradError
+from engine.base.errors import WiregradError
 
 OWN_WEIGHTS = "The graph's own weights (else a fresh initialisation)"
 CHOOSE_WEIGHTS = "Choose a weights or checkpoint file…"

@@ -9,9 +9,12 @@ from pathlib import Path
 from PySide6.QtCore import QRectF, QSize, QTimer
 from PySide6.QtGui import QImage, QPainter
 
-from engine import api, document, paths
-from engine.errors import WiregradError
-from nodegraph import autosave, dialogs, theme
+from engine import api
+from engine.base import paths
+from engine.base.errors import WiregradError
+from engine.core import document
+from nodegraph import dialogs, theme
+from nodegraph.editing import autosave
 
 MAX_RECENT = 10
 

@@ -21,17 +21,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import document
+from engine.core import document
+from nodegraph.canvas.minimap import Minimap
+from nodegraph.canvas.scene import GraphScene
+from nodegraph.canvas.view import GraphView
 from nodegraph.controller import Controller
 from nodegraph.editactions import EditMixin
+from nodegraph.editing.specs import Catalog
 from nodegraph.files import FileMixin
-from nodegraph.inspector import Inspector
 from nodegraph.menus import build_menus
-from nodegraph.minimap import Minimap
-from nodegraph.palette import Palette
-from nodegraph.scene import GraphScene
-from nodegraph.specs import Catalog
-from nodegraph.view import GraphView
+from nodegraph.panels.inspector import Inspector
+from nodegraph.panels.palette import Palette
 
 
 class MainWindow(FileMixin, EditMixin, QMainWindow):
@@ -95,7 +95,7 @@ class MainWindow(FileMixin, EditMixin, QMainWindow):
         self.diagnostics.setWordWrap(True)
         self.diagnostics_dock = self._dock("Diagnostics", self.diagnostics,
                                            Qt.DockWidgetArea.RightDockWidgetArea)
-        from nodegraph.trainui import TrainingUI
+        from nodegraph.training.coordinator import TrainingUI
 
         self.training = TrainingUI(self)  # Run ▸ Train, the Training / Sampling / Debugger docks
         self.resizeDocks([self.palette_dock, self.inspector_dock], [210, 300],
@@ -223,7 +223,7 @@ class MainWindow(FileMixin, EditMixin, QMainWindow):
         self._refresh_minimap()
 
     def start_warm_up(self) -> None:
-        from nodegraph.warmup import WarmUp
+        from nodegraph.training.warmup import WarmUp
 
         self.warm = WarmUp(self.controller.model.snapshot(), self)
         self.warm_bar.show()

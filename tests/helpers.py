@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 
-from engine import document
-from engine.presets import presets_dir
+from engine.core import document
+from engine.graphs.presets import presets_dir
 
 
 def e(src: str, dst: str) -> dict:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine import registry
-from engine.compile import compile_document
-from engine.gradcheck import example_feeds, gradcheck_document
-from engine.run import Executor, init_weights
+from engine.core import registry
+from engine.core.compile import compile_document
+from engine.core.gradcheck import example_feeds, gradcheck_document
+from engine.core.run import Executor, init_weights
 from tests.helpers import doc_of, e, input_mlp, n
 
 
@@ -91,7 +91,7 @@ def test_plain_gradient_descent_lowers_the_loss():
 def test_input_shape_mismatch_names_the_input():
     import pytest
 
-    from engine.errors import WiregradError
+    from engine.base.errors import WiregradError
 
     program = compile_document(input_mlp())
     weights = init_weights(program.parameters, 0, np.float32)

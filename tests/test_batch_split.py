@@ -8,15 +8,16 @@ import itertools
 import numpy as np
 import pytest
 
-from engine import batch_split, presets
-from engine.compile import compile_document
-from engine.errors import NonFiniteError
-from engine.examples import build_case
-from engine.ops import _batch
-from engine.registry import ShapeError, TensorType, all_ops
-from engine.run import Executor
-from engine.train import Trainer
-from engine.training_graph import analyse as training_graph
+from engine.base.errors import NonFiniteError
+from engine.core.compile import compile_document
+from engine.core.op_cases import build_case
+from engine.core.registry import ShapeError, TensorType, all_ops
+from engine.core.run import Executor
+from engine.graphs import presets
+from engine.ops import batch_rules
+from engine.train import batch_split
+from engine.train.graph import analyse as training_graph
+from engine.train.trainer import Trainer
 from tests.helpers import doc_of, e, n
 from tests.training_docs import classifier, nan_graph
 
@@ -101,17 +102,17 @@ def test_the_batch_rule_holds_on_the_ops_examples(op):
                             else v) for k, v in case.values.items()} for b in blocks]
         full_outs, _, _ = _run(eq, case.values, case.weights)
         where = f"{op.name} {example.note or example.inputs} batched {subset} on {in_axes}"
-        if verdict == _batch.SHAPE_ONLY:
+        if verdict == batch_rules.SHAPE_ONLY:
             for vals in part_values:
                 for got, full in zip(_run(eq, vals, case.weights)[0], full_outs):
                     np.testing.assert_array_equal(got, full, err_msg=where)
             continue
-        if verdict == _batch.ROWWISE:
+        if verdict == batch_rules.ROWWISE:
             rng = np.random.default_rng(0)
             g_full = [rng.standard_normal(np.shape(o)) for o in full_outs]
             g_parts = [[_cut(g, a, b) for g, a in zip(g_full, out_axes)] for b in blocks]
         else:
-            assert verdict == _batch.MEAN, where
+            assert verdict == batch_rules.MEAN, where
             g_full = [np.asarray(1.0)]
             ctxs = [_run(eq, vals, case.weights)[1].contexts[0] for vals in part_values]
             counts = [op.mean_count(c) if op.mean_count else np.size(vals[names[0]])
@@ -120,7 +121,7 @@ def test_the_batch_rule_holds_on_the_ops_examples(op):
             g_parts = [[np.asarray(w)] for w in shares]
         _, _, (w_full, v_full) = _run(eq, case.values, case.weights, g_full)
         parts = [_run(eq, vals, case.weights, gp) for vals, gp in zip(part_values, g_parts)]
-        if verdict == _batch.ROWWISE:
+        if verdict == batch_rules.ROWWISE:
             for k, (full, axis) in enumerate(zip(full_outs, out_axes)):
                 joined = np.concatenate([p[0][k] for p in parts], axis=axis)
                 np.testing.assert_allclose(joined, full, rtol=1e-12, atol=1e-12, err_msg=where)
@@ -143,13 +144,14 @@ def test_the_batch_rule_holds_on_the_ops_examples(op):
 
 def test_broadcast_to_keeps_the_batch_rows_apart():
     """broadcast_to's batched case needs a symbolic target, which no concrete example names."""
-    from engine.program import Equation
+    from engine.core.program import Equation
 
     op = next(o for o in all_ops() if o.name == "broadcast_to")
     params = {"shape": ["B", 3, 4]}
     t = TensorType(("B", 1, 4))
     (out_t,) = op.infer([t], params)
-    assert op.batch_rule(params, [0], [batch_split._batch_axis(out_t, "B")], [t]) == _batch.ROWWISE
+    axis = batch_split._batch_axis(out_t, "B")
+    assert op.batch_rule(params, [0], [axis], [t]) == batch_rules.ROWWISE
     eq = Equation("b", "b", op, params, ["x"], ["out"], [t], [out_t])
     x = np.random.default_rng(0).standard_normal((5, 1, 4))
     full = _run(eq, {"x": x}, {})[0][0]
@@ -232,7 +234,7 @@ def test_ways_follow_the_threads_rows_and_work():
 def test_a_loss_must_pair_each_example_with_its_own_target():
     rule = next(op for op in all_ops() if op.name == "mse").batch_rule
     column, row = TensorType(("B", 1)), TensorType((1, "B"))
-    assert rule({}, [0, 0], [None], [column, column]) == _batch.MEAN
+    assert rule({}, [0, 0], [None], [column, column]) == batch_rules.MEAN
     assert rule({}, [0, 1], [None], [column, row]) is None  # broadcasts to B×B pairs
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import cli, paths
-from engine.checkpoint import CheckpointManager
-from engine.templates import char_gpt
-from engine.train import Trainer
+from engine import cli
+from engine.base import paths
+from engine.graphs.builders import char_gpt
+from engine.train.checkpoint import CheckpointManager
+from engine.train.trainer import Trainer
 from tests.training_docs import classifier, save
 
 

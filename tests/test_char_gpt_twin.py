@@ -7,12 +7,12 @@ import copy
 import numpy as np
 import pytest
 
-from engine import presets
-from engine.data import eval_batches_for
-from engine.train import Trainer
+from engine.data.datasets import eval_batches_for
+from engine.graphs import presets
+from engine.train.trainer import Trainer
 
 torch = pytest.importorskip("torch")
-from engine.torch_twin import build_twin, twin_eval, twin_optimizer, twin_step  # noqa: E402
+from engine.bench.gpt_twin import build_twin, twin_eval, twin_optimizer, twin_step  # noqa: E402
 
 pytestmark = pytest.mark.torch
 

@@ -7,10 +7,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from engine import presets
-from engine.checkpoint import model_weights
-from engine.io import load_weights, sha256_file
-from engine.train import Trainer
+from engine.base.io import load_weights, sha256_file
+from engine.graphs import presets
+from engine.train.checkpoint import model_weights
+from engine.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "presets" / "char_gpt.safetensors"

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import io
-from engine.checkpoint import CheckpointManager, model_weights, read_checkpoint, restore
-from engine.errors import WiregradError
-from engine.train import Trainer
+from engine.base import io
+from engine.base.errors import WiregradError
+from engine.train.checkpoint import CheckpointManager, model_weights, read_checkpoint, restore
+from engine.train.trainer import Trainer
 from tests.training_docs import classifier
 
 TOTAL, CUT = 40, 17  # the cut falls mid-epoch (19 batches of 32 per epoch)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import cli, document, registry
+from engine import cli
+from engine.core import document, registry
 from tests.helpers import e, n
 
 ROOT = Path(__file__).resolve().parent.parent

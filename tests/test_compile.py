@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.compile import compile_document, compile_graph
-from engine.errors import GraphError
+from engine.base.errors import GraphError
+from engine.core.compile import compile_document, compile_graph
 from tests.helpers import doc_of, e, n, spiral
 
 
@@ -178,7 +178,7 @@ def test_topological_order_equals_networkx_lexicographic_order(graph):
     """The compiler's heap-ordered Kahn sort gives networkx's order, and None on a cycle."""
     import networkx as nx
 
-    from engine.compile import _kahn
+    from engine.core.compile import _kahn
 
     n, pairs = graph
     nodes = [f"n{i}" for i in reversed(range(n))]  # insertion order ≠ key order

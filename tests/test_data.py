@@ -1,4 +1,4 @@
-"""Data sources (engine/data.py, engine/ops/data.py): generation, splits, batching, files."""
+"""Data sources (engine/data/, engine/ops/data.py): generation, splits, batching, files."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from engine import data, registry
-from engine.data import Batcher, iterate_in_order, load_dataset
-from engine.errors import MissingExtraError, WiregradError
-from engine.run import Context
+from engine.base.errors import MissingExtraError, WiregradError
+from engine.core import registry
+from engine.core.run import Context
+from engine.data import datasets as data
+from engine.data.datasets import Batcher, iterate_in_order, load_dataset
 
 GENERATED = {
     "classification_2d": [{}, {"kind": "moons"}, {"kind": "circles"}, {"kind": "xor"},
@@ -434,7 +435,7 @@ def test_image_folder_loads_when_pillow_is_installed(tmp_path):
 
 
 def test_data_nodes_compile_in_a_document():
-    from engine.compile import compile_graph
+    from engine.core.compile import compile_graph
     from tests.helpers import doc_of, n
 
     doc = doc_of([n("t", "table_file", path="x.csv", n_features=3, task="regression",

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import document
-from engine.errors import DocumentError
-from engine.presets import presets_dir
+from engine.base.errors import DocumentError
+from engine.core import document
+from engine.graphs.presets import presets_dir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "migrations"
 PRESETS = sorted(presets_dir().glob("*.json"))

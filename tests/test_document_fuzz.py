@@ -10,9 +10,9 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import document
-from engine.compile import compile_graph
-from engine.errors import WiregradError
+from engine.base.errors import WiregradError
+from engine.core import document
+from engine.core.compile import compile_graph
 from tests.helpers import spiral
 
 SETTINGS = dict(deadline=None, max_examples=150,

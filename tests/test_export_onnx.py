@@ -10,13 +10,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from engine import presets, registry
 from engine.cli import main
-from engine.examples import build_case
-from engine.export.model import Model, Port, example_inputs, extract_model
+from engine.core import registry
+from engine.core.inference import Model, Port, example_inputs, extract_model
+from engine.core.op_cases import build_case
+from engine.core.run import Executor
 from engine.export.onnx_export import NOT_EXPORTABLE, ONNX_OPS, build_onnx
 from engine.export.torch_codegen import TORCH_OPS
-from engine.run import Executor
+from engine.graphs import presets
 from tests.helpers import doc_of, e, n
 
 PRESETS = [p["name"] for p in presets.list_presets()]
@@ -177,7 +178,7 @@ def test_a_training_only_op_inside_the_model_is_named(tmp_path, capsys):
              e("fc:y", "scaled:a"), e("acc:value", "scaled:b"), e("scaled:out", "loss:logits"),
              e("y:out", "loss:labels")]
     path = tmp_path / "g.json"
-    from engine import document
+    from engine.core import document
 
     document.save(doc_of(nodes, edges), path)
     rc = main(["export", str(path), "--format", "onnx", "--out", str(tmp_path / "m.onnx")])

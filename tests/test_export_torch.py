@@ -15,12 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from engine import api, document, presets, templates
-from engine.checkpoint import model_weights
+from engine import api
 from engine.cli import main
-from engine.export.model import example_inputs, extract_model
-from engine.run import Executor
-from engine.train import Trainer
+from engine.core import document
+from engine.core.inference import example_inputs, extract_model
+from engine.core.run import Executor
+from engine.graphs import builders as templates
+from engine.graphs import presets
+from engine.train.checkpoint import model_weights
+from engine.train.trainer import Trainer
 from tests.helpers import input_mlp
 
 pytestmark = pytest.mark.torch

@@ -1,4 +1,4 @@
-"""engine.io: atomic writes survive failures; weights load only from safetensors."""
+"""engine.base.io: atomic writes survive failures; weights load only from safetensors."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from engine import io
-from engine.errors import WiregradError
+from engine.base import io
+from engine.base.errors import WiregradError
 
 
 class _CreatesFile:

@@ -11,18 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine import registry
-from engine.errors import WiregradError
+from engine.base.errors import WiregradError
+from engine.core import registry
+from engine.core.params import resolve_params
+from engine.core.program import Equation
+from engine.core.registry import TensorType
+from engine.core.run import Executor
 from engine.kernels import attention as A
 from engine.kernels import conv as C
 from engine.kernels import embedding as E
 from engine.kernels import loss as L
 from engine.kernels import norm as N
 from engine.kernels import softmax as S
-from engine.params import resolve_params
-from engine.program import Equation
-from engine.registry import TensorType
-from engine.run import Executor
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = [np.float64, np.float32]
@@ -319,7 +319,7 @@ def test_dropout_is_identity_in_eval_and_scales_in_training():
 
 
 def test_catalog_stays_numba_free():
-    code = ("import sys, engine.registry as r; r.catalog(); "
+    code = ("import sys, engine.core.registry as r; r.catalog(); "
             "assert 'numba' not in sys.modules and not any("
             "m.startswith('engine.kernels.') for m in sys.modules), 'numba imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import registry
-from engine.compile import compile_document
-from engine.run import Executor, init_weights
+from engine.core import registry
+from engine.core.compile import compile_document
+from engine.core.run import Executor, init_weights
 from tests.helpers import doc_of, e, n
 
 # layer -> (input shape, input dtype, id bound for int inputs, layer params)

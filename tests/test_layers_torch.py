@@ -8,8 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from engine.compile import compile_document  # noqa: E402
-from engine.run import Executor, init_weights  # noqa: E402
+from engine.core.compile import compile_document  # noqa: E402
+from engine.core.run import Executor, init_weights  # noqa: E402
 from tests.helpers import doc_of, e, n  # noqa: E402
 
 pytestmark = pytest.mark.torch

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import registry
-from engine.params import resolve_params
-from engine.program import Equation
-from engine.registry import TensorType
-from engine.run import Executor
+from engine.core import registry
+from engine.core.params import resolve_params
+from engine.core.program import Equation
+from engine.core.registry import TensorType
+from engine.core.run import Executor
 
 
 def run(op: str, inputs: list[np.ndarray], grad=None, **given):

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import registry
-from engine.compile import compile_graph
-from engine.gradcheck import TOLERANCE, GradReport, check_equations
-from engine.params import resolve_params
-from engine.program import Equation
-from engine.registry import ShapeError, TensorType
-from engine.run import Executor
+from engine.core import registry
+from engine.core.compile import compile_graph
+from engine.core.gradcheck import TOLERANCE, GradReport, check_equations
+from engine.core.params import resolve_params
+from engine.core.program import Equation
+from engine.core.registry import ShapeError, TensorType
+from engine.core.run import Executor
 from tests.helpers import doc_of, e, n
 
 

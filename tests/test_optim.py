@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine.kernels import optim as kernels
-from engine.optim import Optimizer, Schedule, clip_by_global_norm, global_norm
+from engine.train.optim import Optimizer, Schedule, clip_by_global_norm, global_norm
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch

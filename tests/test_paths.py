@@ -1,4 +1,4 @@
-"""engine.paths: one overridable root (WIREGRAD_HOME) for everything Wiregrad writes."""
+"""engine.base.paths: one overridable root (WIREGRAD_HOME) for everything Wiregrad writes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine import paths
+from engine.base import paths
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def test_numba_cache_dir_follows_home_in_a_fresh_process(tmp_path):
     env[paths.HOME_ENV] = str(tmp_path)
     code = (
         "import json, os\n"
-        "import engine, engine.paths as p\n"
+        "import engine, engine.base.paths as p\n"
         "print(json.dumps([os.environ['NUMBA_CACHE_DIR'], str(p.cache_dir())]))\n"
     )
     result = subprocess.run(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine import api
-from engine.errors import WiregradError
+from engine.base.errors import WiregradError
 
 
 def test_dataset_summary_of_the_spiral_and_the_char_gpt():

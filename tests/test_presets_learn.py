@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from engine import document
-from engine.presets import presets_dir
-from engine.templates import TEMPLATES
-from engine.train import Trainer
+from engine.core import document
+from engine.graphs.builders import TEMPLATES
+from engine.graphs.presets import presets_dir
+from engine.train.trainer import Trainer
 
 
 def _preset(name: str) -> dict:

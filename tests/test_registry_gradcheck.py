@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine import registry
-from engine.gradcheck import TOLERANCE, check_op
+from engine.core import registry
+from engine.core.gradcheck import TOLERANCE, check_op
 
 NO_GRADIENT = {"input", "constant"}  # nothing to differentiate: no inputs, no weights
 # Data sources and the optimizer node have no tensor inputs to differentiate.

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import api, document, presets
+from engine import api
+from engine.base.io import save_weights
 from engine.cli import main
-from engine.export.model import example_inputs, extract_model, resolve_weights
-from engine.io import save_weights
+from engine.core import document
+from engine.core.inference import example_inputs, extract_model, resolve_weights
+from engine.graphs import presets
 from tests.helpers import doc_of, e, input_mlp, n
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,11 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.compile import compile_document
-from engine.errors import WiregradError
-from engine.run import init_weights
-from engine.sample import Sampler, draw, next_token_distribution
-from engine.templates import char_gpt
+from engine.base.errors import WiregradError
+from engine.core.compile import compile_document
+from engine.core.run import init_weights
+from engine.graphs.builders import char_gpt
+from engine.sample.sampler import Sampler, draw, next_token_distribution
 
 
 @pytest.fixture(scope="module")

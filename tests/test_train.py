@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.errors import NonFiniteError, WiregradError
-from engine.optim import Schedule
-from engine.train import Trainer
+from engine.base.errors import NonFiniteError, WiregradError
+from engine.train.optim import Schedule
+from engine.train.trainer import Trainer
 from tests.helpers import doc_of, e, n
 from tests.training_docs import classifier, nan_graph
 
@@ -82,7 +82,7 @@ def test_hot_lr_edit_rescales_the_schedule():
 
 
 def test_a_new_rate_on_a_zero_schedule_continues_flat(tmp_path):
-    from engine.checkpoint import CheckpointManager, restore
+    from engine.train.checkpoint import CheckpointManager, restore
 
     doc = classifier(steps=20, eval_every=0, lr=0.0, schedule="cosine", warmup=0, min_lr=0.0)
     trainer = Trainer(doc)
@@ -174,7 +174,7 @@ def test_early_stopping_direction_follows_the_metric(metric, values, best, stop)
 
 
 def test_best_and_keep_last_checkpoints(tmp_path):
-    from engine.checkpoint import CheckpointManager, read_checkpoint
+    from engine.train.checkpoint import CheckpointManager, read_checkpoint
 
     trainer = Trainer(classifier(steps=20, eval_every=5, checkpoint_every=4, lr=0.05))
     records = list(trainer.run(CheckpointManager(tmp_path, keep_last=2)))

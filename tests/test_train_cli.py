@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine import cli
-from engine.checkpoint import read_checkpoint
+from engine.train.checkpoint import read_checkpoint
 from tests.test_checkpoint import write_hostile_weights
 from tests.training_docs import classifier, nan_graph, save
 

@@ -7,10 +7,12 @@ import time
 
 import numpy as np
 
-from engine import api, presets, templates
-from engine.inspection import attention_maps, downsample, histogram, tensor_stats
-from engine.sample import Sampler
-from engine.train import Trainer
+from engine import api
+from engine.graphs import builders as templates
+from engine.graphs import presets
+from engine.insight.inspection import attention_maps, downsample, histogram, tensor_stats
+from engine.sample.sampler import Sampler
+from engine.train.trainer import Trainer
 from engine.worker import _RecordingBatcher, inspect_trainer
 
 

@@ -3,7 +3,7 @@ milliseconds per step)."""
 
 from __future__ import annotations
 
-from engine import document
+from engine.core import document
 from tests.helpers import doc_of, e, n
 
 

@@ -1,6 +1,6 @@
 """Regenerate the preset documents in presets/ (run: python tools/make_presets.py [NAME…]).
 
-Presets are data; the templates in engine/templates.py are how we author them reproducibly.
+Presets are data; the templates in engine/graphs/builders.py are how we author them reproducibly.
 A preset's ``weights`` reference (path + sha256) is kept when its weights file exists.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import document  # noqa: E402
-from engine.io import sha256_file  # noqa: E402
-from engine.templates import TEMPLATES  # noqa: E402
+from engine.base.io import sha256_file  # noqa: E402
+from engine.core import document  # noqa: E402
+from engine.graphs.builders import TEMPLATES  # noqa: E402
 
 
 def main(names: list[str]) -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import WiregradError
+from engine.base.errors import WiregradError
 
 
 def _model_and_weights(graph: str, weights: str | None):
-    from engine import presets
-    from engine.export.model import extract_model, resolve_weights
+    from engine.core.inference import extract_model, resolve_weights
+    from engine.graphs import presets
 
     doc, doc_path = presets.load(graph)
     model = extract_model(doc)
@@ -52,8 +52,8 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from engine.export.model import run_model
-    from engine.io import atomic_write_bytes
+    from engine.base.io import atomic_write_bytes
+    from engine.core.inference import run_model
 
     _, _, model, arrays, source = _model_and_weights(args.graph, args.weights)
     inputs = _read_npz(args.inputs)

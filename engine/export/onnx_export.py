@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import MissingExtraError, WiregradError
-from engine.export.model import Model
-from engine.program import Equation
-from engine.registry import normalize_axis
+from engine.base.errors import MissingExtraError, WiregradError
+from engine.core.inference import Model
+from engine.core.program import Equation
+from engine.core.registry import normalize_axis
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 17  # LayerNormalization
@@ -399,9 +399,9 @@ def _var(b, eq, ins, outs):
 
 @converter("permute")
 def _permute(b, eq, ins, outs):
-    from engine.ops.shape import _perm
+    from engine.ops.shape import permutation
 
-    b.one("Transpose", ins, outs[0], perm=list(_perm(eq.params["axes"], _rank(eq))))
+    b.one("Transpose", ins, outs[0], perm=list(permutation(eq.params["axes"], _rank(eq))))
 
 
 @converter("transpose")
@@ -523,7 +523,7 @@ def _graph_name(model: Model) -> str:
 def export_onnx(model: Model, weights: dict[str, np.ndarray], out: str | Path,
                 opset: int = DEFAULT_OPSET) -> Path:
     """Write *model* as ONNX to *out* (atomically); returns the path."""
-    from engine.io import atomic_write_bytes
+    from engine.base.io import atomic_write_bytes
 
     proto = build_onnx(model, weights, opset)
     out = Path(out)

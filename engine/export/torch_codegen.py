@@ -16,10 +16,10 @@ import keyword
 import re
 from collections.abc import Callable
 
-from engine.errors import WiregradError
-from engine.export.model import Model
-from engine.program import Equation
-from engine.registry import TensorType, normalize_axis
+from engine.base.errors import WiregradError
+from engine.core.inference import Model
+from engine.core.program import Equation
+from engine.core.registry import TensorType, normalize_axis
 
 RESERVED = {"self", "torch", "nn", "F", "math", "Model", "INPUTS", "OUTPUTS"}
 HELPERS = {
@@ -230,9 +230,9 @@ op("var")(lambda s, eq, a: f"torch.var({a[0]}, dim={_dims(eq)}, "
 
 @op("permute")
 def _permute(s, eq, a):
-    from engine.ops.shape import _perm
+    from engine.ops.shape import permutation
 
-    return f"{a[0]}.permute{tuple(_perm(eq.params['axes'], _rank(eq)))!r}"
+    return f"{a[0]}.permute{tuple(permutation(eq.params['axes'], _rank(eq)))!r}"
 
 
 @op("transpose")

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.compile import layer_definition
-from engine.errors import WiregradError
-from engine.export.model import Model
+from engine.base.errors import WiregradError
+from engine.core.compile import layer_definition
+from engine.core.inference import Model
+from engine.core.program import Equation
 from engine.export.torch_codegen import (
     HELPERS,
     Scope,
@@ -32,7 +33,6 @@ from engine.export.torch_codegen import (
     shape_comment,
     statements,
 )
-from engine.program import Equation
 
 HEADER = '''"""{title} — exported from Wiregrad (`wiregrad export --format torch`).
 
@@ -260,8 +260,8 @@ def _assemble(model, classes, init, body, top, helpers, arg_names) -> str:
 def export_torch(doc: dict, model: Model, weights: dict[str, np.ndarray], out_dir: str | Path,
                  base_dir: str | Path | None = None) -> list[Path]:
     """Write the project into *out_dir*; returns the files written."""
-    from engine.checkpoint import graph_hash
-    from engine.io import atomic_write_bytes, atomic_write_text, save_weights
+    from engine.base.io import atomic_write_bytes, atomic_write_text, save_weights
+    from engine.train.checkpoint import graph_hash
 
     source = generate_model_source(model)
     out = Path(out_dir)
@@ -293,9 +293,9 @@ def _stream_dtype(n: int):
 def training_plan(doc: dict, model: Model,
                   base_dir: str | Path | None) -> tuple[dict, dict] | None:
     """(train.py's CONFIG, data.npz arrays), or None for a graph that is not trainable."""
-    from engine import document
-    from engine.train import _node_seed
-    from engine.training_graph import analyse
+    from engine.core import document
+    from engine.train.graph import analyse
+    from engine.train.trainer import _node_seed
 
     if model.loss is None:
         return None

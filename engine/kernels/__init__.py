@@ -2,6 +2,7 @@
 
 Every submodule imports Numba, so nothing here is imported eagerly: ops load a kernel module
 inside ``forward``/``backward`` on first use, which keeps ``import engine`` and
-``engine.registry.catalog()`` fast and Numba-free. Kernels are ``@njit(cache=True, nogil=True)``,
+``engine.core.registry.catalog()`` fast and Numba-free. Kernels are
+``@njit(cache=True, nogil=True)``,
 compile lazily (no eager signatures) and are serial unless a measurement shows threads win.
 """

@@ -8,8 +8,8 @@ Inner params may reference the layer's params (``"$in_features"``, ``"$k*$k"``);
 
 from __future__ import annotations
 
-from engine.params import layer_params
-from engine.registry import OpSpec, Port, register
+from engine.core.params import layer_params
+from engine.core.registry import OpSpec, Port, register
 
 
 def edge(src: str, dst: str) -> dict:

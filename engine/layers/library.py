@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine import document, paths
-from engine.errors import DocumentError
-from engine.io import atomic_write_text
+from engine.base import paths
+from engine.base.errors import DocumentError
+from engine.base.io import atomic_write_text
+from engine.core import document
 
 FORMAT = "wiregrad-layer"
 
@@ -33,7 +34,7 @@ def check_definition(name: str, definition: dict) -> dict:
 
 def save_layer(name: str, definition: dict) -> Path:
     """Write (or replace) the library entry *name* atomically."""
-    from engine import registry
+    from engine.core import registry
 
     if registry.has(name):
         raise DocumentError(f"'{name}' is a built-in node type; choose another name",

@@ -1,1 +1,1 @@
-"""Op families; each module registers its specs with :func:`engine.registry.register`."""
+"""Op families; each module registers its specs with :func:`engine.core.registry.register`."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.registry import ShapeError, TensorType, numel
+from engine.core.registry import ShapeError, TensorType, numel
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

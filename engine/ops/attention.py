@@ -9,10 +9,10 @@ import math
 
 import numpy as np
 
-from engine.ops import _batch
-from engine.ops._kernels import kernels
+from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
+from engine.ops import batch_rules
 from engine.ops._util import per_example, require_float
-from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
+from engine.ops.kernel_choice import kernels
 
 MAX_BLAS_SCORES = 1 << 24  # BH·Tq·Tk above which keeping the probabilities costs too much
 
@@ -95,7 +95,7 @@ def _attention_batch(params, in_axes, out_axes, in_types):
     if any(a is None for a in in_axes):
         return None  # shared keys or values would pair every example with the same rows
     spots = {len(t.shape) - a for a, t in zip(in_axes, in_types)}
-    return _batch.ROWWISE if len(spots) == 1 and min(spots) > 2 else None
+    return batch_rules.ROWWISE if len(spots) == 1 and min(spots) > 2 else None
 
 
 def _flops(inputs, outputs, params):

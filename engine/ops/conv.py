@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ops import _batch
-from engine.ops._kernels import kernels
+from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
+from engine.ops import batch_rules
 from engine.ops._util import per_example, require_float
-from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
+from engine.ops.kernel_choice import kernels
 
 
 def _out_dim(d, pad: int, span: int, stride: int, port: str = "x"):
@@ -138,7 +138,7 @@ register(OpSpec(
         Example([((2, 1, 3, 3), "float"), ((2, 1, 1, 1), "float")], low=-1e3, high=1e3,
                 note="1×1, extreme"),
     ],
-    batch_rule=_batch.first_input_only(_batch.leading_only),
+    batch_rule=batch_rules.first_input_only(batch_rules.leading_only),
     family="conv",
 ))
 
@@ -249,7 +249,7 @@ register(OpSpec(
     backward=_max_backward,
     flops=lambda inputs, outputs, params: params["kernel"] ** 2 * per_example(outputs[0]),
     examples=list(POOL_EXAMPLES),
-    batch_rule=_batch.leading_only,
+    batch_rule=batch_rules.leading_only,
     family="conv",
 ))
 
@@ -271,6 +271,6 @@ register(OpSpec(
     examples=[*POOL_EXAMPLES, Example([((2, 1, 5, 5), "float")],
                                       {"kernel": 3, "stride": 2, "padding": 1,
                                        "count_include_pad": False}, note="exclude pad")],
-    batch_rule=_batch.leading_only,
+    batch_rule=batch_rules.leading_only,
     family="conv",
 ))

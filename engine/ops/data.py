@@ -2,7 +2,8 @@
 
 Shapes follow from the params alone (no file is read while validating a graph); the batch
 dimension is the symbol ``B``. When training, the runner loads the node's dataset with
-:func:`engine.data.load_dataset`, batches it with :class:`engine.data.Batcher` and feeds each
+:func:`engine.data.datasets.load_dataset`, batches it with
+:class:`engine.data.datasets.Batcher` and feeds each
 batch through ``ctx.feed`` as a tuple of arrays in output-port order; ``forward`` checks the
 batch against the declared shapes and casts it (floats to the program's dtype, integers to
 int64). Data is not differentiable: ``backward`` returns nothing.
@@ -14,9 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.data import KINDS_2D, SHAPE_NAMES
-from engine.errors import WiregradError
-from engine.registry import OpSpec, Param, Port, TensorType, format_shape, register
+from engine.base.errors import WiregradError
+from engine.core.registry import OpSpec, Param, Port, TensorType, format_shape, register
+from engine.data.datasets import KINDS_2D, SHAPE_NAMES
 
 
 def _common(batch_size: int) -> list[Param]:

@@ -11,9 +11,7 @@ import math
 
 import numpy as np
 
-from engine.ops import _batch
-from engine.ops._util import elementwise_flops, require_float, unbroadcast
-from engine.registry import (
+from engine.core.registry import (
     Example,
     OpSpec,
     Param,
@@ -22,6 +20,8 @@ from engine.registry import (
     broadcast_shapes,
     register,
 )
+from engine.ops import batch_rules
+from engine.ops._util import elementwise_flops, require_float, unbroadcast
 
 BINARY_EXAMPLES = [
     Example([((3, 4), "float"), ((3, 4), "float")]),
@@ -62,7 +62,7 @@ def binary(name: str, doc: str, fwd, grads, examples=None, flops: int = 1) -> Op
         inputs=[Port("a"), Port("b")], outputs=[Port("out")],
         infer=_binary_infer, forward=forward, backward=backward,
         flops=elementwise_flops(flops), examples=examples or BINARY_EXAMPLES,
-        batch_rule=_batch.broadcast_rowwise, family="elementwise",
+        batch_rule=batch_rules.broadcast_rowwise, family="elementwise",
     ))
 
 
@@ -98,7 +98,7 @@ def unary(name: str, doc: str, fwd, grad, examples=None, params=None, flops: int
         inputs=[Port("x")], outputs=[Port("out")], params=params or [],
         infer=_unary_infer, forward=forward, backward=backward,
         flops=elementwise_flops(flops), examples=examples or UNARY_EXAMPLES,
-        batch_rule=_batch.rowwise, family="elementwise",
+        batch_rule=batch_rules.rowwise, family="elementwise",
     ))
 
 
@@ -329,7 +329,7 @@ register(OpSpec(
             Port("a"), Port("b")],
     outputs=[Port("out")],
     infer=_where_infer, forward=_where_forward, backward=_where_backward,
-    flops=elementwise_flops(1), batch_rule=_batch.broadcast_rowwise, family="elementwise",
+    flops=elementwise_flops(1), batch_rule=batch_rules.broadcast_rowwise, family="elementwise",
     examples=[
         Example([((3, 4), "int", 2), ((3, 4), "float"), ((3, 4), "float")]),
         Example([((2, 1, 4), "int", 2), ((3, 1), "float"), ((2, 3, 4), "float")],

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import WiregradError
-from engine.init import INITS
-from engine.registry import (
+from engine.base.errors import WiregradError
+from engine.core.init import INITS
+from engine.core.registry import (
     Example,
     OpSpec,
     Param,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ops import _batch
-from engine.ops._util import unbroadcast
-from engine.registry import (
+from engine.core.registry import (
     Example,
     OpSpec,
     Param,
@@ -17,6 +15,8 @@ from engine.registry import (
     numel,
     register,
 )
+from engine.ops import batch_rules
+from engine.ops._util import unbroadcast
 
 
 def _effective(shape: tuple, transpose: bool) -> tuple:
@@ -96,12 +96,12 @@ def _matmul_batch(params, in_axes, out_axes, in_types):
     contracted = (-2 if params["transpose_a"] else -1, -1 if params["transpose_b"] else -2)
     spots = [a - len(t.shape) for a, t in zip(in_axes, in_types) if a is not None]
     if len(spots) == 2:
-        return _batch.ROWWISE if spots[0] == spots[1] and spots[0] < -2 else None
+        return batch_rules.ROWWISE if spots[0] == spots[1] and spots[0] < -2 else None
     side = 0 if in_axes[0] is not None else 1
     other = in_types[1 - side].shape
     if spots[0] < -2 and len(other) >= -spots[0] and other[spots[0]] != 1:
         return None  # the other side's own batch axis would pair its rows with the examples
-    return _batch.ROWWISE if spots[0] != contracted[side] else None
+    return batch_rules.ROWWISE if spots[0] != contracted[side] else None
 
 
 def _flops(inputs, outputs, params):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import WiregradError
-from engine.ops import _batch
-from engine.ops._kernels import kernels
+from engine.base.errors import WiregradError
+from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
+from engine.ops import batch_rules
 from engine.ops._util import per_example, require_float
-from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
+from engine.ops.kernel_choice import kernels
 
 
 def _ce_infer(inputs, params):
@@ -31,7 +31,7 @@ def _ce_batch(params, in_axes, out_axes, in_types):
     logits_axis, labels_axis = in_axes
     if logits_axis is None or logits_axis == len(in_types[0].shape) - 1:
         return None
-    return _batch.MEAN if labels_axis in (None, logits_axis) else None
+    return batch_rules.MEAN if labels_axis in (None, logits_axis) else None
 
 
 def _ce_count(ctx) -> int:
@@ -152,7 +152,7 @@ register(OpSpec(
                 note="wide range"),
         Example([((1, 1), "float"), ((1, 1), "float")], note="batch of 1"),
     ],
-    batch_rule=_batch.mean_loss,
+    batch_rule=batch_rules.mean_loss,
     family="loss",
 ))
 
@@ -196,6 +196,6 @@ register(OpSpec(
         Example([((4, 3), "float"), ((4, 3), "float")]),
         Example([((1, 1), "float"), ((1, 1), "float")], note="batch of 1"),
     ],
-    batch_rule=_batch.mean_loss,
+    batch_rule=batch_rules.mean_loss,
     family="loss",
 ))

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 from engine.ops._util import per_example, require_float
 from engine.ops.loss import (  # the same arithmetic and shape check as the loss
     _mse_backward,
     _mse_forward,
     _mse_infer,
 )
-from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 
 
 def _class_infer(inputs, params):

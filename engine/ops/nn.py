@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import WiregradError
-from engine.ops import _batch
-from engine.ops._kernels import kernels
-from engine.ops._util import elementwise_flops, require_float
-from engine.registry import (
+from engine.base.errors import WiregradError
+from engine.core.registry import (
     Example,
     OpSpec,
     Param,
@@ -23,6 +20,9 @@ from engine.registry import (
     normalize_axis,
     register,
 )
+from engine.ops import batch_rules
+from engine.ops._util import elementwise_flops, require_float
+from engine.ops.kernel_choice import kernels
 
 
 def log_softmax_ref(x: np.ndarray, axis: int) -> np.ndarray:
@@ -89,7 +89,7 @@ register(OpSpec(
     backward=_log_softmax_backward,
     flops=elementwise_flops(5),
     examples=list(AXIS_EXAMPLES[:3]),
-    batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")),
+    batch_rule=batch_rules.rowwise_unless(batch_rules.param_axis("axis")),
     family="nn",
 ))
 
@@ -108,7 +108,7 @@ register(OpSpec(
     flops=elementwise_flops(5),
     examples=[*AXIS_EXAMPLES[:3], Example([((1, 1, 4), "float")], {"axis": 2},
                                           note="batch of 1")],
-    batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")),
+    batch_rule=batch_rules.rowwise_unless(batch_rules.param_axis("axis")),
     family="nn",
 ))
 
@@ -161,7 +161,7 @@ register(OpSpec(
         Example([((1, 8), "float")], {"p": 0.0}, note="batch of 1, p=0"),
         Example([((3, 4), "float")], {"p": 1.0}, note="p=1 drops everything"),
     ],
-    batch_rule=_batch.rowwise,
+    batch_rule=batch_rules.rowwise,
     family="nn",
 ))
 
@@ -213,7 +213,7 @@ register(OpSpec(
         Example([((2, 3, 4), "float"), ((3, 1), "int", 2)], {"value": 0.0}, note="broadcast"),
         Example([((1, 5), "float"), ((5,), "int", 2)], {"value": 2.5}, note="batch of 1"),
     ],
-    batch_rule=_batch.broadcast_rowwise,
+    batch_rule=batch_rules.broadcast_rowwise,
     family="nn",
 ))
 
@@ -267,7 +267,7 @@ register(OpSpec(
         Example([((1, 3, 3), "float")], {"value": -1e3}, low=-1e3, high=1e3,
                 note="batch of 1, extreme"),
     ],
-    batch_rule=_batch.rowwise_unless(_batch.last_axes(2)),
+    batch_rule=batch_rules.rowwise_unless(batch_rules.last_axes(2)),
     family="nn",
 ))
 
@@ -325,7 +325,7 @@ register(OpSpec(
         Example([((2, 4), "int", 7), ((7, 4), "float")], note="batch × sequence"),
         Example([((1, 3), "int", 2), ((2, 5), "float")], note="batch of 1, repeated ids"),
     ],
-    batch_rule=_batch.first_input_only(_batch.rowwise),
+    batch_rule=batch_rules.first_input_only(batch_rules.rowwise),
     family="nn",
 ))
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import WiregradError
-from engine.ops import _batch
-from engine.ops._kernels import kernels
+from engine.base.errors import WiregradError
+from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, WeightSpec, register
+from engine.ops import batch_rules
 from engine.ops._util import elementwise_flops, require_float
-from engine.registry import Example, OpSpec, Param, Port, ShapeError, WeightSpec, register
+from engine.ops.kernel_choice import kernels
 
 
 def _check_vector(t, size, port: str, what: str) -> None:
@@ -26,7 +26,7 @@ def _check_vector(t, size, port: str, what: str) -> None:
                          port=port)
 
 
-def _affine(x: np.ndarray, size: int, weight, bias):
+def affine(x: np.ndarray, size: int, weight, bias):
     w = np.ones(size, x.dtype) if weight is None else np.ascontiguousarray(weight, x.dtype)
     b = np.zeros(size, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
     return w, b
@@ -49,7 +49,7 @@ def _ln_infer(inputs, params):
 def _ln_forward(ctx, params, x, weight=None, bias=None):
     d = x.shape[-1]
     x2 = np.ascontiguousarray(x).reshape(-1, d)  # (N, D)
-    w, b = _affine(x, d, weight, bias)
+    w, b = affine(x, d, weight, bias)
     out = np.empty(x2.shape, x.dtype)
     mean = np.empty(x2.shape[0])
     rstd = np.empty(x2.shape[0])
@@ -91,7 +91,7 @@ register(OpSpec(
                 note="batch of 1, extreme"),
         Example([((3, 4), "float")], {"eps": 1e-3}, note="no affine"),
     ],
-    batch_rule=_batch.first_input_only(_batch.rowwise_unless(_batch.last_axes(1))),
+    batch_rule=batch_rules.first_input_only(batch_rules.rowwise_unless(batch_rules.last_axes(1))),
     family="nn",
 ))
 
@@ -118,7 +118,7 @@ def _bn_infer(inputs, params):
 def _bn_forward(ctx, params, x, weight=None, bias=None):
     n, c = x.shape[:2]
     x3 = np.ascontiguousarray(x).reshape(n, c, -1)  # (N, C, S)
-    w, b = _affine(x, c, weight, bias)
+    w, b = affine(x, c, weight, bias)
     k = kernels("norm")
     eps = float(params["eps"])
     rm, rv = ctx.state["running_mean"], ctx.state["running_var"]

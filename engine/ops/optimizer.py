@@ -1,13 +1,13 @@
 """The optimizer node: wired to the loss, its params configure training.
 
 It computes nothing in the graph; the trainer reads its params to build the optimizer
-(:mod:`engine.optim`), the learning-rate schedule and gradient clipping.
+(:mod:`engine.train.optim`), the learning-rate schedule and gradient clipping.
 """
 
 from __future__ import annotations
 
-from engine.optim import DECAY_SETS, OPTIMIZERS, SCHEDULES
-from engine.registry import OpSpec, Param, Port, ShapeError, register
+from engine.core.registry import OpSpec, Param, Port, ShapeError, register
+from engine.train.optim import DECAY_SETS, OPTIMIZERS, SCHEDULES
 
 
 def _infer(inputs, params):

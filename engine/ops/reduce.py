@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ops import _batch
+from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
+from engine.ops import batch_rules
 from engine.ops._util import per_example, require_float
-from engine.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 
 REDUCE_PARAMS = [
     Param("axes", "ints", [], doc="Axes to reduce; empty for all axes."),
@@ -77,7 +77,7 @@ def reduction(name: str, doc: str, fwd, grad) -> OpSpec:
         name=name, category="op", doc=doc, inputs=[Port("x")], outputs=[Port("out")],
         params=list(REDUCE_PARAMS), infer=reduce_infer, forward=forward, backward=backward,
         flops=_flops, examples=list(REDUCE_EXAMPLES), family="reduce",
-        batch_rule=_batch.rowwise_unless(_reduced_axes),
+        batch_rule=batch_rules.rowwise_unless(_reduced_axes),
     ))
 
 
@@ -141,6 +141,6 @@ register(OpSpec(
     examples=list(REDUCE_EXAMPLES) + [
         Example([((4, 6), "float")], {"axes": [0], "correction": 0}, note="population"),
     ],
-    batch_rule=_batch.rowwise_unless(_reduced_axes),
+    batch_rule=batch_rules.rowwise_unless(_reduced_axes),
     family="reduce",
 ))

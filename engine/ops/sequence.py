@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.errors import WiregradError
-from engine.ops import _batch
-from engine.registry import (
+from engine.base.errors import WiregradError
+from engine.core.registry import (
     Example,
     OpSpec,
     Param,
@@ -16,6 +15,7 @@ from engine.registry import (
     normalize_axis,
     register,
 )
+from engine.ops import batch_rules
 
 
 def _infer(inputs, params):
@@ -42,7 +42,7 @@ def _forward(ctx, params, x):
 def _positions_batch(params, in_axes, out_axes, in_types):
     """Ids along a sequence axis depend on its length only; along the batch they would not."""
     axis = params["axis"] % len(in_types[0].shape)
-    return _batch.SHAPE_ONLY if in_axes[0] != axis else None
+    return batch_rules.SHAPE_ONLY if in_axes[0] != axis else None
 
 
 register(OpSpec(

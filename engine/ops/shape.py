@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.ops import _batch, _dims
-from engine.ops._util import unbroadcast
-from engine.registry import (
+from engine.core.registry import (
     Example,
     OpSpec,
     Param,
@@ -23,6 +21,8 @@ from engine.registry import (
     normalize_axis,
     register,
 )
+from engine.ops import batch_rules, dims
+from engine.ops._util import unbroadcast
 
 SPLIT_MAX = 4  # split has out0..out3; ports are static in the registry
 
@@ -56,7 +56,7 @@ def _input_shape(ctx, index: int = 0):
 # ------------------------------------------------------------------ permute / transpose
 
 
-def _perm(axes, ndim: int) -> tuple[int, ...]:
+def permutation(axes, ndim: int) -> tuple[int, ...]:
     if len(axes) != ndim:
         raise ShapeError(f"axes {list(axes)} must list each of the {ndim} axes once", port="x")
     norm = tuple(normalize_axis(a, ndim, port="x") for a in axes)
@@ -67,12 +67,12 @@ def _perm(axes, ndim: int) -> tuple[int, ...]:
 
 def _permute_infer(inputs, params):
     x = inputs[0]
-    perm = _perm(params["axes"], len(x.shape))
+    perm = permutation(params["axes"], len(x.shape))
     return [TensorType(tuple(x.shape[a] for a in perm), x.dtype)]
 
 
 def _permute_forward(ctx, params, x):
-    perm = _perm(params["axes"], x.ndim)
+    perm = permutation(params["axes"], x.ndim)
     ctx.save(perm, x.dtype)
     return np.transpose(x, perm)
 
@@ -89,7 +89,7 @@ _shape_op("permute", """Reorder axes: out axis i is input axis axes[i] (a view, 
            Example([((2, 3, 4), "float")], {"axes": [2, 0, 1]}),
            Example([((2, 3, 4, 5), "float")], {"axes": [0, 2, 1, 3]}, note="split heads"),
            Example([((1, 3, 2), "float")], {"axes": [-1, 0, 1]}, note="negative, batch of 1")],
-          batch_rule=_batch.rowwise)
+          batch_rule=batch_rules.rowwise)
 
 
 def _swap(params, ndim: int) -> tuple[int, int]:
@@ -124,7 +124,7 @@ _shape_op("transpose", "Swap two axes, dim0 and dim1 (a view, no copy).",
            Example([((2, 3, 4), "float")], {"dim0": 0, "dim1": 2}),
            Example([((2, 3, 4), "float")], {"dim0": 1, "dim1": 1}, note="same axis"),
            Example([((1, 5), "float")], note="batch of 1")],
-          batch_rule=_batch.rowwise)
+          batch_rule=batch_rules.rowwise)
 
 
 # ------------------------------------------------------------------ reshape
@@ -140,23 +140,23 @@ def _reshape_infer(inputs, params):
     if len(unknown) > 1:
         raise ShapeError(f"cannot reshape {format_shape(x.shape)} to {shown}: only one size "
                          "can be inferred (-1, or a symbol the input does not have)", port="x")
-    in_coef, in_syms = _dims.product(x.shape)
-    t_coef, t_syms = _dims.product([d for i, d in enumerate(target) if i not in unknown])
+    in_coef, in_syms = dims.product(x.shape)
+    t_coef, t_syms = dims.product([d for i, d in enumerate(target) if i not in unknown])
     missing = t_syms - in_syms
     if missing or in_coef % t_coef:
         raise ShapeError(f"cannot reshape {format_shape(x.shape)} "
-                         f"({_dims.make_dim(in_coef, in_syms, x.shape)} elements) to {shown}",
+                         f"({dims.make_dim(in_coef, in_syms, x.shape)} elements) to {shown}",
                          port="x")
     rest_coef, rest_syms = in_coef // t_coef, in_syms - t_syms
     out = list(target)
     if unknown:
         i = unknown[0]
         if target[i] == -1:
-            out[i] = _dims.make_dim(rest_coef, rest_syms, x.shape)
+            out[i] = dims.make_dim(rest_coef, rest_syms, x.shape)
     elif rest_coef != 1 or +rest_syms:
         raise ShapeError(f"cannot reshape {format_shape(x.shape)} "
-                         f"({_dims.make_dim(in_coef, in_syms, x.shape)} elements) to {shown} "
-                         f"({_dims.make_dim(t_coef, t_syms, target)} elements)", port="x")
+                         f"({dims.make_dim(in_coef, in_syms, x.shape)} elements) to {shown} "
+                         f"({dims.make_dim(t_coef, t_syms, target)} elements)", port="x")
     return [TensorType(tuple(out), x.dtype)]
 
 
@@ -165,11 +165,11 @@ def _reshape_batch(params, in_axes, out_axes, in_types):
     example is then one contiguous block of rows on both sides."""
     lead = in_types[0].shape[0] if in_types[0].shape else None
     plain = isinstance(lead, str) and lead.isidentifier()
-    return _batch.ROWWISE if in_axes[0] == 0 and plain and out_axes[0] == 0 else None
+    return batch_rules.ROWWISE if in_axes[0] == 0 and plain and out_axes[0] == 0 else None
 
 
 def _reshape_forward(ctx, params, x):
-    sizes = _dims.bind_symbols(_input_shape(ctx), x.shape)
+    sizes = dims.bind_symbols(_input_shape(ctx), x.shape)
     target = [d if isinstance(d, int) else sizes.get(d, -1) for d in params["shape"]]
     try:
         out = np.reshape(x, target)
@@ -230,7 +230,7 @@ def _concat_infer(inputs, params):
                                  f"({d} ≠ {out[j]}); only axis {axis} may differ", port=port)
             if isinstance(out[j], str) and isinstance(d, int):
                 out[j] = d
-    out[axis] = _dims.add_dims([t.shape[axis] for t in inputs])
+    out[axis] = dims.add_dims([t.shape[axis] for t in inputs])
     return [TensorType(tuple(out), first.dtype)]
 
 
@@ -256,7 +256,7 @@ _shape_op("concat", """Join inputs[0], inputs[1], … along an axis (other sizes
            Example([((1, 2), "float"), ((1, 3), "float")], {"axis": 1}, note="batch of 1")],
           inputs=[Port("inputs", dtype="any", variadic=True,
                        doc="Values to join, wired as inputs[0], inputs[1], …")],
-          batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")))
+          batch_rule=batch_rules.rowwise_unless(batch_rules.param_axis("axis")))
 
 
 # ------------------------------------------------------------------ split
@@ -324,7 +324,7 @@ _shape_op("split", """Cut x along an axis into up to 4 parts, out0…out3 (views
            Example([((1, 8), "float")], {"parts": 4}, note="batch of 1")],
           outputs=[Port(f"out{k}", dtype="any", doc=f"Part {k} (empty if unused).")
                    for k in range(SPLIT_MAX)],
-          batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")))
+          batch_rule=batch_rules.rowwise_unless(batch_rules.param_axis("axis")))
 
 
 # ------------------------------------------------------------------ slice / index
@@ -392,7 +392,7 @@ _shape_op("slice", """Take x[start:stop:step] along one axis (Python rules; a vi
            Example([((3, 4), "float")], {"start": 2, "stop": 1}, note="empty"),
            Example([((1, 5), "float")], {"axis": 1, "start": 2}, note="batch of 1")],
           scatter_grad=_scatter_key,
-          batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")))
+          batch_rule=batch_rules.rowwise_unless(batch_rules.param_axis("axis")))
 
 
 def _index_infer(inputs, params):
@@ -425,7 +425,7 @@ _shape_op("index", """Pick one position along an axis, dropping that axis (x[...
            Example([((2, 3, 4), "float")], {"axis": 1, "index": 2}),
            Example([((1, 5), "float")], note="batch of 1")],
           scatter_grad=_scatter_key,
-          batch_rule=_batch.rowwise_unless(_batch.param_axis("axis")))
+          batch_rule=batch_rules.rowwise_unless(batch_rules.param_axis("axis")))
 
 
 # ------------------------------------------------------------------ broadcast_to
@@ -451,7 +451,7 @@ def _broadcast_infer(inputs, params):
 
 
 def _broadcast_forward(ctx, params, x):
-    sizes = _dims.bind_symbols(_input_shape(ctx), x.shape)
+    sizes = dims.bind_symbols(_input_shape(ctx), x.shape)
     target = tuple(d if isinstance(d, int) else sizes.get(d, -1) for d in params["shape"])
     try:
         out = np.broadcast_to(x, target)
@@ -478,4 +478,4 @@ _shape_op("broadcast_to", """Repeat size-1 (or missing leading) axes to reach a 
            Example([((2, 1, 4), "float")], {"shape": [2, 3, 4]}),
            Example([((), "float")], {"shape": [2, 2]}, note="scalar"),
            Example([((1, 1), "float")], {"shape": [1, 5]}, note="batch of 1")],
-          batch_rule=_batch.broadcast_rowwise)
+          batch_rule=batch_rules.broadcast_rowwise)

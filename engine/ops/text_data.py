@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import data
-from engine.errors import WiregradError
-from engine.registry import OpSpec, Param, Port, ShapeError, TensorType, register
+from engine.base.errors import WiregradError
+from engine.core.registry import OpSpec, Param, Port, ShapeError, TensorType, register
+from engine.data import datasets as data
 
 SHAKESPEARE_VOCAB = ("\n !\"$&'()*,-.0123456789:;?ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]_"
                      "abcdefghijklmnopqrstuvwxyz—")
@@ -62,7 +62,7 @@ def val_batches(stream: np.ndarray, block: int, batch_size: int, max_batches: in
 
 
 def corpus_text(params: dict, base: Path | None, node: str | None) -> str:
-    from engine import text
+    from engine.data import text
 
     if params["source"] == "shakespeare":
         return text.shakespeare()
@@ -75,7 +75,7 @@ def corpus_text(params: dict, base: Path | None, node: str | None) -> str:
 
 
 def _build(params: dict, base: Path | None, node: str | None) -> data.Dataset:
-    from engine.text import Codec
+    from engine.data.text import Codec
 
     corpus = corpus_text(params, base, node)
     codec = Codec(params["vocab"])

@@ -58,7 +58,7 @@ def catalog_data():
 @pytest.fixture
 def catalog(catalog_data):
     """A fresh Catalog per test (saving a layer reloads it) over the session's op data."""
-    from nodegraph.specs import Catalog
+    from nodegraph.editing.specs import Catalog
 
     return Catalog(catalog_data)
 

@@ -30,7 +30,7 @@ WIRES = [  # src, port, dst, port (by step index)
 
 def drop_from_palette(win, type_name: str, at: QPoint) -> None:
     """A synthesized drop carrying what the palette's drag carries (QTest cannot QDrag)."""
-    from nodegraph.palette import mime_for
+    from nodegraph.panels.palette import mime_for
 
     assert win.palette.item_for(type_name) is not None, f"{type_name} is not in the palette"
     mime: QMimeData = mime_for(type_name)

@@ -11,7 +11,9 @@ import sys
 import pytest
 from guihelp import preset_names
 
-from engine import api, document, paths
+from engine import api
+from engine.base import paths
+from engine.core import document
 
 pytestmark = pytest.mark.gui
 

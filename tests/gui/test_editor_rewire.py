@@ -111,7 +111,7 @@ def test_dropping_on_empty_canvas_deletes_the_wire(make_window):
 
 
 def test_mid_drag_the_wire_hangs_from_its_source(make_window, tmp_path):
-    from nodegraph.wiredetach import GHOST_OPACITY, DetachDrag
+    from nodegraph.canvas.wiredetach import GHOST_OPACITY, DetachDrag
 
     win = make_window("spiral_mlp")
     old = win.scene.edges[("fc1", "y", "act1", "x")]
@@ -198,7 +198,7 @@ def test_detaching_inside_an_entered_layer(make_window):
 
 
 def test_a_read_only_layer_detaches_nothing(make_window):
-    from nodegraph.wiredetach import DetachDrag
+    from nodegraph.canvas.wiredetach import DetachDrag
 
     win = make_window("spiral_mlp")
     c = win.controller

@@ -90,8 +90,8 @@ action = st.one_of(
 
 def perform(c, act) -> None:
     from nodegraph.controller import new_drag_id
-    from nodegraph.grouping import fragment
-    from nodegraph.specs import input_ports, output_ports
+    from nodegraph.editing.grouping import fragment
+    from nodegraph.editing.specs import input_ports, output_ports
 
     ids = [n["id"] for n in c.model.nodes()]
     pick = (lambda k: ids[k % len(ids)]) if ids else None

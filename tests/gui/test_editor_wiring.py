@@ -51,7 +51,7 @@ def test_a_new_wire_replaces_the_old_one_undoably(make_window):
 
 
 def test_compatible_ports_light_up_while_dragging(make_window):
-    from nodegraph.wiredrag import WireDrag
+    from nodegraph.canvas.wiredrag import WireDrag
 
     win = make_window("spiral_mlp")
     port = win.scene.nodes["spirals"].ports[("labels", True)]

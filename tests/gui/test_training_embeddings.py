@@ -11,7 +11,8 @@ from guihelp import SCREENSHOTS
 from PySide6.QtCore import Qt
 from trainhelp import wait_done, wait_state
 
-from engine import api, templates
+from engine import api
+from engine.graphs import builders as templates
 
 pytestmark = pytest.mark.gui
 

@@ -9,10 +9,11 @@ import pytest
 from guihelp import SCREENSHOTS
 from trainhelp import wait_state
 
-from engine import api, templates
-from engine.io import save_weights
-from engine.sample import Sampler
-from nodegraph.sampling_panel import NO_WEIGHTS
+from engine import api
+from engine.base.io import save_weights
+from engine.graphs import builders as templates
+from engine.sample.sampler import Sampler
+from nodegraph.training.sampling import NO_WEIGHTS
 
 pytestmark = pytest.mark.gui
 

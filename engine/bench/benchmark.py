@@ -1,0 +1,380 @@
+"""``wiregrad bench``: Wiregrad against PyTorch CPU on the presets, measured side by side.
+
+Each model is built in both (same float32 weights, batches, optimizer and thread count) and the
+two are timed alternately in blocks within one run, so machine noise hits both alike. Start-up
+figures (first step with an empty / warm Numba cache, ``import engine``, peak RSS growth, the
+editor's first drawn window) run in fresh subprocesses. Results: ``{"cases": {name:
+{"wiregrad_ms", "torch_ms", "ratio", ...}}, "machine", "versions"}``; ``ratio`` is Wiregrad
+over PyTorch, lower is faster (for sampling it is milliseconds per token; for memory, MiB).
+
+The PyTorch char-GPT step is checked against the reference measured on the issue's machine
+(~52 ms, 2 threads); ``within_reference`` says whether it came within ±20 %.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from engine.bench import scripts as S
+
+ROOT = Path(__file__).resolve().parents[2]
+TORCH_GPT_REFERENCE_MS = 52.0
+PAUSE_S = 0.2  # between blocks: lets the other library's spinning threads go to sleep
+
+
+# ------------------------------------------------------------------ timing helpers
+
+
+def _summary(samples: list[float]) -> dict:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
+            "n": len(samples)}
+
+
+def alternate(fns: dict[str, Callable[[], object]], rounds: int, per_round: int,
+              warmup: int) -> dict[str, dict]:
+    """Time each callable *per_round* times per round, the callables taking turns."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            time.sleep(PAUSE_S)
+            fn()  # first call after the pause: wakes the thread pool, not counted
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {k: _summary(v) for k, v in times.items()}
+
+
+def _case(ours: dict | None, theirs: dict | None, **extra) -> dict:
+    w = ours["median"] if ours else None
+    t = theirs["median"] if theirs else None
+    case = {"wiregrad_ms": w, "torch_ms": t,
+            "ratio": (w / t) if w is not None and t else None}
+    if ours:
+        case["wiregrad_min_ms"], case["wiregrad_max_ms"] = ours["min"], ours["max"]
+        case["samples"] = ours["n"]
+    if theirs:
+        case["torch_min_ms"], case["torch_max_ms"] = theirs["min"], theirs["max"]
+    case.update(extra)
+    return case
+
+
+# ------------------------------------------------------------------ training steps
+
+
+def _with_batch(doc: dict, batch: int | None) -> dict:
+    doc = copy.deepcopy(doc)
+    if batch:
+        from engine.core import registry
+
+        for n in doc["nodes"]:
+            if registry.has(n["type"]) and registry.get(n["type"]).category == "data":
+                n["params"]["batch_size"] = batch
+    return doc
+
+
+def _trainer(doc: dict):
+    from engine.train.trainer import Trainer
+
+    return Trainer(doc, base_dir=ROOT / "presets", steps=100_000)
+
+
+def _gpt_pair(doc: dict):
+    import torch
+
+    from engine.bench.gpt_twin import build_twin, twin_optimizer, twin_step
+
+    trainer = _trainer(doc)
+    model = build_twin(doc, {**trainer.params, **trainer.state})
+    opt, sched = twin_optimizer(model, trainer.graph.optimizer_params, trainer.schedule)
+    shadow = copy.deepcopy(next(iter(trainer.batchers.values())))
+    clip = trainer.clip_norm
+    torch.manual_seed(0)
+    return trainer, lambda: twin_step(model, opt, sched, shadow.next(), clip)
+
+
+def _classifier_pair(doc: dict, twin: Callable):
+    from engine.bench.gpt_twin import twin_optimizer
+    from engine.bench.twins import classifier_step
+
+    trainer = _trainer(doc)
+    model = twin({**trainer.params, **trainer.state})
+    opt, sched = twin_optimizer(model, trainer.graph.optimizer_params, trainer.schedule)
+    node = next(iter(trainer.batchers))
+    shadow = copy.deepcopy(trainer.batchers[node])
+    ports = trainer.graph.data_ports[node]
+    return trainer, lambda: classifier_step(model, opt, sched, shadow.next(), ports)
+
+
+def gpt_flops(layers: int, width: int, block: int, vocab: int, batch: int) -> float:
+    """Model FLOPs of one training step (forward + backward = 3 × forward): the matmuls
+    (24·C² per token per layer, tied head 2·C·V) and causal attention (2·T·C per token per
+    layer: half of the full q·kᵀ and p·v)."""
+    per_token = layers * (24 * width * width + 2 * block * width) + 2 * width * vocab
+    return 3.0 * per_token * batch * block
+
+
+def sgemm_peak(n: int = 1024, reps: int = 8) -> dict:
+    """Best-of GFLOP/s of an n×n float32 matmul, numpy (Wiregrad's BLAS) and torch."""
+    import torch
+
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.copy()
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    res = alternate({"numpy": lambda: a @ b, "torch": lambda: ta @ tb}, 2, reps, 1)
+    flop = 2.0 * n**3
+    return {k: flop / (v["min"] * 1e-3) / 1e9 for k, v in res.items()} | {
+        "numpy_ms": res["numpy"]["median"], "torch_ms": res["torch"]["median"]}
+
+
+def train_cases(quick: bool, log) -> dict:
+    from engine.graphs import builders as templates
+    from engine.graphs import presets
+
+    rounds, per = (2, 3) if quick else (6, 10)
+    cases = {}
+    peak = sgemm_peak(reps=3 if quick else 8)
+    cases["sgemm_1024"] = _case({"median": peak["numpy_ms"], "min": peak["numpy_ms"],
+                                 "max": peak["numpy_ms"], "n": 1},
+                                {"median": peak["torch_ms"], "min": peak["torch_ms"],
+                                 "max": peak["torch_ms"], "n": 1},
+                                numpy_gflops=peak["numpy"], torch_gflops=peak["torch"])
+    peak_gflops = max(peak["numpy"], peak["torch"])
+    log(f"sgemm 1024: numpy {peak['numpy']:.0f} GFLOP/s, torch {peak['torch']:.0f} GFLOP/s")
+    gpts = [("gpt_step", presets.load("char_gpt")[0], (4, 128, 64, 12)),
+            ("gpt6x256_step", templates.char_gpt(layers=6, heads=8, width=256, block=64,
+                                                 batch=12), (6, 256, 64, 12))]
+    for name, doc, (layers, width, block, batch) in gpts:
+        trainer, torch_step = _gpt_pair(doc)
+        res = alternate({"w": trainer.train_step, "t": torch_step}, rounds, per, 3)
+        vocab = trainer.params["wte"].shape[0]
+        flop = gpt_flops(layers, width, block, vocab, batch)
+        extra = {"model_gflop": flop / 1e9, "sgemm_peak_gflops": peak_gflops,
+                 "wiregrad_mfu": flop / (res["w"]["median"] * 1e-3) / 1e9 / peak_gflops,
+                 "torch_mfu": flop / (res["t"]["median"] * 1e-3) / 1e9 / peak_gflops}
+        if name == "gpt_step":
+            extra["torch_reference_ms"] = TORCH_GPT_REFERENCE_MS
+            extra["within_reference"] = bool(
+                abs(res["t"]["median"] / TORCH_GPT_REFERENCE_MS - 1.0) <= 0.2)
+        extra["wiregrad_steps"] = trainer.split_note  # batch split over the cores or not
+        cases[name] = _case(res["w"], res["t"], **extra)
+        log(_line(name, cases[name]))
+        del trainer, torch_step
+    from engine.bench.twins import cnn_twin, mlp_twin
+
+    for name, preset, batch, twin, r in (("mlp_step", "spiral_mlp", 256, mlp_twin, 3),
+                                         ("cnn_step", "shapes_cnn", 64, cnn_twin, 1)):
+        doc = _with_batch(presets.load(preset)[0], batch)
+        trainer, torch_step = _classifier_pair(doc, twin)
+        res = alternate({"w": trainer.train_step, "t": torch_step}, rounds, per * r, 5)
+        cases[name] = _case(res["w"], res["t"], batch=batch, wiregrad_steps=trainer.split_note)
+        log(_line(name, cases[name]))
+    return cases
+
+
+# ------------------------------------------------------------------ sampling
+
+
+def sample_case(quick: bool, log) -> dict:
+
+    from engine.bench.gpt_twin import build_twin, gpt_config
+    from engine.bench.twins import TorchSampler
+    from engine.graphs import presets
+    from engine.sample.sampler import Sampler
+
+    doc, _ = presets.load("char_gpt")
+    cfg = gpt_config(doc)
+    sampler = Sampler(doc, None)
+    model = build_twin(doc, {**sampler.weights, **sampler.state})
+    theirs = TorchSampler(model, cfg["block_size"], cfg["heads"])
+    n = 100 if quick else 400
+    prompt = list(sampler.codec.encode("ROMEO:\n"))
+
+    def ours():
+        "".join(sampler.generate("ROMEO:\n", n, temperature=0.8, seed=0))
+
+    res = alternate({"w": ours, "t": lambda: theirs.generate(prompt, n, 0.8, 0)},
+                    2 if quick else 3, 1, 1)
+    per_tok = {k: {s: v[s] / n for s in ("median", "min", "max")} | {"n": v["n"]}
+               for k, v in res.items()}
+    case = _case(per_tok["w"], per_tok["t"], tokens=n,
+                 wiregrad_tokens_per_s=1e3 / per_tok["w"]["median"],
+                 torch_tokens_per_s=1e3 / per_tok["t"]["median"], unit="ms per token")
+    log(_line("sample", case))
+    return case
+
+
+# ------------------------------------------------------------------ subprocesses
+
+def _child(code: str, *args, env: dict | None = None, timeout: float = 600) -> dict:
+    full = {**os.environ, **(env or {})}
+    full["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-c", code, str(start), *map(str, args)],
+                          capture_output=True, text=True, env=full, timeout=timeout, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark subprocess failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fixed(ms: float) -> dict:
+    return {"median": ms, "min": ms, "max": ms, "n": 1}
+
+
+def startup_cases(quick: bool, threads: int, log) -> dict:
+    cases = {}
+    thread_env = {"OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+                  "MKL_NUM_THREADS": str(threads)}
+    with tempfile.TemporaryDirectory(prefix="wiregrad-bench-") as home:
+        env = {**thread_env, "WIREGRAD_HOME": home,
+               "NUMBA_CACHE_DIR": str(Path(home) / "cache" / "numba")}
+        cold = _child(S.FIRST_STEP, env=env)["s"] * 1e3
+        warm = _child(S.FIRST_STEP, env=env)["s"] * 1e3
+        torch_first = _child(S.TORCH_FIRST_STEP, threads, env=env)["s"] * 1e3
+        cases["first_step_cold_cache"] = _case(_fixed(cold), _fixed(torch_first),
+                                              note="process start to first finished step")
+        cases["first_step_warm_cache"] = _case(_fixed(warm), _fixed(torch_first),
+                                              note="process start to first finished step")
+        log(_line("first_step_cold_cache", cases["first_step_cold_cache"]))
+        log(_line("first_step_warm_cache", cases["first_step_warm_cache"]))
+        reps = 3 if quick else 5
+        imp = {m: statistics.median(_child(S.IMPORT.format(module=m), env=env)["s"] * 1e3
+                                    for _ in range(reps)) for m in ("engine", "torch")}
+        cases["import"] = _case(_fixed(imp["engine"]), _fixed(imp["torch"]),
+                                note="import engine vs import torch")
+        log(_line("import", cases["import"]))
+        steps = 40 if quick else 500
+        mem = {w: _child(S.RSS, steps, threads, w, env=env) for w in ("wiregrad", "torch")}
+        grow = {w: m["peak_mb"] - m["base_mb"] for w, m in mem.items()}
+        bare = {w: m["peak_mb"] - m["bare_mb"] for w, m in mem.items()}
+        cases["peak_rss_growth"] = {
+            "wiregrad_ms": None, "torch_ms": None,
+            "ratio": grow["wiregrad"] / grow["torch"] if grow["torch"] > 0 else None,
+            "wiregrad_mb": grow["wiregrad"], "torch_mb": grow["torch"], "steps": steps,
+            "wiregrad_base_mb": mem["wiregrad"]["base_mb"],
+            "torch_base_mb": mem["torch"]["base_mb"],
+            "wiregrad_mb_with_jit_start": bare["wiregrad"],
+            "ratio_with_jit_start": bare["wiregrad"] / bare["torch"] if bare["torch"] > 0
+            else None,
+            "note": "baseline after import; for Wiregrad import includes starting Numba's JIT "
+                    "runtime (first kernel call); *_with_jit_start counts it as growth",
+            "unit": "MiB"}
+        log(f"peak_rss_growth      wiregrad {grow['wiregrad']:8.1f} MiB   torch "
+            f"{grow['torch']:8.1f} MiB   ({steps} char-GPT steps)")
+        try:
+            editor = _child(S.EDITOR, env={**env, "QT_QPA_PLATFORM": "offscreen"},
+                            timeout=120)["s"] * 1e3
+            cases["editor_start"] = _case(_fixed(editor), None,
+                                          note="process start to a drawn window (offscreen)")
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            cases["editor_start"] = {"wiregrad_ms": None, "torch_ms": None, "ratio": None,
+                                     "error": str(exc)[-300:]}
+        log(_line("editor_start", cases["editor_start"]))
+    return cases
+
+
+# ------------------------------------------------------------------ the run
+
+
+def _line(name: str, case: dict) -> str:
+    def ms(v):
+        return f"{v:9.2f} ms" if v is not None else "        -   "
+
+    ratio = f"{case['ratio']:.2f}" if case.get("ratio") is not None else "-"
+    return f"{name:22s} wiregrad {ms(case['wiregrad_ms'])}   torch {ms(case['torch_ms'])}" \
+           f"   ratio {ratio}"
+
+
+def machine_info(threads: int) -> tuple[dict, dict]:
+    import numba
+    import threadpoolctl
+    import torch
+
+    from engine import __version__
+
+    cpu = platform.processor()
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    machine = {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
+               "threads": threads}
+    blas = [{k: lib.get(k) for k in ("internal_api", "version", "num_threads",
+                                     "threading_layer")}
+            for lib in threadpoolctl.threadpool_info()]
+    versions = {"wiregrad": __version__, "python": platform.python_version(),
+                "numpy": np.__version__, "numba": numba.__version__,
+                "torch": torch.__version__, "threadpools": blas}
+    return machine, versions
+
+
+def run(quick: bool = False, threads: int | None = None, log=print) -> dict:
+    """The whole benchmark; returns the JSON-able result."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=threads):
+        machine, versions = machine_info(threads)
+        log(f"wiregrad bench{' --quick' if quick else ''}: {threads} thread(s), "
+            f"{machine['cpu']}")
+        cases = train_cases(quick, log)
+        cases["sample"] = sample_case(quick, log)
+    cases.update(startup_cases(quick, threads, log))
+    return {"cases": cases, "machine": machine, "versions": versions,
+            "quick": quick, "seconds": time.perf_counter() - t0}
+
+
+def markdown_table(result: dict) -> str:
+    """The cases as a Markdown table (bench/RESULTS.md)."""
+    def fmt(v, digits=2):
+        return "–" if v is None else f"{v:,.{digits}f}"
+
+    rows = ["| case | Wiregrad | PyTorch | ratio (W/T) | W min–max | T min–max |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for name, c in result["cases"].items():
+        unit = c.get("unit", "ms")
+        w, t = c.get("wiregrad_ms"), c.get("torch_ms")
+        if unit == "MiB":
+            w, t = c.get("wiregrad_mb"), c.get("torch_mb")
+        spread = [f"{fmt(c.get(f'{k}_min_ms'))}–{fmt(c.get(f'{k}_max_ms'))}"
+                  if c.get(f"{k}_min_ms") is not None else "" for k in ("wiregrad", "torch")]
+        rows.append(f"| {name} ({unit}) | {fmt(w)} | {fmt(t)} | {fmt(c.get('ratio'))} | "
+                    f"{spread[0]} | {spread[1]} |")
+    return "\n".join(rows)
+
+
+def bench_command(args) -> int:
+    from engine.base.errors import WiregradError
+    from engine.bench.gpt_twin import _torch
+
+    _torch()
+    if args.threads is not None and args.threads < 1:
+        raise WiregradError("--threads must be at least 1")
+    result = run(quick=args.quick, threads=args.threads)
+    print()
+    print(markdown_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0

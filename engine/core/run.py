@@ -1,0 +1,238 @@
+"""Executing a :class:`~engine.core.program.Program`: forward keeps what backward needs;
+backward walks the equations in reverse and accumulates gradients where values fan out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.core.init import initial_value, param_rng
+from engine.core.program import Equation, Program, WeightInfo
+
+FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+class Context:
+    """Per-equation scratch space handed to an op's forward and backward."""
+
+    __slots__ = ("eq", "weights", "weight_grads", "state", "training", "_rng", "_rng_seed",
+                 "feed", "saved", "needs_input_grad", "dtype")
+
+    def __init__(self, eq: Equation, weights: dict, state: dict, training: bool,
+                 rng: np.random.Generator | None, feed=None, dtype=np.float32,
+                 rng_seed: list[int] | None = None) -> None:
+        self.eq = eq
+        self.weights = weights  # spec name -> array
+        self.weight_grads: dict[str, np.ndarray] = {}
+        self.state = state  # spec name -> array (updated in place by e.g. batch norm)
+        self.training = training
+        self._rng = rng
+        self._rng_seed = rng_seed  # seeds a generator on first use (most ops never draw)
+        self.feed = feed
+        self.saved: tuple = ()
+        self.needs_input_grad: tuple = ()
+        self.dtype = dtype  # the program's float dtype
+
+    @property
+    def rng(self) -> np.random.Generator | None:
+        if self._rng is None and self._rng_seed is not None:
+            self._rng = np.random.default_rng(self._rng_seed)
+        return self._rng
+
+    @rng.setter
+    def rng(self, value: np.random.Generator | None) -> None:
+        self._rng = value
+
+    def save(self, *arrays) -> None:
+        self.saved = arrays
+
+
+@dataclass
+class Tape:
+    """What one forward pass produced: every value and each equation's context."""
+
+    values: dict[str, np.ndarray]
+    contexts: list[Context] = field(default_factory=list)
+
+
+def init_weights(infos: dict[str, WeightInfo], seed: int, dtype) -> dict[str, np.ndarray]:
+    """Fresh values for every weight (or state tensor), seeded per name."""
+    return {name: initial_value(w.init, w.shape, w.init_params, param_rng(seed, name), dtype)
+            for name, w in infos.items()}
+
+
+class _Wiring:
+    """What the executor's loops read from an equation, prepared once per program: tuples
+    instead of lists, weight/state name pairs, whether it is a data source."""
+
+    __slots__ = ("eq", "inputs", "outputs", "weights", "state", "data", "path")
+
+    def __init__(self, eq: Equation) -> None:
+        self.eq = eq
+        self.inputs = tuple(eq.inputs)
+        self.outputs = tuple(eq.outputs)
+        self.weights = tuple(eq.weights.items())
+        self.state = tuple(eq.state.items())
+        self.data = eq.op.category == "data"
+        self.path = eq.path
+
+
+class Executor:
+    """Runs a program forward and backward on numpy arrays."""
+
+    def __init__(self, program: Program | None, dtype: str | None = None) -> None:
+        self.program = program
+        self.dtype = np.dtype(FLOAT_DTYPES[dtype or program.dtype])
+        self._wiring: tuple[list, list[_Wiring]] | None = None  # (equations, their wiring)
+
+    def _wired(self, equations: list[Equation] | None) -> list[_Wiring]:
+        if equations is not None:
+            return [_Wiring(eq) for eq in equations]
+        eqs = self.program.equations
+        if self._wiring is None or self._wiring[0] is not eqs or len(self._wiring[1]) != len(eqs):
+            self._wiring = (eqs, [_Wiring(eq) for eq in eqs])
+        return self._wiring[1]
+
+    def forward(self, feeds: dict[str, np.ndarray], weights: dict[str, np.ndarray],
+                state: dict[str, np.ndarray] | None = None, *, training: bool = True,
+                seed: int = 0, equations: list[Equation] | None = None,
+                values: dict[str, np.ndarray] | None = None,
+                skip: frozenset[str] = frozenset()) -> Tape:
+        """Evaluate *equations* (default: all). *values* pre-seeds values (e.g. sub-programs).
+        Equations whose path is in *skip* are not run (each keeps its random stream)."""
+        state = state if state is not None else {}
+        tape = Tape(dict(values or {}))
+        env = tape.values
+        contexts = tape.contexts
+        dtype, seed32 = self.dtype, seed & 0xFFFFFFFF
+        for index, w in enumerate(self._wired(equations)):
+            if skip and w.path in skip:
+                continue
+            eq = w.eq
+            ins = [env[v] if v is not None else None for v in w.inputs]
+            ctx = Context(
+                eq,
+                {k: weights[n] for k, n in w.weights} if w.weights else {},
+                {k: state[n] for k, n in w.state} if w.state else {},
+                training,
+                None,
+                feeds.get(w.path) if w.data else None,
+                dtype,
+                [seed32, index],
+            )
+            outs = eq.op.forward(ctx, eq.params, *ins)
+            if isinstance(outs, tuple):
+                for name, arr in zip(w.outputs, outs):
+                    env[name] = arr
+            else:
+                env[w.outputs[0]] = outs
+            contexts.append(ctx)
+        return tape
+
+    def backward(self, tape: Tape, seeds: dict[str, np.ndarray], *,
+                 release: bool = False) -> tuple[dict, dict]:
+        """Reverse-mode pass from *seeds* (value name → gradient).
+
+        Returns ``(weight_grads by full name, value_grads by value name)``. With *release*
+        (the trainer's step) each equation's saved arrays and its outputs' gradients are
+        dropped as soon as its backward ran, which lowers the peak memory; the tape cannot
+        be differentiated again and value_grads then holds only the graph's inputs.
+        """
+        grads: dict[str, np.ndarray] = {k: np.asarray(v) for k, v in seeds.items()}
+        weight_grads: dict[str, np.ndarray] = {}
+        owned: set[int] = set()  # ids of sums this pass allocated (safe to add into)
+        producers: dict[str, Context] | None = None  # value -> its context, on first scatter
+        for ctx in reversed(tape.contexts):
+            eq = ctx.eq
+            outputs = eq.outputs
+            if len(outputs) == 1:  # the common case, without list building
+                g = grads.get(outputs[0])
+                if g is None:
+                    continue
+                owned.discard(id(g))  # handed to an op, which may pass it on: not ours alone
+                gouts = [g]
+            else:
+                gouts = [grads.get(o) for o in outputs]
+                if all(g is None for g in gouts):
+                    continue
+                for g in gouts:
+                    owned.discard(id(g))
+                gouts = [g if g is not None else np.zeros_like(tape.values[o])
+                         for g, o in zip(gouts, outputs)]
+            if eq.op.backward is None:
+                continue
+            scatter = eq.op.scatter_grad(ctx) if eq.op.scatter_grad is not None else None
+            if scatter is not None and eq.inputs[0] is not None:
+                if producers is None:
+                    producers = {o: c for c in tape.contexts for o in c.eq.outputs}
+                _accumulate_at(grads, eq.inputs[0], scatter, gouts[0], owned,
+                               producers.get(eq.inputs[0]))
+                if release:
+                    ctx.saved = ()
+                    grads.pop(eq.outputs[0], None)
+                continue
+            gins = eq.op.backward(ctx, eq.params, *gouts)
+            if not isinstance(gins, tuple):
+                gins = (gins,)
+            if release:
+                del gouts
+                ctx.saved = ()
+                for o in eq.outputs:
+                    grads.pop(o, None)
+            for name, g in zip(eq.inputs, gins):
+                if name is None or g is None:
+                    continue
+                _accumulate(grads, name, g, owned)
+            for spec_name, g in ctx.weight_grads.items():
+                _accumulate(weight_grads, eq.weights[spec_name], g, owned)
+        return weight_grads, grads
+
+
+def _accumulate(store: dict, name: str, g: np.ndarray, owned: set[int]) -> None:
+    """Add *g* into ``store[name]``. A gradient an op handed back may be shared (``add``
+    returns the same array for both inputs), so the first sum allocates; later ones add in
+    place into that sum when shapes and dtypes agree."""
+    old = store.get(name)
+    if old is None:
+        store[name] = g
+        owned.discard(id(g))  # a dead sum's id may have been reused by this array
+    elif id(old) in owned and old.shape == np.shape(g) and old.dtype == np.result_type(old, g):
+        np.add(old, g, out=old)
+    else:
+        total = old + g
+        store[name] = total
+        owned.add(id(total))
+
+
+def _accumulate_at(store: dict, name: str, scatter: tuple, g: np.ndarray,
+                   owned: set[int], producer: Context | None = None) -> None:
+    """Add *g* into ``store[name][key]`` (the input gradient of index / slice), in place when
+    the sum is ours; otherwise a fresh zero-filled (or copied) sum is allocated first.
+
+    When *name* came out of a ``permute`` (the attention's head split), the sum is laid out
+    like the permute's input, so the permute's backward is a contiguous view and a reshape
+    after it costs no copy."""
+    key, shape = scatter
+    old = store.get(name)
+    dtype = g.dtype if old is None else np.result_type(old, g)
+    if old is None or id(old) not in owned or old.shape != tuple(shape) or old.dtype != dtype:
+        total = _zeros_in_layout(shape, dtype, producer) if old is None else np.array(
+            np.broadcast_to(old, shape), dtype=dtype)
+        store[name] = total
+        owned.add(id(total))
+        old = total
+    old[key] += g
+
+
+def _zeros_in_layout(shape: tuple, dtype, producer: Context | None) -> np.ndarray:
+    """Zeros of *shape*; for a permute's output, a transposed view of C-ordered zeros in the
+    permute's input order."""
+    if producer is not None and producer.eq.op.name == "permute" and producer.saved:
+        perm = producer.saved[0]  # out axis i = input axis perm[i]
+        base = [0] * len(perm)
+        for i, axis in enumerate(perm):
+            base[axis] = shape[i]
+        return np.zeros(base, dtype).transpose(perm)
+    return np.zeros(shape, dtype)

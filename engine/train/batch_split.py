@@ -1,0 +1,311 @@
+"""Two-core training steps: the rows of a batch split into parts that run forward and backward
+at the same time, one thread each, with single-threaded BLAS; their gradients are then summed
+with the loss's weights.
+
+A static graph says ahead of time whether this is exact. :func:`analyse` follows the batch axis
+from the data sources to the loss through every equation's ``batch_rule``
+(:mod:`engine.ops.batch_rules`): each op must keep examples apart along it (row-wise) and the loss
+must be a mean over the batch's elements. Then the loss of the whole batch is the count-weighted
+mean of the parts' losses, and its gradient the same weighted sum of theirs: the same numbers
+up to float rounding. Anything that mixes examples (batch norm, a reduction over the batch)
+keeps the graph on the unsplit path, with the reason in :attr:`SplitDecision.reason`.
+
+Why threads over rows instead of BLAS's own threads: the small GEMMs of these models split
+poorly, and between two GEMMs OpenBLAS's second thread spins on the other core, which makes
+every element-wise kernel, the attention's small products and the executor's Python run on one
+core. Each part on its own core runs all of that in parallel (kernels and BLAS release the GIL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from engine.core.program import Equation, Program, off_loss_path
+from engine.core.registry import TensorType
+from engine.ops import batch_rules
+from engine.ops.dims import bind_symbols, factor
+
+MAX_WAYS = 4  # measured on 2 cores; with more threads BLAS keeps them (one unsplit step)
+MIN_PART_FLOPS = 20e6  # forward FLOPs per part below which the thread hand-off does not pay
+
+
+@dataclass(frozen=True)
+class SplitDecision:
+    """Whether a graph's training step can run as independent batch parts."""
+
+    symbol: str | None  # the batch symbol ("B") when it can
+    loss_eq: str | None = None  # path of the equation that averages the loss
+    reason: str | None = None  # why it cannot
+    data: tuple[str, ...] = ()  # the data sources on the loss path (their feeds are split)
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+def _batch_axis(t: TensorType, symbol: str) -> int | None:
+    """The axis of *t* whose size has *symbol* as a factor (``B`` or ``B*T``), if exactly one."""
+    hits = [i for i, d in enumerate(t.shape) if symbol in factor(d)[1]]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _where(eq: Equation) -> str:
+    return f"'{eq.op.name}' at {eq.path}"
+
+
+def analyse(program: Program, loss_value: str, skip: frozenset[str] | None = None
+            ) -> SplitDecision:
+    """Follow the batch axis from the data sources to *loss_value* (see the module doc),
+    through every equation a step runs: all but *skip* (default: those off the loss path,
+    :func:`engine.core.program.off_loss_path`)."""
+    skip = off_loss_path(program, loss_value) if skip is None else skip
+    eqs = [eq for eq in program.equations if eq.path not in skip]
+    symbol: str | None = None
+    axes: dict[str, int] = {}  # value depending on the batch -> its batch axis
+    loss_eq: str | None = None
+    data: list[str] = []
+    for eq in eqs:
+        if eq.op.category == "data":
+            data.append(eq.path)
+            for name, t in zip(eq.outputs, eq.output_types):
+                lead = t.shape[0] if t.shape else None
+                if not (isinstance(lead, str) and lead.isidentifier()):
+                    return SplitDecision(None, reason=f"{_where(eq)} gives {name} without a "
+                                                      "batch axis first")
+                if symbol not in (None, lead):
+                    return SplitDecision(None, reason=f"data sources disagree on the batch "
+                                                      f"symbol ({symbol} vs {lead})")
+                symbol = lead
+                axes[name] = 0
+            continue
+        in_axes = [axes.get(v) if v is not None else None for v in eq.inputs]
+        if all(a is None for a in in_axes):
+            continue  # weights, constants: the same in every part
+        if symbol is None:
+            return SplitDecision(None, reason="no data source feeds the loss")
+        if eq.state:
+            return SplitDecision(None, reason=f"{_where(eq)} keeps running statistics over "
+                                              "the batch")
+        out_axes = [_batch_axis(t, symbol) for t in eq.output_types]
+        verdict = (eq.op.batch_rule(eq.params, in_axes, out_axes, eq.input_types)
+                   if eq.op.batch_rule is not None else None)
+        if verdict is None:
+            return SplitDecision(None, reason=f"{_where(eq)} mixes the examples of a batch")
+        if verdict == batch_rules.MEAN:
+            if eq.outputs[0] != loss_value:
+                return SplitDecision(None, reason=f"{_where(eq)} averages over the batch "
+                                                  "before the loss")
+            loss_eq = eq.path
+        elif verdict == batch_rules.ROWWISE:
+            for name, axis in zip(eq.outputs, out_axes):
+                if axis is None:
+                    return SplitDecision(None, reason=f"{_where(eq)} loses track of the batch "
+                                                      f"axis in {name}")
+                axes[name] = axis
+        elif verdict != batch_rules.SHAPE_ONLY:
+            raise ValueError(f"unknown batch rule verdict {verdict!r} from {eq.op.name}")
+    if loss_eq is None:
+        return SplitDecision(None, reason="the loss is not a mean over the batch")
+    return SplitDecision(symbol, loss_eq, data=tuple(data))
+
+
+def feed_sizes(program: Program, feeds: dict[str, tuple]) -> dict[str, int]:
+    """The symbols' sizes (B, T) in a batch, read off the data sources' arrays."""
+    sizes: dict[str, int] = {}
+    for eq in program.equations:
+        if eq.op.category == "data" and eq.path in feeds:
+            for t, arr in zip(eq.output_types, feeds[eq.path]):
+                sizes.update(bind_symbols(t.shape, np.shape(arr)))
+    return sizes
+
+
+def step_flops(program: Program, sizes: dict[str, int]) -> float:
+    """Forward FLOPs of one step with the symbols at *sizes* (a symbol not bound counts 1)."""
+
+    def concrete(t: TensorType | None) -> TensorType | None:
+        if t is None:
+            return None
+        dims = []
+        for d in t.shape:
+            coef, syms = factor(d)
+            dims.append(coef * math.prod(sizes.get(s, 1) ** k for s, k in syms.items()))
+        return TensorType(tuple(dims), t.dtype)
+
+    total = 0.0
+    for eq in program.equations:
+        if eq.op.flops is not None:
+            with contextlib.suppress(Exception):  # a counter that cannot size it adds nothing
+                total += float(eq.op.flops([concrete(t) for t in eq.input_types],
+                                           [concrete(t) for t in eq.output_types], eq.params))
+    return total
+
+
+def blas_threads() -> int:
+    """The BLAS thread count in effect now (1 when no BLAS library is found)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [lib.get("num_threads") or 1 for lib in threadpool_info()
+              if lib.get("user_api") == "blas"]
+    return max(counts, default=1)
+
+
+def choose_ways(threads: int, rows: int, flops: float) -> int:
+    """Parts for a step: one per thread (2…MAX_WAYS), each with at least one row and enough
+    work to pay for the hand-off; 1 means unsplit."""
+    if not 2 <= threads <= MAX_WAYS:
+        return 1
+    ways = min(threads, rows)
+    while ways > 1 and flops / ways < MIN_PART_FLOPS:
+        ways -= 1
+    return ways
+
+
+def batch_rows(feeds: dict[str, tuple], nodes: tuple[str, ...]) -> int:
+    """Rows of the batch the data sources *nodes* fed (they must agree)."""
+    rows = {len(a) for node in nodes for a in feeds.get(node, ())}
+    if len(rows) != 1:
+        raise ValueError(f"data sources on the loss path disagree on the batch size: "
+                         f"{sorted(rows)}")
+    return rows.pop()
+
+
+def split_rows(feeds: dict[str, tuple], ways: int, nodes: tuple[str, ...] | None = None
+               ) -> list[dict[str, tuple]]:
+    """*feeds* (node -> arrays with the batch first) as *ways* contiguous row blocks; only
+    the *nodes* given (default: all) are cut, the others go whole to every part (a source
+    off the loss path, which a training step does not run)."""
+    nodes = tuple(feeds) if nodes is None else nodes
+    bounds = np.linspace(0, batch_rows(feeds, nodes), ways + 1).round().astype(int)
+    return [{node: (tuple(a[lo:hi] for a in arrays) if node in nodes else arrays)
+             for node, arrays in feeds.items()}
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+
+class BatchSplit:
+    """Runs training steps of one executor as *ways* concurrent batch parts."""
+
+    def __init__(self, executor, decision: SplitDecision, loss_value: str, ways: int) -> None:
+        from threadpoolctl import ThreadpoolController
+
+        self.executor = executor
+        self.loss_value = loss_value
+        self.loss_eq = decision.loss_eq
+        self.data = decision.data
+        self.ways = ways
+        self._pool = ThreadPoolExecutor(ways - 1, thread_name_prefix="wiregrad-part")
+        self._blas = ThreadpoolController().select(user_api="blas")
+        self._sizes = {name: info.size for name, info in executor.program.parameters.items()}
+        self._chunks: dict[tuple, list[list[str]]] = {}
+
+    def fits(self, feeds: dict) -> bool:
+        """Whether this batch has a row for every part (an epoch's short last batch may not:
+        the trainer runs that one unsplit)."""
+        return batch_rows(feeds, self.data) >= self.ways
+
+    def close(self) -> None:
+        """Stop the part threads (idle ones also end when the splitter is collected)."""
+        self._pool.shutdown(wait=True)
+
+    def _spread(self, tasks: list) -> list:
+        """Run the zero-argument *tasks* (one per part) at once, the first on this thread.
+        Every task is waited for; the first error in part order is raised."""
+        futures = [self._pool.submit(task) for task in tasks[1:]]
+        results, error = [], None
+        for get in [tasks[0]] + [f.result for f in futures]:
+            try:
+                results.append(get())
+            except BaseException as exc:  # re-raised once every part has stopped
+                error = error or exc
+        if error is not None:
+            raise error
+        return results
+
+    def run(self, fn: Callable[[list[str]], object], names: list[str]) -> list:
+        """``fn(chunk)`` for *names* cut into one chunk per part of about equal parameter
+        count, at once (the optimizer's per-parameter work)."""
+        key = tuple(names)
+        chunks = self._chunks.get(key)
+        if chunks is None:
+            chunks = self._chunks[key] = balanced(names, self._sizes, self.ways)
+        return self._spread([partial(fn, chunk) for chunk in chunks])
+
+    def step(self, feeds: dict, params: dict, state: dict, seed: int,
+             skip: frozenset[str]) -> tuple[float, dict | None, float, list]:
+        """Forward and backward of every part; returns ``(loss, summed weight gradients,
+        their squared global norm, tapes)``. The gradients are None when a part's loss is not
+        finite (the caller looks for the op in the tapes)."""
+        parts = split_rows(feeds, self.ways, self.data)
+        with self._blas.limit(limits=1):
+            results = self._spread([partial(self._part, parts[i], params, state, seed, skip, i)
+                                    for i in range(self.ways)])
+        counts = [r[1] for r in results]
+        total = sum(counts)
+        weights = ([c / total for c in counts] if total > 0
+                   else [1.0 / len(results)] * len(results))
+        loss = math.fsum(w * r[0] for w, r in zip(weights, results))
+        tapes = [r[3] for r in results]
+        if any(r[2] is None for r in results):
+            return loss, None, math.nan, tapes
+        grads = [r[2] for r in results]
+        names = list(dict.fromkeys(n for g in grads for n in g))
+        pieces = self.run(partial(combine, grads, weights, self.executor.dtype), names)
+        summed = {k: v for piece, _ in pieces for k, v in piece.items()}
+        return loss, summed, math.fsum(sq for _, sq in pieces), tapes
+
+    def _part(self, feeds, params, state, seed, skip, index):
+        ex = self.executor
+        tape = ex.forward(feeds, params, state, training=True,
+                          seed=(seed + index * 1_000_003) & 0x7FFFFFFF, skip=skip)
+        loss = float(tape.values[self.loss_value])
+        ctx = next(c for c in reversed(tape.contexts) if c.eq.path == self.loss_eq)
+        count = (ctx.eq.op.mean_count(ctx) if ctx.eq.op.mean_count is not None
+                 else int(np.size(tape.values[ctx.eq.inputs[0]])))
+        if not np.isfinite(loss):
+            return loss, count, None, tape
+        grads, _ = ex.backward(tape, {self.loss_value: np.ones((), ex.dtype)}, release=True)
+        return loss, count, grads, tape
+
+
+def balanced(names: list[str], sizes: dict[str, int], parts: int) -> list[list[str]]:
+    """*names* in *parts* chunks of about equal total size (largest first to the lightest)."""
+    chunks: list[list[str]] = [[] for _ in range(parts)]
+    loads = [0] * parts
+    for name in sorted(names, key=lambda n: -sizes.get(n, 1)):
+        i = loads.index(min(loads))
+        chunks[i].append(name)
+        loads[i] += sizes.get(name, 1)
+    return chunks
+
+
+def combine(grads: list[dict[str, np.ndarray]], weights: list[float], dtype,
+            names: list[str] | None = None) -> tuple[dict[str, np.ndarray], float]:
+    """Σ wᵢ·gradsᵢ per weight name (all, or *names*), as fresh C-contiguous arrays of *dtype*
+    (the optimizer scales and steps them in place), and their float64 sum of squares."""
+    from engine.kernels.optim import weighted_sum_into
+
+    def flat(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, dtype).reshape(-1)
+
+    out: dict[str, np.ndarray] = {}
+    squares = 0.0
+    for name in names if names is not None else dict.fromkeys(n for g in grads for n in g):
+        terms = [(flat(g[name]), w) for g, w in zip(grads, weights) if name in g]
+        total = np.empty(np.shape(next(g[name] for g in grads if name in g)), dtype)
+        acc = total.reshape(-1)
+        if len(terms) == 1:
+            (a, wa), (b, wb) = terms[0], (terms[0][0], 0.0)
+        else:
+            (a, wa), (b, wb) = terms[:2]
+        sq = weighted_sum_into(acc, a, dtype.type(wa), b, dtype.type(wb))
+        for g, w in terms[2:]:
+            sq = weighted_sum_into(acc, acc, dtype.type(1.0), g, dtype.type(w))
+        squares += sq
+        out[name] = total
+    return out, squares

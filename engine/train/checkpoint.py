@@ -1,0 +1,174 @@
+"""Checkpoints: weights, optimizer state, non-trainable state, step, data position, RNG state
+and the graph hash in one safetensors file (never pickle), written atomically.
+
+Tensor keys: ``param/<name>``, ``state/<name>``, ``optim/<name>.<slot>``; everything else is
+JSON in the safetensors metadata. Resuming continues exactly: the losses after resume equal
+an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from engine.base.errors import WiregradError
+from engine.base.io import load_weights, save_weights
+from engine.core import document
+
+FORMAT = "wiregrad-checkpoint-1"
+SCHEDULE_FIELDS = ("kind", "base_lr", "warmup", "min_lr", "step_size", "gamma", "scale")
+
+
+def graph_hash(doc: dict) -> str:
+    """sha256 of what determines the computation (nodes, edges, layers; not positions)."""
+    nodes = [{k: v for k, v in n.items() if k != "ui"} for n in doc["nodes"]]
+    body = {"nodes": nodes, "edges": doc["edges"], "layers": doc.get("layers", {})}
+    return hashlib.sha256(document.dumps(body).encode()).hexdigest()[:16]
+
+
+def save_checkpoint(trainer, path: Path) -> None:
+    tensors: dict[str, np.ndarray] = {}
+    tensors.update({f"param/{k}": v for k, v in trainer.params.items()})
+    tensors.update({f"state/{k}": v for k, v in trainer.state.items()})
+    tensors.update({f"optim/{k}": v for k, v in trainer.optimizer.state.items()})
+    opt = trainer.optimizer
+    meta = {
+        "format": FORMAT,
+        "step": str(trainer.step),
+        "graph_hash": graph_hash(trainer.doc),
+        "seed": str(trainer.seed),
+        "dtype": trainer.dtype,
+        "optimizer": json.dumps({"kind": opt.kind, "step_count": opt.step_count,
+                                 "weight_decay": opt.weight_decay}),
+        "schedule_scale": repr(trainer.schedule.scale),
+        "schedule": json.dumps({k: getattr(trainer.schedule, k) for k in SCHEDULE_FIELDS}),
+        "clip_norm": repr(trainer.clip_norm),
+        "batchers": json.dumps({n: b.state() for n, b in trainer.batchers.items()}),
+        "best": json.dumps(trainer.best),
+        "since_best": str(trainer._since_best),
+        "wall": repr(trainer.wall),
+    }
+    save_weights(path, tensors, meta)
+
+
+def checkpoint_settings(path: str | Path) -> dict:
+    """The seed and dtype a checkpoint was trained with (what a resumed run must use)."""
+    _, meta = read_checkpoint(path)
+    return {"seed": int(meta.get("seed", "0")), "dtype": meta.get("dtype", "float32")}
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    tensors, meta = load_weights(path)
+    if meta.get("format") != FORMAT:
+        raise WiregradError(f"{path} is a weights file, not a Wiregrad checkpoint")
+    return tensors, meta
+
+
+def model_weights(path: str | Path) -> dict[str, np.ndarray]:
+    """Parameters and state from a weights file or a checkpoint, by full name."""
+    tensors, meta = load_weights(path)
+    if meta.get("format") != FORMAT:
+        return tensors
+    out = {}
+    for key, value in tensors.items():
+        kind, _, name = key.partition("/")
+        if kind in ("param", "state"):
+            out[name] = value
+    return out
+
+
+def restore(trainer, path: str | Path) -> None:
+    """Load a checkpoint into *trainer* so that training continues exactly."""
+    tensors, meta = read_checkpoint(path)
+    if meta["graph_hash"] != graph_hash(trainer.doc):
+        raise WiregradError(f"{path} was written for a different graph (hash "
+                            f"{meta['graph_hash']}, this graph {graph_hash(trainer.doc)})")
+    if meta.get("dtype", trainer.dtype) != trainer.dtype:
+        raise WiregradError(f"{path} holds a {meta['dtype']} run but this run is "
+                            f"{trainer.dtype}; resume with --dtype {meta['dtype']}")
+    params = {k[6:]: v for k, v in tensors.items() if k.startswith("param/")}
+    trainer.load_weights({**params, **{k[6:]: v for k, v in tensors.items()
+                                       if k.startswith("state/")}})
+    trainer.optimizer.state = {k[6:]: np.array(v, dtype=trainer.executor.dtype)
+                               for k, v in tensors.items() if k.startswith("optim/")}
+    opt = json.loads(meta["optimizer"])
+    trainer.optimizer.step_count = int(opt["step_count"])
+    trainer.optimizer.weight_decay = float(opt["weight_decay"])
+    trainer.schedule.scale = float(meta["schedule_scale"])
+    for key, value in json.loads(meta.get("schedule", "{}")).items():
+        if key in SCHEDULE_FIELDS:  # a hot edit may have replaced the curve (not its total)
+            setattr(trainer.schedule, key, value)
+    trainer.clip_norm = float(meta["clip_norm"])
+    trainer.step = int(meta["step"])
+    trainer.best = json.loads(meta["best"])
+    trainer._since_best = int(meta.get("since_best", "0"))
+    trainer.seed = int(meta.get("seed", trainer.seed))  # dropout masks follow (seed, step)
+    trainer._wall_offset = float(meta.get("wall", "0"))
+    for node, state in json.loads(meta["batchers"]).items():
+        if node in trainer.batchers:
+            trainer.batchers[node].set_state(state)
+
+
+class CheckpointManager:
+    """Writes ``step-000100.safetensors`` files in *folder*, keeps the last N and the best."""
+
+    def __init__(self, folder: str | Path, keep_last: int = 3) -> None:
+        self.folder = Path(folder)
+        self.keep_last = keep_last
+
+    def path_for(self, step: int) -> Path:
+        return self.folder / f"step-{step:07d}.safetensors"
+
+    def save(self, trainer) -> dict:
+        """A numbered checkpoint plus ``last.safetensors``; prunes beyond keep-last-N."""
+        path = self.path_for(trainer.step)
+        with _disk_errors(path):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(trainer, path)
+            save_checkpoint(trainer, self.folder / "last.safetensors")
+            steps = sorted(self.folder.glob("step-*.safetensors"))
+            for old in steps[: max(0, len(steps) - self.keep_last)]:
+                old.unlink(missing_ok=True)
+        return {"kind": "checkpoint", "step": trainer.step, "path": str(path)}
+
+    def save_best(self, trainer) -> None:
+        """``best.safetensors``: the checkpoint with the best validation metric so far."""
+        path = self.folder / "best.safetensors"
+        with _disk_errors(path):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(trainer, path)
+
+    def save_model(self, trainer) -> Path:
+        """``weights.safetensors``: parameters and state only, for evaluate / sample / export."""
+        path = self.folder / "weights.safetensors"
+        with _disk_errors(path):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_weights(path, {**trainer.params, **trainer.state}, model_metadata(trainer))
+        return path
+
+
+@contextmanager
+def _disk_errors(path: Path):
+    """A full disk or a read-only folder becomes a clear error naming the file (the previous
+    file of that name is untouched: writes are atomic)."""
+    try:
+        yield
+    except OSError as exc:
+        raise WiregradError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def model_metadata(trainer) -> dict[str, str]:
+    """What a weights file says about itself: graph hash, step, vocabulary, validation loss."""
+    meta = {"graph_hash": graph_hash(trainer.doc), "step": str(trainer.step),
+            "name": trainer.doc.get("meta", {}).get("name", ""),
+            "parameters": str(sum(v.size for v in trainer.params.values()))}
+    for node in trainer.doc["nodes"]:
+        if node["type"] == "text_corpus":
+            meta["vocab"] = node["params"].get("vocab", "")
+    if trainer.best is not None:
+        meta["best_val"] = repr(trainer.best)
+    return meta

@@ -1,0 +1,377 @@
+"""The trainer: a generator of metric records over a compiled training graph.
+
+No threads and no Qt inside. The caller (CLI progress bar, editor worker process) drives
+:meth:`Trainer.run` and may call :meth:`pause`, :meth:`resume`, :meth:`step_once`,
+:meth:`stop` and :meth:`set_hparams` between records.
+
+Records (plain dicts):
+    {"kind": "train", "step", "epoch", "loss", "lr", "grad_norm", "examples_per_s",
+     "tokens_per_s", "wall"}
+    {"kind": "eval", "step", "val_loss", <metric node id>: value, "wall"}
+    {"kind": "paused", "step"}  — while paused (the caller decides how long to wait)
+    {"kind": "hparams", "step", <name>: value}  — a hot edit took effect
+    {"kind": "checkpoint", "step", "path"}
+    {"kind": "done", "step", "reason"}
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from engine.base.errors import NonFiniteError, WiregradError
+from engine.core import document
+from engine.core.compile import compile_document
+from engine.core.program import off_loss_path
+from engine.core.run import Executor, Tape, init_weights
+from engine.train.graph import TrainingGraph, analyse
+from engine.train.optim import Optimizer, Schedule, clip_coefficient, squared_norm
+
+
+def _node_seed(seed: int, name: str) -> int:
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) & 0x7FFFFFFF
+
+
+def _owned(grads: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
+    """Gradients the step may scale in place: C-contiguous arrays of *dtype* that own their
+    memory and appear once; anything else (a view, another dtype, a shared array) is copied."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in grads.items():
+        if (not isinstance(v, np.ndarray) or v.dtype != dtype or not v.flags.c_contiguous
+                or not v.flags.owndata or not v.flags.writeable or id(v) in seen):
+            v = np.array(v, dtype=dtype, order="C")
+        seen.add(id(v))
+        out[k] = v
+    return out
+
+
+class Trainer:
+    """Owns weights, optimizer state and data position for one training run."""
+
+    def __init__(self, doc: dict, *, base_dir: str | Path | None = None,
+                 steps: int | None = None, seed: int | None = None, dtype: str | None = None,
+                 weights: dict[str, np.ndarray] | None = None, anomaly: bool = False,
+                 patience: int = 0, early_stop_metric: str = "val_loss",
+                 batch_split: int | None = None) -> None:
+        from engine.data.datasets import batcher_for
+
+        self.doc = doc
+        self.settings = document.training_settings(doc)
+        self.seed = self.settings["seed"] if seed is None else seed
+        self.total_steps = self.settings["steps"] if steps is None else steps
+        self.dtype = dtype or self.settings["dtype"]
+        self.program = compile_document(doc, self.dtype)
+        self.graph: TrainingGraph = analyse(doc, self.program, base_dir)
+        self.executor = Executor(self.program, self.dtype)
+        np_dtype = self.executor.dtype
+        self.params = init_weights(self.program.parameters, self.seed, np_dtype)
+        self.state = init_weights(self.program.state, self.seed, np_dtype)
+        if weights:
+            self.load_weights(weights)
+        self.batchers = {
+            node: batcher_for(ds, self.graph.batch_sizes[node], _node_seed(self.seed, node))
+            for node, ds in self.graph.datasets.items()
+        }
+        self.optimizer, self.schedule, self.clip_norm = self._build_optimizer()
+        self._unused = off_loss_path(self.program, self.graph.loss_value)
+        self.step = 0
+        self.anomaly = anomaly
+        self.patience = patience
+        self.early_stop_metric = early_stop_metric
+        self.best: float | None = None
+        self._since_best = 0
+        self._paused = False
+        self._single_steps = 0
+        self._stop_reason: str | None = None
+        self._pending_hparams: dict = {}
+        self._wall0 = time.perf_counter()
+        self._wall_offset = 0.0
+        # Two-core steps (engine.train.batch_split): None decides at the first step from the graph,
+        # the BLAS thread count and the batch's work; 1 keeps every step unsplit.
+        self._split_request = batch_split
+        self._split = None  # a BatchSplit once decided for
+        self._split_decided = batch_split == 1
+        self.split_note = ("unsplit: asked for one part" if batch_split == 1
+                           else "undecided (at the first step)")
+
+    # ------------------------------------------------------------------ setup
+
+    def _build_optimizer(self) -> tuple[Optimizer, Schedule, float]:
+        p = self.graph.optimizer_params
+        decay = {name for name, info in self.program.parameters.items()
+                 if info.decay and len(info.shape) >= 2}
+        if p["decay_set"] == "no_embeddings":
+            decay -= self.graph.embedding_weights
+        opt = Optimizer(
+            kind=p["algorithm"], lr=p["lr"], betas=(p["beta1"], p["beta2"]), eps=p["eps"],
+            weight_decay=p["weight_decay"], momentum=p["momentum"], nesterov=p["nesterov"],
+            alpha=p["alpha"], decay_names=frozenset(decay),
+        )
+        schedule = Schedule(kind=p["schedule"], base_lr=p["lr"], warmup=p["warmup"],
+                            total=self.total_steps, min_lr=p["min_lr"],
+                            step_size=p["step_size"], gamma=p["gamma"])
+        return opt, schedule, p["clip_norm"]
+
+    def load_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Copy matching named arrays into the parameters and state (shapes must agree)."""
+        for store in (self.params, self.state):
+            for name, value in weights.items():
+                if name in store:
+                    if tuple(value.shape) != store[name].shape:
+                        raise WiregradError(
+                            f"weight '{name}' has shape {list(value.shape)} but the graph "
+                            f"needs {list(store[name].shape)}", node=name.split(".")[0])
+                    store[name][...] = value
+        missing = [n for n in self.params if n not in weights]
+        if missing:
+            raise WiregradError(f"the weights lack {len(missing)} parameter(s), e.g. "
+                                f"'{missing[0]}'", node=missing[0].split(".")[0])
+
+    # ------------------------------------------------------------------ controls
+
+    def pause(self) -> None:
+        if not self._paused:
+            self._single_steps = 0
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+        self._single_steps = 0
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def step_once(self) -> None:
+        """While paused: run exactly one more training step (ignored while running)."""
+        if self._paused:
+            self._single_steps += 1
+
+    def stop(self, reason: str = "stopped") -> None:
+        self._stop_reason = reason
+
+    def set_hparams(self, **values) -> None:
+        """Hot edits applied before the next step: ``lr``, ``weight_decay``, ``clip_norm``."""
+        unknown = set(values) - {"lr", "weight_decay", "clip_norm"}
+        if unknown:
+            raise WiregradError(f"cannot change {', '.join(sorted(unknown))} while training")
+        for key, value in values.items():
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not np.isfinite(value) or value < 0):
+                raise WiregradError(f"{key} must be a finite number ≥ 0, got {value!r}",
+                                    node=self.graph.optimizer, field=key)
+        self._pending_hparams.update(values)
+
+    def _apply_hparams(self) -> dict | None:
+        if not self._pending_hparams:
+            return None
+        values, self._pending_hparams = self._pending_hparams, {}
+        if "lr" in values:
+            lr = float(values["lr"])
+            self.schedule.set_current(self.step, lr)
+            if not np.isclose(self.schedule(self.step), lr, rtol=1e-9, atol=0.0):
+                # the curve is 0 here (lr 0, or a cosine at its end): no scale reaches the
+                # new rate, so continue at it, flat
+                s = self.schedule
+                s.kind, s.base_lr, s.warmup, s.min_lr, s.scale = "constant", lr, 0, lr, 1.0
+        if "weight_decay" in values:
+            self.optimizer.weight_decay = float(values["weight_decay"])
+        if "clip_norm" in values:
+            self.clip_norm = float(values["clip_norm"])
+        return {"kind": "hparams", "step": self.step, **values}
+
+    # ------------------------------------------------------------------ steps
+
+    @property
+    def wall(self) -> float:
+        return self._wall_offset + time.perf_counter() - self._wall0
+
+    def _feeds(self, batches: dict[str, dict[str, np.ndarray]]) -> dict:
+        return {node: tuple(batch[p] for p in self.graph.data_ports[node])
+                for node, batch in batches.items()}
+
+    def train_step(self) -> dict:
+        """One optimizer step on the next batch; returns its record."""
+        start = time.perf_counter()
+        batches = {node: b.next() for node, b in self.batchers.items()}
+        lr = self.schedule(self.step)
+        self.optimizer.lr = lr
+        loss, grads, squares, tapes = self._forward_backward(
+            self._feeds(batches), _node_seed(self.seed, str(self.step)))
+        norm = math.sqrt(squares)
+        if not np.isfinite(norm):
+            for tape in tapes:  # an Inf inside the forward is the likelier culprit
+                self._check_forward(tape)
+            self._raise_nonfinite_grad(grads)
+        self.optimizer.step(self.params, grads, clip_coefficient(norm, self.clip_norm),
+                            run=self._split.run if self._split is not None else None)
+        self.step += 1
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        examples = self.graph.batch_examples(batches)
+        record = {"kind": "train", "step": self.step, "epoch": self._epoch(), "loss": loss,
+                  "lr": lr, "grad_norm": norm, "examples_per_s": examples / elapsed,
+                  "wall": self.wall}
+        tokens = self.graph.batch_tokens(batches)
+        if tokens:
+            record["tokens_per_s"] = tokens / elapsed
+        return record
+
+    def _forward_backward(self, feeds: dict, seed: int
+                          ) -> tuple[float, dict, float, list[Tape]]:
+        """Loss, weight gradients, their squared global norm and the forward tape(s) of one
+        batch: split over the cores when decided so (one tape per part)."""
+        if not self._split_decided:
+            self._split_decided = True
+            self._decide_split(feeds)
+        if self._split is not None and not self.anomaly and self._split.fits(feeds):
+            loss, grads, squares, tapes = self._split.step(feeds, self.params, self.state,
+                                                           seed, self._unused)
+            if grads is None or not np.isfinite(loss):
+                for tape in tapes:
+                    self._check_forward(tape)
+                raise NonFiniteError(f"training stopped at step {self.step + 1}: the loss "
+                                     "is NaN or Inf", node=self.graph.loss_value.split(":")[0])
+            return loss, grads, squares, tapes
+        tape = self.executor.forward(feeds, self.params, self.state, training=True,
+                                     seed=seed, skip=self._unused)
+        loss = float(tape.values[self.graph.loss_value])
+        if self.anomaly or not np.isfinite(loss):
+            self._check_forward(tape)
+        one = np.ones((), dtype=self.executor.dtype)
+        grads, _ = self.executor.backward(tape, {self.graph.loss_value: one}, release=True)
+        grads = _owned(grads, self.executor.dtype)
+        return loss, grads, squared_norm(grads), [tape]
+
+    def _decide_split(self, feeds: dict) -> None:
+        """Before the first step: split the steps when the graph keeps examples apart and,
+        unless parts were asked for, the BLAS pool has 2–4 threads and each part gets enough
+        work. Decided once, from the configured batch size (not this batch, which may be an
+        epoch's short last one), so a resumed run with the same threads splits like the
+        uninterrupted one."""
+        from engine.train import batch_split
+
+        decision = batch_split.analyse(self.program, self.graph.loss_value, self._unused)
+        if not decision.ok:
+            self.split_note = f"unsplit: {decision.reason}"
+            return
+        rows = min(self.graph.batch_sizes.get(node, 0) for node in decision.data)
+        if self._split_request:
+            ways = min(self._split_request, rows)
+            if ways < 2:
+                self.split_note = f"unsplit: {rows} row(s) in the batch"
+                return
+        else:
+            threads = batch_split.blas_threads()
+            sizes = {**batch_split.feed_sizes(self.program, feeds), decision.symbol: rows}
+            flops = batch_split.step_flops(self.program, sizes)
+            ways = batch_split.choose_ways(threads, rows, flops)
+            if ways < 2:
+                self.split_note = (f"unsplit: {threads} BLAS thread(s), {rows} rows, "
+                                   f"{flops / 1e6:.1f} MFLOP forward")
+                return
+        self._split = batch_split.BatchSplit(self.executor, decision, self.graph.loss_value,
+                                             ways)
+        self.split_note = f"split into {ways} parts of ~{rows / ways:.1f} rows"
+
+    def _epoch(self) -> float:
+        b = next(iter(self.batchers.values()), None)
+        return float(b.epoch) if b is not None else 0.0
+
+    def _check_forward(self, tape: Tape) -> None:
+        for eq in self.program.equations:
+            for out in eq.outputs:
+                value = tape.values.get(out)
+                if value is not None and value.dtype.kind == "f" and not np.all(
+                        np.isfinite(value)):
+                    raise NonFiniteError(
+                        f"training stopped at step {self.step + 1}: '{eq.op.name}' produced "
+                        f"NaN or Inf (in {eq.path})", node=eq.top)
+
+    def _raise_nonfinite_grad(self, grads: dict[str, np.ndarray]) -> None:
+        bad = [n for n, g in grads.items() if not np.all(np.isfinite(g))]
+        owner = self.program.parameters[bad[0]].node if bad else "?"
+        raise NonFiniteError(
+            f"training stopped at step {self.step + 1}: the gradient of '{bad[0]}' is NaN or "
+            f"Inf", node=owner.split(".")[0])
+
+    def evaluate(self, max_batches: int | None = None) -> dict:
+        """Validation loss and metrics, averaged over evaluation batches (weighted)."""
+        from engine.data.datasets import eval_batches_for
+
+        limit = self.settings["eval_batches"] if max_batches is None else max_batches
+        iters = {node: eval_batches_for(ds, self.graph.batch_sizes[node], limit)
+                 for node, ds in self.graph.datasets.items()}
+        totals: dict[str, float] = {}
+        count = 0
+        state = {k: v.copy() for k, v in self.state.items()}
+        while True:
+            try:
+                batches = {node: next(it) for node, it in iters.items()}
+            except StopIteration:
+                break
+            tape = self.executor.forward(self._feeds(batches), self.params, state,
+                                         training=False)
+            n = self.graph.batch_examples(batches)
+            values = {"val_loss": tape.values[self.graph.loss_value]}
+            values.update({k: tape.values[v] for k, v in self.graph.metric_values.items()})
+            for k, v in values.items():
+                totals[k] = totals.get(k, 0.0) + float(v) * n
+            count += n
+        if count == 0:
+            raise WiregradError("the validation split is empty (raise val_fraction)",
+                                node=next(iter(self.graph.datasets), None))
+        return {k: v / count for k, v in totals.items()}
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, checkpoints=None) -> Iterator[dict]:
+        """Yield records until ``total_steps`` (or stop / early stop / NaN)."""
+        eval_every = self.settings["eval_every"]
+        ckpt_every = self.settings["checkpoint_every"]
+        while self.step < self.total_steps:
+            if self._stop_reason:
+                break
+            if self._paused and self._single_steps == 0:
+                yield {"kind": "paused", "step": self.step}
+                continue
+            if self._paused:
+                self._single_steps -= 1
+            change = self._apply_hparams()
+            if change:
+                yield change
+            yield self.train_step()
+            last = self.step == self.total_steps
+            if eval_every and (self.step % eval_every == 0 or last):
+                record = self._eval_record()
+                yield record
+                if checkpoints is not None and record.get("best"):
+                    checkpoints.save_best(self)
+                if self._early_stopped():
+                    self._stop_reason = "early_stopping"
+            if checkpoints is not None and ckpt_every and self.step % ckpt_every == 0:
+                yield checkpoints.save(self)
+        yield {"kind": "done", "step": self.step, "reason": self._stop_reason or "finished"}
+
+    def _eval_record(self) -> dict:
+        result = self.evaluate()
+        record = {"kind": "eval", "step": self.step, **result, "wall": self.wall}
+        value = result.get(self.early_stop_metric)
+        if value is not None:
+            maximise = self.graph.metric_types.get(self.early_stop_metric, "").endswith(
+                "accuracy")
+            better = self.best is None or (value > self.best if maximise else value < self.best)
+            if better:
+                self.best, self._since_best = value, 0
+                record["best"] = True
+            else:
+                self._since_best += 1
+        return record
+
+    def _early_stopped(self) -> bool:
+        return self.patience > 0 and self._since_best >= self.patience
