@@ -78,33 +78,16 @@ def open_graph(graph: str | Path) -> tuple[dict, Path]:
 
 def layer_types_used(doc: dict) -> list[str]:
     """Names of the layer types *doc* uses, directly or inside other layers."""
-    from engine.core.compile import layer_definition
+    from engine.layers.definitions import layer_types_used as used
 
-    seen: list[str] = []
-    stack = [n["type"] for n in doc["nodes"]]
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        ldef = layer_definition(name, doc.get("layers", {}))
-        if ldef is None:
-            continue
-        seen.append(name)
-        stack.extend(n["type"] for n in ldef.get("nodes", []))
-    return sorted(seen)
+    return used(doc)
 
 
 def embed_layer_definitions(doc: dict) -> dict:
     """A copy of *doc* whose ``layers`` holds every layer type it uses (self-contained)."""
-    from engine.core.compile import layer_definition
+    from engine.layers.definitions import embed_layer_definitions as embed
 
-    out = dict(doc)
-    layers = dict(doc.get("layers", {}))
-    for name in layer_types_used(doc):
-        if name not in layers:
-            layers[name] = layer_definition(name, layers)
-    out["layers"] = layers
-    return out
+    return embed(doc)
 
 
 def validate(doc: dict, dtype: str = "float32") -> dict:
@@ -178,21 +161,21 @@ def start_worker(threads: int | None = None, nice: int = 5):
 
 
 def default_worker_threads() -> int:
-    from engine.worker import default_threads
+    from engine.base.runtime import default_threads
 
     return default_threads()
 
 
 def graph_hash(doc: dict) -> str:
     """The hash that names what a document computes (nodes, edges, layers; not positions)."""
-    from engine.train.checkpoint import graph_hash as _hash
+    from engine.core.document import graph_hash as _hash
 
     return _hash(doc)
 
 
 def load_weights_file(path: str | Path) -> dict:
     """Parameters and state (name → array) from a weights file or a checkpoint."""
-    from engine.train.checkpoint import model_weights
+    from engine.base.io import model_weights
 
     return model_weights(path)
 

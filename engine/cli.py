@@ -169,8 +169,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 @command("pack")
 def cmd_pack(args: argparse.Namespace) -> int:
     """Document + weights (+ metadata) → one .wgz bundle."""
+    from engine.base.io import model_weights
     from engine.graphs import bundle
-    from engine.train.checkpoint import model_weights
 
     doc, _ = _load(args.graph)
     out = bundle.pack(doc, model_weights(args.weights), args.out)

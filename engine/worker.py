@@ -29,12 +29,9 @@ import time
 import traceback
 from pathlib import Path
 
+from engine.base.runtime import default_threads, limit_threads
+
 FLUSH_S = 0.1
-
-
-def default_threads() -> int:
-    """Compute threads for the worker: every core but one (at least one)."""
-    return max(1, (os.cpu_count() or 2) - 1)
 
 
 # ---------------------------------------------------------------------------------- editor side
@@ -106,27 +103,6 @@ def start(threads: int | None = None, nice: int = 5) -> WorkerHandle:
 
 
 # ---------------------------------------------------------------------------------- worker side
-
-
-def thread_limits(threads: int | None, user_api: str | None = None):
-    """A context capping the BLAS/OpenMP pools (only *user_api*'s, e.g. ``"blas"``, when
-    given) at *threads* and restoring them afterwards; None leaves them as they are."""
-    if threads is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=threads, user_api=user_api)
-
-
-def limit_threads(threads: int) -> None:
-    """Cap BLAS/OpenMP pools and Numba's pool at *threads*."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=threads)
-    with contextlib.suppress(ImportError, ValueError, RuntimeError):
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def main(conn, threads: int = 1, nice: int = 5) -> None:
@@ -276,7 +252,9 @@ class Worker:
         self.quit = True
 
     def cmd_train(self, msg: dict) -> None:
-        from engine.train.checkpoint import CheckpointManager, graph_hash, model_weights, restore
+        from engine.base.io import model_weights
+        from engine.core.document import graph_hash
+        from engine.train.checkpoint import CheckpointManager, restore
         from engine.train.trainer import Trainer
 
         self.gen = None

@@ -25,6 +25,7 @@ from engine.base.errors import WiregradError
 
 # safetensors itself refuses headers above 100 MB; refusing earlier gives a clearer message.
 MAX_HEADER_BYTES = 100_000_000
+CHECKPOINT_FORMAT = "wiregrad-checkpoint-1"  # metadata "format" of a training checkpoint
 _CHUNK = 1 << 20
 
 
@@ -93,6 +94,19 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], d
     except SafetensorError as exc:
         raise WiregradError(f"{path}: damaged safetensors file: {exc}") from exc
     return tensors, metadata
+
+
+def model_weights(path: str | Path) -> dict[str, np.ndarray]:
+    """Parameters and state from a weights file or a checkpoint, by full name."""
+    tensors, meta = load_weights(path)
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        return tensors
+    out = {}
+    for key, value in tensors.items():
+        kind, _, name = key.partition("/")
+        if kind in ("param", "state"):
+            out[name] = value
+    return out
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

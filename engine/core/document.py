@@ -17,6 +17,7 @@ Saving is deterministic (sorted keys, shortest float repr), so presets diff clea
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -366,3 +367,9 @@ def node_by_id(doc: dict, node_id: str) -> dict:
         if node["id"] == node_id:
             return node
     raise DocumentError("no such node", node=node_id)
+
+def graph_hash(doc: dict) -> str:
+    """sha256 of what determines the computation (nodes, edges, layers; not positions)."""
+    nodes = [{k: v for k, v in n.items() if k != "ui"} for n in doc["nodes"]]
+    body = {"nodes": nodes, "edges": doc["edges"], "layers": doc.get("layers", {})}
+    return hashlib.sha256(dumps(body).encode()).hexdigest()[:16]

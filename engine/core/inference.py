@@ -134,9 +134,9 @@ def resolve_weights(model: Model, doc_path: str | Path | None = None,
 
     Returns ``(arrays by Wiregrad name, where they came from)``.
     """
+    from engine.base.io import model_weights
     from engine.core import document
     from engine.core.run import init_weights
-    from engine.train.checkpoint import model_weights
 
     source = "fresh initialisation"
     loaded: dict[str, np.ndarray] | None = None

@@ -261,7 +261,7 @@ def export_torch(doc: dict, model: Model, weights: dict[str, np.ndarray], out_di
                  base_dir: str | Path | None = None) -> list[Path]:
     """Write the project into *out_dir*; returns the files written."""
     from engine.base.io import atomic_write_bytes, atomic_write_text, save_weights
-    from engine.train.checkpoint import graph_hash
+    from engine.core.document import graph_hash
 
     source = generate_model_source(model)
     out = Path(out_dir)

@@ -6,9 +6,9 @@ build them at any size (``char_gpt(layers=1, width=16)`` for a fast test model).
 
 from __future__ import annotations
 
-from engine import api
 from engine.core import document
 from engine.layers.builtin import edge
+from engine.layers.definitions import embed_layer_definitions
 
 
 def node(node_id, type_name, pos, title=None, **params):
@@ -21,7 +21,7 @@ def node(node_id, type_name, pos, title=None, **params):
 def finish(name, description, nodes, edges, training) -> dict:
     doc = document.new_document(name, description)
     doc["nodes"], doc["edges"], doc["training"] = nodes, [edge(*e) for e in edges], training
-    doc = api.embed_layer_definitions(doc)
+    doc = embed_layer_definitions(doc)
     return document.loads(document.dumps(doc))
 
 

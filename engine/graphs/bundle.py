@@ -28,7 +28,7 @@ def pack(doc: dict, weights: dict, out: str | Path, meta: dict | None = None) ->
     """Write a bundle of *doc* and *weights* (name → array) to *out*."""
     from safetensors.numpy import save
 
-    from engine.train.checkpoint import graph_hash
+    from engine.core.document import graph_hash
 
     blob = save({k: _contig(v) for k, v in weights.items()})
     doc = dict(doc)

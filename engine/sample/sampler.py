@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.base.errors import WiregradError
+from engine.base.runtime import limited_blas
 from engine.core.compile import compile_document
 from engine.core.program import closure
 from engine.core.run import Context, init_weights
@@ -151,19 +152,6 @@ class Sampler:
                                        [(self.codec.vocab[i], float(probs[i])) for i in top]))
                 yield char
                 logits = self.advance(token)
-
-
-def limited_blas(threads: int | None):
-    """BLAS capped at *threads* for a block (None: unchanged).
-
-    The editor samples with one thread (``engine.api.sample_tokens``): it decodes while its
-    worker process may be training on both cores, and there a second OpenBLAS thread stalls
-    on the hand-off — a 48-row refill measured 284 ms with two threads under load. On an idle
-    machine two threads are faster (char_gpt: 0.82 vs 0.94 ms per token, refill 2.9 vs
-    3.7 ms), so ``wiregrad sample`` and the benchmark keep the process's setting."""
-    from engine.worker import thread_limits
-
-    return thread_limits(threads, "blas")
 
 
 def draw(probs: np.ndarray, rng: np.random.Generator) -> int:

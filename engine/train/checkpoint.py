@@ -8,7 +8,6 @@ an uninterrupted run's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,18 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from engine.base.errors import WiregradError
+from engine.base.io import CHECKPOINT_FORMAT as FORMAT
 from engine.base.io import load_weights, save_weights
-from engine.core import document
+from engine.core.document import graph_hash
 
-FORMAT = "wiregrad-checkpoint-1"
 SCHEDULE_FIELDS = ("kind", "base_lr", "warmup", "min_lr", "step_size", "gamma", "scale")
-
-
-def graph_hash(doc: dict) -> str:
-    """sha256 of what determines the computation (nodes, edges, layers; not positions)."""
-    nodes = [{k: v for k, v in n.items() if k != "ui"} for n in doc["nodes"]]
-    body = {"nodes": nodes, "edges": doc["edges"], "layers": doc.get("layers", {})}
-    return hashlib.sha256(document.dumps(body).encode()).hexdigest()[:16]
 
 
 def save_checkpoint(trainer, path: Path) -> None:
@@ -66,19 +58,6 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     if meta.get("format") != FORMAT:
         raise WiregradError(f"{path} is a weights file, not a Wiregrad checkpoint")
     return tensors, meta
-
-
-def model_weights(path: str | Path) -> dict[str, np.ndarray]:
-    """Parameters and state from a weights file or a checkpoint, by full name."""
-    tensors, meta = load_weights(path)
-    if meta.get("format") != FORMAT:
-        return tensors
-    out = {}
-    for key, value in tensors.items():
-        kind, _, name = key.partition("/")
-        if kind in ("param", "state"):
-            out[name] = value
-    return out
 
 
 def restore(trainer, path: str | Path) -> None:

@@ -16,7 +16,7 @@ from engine.base.errors import NonFiniteError, WiregradError
 
 
 def _threads(n: int | None):
-    from engine.worker import thread_limits
+    from engine.base.runtime import thread_limits
 
     if n and n < 1:
         raise WiregradError("--threads must be at least 1")
@@ -24,7 +24,7 @@ def _threads(n: int | None):
 
 
 def _doc_weights(doc: dict, doc_path: Path, explicit: str | None) -> dict | None:
-    from engine.train.checkpoint import model_weights
+    from engine.base.io import model_weights
 
     if explicit:
         return model_weights(explicit)
