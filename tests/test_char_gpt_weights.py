@@ -7,9 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from engine.base.io import load_weights, sha256_file
+from engine.base.io import load_weights, model_weights, sha256_file
 from engine.graphs import presets
-from engine.train.checkpoint import model_weights
 from engine.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,8 @@ import pytest
 
 from engine.base import io
 from engine.base.errors import WiregradError
-from engine.train.checkpoint import CheckpointManager, model_weights, read_checkpoint, restore
+from engine.base.io import model_weights
+from engine.train.checkpoint import CheckpointManager, read_checkpoint, restore
 from engine.train.trainer import Trainer
 from tests.training_docs import classifier
 

@@ -30,14 +30,14 @@ def test_presets_round_trip_byte_identical(path, tmp_path):
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
 def test_presets_match_the_json_schema(path):
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((Path(document.__file__).parent / "schema" / "graph.schema.json")
+    schema = json.loads((Path(document.__file__).parents[1] / "schema" / "graph.schema.json")
                         .read_text())
     jsonschema.validate(json.loads(path.read_text()), schema)
 
 
 def test_schema_rejects_what_the_loader_rejects():
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((Path(document.__file__).parent / "schema" / "graph.schema.json")
+    schema = json.loads((Path(document.__file__).parents[1] / "schema" / "graph.schema.json")
                         .read_text())
     bad = json.loads((presets_dir() / "spiral_mlp.json").read_text())
     bad["nodes"][0]["id"] = "has space"

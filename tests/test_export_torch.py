@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from engine import api
+from engine.base.io import model_weights
 from engine.cli import main
 from engine.core import document
 from engine.core.inference import example_inputs, extract_model
 from engine.core.run import Executor
 from engine.graphs import builders as templates
 from engine.graphs import presets
-from engine.train.checkpoint import model_weights
 from engine.train.trainer import Trainer
 from tests.helpers import input_mlp
 

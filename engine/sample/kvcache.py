@@ -24,6 +24,7 @@ from engine.base.errors import WiregradError
 from engine.core.program import Equation
 from engine.core.run import Context
 from engine.ops.kernel_choice import kernels
+from engine.ops.norm import affine as norm_affine
 
 ATTENTION_OP = "scaled_dot_product_attention"
 
@@ -113,16 +114,16 @@ class Incremental:
         if any(v is not None and v not in self.const for v in names[1:]):
             return None
         kernel, eps = kernels("norm").layer_norm_fwd, float(eq.params["eps"])
-        affine: dict[tuple, tuple] = {}
+        cached: dict[tuple, tuple] = {}
 
         def layer_norm(ins, past):
             x = ins[0]
             d = x.shape[-1]
             key = (d, x.dtype)
-            if key not in affine:
-                affine[key] = affine(x, d, *[self.const.get(v) if v else None
+            if key not in cached:
+                cached[key] = norm_affine(x, d, *[self.const.get(v) if v else None
                                               for v in names[1:]])
-            w, b = affine[key]
+            w, b = cached[key]
             x2 = np.ascontiguousarray(x).reshape(-1, d)
             out = np.empty(x2.shape, x.dtype)
             stats = np.empty((2, x2.shape[0]))

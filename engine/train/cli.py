@@ -45,11 +45,11 @@ def _run_folder(args: argparse.Namespace, doc: dict) -> Path:
 
 
 def train_command(args: argparse.Namespace) -> int:
+    from engine.base.io import model_weights
     from engine.graphs import presets
     from engine.train.checkpoint import (
         CheckpointManager,
         checkpoint_settings,
-        model_weights,
         restore,
     )
     from engine.train.trainer import Trainer
