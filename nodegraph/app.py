@@ -8,8 +8,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from engine import api
-from engine.base.errors import WiregradError
-from engine.core import document
+from engine.api import document, errors
 from nodegraph import dialogs, theme
 from nodegraph.files import load_graph
 from nodegraph.mainwindow import MainWindow
@@ -31,7 +30,7 @@ def make_window(graph: str | None, warm_up: bool = False) -> tuple[MainWindow, s
     if target is not None:
         try:
             doc, path, template = load_graph(target)
-        except (WiregradError, OSError, ValueError) as exc:
+        except (errors.WiregradError, OSError, ValueError) as exc:
             error = str(exc)
     win = MainWindow(doc, path, template, warm_up=warm_up)
     return win, error

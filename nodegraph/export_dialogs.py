@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine import api
-from engine.base.errors import WiregradError
+from engine.api import errors
 
 OWN_WEIGHTS = "The graph's own weights (else a fresh initialisation)"
 CHOOSE_WEIGHTS = "Choose a weights or checkpoint file…"
@@ -107,7 +107,7 @@ def _run(parent, title: str, job) -> dict | None:
     QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
     try:
         return job()
-    except WiregradError as exc:
+    except errors.WiregradError as exc:
         QApplication.restoreOverrideCursor()
         QMessageBox.critical(parent, title, f"The graph cannot be exported.\n\n{exc}")
         return None

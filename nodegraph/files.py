@@ -10,9 +10,7 @@ from PySide6.QtCore import QRectF, QSize, QTimer
 from PySide6.QtGui import QImage, QPainter
 
 from engine import api
-from engine.base import paths
-from engine.base.errors import WiregradError
-from engine.core import document
+from engine.api import document, errors, paths
 from nodegraph import dialogs, theme
 from nodegraph.editing import autosave
 
@@ -45,7 +43,7 @@ def is_preset(path: Path) -> bool:
 
 
 def load_graph(what: str) -> tuple[dict, Path | None, bool]:
-    """(document, path to save to or None, opened as template) — raises WiregradError."""
+    """(document, path to save to or None, opened as template) — raises errors.WiregradError."""
     doc, path = api.open_graph(what)
     template = is_preset(path) or str(what).endswith(".wgz")
     return doc, (None if template else path), template
@@ -79,7 +77,7 @@ class FileMixin:
         the open graph untouched."""
         try:
             doc, path, template = load_graph(what)
-        except (WiregradError, OSError, ValueError) as exc:
+        except (errors.WiregradError, OSError, ValueError) as exc:
             dialogs.error(self, "Cannot open graph", str(exc))
             return False
         if not self.maybe_save():
@@ -112,7 +110,7 @@ class FileMixin:
         doc = api.embed_layer_definitions(self.controller.model.snapshot())
         try:
             document.save(doc, path)
-        except (WiregradError, OSError) as exc:
+        except (errors.WiregradError, OSError) as exc:
             dialogs.error(self, "Cannot save graph", str(exc))
             return False
         self.path, self.template = Path(path), False
@@ -151,7 +149,7 @@ class FileMixin:
         try:
             return self.autosaver.write(self.controller.model.snapshot(),
                                         str(self.path) if self.path else None)
-        except (WiregradError, OSError) as exc:
+        except (errors.WiregradError, OSError) as exc:
             self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
             return None
 
@@ -165,7 +163,7 @@ class FileMixin:
             elif answer == "recover":
                 try:
                     doc = document.load(orphan["path"])
-                except WiregradError as exc:
+                except errors.WiregradError as exc:
                     dialogs.error(self, "Cannot recover", str(exc))
                     continue
                 source = orphan.get("source")

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.core import document
+from engine.api import document
 from nodegraph.canvas.minimap import Minimap
 from nodegraph.canvas.scene import GraphScene
 from nodegraph.canvas.view import GraphView

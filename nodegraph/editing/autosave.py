@@ -1,4 +1,4 @@
-"""Autosave into ``engine.base.paths.autosave_dir()``: an atomic snapshot beside a lock holding the
+"""Autosave into ``engine.api.paths.autosave_dir()``: an atomic snapshot beside a lock holding the
 pid; after a crash the next start finds a snapshot whose lock's pid is dead and offers
 Recover / Discard (files are removed only on Discard or a clean close — never silently)."""
 
@@ -10,8 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
-from engine.base import paths
-from engine.core import document
+from engine.api import document, paths
 
 INTERVAL_MS = 2 * 60 * 1000
 

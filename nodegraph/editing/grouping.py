@@ -206,7 +206,7 @@ def parse_fragment(text: str) -> dict | None:
         return None
     if not isinstance(frag, dict) or frag.get("kind") != CLIPBOARD_KIND:
         return None
-    from engine.core import document
+    from engine.api import document
 
     try:  # reuse the loader's structure checks on a throwaway document
         probe = document.new_document()

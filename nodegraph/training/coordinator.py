@@ -16,7 +16,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QMessageBox, QStyle
 
 from engine import api
-from engine.base import paths
+from engine.api import paths
 from nodegraph import dialogs
 from nodegraph.training.controls import Eta
 from nodegraph.training.debugger import EdgeOverlay, InspectDock
