@@ -14,7 +14,9 @@ from engine.base.errors import MissingExtraError, WiregradError
 from engine.core import registry
 from engine.core.run import Context
 from engine.data import datasets as data
-from engine.data.datasets import Batcher, iterate_in_order, load_dataset
+from engine.data import files as data_files
+from engine.data.batching import Batcher, iterate_in_order
+from engine.data.datasets import load_dataset
 
 GENERATED = {
     "classification_2d": [{}, {"kind": "moons"}, {"kind": "circles"}, {"kind": "xor"},
@@ -392,7 +394,7 @@ def test_file_errors_name_node_and_file(tmp_path, monkeypatch):
         with pytest.raises(WiregradError, match=pattern) as err:
             _load_table(tmp_path, n_features=1, **params)
         assert err.value.node == "tbl" and name in str(err.value)
-    monkeypatch.setattr(data, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(data_files, "MAX_FILE_BYTES", 100)
     with pytest.raises(WiregradError, match="big.csv.*GiB"):
         _load_table(tmp_path, path="big.csv", n_features=3)
 

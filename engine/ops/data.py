@@ -3,7 +3,7 @@
 Shapes follow from the params alone (no file is read while validating a graph); the batch
 dimension is the symbol ``B``. When training, the runner loads the node's dataset with
 :func:`engine.data.datasets.load_dataset`, batches it with
-:class:`engine.data.datasets.Batcher` and feeds each
+:class:`engine.data.batching.Batcher` and feeds each
 batch through ``ctx.feed`` as a tuple of arrays in output-port order; ``forward`` checks the
 batch against the declared shapes and casts it (floats to the program's dtype, integers to
 int64). Data is not differentiable: ``backward`` returns nothing.
@@ -17,7 +17,10 @@ import numpy as np
 
 from engine.base.errors import WiregradError
 from engine.core.registry import OpSpec, Param, Port, TensorType, format_shape, register
-from engine.data.datasets import KINDS_2D, SHAPE_NAMES
+
+# Choices the specs declare; the generators in engine/data/synthetic.py read them from here.
+KINDS_2D = ("spirals", "moons", "circles", "xor")
+SHAPE_NAMES = ("circle", "square", "triangle", "cross", "ring", "bar")
 
 
 def _common(batch_size: int) -> list[Param]:

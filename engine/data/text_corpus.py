@@ -1,0 +1,96 @@
+"""The text corpus dataset: random windows of a character stream (nanoGPT's get_batch).
+
+Builds what the ``text_corpus`` node (``engine/ops/text_data.py``) feeds: ``tokens`` (B, T)
+and ``targets`` (B, T), the same window shifted by one character. The corpus splits into the
+first 90 % (train) and the last 10 % (validation) of the stream; the dataset holds the two
+streams (``"stream"``) and batches them with :class:`WindowBatcher` / :func:`val_batches`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from engine.base.errors import WiregradError
+from engine.data.common import Dataset
+from engine.data.text import Codec, read_text_file, shakespeare
+
+
+class WindowBatcher:
+    """Random (B, T+1) windows of a 1-D token stream, seeded per step (resumable)."""
+
+    def __init__(self, stream: np.ndarray, block_size: int, batch_size: int, seed: int):
+        if len(stream) <= block_size + 1:
+            raise WiregradError(f"the training text ({len(stream)} characters) is shorter "
+                                f"than one block of {block_size}")
+        self.stream, self.block, self.batch_size, self.seed = stream, block_size, batch_size, seed
+        self.step = 0
+
+    @property
+    def epoch(self) -> float:
+        """Characters seen / characters in the stream."""
+        return self.step * self.batch_size * self.block / len(self.stream)
+
+    def next(self) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed & 0xFFFFFFFF, self.step])
+        self.step += 1
+        return windows(self.stream, rng.integers(0, len(self.stream) - self.block - 1,
+                                                 size=self.batch_size), self.block)
+
+    def state(self) -> dict:
+        return {"kind": "windows", "step": self.step, "seed": self.seed}
+
+    def set_state(self, state: dict) -> None:
+        self.step, self.seed = int(state["step"]), int(state["seed"])
+
+
+def windows(stream: np.ndarray, starts: np.ndarray, block: int) -> dict[str, np.ndarray]:
+    idx = starts[:, None] + np.arange(block + 1)[None, :]  # (B, T+1)
+    chunk = stream[idx]
+    return {"tokens": np.ascontiguousarray(chunk[:, :-1]),
+            "targets": np.ascontiguousarray(chunk[:, 1:])}
+
+
+def val_batches(stream: np.ndarray, block: int, batch_size: int, max_batches: int, seed: int):
+    """Fixed, seeded validation windows (the same every evaluation, comparable over time)."""
+    count = max_batches or max(1, min(50, (len(stream) - block - 1) // (block * batch_size)))
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x5EED])
+    for _ in range(count):
+        yield windows(stream, rng.integers(0, len(stream) - block - 1, size=batch_size), block)
+
+
+def corpus_text(params: dict, base: Path | None, node: str | None) -> str:
+    if params["source"] == "shakespeare":
+        return shakespeare()
+    if not params["path"]:
+        raise WiregradError("choose a UTF-8 text file for this corpus", node=node, field="path")
+    path = Path(params["path"]).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return read_text_file(path, node)
+
+
+def build(params: dict, base: Path | None, node: str | None) -> Dataset:
+    corpus = corpus_text(params, base, node)
+    codec = Codec(params["vocab"])
+    stream = codec.encode(corpus, "the corpus", node).astype(np.int64)
+    n_val = int(len(stream) * params["val_fraction"])
+    train, val = stream[: len(stream) - n_val], stream[len(stream) - n_val:]
+    block = params["block_size"]
+    for part, name in ((train, "training"), (val, "validation")):
+        if len(part) <= block + 1:
+            raise WiregradError(f"the {name} text ({len(part)} characters) is shorter than one "
+                                f"block of {block}", node=node)
+    train.flags.writeable = False
+    val.flags.writeable = False
+    info = {"examples": len(stream), "train": len(train), "val": len(val), "characters":
+            len(corpus), "vocab_size": len(codec.vocab), "classes": len(codec.vocab),
+            "description": f"{len(corpus):,} characters, {len(codec.vocab)} symbols"}
+    seed = params["seed"]
+    return Dataset(
+        train={"stream": train}, val={"stream": val}, info=info,
+        make_batcher=lambda batch_size, s: WindowBatcher(train, block, batch_size, s),
+        eval_batches=lambda batch_size, max_batches: val_batches(val, block, batch_size,
+                                                                 max_batches, seed),
+    )
