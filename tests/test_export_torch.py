@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from engine import api
 from engine.base.io import model_weights
@@ -27,6 +26,7 @@ from engine.train.trainer import Trainer
 from tests.helpers import input_mlp
 
 pytestmark = pytest.mark.torch
+torch = pytest.importorskip("torch")  # README: torch is optional; without it these skip
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = [p["name"] for p in presets.list_presets()]
 
