@@ -23,11 +23,16 @@ def catalog(include_user_layers: bool = True) -> dict:
     Built-in layers carry their ``definition`` (so the editor can show their inside);
     layers from the user library are added with ``"user": true``.
     """
+    from engine.core.hot import definition_hot_params
+
     data = registry.catalog()
     for op in data["ops"]:
         if op["is_layer"]:
             op["definition"] = registry.get(op["name"]).layer
             op["user"] = False
+            hot = definition_hot_params(op["definition"])
+            for p in op["params"]:
+                p["hot"] = p["name"] in hot
     if include_user_layers:
         from engine.layers import library
 
@@ -38,8 +43,10 @@ def catalog(include_user_layers: bool = True) -> dict:
 
 def layer_entry(name: str, definition: dict, user: bool = True) -> dict:
     """A catalog entry for a layer definition (user layers, a document's own layers)."""
+    from engine.core.hot import definition_hot_params
     from engine.core.params import layer_params
 
+    hot = definition_hot_params(definition)
     doc = definition.get("doc") or name
     return {
         "name": name, "category": "layer", "family": "user" if user else "layers",
@@ -49,7 +56,7 @@ def layer_entry(name: str, definition: dict, user: bool = True) -> dict:
                    for p in definition.get("inputs", [])],
         "outputs": [{"name": p["name"], "dtype": "float", "variadic": False, "optional": False,
                      "doc": ""} for p in definition.get("outputs", [])],
-        "params": [p.to_json() for p in layer_params(definition)],
+        "params": [{**p.to_json(), "hot": p.name in hot} for p in layer_params(definition)],
         "weights": [], "state": [], "is_layer": True, "definition": definition, "user": user,
     }
 
@@ -127,12 +134,10 @@ def gradcheck(doc: dict, node: str | None = None, seed: int = 0,
 
     *base_dir* resolves relative data-file paths (the document's folder).
     """
-    from engine.core.gradcheck import gradcheck_document
+    from engine.core.gradcheck import gradcheck_document, summarize
+    from engine.data.examples import feeds_for
 
-    if node is not None and node not in {n["id"] for n in doc["nodes"]}:
-        raise WiregradError("no such node in the graph", node=node)
-    reports = gradcheck_document(doc, node, seed, Path(base_dir) if base_dir else None)
-    return {"ok": all(r.ok for r in reports), "nodes": [r.to_json() for r in reports]}
+    return summarize(gradcheck_document(doc, node, seed, feeds_for(seed, base_dir)))
 
 
 def warm_up(doc: dict | None = None, progress=None) -> int:

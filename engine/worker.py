@@ -5,7 +5,8 @@ is inherited) and talks to it over one duplex ``Pipe`` of plain data:
 
 editor → worker (``{"cmd": ...}``)
     ``train`` (doc, base_dir, run_dir, steps, seed, resume, weights), ``pause``, ``resume``,
-    ``step``, ``stop``, ``set_hparams`` (values), ``save_checkpoint``, ``save_weights``,
+    ``step``, ``stop``, ``set_hparams`` (values for the optimizer, nodes for any node's
+    hot params), ``save_checkpoint``, ``save_weights``,
     ``save_bundle`` (path), ``inspect`` (node or None), ``predictions``, ``gradcheck`` (doc,
     node, base_dir), ``ping``, ``quit``.
 worker → editor (``{"kind": ...}``)
@@ -311,8 +312,13 @@ class Worker:
             self.paused = False  # let run() reach its "done" record
 
     def cmd_set_hparams(self, msg: dict) -> None:
+        """``values``: the optimizer's hot params; ``nodes``: ``{node id: {param: value}}``
+        for any node's hot params (declared ``hot`` on its op spec)."""
         self._need_trainer()
-        self.trainer.set_hparams(**msg["values"])
+        if msg.get("values"):
+            self.trainer.set_hparams(**msg["values"])
+        for node, values in (msg.get("nodes") or {}).items():
+            self.trainer.set_node_params(node, values)
 
     def cmd_save_checkpoint(self, msg: dict) -> None:
         self._need_trainer()
@@ -352,10 +358,12 @@ class Worker:
             self.model, {**t.params, **t.state}, t.graph.datasets, t.step))
 
     def cmd_gradcheck(self, msg: dict) -> None:
-        from engine import api
+        from engine.core.gradcheck import gradcheck_document, summarize
+        from engine.data.examples import feeds_for
 
-        result = api.gradcheck(msg["doc"], msg.get("node"), base_dir=msg.get("base_dir"))
-        self.send("gradcheck", node=msg.get("node"), **result)
+        reports = gradcheck_document(msg["doc"], msg.get("node"),
+                                     feeds=feeds_for(base_dir=msg.get("base_dir")))
+        self.send("gradcheck", node=msg.get("node"), **summarize(reports))
 
 
 def inspect_trainer(trainer, doc: dict, node: str | None = None) -> dict:

@@ -27,6 +27,8 @@ import numpy as np
 from engine.base.errors import NonFiniteError, WiregradError
 from engine.core import document
 from engine.core.compile import compile_document
+from engine.core.hot import hot_targets, param_specs
+from engine.core.params import check_value
 from engine.core.program import off_loss_path
 from engine.core.run import Executor, Tape, init_weights
 from engine.train.graph import TrainingGraph, analyse
@@ -157,21 +159,60 @@ class Trainer:
         self._stop_reason = reason
 
     def set_hparams(self, **values) -> None:
-        """Hot edits applied before the next step: ``lr``, ``weight_decay``, ``clip_norm``."""
-        unknown = set(values) - {"lr", "weight_decay", "clip_norm"}
-        if unknown:
-            raise WiregradError(f"cannot change {', '.join(sorted(unknown))} while training")
+        """Hot edits of the optimizer node (``lr``, ``weight_decay``, ``clip_norm``), applied
+        before the next step; shorthand for :meth:`set_node_params` on the optimizer."""
+        self.set_node_params(self.graph.optimizer, values)
+
+    def set_node_params(self, node: str, values: dict) -> None:
+        """Hot edits of any top-level node's params, applied before the next step.
+
+        Which params may change while training is declared once, on the op spec
+        (``Param.hot``, see :mod:`engine.core.hot`): e.g. the optimizer's rate, decay and
+        clipping, dropout's ``p``, batch norm's ``momentum`` (also through the layers that
+        pass them on). Anything else is refused, naming the node and the field.
+        """
+        types = {n["id"]: n["type"] for n in self.doc["nodes"]}
+        if node not in types:
+            raise WiregradError(f"no node '{node}' in this graph", node=node)
+        layers = self.doc.get("layers", {})
+        hot, specs = hot_targets(types[node], layers), param_specs(types[node], layers)
         for key, value in values.items():
-            if (isinstance(value, bool) or not isinstance(value, (int, float))
-                    or not np.isfinite(value) or value < 0):
-                raise WiregradError(f"{key} must be a finite number ≥ 0, got {value!r}",
-                                    node=self.graph.optimizer, field=key)
-        self._pending_hparams.update(values)
+            if key not in hot:
+                allowed = ", ".join(sorted(hot)) or "none"
+                raise WiregradError(f"cannot change '{key}' while training (hot settings of "
+                                    f"this node: {allowed})", node=node, field=key)
+            spec = specs[key]
+            if spec.kind == "float" and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            problem = check_value(spec, value)
+            if problem is None and not math.isfinite(value):
+                problem = f"must be a finite number, got {value!r}"
+            if problem is not None:
+                raise WiregradError(f"{key}: {problem}", node=node, field=key)
+        self._pending_hparams.setdefault(node, {}).update(values)
 
     def _apply_hparams(self) -> dict | None:
         if not self._pending_hparams:
             return None
-        values, self._pending_hparams = self._pending_hparams, {}
+        pending, self._pending_hparams = self._pending_hparams, {}
+        record: dict = {"kind": "hparams", "step": self.step}
+        types = {n["id"]: n["type"] for n in self.doc["nodes"]}
+        for node, values in pending.items():
+            if node == self.graph.optimizer:
+                self._apply_optimizer_params(values)
+                record.update(values)
+                continue
+            hot = hot_targets(types[node], self.doc.get("layers", {}))
+            for key, value in values.items():
+                for sub, param in hot[key]:
+                    path = f"{node}.{sub}" if sub else node
+                    for eq in self.program.equations:
+                        if eq.path == path:
+                            eq.params[param] = value
+            record.setdefault("nodes", {})[node] = dict(values)
+        return record
+
+    def _apply_optimizer_params(self, values: dict) -> None:
         if "lr" in values:
             lr = float(values["lr"])
             self.schedule.set_current(self.step, lr)
@@ -184,7 +225,6 @@ class Trainer:
             self.optimizer.weight_decay = float(values["weight_decay"])
         if "clip_norm" in values:
             self.clip_norm = float(values["clip_norm"])
-        return {"kind": "hparams", "step": self.step, **values}
 
     # ------------------------------------------------------------------ steps
 
