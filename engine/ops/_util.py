@@ -37,3 +37,13 @@ def elementwise_flops(k: int = 1):
 def require_float(t: TensorType, port: str) -> None:
     if t.dtype != "float":
         raise ShapeError(f"expects float values, got {t.dtype}", port=port)
+
+
+def require_same_shape(reference: TensorType, other: TensorType, reference_name: str,
+                       other_name: str) -> None:
+    """*other* must have *reference*'s shape (symbols match anything of the same rank)."""
+    if len(reference.shape) != len(other.shape) or any(
+            isinstance(a, int) and isinstance(b, int) and a != b
+            for a, b in zip(reference.shape, other.shape)):
+        raise ShapeError(f"{other_name} shape {list(other.shape)} differs from {reference_name} "
+                         f"shape {list(reference.shape)}", port=other_name)

@@ -7,7 +7,7 @@ import numpy as np
 from engine.base.errors import WiregradError
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 from engine.ops import batch_rules
-from engine.ops._util import per_example, require_float
+from engine.ops._util import per_example, require_float, require_same_shape
 from engine.ops.kernel_choice import kernels
 
 
@@ -110,11 +110,7 @@ def _bce_infer(inputs, params):
     logits, targets = inputs
     require_float(logits, "logits")
     require_float(targets, "targets")
-    if len(logits.shape) != len(targets.shape) or any(
-            isinstance(a, int) and isinstance(b, int) and a != b
-            for a, b in zip(logits.shape, targets.shape)):
-        raise ShapeError(f"targets shape {list(targets.shape)} differs from logits shape "
-                         f"{list(logits.shape)}", port="targets")
+    require_same_shape(logits, targets, "logits", "targets")
     return [TensorType((), "float")]
 
 
@@ -157,26 +153,23 @@ register(OpSpec(
 ))
 
 
-def _mse_infer(inputs, params):
+def pair_infer(inputs, params):
+    """A scalar from a float prediction and a float target of the same shape (MSE, MAE)."""
     pred, target = inputs
     require_float(pred, "pred")
     require_float(target, "target")
-    if len(pred.shape) != len(target.shape) or any(
-        isinstance(a, int) and isinstance(b, int) and a != b
-        for a, b in zip(pred.shape, target.shape)
-    ):
-        raise ShapeError(f"target shape {list(target.shape)} differs from prediction shape "
-                         f"{list(pred.shape)}", port="target")
+    require_same_shape(pred, target, "pred", "target")
     return [TensorType((), "float")]
 
 
-def _mse_forward(ctx, params, pred, target):
+def squared_error_forward(ctx, params, pred, target):
+    """mean((pred − target)²): the ``mse`` loss and the ``mean_squared_error`` metric."""
     diff = pred - target
     ctx.save(diff)
     return np.asarray(np.mean(diff * diff), dtype=pred.dtype)
 
 
-def _mse_backward(ctx, params, g):
+def squared_error_backward(ctx, params, g):
     (diff,) = ctx.saved
     grad = (2.0 / max(1, diff.size)) * g * diff
     return grad, -grad
@@ -188,9 +181,9 @@ register(OpSpec(
     doc="""Mean squared error between prediction and target (same shapes).""",
     inputs=[Port("pred"), Port("target")],
     outputs=[Port("loss")],
-    infer=_mse_infer,
-    forward=_mse_forward,
-    backward=_mse_backward,
+    infer=pair_infer,
+    forward=squared_error_forward,
+    backward=squared_error_backward,
     flops=lambda inputs, outputs, params: 3 * per_example(inputs[0]),
     examples=[
         Example([((4, 3), "float"), ((4, 3), "float")]),

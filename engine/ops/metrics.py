@@ -12,9 +12,9 @@ import numpy as np
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 from engine.ops._util import per_example, require_float
 from engine.ops.loss import (  # the same arithmetic and shape check as the loss
-    _mse_backward,
-    _mse_forward,
-    _mse_infer,
+    pair_infer,
+    squared_error_backward,
+    squared_error_forward,
 )
 
 
@@ -136,7 +136,7 @@ register(OpSpec(
     doc="""Mean absolute error |pred − target| for regression.""",
     inputs=[Port("pred"), Port("target")],
     outputs=[Port("value")],
-    infer=_mse_infer,
+    infer=pair_infer,
     forward=_mae_forward,
     backward=_mae_backward,
     flops=lambda i, o, p: 2 * per_example(i[0]),
@@ -150,9 +150,9 @@ register(OpSpec(
     doc="""Mean squared error (pred − target)² for regression, as a reported metric.""",
     inputs=[Port("pred"), Port("target")],
     outputs=[Port("value")],
-    infer=_mse_infer,
-    forward=_mse_forward,
-    backward=_mse_backward,
+    infer=pair_infer,
+    forward=squared_error_forward,
+    backward=squared_error_backward,
     flops=lambda i, o, p: 2 * per_example(i[0]),
     examples=list(PAIR_EXAMPLES),
     family="metrics",
