@@ -62,6 +62,21 @@ def split_parts(x: torch.Tensor, dim: int, parts: int, sizes: list[int]) -> tupl
 HELPER_NEEDS = {"causal_mask": ["causal_keep"], "attention": ["causal_keep"]}
 
 
+def py_literal(value: object) -> str:
+    """The one way a document's string (or plain data) enters generated code: a ``repr``."""
+    return repr(value)
+
+
+def doc_text(text: str) -> str:
+    """*text* as the body of a ``\"\"\"docstring\"\"\"`` or a ``# comment``: one line, inert.
+
+    Built on :func:`py_literal`: backslashes, quotes, line breaks and unprintable characters
+    are escaped, so the text can neither end the string or comment nor start a statement.
+    """
+    body = py_literal(str(text))[1:-1]
+    return body.replace('"', '\\"')  # repr never escapes '"' itself
+
+
 def identifier(text: str) -> str:
     """A Python identifier for *text* (``block1.attn.qkv`` → ``block1_attn_qkv``)."""
     name = re.sub(r"\W", "_", text)

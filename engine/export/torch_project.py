@@ -29,6 +29,7 @@ from engine.export.torch_codegen import (
     HELPERS,
     Scope,
     check_exportable,
+    doc_text,
     identifier,
     shape_comment,
     statements,
@@ -159,13 +160,14 @@ def _class_text(doc_line: str, init: list[str], forward: list[str]) -> str:
 
 
 def _plain(text: str) -> str:
-    """*text* made safe inside a triple-quoted docstring."""
-    return text.replace("\\", "\\\\").replace('"""', "'''")
+    """*text* made safe inside a triple-quoted docstring (see :func:`doc_text`)."""
+    return doc_text(text)
 
 
 def _doc_line(model: Model, node: dict) -> str:
     ldef = layer_definition(node["type"], model.doc.get("layers", {})) or {}
-    return _plain((ldef.get("doc") or node["type"]).strip().splitlines()[0])
+    text = str(ldef.get("doc") or node["type"]).strip()
+    return _plain(text.splitlines()[0] if text else node["type"])
 
 
 def generate_model_source(model: Model) -> str:
@@ -235,9 +237,11 @@ def _input_arg_names(model: Model) -> dict[str, str]:
 def _assemble(model, classes, init, body, top, helpers, arg_names) -> str:
     meta = model.doc.get("meta", {})
     parts = [HEADER.format(
-        title=meta.get("name") or "Model",
-        description=textwrap.fill(_plain(meta.get("description") or ""), 96),
-        inputs=", ".join(model.input_names), outputs=", ".join(model.output_names),
+        title=_plain(meta.get("name") or "Model"),
+        description=textwrap.fill(_plain(meta.get("description") or ""), 96,
+                                  break_long_words=False, break_on_hyphens=False),
+        inputs=_plain(", ".join(model.input_names)),
+        outputs=_plain(", ".join(model.output_names)),
         input_list=model.input_names, output_list=model.output_names)]
     for name in ("causal_keep", "causal_mask", "attention", "split_parts"):
         if name in helpers:
@@ -247,9 +251,9 @@ def _assemble(model, classes, init, body, top, helpers, arg_names) -> str:
     args = [arg_names[p.name] for p in model.inputs]
     forward = _function("forward", args, [p.type for p in model.inputs], body,
                         [top.exprs[p.value] for p in model.outputs])
-    model_class = _class_text(f"{meta.get('name') or 'The model'}: inputs "
-                              f"{', '.join(model.input_names)} → outputs "
-                              f"{', '.join(model.output_names)}.", init, forward)
+    model_class = _class_text(_plain(f"{meta.get('name') or 'The model'}: inputs "
+                                     f"{', '.join(model.input_names)} → outputs "
+                                     f"{', '.join(model.output_names)}."), init, forward)
     parts.append("\n" + model_class.replace("{name}", "Model", 1))
     return "\n".join(parts).rstrip() + "\n"
 

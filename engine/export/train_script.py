@@ -242,7 +242,8 @@ def save_checkpoint(model, path: str, step: int) -> None:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=f"Train {CONFIG['name'] or 'the model'}.")
+    name = (CONFIG["name"] or "the model").replace("%", "%%")
+    parser = argparse.ArgumentParser(description=f"Train {name}.")
     parser.add_argument("--steps", type=int, default=CONFIG["steps"], help="optimizer steps")
     parser.add_argument("--out", default=os.path.join(HERE, "out"),
                         help="folder for ckpt.safetensors and metrics.jsonl")
@@ -312,7 +313,10 @@ if __name__ == "__main__":
 
 def train_source(config: dict) -> str:
     """The text of ``train.py`` for *config* (see ``torch_project.training_plan``)."""
-    head = (f'"""Train "{config["name"] or "the model"}" (exported from Wiregrad) with PyTorch.\n'
+    from engine.export.torch_codegen import doc_text
+
+    head = (f'"""Train \\"{doc_text(config["name"] or "the model")}\\" (exported from Wiregrad) '
+            "with PyTorch.\n"
             "\n"
             "    python train.py [--steps N] [--out DIR]\n"
             "    torchrun --standalone --nproc-per-node=N train.py [--steps N] [--out DIR]\n"
@@ -327,6 +331,6 @@ def train_source(config: dict) -> str:
             '"""\n')
     body = SCRIPT.replace("from model import Model  # noqa: E402\n",
                           "from model import Model  # noqa: E402\n\n"
-                          "CONFIG = " + pprint.pformat(config, width=96, sort_dicts=False)
+                          "CONFIG = " + pprint.pformat(config, width=96, sort_dicts=False)  # repr
                           + "\n", 1)
     return head + body
