@@ -68,12 +68,6 @@ class MissingExtraError(WiregradError):
         self.extra = extra
 
 
-class CheckFailed(WiregradError):
-    """A check the user asked for did not pass (e.g. gradcheck) (exit 1)."""
-
-    exit_code = 1
-
-
 class NonFiniteError(WiregradError):
     """Training produced NaN or Inf; names the first node that did (exit 3)."""
 

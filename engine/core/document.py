@@ -362,12 +362,6 @@ def training_settings(doc: dict) -> dict:
     return {**TRAINING_DEFAULTS, **(doc.get("training") or {})}
 
 
-def node_by_id(doc: dict, node_id: str) -> dict:
-    for node in doc["nodes"]:
-        if node["id"] == node_id:
-            return node
-    raise DocumentError("no such node", node=node_id)
-
 def graph_hash(doc: dict) -> str:
     """sha256 of what determines the computation (nodes, edges, layers; not positions)."""
     nodes = [{k: v for k, v in n.items() if k != "ui"} for n in doc["nodes"]]

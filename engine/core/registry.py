@@ -323,10 +323,3 @@ def normalize_axis(axis: int, ndim: int, port: str | None = None) -> int:
     return axis % max(ndim, 1)
 
 
-def same_as_input(index: int = 0) -> Callable:
-    """An ``infer`` that returns input *index*'s type unchanged."""
-
-    def infer(inputs: list[TensorType], params: dict) -> list[TensorType]:
-        return [inputs[index]]
-
-    return infer
