@@ -136,19 +136,7 @@ class Controller(QObject):
 
     def remove(self, node_ids=(), edges_=(), frame_ids=()) -> None:
         node_ids = [n for n in node_ids if n not in (edits.IN_NODE, edits.OUT_NODE)]
-        ops = edits.remove_edges(self.model, self.scope, list(edges_)) if edges_ else []
-        ops_nodes = edits.remove_nodes(self.model, self.scope, node_ids) if node_ids else []
-        if ops and ops_nodes:  # edge indices shift after the first batch: rebuild in one go
-            gone = {(e["src"]["node"], e["src"]["port"], e["dst"]["node"], e["dst"]["port"])
-                    for e in edges_}
-            keep = set(node_ids)
-            es = self.model.edges(self.scope)
-            ops = [("delete_edge", self.scope, i) for i in reversed(range(len(es)))
-                   if (es[i]["src"]["node"], es[i]["src"]["port"], es[i]["dst"]["node"],
-                       es[i]["dst"]["port"]) in gone
-                   or es[i]["src"]["node"] in keep or es[i]["dst"]["node"] in keep]
-            ops_nodes = [op for op in ops_nodes if op[0] == "delete_node"]
-        ops += ops_nodes
+        ops = edits.remove(self.model, self.scope, node_ids, list(edges_))
         if frame_ids:
             ops += edits.update_frames(self.model, {f: {"deleted": True} for f in frame_ids})
         self.push("Delete", ops)

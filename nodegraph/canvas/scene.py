@@ -14,8 +14,10 @@ from nodegraph.canvas.items import EdgeItem, FrameItem, NodeItem
 from nodegraph.canvas.wiredetach import start_drag
 from nodegraph.canvas.wiredrag import WireDrag
 from nodegraph.controller import Controller, new_drag_id
+from nodegraph.editing import events as ev
 from nodegraph.editing import layout
 from nodegraph.editing.edits import IN_NODE, OUT_NODE
+from nodegraph.editing.model import edge_key
 from nodegraph.editing.specs import node_geometry, node_size
 
 GRID = 10.0
@@ -23,10 +25,6 @@ GRID = 10.0
 
 def snap(v: float) -> float:
     return round(v / GRID) * GRID
-
-
-def edge_key(edge: dict) -> tuple:
-    return (edge["src"]["node"], edge["src"]["port"], edge["dst"]["node"], edge["dst"]["port"])
 
 
 class GraphScene(QGraphicsScene):
@@ -87,32 +85,35 @@ class GraphScene(QGraphicsScene):
                               "dst": {"node": OUT_NODE, "port": out["name"]}})
         return edges
 
-    def on_event(self, event: str, payload: dict) -> None:
-        if payload.get("scope", self.controller.scope) != self.controller.scope:
+    def on_event(self, event: ev.Event) -> None:
+        if getattr(event, "scope", self.controller.scope) != self.controller.scope:
             return
-        if event in ("reset", "layer_changed"):
-            if event == "reset" or payload.get("name") == self.controller.scope:
+        match event:
+            case ev.Reset():
                 self.rebuild()
-            return
-        if event == "node_added":
-            self._add_node_item(payload["id"])
-        elif event == "node_removed":
-            item = self.nodes.pop(payload["id"], None)
-            if item is not None:
-                self.removeItem(item)
-        elif event == "edge_added":
-            self._add_edge_item(payload["edge"])
-            self._refresh_node(payload["edge"]["dst"]["node"])
-        elif event == "edge_removed":
-            item = self.edges.pop(edge_key(payload["edge"]), None)
-            if item is not None:
-                self.removeItem(item)
-            if payload["edge"]["dst"]["node"] in self.nodes:
-                self._refresh_node(payload["edge"]["dst"]["node"])
-        elif event == "node_changed":
-            self._refresh_node(payload["id"], payload.get("what") == "pos")
-        elif event == "extra_changed" and payload.get("key") == "frames":
-            self._sync_frames()
+            case ev.LayerChanged(name=name) if name == self.controller.scope:
+                self.rebuild()
+            case ev.NodeAdded(id=node_id):
+                self._add_node_item(node_id)
+            case ev.NodeRemoved(id=node_id):
+                item = self.nodes.pop(node_id, None)
+                if item is not None:
+                    self.removeItem(item)
+            case ev.EdgeAdded(edge=edge):
+                self._add_edge_item(edge)
+                self._refresh_node(edge["dst"]["node"])
+            case ev.EdgeRemoved(edge=edge):
+                item = self.edges.pop(edge_key(edge), None)
+                if item is not None:
+                    self.removeItem(item)
+                if edge["dst"]["node"] in self.nodes:
+                    self._refresh_node(edge["dst"]["node"])
+            case ev.ParamChanged(id=node_id):
+                self._refresh_node(node_id)
+            case ev.UiChanged(id=node_id, key=key):
+                self._refresh_node(node_id, key == "pos")
+            case ev.ExtraChanged(key="frames"):
+                self._sync_frames()
 
     def _node_pos(self, node: dict) -> tuple[float, float]:
         pos = node.get("ui", {}).get("pos")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from nodegraph.editing.model import MISSING, GraphModel, Op
+from nodegraph.editing.model import MISSING, GraphModel, Op, edge_key
 from nodegraph.editing.specs import Catalog, new_id, port_dtype
 
 IN_NODE = "$in"
@@ -30,32 +30,29 @@ def add_node(model: GraphModel, catalog: Catalog, scope, type_name: str, pos,
                                 spec["category"] if spec else None)
     node = {"id": node_id, "type": type_name, "params": dict(params or {}),
             "ui": {"pos": [round(float(pos[0]), 1), round(float(pos[1]), 1)]}}
-    return node_id, [("insert_node", scope, len(model.nodes(scope)), node)]
+    return node_id, [("insert_node", scope, node, None)]
 
 
-def remove_nodes(model: GraphModel, scope, ids) -> list[Op]:
+def remove(model: GraphModel, scope, ids=(), edges_to_remove=()) -> list[Op]:
+    """Ops deleting the wires *edges_to_remove*, every wire touching nodes *ids*, then those
+    nodes (each wire once; wires and nodes addressed by key and id)."""
     ids = set(ids)
-    ops: list[Op] = []
-    edges = model.edges(scope)
-    for i in reversed(range(len(edges))):
-        if edges[i]["src"]["node"] in ids or edges[i]["dst"]["node"] in ids:
-            ops.append(("delete_edge", scope, i))
-    nodes = model.nodes(scope)
-    for i in reversed(range(len(nodes))):
-        if nodes[i]["id"] in ids:
-            ops.append(("delete_node", scope, i))
+    keys = {edge_key(e) for e in edges_to_remove}
+    ops: list[Op] = [("delete_edge", scope, edge_key(e)) for e in model.edges(scope)
+                     if edge_key(e) in keys or e["src"]["node"] in ids
+                     or e["dst"]["node"] in ids]
+    ops += [("delete_node", scope, n["id"]) for n in model.nodes(scope) if n["id"] in ids]
     return ops
 
 
+def remove_nodes(model: GraphModel, scope, ids) -> list[Op]:
+    """Ops deleting nodes *ids* and every wire touching them."""
+    return remove(model, scope, ids)
+
+
 def remove_edges(model: GraphModel, scope, edges_to_remove: list[dict]) -> list[Op]:
-    edges = model.edges(scope)
-    keys = {_key(e) for e in edges_to_remove}
-    return [("delete_edge", scope, i) for i in reversed(range(len(edges)))
-            if _key(edges[i]) in keys]
-
-
-def _key(edge: dict) -> tuple:
-    return (edge["src"]["node"], edge["src"]["port"], edge["dst"]["node"], edge["dst"]["port"])
+    """Ops deleting those of *edges_to_remove* that are in the graph."""
+    return remove(model, scope, (), edges_to_remove)
 
 
 def would_cycle(model: GraphModel, scope, src: str, dst: str) -> bool:
@@ -94,16 +91,14 @@ def connect(model: GraphModel, catalog: Catalog, scope, src: str, sport: str, ds
     check_dtypes(model, catalog, scope, src, sport, dst, dport)
     if dst == OUT_NODE:
         return _connect_layer_output(model, scope, src, sport, dport)
-    edges = model.edges(scope)
     ops: list[Op] = []
-    for i in reversed(range(len(edges))):
-        e = edges[i]
+    for e in model.edges(scope):
         if e["dst"]["node"] == dst and e["dst"]["port"] == dport:
             if e["src"] == {"node": src, "port": sport}:
                 raise Refused("these ports are already connected")
-            ops.append(("delete_edge", scope, i))
+            ops.append(("delete_edge", scope, edge_key(e)))
     edge = {"src": {"node": src, "port": sport}, "dst": {"node": dst, "port": dport}}
-    ops.append(("insert_edge", scope, len(edges) - len(ops), edge))
+    ops.append(("insert_edge", scope, edge, None))
     return ops
 
 
@@ -124,7 +119,7 @@ def move_wire(model: GraphModel, catalog: Catalog, scope, edge: dict, dst: str,
     removal = remove_edges(model, scope, [edge])
     if not removal:
         raise Refused("this wire is no longer in the graph")
-    trial = GraphModel(model.doc)  # indices and rules as they stand once the wire is gone
+    trial = GraphModel(model.doc)  # the rules as they stand once the wire is gone
     trial.apply_all(removal)
     return removal + connect(trial, catalog, scope, edge["src"]["node"], edge["src"]["port"],
                              dst, dport)

@@ -78,19 +78,15 @@ def group(model: GraphModel, catalog: Catalog, scope, ids, name: str | None = No
     gid = fresh_id(re.sub(r"[^A-Za-z0-9_]", "_", name.lower()), taken)
     cx, cy = _centroid(nodes)
     ops = remove_nodes(model, scope, inside)
-    remaining = len(model.nodes(scope)) - len(inside)
-    n_edges = len(edges) - sum(1 for e in edges if e["src"]["node"] in inside
-                               or e["dst"]["node"] in inside)
     ops.append(("set_layer", name, definition))
-    ops.append(("insert_node", scope, remaining,
-                {"id": gid, "type": name, "params": {}, "ui": {"pos": [cx, cy]}}))
+    ops.append(("insert_node", scope,
+                {"id": gid, "type": name, "params": {}, "ui": {"pos": [cx, cy]}}, None))
     for e in outer:
         e = copy.deepcopy(e)
         for end in ("src", "dst"):
             if e[end]["node"] is None:
                 e[end]["node"] = gid
-        ops.append(("insert_edge", scope, n_edges, e))
-        n_edges += 1
+        ops.append(("insert_edge", scope, e, None))
     return gid, ops
 
 
@@ -154,12 +150,9 @@ def ungroup(model: GraphModel, catalog: Catalog, scope, gid: str) -> list[Op]:
     from nodegraph.editing.edits import remove_nodes
 
     ops = remove_nodes(model, scope, [gid])
-    index = model.node_index(gid, scope)
-    n_edges = len(edges) - sum(1 for e in edges if gid in (e["src"]["node"], e["dst"]["node"]))
-    for k, n in enumerate(inner_nodes):
-        ops.append(("insert_node", scope, index + k, n))
-    for k, e in enumerate(new_edges):
-        ops.append(("insert_edge", scope, n_edges + k, e))
+    after = model.node_after(gid, scope)  # the inside takes the group node's place
+    ops += [("insert_node", scope, n, after) for n in inner_nodes]
+    ops += [("insert_edge", scope, e, None) for e in new_edges]
     name = gnode["type"]
     still_used = any(n["type"] == name and n["id"] != gid for n in model.nodes(scope)) or any(
         n["type"] == name for lname, ld in model.doc.get("layers", {}).items()
@@ -235,13 +228,10 @@ def paste(model: GraphModel, scope, frag: dict, offset=(40.0, 40.0)
     for name, ldef in frag.get("layers", {}).items():
         if name not in model.doc.get("layers", {}):
             ops.append(("set_layer", name, ldef))
-    n0 = len(model.nodes(scope))
-    ops += [("insert_node", scope, n0 + k, n) for k, n in enumerate(nodes)]
-    e0 = len(model.edges(scope))
+    ops += [("insert_node", scope, n, None) for n in nodes]
     for e in frag["edges"]:
         if e["src"]["node"] in rename and e["dst"]["node"] in rename:
             new = {"src": {"node": rename[e["src"]["node"]], "port": e["src"]["port"]},
                    "dst": {"node": rename[e["dst"]["node"]], "port": e["dst"]["port"]}}
-            ops.append(("insert_edge", scope, e0, new))
-            e0 += 1
+            ops.append(("insert_edge", scope, new, None))
     return [n["id"] for n in nodes], ops

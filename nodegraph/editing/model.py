@@ -1,8 +1,11 @@
 """The Qt-free editable document: the graph dict plus primitive, invertible edits and events.
 
 Every change goes through :meth:`GraphModel.apply`, which takes a primitive operation (a tuple)
-and returns its inverse, so undo is exact by construction. Views subscribe with
-:meth:`GraphModel.subscribe` and mirror the events; they never own state that is saved.
+and returns its inverse, so undo is exact by construction. Nodes are addressed by id and edges
+by their key ``(source node, source port, destination node, destination port)`` — never by list
+index — and an insertion names the node or edge it goes before (``None``: at the end), so an
+undone deletion lands exactly where it was. Views subscribe with :meth:`GraphModel.subscribe`
+and mirror the typed events of :mod:`nodegraph.editing.events`; they never own saved state.
 
 A *scope* names the graph body being edited: ``None`` for the document itself, or the name of a
 layer definition in ``doc["layers"]`` (entering a layer edits its inside).
@@ -14,10 +17,18 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from nodegraph.editing import events as ev
+
 MISSING = object()  # "absent" marker for keys that are deleted or created by an edit
 
 Op = tuple
-Listener = Callable[[str, dict], None]
+EdgeKey = tuple[str, str, str, str]
+Listener = Callable[[ev.Event], None]
+
+
+def edge_key(edge: dict) -> EdgeKey:
+    """The edge's identity: (source node, source port, destination node, destination port)."""
+    return (edge["src"]["node"], edge["src"]["port"], edge["dst"]["node"], edge["dst"]["port"])
 
 
 class ModelError(Exception):
@@ -45,9 +56,9 @@ class GraphModel:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def _emit(self, event: str, **payload: Any) -> None:
+    def _emit(self, event: ev.Event) -> None:
         for listener in list(self._listeners):
-            listener(event, payload)
+            listener(event)
 
     def reset(self, doc: dict) -> None:
         """Replace the whole document (open, recover); not undoable by itself."""
@@ -55,7 +66,7 @@ class GraphModel:
         for key, empty in (("nodes", []), ("edges", []), ("layers", {}), ("extra", {})):
             self.doc.setdefault(key, empty)
         self.structure_version += 1
-        self._emit("reset")
+        self._emit(ev.Reset())
 
     # ------------------------------------------------------------------ reading
 
@@ -87,6 +98,24 @@ class GraphModel:
             if node["id"] == node_id:
                 return i
         raise ModelError(f"no node '{node_id}'")
+
+    def node_after(self, node_id: str, scope: str | None = None) -> str | None:
+        """The id of the node listed right after *node_id*, or None when it is the last."""
+        nodes = self.nodes(scope)
+        i = self.node_index(node_id, scope)
+        return nodes[i + 1]["id"] if i + 1 < len(nodes) else None
+
+    def edge(self, key: EdgeKey, scope: str | None = None) -> dict:
+        return self.edges(scope)[self.edge_index(key, scope)]
+
+    def has_edge(self, key: EdgeKey, scope: str | None = None) -> bool:
+        return any(edge_key(e) == tuple(key) for e in self.edges(scope))
+
+    def edge_index(self, key: EdgeKey, scope: str | None = None) -> int:
+        for i, edge in enumerate(self.edges(scope)):
+            if edge_key(edge) == tuple(key):
+                return i
+        raise ModelError(f"no wire {key[0]}.{key[1]} -> {key[2]}.{key[3]}")
 
     def pos(self, node_id: str, scope: str | None = None) -> tuple[float, float]:
         p = self.node(node_id, scope).get("ui", {}).get("pos", [0, 0])
@@ -123,29 +152,40 @@ class GraphModel:
             raise
         return list(reversed(inverses))
 
-    def _op_insert_node(self, scope, index, node) -> Op:
+    def _op_insert_node(self, scope, node, before: str | None = None) -> Op:
         node = copy.deepcopy(node)
         if self.has_node(node["id"], scope):
             raise ModelError(f"duplicate node id '{node['id']}'")
-        self.nodes(scope).insert(index, node)
-        self._emit("node_added", scope=scope, id=node["id"])
-        return ("delete_node", scope, index)
+        nodes = self.nodes(scope)
+        index = len(nodes) if before is None else self.node_index(before, scope)
+        nodes.insert(index, node)
+        self._emit(ev.NodeAdded(scope, node["id"]))
+        return ("delete_node", scope, node["id"])
 
-    def _op_delete_node(self, scope, index) -> Op:
-        node = self.nodes(scope).pop(index)
-        self._emit("node_removed", scope=scope, id=node["id"])
-        return ("insert_node", scope, index, node)
+    def _op_delete_node(self, scope, node_id: str) -> Op:
+        after = self.node_after(node_id, scope)
+        node = self.nodes(scope).pop(self.node_index(node_id, scope))
+        self._emit(ev.NodeRemoved(scope, node_id))
+        return ("insert_node", scope, node, after)
 
-    def _op_insert_edge(self, scope, index, edge) -> Op:
+    def _op_insert_edge(self, scope, edge, before: EdgeKey | None = None) -> Op:
         edge = copy.deepcopy(edge)
-        self.edges(scope).insert(index, edge)
-        self._emit("edge_added", scope=scope, edge=edge)
-        return ("delete_edge", scope, index)
+        key = edge_key(edge)
+        if self.has_edge(key, scope):
+            raise ModelError(f"duplicate wire {key[0]}.{key[1]} -> {key[2]}.{key[3]}")
+        edges = self.edges(scope)
+        index = len(edges) if before is None else self.edge_index(before, scope)
+        edges.insert(index, edge)
+        self._emit(ev.EdgeAdded(scope, edge))
+        return ("delete_edge", scope, key)
 
-    def _op_delete_edge(self, scope, index) -> Op:
-        edge = self.edges(scope).pop(index)
-        self._emit("edge_removed", scope=scope, edge=edge)
-        return ("insert_edge", scope, index, edge)
+    def _op_delete_edge(self, scope, key: EdgeKey) -> Op:
+        edges = self.edges(scope)
+        index = self.edge_index(key, scope)
+        after = edge_key(edges[index + 1]) if index + 1 < len(edges) else None
+        edge = edges.pop(index)
+        self._emit(ev.EdgeRemoved(scope, edge))
+        return ("insert_edge", scope, edge, after)
 
     def _set_key(self, holder: dict, key: str, value: Any) -> Any:
         old = holder.get(key, MISSING)
@@ -165,13 +205,13 @@ class GraphModel:
     def _op_set_param(self, scope, node_id, name, value, drop_if_empty=False) -> Op:
         node = self.node(node_id, scope)
         old, created = self._set_in(node, "params", name, value, drop_if_empty)
-        self._emit("node_changed", scope=scope, id=node_id, what="params")
+        self._emit(ev.ParamChanged(scope, node_id, name))
         return ("set_param", scope, node_id, name, old, created)
 
     def _op_set_ui(self, scope, node_id, key, value, drop_if_empty=False) -> Op:
         node = self.node(node_id, scope)
         old, created = self._set_in(node, "ui", key, value, drop_if_empty)
-        self._emit("node_changed", scope=scope, id=node_id, what=key)
+        self._emit(ev.UiChanged(scope, node_id, key))
         return ("set_ui", scope, node_id, key, old, created)
 
     def _op_noop(self) -> Op:
@@ -179,20 +219,20 @@ class GraphModel:
 
     def _op_set_layer(self, name, definition) -> Op:
         old = self._set_key(self.doc.setdefault("layers", {}), name, definition)
-        self._emit("layer_changed", name=name)
+        self._emit(ev.LayerChanged(name))
         return ("set_layer", name, old)
 
     def _op_set_layer_key(self, name, key, value) -> Op:
         old = self._set_key(self.doc["layers"][name], key, value)
-        self._emit("layer_changed", name=name)
+        self._emit(ev.LayerChanged(name))
         return ("set_layer_key", name, key, old)
 
     def _op_set_extra(self, key, value) -> Op:
         old = self._set_key(self.doc.setdefault("extra", {}), key, value)
-        self._emit("extra_changed", key=key)
+        self._emit(ev.ExtraChanged(key))
         return ("set_extra", key, old)
 
     def _op_set_meta(self, key, value) -> Op:
         old = self._set_key(self.doc.setdefault("meta", {}), key, value)
-        self._emit("meta_changed", key=key)
+        self._emit(ev.MetaChanged(key))
         return ("set_meta", key, old)

@@ -9,6 +9,8 @@ import contextlib
 
 from PySide6.QtCore import QObject, Signal
 
+from nodegraph.editing import events as ev
+
 HOT = ("lr", "weight_decay", "clip_norm")
 LOCKED = "Training is running: the graph's structure is locked (Stop to edit it)"
 
@@ -99,11 +101,10 @@ class EditLock(QObject):
 
     # ------------------------------------------------------------------ hot edits
 
-    def _on_event(self, event: str, payload: dict) -> None:
-        if not self.active or event != "node_changed" or payload.get("what") != "params" \
-                or payload.get("scope") is not None:
+    def _on_event(self, event) -> None:
+        if not self.active or not isinstance(event, ev.ParamChanged) or event.scope is not None:
             return
-        node = self._node(None, payload["id"])
+        node = self._node(None, event.id)
         if node is None or node["type"] != "optimizer":
             return
         params = node.get("params", {})
