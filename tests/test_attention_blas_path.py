@@ -20,8 +20,9 @@ def test_probability_and_dscore_kernels_match_twins(dtype, causal, tq, tk):
     s = (RNG.standard_normal((3, tq, tk)) * 4).astype(dtype)
     offset = tk - tq
     probs, lse = s.copy(), np.empty((3, tq))
-    (A.attention_probs if dtype == np.float64 else A.attention_probs32)(probs, 0.7, causal,
-                                                                          offset, lse)
+    (A.attention_probs if dtype == np.float64 else A.attention_probs32)(probs, A.no_mask(3),
+                                                                          0.7, causal, offset,
+                                                                          lse)
     ref_p, ref_lse = A.attention_probs_ref(s, 0.7, causal, offset)
     rtol = 1e-11 if dtype == np.float64 else 2e-6
     np.testing.assert_allclose(probs, ref_p, rtol=rtol, atol=rtol * 1e-2)
@@ -38,7 +39,7 @@ def test_probability_and_dscore_kernels_match_twins(dtype, causal, tq, tk):
 def test_extreme_scores_give_finite_probabilities(kernel):
     s = np.array([[[1e4, -1e4, 0.0, 3e38]]], np.float32)
     lse = np.empty((1, 1))
-    getattr(A, kernel)(s, 1.0, False, 0, lse)
+    getattr(A, kernel)(s, A.no_mask(1), 1.0, False, 0, lse)
     assert np.isfinite(s).all() and np.isclose(s.sum(), 1.0)
 
 

@@ -125,14 +125,14 @@ def test_attention_kernels_match_twin(dtype, causal, tq, tk):
     g = randn(4, tq, 5, dtype=dtype)
     offset = tk - tq
     out, lse = np.empty((4, tq, 5), dtype), np.empty((4, tq))
-    A.attention_fwd(q, k, v, 0.3, causal, offset, out, lse)
+    A.attention_fwd(q, k, v, A.no_mask(4), 0.3, causal, offset, out, lse)
     ref_out, ref_lse, p = A.attention_fwd_ref(q, k, v, 0.3, causal, offset)
     np.testing.assert_allclose(out, ref_out, **tol(dtype))
     # lse accumulates float32 scores in float64; fastmath may reorder the sums.
     np.testing.assert_allclose(lse, ref_lse, rtol=1e-5 if dtype == np.float32 else 1e-10,
                                atol=1e-6 if dtype == np.float32 else 1e-12)
     gq, gk, gv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    A.attention_bwd(q, k, v, out, lse, g, 0.3, causal, offset, gq, gk, gv)
+    A.attention_bwd(q, k, v, A.no_mask(4), out, lse, g, 0.3, causal, offset, gq, gk, gv)
     for ours, ref in zip((gq, gk, gv), A.attention_bwd_ref(q, k, v, out, p, g, 0.3)):
         np.testing.assert_allclose(ours, ref, rtol=1e-4 if dtype == np.float32 else 1e-10,
                                    atol=1e-5 if dtype == np.float32 else 1e-12)

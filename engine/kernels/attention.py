@@ -3,8 +3,11 @@ pass per query row (forward), and the matching backward that recomputes probabil
 the saved log-sum-exp. Arrays are contiguous ``(BH, T, D)``; numpy twins below.
 
 Causal masking lets query ``i`` see keys ``j <= i + offset`` (``offset = Tk - Tq`` aligns the
-last query with the last key, the KV-cache convention). A query row that sees no key at all is
-*fully masked*: its output and gradients are zero and its log-sum-exp is ``-inf`` — never NaN.
+last query with the last key, the KV-cache convention). A key padding mask ``keep``
+``(BH, Tk)`` bool hides the keys where it is False from every query of that row (padded source
+positions); a ``keep`` of shape ``(BH, 0)`` (:data:`NO_MASK`) means every key is kept. A query
+row that sees no key at all is *fully masked*: its output and gradients are zero and its
+log-sum-exp is ``-inf`` — never NaN.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ from numba import njit
 from engine.kernels.elementwise import F32, _exp_nonpos, _exp_nonpos32
 
 EXP_FLOOR = 36.0  # e^-36 < 3e-16: below it a probability is 0
+NO_MASK = np.ones((1, 0), np.bool_)  # "keep every key": a (BH, 0) mask broadcasts over BH
+
+
+def no_mask(bh: int) -> np.ndarray:
+    """A ``(bh, 0)`` keep-mask: no key is hidden."""
+    return np.ones((bh, 0), np.bool_)
 
 # Reassociation lets LLVM vectorise the dot products (measured ~3× on the backward); no
 # "nnan"/"ninf", so the -inf of fully masked rows keeps its meaning.
@@ -31,9 +40,16 @@ def _limit(i, tk, causal, offset):
     return min(max(lim, 0), tk)
 
 
+@njit(cache=True, nogil=True)
+def _hidden(keep, bh, j):
+    # True where key j of row bh is padding (a (BH, 0) mask hides nothing)
+    return keep.shape[1] > 0 and not keep[bh, j]
+
+
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def attention_fwd(q, k, v, scale, causal, offset, out, lse):
-    # q: (BH, Tq, D)  k: (BH, Tk, D)  v: (BH, Tk, Dv)  out: (BH, Tq, Dv)  lse: (BH, Tq) float64
+def attention_fwd(q, k, v, keep, scale, causal, offset, out, lse):
+    # q: (BH, Tq, D)  k: (BH, Tk, D)  v: (BH, Tk, Dv)  keep: (BH, Tk | 0) bool
+    # out: (BH, Tq, Dv)  lse: (BH, Tq) float64
     bh_n, tq, d = q.shape
     tk = k.shape[1]
     dv = v.shape[2]
@@ -48,6 +64,9 @@ def attention_fwd(q, k, v, scale, causal, offset, out, lse):
                 continue
             m = -np.inf
             for j in range(lim):
+                if _hidden(keep, bh, j):
+                    s[j] = -np.inf
+                    continue
                 dot = 0.0
                 for e in range(d):
                     dot += q[bh, i, e] * k[bh, j, e]
@@ -55,6 +74,10 @@ def attention_fwd(q, k, v, scale, causal, offset, out, lse):
                 s[j] = dot
                 if dot > m:
                     m = dot
+            if m == -np.inf:  # every visible key is padding
+                out[bh, i, :] = 0.0
+                lse[bh, i] = -np.inf
+                continue
             tot = 0.0
             for j in range(lim):
                 p = math.exp(s[j] - m)
@@ -71,7 +94,7 @@ def attention_fwd(q, k, v, scale, causal, offset, out, lse):
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def attention_bwd(q, k, v, out, lse, g, scale, causal, offset, gq, gk, gv):
+def attention_bwd(q, k, v, keep, out, lse, g, scale, causal, offset, gq, gk, gv):
     # dP = g·vᵀ;  dS = P ∘ (dP − rowsum(g ∘ out));  dq = scale·dS·k;  dk = scale·dSᵀ·q;  dv = Pᵀ·g
     bh_n, tq, d = q.shape
     tk = k.shape[1]
@@ -85,12 +108,14 @@ def attention_bwd(q, k, v, out, lse, g, scale, causal, offset, gq, gk, gv):
         for i in range(tq):
             lim = _limit(i, tk, causal, offset)
             gq_acc[:] = 0.0
-            if lim > 0:
+            if lim > 0 and lse[bh, i] > -np.inf:
                 di = 0.0
                 for e in range(dv):
                     di += g[bh, i, e] * out[bh, i, e]
                 li = lse[bh, i]
                 for j in range(lim):
+                    if _hidden(keep, bh, j):
+                        continue
                     dot = 0.0
                     for e in range(d):
                         dot += q[bh, i, e] * k[bh, j, e]
@@ -120,7 +145,7 @@ def attention_bwd(q, k, v, out, lse, g, scale, causal, offset, gq, gk, gv):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
-def attention_probs(s, scale, causal, offset, lse):
+def attention_probs(s, keep, scale, causal, offset, lse):
     # s: (BH, Tq, Tk) raw scores q·kᵀ, replaced in place by the masked softmax of s·scale;
     # lse: (BH, Tq) float64 log-sum-exp of the kept scaled scores (-inf for a masked row)
     bh_n, tq, tk = s.shape
@@ -133,9 +158,13 @@ def attention_probs(s, scale, causal, offset, lse):
                 continue
             m = -np.inf
             for j in range(lim):
-                x = s[bh, i, j] * scale
+                x = -np.inf if _hidden(keep, bh, j) else s[bh, i, j] * scale
                 s[bh, i, j] = x
                 m = max(m, x)
+            if m == -np.inf:  # every visible key is padding
+                s[bh, i, :] = 0.0
+                lse[bh, i] = -np.inf
+                continue
             tot = 0.0
             for j in range(lim):
                 y = max(s[bh, i, j] - m, -EXP_FLOOR)
@@ -152,7 +181,7 @@ def attention_probs(s, scale, causal, offset, lse):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
-def attention_probs32(s, scale, causal, offset, lse):
+def attention_probs32(s, keep, scale, causal, offset, lse):
     # float32 twin of attention_probs computed in float32 lanes (the float32 exp of
     # engine.kernels.elementwise, ≤ 2 ulps): per char-GPT layer (48×64×64) 0.42 → 0.26 ms.
     bh_n, tq, tk = s.shape
@@ -165,11 +194,15 @@ def attention_probs32(s, scale, causal, offset, lse):
                 row[:] = F32(0.0)
                 lse[bh, i] = -np.inf
                 continue
-            m = row[0] * sc
+            m = F32(-np.inf)
             for j in range(lim):
-                x = row[j] * sc
+                x = F32(-np.inf) if _hidden(keep, bh, j) else row[j] * sc
                 row[j] = x
                 m = max(m, x)
+            if m == F32(-np.inf):  # every visible key is padding
+                row[:] = F32(0.0)
+                lse[bh, i] = -np.inf
+                continue
             tot = F32(0.0)
             for j in range(lim):
                 y = max(row[j] - m, F32(-EXP_FLOOR))
@@ -234,11 +267,9 @@ def attention_decode(q, k, v, tk, scale, out, probs):
             out[h, e] = acc[e]
 
 
-def attention_probs_ref(s, scale, causal, offset):
+def attention_probs_ref(s, scale, causal, offset, keep=None):
     """(probs, lse) of raw scores *s* — the twin of :func:`attention_probs`."""
-    x = s.astype(np.float64) * scale
-    if causal:
-        x = np.where(causal_allowed(s.shape[1], s.shape[2], offset), x, -np.inf)
+    x = np.where(allowed(s.shape, causal, offset, keep), s.astype(np.float64) * scale, -np.inf)
     m = x.max(-1, keepdims=True)
     m = np.where(np.isneginf(m), 0.0, m)
     e = np.exp(x - m)
@@ -260,11 +291,20 @@ def causal_allowed(tq: int, tk: int, offset: int) -> np.ndarray:
     return np.arange(tk)[None, :] <= np.arange(tq)[:, None] + offset
 
 
-def attention_fwd_ref(q, k, v, scale, causal, offset):
+def allowed(shape: tuple, causal: bool, offset: int, keep=None) -> np.ndarray:
+    """Boolean ``(BH, Tq, Tk)`` (broadcastable): the keys each query sees."""
+    ok = np.ones((1, shape[1], shape[2]), bool)
+    if causal:
+        ok = ok & causal_allowed(shape[1], shape[2], offset)[None]
+    if keep is not None and keep.shape[1] > 0:
+        ok = ok & keep.astype(bool)[:, None, :]
+    return ok
+
+
+def attention_fwd_ref(q, k, v, scale, causal, offset, keep=None):
     """(out, lse, probs) via BLAS matmuls; fully masked rows give zeros."""
     s = np.matmul(q, np.swapaxes(k, -1, -2)) * scale  # (BH, Tq, Tk)
-    if causal:
-        s = np.where(causal_allowed(q.shape[1], k.shape[1], offset), s, -np.inf)
+    s = np.where(allowed(s.shape, causal, offset, keep), s, -np.inf)
     m = s.max(-1, keepdims=True)
     m = np.where(np.isneginf(m), 0.0, m)
     e = np.exp(s - m)
