@@ -1,0 +1,331 @@
+"""Tokenizers for text models: ``char`` (one id per character) and ``bpe`` (byte-level BPE).
+
+``char`` is the :class:`~engine.data.text.Codec` the character GPT has always used: the
+vocabulary is the ``vocab`` string in the document, and a character outside it is a clear error.
+
+``bpe`` is a byte-level byte-pair encoding trained with Hugging Face ``tokenizers`` on the
+training split only. Byte-level pre-tokenization (GPT-2's) was chosen over whitespace splitting
+because it is lossless: every string is some sequence of its UTF-8 bytes, so there is no
+unknown token and ``decode(encode(text)) == text`` exactly, spaces and newlines included (a
+whitespace pre-tokenizer forgets how words were separated). The trained tokenizer is the
+Hugging Face JSON, kept in the document (the data node's ``tokenizer_data`` param) so that
+sampling needs no corpus; training it is cached under ``cache/tokenizers`` keyed by the
+corpus's sha256 and the settings.
+
+Special tokens: none. The corpus is one stream cut into fixed windows, so nothing is padded;
+a prompt may start anywhere, so there is no begin token (an empty prompt starts at a newline);
+generation stops after the requested number of tokens, so there is no end token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from engine.base.errors import WiregradError
+from engine.data.text import Codec
+
+TOKENIZERS = ("char", "bpe")
+BPE_FORMAT = 1  # bump when training settings below change: cached tokenizers are then ignored
+
+
+class Tokenizer(Protocol):
+    """What models, samplers and the embedding explorer need from a tokenizer."""
+
+    kind: str
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode(self, text: str, what: str = "the text", node: str | None = None
+               ) -> np.ndarray: ...
+
+    def decode(self, ids) -> str: ...
+
+    def token_bytes(self, token: int) -> bytes: ...
+
+    def label(self, token: int) -> str: ...
+
+
+class CharTokenizer:
+    """One id per character of the document's ``vocab`` string (today's behaviour)."""
+
+    kind = "char"
+
+    def __init__(self, vocab: str) -> None:
+        self.codec = Codec(vocab)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.codec.vocab)
+
+    def encode(self, text: str, what: str = "the text", node: str | None = None) -> np.ndarray:
+        return self.codec.encode(text, what, node)
+
+    def decode(self, ids) -> str:
+        _check_ids(ids, self.vocab_size)
+        return self.codec.decode(ids)
+
+    def token_bytes(self, token: int) -> bytes:
+        return self.codec.vocab[int(token)].encode("utf-8")
+
+    def label(self, token: int) -> str:
+        return self.codec.vocab[int(token)]
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet (printable stand-ins for the 256 bytes) → byte value."""
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+                 + list(range(ord("®"), ord("ÿ") + 1)))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+class BPETokenizer:
+    """Byte-level BPE from Hugging Face ``tokenizers``; lossless, no unknown token."""
+
+    kind = "bpe"
+
+    def __init__(self, data: str) -> None:
+        hf = _hf()
+        try:
+            self.hf = hf.Tokenizer.from_str(data)
+        except Exception as exc:  # the library raises plain Exception for bad JSON
+            raise WiregradError(f"the stored BPE tokenizer cannot be read: {exc}",
+                                field="tokenizer_data") from None
+        self.data = data
+        decoder = _byte_decoder()
+        self._bytes: list[bytes] = []
+        for token in range(self.hf.get_vocab_size()):
+            piece = self.hf.id_to_token(token) or ""
+            if any(c not in decoder for c in piece):
+                raise WiregradError(f"the stored tokenizer's token {token} ({piece!r}) is not "
+                                    "byte-level", field="tokenizer_data")
+            self._bytes.append(bytes(decoder[c] for c in piece))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._bytes)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data.encode("utf-8")).hexdigest()
+
+    def encode(self, text: str, what: str = "the text", node: str | None = None) -> np.ndarray:
+        if not isinstance(text, str):
+            raise WiregradError(f"{what} is not text", node=node)
+        return np.asarray(self.hf.encode(text).ids, dtype=np.int64)
+
+    def decode(self, ids) -> str:
+        """The text of *ids*; a sequence that ends inside a character is a clear error."""
+        data = b"".join(self.token_bytes(i) for i in _check_ids(ids, self.vocab_size))
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WiregradError(f"these tokens are not whole UTF-8 text (byte {exc.start} of "
+                                f"{len(data)})") from None
+
+    def token_bytes(self, token: int) -> bytes:
+        return self._bytes[int(token)]
+
+    def label(self, token: int) -> str:
+        """A readable form of one token (partial UTF-8 shown as ``\\x..`` escapes)."""
+        return self._bytes[int(token)].decode("utf-8", errors="backslashreplace")
+
+
+def _check_ids(ids, vocab_size: int) -> list[int]:
+    out = [int(i) for i in ids]
+    bad = [i for i in out if not 0 <= i < vocab_size]
+    if bad:
+        raise WiregradError(f"token id {bad[0]} is outside the vocabulary of {vocab_size}")
+    return out
+
+
+class StreamDecoder:
+    """Turns tokens into text as they arrive: bytes of a character split over tokens wait
+    for the rest (byte-level BPE may cut a multi-byte character)."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.pending = b""
+
+    def push(self, token: int) -> str:
+        """The text completed by *token* (possibly empty)."""
+        data = self.pending + self.tokenizer.token_bytes(token)
+        for cut in range(len(data), max(len(data) - 4, -1), -1):
+            try:
+                text = data[:cut].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            self.pending = data[cut:]
+            return text
+        self.pending = b""
+        return data.decode("utf-8", errors="replace")
+
+
+def _hf():
+    try:
+        import tokenizers
+    except ImportError:  # a core dependency; only a broken install lacks it
+        raise WiregradError("BPE tokenizers need the package 'tokenizers' (a core dependency "
+                            "of Wiregrad). Install it with:  pip install tokenizers") from None
+    return tokenizers
+
+
+def train_bpe(text: str, vocab_size: int) -> str:
+    """Train a byte-level BPE of at most *vocab_size* tokens on *text*; its JSON.
+
+    Deterministic for the same text and size (the trainer breaks ties by token order)."""
+    if not 256 <= vocab_size <= 65536:
+        raise WiregradError(f"vocab_size {vocab_size} is outside 256…65536 (the 256 bytes are "
+                            "always tokens)", field="vocab_size")
+    hf = _hf()
+    tok = hf.Tokenizer(hf.models.BPE())
+    tok.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = hf.decoders.ByteLevel()
+    trainer = hf.trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, show_progress=False, special_tokens=[],
+        initial_alphabet=hf.pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(text.splitlines(keepends=True), trainer)
+    return tok.to_str()
+
+
+def _cache_dir() -> Path:
+    from engine.base.paths import cache_dir
+
+    return cache_dir() / "tokenizers"
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def cache_key(text: str, vocab_size: int) -> str:
+    """Corpus hash + settings: a new corpus or size trains anew."""
+    settings = json.dumps({"kind": "bpe", "vocab_size": vocab_size, "format": BPE_FORMAT},
+                          sort_keys=True)
+    return hashlib.sha256((text_sha256(text) + settings).encode()).hexdigest()[:24]
+
+
+def trained_bpe(text: str, vocab_size: int) -> str:
+    """:func:`train_bpe`, cached on disk (``cache/tokenizers/bpe-<key>.json``)."""
+    from engine.base.io import atomic_write_text
+
+    path = _cache_dir() / f"bpe-{cache_key(text, vocab_size)}.json"
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        pass
+    data = train_bpe(text, vocab_size)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, data)
+    except OSError:
+        pass  # a cache that cannot be written is skipped
+    return data
+
+
+@lru_cache(maxsize=4)
+def _bpe_from_data(data: str) -> BPETokenizer:
+    return BPETokenizer(data)
+
+
+def from_params(params: dict, node: str | None = None) -> Tokenizer:
+    """The tokenizer a text data node's params describe, without reading the corpus.
+
+    A ``bpe`` node needs its trained tokenizer (``tokenizer_data``): train the graph once, or
+    run ``wiregrad tokenizer`` on it."""
+    kind = params.get("tokenizer", "char")
+    if kind == "char":
+        return CharTokenizer(params["vocab"])
+    if kind == "bpe":
+        data = params.get("tokenizer_data") or ""
+        if not data:
+            raise WiregradError("this BPE tokenizer is not trained yet: train the graph (the "
+                                "tokenizer is trained on its corpus first)", node=node,
+                                field="tokenizer_data")
+        return _bpe_from_data(data)
+    raise WiregradError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZERS)}",
+                        node=node, field="tokenizer")
+
+
+class CorpusStreams:
+    """A corpus cut into training and validation token streams by one tokenizer.
+
+    ``val_characters / val_tokens`` converts a validation loss per token into bits per
+    character: ``bpc = loss · val_tokens / (val_characters · ln 2)``."""
+
+    def __init__(self, tokenizer: Tokenizer, train: np.ndarray, val: np.ndarray,
+                 val_characters: int) -> None:
+        self.tokenizer, self.train, self.val = tokenizer, train, val
+        self.val_characters = val_characters
+
+    @property
+    def tokens_per_character(self) -> float:
+        """Validation tokens per validation character (1.0 for ``char``)."""
+        return len(self.val) / max(1, self.val_characters)
+
+
+def corpus_streams(corpus: str, params: dict, node: str | None = None) -> CorpusStreams:
+    """Tokenize *corpus* as a ``text_corpus`` node's params say.
+
+    ``char`` splits the id stream (first 1 − val_fraction trains), exactly as before; ``bpe``
+    splits the text at the same share of characters, trains (or reads the document's) tokenizer
+    on the training text only, and encodes each part."""
+    kind = params.get("tokenizer", "char")
+    fraction = float(params.get("val_fraction", 0.1))
+    if kind == "char":
+        tok = CharTokenizer(params["vocab"])
+        stream = tok.encode(corpus, "the corpus", node).astype(np.int64)
+        n_val = int(len(stream) * fraction)
+        return CorpusStreams(tok, stream[: len(stream) - n_val], stream[len(stream) - n_val:],
+                             n_val)
+    n_val = int(len(corpus) * fraction)
+    train_text, val_text = corpus[: len(corpus) - n_val], corpus[len(corpus) - n_val:]
+    size = int(params.get("vocab_size", 2048))
+    if kind != "bpe" or params.get("tokenizer_data"):
+        tok = from_params(params, node)  # the document's tokenizer (or an unknown-kind error)
+    else:
+        tok = _bpe_from_data(trained_bpe(train_text, size))
+    if tok.vocab_size > size:
+        raise WiregradError(f"the tokenizer has {tok.vocab_size} tokens but the node's "
+                            f"vocab_size is {size}", node=node, field="vocab_size")
+    return CorpusStreams(tok, _encoded(tok, train_text), _encoded(tok, val_text), n_val)
+
+
+def _encoded(tok: BPETokenizer, text: str) -> np.ndarray:
+    """``tok.encode(text)``, cached as ``.npy`` by tokenizer and text hash (a 4.5 MB corpus
+    takes ~12 s to encode)."""
+    key = hashlib.sha256((tok.sha256 + text_sha256(text)).encode()).hexdigest()[:24]
+    path = _cache_dir() / f"ids-{key}.npy"
+    try:
+        ids = np.load(path, allow_pickle=False)
+        if ids.ndim == 1 and ids.dtype == np.int64 and (ids.size == 0 or (
+                ids.min() >= 0 and ids.max() < tok.vocab_size)):
+            return ids
+    except (OSError, ValueError):
+        pass
+    ids = tok.encode(text).astype(np.int64)
+    try:
+        import io as _io
+
+        from engine.base.io import atomic_write_bytes
+
+        buf = _io.BytesIO()
+        np.save(buf, ids, allow_pickle=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError:
+        pass
+    return ids
