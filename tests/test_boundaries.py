@@ -5,16 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-
-# Generous on purpose: a loaded CI machine is noisy. The budget is 0.5 s; the benchmarks
-# (bench/) measure the real figure.
-IMPORT_TIME_BOUND_S = 1.0
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -54,12 +49,36 @@ def test_headless_engine_imports_no_qt_and_no_editor():
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
 
-def test_import_engine_is_fast():
-    code = "import time\nt0 = time.perf_counter()\nimport engine\nprint(time.perf_counter() - t0)\n"
-    timings = []
-    for _ in range(3):
-        result = _run_python(code)
-        assert result.returncode == 0, result.stderr
-        timings.append(float(result.stdout.strip().splitlines()[-1]))
-    median = statistics.median(timings)
-    assert median < IMPORT_TIME_BOUND_S, f"import engine took {timings} s (median {median:.3f})"
+def test_import_engine_loads_no_heavy_library():
+    """``import engine`` stays cheap (the bench times it): no Numba, torch, networkx, onnx or
+    the op registry until something asks for them. Checked by module, not by clock."""
+    code = (
+        "import json, sys\n"
+        "import engine\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'numba', 'torch', 'networkx', 'onnx', 'scipy', 'sklearn', 'llvmlite'} "
+        "or m.startswith('engine.ops.'))))\n"
+    )
+    result = _run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def _import_cycles(package: str) -> list[list[str]]:
+    import grimp
+    import networkx as nx
+
+    graph = grimp.build_graph(package)
+    edges = nx.DiGraph()
+    for module in graph.modules:
+        edges.add_node(module)
+        for target in graph.find_modules_directly_imported_by(module):
+            edges.add_edge(module, target)
+    return sorted(nx.simple_cycles(edges), key=len)
+
+
+def test_no_import_circles_between_modules():
+    """Counting imports inside functions too: no module reaches itself again."""
+    for package in ("engine", "nodegraph"):
+        cycles = _import_cycles(package)
+        assert cycles == [], f"{package}: {cycles[:5]}"

@@ -7,7 +7,11 @@ It computes nothing in the graph; the trainer reads its params to build the opti
 from __future__ import annotations
 
 from engine.core.registry import OpSpec, Param, Port, ShapeError, register
-from engine.train.optim import DECAY_SETS, OPTIMIZERS, SCHEDULES
+
+# The choices the trainer implements (engine.train.optim); declared here, on the op spec.
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "step", "cosine")
+DECAY_SETS = ("all_2d", "no_embeddings")
 
 
 def _infer(inputs, params):

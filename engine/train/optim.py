@@ -15,10 +15,6 @@ from functools import partial
 
 import numpy as np
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "step", "cosine")
-DECAY_SETS = ("all_2d", "no_embeddings")
-
 
 def _kernels():
     from engine.kernels import optim
