@@ -1,10 +1,12 @@
-"""Autoregressive sampling with a KV cache, one character at a time.
+"""Autoregressive sampling from any language model, one token at a time.
 
-The model is the subgraph that produces the loss's prediction input. Each attention op keeps
-the keys and values of the positions already seen, so a new token costs one position's work.
-Positions are absolute, so when the context outgrows the block size the window slides: the
-cache is re-filled ("prefilled") from the most recent ``keep`` tokens (3/4 of a block by
-default) and generation continues incrementally from there.
+The model is the subgraph that produces the loss's prediction input from the text data node's
+tokens. How it is decoded is chosen once (:mod:`engine.sample.paths`): incrementally where every
+op declares an inference rule (a KV cache for attention, the state of recurrent cells), else by
+recomputing a sliding or left-padded window for every token. With a KV cache, positions are
+absolute, so when the context outgrows the block size the window slides: the cache is re-filled
+("prefilled") from the most recent ``keep`` tokens (3/4 of a block by default) and generation
+continues incrementally from there.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from engine.core.compile import compile_document
 from engine.core.program import closure
 from engine.core.run import Context, init_weights
 from engine.data.text import Codec
+from engine.sample import paths
 from engine.sample.kvcache import Incremental
 
 
@@ -33,7 +36,8 @@ class TokenInfo:
 
 
 class Sampler:
-    """Runs a character-level language model incrementally."""
+    """Runs a character-level language model token by token (see :mod:`engine.sample.paths`
+    for the ways it may be decoded; ``decoding`` holds the one chosen)."""
 
     def __init__(self, doc: dict, weights: dict[str, np.ndarray] | None,
                  dtype: str = "float32") -> None:
@@ -51,26 +55,33 @@ class Sampler:
         self.logits_value = losses[0].inputs[0]
         self.equations = [eq for eq in closure(self.program.equations, [self.logits_value])
                           if eq.path != text.path]
+        producer = next((eq for eq in self.equations if self.logits_value in eq.outputs), None)
+        self.logits_node = producer.top if producer is not None else losses[0].top
+        if producer is None or not any(self.tokens_value in eq.inputs for eq in self.equations):
+            raise WiregradError("the loss's logits do not depend on the text's tokens: there "
+                                "is no model to sample from", node=losses[0].top)
         self.weights = init_weights(self.program.parameters, 0, self.dtype)
         self.state = init_weights(self.program.state, 0, self.dtype)
         if weights is not None:
             self._load(weights)
-        self.window: list[int] = []  # token ids the cache currently holds
-        self._incremental: Incremental | None = None  # built on first cached run
+        self.pad = self.codec.vocab.index("\n") if "\n" in self.codec.vocab else 0
+        self.decoding = paths.choose(self)
+        self.window: list[int] = []  # the tokens the model's context currently holds
 
     @property
     def incremental(self) -> Incremental:
-        """The per-token runner (weights folded in when it is first needed)."""
-        if self._incremental is None:
-            self._incremental = Incremental(self.equations, self.tokens_value,
-                                            self.logits_value, self.weights, self.state,
-                                            self.block_size, self.dtype)
-        return self._incremental
+        """The per-token runner; refused for a model decoded by window recomputation."""
+        if self.decoding.incremental is None:
+            raise WiregradError(f"this model is not decoded incrementally: "
+                                f"{self.decoding.reason}")
+        return self.decoding.incremental
 
     @property
     def last_attention(self) -> dict[str, np.ndarray]:
-        """Attention path → the newest query's attention probabilities (H, T_k)."""
-        return self.incremental.last_attention
+        """Attention path → the newest query's attention probabilities (H, T_k); empty when
+        the model is not decoded with a KV cache."""
+        inc = self.decoding.incremental
+        return inc.last_attention if inc is not None else {}
 
     def _load(self, weights: dict[str, np.ndarray]) -> None:
         for store in (self.weights, self.state):
@@ -87,44 +98,55 @@ class Sampler:
 
     # ------------------------------------------------------------------ model runs
 
-    def _run(self, ids: np.ndarray, past: int, use_cache: bool) -> np.ndarray:
-        """Logits (T, V) for *ids* (T,) placed at positions past…past+T−1."""
-        if use_cache:
-            return self.incremental.run(ids, past)
-        env: dict[str, np.ndarray] = {self.tokens_value: ids[None, :].astype(np.int64)}
-        for eq in self.equations:  # the plain path: every equation, nothing cached
-            params = eq.params
-            if eq.op.name == "positions":
-                params = {**params, "offset": past}
+    def full_logits(self, ids) -> np.ndarray:
+        """Logits (T, V) recomputed from scratch, every equation run (the reference). An error
+        in the model names the node that raised it."""
+        env: dict[str, np.ndarray] = {
+            self.tokens_value: np.asarray(ids, dtype=np.int64)[None, :]}
+        for eq in self.equations:
             ins = [env[v] if v is not None else None for v in eq.inputs]
             ctx = Context(eq, {k: self.weights[n] for k, n in eq.weights.items()},
                           {k: self.state[n] for k, n in eq.state.items()}, False, None, None,
                           self.dtype)
-            outs = eq.op.forward(ctx, params, *ins)
-            if not isinstance(outs, tuple):
-                outs = (outs,)
-            env.update(zip(eq.outputs, outs))
+            try:
+                outs = eq.op.forward(ctx, eq.params, *ins)
+            except WiregradError as e:
+                if e.node is None:
+                    e.node = eq.top
+                raise
+            env.update(zip(eq.outputs, outs if isinstance(outs, tuple) else (outs,)))
         return env[self.logits_value][0]
 
-    def full_logits(self, ids) -> np.ndarray:
-        """Logits (T, V) recomputed from scratch without the cache (the reference)."""
-        return self._run(np.asarray(ids, dtype=np.int64), 0, use_cache=False)
+    def _window_logits(self) -> np.ndarray:
+        """Next-token logits by recomputing the window (left-padded for a fixed length)."""
+        ids = self.window
+        if self.decoding.kind == "padded window":
+            ids = [self.pad] * (self.block_size - len(ids)) + ids
+        return self.full_logits(ids)[-1]
 
     def prefill(self, ids) -> np.ndarray:
-        """Fill the cache with *ids* (at most a block); returns the last position's logits."""
-        ids = list(ids)[-self.block_size:]
+        """Start the context with *ids* (the last block of them where the model is bounded);
+        returns the last position's logits."""
+        length = self.decoding.length
+        ids = list(ids)[-length:] if length else list(ids)
         if not ids:
             raise WiregradError("the prompt is empty: give at least one character")
-        logits = self._run(np.asarray(ids, dtype=np.int64), 0, use_cache=True)
         self.window = ids
-        return logits[-1]
+        if self.decoding.incremental is None:
+            return self._window_logits()
+        return self.decoding.incremental.run(np.asarray(ids, dtype=np.int64), 0)[-1]
 
     def advance(self, token: int, keep: int | None = None) -> np.ndarray:
         """Append *token*; slide the window when the block is full. Next-token logits."""
-        if len(self.window) >= self.block_size:
-            keep = keep or max(1, (3 * self.block_size) // 4)
+        length = self.decoding.length
+        inc = self.decoding.incremental
+        if inc is None:
+            self.window = (self.window + [token])[-length:] if length else self.window + [token]
+            return self._window_logits()
+        if length and len(self.window) >= length:
+            keep = keep or max(1, (3 * length) // 4)
             return self.prefill(self.window[-(keep - 1):] + [token])
-        logits = self._run(np.asarray([token]), len(self.window), use_cache=True)
+        logits = inc.run(np.asarray([token]), len(self.window))
         self.window.append(token)
         return logits[-1]
 
