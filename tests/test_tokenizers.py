@@ -120,3 +120,24 @@ def test_untrained_or_unknown_tokenizers_are_clear_errors():
         tk.from_params({"tokenizer": "morse"}, node="text")
     with pytest.raises(WiregradError, match="vocab_size"):
         tk.train_bpe(SMALL, 100)
+
+
+def test_text_corpus_node_trains_and_uses_a_bpe_tokenizer(tmp_path):
+    from engine.data.datasets import load_dataset
+
+    corpus = tmp_path / "play.txt"
+    corpus.write_text(SMALL, encoding="utf-8")
+    params = {"source": "file", "path": str(corpus), "tokenizer": "bpe", "vocab_size": 300,
+              "block_size": 8, "batch_size": 2}
+    data = load_dataset("text_corpus", params, tmp_path, node="text")
+    assert data.info["tokenizer"] == "bpe" and data.info["classes"] == 300
+    tok = tk.tokenizer_for(params, tmp_path)
+    assert tok.decode(data.train["stream"]) + tok.decode(data.val["stream"]) == SMALL
+    assert data.info["val_characters"] == int(len(SMALL) * 0.1)
+    batch = data.make_batcher(2, 0).next()
+    assert batch["tokens"].shape == (2, 8) and batch["tokens"].max() < 300
+    stored = tk.store_tokenizers({"nodes": [{"id": "text", "type": "text_corpus",
+                                             "params": params}]}, tmp_path)
+    again = tk.from_params(stored["nodes"][0]["params"])
+    assert again.data == tok.data
+    np.testing.assert_array_equal(again.encode(SMALL[:200]), tok.encode(SMALL[:200]))

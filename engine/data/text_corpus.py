@@ -14,7 +14,8 @@ import numpy as np
 
 from engine.base.errors import WiregradError
 from engine.data.common import Dataset
-from engine.data.text import Codec, read_text_file, shakespeare
+from engine.data.text import read_text_file, shakespeare
+from engine.data.tokenizers import corpus_streams
 
 
 class WindowBatcher:
@@ -73,10 +74,8 @@ def corpus_text(params: dict, base: Path | None, node: str | None) -> str:
 
 def build(params: dict, base: Path | None, node: str | None) -> Dataset:
     corpus = corpus_text(params, base, node)
-    codec = Codec(params["vocab"])
-    stream = codec.encode(corpus, "the corpus", node).astype(np.int64)
-    n_val = int(len(stream) * params["val_fraction"])
-    train, val = stream[: len(stream) - n_val], stream[len(stream) - n_val:]
+    streams = corpus_streams(corpus, params, node)  # char (the vocab) or BPE, 90/10 split
+    train, val = streams.train, streams.val
     block = params["block_size"]
     for part, name in ((train, "training"), (val, "validation")):
         if len(part) <= block + 1:
@@ -84,9 +83,14 @@ def build(params: dict, base: Path | None, node: str | None) -> Dataset:
                                 f"block of {block}", node=node)
     train.flags.writeable = False
     val.flags.writeable = False
-    info = {"examples": len(stream), "train": len(train), "val": len(val), "characters":
-            len(corpus), "vocab_size": len(codec.vocab), "classes": len(codec.vocab),
-            "description": f"{len(corpus):,} characters, {len(codec.vocab)} symbols"}
+    vocab = streams.tokenizer.vocab_size
+    classes = vocab if streams.tokenizer.kind == "char" else int(params["vocab_size"])
+    unit = "symbols" if streams.tokenizer.kind == "char" else f"{streams.tokenizer.kind} tokens"
+    info = {"examples": len(train) + len(val), "train": len(train), "val": len(val),
+            "characters": len(corpus), "vocab_size": vocab, "classes": classes,
+            "tokenizer": streams.tokenizer.kind,
+            "val_characters": streams.val_characters,  # bpc = loss·val/(val_characters·ln 2)
+            "description": f"{len(corpus):,} characters, {vocab} {unit}"}
     seed = params["seed"]
     return Dataset(
         train={"stream": train}, val={"stream": val}, info=info,

@@ -291,8 +291,8 @@ def corpus_streams(corpus: str, params: dict, node: str | None = None) -> Corpus
         n_val = int(len(stream) * fraction)
         return CorpusStreams(tok, stream[: len(stream) - n_val], stream[len(stream) - n_val:],
                              n_val)
-    n_val = int(len(corpus) * fraction)
-    train_text, val_text = corpus[: len(corpus) - n_val], corpus[len(corpus) - n_val:]
+    train_text, val_text = _split_text(corpus, fraction)
+    n_val = len(val_text)
     size = int(params.get("vocab_size", 2048))
     if kind != "bpe" or params.get("tokenizer_data"):
         tok = from_params(params, node)  # the document's tokenizer (or an unknown-kind error)
@@ -329,3 +329,37 @@ def _encoded(tok: BPETokenizer, text: str) -> np.ndarray:
     except OSError:
         pass
     return ids
+
+
+def _split_text(corpus: str, fraction: float) -> tuple[str, str]:
+    n_val = int(len(corpus) * fraction)
+    return corpus[: len(corpus) - n_val], corpus[len(corpus) - n_val:]
+
+
+def tokenizer_for(params: dict, base: Path | None = None, node: str | None = None) -> Tokenizer:
+    """The node's tokenizer: the document's own; for a BPE node that does not carry one yet,
+    the one its corpus trains (read from the cache when it was trained before — this needs
+    the corpus, which a document with ``tokenizer_data`` never does)."""
+    if params.get("tokenizer", "char") != "bpe" or params.get("tokenizer_data"):
+        return from_params(params, node)
+    from engine.data.text_corpus import corpus_text
+
+    full = {"source": "shakespeare", "path": "", "val_fraction": 0.1, "vocab_size": 2048,
+            **params}
+    train_text, _ = _split_text(corpus_text(full, base, node), float(full["val_fraction"]))
+    return _bpe_from_data(trained_bpe(train_text, int(full["vocab_size"])))
+
+
+def store_tokenizers(doc: dict, base: Path | None = None) -> dict:
+    """A copy of *doc* whose BPE text nodes carry their trained tokenizer (``tokenizer_data``),
+    so that sampling, export and the embedding explorer need no corpus."""
+    import copy
+
+    out = copy.deepcopy(doc)
+    for node in out.get("nodes", []):
+        params = node.get("params", {})
+        if node.get("type") == "text_corpus" and params.get("tokenizer") == "bpe" \
+                and not params.get("tokenizer_data"):
+            tok = tokenizer_for(params, base, node.get("id"))
+            params["tokenizer_data"] = tok.data  # type: ignore[attr-defined]
+    return out

@@ -17,7 +17,7 @@ SHAKESPEARE_VOCAB = ("\n !\"$&'()*,-.0123456789:;?ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]
 
 
 def _infer(inputs, params):
-    if not params["vocab"]:
+    if params.get("tokenizer", "char") == "char" and not params["vocab"]:
         raise ShapeError("the vocabulary is empty: set 'vocab' (the corpus's characters)")
     return [TensorType(("B", "T"), "int"), TensorType(("B", "T"), "int")]
 
@@ -33,7 +33,11 @@ def _forward(ctx, params):
 register(OpSpec(
     name="text_corpus",
     category="data",
-    doc="""Character-level text: random windows of T characters and the next character of each.
+    doc="""Text: random windows of T tokens and the next token of each.
+
+    Tokens are characters (``tokenizer`` = char, the ``vocab`` string) or byte-level BPE
+    pieces (``tokenizer`` = bpe, ``vocab_size`` of them, trained on the training split and
+    stored in ``tokenizer_data``).
 
     ``source`` is Shakespeare's plays (the ``shakespeare`` extra) or a UTF-8 file you choose.
     ``vocab`` holds every character the model knows, so shapes are fixed without the corpus.
@@ -50,6 +54,14 @@ register(OpSpec(
         Param("val_fraction", "float", 0.1, minimum=0.0, maximum=0.9,
               doc="Share of the text (at the end) kept for validation."),
         Param("seed", "int", 0, minimum=0, doc="Seed of the validation windows."),
+        Param("tokenizer", "choice", "char", choices=("char", "bpe"),
+              doc="char: one token per character of 'vocab'. bpe: byte-level BPE trained on "
+                  "the training split (docs/data.md)."),
+        Param("vocab_size", "int", 2048, minimum=256, maximum=65536,
+              doc="Tokens of a BPE tokenizer (the model's classes); char uses len(vocab)."),
+        Param("tokenizer_data", "string", "",
+              doc="The trained BPE tokenizer (Hugging Face JSON), kept with the model so "
+                  "sampling needs no corpus; empty = train it from the corpus (cached)."),
     ],
     infer=_infer,
     forward=_forward,
