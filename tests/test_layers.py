@@ -34,7 +34,18 @@ LAYER_CASES = {
     "MultiHeadSelfAttention": (["B", "T", 8], "float", 0, dict(embed_dim=8, num_heads=2)),
     "TransformerBlock": (["B", "T", 8], "float", 0,
                          dict(embed_dim=8, num_heads=2, mlp_ratio=2)),
+    # The encoder–decoder layers without their padding masks (tests/test_seq2seq_layers.py
+    # checks them masked against PyTorch).
+    "MultiHeadAttention": (["B", "T", 8], "float", 0, dict(embed_dim=8, num_heads=2)),
+    "TransformerEncoderBlock": (["B", "T", 8], "float", 0,
+                                dict(embed_dim=8, num_heads=2, mlp_ratio=2,
+                                     key_padding_mask=False)),
+    "TransformerDecoderBlock": (["B", "T", 8], "float", 0,
+                                dict(embed_dim=8, num_heads=2, mlp_ratio=2,
+                                     key_padding_mask=False)),
 }
+# Further ports of a layer fed by the same x (self-attention: one wire feeds both sides).
+ALSO_FED = {"MultiHeadAttention": ["key_value"], "TransformerDecoderBlock": ["memory"]}
 SIZES = {"B": 3, "T": 4}
 EPS = 1e-6
 # |analytic − numeric| ≤ ATOL + RTOL·(|analytic| + |numeric|). ATOL covers the rounding noise
@@ -48,7 +59,8 @@ def _layer_doc(name: str) -> dict:
     shape, dtype, high, params = LAYER_CASES[name]
     port = registry.get(name).inputs[0].name
     return doc_of([n("x", "input", shape=shape, dtype=dtype, high=high),
-                   n("layer", name, **params)], [e("x:out", f"layer:{port}")])
+                   n("layer", name, **params)],
+                  [e("x:out", f"layer:{p}") for p in [port, *ALSO_FED.get(name, [])]])
 
 
 def _feed(name: str, rng: np.random.Generator) -> np.ndarray:

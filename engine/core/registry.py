@@ -219,6 +219,7 @@ OP_MODULES = (
     "engine.ops.data",
     "engine.ops.text_data",
     "engine.layers.builtin",
+    "engine.layers.encoder_decoder",
 )
 
 
