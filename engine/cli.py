@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.base.argtypes import count, non_negative, positive_int, probability
 from engine.base.errors import GraphError, WiregradError
 
 SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what the shell shows for `yes | head`
 
 
 def command(name: str):
@@ -147,7 +150,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from engine.train.cli import _doc_weights
 
     doc, path = _load(args.graph)
-    weights = _doc_weights(doc, Path(path), args.weights)
+    weights = _doc_weights(doc, Path(path), args.weights, "sample")
     if weights is None:
         raise WiregradError("this graph has no trained weights: pass --weights (a weights file "
                             "or checkpoint from `wiregrad train`)")
@@ -230,36 +233,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a graph (progress bar, metrics, checkpoints)")
     p.add_argument("graph", help="document path or preset name")
-    p.add_argument("--steps", type=int, help="total steps (a resumed run stops at the same "
-                   "total); default: the document's training.steps")
-    p.add_argument("--seed", type=int, help="seed (default: the document's training.seed)")
-    p.add_argument("--out", help="folder for checkpoints and weights (default: a new run "
-                   "folder under the Wiregrad data folder)")
-    p.add_argument("--resume", help="checkpoint to continue from")
+    p.add_argument("--steps", type=positive_int, help="total steps; default: the document's "
+                   "training.steps, or a resumed run's own total")
+    p.add_argument("--seed", type=int, help="seed (default: the document's training.seed, or "
+                   "a resumed run's own)")
+    p.add_argument("--out", help="folder for checkpoints and weights, created if needed "
+                   "(default: a new run folder under the Wiregrad data folder; with --resume, "
+                   "the checkpoint's folder)")
+    p.add_argument("--resume", help="checkpoint to continue from: the same run (its steps, "
+                   "seed, precision, patience and schedule) unless given explicitly")
     p.add_argument("--weights", help="start from these weights instead of a fresh init")
-    p.add_argument("--metrics", help="write one JSON record per line to this file")
-    p.add_argument("--threads", type=int, help="compute threads (BLAS and kernels)")
+    p.add_argument("--metrics", help="write one JSON record per line to this file (a new "
+                   "file; with --resume, appended)")
+    p.add_argument("--threads", type=positive_int, help="compute threads (BLAS and kernels)")
     p.add_argument("--dtype", choices=["float32", "float64"], help="override training.dtype")
     p.add_argument("--anomaly", action="store_true",
                    help="check every op's output for NaN/Inf (slower)")
-    p.add_argument("--patience", type=int, default=0,
+    p.add_argument("--patience", type=count,
                    help="stop after this many evaluations without improvement (0: off)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="end with a JSON summary on stdout")
 
     p = sub.add_parser("evaluate", help="validation loss and metrics of trained weights")
     p.add_argument("graph", help="document path, preset name or .wgz bundle")
     p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
-    p.add_argument("--batches", type=int, default=0, help="evaluation batches (0: all)")
+    p.add_argument("--batches", type=count, default=0, help="evaluation batches (0: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("sample", help="generate text from a character-level model")
     p.add_argument("graph", help="document path, preset name (e.g. char_gpt) or .wgz bundle")
     p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
     p.add_argument("--prompt", help="text to continue (default: a new line)")
-    p.add_argument("-n", type=int, default=500, help="characters to generate")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest")
-    p.add_argument("--top-k", type=int, default=0, help="keep only the k likeliest (0: all)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus: smallest set with this "
+    p.add_argument("-n", type=positive_int, default=500, help="characters to generate")
+    p.add_argument("--temperature", type=non_negative, default=0.8,
+                   help="0 picks the likeliest")
+    p.add_argument("--top-k", type=count, default=0, help="keep only the k likeliest (0: all)")
+    p.add_argument("--top-p", type=probability, default=1.0, help="nucleus: smallest set with this "
                    "total probability")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--no-echo", action="store_true", help="print only the continuation")
@@ -288,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="time Wiregrad against PyTorch CPU on the presets")
     p.add_argument("--quick", action="store_true", help="a short run (about a minute)")
     p.add_argument("--json", help="write the results to this JSON file")
-    p.add_argument("--threads", type=int, help="compute threads for both (default: all cores)")
+    p.add_argument("--threads", type=positive_int,
+                   help="compute threads for both (default: all cores)")
 
     p = sub.add_parser("ops", help="list every op in the registry")
     fmt = p.add_mutually_exclusive_group()
@@ -307,7 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return SUBCOMMANDS[args.command](args)
+        code = SUBCOMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:  # `wiregrad ... | head`: the reader left; end quietly
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except GraphError as exc:
         for d in exc.diagnostics:
             print(f"{d.severity}: {d}", file=sys.stderr)
@@ -318,6 +333,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured in tests)
+        pass
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,42 @@ def test_edge_shape_labels_in_validate_api():
     doc = doc_of([n("x", "input", shape=["B", 64, 128]), n("r", "relu")], [e("x:out", "r:x")])
     report = api.validate(doc)
     assert report["edges"][0]["label"] == "B×64×128"
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["sample", "char_gpt", "-n", "-5"], "argument -n: must be an integer ≥ 1, got '-5'"),
+    (["train", "spiral_mlp", "--threads", "0"], "argument --threads: must be an integer ≥ 1"),
+    (["train", "spiral_mlp", "--steps", "-3"], "argument --steps: must be an integer ≥ 1"),
+    (["train", "spiral_mlp", "--patience", "-1"], "argument --patience: must be an integer ≥ 0"),
+    (["evaluate", "spiral_mlp", "--batches", "x"], "argument --batches: must be an integer"),
+    (["sample", "char_gpt", "--temperature", "-1"], "must be a number ≥ 0"),
+    (["sample", "char_gpt", "--temperature", "nan"], "must be a number ≥ 0"),
+    (["sample", "char_gpt", "--top-p", "1.5"], "must be a number in (0, 1]"),
+    (["sample", "char_gpt", "--top-k", "-2"], "must be an integer ≥ 0"),
+    (["bench", "--threads", "0"], "argument --threads: must be an integer ≥ 1"),
+])
+def test_bad_option_values_exit_2_with_a_message(capsys, argv, needle):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert needle in err
+
+
+def _closed_pipe_run(*argv: str) -> subprocess.CompletedProcess:
+    """Run the CLI with stdout on a pipe nobody reads (as `| head` leaves it)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, "-m", "engine.cli", *argv], cwd=ROOT,
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=240)
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize("argv", [
+    ["ops", "--json"],
+    ["sample", "char_gpt", "-n", "40", "--prompt", "ROMEO:"],
+])
+def test_a_closed_stdout_ends_quietly(argv):
+    proc = _closed_pipe_run(*argv)
+    assert proc.returncode in (0, 141), proc.stderr  # 141 = 128 + SIGPIPE, as the shell shows
+    assert proc.stderr == ""

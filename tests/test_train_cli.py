@@ -3,6 +3,7 @@ exit code, refused pickles and Ctrl-C."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -124,4 +125,139 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
     assert int(meta["step"]) == steps[-1] >= 3  # the checkpoint holds the last finished step
     assert (run / f"step-{steps[-1]:07d}.safetensors").is_file()
     assert (run / "weights.safetensors").is_file()
+    assert not list(run.glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------- issue 14 §1 / issue 15 §8
+
+
+def test_output_folders_are_created(tmp_path, capsys):
+    graph = save(classifier(steps=3, eval_every=0), tmp_path / "g.json")
+    out, metrics = tmp_path / "runs" / "a" / "b", tmp_path / "logs" / "deep" / "m.jsonl"
+    assert cli.main(["train", graph, "--out", str(out), "--metrics", str(metrics),
+                     "--quiet"]) == 0
+    assert (out / "weights.safetensors").is_file()
+    assert [r["step"] for r in _records(metrics) if r["kind"] == "train"] == [1, 2, 3]
+
+
+def test_metrics_file_starts_anew_unless_resuming(tmp_path, capsys):
+    graph = save(classifier(steps=6, eval_every=0, checkpoint_every=3), tmp_path / "g.json")
+    metrics = tmp_path / "m.jsonl"
+    metrics.write_text('{"kind": "train", "step": 99}\n')
+    assert cli.main(["train", graph, "--out", str(tmp_path / "a"), "--metrics", str(metrics),
+                     "--quiet"]) == 0
+    assert [r["step"] for r in _records(metrics) if r["kind"] == "train"] == list(range(1, 7))
+    capsys.readouterr()
+    ckpt = tmp_path / "a" / "step-0000003.safetensors"
+    assert cli.main(["train", graph, "--resume", str(ckpt), "--out", str(tmp_path / "b"),
+                     "--metrics", str(metrics), "--quiet"]) == 0
+    assert f"appending to {metrics}" in capsys.readouterr().err
+    steps = [r["step"] for r in _records(metrics) if r["kind"] == "train"]
+    assert steps == list(range(1, 7)) + [4, 5, 6]
+
+
+def test_train_prints_a_readable_summary_and_json_on_request(tmp_path, capsys):
+    graph = save(classifier(steps=4, eval_every=2), tmp_path / "g.json")
+    assert cli.main(["train", graph, "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "{" not in out  # no Python dict
+    assert "trained 4 steps" in out and "val_loss" in out and "accuracy" in out
+    assert str(tmp_path / "a" / "weights.safetensors") in out
+    assert cli.main(["train", graph, "--out", str(tmp_path / "b"), "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 4 and summary["reason"] == "finished"
+    assert summary["weights"] == str(tmp_path / "b" / "weights.safetensors")
+    assert set(summary["eval"]) >= {"step", "val_loss", "accuracy"}
+
+
+def test_evaluate_names_the_formats_when_given_a_bundle(tmp_path, capsys):
+    graph = save(classifier(steps=2, eval_every=0), tmp_path / "g.json")
+    assert cli.main(["train", graph, "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    weights = str(tmp_path / "a" / "weights.safetensors")
+    bundle = str(tmp_path / "m.wgz")
+    assert cli.main(["pack", graph, "--weights", weights, "--out", bundle]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", graph, "--weights", bundle]) == 2
+    err = capsys.readouterr().err
+    assert "PyTorch" not in err
+    assert ".wgz" in err and "safetensors" in err and f"wiregrad evaluate {bundle}" in err
+
+
+def test_a_nan_run_prints_only_the_guards_message(tmp_path):
+    graph = save(nan_graph(), tmp_path / "nan.json")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "train", graph, "--out", str(tmp_path / "run"),
+         "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 3
+    assert "node 'bad_log'" in proc.stderr
+    assert "Warning" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_resume_continues_the_same_run_unless_overridden(tmp_path, capsys):
+    doc = classifier(steps=30, eval_every=0, checkpoint_every=5)
+    graph = save(doc, tmp_path / "g.json")
+    full = tmp_path / "full.jsonl"
+    assert cli.main(["train", graph, "--steps", "12", "--out", str(tmp_path / "a"),
+                     "--metrics", str(full), "--quiet"]) == 0
+    ckpt = tmp_path / "a" / "step-0000010.safetensors"
+    # No --steps: the run continues to its own 12 steps on its own schedule, not the doc's 30.
+    resumed = tmp_path / "r.jsonl"
+    assert cli.main(["train", graph, "--resume", str(ckpt), "--out", str(tmp_path / "b"),
+                     "--metrics", str(resumed), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "of 12" in err
+    after = [r for r in _records(resumed) if r["kind"] == "train"]
+    before = [r for r in _records(full) if r["kind"] == "train"]
+    assert [r["step"] for r in after] == [11, 12]
+    assert [(r["loss"], r["lr"]) for r in after] == [(r["loss"], r["lr"]) for r in before[10:]]
+    # An explicit --steps wins, and the CLI says so.
+    assert cli.main(["train", graph, "--resume", str(ckpt), "--steps", "14", "--out",
+                     str(tmp_path / "c"), "--quiet"]) == 0
+    assert "--steps 14 overrides the checkpoint's 12" in capsys.readouterr().err
+
+
+def test_resume_without_out_continues_in_the_checkpoints_folder(tmp_path, capsys):
+    graph = save(classifier(steps=6, eval_every=0, checkpoint_every=3), tmp_path / "g.json")
+    run = tmp_path / "run"
+    assert cli.main(["train", graph, "--steps", "3", "--out", str(run), "--quiet"]) == 0
+    assert cli.main(["train", graph, "--resume", str(run / "last.safetensors"), "--steps", "6",
+                     "--quiet"]) == 0
+    _, meta = read_checkpoint(run / "last.safetensors")
+    assert meta["step"] == "6"
+
+
+class _FullDisk:
+    """A metrics file whose disk fills up after *room* records."""
+
+    def __init__(self, path: Path, room: int) -> None:
+        self.file = open(path, "w", encoding="utf-8")
+        self.room = room
+
+    def write(self, text: str) -> int:
+        if self.room == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= 1
+        return self.file.write(text)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def test_metrics_on_a_full_disk_exits_2_and_keeps_the_last_checkpoint(tmp_path, capsys,
+                                                                       monkeypatch):
+    import engine.train.cli as train_cli
+
+    graph = save(classifier(steps=40, eval_every=0, checkpoint_every=4), tmp_path / "g.json")
+    metrics, run = tmp_path / "m.jsonl", tmp_path / "run"
+    monkeypatch.setattr(train_cli, "_open_metrics",
+                        lambda path, append: _FullDisk(Path(path), room=10))
+    code = cli.main(["train", graph, "--out", str(run), "--metrics", str(metrics), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    assert str(metrics) in err and os.strerror(errno.ENOSPC) in err
+    _, meta = read_checkpoint(run / "last.safetensors")
+    assert 8 <= int(meta["step"]) <= 11
+    assert str(run / "last.safetensors") in err
     assert not list(run.glob(".*.tmp"))

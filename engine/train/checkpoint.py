@@ -43,14 +43,29 @@ def save_checkpoint(trainer, path: Path) -> None:
         "best": json.dumps(trainer.best),
         "since_best": str(trainer._since_best),
         "wall": repr(trainer.wall),
+        # the run's own settings: `--resume` continues the same run unless told otherwise
+        "run": json.dumps({"steps": trainer.total_steps, "patience": trainer.patience}),
     }
     save_weights(path, tensors, meta)
 
 
 def checkpoint_settings(path: str | Path) -> dict:
-    """The seed and dtype a checkpoint was trained with (what a resumed run must use)."""
+    """The settings a checkpoint's run was trained with (what a resumed run uses): seed, dtype,
+    and — from checkpoints that record them — total ``steps`` and ``patience`` (else None)."""
     _, meta = read_checkpoint(path)
-    return {"seed": int(meta.get("seed", "0")), "dtype": meta.get("dtype", "float32")}
+    try:
+        run = json.loads(meta.get("run", "{}"))
+    except ValueError:
+        run = {}
+    run = run if isinstance(run, dict) else {}
+
+    def count(key: str, low: int) -> int | None:
+        value = run.get(key)
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
+        return value if ok else None
+
+    return {"seed": int(meta.get("seed", "0")), "dtype": meta.get("dtype", "float32"),
+            "steps": count("steps", 1), "patience": count("patience", 0)}
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
