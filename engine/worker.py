@@ -29,8 +29,16 @@ import os
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.base.runtime import default_threads, limit_threads
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from engine.core.inference import Model
+    from engine.train.checkpoint import CheckpointManager
+    from engine.train.trainer import Trainer
 
 FLUSH_S = 0.1
 
@@ -135,15 +143,15 @@ class _RecordingBatcher:
 class Worker:
     def __init__(self, conn) -> None:
         self.conn = conn
-        self.trainer = None
-        self.manager = None
-        self.gen = None
+        self.trainer: Trainer | None = None
+        self.manager: CheckpointManager | None = None
+        self.gen: Iterator[dict] | None = None
         self.doc: dict | None = None
         self.paused = False
         self.buffer: list[dict] = []
         self.last_flush = time.perf_counter()
         self.last_eval: dict = {}
-        self.model = None  # the trainer's model (engine.core.inference), for predictions
+        self.model: Model | None = None  # the trainer's inference model, for predictions
         self.quit = False
 
     # ------------------------------------------------------------------ messaging
@@ -221,14 +229,15 @@ class Worker:
         self.gen = None
         self.paused = False
         self.flush()
+        trainer, manager, _ = self._need_trainer()
         out: dict = {"step": record["step"], "reason": record["reason"]}
         try:
-            out["checkpoint"] = self.manager.save(self.trainer)["path"]
-            out["weights"] = str(self.manager.save_model(self.trainer))
+            out["checkpoint"] = manager.save(trainer)["path"]
+            out["weights"] = str(manager.save_model(trainer))
         except Exception as exc:  # noqa: BLE001
             self.error(exc, "save")
         final = {k: v for k, v in self.last_eval.items() if k not in ("kind", "wall", "best")}
-        self.send("done", **out, final=final, folder=str(self.manager.folder))
+        self.send("done", **out, final=final, folder=str(manager.folder))
 
     # ------------------------------------------------------------------ commands
 
@@ -283,79 +292,80 @@ class Worker:
         if msg.get("paused"):
             trainer.pause()
 
-    def _need_trainer(self) -> None:
+    def _need_trainer(self) -> tuple[Trainer, CheckpointManager, dict]:
+        """The current run's trainer, checkpoint manager and document (an error if none)."""
         from engine.base.errors import WiregradError
 
-        if self.trainer is None:
+        if self.trainer is None or self.manager is None or self.doc is None:
             raise WiregradError("no training run in this worker")
+        return self.trainer, self.manager, self.doc
 
     def cmd_pause(self, msg: dict) -> None:
-        self._need_trainer()
-        self.trainer.pause()
+        trainer, _, _ = self._need_trainer()
+        trainer.pause()
 
     def cmd_resume(self, msg: dict) -> None:
-        self._need_trainer()
-        self.trainer.resume()
+        trainer, _, _ = self._need_trainer()
+        trainer.resume()
         if self.paused:
             self.paused = False
-            self.send("state", state="running", step=self.trainer.step)
+            self.send("state", state="running", step=trainer.step)
 
     def cmd_step(self, msg: dict) -> None:
-        self._need_trainer()
-        self.trainer.pause()
-        self.trainer.step_once()
+        trainer, _, _ = self._need_trainer()
+        trainer.pause()
+        trainer.step_once()
 
     def cmd_stop(self, msg: dict) -> None:
-        self._need_trainer()
-        self.trainer.stop(msg.get("reason", "stopped"))
+        trainer, _, _ = self._need_trainer()
+        trainer.stop(msg.get("reason", "stopped"))
         if self.paused:
             self.paused = False  # let run() reach its "done" record
 
     def cmd_set_hparams(self, msg: dict) -> None:
         """``values``: the optimizer's hot params; ``nodes``: ``{node id: {param: value}}``
         for any node's hot params (declared ``hot`` on its op spec)."""
-        self._need_trainer()
+        trainer, _, _ = self._need_trainer()
         if msg.get("values"):
-            self.trainer.set_hparams(**msg["values"])
+            trainer.set_hparams(**msg["values"])
         for node, values in (msg.get("nodes") or {}).items():
-            self.trainer.set_node_params(node, values)
+            trainer.set_node_params(node, values)
 
     def cmd_save_checkpoint(self, msg: dict) -> None:
-        self._need_trainer()
+        trainer, manager, _ = self._need_trainer()
         self.flush()
-        path = self.manager.save(self.trainer)["path"]
-        self.send("saved", what="checkpoint", path=path, step=self.trainer.step)
+        path = manager.save(trainer)["path"]
+        self.send("saved", what="checkpoint", path=path, step=trainer.step)
 
     def cmd_save_weights(self, msg: dict) -> None:
-        self._need_trainer()
-        path = self.manager.save_model(self.trainer)
-        self.send("saved", what="weights", path=str(path), step=self.trainer.step,
+        trainer, manager, _ = self._need_trainer()
+        path = manager.save_model(trainer)
+        self.send("saved", what="weights", path=str(path), step=trainer.step,
                   request=msg.get("request"))
 
     def cmd_save_bundle(self, msg: dict) -> None:
         from engine.graphs.bundle import pack
         from engine.train.checkpoint import model_metadata
 
-        self._need_trainer()
-        t = self.trainer
-        path = pack(t.doc, {**t.params, **t.state}, msg["path"], model_metadata(t))
-        self.send("saved", what="bundle", path=str(path), step=t.step)
+        trainer, _, _ = self._need_trainer()
+        weights = {**trainer.params, **trainer.state}
+        path = pack(trainer.doc, weights, msg["path"], model_metadata(trainer))
+        self.send("saved", what="bundle", path=str(path), step=trainer.step)
 
     def cmd_inspect(self, msg: dict) -> None:
-        self._need_trainer()
-        self.send("inspection", **inspect_trainer(self.trainer, self.doc, msg.get("node")),
+        trainer, _, doc = self._need_trainer()
+        self.send("inspection", **inspect_trainer(trainer, doc, msg.get("node")),
                   request=msg.get("request"))
 
     def cmd_predictions(self, msg: dict) -> None:
         from engine.core.inference import extract_model
         from engine.insight import predictions
 
-        self._need_trainer()
-        t = self.trainer
+        trainer, _, doc = self._need_trainer()
         if self.model is None:
-            self.model = extract_model(self.doc, program=t.program)
+            self.model = extract_model(doc, program=trainer.program)
         self.send("predictions", **predictions.live_predictions(
-            self.model, {**t.params, **t.state}, t.graph.datasets, t.step))
+            self.model, {**trainer.params, **trainer.state}, trainer.graph.datasets, trainer.step))
 
     def cmd_gradcheck(self, msg: dict) -> None:
         from engine.core.gradcheck import gradcheck_document, summarize
