@@ -196,7 +196,7 @@ def document_weights_path(doc: dict, path: str | Path | None) -> Path | None:
     path = Path(path)
     ref = doc.get("weights")
     if isinstance(ref, dict) and ref.get("path"):
-        candidate = (path.parent / ref["path"]).resolve()
+        candidate = paths.contained(path.parent, ref["path"], "weights.path")
         return candidate if candidate.is_file() else None
     candidate = path.with_suffix(".safetensors")
     return candidate if candidate.is_file() else None
@@ -420,3 +420,12 @@ def dataset_summary(doc: dict, node_id: str, base_dir: str | Path | None = None)
 
 
 __all__ += ["dataset_summary", "predict_file"]
+
+
+def files_outside(doc: dict, doc_path: str | Path | None) -> list[str]:
+    """Resolved paths of the data files *doc* reads from outside its own folder (a document
+    opened from elsewhere says so before it trains)."""
+    return paths.files_outside(doc, doc_path)
+
+
+__all__ += ["files_outside"]

@@ -97,7 +97,7 @@ def _damaged(path: Path, members: dict[str, bytes]) -> Path:
     ("extra", "unexpected member 'notes.txt'"),
     ("bomb", "zip bomb"),
     ("damaged", "damaged"),
-    ("foreign_weights", "own weights.safetensors"),
+    ("foreign_weights", "weights.path"),  # refused by the document check itself
     ("not_a_zip", "not a Wiregrad bundle"),
 ])
 def test_hostile_bundles_are_refused(tmp_path, capsys, case, needle):

@@ -131,8 +131,9 @@ def _check_safetensors_header(path: Path) -> None:
             prefix = fh.read(8)
             n = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
             header = fh.read(n) if 0 < n <= min(MAX_HEADER_BYTES, size - 8) else b""
-    except OSError as exc:
-        raise WiregradError(f"{path}: cannot read weights file: {exc.strerror or exc}") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        why = getattr(exc, "strerror", None) or exc
+        raise WiregradError(f"{path!s:.200}: cannot read weights file: {why}") from None
     if not header or len(header) != n:
         raise WiregradError(f"{path}: not a safetensors weights file{_hint(prefix)}")
     try:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.base.errors import DocumentError
+from engine.base.paths import path_problem
 
 FORMAT = "wiregrad-graph"
 FORMAT_VERSION = 2
@@ -291,6 +292,9 @@ def check_structure(doc: dict) -> dict:
     if weights is not None:
         _expect(isinstance(weights, dict) and isinstance(weights.get("path"), str),
                 "expected {path, sha256}", "weights")
+        problem = path_problem(weights["path"])
+        _expect(problem is None, f"{problem}; the weights file must lie in the document's "
+                "folder", "weights.path")
         _expect(isinstance(weights.get("sha256", ""), str), "expected a hex string",
                 "weights.sha256")
     return out

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.base import paths
 from engine.base.errors import WiregradError
 from engine.core.compile import compile_document
 from engine.core.program import Equation, Program, WeightInfo, closure
@@ -145,7 +146,8 @@ def resolve_weights(model: Model, doc_path: str | Path | None = None,
     elif weights is not None:
         loaded, source = model_weights(weights), str(weights)
     elif model.doc.get("weights") and doc_path is not None:
-        path = (Path(doc_path).parent / model.doc["weights"]["path"]).resolve()
+        path = paths.contained(Path(doc_path).parent, model.doc["weights"]["path"],
+                               "weights.path")
         if not path.is_file():
             raise WiregradError(f"the document's weights file {path} is missing",
                                 field="weights")

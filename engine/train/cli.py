@@ -63,10 +63,18 @@ def _doc_weights(doc: dict, doc_path: Path, explicit: str | None,
     ref = doc.get("weights")
     if not ref:
         return None
-    path = (doc_path.parent / ref["path"]).resolve()
+    path = paths.contained(doc_path.parent, ref["path"], "weights.path")
     if not path.is_file():
         raise WiregradError(f"the document's weights file {path} is missing", field="weights")
     return model_weights(path)
+
+
+def _announce_outside_files(doc: dict, doc_path: Path) -> None:
+    """Say which data files the document reads from outside its own folder (issue 15.2)."""
+    outside = paths.files_outside(doc, doc_path)
+    if outside:
+        print(f"note: {doc_path} reads data files outside its folder:\n  "
+              + "\n  ".join(outside), file=sys.stderr)
 
 
 def _run_folder(args: argparse.Namespace, doc: dict) -> Path:
@@ -75,8 +83,9 @@ def _run_folder(args: argparse.Namespace, doc: dict) -> Path:
         return Path(args.out)
     if args.resume and CHECKPOINT_NAME.fullmatch(Path(args.resume).name):
         return Path(args.resume).parent
-    name = (doc.get("meta", {}).get("name") or "run").lower().replace(" ", "_")[:40]
-    return paths.runs_dir() / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = paths.safe_name(doc.get("meta", {}).get("name") or "run")
+    runs = paths.runs_dir()
+    return paths.contained(runs, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", "meta.name")
 
 
 def _run_settings(args: argparse.Namespace) -> tuple[dict, list[str]]:
@@ -116,6 +125,7 @@ def train_command(args: argparse.Namespace) -> int:
     from engine.train.trainer import Trainer
 
     doc, doc_path = presets.load(args.graph)
+    _announce_outside_files(doc, doc_path)
     weights = weights_file(args.weights, "train") if args.weights else None
     settings, notes = _run_settings(args)
     with _threads(args.threads):
