@@ -21,6 +21,7 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,8 +32,12 @@ from engine.core.hot import hot_targets, param_specs
 from engine.core.params import check_value
 from engine.core.program import off_loss_path
 from engine.core.run import Executor, Tape, init_weights
+from engine.train.bpc import graph_bpc
 from engine.train.graph import TrainingGraph, analyse
 from engine.train.optim import Optimizer, Schedule, clip_coefficient, squared_norm
+
+if TYPE_CHECKING:
+    from engine.train.batch_split import BatchSplit
 
 
 def _node_seed(seed: int, name: str) -> int:
@@ -97,7 +102,7 @@ class Trainer:
         # Two-core steps (engine.train.batch_split): None decides at the first step from the graph,
         # the BLAS thread count and the batch's work; 1 keeps every step unsplit.
         self._split_request = batch_split
-        self._split = None  # a BatchSplit once decided for
+        self._split: BatchSplit | None = None  # a BatchSplit once decided for
         self._split_decided = batch_split == 1
         self.split_note = ("unsplit: asked for one part" if batch_split == 1
                            else "undecided (at the first step)")
@@ -308,7 +313,9 @@ class Trainer:
                 return
         else:
             threads = batch_split.blas_threads()
-            sizes = {**batch_split.feed_sizes(self.program, feeds), decision.symbol: rows}
+            sizes = batch_split.feed_sizes(self.program, feeds)
+            if decision.symbol is not None:
+                sizes[decision.symbol] = rows
             flops = batch_split.step_flops(self.program, sizes)
             ways = batch_split.choose_ways(threads, rows, flops)
             if ways < 2:
@@ -366,7 +373,11 @@ class Trainer:
         if count == 0:
             raise WiregradError("the validation split is empty (raise val_fraction)",
                                 node=next(iter(self.graph.datasets), None))
-        return {k: v / count for k, v in totals.items()}
+        result = {k: v / count for k, v in totals.items()}
+        bpc = graph_bpc(self.doc, self.graph, result["val_loss"])  # text LMs only
+        if bpc is not None:
+            result["bpc"] = bpc
+        return result
 
     # ------------------------------------------------------------------ the loop
 
