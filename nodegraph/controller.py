@@ -21,6 +21,7 @@ from nodegraph.editing.model import GraphModel, Op
 from nodegraph.editing.specs import Catalog
 
 _drags = itertools.count(1)
+CURRENT = object()  # "the scope being edited" (a default that None — the root — cannot be)
 
 
 def new_drag_id() -> int:
@@ -184,9 +185,11 @@ class Controller(QObject):
     def disconnect(self, edge: dict) -> None:
         self.push("Disconnect", edits.remove_edges(self.model, self.scope, [edge]))
 
-    def set_param(self, node_id: str, name: str, value) -> None:
+    def set_param(self, node_id: str, name: str, value, scope=CURRENT) -> None:
+        """Set a param (one undo step) in the scope being edited, or in *scope* if given."""
+        scope = self.scope if scope is CURRENT else scope
         self.push(f"Set {node_id}.{name}",
-                  edits.set_param(self.model, self.scope, node_id, name, value))
+                  edits.set_param(self.model, scope, node_id, name, value))
 
     def set_title(self, node_id: str, title: str) -> None:
         self.push(f"Rename {node_id}", edits.set_title(self.model, self.scope, node_id, title))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -95,13 +95,42 @@ class MainWindow(FileMixin, EditMixin, QMainWindow):
         self.diagnostics.setWordWrap(True)
         self.diagnostics_dock = self._dock("Diagnostics", self.diagnostics,
                                            Qt.DockWidgetArea.RightDockWidgetArea)
-        from nodegraph.training.coordinator import TrainingUI
-
-        self.training = TrainingUI(self)  # Run ▸ Train, the Training / Sampling / Debugger docks
+        self._build_training()
         self.resizeDocks([self.palette_dock, self.inspector_dock], [210, 300],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.inspector_dock, self.diagnostics_dock], [600, 160],
                          Qt.Orientation.Vertical)
+
+    def _build_training(self) -> None:
+        """Run ▸ Train and the Training / Sampling / Debugger docks (``nodegraph.training``),
+        given only what they need of this window."""
+        from nodegraph.training.coordinator import TrainingHost, TrainingUI
+
+        self.training = TrainingUI(TrainingHost(
+            window=self, controller=self.controller, scene=self.scene, inspector=self.inspector,
+            status=lambda text, ms=0: self.statusBar().showMessage(text, ms),
+            path=lambda: self.path, template=lambda: self.template,
+            focus_node=self.focus_node, autosave=self.autosave_now,
+            undo_actions=lambda: {k: self.actions_by_name[k] for k in ("undo", "redo")}))
+        training, sampling, debugger = self.training.docks
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, training)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, sampling)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, debugger)
+        self.tabifyDockWidget(training, sampling)
+        self.tabifyDockWidget(self.inspector_dock, debugger)
+        training.raise_()
+        self.inspector_dock.raise_()
+        QTimer.singleShot(0, self.size_docks)
+
+    def size_docks(self) -> None:
+        training, _sampling, debugger = self.training.docks
+        with contextlib.suppress(RuntimeError):  # the window is already gone
+            self.resizeDocks([training], [max(330, self.height() * 2 // 5)],
+                             Qt.Orientation.Vertical)
+            self.resizeDocks([debugger], [380], Qt.Orientation.Horizontal)
+            self.resizeDocks([debugger, self.diagnostics_dock], [500, 90],
+                             Qt.Orientation.Vertical)
+            self.view.fit()
 
     def _build_status(self) -> None:
         bar = self.statusBar()

@@ -56,12 +56,22 @@ class Catalog:
                 return None
         return None
 
+    def hot_params(self, type_name: str, doc: dict | None = None) -> list[str]:
+        """The params of *type_name* a live run may change (see :func:`hot_params`)."""
+        return hot_params(self.spec(type_name, doc))
+
     def layer_definition(self, type_name: str, doc: dict) -> dict | None:
         layers = doc.get("layers", {})
         if type_name in layers:
             return layers[type_name]
         op = self.ops.get(type_name)
         return op.get("definition") if op and op.get("is_layer") else None
+
+
+def hot_params(spec: dict | None) -> list[str]:
+    """Names of the params a live run may change: declared once, on the op spec (``Param.hot``,
+    carried by ``engine.api.catalog()``); the edit lock, training dock and run list read it."""
+    return [p["name"] for p in (spec or {}).get("params", []) if p.get("hot")]
 
 
 def split_port(port: str) -> tuple[str, int | None]:

@@ -9,6 +9,7 @@ import contextlib
 import html
 import json
 import threading
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QFormLayout, QLabel, QLineEdit, QScrollArea, QVBoxLayout, QWidget
@@ -93,6 +94,9 @@ class Inspector(QScrollArea):
         self.widgets: dict[str, QWidget] = {}
         self._pending = False
         self.base_dir_provider = lambda: None  # the document's folder (set by the window)
+        # "may this param be edited now?" (scope, node id, param) — e.g. only hot params while
+        # a run is live; given by whoever owns that rule (the training UI's edit lock)
+        self.editable: Callable[[str | None, str, str], bool] = lambda _s, _n, _p: True
         self.data_label: QLabel | None = None
         self._data_key: str | None = None
         self.summaries = DataSummaries(self)
@@ -153,7 +157,8 @@ class Inspector(QScrollArea):
         for p in (spec or {}).get("params", []):
             value = params.get(p["name"], p.get("default"))
             w = make_widget(p, value, lambda v, n=p["name"]: self._commit(n, v))
-            w.setEnabled(not self.controller.read_only)
+            w.setEnabled(not self.controller.read_only
+                         and self.editable(scope, node_id, p["name"]))
             self.widgets[p["name"]] = w
             form.addRow(p["name"], w)
         ports = QLabel(self._ports_html(node, spec))

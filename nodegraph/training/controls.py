@@ -1,5 +1,6 @@
 """Training controls: Train / Pause / Resume / Step / Stop (the Run menu's actions), a progress
-bar with ETA, live learning rate / weight decay / clipping, and checkpoint / bundle buttons."""
+bar with ETA, the optimizer's hot params (:class:`~nodegraph.training.hotfields.HotFields`,
+edited through the document) and checkpoint / bundle buttons."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import time
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QDoubleSpinBox,
-    QFormLayout,
     QGridLayout,
     QLabel,
     QProgressBar,
@@ -18,6 +17,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from nodegraph.training.hotfields import HotFields
 
 
 def fmt_eta(seconds: float) -> str:
@@ -53,27 +54,17 @@ class Eta:
         return (total - s1) / ((s1 - s0) / (t1 - t0))
 
 
-def _spin(decimals: int, maximum: float, step: float) -> QDoubleSpinBox:
-    box = QDoubleSpinBox()
-    box.setDecimals(decimals)
-    box.setRange(0.0, maximum)
-    box.setSingleStep(step)
-    box.setKeyboardTracking(False)
-    return box
-
-
 HINTS = {
     "idle": "Press Train (F5) to train this graph in the engine worker.",
     "starting": "Starting the engine worker and compiling the graph…",
-    "running": "Training. Edit the learning rate, weight decay or clipping below; the "
-               "graph's structure is locked until you stop.",
+    "running": "Training. Edits of the hot settings below (or in the inspector) apply from "
+               "the next step; the graph's structure is locked until you stop.",
     "paused": "Paused. Step (F10) runs exactly one batch; Resume continues.",
     "stopping": "Stopping: writing the final checkpoint and weights…",
 }
 
 
 class TrainingControls(QWidget):
-    apply_hparams = Signal(dict)
     save_checkpoint = Signal()
     resume_checkpoint = Signal()
     save_bundle = Signal()
@@ -101,19 +92,11 @@ class TrainingControls(QWidget):
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: #a9afb9;")
         box.addWidget(self.status)
-        form = QFormLayout()
-        self.lr = _spin(6, 10.0, 1e-4)
-        self.weight_decay = _spin(5, 10.0, 1e-3)
-        self.clip_norm = _spin(3, 1e6, 0.1)
-        self.clip_norm.setSpecialValueText("off")
-        form.addRow("learning rate", self.lr)
-        form.addRow("weight decay", self.weight_decay)
-        form.addRow("clip grad-norm", self.clip_norm)
-        box.addLayout(form)
-        self.apply_button = QPushButton("Apply to the live run")
-        self.apply_button.setToolTip("Takes effect at the next step and is recorded in the run")
-        self.apply_button.clicked.connect(self._apply)
-        box.addWidget(self.apply_button)
+        self.hot = HotFields()
+        self.hot.setToolTip("The optimizer node's settings that a live run may change; an edit "
+                            "is an undoable change of the graph and takes effect at the next "
+                            "step of a live run")
+        box.addWidget(self.hot)
         grid = QGridLayout()
         self.checkpoint_button = QPushButton("Save checkpoint now")
         self.resume_button = QPushButton("Resume from checkpoint…")
@@ -126,30 +109,9 @@ class TrainingControls(QWidget):
         grid.addWidget(self.bundle_button, 1, 0, 1, 2)
         box.addLayout(grid)
         box.addStretch(1)
-        self.sent: dict = {}
         self.set_state("idle", False)
 
-    def _apply(self) -> None:
-        values = {"lr": self.lr.value(), "weight_decay": self.weight_decay.value(),
-                  "clip_norm": self.clip_norm.value()}
-        changed = {k: v for k, v in values.items() if self.sent.get(k) != v}
-        if changed:
-            self.sent.update(changed)
-            self.apply_hparams.emit(changed)
-
-    def set_hparams(self, hparams: dict) -> None:
-        for key, box in (("lr", self.lr), ("weight_decay", self.weight_decay),
-                         ("clip_norm", self.clip_norm)):
-            if key in hparams:
-                box.blockSignals(True)
-                box.setValue(float(hparams[key]))
-                box.blockSignals(False)
-                self.sent[key] = box.value()
-
     def set_state(self, state: str, has_run: bool) -> None:
-        live = state in ("running", "paused")
-        for w in (self.lr, self.weight_decay, self.clip_norm, self.apply_button):
-            w.setEnabled(live)
         self.checkpoint_button.setEnabled(has_run and state in ("running", "paused", "idle"))
         self.bundle_button.setEnabled(has_run and state in ("paused", "idle"))
         self.resume_button.setEnabled(state == "idle")

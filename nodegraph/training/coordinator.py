@@ -2,25 +2,30 @@
 Inspect / Sampling docks, the structural-edit lock while a run is live, error reporting with
 the node highlighted, and autosave when training stops.
 
-The worker does the computing (``nodegraph.training.session``); this object only routes plain data.
+The worker does the computing (``nodegraph.training.session``); this object only routes plain
+data. It sees the main window only through :class:`TrainingHost` — the controller, the scene,
+the inspector, a status callback and a few callables — and owns its docks, which the window
+places (composition: no mixin, no monkey-patching; the inspector asks the edit lock
+:meth:`~nodegraph.training.lock.EditLock.may_edit` through the predicate it is given).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QMessageBox, QStyle
+from PySide6.QtWidgets import QDockWidget, QStyle
 
 from engine import api
 from engine.api import paths
 from nodegraph import dialogs
 from nodegraph.training.controls import Eta
-from nodegraph.training.debugger import EdgeOverlay, InspectDock
+from nodegraph.training.debugger import InspectDock
 from nodegraph.training.dock import TrainingDock
+from nodegraph.training.host import TrainingHost, ask_file
+from nodegraph.training.inspection import Inspection
 from nodegraph.training.lock import EditLock
 from nodegraph.training.runs import RunData
 from nodegraph.training.sampling import SamplingPanel
@@ -30,61 +35,39 @@ REFRESH_MS = 50  # plots and progress at 20 Hz
 INSPECT_MS = 1500
 
 
-def ask_file(parent, title: str, filters: str, save: bool, suggestion: str = "") -> str | None:
-    """A file dialog (tests replace this function)."""
-    fn = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
-    path, _ = fn(parent, title, suggestion, filters)
-    return path or None
-
-
 class TrainingUI(QObject):
-    def __init__(self, win) -> None:
-        super().__init__(win)
-        self.win = win
+    def __init__(self, host: TrainingHost) -> None:
+        super().__init__(host.window)
+        self.host, self.controller, self.scene = host, host.controller, host.scene
         self.session = TrainingSession(self)
         self.actions = self._make_actions()
         self.dock_widget = TrainingDock(self.actions)
         self.inspect_widget = InspectDock()
-        self.sampling = SamplingPanel(lambda: win.controller.model.snapshot())
-        self.docks = [self._dock("Training", self.dock_widget, "bottom"),
-                      self._dock("Sampling", self.sampling, "bottom"),
-                      self._dock("Debugger", self.inspect_widget, "right")]
-        win.tabifyDockWidget(self.docks[0], self.docks[1])
-        win.tabifyDockWidget(win.inspector_dock, self.docks[2])
-        self.docks[0].raise_()
-        win.inspector_dock.raise_()
-        QTimer.singleShot(0, self.size_docks)
-        self.overlay = EdgeOverlay(win.scene)
-        self.lock = EditLock(win)
+        self.sampling = SamplingPanel(lambda: self.controller.model.snapshot())
+        # the window places them: Training and Sampling at the bottom, Debugger at the right
+        self.docks = [self._dock("Training", self.dock_widget),
+                      self._dock("Sampling", self.sampling),
+                      self._dock("Debugger", self.inspect_widget)]
+        self.inspection = Inspection(host, self.session, self.inspect_widget, self.docks[2],
+                                     self)
+        self.lock = EditLock(host.controller, host.undo_actions, self)
+        host.inspector.editable = self.lock.may_edit
         self.runs: list[RunData] = []
         self.current: RunData | None = None
         self.eta = Eta()
-        self.last_inspection: dict | None = None
-        self.last_gradcheck: dict | None = None
         self.errors: list[dict] = []
         self._connect()
         self.refresh_sampling_source()
+        self.refresh_hot_fields()
         self._update_actions()
 
     # ------------------------------------------------------------------ construction
 
-    def _dock(self, title: str, widget, where: str) -> QDockWidget:
-        dock = QDockWidget(title, self.win)
+    def _dock(self, title: str, widget) -> QDockWidget:
+        dock = QDockWidget(title, self.host.window)
         dock.setObjectName(title.lower())
         dock.setWidget(widget)
-        area = (Qt.DockWidgetArea.BottomDockWidgetArea if where == "bottom"
-                else Qt.DockWidgetArea.RightDockWidgetArea)
-        self.win.addDockWidget(area, dock)
         return dock
-
-    def size_docks(self) -> None:
-        with contextlib.suppress(RuntimeError):  # the window is already gone
-            self.win.resizeDocks([self.docks[0]], [max(330, self.win.height() * 2 // 5)],
-                                 Qt.Orientation.Vertical)
-            self.win.resizeDocks([self.docks[2]], [380], Qt.Orientation.Horizontal)
-            self.win.resizeDocks([self.docks[2], self.win.diagnostics_dock], [500, 90],
-                                 Qt.Orientation.Vertical)
-            self.win.view.fit()
 
     def _make_actions(self) -> dict[str, QAction]:
         P = QStyle.StandardPixmap
@@ -93,17 +76,20 @@ class TrainingUI(QObject):
                 ("resume", "&Resume", self.session.resume, "F7", P.SP_MediaSeekForward),
                 ("step", "&Step", self.session.step, "F10", P.SP_MediaSkipForward),
                 ("stop", "St&op", self.session.stop, "Shift+F5", P.SP_MediaStop),
-                ("gradcheck", "&Gradient-check Selected", self.gradcheck_selected, None, None),
-                ("heat", "Colour Wires by &Gradient Norm", self.overlay_heat, None, None),
+                ("gradcheck", "&Gradient-check Selected",
+                 lambda: self.inspection.gradcheck_selected(), None, None),
+                ("heat", "Colour Wires by &Gradient Norm",
+                 lambda: self.inspection.set_heat(self.actions["heat"].isChecked()), None, None),
                 ("sample", "&Generate Sample", self.generate_sample, None, None),
-                ("predict_file", "Predict on &File…", self.predict_file_dialog, None, None)]
+                ("predict_file", "Predict on &File…",
+                 lambda: self.inspection.predict_file_dialog(), None, None)]
         out = {}
         for name, text, slot, key, icon in spec:
-            act = QAction(text, self.win)
+            act = QAction(text, self.host.window)
             if key:
                 act.setShortcut(QKeySequence(key))
             if icon is not None:
-                act.setIcon(self.win.style().standardIcon(icon))
+                act.setIcon(self.host.window.style().standardIcon(icon))
             act.triggered.connect(lambda _=False, s=slot: s())
             out[name] = act
         out["heat"].setCheckable(True)
@@ -118,14 +104,10 @@ class TrainingUI(QObject):
         s.state_changed.connect(self.on_state)
         s.finished.connect(self.on_finished)
         s.failed.connect(self.on_failed)
-        s.inspected.connect(self.on_inspected)
         s.saved.connect(self.on_saved)
-        s.gradchecked.connect(self.on_gradchecked)
-        s.predicted.connect(self.inspect_widget.predictions.show_predictions)
-        self.inspect_widget.predictions.predict_file_requested.connect(self.predict_file_dialog)
-        self.inspect_widget.currentChanged.connect(lambda _i: self.request_predictions())
         c = d.controls
-        c.apply_hparams.connect(lambda v: self.session.set_hparams(**v))
+        c.hot.edited.connect(self.set_optimizer_param)
+        c.hot.refused.connect(lambda text: self.host.status(text, 6000))
         c.save_checkpoint.connect(self.session.save_checkpoint)
         c.resume_checkpoint.connect(self.resume_from_checkpoint)
         c.save_bundle.connect(self.save_bundle)
@@ -138,16 +120,17 @@ class TrainingUI(QObject):
             lambda *_: self.inspect_widget.setCurrentWidget(self.inspect_widget.attention))
         self.sampling.use_run_weights.connect(self.sample_with_run_weights)
         self.sampling.open_button.clicked.connect(self.open_weights)
-        self.lock.hot_edit.connect(lambda v: self.session.set_hparams(**v))
-        self.win.controller.document_replaced.connect(self.refresh_sampling_source)
-        self.win.scene.selectionChanged.connect(self._selection_changed)
+        self.lock.hot_edit.connect(self.session.set_node_params)
+        self.lock.changed.connect(lambda _on: self.host.inspector.schedule())
+        self.controller.document_replaced.connect(self.refresh_sampling_source)
+        self.controller.validated.connect(lambda _r: self.refresh_hot_fields())
         self.refresh_timer = QTimer(self)
         self.refresh_timer.setInterval(REFRESH_MS)
         self.refresh_timer.timeout.connect(self.refresh)
         self.inspect_timer = QTimer(self)
         self.inspect_timer.setInterval(INSPECT_MS)
-        self.inspect_timer.timeout.connect(self.request_inspection)
-        self.inspect_timer.timeout.connect(self.request_predictions)
+        self.inspect_timer.timeout.connect(self.inspection.request_inspection)
+        self.inspect_timer.timeout.connect(self.inspection.request_predictions)
 
     # ------------------------------------------------------------------ training
 
@@ -156,13 +139,13 @@ class TrainingUI(QObject):
         """Start a run (*paused*: before its first step; *weights*: start from that file)."""
         if self.session.active:
             return None
-        result = self.win.controller.revalidate(force=True)
+        result = self.controller.revalidate(force=True)
         errors = [d for d in result.get("diagnostics", []) if d["severity"] == "error"]
         if errors:
             self.report({"where": "validate", "message": errors[0]["message"],
                          "node": errors[0].get("node")}, "Cannot train this graph")
             return None
-        doc = api.embed_layer_definitions(self.win.controller.model.snapshot())
+        doc = self.host.snapshot()
         run = RunData(len(self.runs) + 1, f"run {len(self.runs) + 1}")
         name = (doc.get("meta", {}).get("name") or "graph").lower().replace(" ", "_")[:40]
         run.folder = str(paths.runs_dir() / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-"
@@ -172,7 +155,7 @@ class TrainingUI(QObject):
         self.dock_widget.runs.add_run(run)
         self._show_runs()
         self.eta.reset()
-        base = str(Path(self.win.path).parent) if self.win.path else None
+        base = self.host.base_dir()
         self.lock.engage(doc)
         self.session.train(doc, base, run.folder, steps=steps, resume=resume, paused=paused,
                            weights=weights)
@@ -180,13 +163,34 @@ class TrainingUI(QObject):
         self.docks[0].raise_()
         return run
 
+    # ------------------------------------------------------------------ hot settings
+
+    def optimizer_node(self) -> dict | None:
+        """The document's (top-level) optimizer node, or None."""
+        cat, doc = self.controller.catalog, self.controller.model.doc
+        return next((n for n in doc.get("nodes", [])
+                     if (cat.spec(n["type"], doc) or {}).get("category") == "optimizer"), None)
+
+    def refresh_hot_fields(self) -> None:
+        """The dock's hot fields show the optimizer node's params as the document holds them."""
+        node = self.optimizer_node()
+        spec = self.controller.catalog.spec(node["type"], self.controller.model.doc) \
+            if node else None
+        self.dock_widget.controls.hot.show_node(spec, node.get("params", {}) if node else {})
+
+    def set_optimizer_param(self, name: str, value) -> None:
+        """A dock field's edit: the optimizer node's param, set like the inspector sets it (one
+        undo step); a live run receives it through the edit lock, as every hot edit."""
+        node = self.optimizer_node()
+        if node is not None:
+            self.controller.set_param(node["id"], name, value, scope=None)
+
     def on_started(self, msg: dict) -> None:
         run = self.current
         if run is None:
             return
         run.graph_hash, run.hparams = msg["graph_hash"], dict(msg["hparams"])
         run.total_steps, run.status, run.folder = msg["total_steps"], "running", msg["folder"]
-        self.dock_widget.controls.set_hparams(run.hparams)
         self.dock_widget.runs.update_run(run)
         self.inspect_timer.start()
 
@@ -211,8 +215,8 @@ class TrainingUI(QObject):
             self.current.status = state
         self._update_actions()
         if state == "paused":
-            self.request_inspection()
-            self.request_predictions()
+            self.inspection.request_inspection()
+            self.inspection.request_predictions()
         if state == "idle":
             self.inspect_timer.stop()
             self.lock.release()
@@ -236,13 +240,13 @@ class TrainingUI(QObject):
             run.folder = msg.get("folder", run.folder)
             run.weights = msg.get("weights")
             self.dock_widget.runs.update_run(run)
-            if run.weights and api.is_language_model(self.win.controller.model.doc):
+            if run.weights and api.is_language_model(self.controller.model.doc):
                 self.sampling.set_weights(run.weights, f"{run.name} · step {run.step}")
         self._update_actions()
-        self.win.autosave_now()
-        self.request_inspection()
-        self.request_predictions()
-        self.win.statusBar().showMessage(
+        self.host.autosave()
+        self.inspection.request_inspection()
+        self.inspection.request_predictions()
+        self.host.status(
             f"Training {msg.get('reason', 'finished')} at step {msg.get('step')}; "
             f"checkpoint and weights in {msg.get('folder')}", 8000)
 
@@ -255,11 +259,10 @@ class TrainingUI(QObject):
                 self.dock_widget.runs.update_run(self.current)
             self.lock.release()
             self._update_actions()
-            self.win.autosave_now()
+            self.host.autosave()
             title = "Engine worker crashed" if msg.get("crashed") else "Training failed"
         elif where in ("inspect", "predictions"):
-            self.win.statusBar().showMessage(f"{where.capitalize()} failed: {msg['message']}",
-                                             6000)
+            self.host.status(f"{where.capitalize()} failed: {msg['message']}", 6000)
             return
         else:
             title = f"{str(where).replace('_', ' ').capitalize()} failed"
@@ -272,96 +275,13 @@ class TrainingUI(QObject):
         if node:
             node = str(node).split(".")[0]
             text = f"node '{node}': {text}"
-            self.win.focus_node(node)
-            item = self.win.scene.nodes.get(node)
+            self.host.focus_node(node)
+            item = self.scene.nodes.get(node)
             if item is not None:
                 item.set_status(item.footer, [*item.errors, msg.get("message", "")],
                                 item.warnings)
-        self.win.statusBar().showMessage(f"{title}: {text}", 10000)
-        QTimer.singleShot(0, lambda: dialogs.error(self.win, title, text))
-
-    # ------------------------------------------------------------------ inspection
-
-    def _selected_node(self) -> str | None:
-        try:
-            ids = self.win.scene.selected_node_ids()
-        except RuntimeError:
-            return None
-        return ids[0] if len(ids) == 1 else None
-
-    def request_inspection(self) -> None:
-        self.session.inspect(self._selected_node())
-
-    def _selection_changed(self) -> None:
-        if self.session.has_trainer and self._selected_node():
-            self.request_inspection()
-
-    def on_inspected(self, msg: dict) -> None:
-        self.last_inspection = msg
-        self.overlay.update(msg.get("edges", []), msg.get("step", 0))
-        if msg.get("detail"):
-            self.inspect_widget.node.show_detail(msg["detail"], msg.get("step", 0))
-
-    def request_predictions(self, force: bool = False) -> bool:
-        """Ask the worker for the Predictions tab's data when that tab is shown."""
-        panel = self.inspect_widget.predictions
-        if force or self.inspect_widget.currentWidget() is panel:
-            return self.session.predictions()
-        return False
-
-    def predict_file_dialog(self) -> None:
-        path = ask_file(self.win, "Predict on file", "Data (*.csv *.tsv *.txt *.npy *.png "
-                        "*.jpg *.jpeg);;All files (*)", False)
-        if path:
-            self.predict_file(path)
-
-    def predict_file(self, path: str) -> None:
-        """The model's outputs for *path*: the current run's weights when there is a run
-        (the worker writes them now), else the document's, else a fresh initialisation."""
-        self.docks[2].raise_()
-        self.inspect_widget.setCurrentWidget(self.inspect_widget.predictions)
-        if self.session.has_trainer and self.session.save_weights(request=f"predict:{path}"):
-            return
-        self._predict_with(path, None)
-
-    def _predict_with(self, path: str, weights: str | None) -> None:
-        doc = api.embed_layer_definitions(self.win.controller.model.snapshot())
-        doc_path = self._document_path()
-        base = str(Path(self.win.path).parent) if self.win.path else None
-        self.inspect_widget.predictions.predict(path=path, doc=doc, weights=weights,
-                                                doc_path=doc_path, base_dir=base)
-
-    def overlay_heat(self) -> None:
-        self.overlay.set_heat(self.actions["heat"].isChecked())
-        if self.overlay.heat and self.overlay.range:
-            lo, hi = self.overlay.range
-            self.win.statusBar().showMessage(
-                f"Wire halo = gradient norm on the last batch: blue 1e{lo:.1f} → yellow → "
-                f"red 1e{hi:.1f} (log scale)", 15000)
-
-    def gradcheck_selected(self) -> None:
-        node = self._selected_node()
-        if node is None:
-            self.win.statusBar().showMessage("Select one node to gradient-check", 4000)
-            return
-        doc = api.embed_layer_definitions(self.win.controller.model.snapshot())
-        base = str(Path(self.win.path).parent) if self.win.path else None
-        self.win.statusBar().showMessage(f"Gradient-checking {node} in the engine worker…")
-        self.session.gradcheck(doc, node, base)
-
-    def on_gradchecked(self, msg: dict) -> None:
-        self.last_gradcheck = msg
-        lines = [f"{r['id']}: max relative error {r['max_rel_err']:.2e} over {r['checked']} "
-                 f"coordinates — {'ok' if r['ok'] else 'FAILED'}" for r in msg["nodes"]]
-        verdict = "passed" if msg["ok"] else "FAILED"
-        self.win.statusBar().showMessage(f"Gradient check of {msg['node']} {verdict}", 8000)
-        box = QMessageBox(QMessageBox.Icon.Information if msg["ok"] else
-                          QMessageBox.Icon.Warning, "Gradient check",
-                          f"Gradient check of {msg['node']} {verdict} (float64 central "
-                          f"differences):\n\n" + "\n".join(lines), parent=self.win)
-        box.setModal(False)
-        box.show()
-        self.gradcheck_box = box
+        self.host.status(f"{title}: {text}", 10000)
+        QTimer.singleShot(0, lambda: dialogs.error(self.host.window, title, text))
 
     # ------------------------------------------------------------------ runs and files
 
@@ -379,23 +299,27 @@ class TrainingUI(QObject):
         return self.dock_widget.plots.export_png(path)
 
     def export_csv_dialog(self) -> None:
-        path = ask_file(self.win, "Export records as CSV", "CSV (*.csv)", True, "run.csv")
+        path = ask_file(self.host.window, "Export records as CSV", "CSV (*.csv)", True,
+                        "run.csv")
         if path:
-            self.win.statusBar().showMessage(f"Wrote {self.export_csv(path)} records", 4000)
+            self.host.status(f"Wrote {self.export_csv(path)} records", 4000)
 
     def export_png_dialog(self) -> None:
-        path = ask_file(self.win, "Export plots as PNG", "PNG image (*.png)", True, "plots.png")
+        path = ask_file(self.host.window, "Export plots as PNG", "PNG image (*.png)", True,
+                        "plots.png")
         if path:
             self.export_png(path)
 
     def resume_from_checkpoint(self) -> None:
-        path = ask_file(self.win, "Resume from checkpoint", "Checkpoints (*.safetensors)",
+        path = ask_file(self.host.window, "Resume from checkpoint",
+                        "Checkpoints (*.safetensors)",
                         False, str(paths.runs_dir()))
         if path:
             self.train(resume=path)
 
     def save_bundle(self) -> None:
-        path = ask_file(self.win, "Save trained model as bundle", "Wiregrad bundle (*.wgz)",
+        path = ask_file(self.host.window, "Save trained model as bundle",
+                        "Wiregrad bundle (*.wgz)",
                         True, "model.wgz")
         if path:
             self.session.save_bundle(path if path.endswith(".wgz") else path + ".wgz")
@@ -403,32 +327,24 @@ class TrainingUI(QObject):
     def on_saved(self, msg: dict) -> None:
         request = str(msg.get("request") or "")
         if request.startswith("predict:"):
-            self._predict_with(request.split(":", 1)[1], msg["path"])
+            self.inspection.predict_with(request.split(":", 1)[1], msg["path"])
             return
         if msg.get("request") == "sample" and self.current is not None:
             self.sampling.set_weights(msg["path"], f"{self.current.name} · step {msg['step']}")
             self.sampling.generate()
             return
-        self.win.statusBar().showMessage(f"Saved {msg['what']}: {msg['path']}", 8000)
+        self.host.status(f"Saved {msg['what']}: {msg['path']}", 8000)
 
     # ------------------------------------------------------------------ sampling
 
-    def _document_path(self) -> str | None:
-        """The document's file, or the preset it was opened from."""
-        path = self.win.path
-        if path is None and self.win.template:
-            name = self.win.controller.model.doc.get("meta", {}).get("name")
-            path = next((p["path"] for p in api.list_presets() if p["title"] == name), None)
-        return str(path) if path else None
-
     def refresh_sampling_source(self) -> None:
-        doc = self.win.controller.model.doc
-        found = api.document_weights_path(doc, self._document_path())
+        doc = self.controller.model.doc
+        found = api.document_weights_path(doc, self.host.document_path())
         self.sampling.set_weights(str(found) if found else None,
                                   f"{Path(found).name} (the document's)" if found else "")
 
     def open_weights(self) -> None:
-        path = ask_file(self.win, "Open weights", "Weights (*.safetensors)", False)
+        path = ask_file(self.host.window, "Open weights", "Weights (*.safetensors)", False)
         if path:
             self.sampling.set_weights(path)
 

@@ -71,11 +71,10 @@ class RunData:
         for r in records:
             if r["kind"] == "eval":
                 self._add_eval(r)
-            elif r["kind"] == "hparams":
+            elif r["kind"] == "hparams":  # a hot edit took effect: whatever the trainer took
                 self.hparam_changes.append(r)
-                for k in ("lr", "weight_decay", "clip_norm"):
-                    if k in r:
-                        self.hparams[k] = r[k]
+                self.hparams.update({k: v for k, v in r.items()
+                                     if k not in ("kind", "step", "nodes")})
         self.version += 1
 
     def _add_eval(self, r: dict) -> None:
@@ -175,10 +174,6 @@ class RunList(QTreeWidget):
     def overlay_ids(self) -> list[int]:
         return [rid for rid, item in self.items.items()
                 if item.checkState(0) == Qt.CheckState.Checked]
-
-    def set_overlay(self, run_id: int, on: bool) -> None:
-        self.items[run_id].setCheckState(0, Qt.CheckState.Checked if on
-                                         else Qt.CheckState.Unchecked)
 
     def selected_run(self) -> RunData | None:
         item = self.currentItem()

@@ -125,9 +125,10 @@ class TrainingSession(QObject):
             self._set_state("stopping")
             self._send("stop")
 
-    def set_hparams(self, **values) -> None:
-        if self.active and values:
-            self._send("set_hparams", values=values)
+    def set_node_params(self, nodes: dict[str, dict]) -> None:
+        """Hot edits for the live run: ``{node id: {param: value}}`` (any node's hot params)."""
+        if self.active and nodes:
+            self._send("set_hparams", nodes=nodes)
 
     def save_checkpoint(self) -> bool:
         return self.has_trainer and self._send("save_checkpoint")

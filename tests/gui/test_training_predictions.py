@@ -46,7 +46,7 @@ def test_decision_boundary_changes_with_training_and_predict_on_files(make_windo
     rows = np.array([[0.1, 0.2], [-0.5, 0.3], [0.7, -0.6]], np.float32)
     csv_path = tmp_path / "points.csv"
     csv_path.write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in rows) + "\n")
-    ui.predict_file(str(csv_path))
+    ui.inspection.predict_file(str(csv_path))
     qtbot.waitUntil(lambda: panel.file_result is not None, timeout=30_000)
     result = panel.file_result
     assert result["kind"] == "table", result
@@ -59,7 +59,7 @@ def test_decision_boundary_changes_with_training_and_predict_on_files(make_windo
     # a .npy file with a label column
     npy = tmp_path / "points.npy"
     np.save(npy, np.c_[rows, [0, 1, 2]].astype(np.float32))
-    ui.predict_file(str(npy))
+    ui.inspection.predict_file(str(npy))
     qtbot.waitUntil(lambda: panel.file_result is not None and
                     panel.file_result.get("file") == str(npy), timeout=30_000)
     assert panel.table.rowCount() == 3 and panel.table.columnCount() == 4
@@ -67,7 +67,7 @@ def test_decision_boundary_changes_with_training_and_predict_on_files(make_windo
     # a file that does not fit the model: a clear message, no crash
     bad = tmp_path / "bad.csv"
     bad.write_text("1,2,3,4\n5,6,7,8\n")
-    ui.predict_file(str(bad))
+    ui.inspection.predict_file(str(bad))
     qtbot.waitUntil(lambda: panel.file_result is not None
                     and panel.file_result.get("kind") == "error", timeout=30_000)
     assert "2 feature(s)" in panel.file_status.text()
@@ -116,7 +116,7 @@ def test_language_model_continues_a_text_file(make_window, qtbot, tmp_path):
     panel = win.training.inspect_widget.predictions
     text = tmp_path / "prompt.txt"
     text.write_text("ROMEO:\nWhat light")
-    win.training.predict_file(str(text))
+    win.training.inspection.predict_file(str(text))
     qtbot.waitUntil(lambda: panel.file_result is not None, timeout=60_000)
     result = panel.file_result
     assert result["kind"] == "text" and len(result["continuation"]) == 200

@@ -37,16 +37,16 @@ def test_train_spiral_updates_plots_run_list_and_inspection(make_window, qtbot, 
     hover = ui.dock_widget.plots.hovers["loss"].show_at(150.0)
     assert "train: " in hover and "@ 150" in hover
     # inspection after the run: tooltips carry the statistics of the last batch
-    qtbot.waitUntil(lambda: bool(ui.last_inspection and ui.last_inspection["edges"]))
+    qtbot.waitUntil(lambda: bool(ui.inspection.last_inspection and ui.inspection.last_inspection["edges"]))
     stats = {(s["src"], s["sport"], s["dst"], s["dport"]): s
-             for s in ui.last_inspection["edges"]}
+             for s in ui.inspection.last_inspection["edges"]}
     key = ("fc1", "y", "act1", "x")
     assert stats[key]["shape"] == [64, 64]
     tip = win.scene.edges[key].toolTip()
     assert f"mean {stats[key]['mean']:.4g}" in tip and "grad norm" in tip
     ui.actions["heat"].trigger()
-    assert set(ui.overlay.items) == {k for k, s in stats.items() if s["grad_norm"]}
-    colors = {ui.overlay.items[k].pen().color().name() for k in ui.overlay.items}
+    assert set(ui.inspection.overlay.items) == {k for k, s in stats.items() if s["grad_norm"]}
+    colors = {ui.inspection.overlay.items[k].pen().color().name() for k in ui.inspection.overlay.items}
     assert len(colors) > 1
     # export
     assert ui.export_csv(str(tmp_path / "run.csv")) == len(run.records)
@@ -73,9 +73,12 @@ def test_pause_step_resume_hot_lr_and_structural_lock(make_window, qtbot):
     qtbot.waitUntil(lambda: run.step == n + 1)
     qtbot.wait(400)
     assert run.step == n + 1  # exactly one batch
-    # hot-edit the learning rate from the controls: recorded, applied from the next step
-    ui.dock_widget.controls.lr.setValue(0.0025)
-    ui.dock_widget.controls.apply_button.click()
+    # hot-edit the learning rate from the dock: it sets the optimizer node's param (the
+    # document is the only path to the worker); recorded, applied from the next step
+    field = ui.dock_widget.controls.hot.fields["lr"]
+    field.setText("2.5e-3")
+    field.editingFinished.emit()
+    assert win.controller.model.node("optimizer")["params"]["lr"] == 0.0025
     ui.actions["step"].trigger()
     qtbot.waitUntil(lambda: run.step == n + 2)
     assert run.hparam_changes and run.hparam_changes[-1]["lr"] == pytest.approx(0.0025)

@@ -102,7 +102,7 @@ def test_screenshot_training_the_spiral(make_window, qtbot):
     win.view.fit()
     qtbot.wait(200)
     assert len(ui.dock_widget.plots.curve_data("loss")[0]) >= 900
-    assert ui.overlay.items
+    assert ui.inspection.overlay.items
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     assert win.grab().save(str(SCREENSHOTS / "training-spiral.png"))
     ui.actions["stop"].trigger()

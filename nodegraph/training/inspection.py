@@ -1,0 +1,106 @@
+"""The Debugger dock's routes: inspection of the live run (wire statistics and gradient-norm
+halos, the selected node's histograms), the Predictions tab, Predict on File and the
+gradient check. Plain data from the worker session to the widgets; nothing computed here."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QDockWidget, QMessageBox
+
+from nodegraph.training.debugger import EdgeOverlay, InspectDock
+from nodegraph.training.host import TrainingHost, ask_file
+from nodegraph.training.session import TrainingSession
+
+
+class Inspection(QObject):
+    def __init__(self, host: TrainingHost, session: TrainingSession, widget: InspectDock,
+                 dock: QDockWidget, parent=None) -> None:
+        super().__init__(parent)
+        self.host, self.session, self.widget, self.dock = host, session, widget, dock
+        self.overlay = EdgeOverlay(host.scene)
+        self.last_inspection: dict | None = None
+        self.last_gradcheck: dict | None = None
+        self.gradcheck_box: QMessageBox | None = None
+        session.inspected.connect(self.on_inspected)
+        session.gradchecked.connect(self.on_gradchecked)
+        session.predicted.connect(widget.predictions.show_predictions)
+        widget.predictions.predict_file_requested.connect(self.predict_file_dialog)
+        widget.currentChanged.connect(lambda _i: self.request_predictions())
+        host.scene.selectionChanged.connect(self._selection_changed)
+
+    def _selected_node(self) -> str | None:
+        try:
+            ids = self.host.scene.selected_node_ids()
+        except RuntimeError:
+            return None
+        return ids[0] if len(ids) == 1 else None
+
+    def request_inspection(self) -> None:
+        self.session.inspect(self._selected_node())
+
+    def _selection_changed(self) -> None:
+        if self.session.has_trainer and self._selected_node():
+            self.request_inspection()
+
+    def on_inspected(self, msg: dict) -> None:
+        self.last_inspection = msg
+        self.overlay.update(msg.get("edges", []), msg.get("step", 0))
+        if msg.get("detail"):
+            self.widget.node.show_detail(msg["detail"], msg.get("step", 0))
+
+    def request_predictions(self, force: bool = False) -> bool:
+        """Ask the worker for the Predictions tab's data when that tab is shown."""
+        panel = self.widget.predictions
+        if force or self.widget.currentWidget() is panel:
+            return self.session.predictions()
+        return False
+
+    def predict_file_dialog(self) -> None:
+        path = ask_file(self.host.window, "Predict on file", "Data (*.csv *.tsv *.txt *.npy "
+                        "*.png *.jpg *.jpeg);;All files (*)", False)
+        if path:
+            self.predict_file(path)
+
+    def predict_file(self, path: str) -> None:
+        """The model's outputs for *path*: the current run's weights when there is a run
+        (the worker writes them now), else the document's, else a fresh initialisation."""
+        self.dock.raise_()
+        self.widget.setCurrentWidget(self.widget.predictions)
+        if self.session.has_trainer and self.session.save_weights(request=f"predict:{path}"):
+            return
+        self.predict_with(path, None)
+
+    def predict_with(self, path: str, weights: str | None) -> None:
+        self.widget.predictions.predict(path=path, doc=self.host.snapshot(), weights=weights,
+                                        doc_path=self.host.document_path(),
+                                        base_dir=self.host.base_dir())
+
+    def set_heat(self, on: bool) -> None:
+        self.overlay.set_heat(on)
+        if self.overlay.heat and self.overlay.range:
+            lo, hi = self.overlay.range
+            self.host.status(
+                f"Wire halo = gradient norm on the last batch: blue 1e{lo:.1f} → yellow → "
+                f"red 1e{hi:.1f} (log scale)", 15000)
+
+    def gradcheck_selected(self) -> None:
+        node = self._selected_node()
+        if node is None:
+            self.host.status("Select one node to gradient-check", 4000)
+            return
+        self.host.status(f"Gradient-checking {node} in the engine worker…")
+        self.session.gradcheck(self.host.snapshot(), node, self.host.base_dir())
+
+    def on_gradchecked(self, msg: dict) -> None:
+        self.last_gradcheck = msg
+        lines = [f"{r['id']}: max relative error {r['max_rel_err']:.2e} over {r['checked']} "
+                 f"coordinates — {'ok' if r['ok'] else 'FAILED'}" for r in msg["nodes"]]
+        verdict = "passed" if msg["ok"] else "FAILED"
+        self.host.status(f"Gradient check of {msg['node']} {verdict}", 8000)
+        box = QMessageBox(QMessageBox.Icon.Information if msg["ok"] else
+                          QMessageBox.Icon.Warning, "Gradient check",
+                          f"Gradient check of {msg['node']} {verdict} (float64 central "
+                          f"differences):\n\n" + "\n".join(lines), parent=self.host.window)
+        box.setModal(False)
+        box.show()
+        self.gradcheck_box = box
