@@ -212,6 +212,7 @@ OP_MODULES = (
     "engine.ops.nn",
     "engine.ops.conv",
     "engine.ops.attention",
+    "engine.ops.recurrent",
     "engine.ops.norm",
     "engine.ops.loss",
     "engine.ops.metrics",
@@ -219,6 +220,7 @@ OP_MODULES = (
     "engine.ops.data",
     "engine.ops.text_data",
     "engine.layers.builtin",
+    "engine.layers.recurrent",
     "engine.layers.encoder_decoder",
 )
 
