@@ -79,3 +79,17 @@ def biased_gpt(block: int = 12, width: int = 16, heads: int = 2) -> dict:
     tail_nodes, tail_edges = _tail("head:y")
     return finish("Biased GPT", "biases, untied head", nodes + tail_nodes, edges + tail_edges,
                   TRAINING)
+
+
+def char_lstm(block: int = 10, width: int = 12, hidden: int = 16, layers: int = 2) -> dict:
+    """Embedding → stacked LSTM → Linear head: decoded with the recurrent state."""
+    v = len(VOCAB)
+    nodes = [_text(block),
+             node("tok", "Embedding", (200, 0), num_embeddings=v, embedding_dim=width),
+             node("lstm", "LSTM", (400, 0), input_size=width, hidden_size=hidden,
+                  num_layers=layers),
+             node("head", "Linear", (600, 0), in_features=hidden, out_features=v)]
+    edges = [("text:tokens", "tok:ids"), ("tok:y", "lstm:x"), ("lstm:y", "head:x")]
+    tail_nodes, tail_edges = _tail("head:y")
+    return finish("Char LSTM", "embedding, LSTM, head", nodes + tail_nodes, edges + tail_edges,
+                  TRAINING)

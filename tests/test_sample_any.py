@@ -14,7 +14,7 @@ from engine.core.run import init_weights
 from engine.graphs import bundle
 from engine.sample.rules import RULES
 from engine.sample.sampler import Sampler
-from tests.sample_graphs import biased_gpt, unrolled_elman
+from tests.sample_graphs import biased_gpt, char_lstm, unrolled_elman
 
 
 def _weights(doc: dict, seed: int = 1) -> dict:
@@ -99,3 +99,32 @@ def test_the_kv_cache_module_has_no_per_op_switch():
 
     source = inspect.getsource(kvcache)
     assert "op.name ==" not in source and "name ==" not in source
+
+
+def test_an_lstm_decodes_with_its_recurrent_state_past_the_block():
+    doc = char_lstm(block=10)
+    weights = {k: v * 3 for k, v in _weights(doc, 6).items()}  # a less uniform model
+    sampler = Sampler(doc, weights, "float64")
+    assert sampler.decoding.kind == "recurrent" and sampler.decoding.length is None
+    logits = sampler.prefill(sampler.codec.encode("to be"))
+    rng = np.random.default_rng(3)
+    for _ in range(25):  # 30 tokens: three times the training window, never re-filled
+        reference = sampler.full_logits(sampler.window)[-1]
+        assert np.abs(reference - logits).max() <= 1e-9 * max(1.0, np.abs(reference).max())
+        logits = sampler.advance(int(rng.integers(len(sampler.codec.vocab))))
+    assert len(sampler.window) == 30
+    text = "".join(Sampler(doc, weights).generate("ab", 40, seed=1))
+    assert len(text) == 40
+
+
+def test_a_recurrent_rule_carries_state_between_calls():
+    doc = char_lstm(block=10, layers=1)
+    sampler = Sampler(doc, _weights(doc, 2), "float64")
+    ids = sampler.codec.encode("abcdef")
+    whole = sampler.incremental.run(np.asarray(ids), 0)[-1]
+    sampler.incremental.run(np.asarray(ids[:3]), 0)
+    sampler.incremental.run(np.asarray(ids[3:5]), 3)
+    np.testing.assert_allclose(sampler.incremental.run(np.asarray(ids[5:]), 5)[-1], whole,
+                               rtol=1e-12)
+    restarted = sampler.incremental.run(np.asarray(ids[5:]), 0)[-1]
+    assert np.abs(restarted - whole).max() > 1e-6  # past = 0 starts from the zero state

@@ -256,6 +256,32 @@ def _attention(runner: Incremental, eq: Equation, ctx: Context) -> Step:
     return _AttentionCache(runner, eq, ctx)
 
 
+# ---------------------------------------------------------------- recurrent cells
+
+
+class _RecurrentState:
+    """rnn / lstm / gru: the new positions start from the state the previous call ended with
+    (the wired initial state, or zeros, when *past* is 0)."""
+
+    __slots__ = ("eq", "ctx", "states")
+
+    def __init__(self, eq: Equation, ctx: Context) -> None:
+        self.eq, self.ctx = eq, ctx
+        self.states: tuple = ()
+
+    def __call__(self, ins: list, past: int):
+        ins = list(ins) + [None] * (len(self.eq.op.inputs) - len(ins))
+        if past > 0 and self.states:
+            ins[5:5 + len(self.states)] = self.states  # h0 (, c0) := the carried state
+        outs = self.eq.op.forward(self.ctx, self.eq.params, *ins)
+        self.states = tuple(outs[1:])  # h_n (, c_n)
+        return outs
+
+
+def _recurrent(runner: Incremental, eq: Equation, ctx: Context) -> Step:
+    return _RecurrentState(eq, ctx)
+
+
 # ---------------------------------------------------------------- the table
 
 POSITION_WISE = Rule("position-wise")
@@ -282,6 +308,7 @@ RULES: dict[str, Rule] = {
     "index": Rule("shape", _shape_replay),
     "positions": Rule("offset", _positions),
     "scaled_dot_product_attention": Rule("kv-cache", _attention),
+    **{name: Rule("recurrent", _recurrent) for name in ("rnn", "lstm", "gru")},
 }
 
 
