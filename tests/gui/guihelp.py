@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import networkx as nx
@@ -10,7 +11,20 @@ from PySide6.QtTest import QTest
 
 from engine import api
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "assets" / "screenshots"
+# tools/screenshots.py sets this to the folder the README screenshots go to; a plain test run
+# leaves it unset and every screenshot lands in the test's own tmp_path.
+SCREENSHOTS_ENV = "WIREGRAD_SCREENSHOTS"
+
+
+def save_screenshot(widget, name: str, tmp_path: Path) -> Path:
+    """Render *widget* to ``NAME.png``: in *tmp_path* (tests never write into the checkout), or
+    in ``$WIREGRAD_SCREENSHOTS`` when ``python tools/screenshots.py`` runs the test."""
+    folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    image = widget.grab()
+    assert image.width() > 0 and image.save(str(path)), path
+    return path
 
 
 def view_point(win, scene_pos: QPointF) -> QPoint:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from guihelp import SCREENSHOTS, click_node, drag, port_point, same_graph
+from guihelp import click_node, drag, port_point, same_graph, save_screenshot
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt
 from PySide6.QtGui import QDropEvent
 
@@ -68,7 +68,7 @@ def build_spiral(win, qtbot) -> list[str]:
     return ids
 
 
-def test_build_spiral_mlp_from_empty_canvas(make_window, qtbot, catalog):
+def test_build_spiral_mlp_from_empty_canvas(make_window, qtbot, catalog, tmp_path):
     win = make_window(None)
     win.view.resetTransform()
     win.view.set_zoom(0.6)
@@ -86,7 +86,7 @@ def test_build_spiral_mlp_from_empty_canvas(make_window, qtbot, catalog):
     steps = win.controller.stack.count()
     assert steps == len(STEPS) + sum(len(e) for _, _, e in STEPS) + len(WIRES)
     win.scene.clearSelection()
-    win.grab().save(str(SCREENSHOTS / "tutorial-built.png"))
+    save_screenshot(win, "tutorial-built", tmp_path)
     while win.controller.stack.canUndo():
         win.controller.stack.undo()
     assert win.controller.model.doc["nodes"] == [] and win.controller.model.doc["edges"] == []
@@ -97,7 +97,7 @@ def test_wire_dropped_on_empty_canvas_quick_adds_and_connects(make_window, qtbot
     win.controller.remove(["act1"])
     start = port_point(win, "fc1", "y", True)
     drag(win, start, start + QPoint(60, 140))
-    popup = win.quick_add_popup
+    popup = win.edit.quick_add_popup
     assert popup is not None and popup.isVisible()
     names = [popup.list.item(i).data(Qt.ItemDataRole.UserRole)[0]
              for i in range(popup.list.count())]

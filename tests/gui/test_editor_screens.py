@@ -5,19 +5,17 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from guihelp import SCREENSHOTS, preset_names
+from guihelp import preset_names, save_screenshot
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.mark.parametrize("name", preset_names())
-def test_main_window_screenshot(make_window, name):
+def test_main_window_screenshot(make_window, name, tmp_path):
     win = make_window(name)
     win.view.fit()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    image = win.grab()
-    assert image.save(str(SCREENSHOTS / f"editor-{name}.png"))
-    assert image.width() >= 1000
+    path = save_screenshot(win, f"editor-{name}", tmp_path)
+    assert win.grab().width() >= 1000 and path.stat().st_size > 10_000
 
 
 def _rects(win):
@@ -28,7 +26,7 @@ def _rects(win):
 
 
 @pytest.mark.parametrize("name", preset_names())
-def test_auto_layout_leaves_no_overlaps(make_window, name):
+def test_auto_layout_leaves_no_overlaps(make_window, name, tmp_path):
     win = make_window(name)
     win.controller.auto_layout()
     nodes, labels = _rects(win)
@@ -39,6 +37,6 @@ def test_auto_layout_leaves_no_overlaps(make_window, name):
     for (a, ra), (b, rb) in itertools.product(labels.items(), nodes.items()):
         assert not ra.intersects(rb), f"label of {a} overlaps node {b}"
     win.view.fit()
-    win.grab().save(str(SCREENSHOTS / f"editor-{name}-auto-layout.png"))
+    save_screenshot(win, f"editor-{name}-auto-layout", tmp_path)
     win.controller.stack.undo()
     assert win.controller.stack.index() == 0

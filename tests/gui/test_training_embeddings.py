@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from guihelp import SCREENSHOTS
+from guihelp import save_screenshot
 from PySide6.QtCore import Qt
 from trainhelp import wait_done, wait_state
 
@@ -56,7 +56,7 @@ def test_seeded_sampling_equals_the_command_line(make_window, qtbot):
     assert cli.stdout == text + "\n"
 
 
-def test_screenshot_embeddings_of_the_shipped_char_gpt(make_window, qtbot):
+def test_screenshot_embeddings_of_the_shipped_char_gpt(make_window, qtbot, tmp_path):
     win = make_window("char_gpt", size=(1600, 1000))
     ui = win.training
     weights = ui.sampling.weights_path
@@ -73,7 +73,6 @@ def test_screenshot_embeddings_of_the_shipped_char_gpt(make_window, qtbot):
     win.resizeDocks([ui.docks[0]], [360], Qt.Orientation.Vertical)
     win.view.fit()
     qtbot.wait(300)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    assert win.grab().save(str(SCREENSHOTS / "embeddings-char_gpt.png"))
+    save_screenshot(win, "embeddings-char_gpt", tmp_path)
     ui.actions["stop"].trigger()
     wait_state(qtbot, win, "idle")

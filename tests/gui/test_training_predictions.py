@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from guihelp import SCREENSHOTS
+from guihelp import save_screenshot
 from PySide6.QtCore import Qt
 from trainhelp import wait_done, wait_state
 
@@ -147,7 +147,7 @@ def test_data_node_summary_in_the_inspector(make_window, qtbot):
                     timeout=20_000)
 
 
-def test_screenshot_decision_boundary_while_training(make_window, qtbot):
+def test_screenshot_decision_boundary_while_training(make_window, qtbot, tmp_path):
     win = make_window("spiral_mlp", size=(1600, 1000))
     ui = win.training
     panel = _predictions_tab(win)
@@ -163,7 +163,6 @@ def test_screenshot_decision_boundary_while_training(make_window, qtbot):
     ui.refresh()
     win.view.fit()
     qtbot.wait(300)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    assert win.grab().save(str(SCREENSHOTS / "predictions-spiral.png"))
+    save_screenshot(win, "predictions-spiral", tmp_path)
     ui.actions["stop"].trigger()
     wait_state(qtbot, win, "idle")

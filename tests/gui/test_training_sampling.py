@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from guihelp import SCREENSHOTS
+from guihelp import save_screenshot
 from trainhelp import wait_state
 
 from engine import api
@@ -86,7 +86,7 @@ def test_panel_stays_busy_until_the_last_queued_character_is_shown(make_window, 
     assert done == [25] and len(panel.output.generated_text()) == 25
 
 
-def test_screenshot_training_the_spiral(make_window, qtbot):
+def test_screenshot_training_the_spiral(make_window, qtbot, tmp_path):
     win = make_window("spiral_mlp")
     ui = win.training
     run = ui.train(steps=3000)
@@ -103,8 +103,7 @@ def test_screenshot_training_the_spiral(make_window, qtbot):
     qtbot.wait(200)
     assert len(ui.dock_widget.plots.curve_data("loss")[0]) >= 900
     assert ui.inspection.overlay.items
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    assert win.grab().save(str(SCREENSHOTS / "training-spiral.png"))
+    save_screenshot(win, "training-spiral", tmp_path)
     ui.actions["stop"].trigger()
     wait_state(qtbot, win, "idle")
 
@@ -132,4 +131,4 @@ def test_screenshot_sampling_the_char_gpt(make_window, qtbot, tmp_path):
     win.training.docks[2].raise_()
     win.view.fit()
     qtbot.wait(200)
-    assert win.grab().save(str(SCREENSHOTS / "sampling-char_gpt.png"))
+    save_screenshot(win, "sampling-char_gpt", tmp_path)
