@@ -171,6 +171,25 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("embeddings")
+def cmd_embeddings(args: argparse.Namespace) -> int:
+    """Nearest tokens of a text model's embedding table by cosine similarity."""
+    from engine.insight.embeddings import format_report, neighbours
+    from engine.train.cli import _doc_weights
+
+    doc, path = _load(args.graph)
+    weights = _doc_weights(doc, Path(path), args.weights, "embeddings")
+    if weights is None:
+        raise WiregradError("this graph has no trained weights: pass --weights (a weights file "
+                            "or checkpoint from `wiregrad train`)")
+    report = neighbours(doc, weights, args.neighbours, args.k)
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_report(report))
+    return 0
+
+
 @command("pack")
 def cmd_pack(args: argparse.Namespace) -> int:
     """Document + weights (+ metadata) → one .wgz bundle."""
@@ -274,6 +293,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-echo", action="store_true", help="print only the continuation")
     p.add_argument("--verbose", action="store_true", help="say how the model is decoded (KV "
                    "cache, recurrent state or window recomputation) on stderr")
+
+    p = sub.add_parser("embeddings", help="nearest tokens of a text model's embeddings "
+                       "(cosine similarity)")
+    p.add_argument("graph", help="document path, preset name (e.g. word_gpt) or .wgz bundle")
+    p.add_argument("--neighbours", required=True, metavar="WORD",
+                   help="word or token to look up (BPE: ' WORD' mid-text form first)")
+    p.add_argument("-k", type=positive_int, default=10, help="neighbours to list (default 10)")
+    p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("pack", help="bundle a document and its weights into one .wgz file")
     p.add_argument("graph", help="document path or preset name")
