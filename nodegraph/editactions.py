@@ -1,46 +1,80 @@
-"""Edit-menu and canvas actions of the main window (a mixin of ``MainWindow``): clipboard,
-delete, groups and layers, frames, quick-add, validation."""
+"""Edit-menu and canvas actions (a collaborator of ``MainWindow``, not a mixin): clipboard,
+delete, groups and layers, frames, quick-add, validation and focusing a node.
+
+It sees the window only through what it is given: the controller, the scene, the view, a
+status callback, a parent widget for the quick-add popup and two window callbacks (refresh the
+palette after a layer is saved; raise the diagnostics list)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QPointF, QRectF
 from PySide6.QtGui import QCursor
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from nodegraph.canvas.items import NodeItem
 from nodegraph.canvas.quickadd import QuickAdd
+from nodegraph.canvas.scene import GraphScene
+from nodegraph.canvas.view import GraphView
+from nodegraph.controller import Controller
 from nodegraph.editing import grouping
 
 
-class EditMixin:
-    """Needs ``self.controller``, ``self.scene``, ``self.view``."""
+class EditActions:
+    def __init__(self, controller: Controller, scene: GraphScene, view: GraphView,
+                 status: Callable[..., None], parent: QWidget,
+                 palette_changed: Callable[[], None] = lambda: None,
+                 show_diagnostics: Callable[[], None] = lambda: None) -> None:
+        self.controller, self.scene, self.view = controller, scene, view
+        self.status, self.parent = status, parent
+        self.palette_changed, self.show_diagnostics = palette_changed, show_diagnostics
+        self.quick_add_popup: QuickAdd | None = None
 
     # ------------------------------------------------------------------ clipboard
 
-    def action_copy(self) -> bool:
+    def copy(self) -> bool:
         ids = self.scene.selected_node_ids()
         if not ids:
             return False
         frag = grouping.fragment(self.controller.view_model, self.controller.catalog,
                                  self.controller.scope, ids)
         QApplication.clipboard().setText(grouping.fragment_text(frag))
-        self.statusBar().showMessage(f"Copied {len(ids)} node(s)", 3000)
+        self.status(f"Copied {len(ids)} node(s)", 3000)
         return True
 
-    def action_cut(self) -> None:
-        if self.action_copy():
-            self.action_delete()
+    def cut(self) -> None:
+        if self.copy():
+            self.delete()
 
-    def action_paste(self) -> list[str]:
+    def cursor_scene_pos(self) -> QPointF | None:
+        """Where the mouse pointer is on the canvas, or None when it is not over it."""
+        viewport = self.view.viewport()
+        local = viewport.mapFromGlobal(QCursor.pos())
+        return self.view.mapToScene(local) if viewport.rect().contains(local) else None
+
+    def paste(self, at: QPointF | None = None) -> list[str]:
+        """Paste the clipboard's nodes with their top-left corner at *at* (default: the mouse
+        pointer when it is over the canvas, else beside the copied nodes)."""
         frag = grouping.parse_fragment(QApplication.clipboard().text())
         if frag is None:
-            self.statusBar().showMessage("The clipboard holds no Wiregrad nodes", 3000)
+            self.status("The clipboard holds no Wiregrad nodes", 3000)
             return []
-        ids = self.controller.paste(frag)
+        at = at if at is not None else self.cursor_scene_pos()
+        ids = self.controller.paste(frag, self._offset_to(frag, at))
         self.scene.select_nodes(ids)
         return ids
 
-    def action_duplicate(self) -> list[str]:
+    @staticmethod
+    def _offset_to(frag: dict, at: QPointF | None) -> tuple[float, float]:
+        positions = [n.get("ui", {}).get("pos") for n in frag["nodes"]]
+        positions = [p for p in positions if p]
+        if at is None or not positions:
+            return (40.0, 40.0)
+        left, top = min(p[0] for p in positions), min(p[1] for p in positions)
+        return (round(at.x() - left, 1), round(at.y() - top, 1))
+
+    def duplicate(self) -> list[str]:
         ids = self.scene.selected_node_ids()
         if not ids:
             return []
@@ -50,18 +84,18 @@ class EditMixin:
         self.scene.select_nodes(new)
         return new
 
-    def action_delete(self) -> None:
+    def delete(self) -> None:
         self.controller.remove(self.scene.selected_node_ids(), self.scene.selected_edges(),
                                self.scene.selected_frame_ids())
 
-    def action_select_all(self) -> None:
+    def select_all(self) -> None:
         for item in self.scene.items():
             if item.parentItem() is None:
                 item.setSelected(True)
 
     # ------------------------------------------------------------------ layers
 
-    def action_group(self) -> str | None:
+    def group(self) -> str | None:
         gid = self.controller.group(self.scene.selected_node_ids())
         if gid:
             self.scene.select_nodes([gid])
@@ -71,18 +105,18 @@ class EditMixin:
         ids = self.scene.selected_node_ids()
         if len(ids) == 1 and self.controller.can_enter(ids[0]):
             return ids[0]
-        self.statusBar().showMessage("Select one layer node first", 4000)
+        self.status("Select one layer node first", 4000)
         return None
 
-    def action_ungroup(self) -> None:
+    def ungroup(self) -> None:
         node_id = self._selected_layer()
         if node_id:
             self.controller.ungroup(node_id)
 
-    def action_save_layer(self) -> None:
+    def save_layer(self) -> None:
         node_id = self._selected_layer()
         if node_id and self.controller.save_layer_to_library(node_id):
-            self.refresh_palette()
+            self.palette_changed()
 
     def enter_layer(self, node_id: str) -> None:
         if self.controller.can_enter(node_id):
@@ -90,7 +124,7 @@ class EditMixin:
 
     # ------------------------------------------------------------------ frames
 
-    def action_add_frame(self) -> str:
+    def add_frame(self) -> str:
         rect = QRectF()
         for nid in self.scene.selected_node_ids():
             rect = rect.united(self.scene.nodes[nid].sceneBoundingRect())
@@ -104,7 +138,7 @@ class EditMixin:
     # ------------------------------------------------------------------ quick-add
 
     def open_quick_add(self, scene_pos: QPointF, wire: dict | None) -> QuickAdd:
-        popup = QuickAdd(self.controller.catalog, wire, self)
+        popup = QuickAdd(self.controller.catalog, wire, self.parent)
         popup.chosen.connect(lambda name, port: self.quick_add_chosen(name, port, scene_pos,
                                                                      wire))
         popup.move(self.view.viewport().mapToGlobal(self.view.mapFromScene(scene_pos)))
@@ -136,16 +170,15 @@ class EditMixin:
 
     # ------------------------------------------------------------------ validation
 
-    def action_validate(self) -> None:
+    def validate(self) -> None:
         result = self.controller.revalidate(force=True)
         errors = sum(1 for d in result["diagnostics"] if d["severity"] == "error")
         if errors:
-            self.statusBar().showMessage(f"{errors} error(s): see the diagnostics list", 6000)
-            self.diagnostics_dock.raise_()
+            self.status(f"{errors} error(s): see the diagnostics list", 6000)
+            self.show_diagnostics()
         else:
-            self.statusBar().showMessage(
-                f"Valid: {result['total_params']:,} parameters, "
-                f"{result['total_flops']:,} FLOPs per example", 6000)
+            self.status(f"Valid: {result['total_params']:,} parameters, "
+                        f"{result['total_flops']:,} FLOPs per example", 6000)
 
     def focus_node(self, node_id: str | None) -> None:
         if node_id is None:

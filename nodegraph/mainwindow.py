@@ -1,5 +1,7 @@
 """The main window: canvas, docks (palette, inspector, diagnostics), breadcrumb, menus,
-toolbar and status bar. Behaviour lives in the mixins (``files``, ``editactions``)."""
+toolbar and status bar. Edit behaviour lives in the ``EditActions`` collaborator
+(``editactions``), training in ``TrainingUI`` (``nodegraph.training``); files are still a mixin
+(``files.FileMixin``)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from nodegraph.canvas.minimap import Minimap
 from nodegraph.canvas.scene import GraphScene
 from nodegraph.canvas.view import GraphView
 from nodegraph.controller import Controller
-from nodegraph.editactions import EditMixin
+from nodegraph.editactions import EditActions
 from nodegraph.editing.specs import Catalog
 from nodegraph.files import FileMixin
 from nodegraph.menus import build_menus
@@ -34,7 +36,7 @@ from nodegraph.panels.inspector import Inspector
 from nodegraph.panels.palette import Palette
 
 
-class MainWindow(FileMixin, EditMixin, QMainWindow):
+class MainWindow(FileMixin, QMainWindow):
     def __init__(self, doc: dict | None = None, path: Path | None = None,
                  template: bool = False, warm_up: bool = False, autosave: bool = True,
                  catalog: Catalog | None = None) -> None:
@@ -45,7 +47,11 @@ class MainWindow(FileMixin, EditMixin, QMainWindow):
         self.view = GraphView(self.scene)
         self.minimap = Minimap(self.view)
         self.minimap.hide()
-        self.quick_add_popup = None
+        self.edit = EditActions(
+            self.controller, self.scene, self.view,
+            status=lambda text, ms=0: self.statusBar().showMessage(text, ms), parent=self,
+            palette_changed=lambda: self.refresh_palette(),
+            show_diagnostics=lambda: self.diagnostics_dock.raise_())
         self._build_central()
         self._build_docks()
         self._build_status()
@@ -110,7 +116,7 @@ class MainWindow(FileMixin, EditMixin, QMainWindow):
             window=self, controller=self.controller, scene=self.scene, inspector=self.inspector,
             status=lambda text, ms=0: self.statusBar().showMessage(text, ms),
             path=lambda: self.path, template=lambda: self.template,
-            focus_node=self.focus_node, autosave=self.autosave_now,
+            focus_node=self.edit.focus_node, autosave=self.autosave_now,
             undo_actions=lambda: {k: self.actions_by_name[k] for k in ("undo", "redo")}))
         training, sampling, debugger = self.training.docks
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, training)
@@ -155,13 +161,13 @@ class MainWindow(FileMixin, EditMixin, QMainWindow):
         c.document_replaced.connect(self.refresh_palette)
         c.stack.cleanChanged.connect(self._clean_changed)
         self.scene.selectionChanged.connect(self._selection_changed)
-        self.scene.enter_requested.connect(self.enter_layer)
-        self.view.quick_add.connect(self.open_quick_add)
+        self.scene.enter_requested.connect(self.edit.enter_layer)
+        self.view.quick_add.connect(self.edit.open_quick_add)
         self.view.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f} %"))
         self.view.zoom_changed.connect(lambda _z: self._refresh_minimap())
-        self.palette.activated.connect(self.add_from_palette)
+        self.palette.activated.connect(self.edit.add_from_palette)
         self.diagnostics.itemClicked.connect(
-            lambda item: self.focus_node(item.data(Qt.ItemDataRole.UserRole)))
+            lambda item: self.edit.focus_node(item.data(Qt.ItemDataRole.UserRole)))
         self.refresh_crumbs()
 
     # ------------------------------------------------------------------ refreshers

@@ -68,17 +68,17 @@ def build_menus(win) -> dict:
     stack.redoTextChanged.connect(lambda t: _tip(redo, f"Redo {t}"))
     m.addActions([undo, redo])
     m.addSeparator()
-    m.addAction(_action(win, a, "cut", "Cu&t", win.action_cut, K.Cut))
-    m.addAction(_action(win, a, "copy", "&Copy", win.action_copy, K.Copy))
-    m.addAction(_action(win, a, "paste", "&Paste", win.action_paste, K.Paste))
-    m.addAction(_action(win, a, "duplicate", "D&uplicate", win.action_duplicate, "Ctrl+D"))
-    m.addAction(_action(win, a, "delete", "&Delete", win.action_delete, K.Delete))
-    m.addAction(_action(win, a, "select_all", "Select &All", win.action_select_all, K.SelectAll))
+    m.addAction(_action(win, a, "cut", "Cu&t", win.edit.cut, K.Cut))
+    m.addAction(_action(win, a, "copy", "&Copy", win.edit.copy, K.Copy))
+    m.addAction(_action(win, a, "paste", "&Paste", lambda: win.edit.paste(), K.Paste))
+    m.addAction(_action(win, a, "duplicate", "D&uplicate", win.edit.duplicate, "Ctrl+D"))
+    m.addAction(_action(win, a, "delete", "&Delete", win.edit.delete, K.Delete))
+    m.addAction(_action(win, a, "select_all", "Select &All", win.edit.select_all, K.SelectAll))
     m.addSeparator()
-    m.addAction(_action(win, a, "group", "&Group into Layer", win.action_group, "Ctrl+G"))
-    m.addAction(_action(win, a, "ungroup", "U&ngroup", win.action_ungroup, "Ctrl+Shift+G"))
-    m.addAction(_action(win, a, "save_layer", "Save Layer to &Library", win.action_save_layer))
-    m.addAction(_action(win, a, "frame", "Add Comment/&Frame", win.action_add_frame, "Ctrl+K"))
+    m.addAction(_action(win, a, "group", "&Group into Layer", win.edit.group, "Ctrl+G"))
+    m.addAction(_action(win, a, "ungroup", "U&ngroup", win.edit.ungroup, "Ctrl+Shift+G"))
+    m.addAction(_action(win, a, "save_layer", "Save Layer to &Library", win.edit.save_layer))
+    m.addAction(_action(win, a, "frame", "Add Comment/&Frame", win.edit.add_frame, "Ctrl+K"))
 
     m = bar.addMenu("&View")
     m.addAction(_action(win, a, "fit", "&Fit", win.view.fit, "F"))
@@ -96,7 +96,7 @@ def build_menus(win) -> dict:
         m.addAction(dock.toggleViewAction())
 
     m = bar.addMenu("&Run")
-    m.addAction(_action(win, a, "validate", "&Validate", win.action_validate, "Ctrl+Shift+V",
+    m.addAction(_action(win, a, "validate", "&Validate", win.edit.validate, "Ctrl+Shift+V",
                         P.SP_DialogApplyButton))
 
     m.addSeparator()

@@ -97,7 +97,7 @@ def test_wire_dropped_on_empty_canvas_quick_adds_and_connects(make_window, qtbot
     win.controller.remove(["act1"])
     start = port_point(win, "fc1", "y", True)
     drag(win, start, start + QPoint(60, 140))
-    popup = win.quick_add_popup
+    popup = win.edit.quick_add_popup
     assert popup is not None and popup.isVisible()
     names = [popup.list.item(i).data(Qt.ItemDataRole.UserRole)[0]
              for i in range(popup.list.count())]

@@ -131,18 +131,18 @@ def test_copy_paste_between_two_windows(make_window):
     a = make_window("spiral_mlp")
     b = make_window(None)
     a.scene.select_nodes(["fc1", "act1"])
-    assert a.action_copy()
-    ids = b.action_paste()
+    assert a.edit.copy()
+    ids = b.edit.paste()
     assert sorted(ids) == ["act1", "fc1"]
     doc = b.controller.model.doc
     assert doc["edges"] == [{"src": {"node": "fc1", "port": "y"},
                              "dst": {"node": "act1", "port": "x"}}]
-    again = a.action_paste()  # new readable ids where the old ones are taken
+    again = a.edit.paste()  # new readable ids where the old ones are taken
     assert sorted(again) == ["act1_2", "fc1_2"]
     assert {"src": {"node": "fc1_2", "port": "y"}, "dst": {"node": "act1_2", "port": "x"}} \
         in a.controller.model.doc["edges"]
     a.scene.select_nodes(["fc2"])
-    assert a.action_duplicate() == ["fc2_2"]
+    assert a.edit.duplicate() == ["fc2_2"]
 
 
 def test_export_png_and_svg(make_window, tmp_path):

@@ -26,7 +26,7 @@ def test_group_enter_edit_leave_ungroup_round_trips(make_window, qtbot):
     c = win.controller
     original = copy.deepcopy(c.model.doc)
     win.scene.select_nodes(["act1", "fc2"])
-    gid = win.action_group()
+    gid = win.edit.group()
     assert gid == "group1" and c.model.node(gid)["type"] == "Group1"
     ldef = c.model.doc["layers"]["Group1"]
     assert [p["name"] for p in ldef["inputs"]] == ["x"] and len(ldef["outputs"]) == 1
@@ -45,7 +45,7 @@ def test_group_enter_edit_leave_ungroup_round_trips(make_window, qtbot):
     c.leave(0)
     assert len(c.scopes) == 1 and "group1" in win.scene.nodes
     win.scene.select_nodes([gid])
-    win.action_ungroup()
+    win.edit.ungroup()
     expected = copy.deepcopy(original)
     expected["nodes"][3]["params"]["out_features"] = 5
     assert canonical(c.model.doc) == canonical(expected)
@@ -68,7 +68,7 @@ def test_builtin_layers_open_read_only(make_window):
     reason = c.connect("$in", "x", "add", "a")
     assert reason and "read-only" in reason
     win.scene.select_nodes(["matmul"])
-    win.action_delete()
+    win.edit.delete()
     assert c.model.doc == before and c.stack.count() == 0
     c.leave()
     assert not c.read_only
@@ -77,9 +77,9 @@ def test_builtin_layers_open_read_only(make_window):
 def test_save_layer_to_library_adds_it_to_the_palette(make_window):
     win = make_window("spiral_mlp")
     win.scene.select_nodes(["fc1", "act1"])
-    gid = win.action_group()
+    gid = win.edit.group()
     win.scene.select_nodes([gid])
-    win.action_save_layer()
+    win.edit.save_layer()
     assert "Group1" in {op["name"] for op in api.catalog()["ops"] if op.get("user")}
     assert win.palette.item_for("Group1") is not None
     other = make_window(None)

@@ -177,7 +177,7 @@ def test_detaching_inside_an_entered_layer(make_window):
     win = make_window("spiral_mlp")
     c = win.controller
     win.scene.select_nodes(["act1", "fc2"])
-    gid = win.action_group()
+    gid = win.edit.group()
     assert c.enter(gid) and not c.read_only
     win.view.fit()
     inner = lambda: keys(c.model.doc["layers"]["Group1"]["edges"])  # noqa: E731

@@ -37,7 +37,8 @@ def test_train_spiral_updates_plots_run_list_and_inspection(make_window, qtbot, 
     hover = ui.dock_widget.plots.hovers["loss"].show_at(150.0)
     assert "train: " in hover and "@ 150" in hover
     # inspection after the run: tooltips carry the statistics of the last batch
-    qtbot.waitUntil(lambda: bool(ui.inspection.last_inspection and ui.inspection.last_inspection["edges"]))
+    qtbot.waitUntil(lambda: bool(ui.inspection.last_inspection
+                                 and ui.inspection.last_inspection["edges"]))
     stats = {(s["src"], s["sport"], s["dst"], s["dport"]): s
              for s in ui.inspection.last_inspection["edges"]}
     key = ("fc1", "y", "act1", "x")
@@ -46,7 +47,8 @@ def test_train_spiral_updates_plots_run_list_and_inspection(make_window, qtbot, 
     assert f"mean {stats[key]['mean']:.4g}" in tip and "grad norm" in tip
     ui.actions["heat"].trigger()
     assert set(ui.inspection.overlay.items) == {k for k, s in stats.items() if s["grad_norm"]}
-    colors = {ui.inspection.overlay.items[k].pen().color().name() for k in ui.inspection.overlay.items}
+    halos = ui.inspection.overlay.items
+    colors = {halos[k].pen().color().name() for k in halos}
     assert len(colors) > 1
     # export
     assert ui.export_csv(str(tmp_path / "run.csv")) == len(run.records)
