@@ -46,4 +46,4 @@ def limit_threads(threads: int) -> None:
     with contextlib.suppress(ImportError, ValueError, RuntimeError):
         import numba
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]  # set at import

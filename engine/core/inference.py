@@ -248,8 +248,9 @@ def _int_bound(model: Model, port: Port) -> int:
     """Exclusive upper bound for random integer inputs: the smallest table they index."""
     bound = None
     for eq in model.equations:
-        if eq.op.name == "embedding" and eq.inputs and eq.inputs[0] == port.value:
-            table = model.program.values[eq.inputs[1]].shape[0]
+        table_value = eq.inputs[1] if len(eq.inputs) > 1 else None
+        if eq.op.name == "embedding" and eq.inputs[:1] == [port.value] and table_value:
+            table = model.program.values[table_value].shape[0]
             if isinstance(table, int):
                 bound = table if bound is None else min(bound, table)
     if bound is None:

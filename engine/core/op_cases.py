@@ -53,7 +53,8 @@ def build_case(spec: OpSpec, example: Example, dtype=np.float64, seed: int = 0) 
         types.append(t)
     out_types = list(spec.infer(types, params)) if spec.infer else []
     eq = Equation(spec.name, spec.name, spec, params, list(values),
-                  [f"out:{p.name}" for p in spec.outputs], types, out_types,
+                  [f"out:{p.name}" for p in spec.outputs], list[TensorType | None](types),
+                  out_types,
                   {w.name: f"w:{w.name}" for w in spec.weights},
                   {s.name: f"s:{s.name}" for s in spec.state})
     weights = {f"w:{w.name}": rng.uniform(-1, 1, tuple(w.shape(params, types))).astype(dtype)

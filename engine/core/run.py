@@ -11,7 +11,7 @@ import numpy as np
 from engine.core.init import initial_value, param_rng
 from engine.core.program import Equation, Program, WeightInfo
 
-FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+FLOAT_DTYPES: dict[str, type[np.floating]] = {"float32": np.float32, "float64": np.float64}
 
 
 class Context:
@@ -84,12 +84,18 @@ class Executor:
 
     def __init__(self, program: Program | None, dtype: str | None = None) -> None:
         self.program = program
-        self.dtype = np.dtype(FLOAT_DTYPES[dtype or program.dtype])
+        if dtype is None:
+            if program is None:
+                raise ValueError("an executor without a program needs a dtype")
+            dtype = program.dtype
+        self.dtype = np.dtype(FLOAT_DTYPES[dtype])
         self._wiring: tuple[list, list[_Wiring]] | None = None  # (equations, their wiring)
 
     def _wired(self, equations: list[Equation] | None) -> list[_Wiring]:
         if equations is not None:
             return [_Wiring(eq) for eq in equations]
+        if self.program is None:
+            raise ValueError("this executor has no program: pass the equations to run")
         eqs = self.program.equations
         if self._wiring is None or self._wiring[0] is not eqs or len(self._wiring[1]) != len(eqs):
             self._wiring = (eqs, [_Wiring(eq) for eq in eqs])
@@ -122,7 +128,7 @@ class Executor:
                 dtype,
                 [seed32, index],
             )
-            outs = eq.op.forward(ctx, eq.params, *ins)
+            outs = eq.op.forward(ctx, eq.params, *ins)  # type: ignore[misc]  # primitives have one
             if isinstance(outs, tuple):
                 for name, arr in zip(w.outputs, outs):
                     env[name] = arr
@@ -154,13 +160,13 @@ class Executor:
                 owned.discard(id(g))  # handed to an op, which may pass it on: not ours alone
                 gouts = [g]
             else:
-                gouts = [grads.get(o) for o in outputs]
-                if all(g is None for g in gouts):
+                maybe = [grads.get(o) for o in outputs]
+                if all(g is None for g in maybe):
                     continue
-                for g in gouts:
+                for g in maybe:
                     owned.discard(id(g))
                 gouts = [g if g is not None else np.zeros_like(tape.values[o])
-                         for g, o in zip(gouts, outputs)]
+                         for g, o in zip(maybe, outputs)]
             if eq.op.backward is None:
                 continue
             scatter = eq.op.scatter_grad(ctx) if eq.op.scatter_grad is not None else None

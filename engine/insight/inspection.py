@@ -11,6 +11,8 @@ The editor's worker process calls these between training steps; tests call them 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from engine.core.program import Program
@@ -31,7 +33,7 @@ def tensor_stats(value: np.ndarray, grad: np.ndarray | None = None) -> dict:
     """Shape, mean, std, min and max of *value* (float64 arithmetic) and the L2 norm of *grad*."""
     a = np.asarray(value)
     f = a.astype(np.float64, copy=False)
-    out = {"shape": list(a.shape), "dtype": str(a.dtype)}
+    out: dict[str, Any] = {"shape": list(a.shape), "dtype": str(a.dtype)}
     if f.size:
         out.update(mean=float(f.mean()), std=float(f.std()), min=float(f.min()),
                    max=float(f.max()))
@@ -118,10 +120,10 @@ def node_detail(doc: dict, program: Program, node: str, params: dict[str, np.nda
     """Histograms, weight images and (for embedding tables) a labelled PCA of *node*."""
     owned = [name for name, info in program.parameters.items()
              if info.node.split(".")[0] == node]
-    weights = {}
+    weights: dict[str, Any] = {}
     for name in owned:
         w = params[name]
-        entry = {"shape": list(w.shape), "hist": histogram(w)}
+        entry: dict[str, Any] = {"shape": list(w.shape), "hist": histogram(w)}
         if w.ndim >= 2:
             entry["image"] = downsample(w)
         g = weight_grads.get(name)

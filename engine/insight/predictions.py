@@ -193,8 +193,8 @@ def read_image(path: Path, shape: tuple) -> np.ndarray:
 
     c, h, w = (int(d) for d in shape[1:])
     with Image.open(path) as im:
-        im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-        arr = np.asarray(im, np.float32) / 255.0
+        small = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.Resampling.BILINEAR)
+        arr = np.asarray(small, np.float32) / 255.0
     return (arr[None, None] if c == 1 else arr.transpose(2, 0, 1)[None]).astype(np.float32)
 
 
@@ -261,7 +261,7 @@ def output_table(model, out: np.ndarray, labels: np.ndarray | None,
     """Rows for the editor: a class with its probability for classifiers, values otherwise."""
     out = np.asarray(out)
     classify = model.loss is not None and model.loss.op.name == "cross_entropy" and out.ndim == 2
-    rows = []
+    rows: list[list] = []
     if classify:
         probs = softmax(out)
         pred = probs.argmax(axis=1)
@@ -278,7 +278,7 @@ def output_table(model, out: np.ndarray, labels: np.ndarray | None,
             rows.append([i] + [round(float(v), 6) for v in r[:8]])
     if labels is not None:
         columns.append("true (last column)")
-        for r, y in zip(rows, labels):
-            r.append(round(float(y), 6))
+        for row, y in zip(rows, labels):
+            row.append(round(float(y), 6))
     return {"kind": "table", "columns": columns, "rows": rows[:MAX_TABLE_ROWS],
             "count": len(rows), "shape": list(out.shape)}

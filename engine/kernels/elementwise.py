@@ -65,7 +65,7 @@ def _erfcx_coefficients(degree: int = ERFCX_DEGREE) -> np.ndarray:
         z = ERFCX_K * (1.0 + t) / (1.0 - t)
         return np.array([math.erfc(v) * math.exp(v * v) for v in z])
 
-    cheb = chebyshev.chebinterpolate(erfcx, degree)
+    cheb = np.asarray(chebyshev.chebinterpolate(erfcx, degree), dtype=np.float64)  # type: ignore[type-var]  # numpy stubs want a scalar type
     return np.ascontiguousarray(chebyshev.cheb2poly(cheb)[::-1], dtype=np.float64)
 
 

@@ -51,7 +51,10 @@ def load_layer(path: Path) -> tuple[str, dict]:
     raw = document.parse(path.read_bytes(), str(path))
     if raw.get("format") != FORMAT or not isinstance(raw.get("name"), str):
         raise DocumentError(f"{path} is not a Wiregrad layer file")
-    return raw["name"], check_definition(raw["name"], raw.get("definition"))
+    definition = raw.get("definition")
+    if not isinstance(definition, dict):
+        raise DocumentError(f"{path} has no layer definition")
+    return raw["name"], check_definition(raw["name"], definition)
 
 
 def list_layers() -> dict[str, dict]:

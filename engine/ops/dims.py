@@ -20,7 +20,7 @@ def factor(d: Dim) -> tuple[int, Counter]:
     """``d`` as ``(integer coefficient, Counter of symbol factors)``."""
     if isinstance(d, int):
         return d, Counter()
-    coef, syms = 1, Counter()
+    coef, syms = 1, Counter[str]()
     for part in d.split("*"):
         part = part.strip()
         if part.isdigit():
@@ -34,7 +34,7 @@ def factor(d: Dim) -> tuple[int, Counter]:
 
 def product(dims: Sequence[Dim]) -> tuple[int, Counter]:
     """Factored product of *dims*."""
-    coef, syms = 1, Counter()
+    coef, syms = 1, Counter[str]()
     for d in dims:
         c, s = factor(d)
         coef *= c

@@ -72,8 +72,12 @@ def analyse(doc: dict, program: Program, base_dir: str | Path | None = None) -> 
         raise WiregradError(f"the optimizer must be wired to the loss '{loss['id']}'",
                             node=opt["id"], port="loss")
     loss_eq = next(eq for eq in program.equations if eq.path == loss["id"])
+    prediction = loss_eq.inputs[0]
+    if prediction is None:
+        raise WiregradError("wire the model's output into the loss", node=loss["id"],
+                            port=loss_eq.op.inputs[0].name)
     graph = TrainingGraph(
-        loss=loss["id"], loss_value=loss_eq.outputs[0], prediction_value=loss_eq.inputs[0],
+        loss=loss["id"], loss_value=loss_eq.outputs[0], prediction_value=prediction,
         optimizer=opt["id"],
         optimizer_params=next(eq for eq in program.equations if eq.path == opt["id"]).params,
     )
