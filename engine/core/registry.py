@@ -219,6 +219,7 @@ OP_MODULES = (
     "engine.ops.optimizer",
     "engine.ops.data",
     "engine.ops.text_data",
+    "engine.ops.seq2seq",
     "engine.layers.builtin",
     "engine.layers.recurrent",
     "engine.layers.encoder_decoder",

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.base.errors import WiregradError
-from engine.data import files, synthetic, text_corpus
+from engine.data import files, sequence_pairs, synthetic, text_corpus
 from engine.data.batching import Batcher, batcher_for, eval_batches_for, iterate_in_order
 from engine.data.common import SPLIT, Dataset, frozen, resolve_path, seeded_rng
 
@@ -31,7 +31,8 @@ CACHE_SIZE = 8
 _BUILDERS: dict[str, Callable] = {**synthetic.BUILDERS, **files.BUILDERS}
 
 # op name -> builder(params, base, node) -> Dataset, for sources with their own split.
-DATASET_BUILDERS: dict[str, Callable] = {"text_corpus": text_corpus.build}
+DATASET_BUILDERS: dict[str, Callable] = {"text_corpus": text_corpus.build,
+                                          "sequence_pairs": sequence_pairs.build}
 
 __all__ = ["Batcher", "DATASET_BUILDERS", "Dataset", "batcher_for", "clear_cache",
            "eval_batches_for", "iterate_in_order", "load_dataset"]
