@@ -116,6 +116,12 @@ class TrainingControls(QWidget):
         self.bundle_button.setEnabled(has_run and state in ("paused", "idle"))
         self.resume_button.setEnabled(state == "idle")
 
+    def reset_progress(self) -> None:
+        self.progress.setMaximum(1)
+        self.progress.setValue(0)
+        self.progress.setFormat("idle")
+        self.status.setText(HINTS["idle"])
+
     def set_progress(self, step: int, total: int, eta_s: float, state: str) -> None:
         self.progress.setMaximum(max(total, 1))
         self.progress.setValue(min(step, max(total, 1)))

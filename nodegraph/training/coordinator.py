@@ -122,7 +122,7 @@ class TrainingUI(QObject):
         self.sampling.open_button.clicked.connect(self.open_weights)
         self.lock.hot_edit.connect(self.session.set_node_params)
         self.lock.changed.connect(lambda _on: self.host.inspector.schedule())
-        self.controller.document_replaced.connect(self.refresh_sampling_source)
+        self.controller.document_replaced.connect(self.reset_for_document)
         self.controller.validated.connect(lambda _r: self.refresh_hot_fields())
         self.refresh_timer = QTimer(self)
         self.refresh_timer.setInterval(REFRESH_MS)
@@ -162,6 +162,22 @@ class TrainingUI(QObject):
         self.refresh_timer.start()
         self.docks[0].raise_()
         return run
+
+    def reset_for_document(self) -> None:
+        """Another document was opened (or File ▸ New): nothing of the previous one stays —
+        its live run is stopped; plots, run list, debugger, predictions and sampling text
+        are cleared; the sampling weights become the new document's own."""
+        if self.session.active:
+            self.session.stop()
+        self.lock.release()
+        self.runs, self.current = [], None
+        self.eta.reset()
+        self.dock_widget.runs.clear_runs()
+        self.dock_widget.plots.show_run(None, [])
+        self.dock_widget.controls.reset_progress()
+        self.inspection.reset()
+        self.sampling.reset()
+        self.refresh_sampling_source()
 
     # ------------------------------------------------------------------ hot settings
 

@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from nodegraph.editing import events as ev
+
 BG = (30, 32, 36)
 HEAT = pg.ColorMap([0.0, 0.5, 1.0], [(60, 110, 240), (250, 220, 70), (235, 50, 50)])
 
@@ -55,6 +57,14 @@ class EdgeOverlay:
         self.items: dict[tuple, QGraphicsPathItem] = {}
         self.range: tuple[float, float] | None = None
         scene.controller.scope_changed.connect(self._forget)
+        # after the scene (subscribed first) has mirrored an edit, halos follow its wires
+        scene.controller.model.subscribe(self._on_event)
+
+    def _on_event(self, event) -> None:
+        if isinstance(event, ev.Reset):  # another document: the scene deleted the halos
+            self.items, self.stats = {}, {}
+        if self.items:
+            self.apply()
 
     def _forget(self) -> None:
         self.items = {}  # the scene deleted them with its other items
@@ -122,12 +132,14 @@ class EdgeOverlay:
 class NodePanel(QWidget):
     """Histograms of a node's weights, activations and gradients; weight images; PCA."""
 
+    HINT = ("Select a node while (or after) training to see its weights, activations and "
+            "gradients on the last batch.")
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
-        self.title = QLabel("Select a node while (or after) training to see its weights, "
-                            "activations and gradients on the last batch.")
+        self.title = QLabel(self.HINT)
         self.title.setWordWrap(True)
         box.addWidget(self.title)
         self.canvas = pg.GraphicsLayoutWidget()
@@ -144,6 +156,7 @@ class NodePanel(QWidget):
         self.pca_item = None
         self.canvas.clear()
         if not detail:
+            self.title.setText(self.HINT)
             return
         n_w, n_a = len(detail["weights"]), len(detail["activations"])
         self.title.setText(f"<b>{html.escape(detail['node'])}</b> — step {step}: "
@@ -206,13 +219,14 @@ class NodePanel(QWidget):
 class AttentionPanel(QWidget):
     """An attention heatmap per head for the sampling prompt (rows: query, columns: key)."""
 
+    HINT = "Generate text in the Sampling dock to see attention over the prompt."
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
-        self.info = QLabel("Generate text in the Sampling dock to see attention over the "
-                           "prompt.")
+        self.info = QLabel(self.HINT)
         self.info.setWordWrap(True)
         row.addWidget(self.info, 1)
         self.layer = QComboBox()
@@ -228,6 +242,12 @@ class AttentionPanel(QWidget):
         box.addWidget(scroll, 1)
         self.maps: dict[str, np.ndarray] = {}
         self.prompt = ""
+
+    def clear(self) -> None:
+        self.maps, self.prompt = {}, ""
+        self.layer.clear()
+        self.canvas.clear()
+        self.info.setText(self.HINT)
 
     def show_maps(self, maps: dict[str, np.ndarray], prompt: str) -> None:
         self.maps, self.prompt = maps, prompt
@@ -276,3 +296,9 @@ class InspectDock(QTabWidget):
         self.addTab(self.node, "Node")
         self.addTab(self.attention, "Attention")
         self.addTab(self.predictions, "Predictions")
+
+    def reset(self) -> None:
+        """Forget the previous document's views (File ▸ New / Open)."""
+        self.node.show_detail(None)
+        self.attention.clear()
+        self.predictions.reset()

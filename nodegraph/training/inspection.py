@@ -28,6 +28,12 @@ class Inspection(QObject):
         widget.currentChanged.connect(lambda _i: self.request_predictions())
         host.scene.selectionChanged.connect(self._selection_changed)
 
+    def reset(self) -> None:
+        """Forget the previous document's inspection (File ▸ New / Open)."""
+        self.last_inspection = self.last_gradcheck = None
+        self.overlay.clear()
+        self.widget.reset()
+
     def _selected_node(self) -> str | None:
         try:
             ids = self.host.scene.selected_node_ids()

@@ -68,13 +68,13 @@ class PredictThread(QThread):
 
 class PredictionsPanel(QWidget):
     predict_file_requested = Signal()
+    HINT = "Train a model to see its predictions on the validation data here, live."
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
-        self.info = QLabel("Train a model to see its predictions on the validation data "
-                           "here, live.")
+        self.info = QLabel(self.HINT)
         self.info.setWordWrap(True)
         box.addWidget(self.info)
         split = QSplitter(Qt.Orientation.Vertical)
@@ -117,6 +117,18 @@ class PredictionsPanel(QWidget):
         self._items: dict = {}
 
     # ------------------------------------------------------------------ live views
+
+    def reset(self) -> None:
+        """Forget the previous document's predictions (File ▸ New / Open)."""
+        self.canvas.clear()
+        self._items = {}
+        self.data = self.task = self.image = self.curve = self.truth = None
+        self.confusion, self.grid_titles, self.file_result = None, [], None
+        self.info.setText(self.HINT)
+        self.file_status.setText("")
+        self.table.setRowCount(0)
+        self.table.setColumnCount(0)
+        self.text.clear()
 
     def show_predictions(self, data: dict) -> None:
         self.data = data

@@ -171,6 +171,13 @@ class RunList(QTreeWidget):
             item.setToolTip(col, text)
         self.blockSignals(False)
 
+    def clear_runs(self) -> None:
+        """Forget every row (another document was opened)."""
+        self.blockSignals(True)
+        self.clear()
+        self.blockSignals(False)
+        self.runs, self.items = {}, {}
+
     def overlay_ids(self) -> list[int]:
         return [rid for rid, item in self.items.items()
                 if item.checkState(0) == Qt.CheckState.Checked]

@@ -255,6 +255,14 @@ class SamplingPanel(QWidget):
         self.generate_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
 
+    def reset(self) -> None:
+        """Forget the previous document's text (File ▸ New / Open): stop and clear."""
+        self.stop()
+        if self.thread is not None:
+            self.thread.wait(5000)
+        self.output.start("")
+        self.status.setText("")
+
     def shutdown(self) -> None:
         if self.thread is not None:
             self.thread.cancel = True
