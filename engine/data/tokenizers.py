@@ -71,6 +71,11 @@ class CharTokenizer:
         _check_ids(ids, self.vocab_size)
         return self.codec.decode(ids)
 
+    @property
+    def vocab(self) -> str:
+        """The tokens in id order (the characters)."""
+        return self.codec.vocab
+
     def token_bytes(self, token: int) -> bytes:
         return self.codec.vocab[int(token)].encode("utf-8")
 
@@ -113,10 +118,16 @@ class BPETokenizer:
                 raise WiregradError(f"the stored tokenizer's token {token} ({piece!r}) is not "
                                     "byte-level", field="tokenizer_data")
             self._bytes.append(bytes(decoder[c] for c in piece))
+        self._labels = [b.decode("utf-8", errors="backslashreplace") for b in self._bytes]
 
     @property
     def vocab_size(self) -> int:
         return len(self._bytes)
+
+    @property
+    def vocab(self) -> list[str]:
+        """Every token's :meth:`label`, in id order."""
+        return list(self._labels)
 
     @property
     def sha256(self) -> str:
@@ -141,7 +152,7 @@ class BPETokenizer:
 
     def label(self, token: int) -> str:
         """A readable form of one token (partial UTF-8 shown as ``\\x..`` escapes)."""
-        return self._bytes[int(token)].decode("utf-8", errors="backslashreplace")
+        return self._labels[int(token)]
 
 
 def _check_ids(ids, vocab_size: int) -> list[int]:
@@ -153,25 +164,19 @@ def _check_ids(ids, vocab_size: int) -> list[int]:
 
 
 class StreamDecoder:
-    """Turns tokens into text as they arrive: bytes of a character split over tokens wait
-    for the rest (byte-level BPE may cut a multi-byte character)."""
+    """Turns tokens into text as they arrive: the bytes of a character split over tokens wait
+    for the rest (byte-level BPE may cut a multi-byte character); bytes that can never form
+    UTF-8 become U+FFFD."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
+        import codecs
+
         self.tokenizer = tokenizer
-        self.pending = b""
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
     def push(self, token: int) -> str:
         """The text completed by *token* (possibly empty)."""
-        data = self.pending + self.tokenizer.token_bytes(token)
-        for cut in range(len(data), max(len(data) - 4, -1), -1):
-            try:
-                text = data[:cut].decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            self.pending = data[cut:]
-            return text
-        self.pending = b""
-        return data.decode("utf-8", errors="replace")
+        return self._utf8.decode(self.tokenizer.token_bytes(token))
 
 
 def _hf():

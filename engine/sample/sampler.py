@@ -21,7 +21,7 @@ from engine.base.runtime import limited_blas
 from engine.core.compile import compile_document
 from engine.core.program import closure
 from engine.core.run import Context, init_weights
-from engine.data.text import Codec
+from engine.data.tokenizers import StreamDecoder, tokenizer_for
 from engine.sample import paths
 from engine.sample.kvcache import Incremental
 
@@ -49,7 +49,9 @@ class Sampler:
             raise WiregradError("sampling needs a text_corpus data node and a loss whose first "
                                 "input is the model's logits")
         text = text_nodes[0]
-        self.codec = Codec(text.params["vocab"])
+        # The document's tokenizer (char: its vocab; bpe: its stored tokenizer_data).
+        self.tokenizer = tokenizer_for(text.params, None, text.path)
+        self.codec = self.tokenizer  # .vocab lists the tokens by id
         self.block_size = int(text.params["block_size"])
         self.tokens_value = text.outputs[0]
         self.logits_value = losses[0].inputs[0]
@@ -156,23 +158,26 @@ class Sampler:
                  top_p: float = 1.0, seed: int = 0,
                  callback: Callable[[TokenInfo], None] | None = None,
                  blas_threads: int | None = None) -> Iterator[str]:
-        """Yield *n* characters continuing *prompt*. *blas_threads* caps BLAS while decoding
-        (restored afterwards; None keeps the process's setting) — see :func:`limited_blas`."""
+        """Yield the text of *n* tokens continuing *prompt*, one piece per token (a character;
+        for BPE a word piece, or "" while a character split over tokens is incomplete).
+        *blas_threads* caps BLAS while decoding (restored afterwards; None keeps the process's
+        setting) — see :func:`limited_blas`."""
         if prompt == "":
             prompt = "\n"
-        ids = self.codec.encode(prompt, "the prompt")
+        ids = self.tokenizer.encode(prompt, "the prompt")
         rng = np.random.default_rng(seed)
+        label = self.tokenizer.label
+        text = StreamDecoder(self.tokenizer)
         with limited_blas(blas_threads):
             logits = self.prefill(ids)
             for _ in range(n):
                 probs = next_token_distribution(logits, temperature, top_k, top_p)
                 token = int(np.argmax(probs)) if temperature == 0 else draw(probs, rng)
-                char = self.codec.vocab[token]
                 if callback is not None:
                     top = np.argsort(-probs)[:5]
-                    callback(TokenInfo(char, float(probs[token]),
-                                       [(self.codec.vocab[i], float(probs[i])) for i in top]))
-                yield char
+                    callback(TokenInfo(label(token), float(probs[token]),
+                                       [(label(i), float(probs[i])) for i in top]))
+                yield text.push(token)
                 logits = self.advance(token)
 
 
