@@ -1,0 +1,301 @@
+"""Decoding an encoder–decoder graph: the encoder once per input, then the decoder one token
+at a time with a KV cache for its self-attention and the cross-attention keys/values of the
+encoder output computed once.
+
+The graph must read like the ``seq2seq_dates`` preset (the layers of
+:mod:`engine.layers.encoder_decoder`): ``sequence_pairs`` → source Embedding →
+PositionalEmbedding → TransformerEncoderBlock × N → LayerNorm (the memory), and target_in →
+Embedding → PositionalEmbedding → TransformerDecoderBlock × M → LayerNorm → Linear (the
+logits). :func:`load_model` reads that structure from the document and refuses anything else
+naming the node. The arithmetic is the graph's, op by op, so logits equal a full forward pass
+of the document (float64 to ~1e-12; checked token by token by the tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.base.errors import WiregradError
+from engine.core import registry
+from engine.ops.elementwise import gelu_exact
+from engine.ops.seq2seq import BOS, EOS, SPECIALS
+
+
+@dataclass
+class Block:
+    """One encoder or decoder block: its parameters by inner name and its sizes."""
+
+    prefix: str
+    heads: int
+    masked: bool
+    w: dict[str, np.ndarray]
+
+    def get(self, name: str) -> np.ndarray | None:
+        return self.w.get(f"{self.prefix}.{name}")
+
+
+@dataclass
+class Seq2SeqModel:
+    """The weights of a seq2seq graph, arranged for encoding and step-by-step decoding."""
+
+    vocab: str
+    src_len: int
+    max_steps: int
+    w: dict[str, np.ndarray]
+    names: dict[str, str]  # role -> node id (src_emb, src_pos, enc_ln, tgt_emb, ...)
+    encoder: list[Block] = field(default_factory=list)
+    decoder: list[Block] = field(default_factory=list)
+    eps: dict[str, float] = field(default_factory=dict)
+
+    def param(self, role: str, name: str = "weight") -> np.ndarray | None:
+        return self.w.get(f"{self.names[role]}.{name}")
+
+
+# ------------------------------------------------------------------ reading the graph
+
+
+def _edges_from(doc: dict, src: str) -> list[tuple[str, str]]:
+    """(node, port) pairs that the output ``src`` ("node:port") feeds."""
+    node, port = src.split(":")
+    return [(e["dst"]["node"], e["dst"]["port"]) for e in doc["edges"]
+            if e["src"]["node"] == node and e["src"]["port"] == port]
+
+
+def _follow(doc: dict, nodes: dict, src: str, want: str, port: str | None = None) -> str:
+    """The node of type *want* fed by *src* (on *port*), or a clear error."""
+    hits = [n for n, p in _edges_from(doc, src) if nodes[n]["type"] == want
+            and (port is None or p == port)]
+    if len(hits) != 1:
+        raise WiregradError(f"seq2seq decoding expects '{src}' to feed one {want} "
+                            f"(found {len(hits)})", node=src.split(":")[0])
+    return hits[0]
+
+
+def _chain(doc: dict, nodes: dict, src: str, block: str) -> tuple[list[str], str]:
+    """Follow a chain of *block* layers from *src*; returns (their ids, the last output)."""
+    ids = []
+    while True:
+        nxt = [n for n, p in _edges_from(doc, src) if nodes[n]["type"] == block and p == "x"]
+        if not nxt:
+            return ids, src
+        ids.append(nxt[0])
+        src = f"{nxt[0]}:y"
+
+
+def _params(node: dict) -> dict:
+    return {**registry.get(node["type"]).defaults(), **node.get("params", {})}
+
+
+def load_model(doc: dict, weights: dict[str, np.ndarray], dtype=np.float64) -> Seq2SeqModel:
+    """The :class:`Seq2SeqModel` of *doc* with *weights* (by parameter name)."""
+    nodes = {n["id"]: n for n in doc["nodes"]}
+    data = [n for n in doc["nodes"] if n["type"] == "sequence_pairs"]
+    if len(data) != 1:
+        raise WiregradError("this graph is not a sequence-to-sequence model: it needs one "
+                            "sequence_pairs data source", field="nodes")
+    pairs = _params(data[0])
+    pid = data[0]["id"]
+    names = {"src_emb": _follow(doc, nodes, f"{pid}:source", "Embedding", "ids"),
+             "tgt_emb": _follow(doc, nodes, f"{pid}:target_in", "Embedding", "ids")}
+    names["src_pos"] = _follow(doc, nodes, f"{names['src_emb']}:y", "PositionalEmbedding")
+    names["tgt_pos"] = _follow(doc, nodes, f"{names['tgt_emb']}:y", "PositionalEmbedding")
+    enc, last = _chain(doc, nodes, f"{names['src_pos']}:y", "TransformerEncoderBlock")
+    names["enc_ln"] = _follow(doc, nodes, last, "LayerNorm")
+    dec, last = _chain(doc, nodes, f"{names['tgt_pos']}:y", "TransformerDecoderBlock")
+    if not enc or not dec:
+        raise WiregradError("seq2seq decoding needs encoder and decoder blocks after the "
+                            "position embeddings", node=names["src_pos"] if not enc else
+                            names["tgt_pos"])
+    names["dec_ln"] = _follow(doc, nodes, last, "LayerNorm")
+    names["head"] = _follow(doc, nodes, f"{names['dec_ln']}:y", "Linear")
+    w = {k: np.asarray(v, dtype) for k, v in weights.items()}
+    missing = [k for k in (f"{names['src_emb']}.weight", f"{names['head']}.weight") if k not in w]
+    if missing:
+        raise WiregradError(f"the weights lack {missing[0]}", field="weights")
+    model = Seq2SeqModel(pairs["vocab"], int(pairs["max_source_len"]),
+                         int(_params(nodes[names["tgt_pos"]])["block_size"]), w, names)
+    for role in ("enc_ln", "dec_ln"):
+        model.eps[role] = float(_params(nodes[names[role]])["eps"])
+    for ids, out in ((enc, model.encoder), (dec, model.decoder)):
+        for i in ids:
+            p = _params(nodes[i])
+            out.append(Block(i, int(p["num_heads"]), bool(p["key_padding_mask"]), w))
+    return model
+
+
+# ------------------------------------------------------------------ the arithmetic
+
+LN_EPS = 1e-5  # the LayerNorm layers inside the blocks use the default eps
+
+
+def _ln(x, weight, bias, eps=LN_EPS):
+    mean = x.mean(-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(-1, keepdims=True)
+    y = (x - mean) / np.sqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    return y + bias if bias is not None else y
+
+
+def _linear(x, weight, bias):
+    y = x @ weight.T
+    return y + bias if bias is not None else y
+
+
+def _heads(x, h):  # (B, T, C) -> (B, H, T, D)
+    b, t, c = x.shape
+    return x.reshape(b, t, h, c // h).transpose(0, 2, 1, 3)
+
+
+def _merge(x):  # (B, H, T, D) -> (B, T, C)
+    b, h, t, d = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(b, t, h * d)
+
+
+def attend(q, k, v, keep=None, causal=False):
+    """Softmax attention (B, H, Tq, D) over (B, H, Tk, D); *keep* (B, Tk) hides padding.
+    A query that sees no key gets zeros, like the engine's kernel. Returns (out, probs)."""
+    s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])
+    ok = np.ones(s.shape, bool)
+    if keep is not None:
+        ok = ok & (keep != 0)[:, None, None, :]
+    if causal:
+        tq, tk = s.shape[-2:]
+        ok = ok & (np.arange(tk)[None, :] <= np.arange(tq)[:, None] + tk - tq)
+    s = np.where(ok, s, -np.inf)
+    m = s.max(-1, keepdims=True)
+    m = np.where(np.isneginf(m), 0.0, m)
+    e = np.exp(s - m)
+    tot = e.sum(-1, keepdims=True)
+    p = e / np.where(tot == 0, 1.0, tot)
+    return p @ v, p
+
+
+def _attention_proj(b: Block, name: str, query, key_value):
+    """(q heads, k heads, v heads) of the MultiHeadAttention *name* inside block *b*."""
+    q = _heads(_linear(query, b.get(f"{name}.q_proj.weight"), b.get(f"{name}.q_proj.bias")),
+               b.heads)
+    kv = _linear(key_value, b.get(f"{name}.kv_proj.weight"), b.get(f"{name}.kv_proj.bias"))
+    c = kv.shape[-1] // 2
+    return q, _heads(kv[..., :c], b.heads), _heads(kv[..., c:], b.heads)
+
+
+def _out_proj(b: Block, name: str, y):
+    return _linear(_merge(y), b.get(f"{name}.proj.weight"), b.get(f"{name}.proj.bias"))
+
+
+def _mlp(b: Block, x):
+    h = gelu_exact(_linear(x, b.get("mlp.fc.weight"), b.get("mlp.fc.bias")), "none")
+    return _linear(h.astype(x.dtype), b.get("mlp.proj.weight"), b.get("mlp.proj.bias"))
+
+
+def _ln_of(b: Block, name: str, x):
+    return _ln(x, b.get(f"{name}.weight"), b.get(f"{name}.bias"))
+
+
+# ------------------------------------------------------------------ encoder and decoder
+
+
+@dataclass
+class Memory:
+    """The encoder's output and, per decoder block, the cross-attention K/V over it."""
+
+    keep: np.ndarray  # (B, S) source mask
+    cross: list[tuple[np.ndarray, np.ndarray]]  # per decoder block: (K, V) (B, H, S, D)
+
+
+def encode(model: Seq2SeqModel, source: np.ndarray, mask: np.ndarray) -> Memory:
+    """Run the encoder once over *source* (B, S) ids with *mask* (B, S)."""
+    s = source.shape[1]
+    x = model.param("src_emb")[source] + model.param("src_pos")[:s][None]
+    for b in model.encoder:
+        h = _ln_of(b, "ln1", x)
+        q, k, v = _attention_proj(b, "attn", h, h)
+        y, _ = attend(q, k, v, mask if b.masked else None)
+        x = x + _out_proj(b, "attn", y)
+        x = x + _mlp(b, _ln_of(b, "ln2", x))
+    mem = _ln(x, model.param("enc_ln"), model.param("enc_ln", "bias"), model.eps["enc_ln"])
+    cross = []
+    for b in model.decoder:
+        kv = _linear(mem, b.get("cross_attn.kv_proj.weight"), b.get("cross_attn.kv_proj.bias"))
+        c = kv.shape[-1] // 2
+        cross.append((_heads(kv[..., :c], b.heads), _heads(kv[..., c:], b.heads)))
+    return Memory(mask, cross)
+
+
+@dataclass
+class DecoderState:
+    """Self-attention caches (B, H, t, D) per decoder block and the next position."""
+
+    keys: list[np.ndarray]
+    values: list[np.ndarray]
+    memory: Memory
+    position: int = 0
+    cross_probs: list[np.ndarray] = field(default_factory=list)  # last step, per block
+
+    def select(self, rows: np.ndarray) -> DecoderState:
+        """The state of the given batch rows (beam search reorders its hypotheses)."""
+        mem = Memory(self.memory.keep[rows], [(k[rows], v[rows]) for k, v in self.memory.cross])
+        return DecoderState([k[rows] for k in self.keys], [v[rows] for v in self.values], mem,
+                            self.position)
+
+
+def start(model: Seq2SeqModel, memory: Memory) -> DecoderState:
+    b = memory.keep.shape[0]
+    empty = [np.zeros((b, blk.heads, 0, model.param("tgt_emb").shape[1] // blk.heads),
+                      model.param("tgt_emb").dtype) for blk in model.decoder]
+    return DecoderState(list(empty), list(empty), memory)
+
+
+def step(model: Seq2SeqModel, state: DecoderState, tokens: np.ndarray) -> np.ndarray:
+    """Logits (B, V) for the next token after feeding *tokens* (B,) at the next position;
+    the self-attention K/V of the new position are appended to the cache."""
+    t = state.position
+    if t >= model.max_steps:
+        raise WiregradError(f"the decoder's positions end at {model.max_steps} tokens")
+    x = (model.param("tgt_emb")[tokens] + model.param("tgt_pos")[t])[:, None, :]  # (B, 1, C)
+    state.cross_probs = []
+    for i, b in enumerate(model.decoder):
+        h = _ln_of(b, "ln1", x)
+        q, k, v = _attention_proj(b, "self_attn", h, h)
+        state.keys[i] = np.concatenate([state.keys[i], k], axis=2)
+        state.values[i] = np.concatenate([state.values[i], v], axis=2)
+        y, _ = attend(q, state.keys[i], state.values[i])  # the newest query sees every key
+        x = x + _out_proj(b, "self_attn", y)
+        h = _ln_of(b, "ln2", x)
+        q = _heads(_linear(h, b.get("cross_attn.q_proj.weight"),
+                           b.get("cross_attn.q_proj.bias")), b.heads)
+        ck, cv = state.memory.cross[i]
+        y, probs = attend(q, ck, cv, state.memory.keep if b.masked else None)
+        state.cross_probs.append(probs[:, :, 0, :])  # (B, H, S)
+        x = x + _out_proj(b, "cross_attn", y)
+        x = x + _mlp(b, _ln_of(b, "ln3", x))
+    state.position = t + 1
+    x = _ln(x, model.param("dec_ln"), model.param("dec_ln", "bias"), model.eps["dec_ln"])
+    return _linear(x, model.param("head"), model.param("head", "bias"))[:, 0, :]
+
+
+def encode_texts(model: Seq2SeqModel, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(source ids (B, S), mask (B, S)) of *texts*, padded to the longest; clear errors."""
+    index = {c: i + SPECIALS for i, c in enumerate(model.vocab)}
+    for text in texts:
+        bad = sorted(set(text) - set(index))
+        if bad:
+            raise WiregradError(f"the input {text!r} uses characters the model does not know: "
+                                f"{''.join(bad)!r}", field="--input")
+        if not text or len(text) > model.src_len:
+            raise WiregradError(f"an input has 1 to {model.src_len} characters; {text!r} has "
+                                f"{len(text)}", field="--input")
+    s = max(len(t) for t in texts)
+    ids = np.zeros((len(texts), s), np.int64)
+    mask = np.zeros((len(texts), s))
+    for row, text in enumerate(texts):
+        ids[row, :len(text)] = [index[c] for c in text]
+        mask[row, :len(text)] = 1.0
+    return ids, mask
+
+
+__all__ = ["BOS", "EOS", "DecoderState", "Memory", "Seq2SeqModel", "attend", "encode",
+           "encode_texts", "load_model", "start", "step"]
