@@ -236,7 +236,8 @@ def sample_tokens(sampler, prompt: str, n: int, *, temperature: float = 0.8, top
                               seed=seed, callback=infos.append, blas_threads=1)
     for char in stream:
         info = infos.pop() if infos else None
-        yield {"char": char, "p": info.probability if info else 1.0,
+        yield {"char": char, "token": info.token if info else char,  # token: its own label
+               "p": info.probability if info else 1.0,
                "alternatives": [[c, p] for c, p in (info.alternatives if info else [])]}
 
 
@@ -249,6 +250,22 @@ def attention_maps(sampler, prompt: str) -> dict:
 
 def sampler_vocab(sampler) -> str:
     return "".join(sampler.codec.vocab)
+
+
+def embedding_neighbours(doc: dict, weights: dict, word: str, k: int = 10) -> dict:
+    """The *k* tokens nearest to *word* in the text model's embedding table (cosine), as
+    ``wiregrad embeddings --json`` prints them."""
+    from engine.insight.embeddings import neighbours
+
+    return neighbours(doc, weights, word, k)
+
+
+def store_tokenizers(doc: dict, base_dir: str | Path | None = None) -> dict:
+    """A copy of *doc* whose BPE text nodes carry their trained tokenizer (trains it on the
+    corpus, or reads the cache), so the saved document samples without the corpus."""
+    from engine.data.tokenizers import store_tokenizers as _store
+
+    return _store(doc, Path(base_dir) if base_dir is not None else None)
 
 
 __all__ = [
@@ -275,6 +292,8 @@ __all__ = [
     "open_graph",
     "validate",
     "warm_up",
+    "embedding_neighbours",
+    "store_tokenizers",
 ]
 
 

@@ -104,3 +104,16 @@ def test_cli_embeddings_bad_word_exits_2(capsys):
 
     assert main(["embeddings", "char_gpt", "--neighbours", "xyz"]) == 2
     assert "not one token" in capsys.readouterr().err
+
+
+def test_api_faces_for_the_editor(tmp_path):
+    from engine import api
+
+    doc = _bpe_doc(tmp_path)
+    weights = {"wte": np.random.default_rng(1).normal(size=(300, 16))}
+    assert api.embedding_neighbours(doc, weights, "king", 4) == em.neighbours(doc, weights,
+                                                                               "king", 4)
+    sampler = api.sampler_for(doc, None)
+    out = list(api.sample_tokens(sampler, "The king", 6, seed=2))
+    labels = [sampler.tokenizer.label(i) for i in sampler.window[-6:]]
+    assert [t["token"] for t in out] == labels
