@@ -1,14 +1,11 @@
 """The word-level GPT preset: the character GPT's transformer over byte-level BPE tokens.
 
-``python -m engine.graphs.word_gpt presets/word_gpt.json`` writes the preset document with its
-tokenizer trained on the Shakespeare training split and stored in the document (docs/word_gpt.md
-has the training command and the results).
+``python tools/make_word_gpt.py`` writes ``presets/word_gpt.json`` with its tokenizer trained on
+the Shakespeare training split and stored in the document (docs/word_gpt.md has the training
+command and the results). This stage may not import ``engine.data``, so the tokenizer is given.
 """
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 from engine.core import document
 from engine.graphs.builders import char_gpt
@@ -23,7 +20,7 @@ DESCRIPTION = (
 
 
 def word_gpt(layers: int = 4, heads: int = 4, width: int = 128, block: int = 64,
-             batch: int = 12, steps: int = 3000, vocab_size: int = 2048,
+             batch: int = 12, steps: int = 2000, vocab_size: int = 2048,
              tokenizer_data: str = "") -> dict:
     """The word GPT document; *tokenizer_data* empty = trained from the corpus when built."""
     doc = char_gpt(layers=layers, heads=heads, width=width, block=block, batch=batch,
@@ -38,22 +35,3 @@ def word_gpt(layers: int = 4, heads: int = 4, width: int = 128, block: int = 64,
                    "description": DESCRIPTION.format(vocab=vocab_size, layers=layers,
                                                      heads=heads)}
     return document.loads(document.dumps(doc))
-
-
-def with_tokenizer(doc: dict) -> dict:
-    """*doc* with its BPE tokenizer trained (or read from the cache) and stored in it."""
-    from engine.data.tokenizers import store_tokenizers
-
-    return store_tokenizers(doc)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    out = Path(argv[0] if argv else "presets/word_gpt.json")
-    document.save(with_tokenizer(word_gpt()), out)
-    print(f"wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
