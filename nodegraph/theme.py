@@ -69,7 +69,14 @@ QScrollBar::handle { background: #454a53; border-radius: 4px; min-height: 24px; 
 QScrollBar::add-line, QScrollBar::sub-line { width: 0; height: 0; }
 QScrollBar::add-page, QScrollBar::sub-page { background: none; }
 QToolTip { background: #1d1f23; color: #e2e5ea; border: 1px solid #555; }
+QWidget:disabled { color: #6b7079; }
+QPushButton:disabled, QToolButton:disabled { background: #2a2d32; border: 1px solid #33363c;
+    color: #6b7079; }
+QLineEdit:disabled, QSpinBox:disabled, QDoubleSpinBox:disabled, QComboBox:disabled {
+    background: #24262a; border: 1px solid #2f3238; color: #6b7079; }
+QMenu::item:disabled { color: #6b7079; }
 """
+DISABLED_TEXT = QColor(107, 112, 121)
 
 
 def apply(app) -> None:
@@ -94,5 +101,8 @@ def apply(app) -> None:
         (QPalette.ColorRole.ToolTipText, TEXT),
     ):
         pal.setColor(role, color)
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text,
+                 QPalette.ColorRole.ButtonText):  # disabled actions look disabled
+        pal.setColor(QPalette.ColorGroup.Disabled, role, DISABLED_TEXT)
     app.setPalette(pal)
     app.setStyleSheet(STYLESHEET)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QLineEdit, QListWidget, QListWidgetItem, QVBoxLayout
 
+from nodegraph.editing.doctext import doc_text
 from nodegraph.editing.specs import Catalog
 
 
@@ -44,7 +45,7 @@ class QuickAdd(QFrame):
             spec = catalog.ops[name]
             item = QListWidgetItem(f"{name}    — {spec['category']}")
             item.setData(Qt.ItemDataRole.UserRole, (name, port))
-            item.setToolTip(spec.get("summary", ""))
+            item.setToolTip(doc_text(spec.get("summary", "")))
             self.list.addItem(item)
         self.search.textChanged.connect(self._filter)
         self.search.returnPressed.connect(self._accept_current)

@@ -16,6 +16,7 @@ from nodegraph.canvas.wiredrag import WireDrag
 from nodegraph.controller import Controller, new_drag_id
 from nodegraph.editing import events as ev
 from nodegraph.editing import layout
+from nodegraph.editing.doctext import doc_text
 from nodegraph.editing.edits import IN_NODE, OUT_NODE
 from nodegraph.editing.model import edge_key
 from nodegraph.editing.specs import node_geometry, node_size
@@ -138,7 +139,7 @@ class GraphScene(QGraphicsScene):
                 self._body().get("edges", []))
             title = node.get("ui", {}).get("title") or node_id
             item.set_data(title, node["type"], spec["category"] if spec else None, ins, outs,
-                          lines, size, spec["summary"] if spec else "unknown node type")
+                          lines, size, doc_text(spec["summary"]) if spec else "unknown node type")
         item.setPos(*self._node_pos(node))
         self._update_wires(node_id)
 

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QFormLayout, QLabel, QLineEdit, QScrollArea, QVBox
 
 from engine import api
 from nodegraph.controller import Controller
+from nodegraph.editing.doctext import doc_html
 from nodegraph.editing.edits import IN_NODE, OUT_NODE
 from nodegraph.editing.specs import input_ports, output_ports
 from nodegraph.panels.paramwidgets import make_widget
@@ -141,7 +142,9 @@ class Inspector(QScrollArea):
                       + (f" — {spec['category']}" if spec else " — unknown type"))
         box.addWidget(head)
         if spec and spec.get("doc"):
-            doc = QLabel(html.escape(spec["doc"]).replace("\n", "<br>"))
+            doc = QLabel(doc_html(spec["doc"]))
+            doc.setObjectName("doc")
+            doc.setTextFormat(Qt.TextFormat.RichText)
             doc.setWordWrap(True)
             doc.setStyleSheet("color: #a9afb9;")
             box.addWidget(doc)

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QLineEdit, QTreeWidget, QTreeWidgetItem, QVBoxLayo
 
 from nodegraph import theme
 from nodegraph.canvas.view import NODE_MIME
+from nodegraph.editing.doctext import doc_html
 from nodegraph.editing.specs import Catalog
 
 CATEGORY_TITLES = {"op": "Ops", "layer": "Layers", "loss": "Losses", "optimizer": "Optimizers",
@@ -69,7 +70,7 @@ class Palette(QWidget):
             label = entry["name"] + ("  (user)" if entry.get("user") else "")
             item = QTreeWidgetItem([label])
             item.setData(0, Qt.ItemDataRole.UserRole, entry["name"])
-            item.setToolTip(0, f"<b>{entry['name']}</b><br>{entry.get('summary', '')}")
+            item.setToolTip(0, f"<b>{entry['name']}</b>{doc_html(entry.get('summary', ''))}")
             item.setData(0, Qt.ItemDataRole.UserRole + 1,
                          f"{entry['name']} {entry.get('summary', '')} {entry.get('family', '')}"
                          .lower())

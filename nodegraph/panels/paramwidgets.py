@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLineEdit, QSpinBox
 
+from nodegraph.editing.doctext import doc_text
 from nodegraph.editing.model import MISSING
 
 INT_LIMIT = 2**31 - 1
@@ -97,7 +98,7 @@ class TextParam(QLineEdit):
             self.style().polish(self)
             return
         self.setProperty("invalid", False)
-        self.setToolTip(self.spec.get("doc", ""))
+        self.setToolTip(doc_text(self.spec.get("doc", "")))
         self.style().polish(self)
         self.committed.emit(value)
 
@@ -126,6 +127,6 @@ def make_widget(spec: dict, value, on_commit):
     else:
         w = TextParam(spec, value)
         w.committed.connect(on_commit)
-    w.setToolTip(spec.get("doc", ""))
+    w.setToolTip(doc_text(spec.get("doc", "")))
     w.setObjectName(f"param_{spec['name']}")
     return w

@@ -74,6 +74,7 @@ class TokenView(QTextEdit):
         self.setFont(self._mono())
         self.viewport().setMouseTracking(True)
         self.tokens: dict[int, tuple[str, float, list]] = {}  # document position → info
+        self.greedy = False  # temperature 0: every character is the most likely one
 
     @staticmethod
     def _mono():
@@ -81,9 +82,10 @@ class TokenView(QTextEdit):
 
         return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
 
-    def start(self, prompt: str) -> None:
+    def start(self, prompt: str, greedy: bool = False) -> None:
         self.clear()
         self.tokens = {}
+        self.greedy = greedy
         cursor = self.textCursor()
         fmt = QTextCharFormat()
         fmt.setFontWeight(700)
@@ -94,7 +96,8 @@ class TokenView(QTextEdit):
         cursor.movePosition(QTextCursor.MoveOperation.End)
         self.tokens[cursor.position()] = (char, p, alternatives)
         fmt = QTextCharFormat()
-        fmt.setBackground(prob_color(p))
+        if not self.greedy:  # greedy picks have no sampling probability to show
+            fmt.setBackground(prob_color(p))
         cursor.insertText(char, fmt)
         self.ensureCursorVisible()
 
@@ -106,6 +109,9 @@ class TokenView(QTextEdit):
         if info is None:
             return None
         char, p, alts = info
+        if self.greedy:
+            return (f"<b>{html.escape(repr(char))}</b> greedy (temperature 0): the model's "
+                    f"most likely next character")
         shown = ", ".join(f"{html.escape(repr(c))} {q:.1%}" for c, q in alts)
         return f"<b>{html.escape(repr(char))}</b> p = {p:.1%}<br>alternatives: {shown}"
 
@@ -156,6 +162,8 @@ class SamplingPanel(QWidget):
         form = QFormLayout()
         self.temperature = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=5.0, singleStep=0.1,
                                           value=0.8)
+        self.temperature.setSpecialValueText("0 (greedy)")
+        self.temperature.setToolTip("0 = greedy: always the most likely character")
         self.top_k = QSpinBox(minimum=0, maximum=10_000, value=0)
         self.top_k.setSpecialValueText("all")
         self.top_p = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=1.0, singleStep=0.05,
@@ -217,7 +225,7 @@ class SamplingPanel(QWidget):
             self.status.setText(f"cannot read the weights: {exc}")
             return False
         prompt = self.prompt.text()
-        self.output.start(prompt)
+        self.output.start(prompt, greedy=self.temperature.value() == 0)
         self.status.setText("generating…")
         self.thread = SampleThread(doc, weights, prompt, self.options(), self)
         self.thread.token.connect(self.output.append_token)
@@ -235,9 +243,13 @@ class SamplingPanel(QWidget):
     def _finished(self) -> None:
         if not self.status.text().startswith("sampling failed"):
             n = len(self.output.tokens)
-            self.status.setText(f"{n} characters generated. Background: the probability the "
-                                f"model gave each character (red unlikely → green likely); "
-                                f"hover one for the alternatives.")
+            if self.output.greedy:
+                self.status.setText(f"{n} characters generated greedily (temperature 0): each "
+                                    f"is the model's most likely next character.")
+            else:
+                self.status.setText(f"{n} characters generated. Background: the probability "
+                                    f"the model gave each character (red unlikely → green "
+                                    f"likely); hover one for the alternatives.")
         self._set_running(False)
         self.generation_done.emit()
 
