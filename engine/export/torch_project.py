@@ -324,9 +324,10 @@ def training_plan(doc: dict, model: Model,
                  "seed": _node_seed(settings["seed"], node)}
         if node in graph.sequence_nodes:
             params = next(eq.params for eq in program.equations if eq.path == node)
+            vocab = int(ds.info.get("classes") or len(params["vocab"]))  # BPE: vocab_size
             entry.update(kind="windows", block_size=int(params["block_size"]),
-                         val_seed=int(params["seed"]), vocab_size=len(params["vocab"]))
-            dtype = _stream_dtype(len(params["vocab"]))
+                         val_seed=int(params["seed"]), vocab_size=vocab)
+            dtype = _stream_dtype(vocab)
             arrays[f"{node}/train/stream"] = ds.train["stream"].astype(dtype)
             arrays[f"{node}/val/stream"] = ds.val["stream"].astype(dtype)
         else:
