@@ -76,14 +76,30 @@ def _parse_float(text: str) -> float:
     return value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_text(text: str) -> None:
+    if not text.isascii() and _SURROGATE.search(text):
+        at = _SURROGATE.search(text).start()
+        raise DocumentError(f"the text {text[max(0, at - 20):at]!r}… holds a lone surrogate "
+                            f"(\\u{ord(text[at]):04x}), which is not a character: it cannot be "
+                            "saved as UTF-8")
+
+
 def _check_depth(value: Any) -> None:
-    """Iteratively reject nesting deeper than MAX_DEPTH (no recursion)."""
+    """Iteratively reject nesting deeper than MAX_DEPTH (no recursion) and strings holding
+    lone surrogates (``"\\ud800"`` parses, but such text can never be saved again)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise DocumentError(f"the document is nested deeper than {MAX_DEPTH} levels")
-        if isinstance(item, dict):
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict):
+            for key in item:
+                _check_text(key)
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
             stack.extend((v, depth + 1) for v in item)
@@ -216,6 +232,9 @@ def check_graph_body(body: dict, where: str) -> None:
                 f"{f}.type", node=nid)
         _expect(isinstance(node.get("params", {}), dict), "expected an object", f"{f}.params",
                 node=nid)
+        _expect(isinstance(node.get("trainable", True), bool),
+                "expected true or false (false freezes the node's parameters)",
+                f"{f}.trainable", node=nid)
         ui = node.get("ui", {})
         _expect(isinstance(ui, dict), "expected an object", f"{f}.ui", node=nid)
         pos = ui.get("pos", [0, 0])
@@ -237,20 +256,58 @@ def _check_layer_def(name: str, layer: Any) -> None:
     where = f"layers.{name}."
     _expect(isinstance(layer, dict), "expected a layer definition object", f"layers.{name}")
     _expect(bool(ID_RE.match(name)), "expected a layer type name of letters/digits/_", "layers")
+    _expect(isinstance(layer.get("doc", ""), str), "expected a string", where + "doc")
     for key in ("inputs", "outputs", "params"):
         _expect(isinstance(layer.get(key, []), list), "expected a list", where + key)
     for i, port in enumerate(layer.get("inputs", [])):
-        _expect(isinstance(port, dict) and isinstance(port.get("name"), str),
-                "expected {name, dtype}", f"{where}inputs[{i}]")
+        _expect(isinstance(port, dict) and isinstance(port.get("name"), str)
+                and isinstance(port.get("dtype", "float"), str)
+                and isinstance(port.get("doc", ""), str),
+                "expected {name, dtype} (strings)", f"{where}inputs[{i}]")
     for i, port in enumerate(layer.get("outputs", [])):
         ok = isinstance(port, dict) and all(isinstance(port.get(k), str) for k in ("name", "node",
                                                                                      "port"))
         _expect(ok, "expected {name, node, port}", f"{where}outputs[{i}]")
     for i, param in enumerate(layer.get("params", [])):
-        ok = isinstance(param, dict) and isinstance(param.get("name"), str) and isinstance(
-            param.get("kind"), str)
-        _expect(ok, "expected {name, kind, default}", f"{where}params[{i}]")
+        _check_layer_param(param, f"{where}params[{i}]")
     check_graph_body(layer, where)
+
+
+LAYER_PARAM_KINDS = ("int", "float", "bool", "choice", "string", "shape", "target_shape",
+                     "ints", "strings")
+LAYER_PARAM_KEYS = ("name", "kind", "default", "min", "max", "choices", "doc", "optional",
+                    "hot")
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _check_layer_param(param: Any, field: str) -> None:
+    """Every field of one param a layer definition declares, by type."""
+    _expect(isinstance(param, dict), "expected {name, kind, default}", field)
+    for key in param:
+        _expect(key in LAYER_PARAM_KEYS, f"unknown key '{key}' (expected one of: "
+                + ", ".join(LAYER_PARAM_KEYS) + ")", f"{field}.{key}")
+    _expect(isinstance(param.get("name"), str) and bool(PORT_RE.match(param["name"]))
+            and "[" not in param["name"], "expected a param name of letters, digits and '_'",
+            f"{field}.name")
+    _expect(param.get("kind") in LAYER_PARAM_KINDS,
+            "expected a kind: " + ", ".join(LAYER_PARAM_KINDS), f"{field}.kind")
+    for key in ("min", "max"):
+        value = param.get(key)
+        _expect(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                  and abs(value) <= 1e300),
+                "expected a finite number or null", f"{field}.{key}")
+    choices = param.get("choices", [])
+    _expect(isinstance(choices, list) and len(choices) <= 1000
+            and all(isinstance(c, _PLAIN) for c in choices),
+            "expected a list of strings or numbers", f"{field}.choices")
+    _expect(isinstance(param.get("doc", ""), str), "expected a string", f"{field}.doc")
+    for key in ("optional", "hot"):
+        _expect(isinstance(param.get(key, False), bool), "expected true or false",
+                f"{field}.{key}")
+    default = param.get("default")
+    _expect(isinstance(default, _PLAIN) or (isinstance(default, list) and all(
+        isinstance(d, _PLAIN) for d in default)),
+        "expected a plain value (number, string, bool or a list of them)", f"{field}.default")
 
 
 def check_structure(doc: dict) -> dict:

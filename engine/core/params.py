@@ -83,6 +83,8 @@ def check_value(spec: Param, value: Any) -> str | None:
             return f"{value} is below the minimum {spec.minimum}"
         if spec.maximum is not None and value > spec.maximum:
             return f"{value} is above the maximum {spec.maximum}"
+        if spec.exclusive_maximum and spec.maximum is not None and value >= spec.maximum:
+            return f"{value} must be below {spec.maximum}"
     return None
 
 

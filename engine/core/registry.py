@@ -89,6 +89,7 @@ class Param:
     doc: str = ""
     optional: bool = False  # None allowed (e.g. axis=None means all axes)
     hot: bool = False  # may change while training runs
+    exclusive_maximum: bool = False  # the value must lie strictly below ``maximum``
 
     def to_json(self) -> dict:
         return {

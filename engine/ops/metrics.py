@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.base.errors import WiregradError
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 from engine.ops._util import per_example, require_float
 from engine.ops.loss import (  # the same arithmetic and shape check as the loss
@@ -40,6 +41,11 @@ def _top_k_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
 
 def _accuracy_forward(ctx, params, logits, labels):
     k = params.get("k", 1)
+    classes = logits.shape[-1]
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)].reshape(-1)[0]
+        raise WiregradError(f"labels must lie in [0, {classes}) (the logits' last axis); got "
+                            f"{int(bad)}", node=ctx.eq.path, field="labels")
     hits = _top_k_hits(logits, labels, k)
     return np.asarray(hits.mean() if hits.size else 0.0, dtype=logits.dtype)
 

@@ -35,9 +35,10 @@ register(OpSpec(
     params=[
         Param("algorithm", "choice", "adamw", choices=OPTIMIZERS, doc="Update rule."),
         Param("lr", "float", 1e-3, minimum=0.0, hot=True, doc="Learning rate."),
-        Param("beta1", "float", 0.9, minimum=0.0, maximum=1.0, doc="Adam: first moment decay."),
-        Param("beta2", "float", 0.999, minimum=0.0, maximum=1.0,
-              doc="Adam: second moment decay."),
+        Param("beta1", "float", 0.9, minimum=0.0, maximum=1.0, exclusive_maximum=True,
+              doc="Adam: first moment decay (below 1)."),
+        Param("beta2", "float", 0.999, minimum=0.0, maximum=1.0, exclusive_maximum=True,
+              doc="Adam: second moment decay (below 1)."),
         Param("eps", "float", 1e-8, minimum=0.0, doc="Denominator epsilon."),
         Param("weight_decay", "float", 0.0, minimum=0.0, hot=True,
               doc="Weight decay (decoupled for AdamW, L2 otherwise)."),

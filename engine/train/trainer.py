@@ -29,6 +29,7 @@ from engine.base.errors import NonFiniteError, WiregradError
 from engine.core import document
 from engine.core.compile import compile_document
 from engine.core.hot import hot_targets, param_specs
+from engine.core.memory import check_training_memory
 from engine.core.params import check_value
 from engine.core.program import off_loss_path
 from engine.core.run import Executor, Tape, init_weights
@@ -75,6 +76,8 @@ class Trainer:
         self.dtype = dtype or self.settings["dtype"]
         self.program = compile_document(doc, self.dtype)
         self.graph: TrainingGraph = analyse(doc, self.program, base_dir)
+        check_training_memory(self.program, max(self.graph.batch_sizes.values(), default=1),
+                              self.dtype)
         self.executor = Executor(self.program, self.dtype)
         np_dtype = self.executor.dtype
         self.params = init_weights(self.program.parameters, self.seed, np_dtype)
@@ -87,6 +90,7 @@ class Trainer:
         }
         self.optimizer, self.schedule, self.clip_norm = self._build_optimizer()
         self._unused = off_loss_path(self.program, self.graph.loss_value)
+        self.frozen = frozen_parameters(self.doc, self.program)
         self.step = 0
         self.anomaly = anomaly
         self.patience = patience
@@ -249,6 +253,9 @@ class Trainer:
         self.optimizer.lr = lr
         loss, grads, squares, tapes = self._forward_backward(
             self._feeds(batches), _node_seed(self.seed, str(self.step)))
+        if self.frozen:  # like requires_grad=False: no update, no share of the global norm
+            grads = {k: g for k, g in grads.items() if k not in self.frozen}
+            squares = squared_norm(grads)
         norm = math.sqrt(squares)
         if not np.isfinite(norm):
             for tape in tapes:  # an Inf inside the forward is the likelier culprit
@@ -426,3 +433,12 @@ class Trainer:
 
     def _early_stopped(self) -> bool:
         return self.patience > 0 and self._since_best >= self.patience
+
+
+def frozen_parameters(doc: dict, program) -> frozenset[str]:
+    """Names of the parameters under top-level nodes marked ``"trainable": false`` (a
+    ``parameter`` node itself, or every parameter of a layer instance)."""
+    frozen_nodes = {n["id"] for n in doc["nodes"] if n.get("trainable") is False}
+    return frozenset(name for name, info in program.parameters.items()
+                     if info.node.split(".")[0] in frozen_nodes)
+
