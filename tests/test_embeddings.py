@@ -117,3 +117,17 @@ def test_api_faces_for_the_editor(tmp_path):
     out = list(api.sample_tokens(sampler, "The king", 6, seed=2))
     labels = [sampler.tokenizer.label(i) for i in sampler.window[-6:]]
     assert [t["token"] for t in out] == labels
+
+
+def test_the_embedding_pca_of_a_bpe_model_is_labelled_with_its_pieces(tmp_path):
+    from engine.core.compile import compile_document
+    from engine.core.run import init_weights
+    from engine.insight.inspection import node_detail
+
+    doc = _bpe_doc(tmp_path)
+    program = compile_document(doc, "float32")
+    params = init_weights(program.parameters, 0, np.dtype("float32"))
+    detail = node_detail(doc, program, "wte", params, None, {})
+    assert detail["pca"]["weight"] == "wte" and len(detail["pca"]["labels"]) == 300
+    assert " king" in detail["pca"]["labels"]
+    assert detail["pca"]["xy"].shape == (300, 2)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.base.errors import WiregradError
 from engine.core.program import Program
 
 HIST_BINS = 30
@@ -107,10 +108,21 @@ def pca_2d(matrix: np.ndarray) -> np.ndarray:
     return (m @ comps.T).astype(np.float32)
 
 
-def _vocab(doc: dict) -> str | None:
+def _vocab(doc: dict) -> str | list[str] | None:
+    """The text node's tokens in id order (characters, or a BPE tokenizer's pieces)."""
+    from engine.data.tokenizers import from_params
+
     for n in doc["nodes"]:
         if n["type"] == "text_corpus":
-            return n.get("params", {}).get("vocab")
+            params = n.get("params", {})
+            if params.get("tokenizer", "char") == "char":
+                return params.get("vocab")
+            try:
+                labels = from_params(params, n["id"]).vocab
+            except WiregradError:  # not trained yet: no labels
+                return None
+            size = int(params.get("vocab_size") or len(labels))  # the table's rows
+            return labels + [f"<unused {i}>" for i in range(len(labels), size)]
     return None
 
 
