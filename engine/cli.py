@@ -154,11 +154,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if weights is None:
         raise WiregradError("this graph has no trained weights: pass --weights (a weights file "
                             "or checkpoint from `wiregrad train`)")
+    from engine.sample.seq2seq_command import is_seq2seq, sample_seq2seq
+
+    if is_seq2seq(doc):
+        return sample_seq2seq(doc, weights, args)
+    if args.input is not None or args.input_file is not None or args.beam != 1:
+        raise WiregradError("--input, --input-file and --beam are for sequence-to-sequence "
+                            "graphs; a language model continues --prompt", field="--input")
     sampler = Sampler(doc, weights)
     if args.verbose:
         print(f"decoding: {sampler.decoding.describe()}", file=sys.stderr)
     prompt = args.prompt if args.prompt is not None else "\n"
-    stream = sampler.generate(prompt, args.n, temperature=args.temperature, top_k=args.top_k,
+    temperature = 0.8 if args.temperature is None else args.temperature
+    stream = sampler.generate(prompt, args.n, temperature=temperature, top_k=args.top_k,
                               top_p=args.top_p, seed=args.seed)
     first = next(stream, "")  # the prompt is validated before anything is printed
     if not args.no_echo:
@@ -283,9 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("graph", help="document path, preset name (e.g. char_gpt) or .wgz bundle")
     p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
     p.add_argument("--prompt", help="text to continue (default: a new line)")
-    p.add_argument("-n", type=positive_int, default=500, help="characters to generate")
-    p.add_argument("--temperature", type=non_negative, default=0.8,
-                   help="0 picks the likeliest")
+    p.add_argument("--input", help="seq2seq graphs: the text to translate")
+    p.add_argument("--input-file", help="seq2seq graphs: a UTF-8 file, one input per line")
+    p.add_argument("--beam", type=positive_int, default=1,
+                   help="seq2seq graphs: beam search width (1: greedy)")
+    p.add_argument("-n", type=positive_int, default=500, help="characters to generate (seq2seq: "
+                   "the most output tokens)")
+    p.add_argument("--temperature", type=non_negative, default=None,
+                   help="0 picks the likeliest (default 0.8; seq2seq: greedy unless given)")
     p.add_argument("--top-k", type=count, default=0, help="keep only the k likeliest (0: all)")
     p.add_argument("--top-p", type=probability, default=1.0, help="nucleus: smallest set with this "
                    "total probability")
