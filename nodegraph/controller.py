@@ -231,8 +231,10 @@ class Controller(QObject):
         ids, ops = grouping.paste(self.model, self.scope, copy.deepcopy(frag), offset)
         return ids if self.push("Paste", ops) else []
 
-    def auto_layout(self) -> None:
-        self.push("Auto-layout", layout.auto_layout(self.model, self.catalog, self.scope))
+    def auto_layout(self, aspect: float = layout.ASPECT) -> None:
+        """Lay the scope out; a long chain wraps to suit *aspect* (the canvas's w / h)."""
+        self.push("Auto-layout", layout.auto_layout(self.model, self.catalog, self.scope,
+                                                    aspect))
 
     # ------------------------------------------------------------------ layer scopes
 

@@ -85,7 +85,8 @@ def build_menus(win) -> dict:
     m.addAction(_action(win, a, "zoom_in", "Zoom &In", lambda: win.view.zoom_by(1), K.ZoomIn))
     m.addAction(_action(win, a, "zoom_out", "Zoom &Out", lambda: win.view.zoom_by(-1),
                         K.ZoomOut))
-    m.addAction(_action(win, a, "layout", "&Auto-layout", win.controller.auto_layout, "Ctrl+L"))
+    m.addAction(_action(win, a, "layout", "&Auto-layout", lambda: (
+        win.controller.auto_layout(win.view.aspect()), win.view.fit()), "Ctrl+L"))
     m.addAction(_action(win, a, "minimap", "&Minimap", win.toggle_minimap, "M",
                         checkable=True))
     m.addAction(_action(win, a, "leave", "&Leave Layer", lambda: win.controller.leave(),

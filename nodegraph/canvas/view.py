@@ -13,8 +13,7 @@ from nodegraph import theme
 from nodegraph.canvas.scene import GraphScene
 
 NODE_MIME = "application/x-wiregrad-node-type"
-MIN_ZOOM, MAX_ZOOM = 0.15, 3.0
-FIT_MIN_ZOOM = 0.5
+MIN_ZOOM, MAX_ZOOM = 0.1, 3.0
 
 
 class GraphView(QGraphicsView):
@@ -52,21 +51,26 @@ class GraphView(QGraphicsView):
     def zoom_by(self, steps: float) -> None:
         self.set_zoom(self.zoom() * math.pow(1.15, steps))
 
-    def fit(self) -> None:
+    def aspect(self) -> float:
+        """The canvas's width / height (auto-layout wraps long chains to suit it)."""
+        size = self.viewport().size()
+        return size.width() / max(size.height(), 1)
+
+    def graph_rect(self) -> QRectF:
         rect = QRectF()
         for item in self.scene().items():
             if item.parentItem() is None and item.isVisible():
                 rect = rect.united(item.sceneBoundingRect())
-        if rect.isNull():
-            rect = QRectF(-200, -150, 400, 300)
+        return rect if not rect.isNull() else QRectF(-200, -150, 400, 300)
+
+    def fit(self) -> None:
+        """Show the whole graph, no larger than 100 % (down to the smallest zoom)."""
+        rect = self.graph_rect()
         self.resetTransform()
-        self.fitInView(rect.adjusted(-60, -60, 60, 60), Qt.AspectRatioMode.KeepAspectRatio)
-        if self.zoom() > 1.0 or self.zoom() < FIT_MIN_ZOOM:
-            self.set_zoom(min(max(self.zoom(), FIT_MIN_ZOOM), 1.0))
-            # A graph too wide to read at once: show its start (data sources), readable.
-            view_w = self.viewport().width() / self.zoom()
-            x = rect.center().x() if rect.width() <= view_w else rect.left() + view_w / 2 - 20
-            self.centerOn(QPointF(x, rect.center().y()))
+        self.fitInView(rect.adjusted(-40, -40, 40, 40), Qt.AspectRatioMode.KeepAspectRatio)
+        if self.zoom() > 1.0 or self.zoom() < MIN_ZOOM:
+            self.set_zoom(min(max(self.zoom(), MIN_ZOOM), 1.0))
+        self.centerOn(rect.center())
         self.zoom_changed.emit(self.zoom())
 
     def drawBackground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
