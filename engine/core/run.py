@@ -67,7 +67,7 @@ class _Wiring:
     """What the executor's loops read from an equation, prepared once per program: tuples
     instead of lists, weight/state name pairs, whether it is a data source."""
 
-    __slots__ = ("eq", "inputs", "outputs", "weights", "state", "data", "path")
+    __slots__ = ("eq", "inputs", "outputs", "weights", "state", "data", "path", "needs")
 
     def __init__(self, eq: Equation) -> None:
         self.eq = eq
@@ -77,6 +77,18 @@ class _Wiring:
         self.state = tuple(eq.state.items())
         self.data = eq.op.category == "data"
         self.path = eq.path
+        self.needs: tuple = ()  # per input: does it depend on a weight? () = all count
+
+
+def _mark_needs(wirings: list[_Wiring]) -> list[_Wiring]:
+    """Set each wiring's ``needs``: which inputs depend on a weight, so a backward may skip
+    the gradient of data-only inputs (e.g. the first convolution's images)."""
+    tainted: set[str] = set()
+    for w in wirings:
+        w.needs = tuple(v is not None and v in tainted for v in w.inputs)
+        if w.weights or any(w.needs):
+            tainted.update(w.outputs)
+    return wirings
 
 
 class Executor:
@@ -98,7 +110,7 @@ class Executor:
             raise ValueError("this executor has no program: pass the equations to run")
         eqs = self.program.equations
         if self._wiring is None or self._wiring[0] is not eqs or len(self._wiring[1]) != len(eqs):
-            self._wiring = (eqs, [_Wiring(eq) for eq in eqs])
+            self._wiring = (eqs, _mark_needs([_Wiring(eq) for eq in eqs]))
         return self._wiring[1]
 
     def forward(self, feeds: dict[str, np.ndarray], weights: dict[str, np.ndarray],
@@ -134,6 +146,7 @@ class Executor:
                     env[name] = arr
             else:
                 env[w.outputs[0]] = outs
+            ctx.needs_input_grad = w.needs
             contexts.append(ctx)
         return tape
 
@@ -179,6 +192,8 @@ class Executor:
                     ctx.saved = ()
                     grads.pop(eq.outputs[0], None)
                 continue
+            if not release:  # inspection and gradient checks want every input's gradient
+                ctx.needs_input_grad = ()
             gins = eq.op.backward(ctx, eq.params, *gouts)
             if not isinstance(gins, tuple):
                 gins = (gins,)

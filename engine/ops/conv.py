@@ -92,12 +92,14 @@ def _conv_backward(ctx, params, g):
     ho, wo = g.shape[2], g.shape[3]
     g_g = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, cout // groups, -1)
     gw = np.matmul(g_g, cols_g.transpose(0, 2, 1)).reshape(weight.shape)
+    gb = g.sum(axis=(0, 2, 3)) if has_bias else None
+    if ctx.needs_input_grad and not ctx.needs_input_grad[0]:
+        return None, gw, gb  # x is data (the first convolution): no input gradient
     w_g = weight.reshape(groups, cout // groups, cg * kh * kw)
     gcols = np.matmul(w_g.transpose(0, 2, 1), g_g).reshape(c, kh, kw, n, ho, wo)
     gxp = np.zeros(xp_shape, g.dtype)
     kernels("conv").col2im(gcols, s, d, gxp)
     gx = gxp[:, :, p:hp - p, p:wp - p] if p else gxp
-    gb = g.sum(axis=(0, 2, 3)) if has_bias else None
     return gx, gw, gb
 
 
