@@ -95,18 +95,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_gradcheck(args: argparse.Namespace) -> int:
     """Backprop against float64 central differences, per node."""
     from engine import api
-    from engine.core.gradcheck import TOLERANCE
+    from engine.core.gradcheck import ATOL, RTOL
 
     doc, path = _load(args.graph)
     result = api.gradcheck(doc, args.node, args.seed, Path(path).parent)
     if args.json:
         _print_json(result)
     else:
-        rows = [[n["id"], f"{n['max_rel_err']:.2e}", n["checked"], "ok" if n["ok"] else "FAIL",
-                 n["worst"]] for n in result["nodes"]]
-        print(_table(rows, ["node", "max rel err", "coords", "result", "worst tensor"]))
+        rows = [[n["id"], f"{n['max_abs_err']:.2e}", f"{n['max_rel_err']:.2e}", n["checked"],
+                 "ok" if n["ok"] else "FAIL", n["worst"]] for n in result["nodes"]]
+        print(_table(rows, ["node", "max abs err", "max rel err", "coords", "result",
+                            "worst tensor"]))
         verdict = "all nodes pass" if result["ok"] else "some nodes FAIL"
-        print(f"\n{verdict} (tolerance {TOLERANCE:g}, float64 central differences)")
+        print(f"\n{verdict} (|analytic - numeric| <= {ATOL:g} + {RTOL:g} * |numeric|, "
+              "float64 central differences)")
     return 0 if result["ok"] else 1
 
 
@@ -208,6 +210,14 @@ def cmd_pack(args: argparse.Namespace) -> int:
     out = bundle.pack(doc, model_weights(args.weights), args.out)
     print(f"wrote {out}")
     return 0
+
+
+@command("import")
+def cmd_import(args: argparse.Namespace) -> int:
+    """An ONNX model → an editable graph document and its weights."""
+    from engine.export.commands import import_command
+
+    return import_command(args)
 
 
 @command("export")
@@ -328,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="file (onnx) or folder (torch) to write")
     p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+
+    p = sub.add_parser("import", help="open an ONNX model as a graph document with weights")
+    p.add_argument("model", help="the .onnx file (e.g. from torch.onnx.export)")
+    p.add_argument("--out", required=True, help="graph document to write (NAME.json); the "
+                   "weights go beside it (NAME.safetensors)")
+    p.add_argument("--name", help="the graph's name (default: the model file's)")
 
     p = sub.add_parser("run", help="run the model forward on inputs from an .npz file")
     p.add_argument("graph", help="document path, preset name or .wgz bundle")

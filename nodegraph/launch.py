@@ -24,6 +24,8 @@ HEADLESS_COMMANDS = frozenset(
         "pack",
         "run",
         "export",
+        "import",
+        "embeddings",
         "bench",
     }
 )

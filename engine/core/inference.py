@@ -180,7 +180,14 @@ def resolve_weights(model: Model, doc_path: str | Path | None = None,
 
 def check_inputs(model: Model, inputs: dict[str, np.ndarray],
                  dtype=np.float32) -> dict[str, np.ndarray]:
-    """Inputs by export name, checked against the model's ports and cast to their dtype."""
+    """Inputs by export name, checked against the model's ports and cast to their dtype.
+
+    A graph imported from ONNX also takes its inputs by their ONNX names (kept in the
+    document's ``extra.onnx_inputs``), which may hold characters node ids cannot."""
+    aliases = (model.doc.get("extra") or {}).get("onnx_inputs")
+    if isinstance(aliases, dict):
+        inputs = {aliases[k] if k in aliases and isinstance(aliases[k], str) else k: v
+                  for k, v in inputs.items()}
     missing = [p.name for p in model.inputs if p.name not in inputs]
     unknown = sorted(set(inputs) - set(model.input_names))
     if missing or unknown:

@@ -66,3 +66,14 @@ def run_command(args: argparse.Namespace) -> int:
     shapes = ", ".join(f"{k}: {list(v.shape)}" for k, v in outputs.items())
     print(f"wrote {args.outputs} ({shapes}; weights: {source})")
     return 0
+
+
+def import_command(args: argparse.Namespace) -> int:
+    """``wiregrad import MODEL.onnx --out graph.json``: nothing is written unless all maps."""
+    from engine.export.onnx_import import import_onnx, summary, write_import
+
+    result = import_onnx(args.model, name=args.name)
+    out, weights = write_import(result, args.out)
+    print(f"wrote {out} and {weights}")
+    print(summary(result))
+    return 0

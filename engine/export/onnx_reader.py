@@ -1,0 +1,380 @@
+"""Read an ONNX model safely and fold what is known before running it.
+
+:func:`read_model` checks the file (size, opset, external data only inside the model's folder,
+declared sizes), runs ONNX shape inference and gives each symbolic dimension a Wiregrad symbol
+(the first graph input's first one becomes the batch symbol ``B``). :class:`Known` then folds
+constants and the shape arithmetic exporters emit (``Shape``/``Gather``/``Concat``/
+``Unsqueeze``… chains) into plain values: numpy arrays for constants and lists of ints and
+symbols for shapes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.base.errors import MissingExtraError, WiregradError
+
+MAX_MODEL_BYTES = 2 * 1024**3
+MAX_TENSOR_ELEMENTS = 256 * 1024**2  # one declared initializer or shape
+MIN_OPSET, MAX_OPSET = 13, 23
+SYMBOLS = ("B", "T", "S", "N", "M", "K", "L", "P", "Q", "R")
+
+Dim = int | str
+
+
+@dataclass
+class OnnxModel:
+    """What the importer needs of an ONNX model, read and checked."""
+
+    path: Path
+    graph: Any  # onnx.GraphProto with shapes inferred
+    opset: int
+    inputs: list[tuple[str, list[Dim], str]]  # (name, shape, "float" | "int")
+    outputs: list[str]
+    shapes: dict[str, list[Dim]] = field(default_factory=dict)  # value name → inferred shape
+    initializers: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise MissingExtraError("importing ONNX models needs the onnx package",
+                                extra="onnx") from None
+    return onnx
+
+
+def read_model(path: str | Path) -> OnnxModel:
+    """Load *path*, refusing anything hostile or beyond what Wiregrad maps, with a clear error."""
+    onnx = _onnx()
+    path = Path(path)
+    if not path.is_file():
+        raise WiregradError(f"no ONNX model at {path}")
+    if path.stat().st_size > MAX_MODEL_BYTES:
+        raise WiregradError(f"{path} is larger than {MAX_MODEL_BYTES >> 30} GiB")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 (protobuf raises many kinds on broken files)
+        raise WiregradError(f"{path} is not a readable ONNX model ({type(exc).__name__}: "
+                            f"{str(exc)[:200]})") from None
+    _load_external_data(onnx, model, path)
+    opset = _default_opset(model)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise WiregradError(f"{path} uses ONNX opset {opset}; Wiregrad imports opsets "
+                            f"{MIN_OPSET}–{MAX_OPSET}")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception as exc:  # noqa: BLE001
+        raise WiregradError(f"ONNX shape inference failed on {path}: {str(exc)[:200]}") from None
+    graph = inferred.graph
+    initializers = {t.name: _array(onnx, t) for t in graph.initializer}
+    symbols = _SymbolNames()
+    shapes: dict[str, list[Dim]] = {}
+    for info in list(graph.input) + list(graph.value_info) + list(graph.output):
+        shape = _shape_of(info, symbols)
+        if shape is not None:
+            shapes[info.name] = shape
+    inputs = []
+    for info in graph.input:
+        if info.name in initializers:
+            continue  # old exporters list initializers as inputs too
+        if info.name not in shapes:
+            raise WiregradError(f"graph input '{info.name}' has no declared shape")
+        elem = info.type.tensor_type.elem_type
+        kind = "int" if elem in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) else "float"
+        inputs.append((info.name, shapes[info.name], kind))
+    return OnnxModel(path, graph, opset, inputs, [o.name for o in graph.output], shapes,
+                     initializers)
+
+
+def _default_opset(model) -> int:
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx"):
+            return int(imp.version)
+    raise WiregradError("the model declares no default-domain ONNX opset")
+
+
+def _load_external_data(onnx, model, path: Path) -> None:
+    """Load tensors stored beside the model, only from files inside the model's folder."""
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    folder = path.parent.resolve()
+    external = [t for t in _get_all_tensors(model) if uses_external_data(t)]
+    for tensor in external:
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        target = (folder / location).resolve()
+        if "\0" in location or os.path.isabs(location) or not target.is_relative_to(folder):
+            raise WiregradError(f"tensor '{tensor.name}' stores its data outside the model's "
+                                f"folder ({location!r}); refusing to read it")
+        if not target.is_file():
+            raise WiregradError(f"tensor '{tensor.name}': external data file {location!r} "
+                                "is missing")
+    if external:
+        try:
+            onnx.load_external_data_for_model(model, str(folder))
+        except Exception as exc:  # noqa: BLE001
+            raise WiregradError(f"cannot read the external data of {path}: "
+                                f"{str(exc)[:200]}") from None
+
+
+def _array(onnx, tensor) -> np.ndarray:
+    count = int(np.prod([int(d) for d in tensor.dims], dtype=np.float64)) if tensor.dims else 1
+    if count > MAX_TENSOR_ELEMENTS:
+        raise WiregradError(f"initializer '{tensor.name}' declares {count:,} elements "
+                            f"(more than {MAX_TENSOR_ELEMENTS:,})")
+    try:
+        array = onnx.numpy_helper.to_array(tensor)
+    except Exception as exc:  # noqa: BLE001
+        raise WiregradError(f"initializer '{tensor.name}' cannot be read: "
+                            f"{str(exc)[:200]}") from None
+    if array.size != count:
+        raise WiregradError(f"initializer '{tensor.name}' holds {array.size} values but "
+                            f"declares {count}")
+    return array
+
+
+class _SymbolNames:
+    """ONNX dim_params (``batch``, ``s0``, ``unk__3``) → Wiregrad symbols (``B``, ``T``…)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def __call__(self, param: str) -> str:
+        if param not in self.names:
+            if len(self.names) >= len(SYMBOLS):
+                raise WiregradError(f"the model has more than {len(SYMBOLS)} symbolic sizes")
+            self.names[param] = SYMBOLS[len(self.names)]
+        return self.names[param]
+
+
+def _shape_of(info, symbols: _SymbolNames) -> list[Dim] | None:
+    t = info.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    out: list[Dim] = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            if not 0 <= d.dim_value <= MAX_TENSOR_ELEMENTS:
+                raise WiregradError(f"value '{info.name}' declares a size of {d.dim_value}")
+            out.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            out.append(symbols(d.dim_param))
+        else:
+            return None
+    return out
+
+
+# ------------------------------------------------------------------ folding known values
+
+ShapeList = list  # list[Dim]: a 1-D int64 tensor whose entries may be symbols
+
+
+class Known:
+    """Values known before running: constant arrays and symbolic shape lists."""
+
+    FOLDABLE = {"Constant", "Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice",
+                "Cast", "Identity", "Mul", "Add", "Sub", "Div", "Reshape", "Range", "Equal",
+                "Less", "LessOrEqual", "Greater", "Where", "Not", "ConstantOfShape", "Sqrt",
+                "Expand", "Transpose"}
+
+    def __init__(self, model: OnnxModel) -> None:
+        self.model = model
+        self.values: dict[str, np.ndarray | ShapeList] = dict(model.initializers)
+        # a constant derived from one initializer (a transposed weight) → that initializer
+        self.origin: dict[str, str] = {}
+
+    def get(self, name: str):
+        return self.values.get(name)
+
+    def array(self, name: str) -> np.ndarray | None:
+        """A fully numeric constant (no symbols), or None."""
+        value = self.values.get(name)
+        if isinstance(value, np.ndarray):
+            return value
+        if isinstance(value, list) and all(isinstance(v, (int, np.integer)) for v in value):
+            return np.asarray(value, dtype=np.int64)
+        return None
+
+    def fold(self, node) -> bool:
+        """Fold *node* if every input is known; returns whether it did."""
+        if node.op_type not in self.FOLDABLE:
+            return False
+        if node.op_type == "Shape":
+            shape = self.model.shapes.get(node.input[0])
+            if shape is None:
+                return False
+            start, end = _attr(node, "start", 0), _attr(node, "end", None)
+            self.values[node.output[0]] = list(shape[start:end])
+            return True
+        ins = [self.values.get(i) if i else None for i in node.input]
+        if any(i and v is None for i, v in zip(node.input, ins)):
+            return False
+        try:
+            result = _FOLD[node.op_type](node, ins)
+        except (ValueError, TypeError, IndexError, KeyError, OverflowError):
+            return False
+        if result is None:
+            return False
+        self.values[node.output[0]] = result
+        sources = [self.origin.get(i, i) for i in node.input if i in self.model.initializers
+                   or i in self.origin]
+        if len(sources) == 1 and node.op_type in ("Transpose", "Identity", "Cast", "Reshape"):
+            self.origin[node.output[0]] = sources[0]
+        return True
+
+
+def _attr(node, name: str, default=None):
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _symbolic(value) -> bool:
+    return isinstance(value, list) and any(isinstance(v, str) for v in value)
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, list) else np.asarray(value).reshape(-1).tolist()
+
+
+def _constant(node, ins):
+    from onnx import numpy_helper
+
+    for a in node.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name in ("value_float", "value_int"):
+            return np.asarray(a.f if a.name == "value_float" else a.i)
+        if a.name in ("value_floats", "value_ints"):
+            return np.asarray(list(a.floats) if a.name == "value_floats" else list(a.ints))
+    return None
+
+
+def _gather(node, ins):
+    data, idx = ins
+    if _symbolic(data):
+        index = np.asarray(idx)
+        picked = [data[int(i)] for i in index.reshape(-1)]
+        return picked if index.ndim else [picked[0]]  # scalar: a 1-element list stands in
+    return np.take(np.asarray(data), np.asarray(idx), axis=_attr(node, "axis", 0))
+
+
+def _concat(node, ins):
+    if any(_symbolic(v) for v in ins):
+        return [d for v in ins for d in _as_list(v)]
+    return np.concatenate([np.asarray(v) for v in ins], axis=_attr(node, "axis", 0))
+
+
+def _unsqueeze(node, ins):
+    if _symbolic(ins[0]):
+        return list(ins[0])
+    axes = _attr(node, "axes") if len(ins) < 2 else np.asarray(ins[1]).tolist()
+    return np.expand_dims(np.asarray(ins[0]), tuple(int(a) for a in axes))
+
+
+def _squeeze(node, ins):
+    if _symbolic(ins[0]):
+        return list(ins[0])
+    axes = _attr(node, "axes") if len(ins) < 2 or ins[1] is None else np.asarray(ins[1]).tolist()
+    return np.squeeze(np.asarray(ins[0]), axis=None if axes is None else tuple(axes))
+
+
+def _slice(node, ins):
+    data = ins[0]
+    starts, ends = np.asarray(ins[1]).tolist(), np.asarray(ins[2]).tolist()
+    axes = np.asarray(ins[3]).tolist() if len(ins) > 3 and ins[3] is not None else None
+    steps = np.asarray(ins[4]).tolist() if len(ins) > 4 and ins[4] is not None else None
+    if _symbolic(data):
+        if (axes or [0]) != [0] or len(starts) != 1:
+            return None
+        step = steps[0] if steps else 1
+        return list(data[slice(max(-(2**62), starts[0]), min(2**62, ends[0]), step)])
+    arr = np.asarray(data)
+    index = [slice(None)] * arr.ndim
+    for k, (s, e) in enumerate(zip(starts, ends)):
+        axis = axes[k] if axes else k
+        index[axis] = slice(s, e, steps[k] if steps else 1)
+    return arr[tuple(index)]
+
+
+def _arith(op):
+    def fold(node, ins):
+        a, b = ins
+        if _symbolic(a) or _symbolic(b):
+            if op != "mul":
+                return None
+            la, lb = _as_list(a), _as_list(b)
+            if len(la) == 1 and la[0] == 1:
+                return lb
+            if len(lb) == 1 and lb[0] == 1:
+                return la
+            if len(la) == len(lb) == 1:
+                return [f"{la[0]}*{lb[0]}"]
+            return None
+        x, y = np.asarray(a), np.asarray(b)
+        if op == "div" and x.dtype.kind in "iu" and y.dtype.kind in "iu":
+            return x // y
+        return {"mul": np.multiply, "add": np.add, "sub": np.subtract, "div": np.divide}[op](x, y)
+
+    return fold
+
+
+def _cast(node, ins):
+    if _symbolic(ins[0]):
+        return list(ins[0])
+    from onnx import helper
+
+    to = helper.tensor_dtype_to_np_dtype(_attr(node, "to"))
+    return np.asarray(ins[0]).astype(to)
+
+
+def _numeric(fn):
+    def fold(node, ins):
+        if any(_symbolic(v) for v in ins if v is not None):
+            return None
+        return fn(node, [np.asarray(v) if v is not None else None for v in ins])
+
+    return fold
+
+
+def _constant_of_shape(node, shape: np.ndarray) -> np.ndarray:
+    value = _constant(node, []) if _attr(node, "value") is not None else np.zeros(1, np.float32)
+    return np.full(tuple(shape.astype(np.int64).tolist()), value.reshape(-1)[0],
+                   dtype=value.dtype)
+
+
+_FOLD = {
+    "Constant": _constant,
+    "Gather": _gather,
+    "Concat": _concat,
+    "Unsqueeze": _unsqueeze,
+    "Squeeze": _squeeze,
+    "Slice": _slice,
+    "Cast": _cast,
+    "Identity": lambda node, ins: ins[0],
+    "Mul": _arith("mul"),
+    "Add": _arith("add"),
+    "Sub": _arith("sub"),
+    "Div": _arith("div"),
+    "Reshape": _numeric(lambda n, i: i[0].reshape(i[1].astype(np.int64))),
+    "Range": _numeric(lambda n, i: np.arange(i[0], i[1], i[2])),
+    "Equal": _numeric(lambda n, i: np.equal(i[0], i[1])),
+    "Less": _numeric(lambda n, i: np.less(i[0], i[1])),
+    "LessOrEqual": _numeric(lambda n, i: np.less_equal(i[0], i[1])),
+    "Greater": _numeric(lambda n, i: np.greater(i[0], i[1])),
+    "Where": _numeric(lambda n, i: np.where(i[0], i[1], i[2])),
+    "Not": _numeric(lambda n, i: np.logical_not(i[0])),
+    "Sqrt": _numeric(lambda n, i: np.sqrt(i[0])),
+    "Transpose": _numeric(lambda n, i: np.transpose(i[0], _attr(n, "perm"))),
+    "Expand": _numeric(lambda n, i: np.broadcast_to(i[0], tuple(i[1].tolist())).copy()),
+    "ConstantOfShape": _numeric(lambda n, i: _constant_of_shape(n, i[0])),
+}
