@@ -191,6 +191,10 @@ class Controller(QObject):
         self.push(f"Set {node_id}.{name}",
                   edits.set_param(self.model, scope, node_id, name, value))
 
+    def set_training(self, key: str, value) -> None:
+        """One setting of the document's ``training`` block (one undo step)."""
+        self.push(f"Set training {key}", edits.set_training(self.model, key, value))
+
     def set_title(self, node_id: str, title: str) -> None:
         self.push(f"Rename {node_id}", edits.set_title(self.model, self.scope, node_id, title))
 

@@ -72,6 +72,8 @@ ACTION = st.one_of(
     st.tuples(st.just("paste"), st.integers(0, 50)),
     st.tuples(st.just("layout")),
     st.tuples(st.just("frame"), st.integers(0, 400)),
+    st.tuples(st.just("training"), st.sampled_from(["steps", "seed", "eval_every"]),
+              st.integers(0, 3)),
 )
 
 
@@ -109,6 +111,8 @@ def intent_ops(m: GraphModel, cat: Catalog, act: tuple) -> list:
         return layout.auto_layout(m, cat, None)
     if kind == "frame":
         return edits.add_frame(m, (act[1], 0, 200, 100))[1]
+    if kind == "training":
+        return edits.set_training(m, act[1], act[2])
     if not ids:
         return []
     pick = ids[act[1] % len(ids)]
@@ -147,6 +151,17 @@ def test_random_sequences_undo_and_redo_exactly_on_the_model(model, catalog, act
     for expected in states[1:]:
         history.redo()
         assert model.doc == expected
+
+
+def test_a_training_setting_on_a_document_without_the_block_undoes_exactly():
+    model = GraphModel({"nodes": [], "edges": []})
+    before = copy.deepcopy(model.doc)
+    inverse = model.apply_all(edits.set_training(model, "steps", 10))
+    assert model.doc["training"] == {"steps": 10}
+    redo = model.apply_all(inverse)
+    assert model.doc == before
+    model.apply_all(redo)
+    assert model.doc["training"] == {"steps": 10}
 
 
 def test_edges_are_addressed_by_key_not_index(model):

@@ -142,6 +142,13 @@ def set_param(model: GraphModel, scope, node_id: str, name: str, value) -> list[
     return [("set_param", scope, node_id, name, value)]
 
 
+def set_training(model: GraphModel, key: str, value) -> list[Op]:
+    """Ops setting one setting of the document's ``training`` block (steps, seed, …)."""
+    if (model.doc.get("training") or {}).get(key, MISSING) == value:
+        return []
+    return [("set_training", key, value)]
+
+
 def move(model: GraphModel, scope, new_positions: dict[str, tuple[float, float]]) -> list[Op]:
     return [("set_ui", scope, nid, "pos", [round(float(x), 1), round(float(y), 1)])
             for nid, (x, y) in new_positions.items()]

@@ -70,5 +70,12 @@ class MetaChanged:
     key: str
 
 
+@dataclass(frozen=True)
+class TrainingChanged:
+    """A setting of the document's ``training`` block (steps, eval_every, seed, dtype …)."""
+
+    key: str
+
+
 Event = (Reset | NodeAdded | NodeRemoved | EdgeAdded | EdgeRemoved | ParamChanged | UiChanged
-         | LayerChanged | ExtraChanged | MetaChanged)
+         | LayerChanged | ExtraChanged | MetaChanged | TrainingChanged)

@@ -232,6 +232,14 @@ class GraphModel:
         self._emit(ev.ExtraChanged(key))
         return ("set_extra", key, old)
 
+    def _op_set_training(self, key, value, drop_if_empty=False) -> Op:
+        created = "training" not in self.doc
+        old = self._set_key(self.doc.setdefault("training", {}), key, value)
+        if drop_if_empty and not self.doc["training"]:
+            del self.doc["training"]
+        self._emit(ev.TrainingChanged(key))
+        return ("set_training", key, old, created)
+
     def _op_set_meta(self, key, value) -> Op:
         old = self._set_key(self.doc.setdefault("meta", {}), key, value)
         self._emit(ev.MetaChanged(key))

@@ -9,6 +9,7 @@ import time
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QGridLayout,
+    QGroupBox,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from nodegraph.training.hotfields import HotFields
+from nodegraph.training.settings import TrainingSettings
 
 
 def fmt_eta(seconds: float) -> str:
@@ -92,11 +94,18 @@ class TrainingControls(QWidget):
         self.status.setWordWrap(True)
         self.status.setStyleSheet("color: #a9afb9;")
         box.addWidget(self.status)
+        self.settings = TrainingSettings()
+        self.settings.setToolTip("Saved with the graph; each edit is one undo step")
+        run_box = QGroupBox("Run settings")
+        QVBoxLayout(run_box).addWidget(self.settings)
+        box.addWidget(run_box)
         self.hot = HotFields()
         self.hot.setToolTip("The optimizer node's settings that a live run may change; an edit "
                             "is an undoable change of the graph and takes effect at the next "
                             "step of a live run")
-        box.addWidget(self.hot)
+        hot_box = QGroupBox("Optimizer (live while training)")
+        QVBoxLayout(hot_box).addWidget(self.hot)
+        box.addWidget(hot_box)
         grid = QGridLayout()
         self.checkpoint_button = QPushButton("Save checkpoint now")
         self.resume_button = QPushButton("Resume from checkpoint…")
@@ -112,6 +121,7 @@ class TrainingControls(QWidget):
         self.set_state("idle", False)
 
     def set_state(self, state: str, has_run: bool) -> None:
+        self.settings.set_editable(state == "idle")
         self.checkpoint_button.setEnabled(has_run and state in ("running", "paused", "idle"))
         self.bundle_button.setEnabled(has_run and state in ("paused", "idle"))
         self.resume_button.setEnabled(state == "idle")

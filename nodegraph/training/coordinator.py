@@ -30,6 +30,7 @@ from nodegraph.training.lock import EditLock
 from nodegraph.training.runs import RunData
 from nodegraph.training.sampling import SamplingPanel
 from nodegraph.training.session import TrainingSession
+from nodegraph.training.settings import SettingsBinder
 
 REFRESH_MS = 50  # plots and progress at 20 Hz
 INSPECT_MS = 1500
@@ -56,9 +57,9 @@ class TrainingUI(QObject):
         self.current: RunData | None = None
         self.eta = Eta()
         self.errors: list[dict] = []
+        self.settings = SettingsBinder(host.controller, self.dock_widget.controls)
         self._connect()
         self.refresh_sampling_source()
-        self.refresh_hot_fields()
         self._update_actions()
 
     # ------------------------------------------------------------------ construction
@@ -106,7 +107,6 @@ class TrainingUI(QObject):
         s.failed.connect(self.on_failed)
         s.saved.connect(self.on_saved)
         c = d.controls
-        c.hot.edited.connect(self.set_optimizer_param)
         c.hot.refused.connect(lambda text: self.host.status(text, 6000))
         c.save_checkpoint.connect(self.session.save_checkpoint)
         c.resume_checkpoint.connect(self.resume_from_checkpoint)
@@ -123,7 +123,6 @@ class TrainingUI(QObject):
         self.lock.hot_edit.connect(self.session.set_node_params)
         self.lock.changed.connect(lambda _on: self.host.inspector.schedule())
         self.controller.document_replaced.connect(self.reset_for_document)
-        self.controller.validated.connect(lambda _r: self.refresh_hot_fields())
         self.refresh_timer = QTimer(self)
         self.refresh_timer.setInterval(REFRESH_MS)
         self.refresh_timer.timeout.connect(self.refresh)
@@ -178,28 +177,6 @@ class TrainingUI(QObject):
         self.inspection.reset()
         self.sampling.reset()
         self.refresh_sampling_source()
-
-    # ------------------------------------------------------------------ hot settings
-
-    def optimizer_node(self) -> dict | None:
-        """The document's (top-level) optimizer node, or None."""
-        cat, doc = self.controller.catalog, self.controller.model.doc
-        return next((n for n in doc.get("nodes", [])
-                     if (cat.spec(n["type"], doc) or {}).get("category") == "optimizer"), None)
-
-    def refresh_hot_fields(self) -> None:
-        """The dock's hot fields show the optimizer node's params as the document holds them."""
-        node = self.optimizer_node()
-        spec = self.controller.catalog.spec(node["type"], self.controller.model.doc) \
-            if node else None
-        self.dock_widget.controls.hot.show_node(spec, node.get("params", {}) if node else {})
-
-    def set_optimizer_param(self, name: str, value) -> None:
-        """A dock field's edit: the optimizer node's param, set like the inspector sets it (one
-        undo step); a live run receives it through the edit lock, as every hot edit."""
-        node = self.optimizer_node()
-        if node is not None:
-            self.controller.set_param(node["id"], name, value, scope=None)
 
     def on_started(self, msg: dict) -> None:
         run = self.current
