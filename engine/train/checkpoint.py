@@ -8,6 +8,7 @@ an uninterrupted run's.
 
 from __future__ import annotations
 
+import copy
 import json
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +19,12 @@ from engine.base.errors import WiregradError
 from engine.base.io import CHECKPOINT_FORMAT as FORMAT
 from engine.base.io import load_weights, save_weights
 from engine.core.document import graph_hash
-
-SCHEDULE_FIELDS = ("kind", "base_lr", "warmup", "min_lr", "step_size", "gamma", "scale")
+from engine.train.checkpoint_check import (
+    SCHEDULE_FIELDS,
+    check,
+    clean_stale_temps,
+    newest_complete,
+)
 
 
 def save_checkpoint(trainer, path: Path) -> None:
@@ -52,7 +57,7 @@ def save_checkpoint(trainer, path: Path) -> None:
 def checkpoint_settings(path: str | Path) -> dict:
     """The settings a checkpoint's run was trained with (what a resumed run uses): seed, dtype,
     and — from checkpoints that record them — total ``steps`` and ``patience`` (else None)."""
-    _, meta = read_checkpoint(path)
+    _, meta = read_checkpoint(resume_path(path))
     try:
         run = json.loads(meta.get("run", "{}"))
     except ValueError:
@@ -64,8 +69,26 @@ def checkpoint_settings(path: str | Path) -> dict:
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
         return value if ok else None
 
-    return {"seed": int(meta.get("seed", "0")), "dtype": meta.get("dtype", "float32"),
+    try:
+        seed = int(meta.get("seed", "0"))
+    except ValueError:
+        raise WiregradError(f"{path}: checkpoint field 'seed' is not an integer",
+                            field="seed") from None
+    return {"seed": seed, "dtype": meta.get("dtype", "float32"),
             "steps": count("steps", 1), "patience": count("patience", 0)}
+
+
+def resume_path(path: str | Path) -> Path:
+    """The checkpoint to resume from: *path*, or for a run folder or its ``last.safetensors``
+    the newest complete checkpoint there."""
+    def step_of(candidate: Path) -> int:
+        meta = read_checkpoint(candidate)[1]
+        try:
+            return int(meta["step"])
+        except (KeyError, ValueError):
+            raise WiregradError(f"{candidate}: no step") from None
+
+    return newest_complete(Path(path), step_of)
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -76,35 +99,47 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
 
 
 def restore(trainer, path: str | Path) -> None:
-    """Load a checkpoint into *trainer* so that training continues exactly."""
+    """Load a checkpoint into *trainer* so that training continues exactly.
+
+    The whole checkpoint is validated first (:func:`engine.train.checkpoint_check.check`):
+    a missing or garbled field, or a tensor of the wrong shape, changes nothing."""
+    path = resume_path(path)
     tensors, meta = read_checkpoint(path)
-    if meta["graph_hash"] != graph_hash(trainer.doc):
+    saved = check(path, tensors, meta, trainer)
+    if saved.graph_hash != graph_hash(trainer.doc):
         raise WiregradError(f"{path} was written for a different graph (hash "
-                            f"{meta['graph_hash']}, this graph {graph_hash(trainer.doc)})")
-    if meta.get("dtype", trainer.dtype) != trainer.dtype:
-        raise WiregradError(f"{path} holds a {meta['dtype']} run but this run is "
-                            f"{trainer.dtype}; resume with --dtype {meta['dtype']}")
-    params = {k[6:]: v for k, v in tensors.items() if k.startswith("param/")}
-    trainer.load_weights({**params, **{k[6:]: v for k, v in tensors.items()
-                                       if k.startswith("state/")}})
-    trainer.optimizer.state = {k[6:]: np.array(v, dtype=trainer.executor.dtype)
-                               for k, v in tensors.items() if k.startswith("optim/")}
-    opt = json.loads(meta["optimizer"])
-    trainer.optimizer.step_count = int(opt["step_count"])
-    trainer.optimizer.weight_decay = float(opt["weight_decay"])
-    trainer.schedule.scale = float(meta["schedule_scale"])
-    for key, value in json.loads(meta.get("schedule", "{}")).items():
-        if key in SCHEDULE_FIELDS:  # a hot edit may have replaced the curve (not its total)
-            setattr(trainer.schedule, key, value)
-    trainer.clip_norm = float(meta["clip_norm"])
-    trainer.step = int(meta["step"])
-    trainer.best = json.loads(meta["best"])
-    trainer._since_best = int(meta.get("since_best", "0"))
-    trainer.seed = int(meta.get("seed", trainer.seed))  # dropout masks follow (seed, step)
-    trainer._wall_offset = float(meta.get("wall", "0"))
-    for node, state in json.loads(meta["batchers"]).items():
+                            f"{saved.graph_hash}, this graph {graph_hash(trainer.doc)})")
+    if saved.dtype != trainer.dtype:
+        raise WiregradError(f"{path} holds a {saved.dtype} run but this run is "
+                            f"{trainer.dtype}; resume with --dtype {saved.dtype}")
+    for node, state in saved.batchers.items():  # tried on copies: nothing changes on failure
         if node in trainer.batchers:
-            trainer.batchers[node].set_state(state)
+            _set_batcher(copy.copy(trainer.batchers[node]), state, path, node)
+    trainer.load_weights({**saved.params, **saved.state})
+    trainer.optimizer.state = {k: np.array(v, dtype=trainer.executor.dtype)
+                               for k, v in saved.slots.items()}
+    trainer.optimizer.step_count = int(saved.optimizer["step_count"])
+    trainer.optimizer.weight_decay = float(saved.optimizer["weight_decay"])
+    trainer.schedule.scale = saved.schedule_scale
+    for key, value in saved.schedule.items():  # a hot edit may have replaced the curve
+        setattr(trainer.schedule, key, value)
+    trainer.clip_norm = saved.clip_norm
+    trainer.step = saved.step
+    trainer.best = saved.best
+    trainer._since_best = saved.since_best
+    trainer.seed = saved.seed  # dropout masks follow (seed, step)
+    trainer._wall_offset = saved.wall
+    for node, state in saved.batchers.items():
+        if node in trainer.batchers:
+            _set_batcher(trainer.batchers[node], state, path, node)
+
+
+def _set_batcher(batcher, state: dict, path: Path, node: str) -> None:
+    try:
+        batcher.set_state(state)
+    except (KeyError, TypeError, ValueError, WiregradError) as exc:
+        raise WiregradError(f"{path}: checkpoint field 'batchers.{node}' is malformed ({exc})",
+                            field="batchers") from None
 
 
 class CheckpointManager:
@@ -113,6 +148,7 @@ class CheckpointManager:
     def __init__(self, folder: str | Path, keep_last: int = 3) -> None:
         self.folder = Path(folder)
         self.keep_last = keep_last
+        self.cleaned = clean_stale_temps(self.folder)  # left by a write a crash interrupted
 
     def path_for(self, step: int) -> Path:
         return self.folder / f"step-{step:07d}.safetensors"
