@@ -202,3 +202,13 @@ def test_every_command_including_the_long_ones_runs_verbatim(tmp_path):
     lines = [x for x in command_lines() if x.text not in EXCLUDED]
     ran = _run_lines(lines, tmp_path, SLOW_TIMEOUT)
     assert set(SLOW) - {"cd gpt_project"} <= set(ran)
+
+
+def test_ci_runs_the_readme_test_command_verbatim_with_ci_true():
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    match = re.search(r"^TEST_CMD='(.*)'$", script, re.M)
+    assert match, ".ci/run must define TEST_CMD"
+    readme = [x.text for x in command_lines() if x.document == "README.md"]
+    assert match.group(1) in readme and match.group(1) in EXCLUDED
+    assert 'bash -c "$TEST_CMD"' in script
+    assert re.search(r"^export CI=true$", script, re.M)
