@@ -1,8 +1,10 @@
 """File ▸ Export ▸ ONNX… and PyTorch Project…: options, a file or folder chooser, and the
 engine's error message when a graph cannot be exported (docs/export.md).
 
-The menu calls ``export_onnx_dialog(win, doc, path)`` / ``export_torch_dialog(win, doc, path)``
-with the open document and the path it was loaded from (None for an unsaved graph).
+The menu calls ``export_onnx_dialog(win, doc, path, run)`` / ``export_torch_dialog(…)`` with
+the open document, the file or preset it was loaded from (None for an unsaved graph; the
+document's own weights are found from it, as the CLI finds them) and the last run's weights
+``(path, label)`` when there was a run.
 """
 
 from __future__ import annotations
@@ -28,18 +30,23 @@ from engine.api import errors
 
 OWN_WEIGHTS = "The graph's own weights (else a fresh initialisation)"
 CHOOSE_WEIGHTS = "Choose a weights or checkpoint file…"
+RUN_WEIGHTS = "The last run's weights"
 
 
 class ExportOptions(QDialog):
     """Weights to export (and the ONNX opset)."""
 
-    def __init__(self, parent, title: str, onnx: bool) -> None:
+    def __init__(self, parent, title: str, onnx: bool,
+                 run: tuple[str, str] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(title)
         self.weights_path: str | None = None
+        self.run = run
         form = QFormLayout(self)
         self.weights = QComboBox()
         self.weights.addItems([OWN_WEIGHTS, CHOOSE_WEIGHTS])
+        if run is not None:
+            self.weights.addItem(f"{RUN_WEIGHTS} ({run[1]})")
         self.weights.activated.connect(self._choose)
         form.addRow("Weights", self.weights)
         self.weights_label = QLabel("")
@@ -58,6 +65,10 @@ class ExportOptions(QDialog):
         form.addRow(buttons)
 
     def _choose(self, index: int) -> None:
+        if index == 2 and self.run is not None:
+            self.weights_path = self.run[0]
+            self.weights_label.setText(Path(self.run[0]).name)
+            return
         if index != 1:
             self.weights_path = None
             self.weights_label.setText("")
@@ -71,9 +82,10 @@ class ExportOptions(QDialog):
             self.weights.setCurrentIndex(0)
 
 
-def ask_options(parent, title: str, onnx: bool) -> dict | None:
+def ask_options(parent, title: str, onnx: bool,
+                run: tuple[str, str] | None = None) -> dict | None:
     """``{"weights": path | None, "opset": int}``, or None when cancelled."""
-    dialog = ExportOptions(parent, title, onnx)
+    dialog = ExportOptions(parent, title, onnx, run)
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
     return {"weights": dialog.weights_path, "opset": dialog.opset.value()}
@@ -120,9 +132,10 @@ def _run(parent, title: str, job) -> dict | None:
             QApplication.restoreOverrideCursor()
 
 
-def export_onnx_dialog(parent, doc: dict, doc_path) -> dict | None:
+def export_onnx_dialog(parent, doc: dict, doc_path,
+                       run: tuple[str, str] | None = None) -> dict | None:
     """Ask for options and a file, export, report. Returns the export summary or None."""
-    options = ask_options(parent, "Export ONNX", onnx=True)
+    options = ask_options(parent, "Export ONNX", True, run)
     if options is None:
         return None
     out = ask_onnx_path(parent, str(Path(_start_folder(doc_path)) / f"{_stem(doc, doc_path)}"
@@ -140,9 +153,10 @@ def export_onnx_dialog(parent, doc: dict, doc_path) -> dict | None:
     return result
 
 
-def export_torch_dialog(parent, doc: dict, doc_path) -> dict | None:
+def export_torch_dialog(parent, doc: dict, doc_path,
+                        run: tuple[str, str] | None = None) -> dict | None:
     """Ask for options and a folder, write the PyTorch project, report."""
-    options = ask_options(parent, "Export PyTorch project", onnx=False)
+    options = ask_options(parent, "Export PyTorch project", False, run)
     if options is None:
         return None
     folder = ask_folder(parent, _start_folder(doc_path))

@@ -67,6 +67,15 @@ class FileMixin:
             return Path(self.path).name
         return self.controller.model.doc.get("meta", {}).get("name") or "untitled"
 
+    def document_source(self) -> str | None:
+        """The document's file, or the preset it was opened from as a template (where its
+        own weights are found: sampling, export, predictions)."""
+        path = self.path
+        if path is None and self.template:
+            name = self.controller.model.doc.get("meta", {}).get("name")
+            path = next((p["path"] for p in api.list_presets() if p["title"] == name), None)
+        return str(path) if path else None
+
     def is_dirty(self) -> bool:
         return not self.controller.stack.isClean()
 

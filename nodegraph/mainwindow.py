@@ -115,7 +115,7 @@ class MainWindow(FileMixin, QMainWindow):
         self.training = TrainingUI(TrainingHost(
             window=self, controller=self.controller, scene=self.scene, inspector=self.inspector,
             status=lambda text, ms=0: self.statusBar().showMessage(text, ms),
-            path=lambda: self.path, template=lambda: self.template,
+            path=lambda: self.path, source=self.document_source,
             focus_node=self.edit.focus_node, autosave=self.autosave_now,
             undo_actions=lambda: {k: self.actions_by_name[k] for k in ("undo", "redo")}))
         training, sampling, debugger = self.training.docks

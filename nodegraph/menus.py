@@ -49,11 +49,13 @@ def build_menus(win) -> dict:
     export = m.addMenu("&Export")
     export.addAction(_action(win, a, "export", "Canvas as &Image (PNG / SVG)…",
                              win.action_export, "Ctrl+E"))
+    # the document's own weights are found beside its file or the preset it came from
     export.addAction(_action(win, a, "export_onnx", "&ONNX…", lambda _=False: export_onnx_dialog(
-        win, win.controller.model.doc, win.path)))
+        win, win.controller.model.doc, win.document_source(), win.training.run_weights())))
     export.addAction(_action(win, a, "export_torch", "&PyTorch Project…",
                              lambda _=False: export_torch_dialog(
-                                 win, win.controller.model.doc, win.path)))
+                                 win, win.controller.model.doc, win.document_source(),
+                                 win.training.run_weights())))
     m.addSeparator()
     m.addAction(_action(win, a, "quit", "&Quit", win.close, K.Quit))
 

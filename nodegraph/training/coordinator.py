@@ -178,6 +178,13 @@ class TrainingUI(QObject):
         self.sampling.reset()
         self.refresh_sampling_source()
 
+    def run_weights(self) -> tuple[str, str] | None:
+        """(path, label) of the weights the last run wrote (at its end), or None."""
+        for run in reversed(self.runs):
+            if run.weights:
+                return run.weights, f"{run.name} · step {run.step}"
+        return None
+
     def on_started(self, msg: dict) -> None:
         run = self.current
         if run is None:

@@ -32,7 +32,7 @@ class TrainingHost:
     inspector: Inspector
     status: Callable[..., None]  # (text, milliseconds=0): a status-bar message
     path: Callable[[], Path | None]  # the document's file (None: unsaved or a template)
-    template: Callable[[], bool]  # opened from a preset (Save asks for a path)
+    source: Callable[[], str | None]  # the file, or the preset a template came from
     focus_node: Callable[[str], None]
     autosave: Callable[[], object]
     undo_actions: Callable[[], dict]  # {"undo": QAction, "redo": QAction}
@@ -44,11 +44,7 @@ class TrainingHost:
 
     def document_path(self) -> str | None:
         """The document's file, or the preset it was opened from."""
-        path = self.path()
-        if path is None and self.template():
-            name = self.controller.model.doc.get("meta", {}).get("name")
-            path = next((p["path"] for p in api.list_presets() if p["title"] == name), None)
-        return str(path) if path else None
+        return self.source()
 
     def snapshot(self) -> dict:
         """The document as the engine takes it (the document's own layers embedded)."""
