@@ -6,8 +6,9 @@ import numpy as np
 
 from engine.core import registry
 from engine.core.compile import compile_document
-from engine.core.gradcheck import example_feeds, gradcheck_document
+from engine.core.gradcheck import gradcheck_document
 from engine.core.run import Executor, init_weights
+from engine.data.examples import example_feeds
 from tests.helpers import doc_of, e, input_mlp, n
 
 
