@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.base.argtypes import count, non_negative, positive_int, probability
+from engine.base.argtypes import count, non_negative, positive_int, probability, seed
 from engine.base.errors import GraphError, WiregradError
 
 SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -265,14 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gradcheck", help="compare backprop with float64 finite differences")
     p.add_argument("graph", help="document path or preset name")
     p.add_argument("--node", help="check only this node id")
-    p.add_argument("--seed", type=int, default=0, help="seed for data and coordinates")
+    p.add_argument("--seed", type=seed, default=0, help="seed for data and coordinates")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("train", help="train a graph (progress bar, metrics, checkpoints)")
     p.add_argument("graph", help="document path or preset name")
     p.add_argument("--steps", type=positive_int, help="total steps; default: the document's "
                    "training.steps, or a resumed run's own total")
-    p.add_argument("--seed", type=int, help="seed (default: the document's training.seed, or "
+    p.add_argument("--seed", type=seed, help="seed (default: the document's training.seed, or "
                    "a resumed run's own)")
     p.add_argument("--out", help="folder for checkpoints and weights, created if needed "
                    "(default: a new run folder under the Wiregrad data folder; with --resume, "
@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=count, default=0, help="keep only the k likeliest (0: all)")
     p.add_argument("--top-p", type=probability, default=1.0, help="nucleus: smallest set with this "
                    "total probability")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=seed, default=0, help="random seed")
     p.add_argument("--no-echo", action="store_true", help="print only the continuation")
     p.add_argument("--verbose", action="store_true", help="say how the model is decoded (KV "
                    "cache, recurrent state or window recomputation) on stderr")

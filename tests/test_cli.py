@@ -162,6 +162,9 @@ def test_edge_shape_labels_in_validate_api():
     (["sample", "char_gpt", "--top-p", "1.5"], "must be a number in (0, 1]"),
     (["sample", "char_gpt", "--top-k", "-2"], "must be an integer ≥ 0"),
     (["bench", "--threads", "0"], "argument --threads: must be an integer ≥ 1"),
+    (["gradcheck", "spiral_mlp", "--seed", "-1"], "argument --seed: must be an integer from 0"),
+    (["sample", "char_gpt", "--seed", "-1"], "argument --seed: must be an integer from 0"),
+    (["train", "spiral_mlp", "--seed", str(2**32)], "argument --seed: must be an integer from 0"),
 ])
 def test_bad_option_values_exit_2_with_a_message(capsys, argv, needle):
     code, out, err = run(capsys, *argv)

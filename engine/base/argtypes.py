@@ -53,7 +53,18 @@ def probability(text: str) -> float:
     return value
 
 
+def seed(text: str) -> int:
+    """A random seed: an integer from 0 to 2**32 - 1 (what numpy's generators accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {text!r}")
+    return value
+
+
 positive_int = int_at_least(1)
 count = int_at_least(0)
 
-__all__ = ["int_at_least", "non_negative", "probability", "positive_int", "count"]
+__all__ = ["int_at_least", "non_negative", "probability", "seed", "positive_int", "count"]
