@@ -21,57 +21,60 @@ def _rand(rng, *shape):
 def test_rnn_kernels_equal_their_numpy_twins(act):
     rng = np.random.default_rng(0)
     b, t, h = 3, 5, 4
-    xp, wh, h0 = _rand(rng, b, t, h), _rand(rng, h, h), _rand(rng, b, h)
-    whT = np.ascontiguousarray(wh.T)
-    ours, twin = np.empty((b, t, h)), np.empty((b, t, h))
-    k.rnn_fwd(xp, whT, h0, act, ours)
-    k.rnn_fwd_np(xp, whT, h0, act, twin)
+    xp, wh, h0 = _rand(rng, t, h, b), _rand(rng, h, h), _rand(rng, h, b)
+    ours, twin = np.empty((t, h, b)), np.empty((t, h, b))
+    k.rnn_fwd(xp, wh, h0, act, ours)
+    k.rnn_fwd_np(xp, wh, h0, act, twin)
     np.testing.assert_allclose(ours, twin, rtol=1e-12, atol=1e-14)
-    dhs, dh = _rand(rng, b, t, h), _rand(rng, b, h)
+    dhs, dh = _rand(rng, t, h, b), _rand(rng, h, b)
+    whT = np.ascontiguousarray(wh.T)
     da1, da2 = np.empty_like(ours), np.empty_like(ours)
-    np.testing.assert_allclose(k.rnn_bwd(dhs, dh, ours, wh, act, da1),
-                               k.rnn_bwd_np(dhs, dh, twin, wh, act, da2), rtol=1e-12)
+    np.testing.assert_allclose(k.rnn_bwd(dhs, dh, ours, whT, act, da1),
+                               k.rnn_bwd_np(dhs, dh, twin, whT, act, da2), rtol=1e-12)
     np.testing.assert_allclose(da1, da2, rtol=1e-12, atol=1e-14)
 
 
-def test_lstm_kernels_equal_their_numpy_twins():
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lstm_kernels_equal_their_numpy_twins(dtype):
     rng = np.random.default_rng(1)
     b, t, h = 2, 6, 3
-    xp, wh, h0, c0 = _rand(rng, b, t, 4 * h), _rand(rng, 4 * h, h), _rand(rng, b, h), \
-        _rand(rng, b, h)
-    whT = np.ascontiguousarray(wh.T)
-    outs = [[np.empty((b, t, h)), np.empty((b, t, h)), np.empty((b, t, 4 * h))]
-            for _ in range(2)]
-    k.lstm_fwd(xp, whT, h0, c0, *outs[0])
-    k.lstm_fwd_np(xp, whT, h0, c0, *outs[1])
+    xp, wh, h0, c0 = (_rand(rng, t, 4 * h, b).astype(dtype), _rand(rng, 4 * h, h).astype(dtype),
+                      _rand(rng, h, b).astype(dtype), _rand(rng, h, b).astype(dtype))
+    outs = [[np.empty((t, h, b), dtype), np.empty((t, h, b), dtype),
+             np.empty((t, 4 * h, b), dtype)] for _ in range(2)]
+    k.lstm_fwd(xp, wh, h0, c0, *outs[0])
+    k.lstm_fwd_np(xp, wh, h0, c0, *outs[1])
+    tol = 1e-12 if dtype == np.float64 else 1e-5
     for a, c in zip(*outs):
-        np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(a, c, rtol=tol, atol=tol)
     hs, cs, gates = outs[0]
-    dhs, dh, dc = _rand(rng, b, t, h), _rand(rng, b, h), _rand(rng, b, h)
+    dhs, dh, dc = (_rand(rng, t, h, b).astype(dtype), _rand(rng, h, b).astype(dtype),
+                   _rand(rng, h, b).astype(dtype))
+    whT = np.ascontiguousarray(wh.T)
     da1, da2 = np.empty_like(gates), np.empty_like(gates)
-    got = k.lstm_bwd(dhs, dh, dc, gates, cs, c0, wh, da1)
-    want = k.lstm_bwd_np(dhs, dh, dc, gates, cs, c0, wh, da2)
+    got = k.lstm_bwd(dhs, dh, dc, gates, cs, c0, whT, da1)
+    want = k.lstm_bwd_np(dhs, dh, dc, gates, cs, c0, whT, da2)
     for a, c in zip(got + (da1,), want + (da2,)):
-        np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(a, c, rtol=tol, atol=tol)
 
 
 def test_gru_kernels_equal_their_numpy_twins():
     rng = np.random.default_rng(2)
     b, t, h = 2, 5, 4
-    xp, wh, bh, h0 = _rand(rng, b, t, 3 * h), _rand(rng, 3 * h, h), _rand(rng, 3 * h), \
-        _rand(rng, b, h)
-    whT = np.ascontiguousarray(wh.T)
-    outs = [[np.empty((b, t, h)), np.empty((b, t, 3 * h)), np.empty((b, t, h))]
+    xp, wh, bh, h0 = _rand(rng, t, 3 * h, b), _rand(rng, 3 * h, h), _rand(rng, 3 * h), \
+        _rand(rng, h, b)
+    outs = [[np.empty((t, h, b)), np.empty((t, 3 * h, b)), np.empty((t, h, b))]
             for _ in range(2)]
-    k.gru_fwd(xp, whT, bh, h0, *outs[0])
-    k.gru_fwd_np(xp, whT, bh, h0, *outs[1])
+    k.gru_fwd(xp, wh, bh, h0, *outs[0])
+    k.gru_fwd_np(xp, wh, bh, h0, *outs[1])
     for a, c in zip(*outs):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)
     hs, gates, hn = outs[0]
-    dhs, dh = _rand(rng, b, t, h), _rand(rng, b, h)
+    dhs, dh = _rand(rng, t, h, b), _rand(rng, h, b)
+    whT = np.ascontiguousarray(wh.T)
     grads = [(np.empty_like(gates), np.empty_like(gates)) for _ in range(2)]
-    got = k.gru_bwd(dhs, dh, gates, hn, hs, h0, wh, *grads[0])
-    want = k.gru_bwd_np(dhs, dh, gates, hn, hs, h0, wh, *grads[1])
+    got = k.gru_bwd(dhs, dh, gates, hn, hs, h0, whT, *grads[0])
+    want = k.gru_bwd_np(dhs, dh, gates, hn, hs, h0, whT, *grads[1])
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
     for a, c in zip(grads[0], grads[1]):
         np.testing.assert_allclose(a, c, rtol=1e-12, atol=1e-14)
@@ -79,11 +82,12 @@ def test_gru_kernels_equal_their_numpy_twins():
 
 def test_extreme_inputs_stay_finite():
     b, t, h = 2, 4, 3
-    xp = np.full((b, t, 4 * h), 1e3)
-    xp[0] = -1e3
-    hs, cs, gates = np.empty((b, t, h)), np.empty((b, t, h)), np.empty((b, t, 4 * h))
-    k.lstm_fwd(xp, np.zeros((h, 4 * h)), np.zeros((b, h)), np.zeros((b, h)), hs, cs, gates)
+    xp = np.full((t, 4 * h, b), 1e3)
+    xp[:, :, 0] = -1e3
+    hs, cs, gates = np.empty((t, h, b)), np.empty((t, h, b)), np.empty((t, 4 * h, b))
+    k.lstm_fwd(xp, np.zeros((4 * h, h)), np.zeros((h, b)), np.zeros((h, b)), hs, cs, gates)
     assert np.isfinite(hs).all() and np.isfinite(cs).all()
+    assert np.abs(gates).max() <= 1.0
 
 
 def _layer_doc(kind: str, layers: int, features: int, hidden: int, **extra) -> dict:

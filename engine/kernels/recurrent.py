@@ -1,15 +1,19 @@
 """Recurrent cells over time: Elman RNN, LSTM and GRU, forward and backward through time.
 
 The input projection of every step (``xp = x W_ihᵀ + b``, one BLAS product over all B·T rows)
-and the weight gradients (``dW = daᵀ · rows``, one product each) are computed by the op outside
-these kernels; the kernels run only the time loop, whose one matrix product per step (the
-recurrent ``h W_hhᵀ``, or ``da W_hh`` backward) goes to BLAS through ``np.dot``. Gate layouts are
-PyTorch's: LSTM ``(i, f, g, o)``, GRU ``(r, z, n)``. Arrays are C-contiguous; ``whT`` is
-``W_hhᵀ`` ``(H, G·H)`` and ``wh`` is ``W_hh`` ``(G·H, H)``. Each kernel has a numpy twin
-(``*_np``) computing the same thing step by step, which the tests compare.
+and the weight gradients (one product each) are computed by the op outside these kernels; the
+kernels run the time loop. Its one matrix product per step goes to BLAS through ``np.dot`` in
+*unit-major* layout: states are kept transposed, ``(H, B)``, so the product is
+``W_hh (G·H, H) @ hᵀ (H, B)`` — a tall-skinny GEMM that OpenBLAS runs about 1.5× faster than
+the batch-major ``h (B, H) @ W_hhᵀ`` at B = 16 — and every elementwise pass runs over
+contiguous batch rows (vectorised; σ and tanh go through a libm-free ``e^y``, a few ns
+instead of ~40 ns per value).
 
-Shapes: x projection ``xp`` (B, T, G·H); states ``hs`` / ``cs`` (B, T, H); initial states
-``h0`` / ``c0`` (B, H); saved activated gates (B, T, G·H).
+Gate layouts are PyTorch's: LSTM ``(i, f, g, o)``, GRU ``(r, z, n)``. Shapes (all C-contiguous):
+input projections ``xpT`` (T, G·H, B); states ``hsT`` / ``csT`` (T, H, B); initial states
+``h0T`` / ``c0T`` (H, B); saved activated gates ``gatesT`` (T, G·H, B); ``wh`` is W_hh
+(G·H, H) and ``whT`` its transpose (H, G·H). Each kernel has a numpy twin (``*_np``) doing the
+same steps with numpy, which the tests compare.
 """
 
 from __future__ import annotations
@@ -18,123 +22,180 @@ import numpy as np
 from numba import njit
 
 RELU, TANH = 0, 1
+EXP_FLOOR = 36.0  # e^-36 < 3e-16: beyond it the exponential counts as 0
+# Reassociation and contraction let LLVM vectorise the passes (no nnan/ninf: the saturation
+# below relies on exact comparisons).
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": _FAST}
 
 
-@njit(cache=True, nogil=True, inline="always")
+LN2_HI = 0.6931471803691238  # ln 2 = HI + LO, HI with 20 trailing zero bits (k·HI exact)
+LN2_LO = 1.9082149292705877e-10
+INV_LN2 = 1.4426950408889634
+
+
+@njit(inline="always", **_JIT)
+def _exp_neg(y):
+    """e^y for y in [-36, 0] to ~1 ulp without libm: y = r − k·ln 2 (|r| ≤ ln2/2), a degree-12
+    Taylor polynomial in r, times 2^-k written out bit by bit (a loop or a pow blocks SIMD).
+    (The squaring form of :func:`engine.kernels.elementwise._exp_nonpos` amplifies rounding
+    256×, which float64 central differences would see as noise.)"""
+    k = np.floor(y * -INV_LN2 + 0.5)  # 0 … 52
+    r = y + k * LN2_HI + k * LN2_LO
+    p = 1.0 + r * (1.0 + r * (1.0 / 2 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
+        1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
+            1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600))))))))))))
+    scale = 1.0
+    if k >= 32.0:
+        k -= 32.0
+        scale *= 2.0 ** -32
+    if k >= 16.0:
+        k -= 16.0
+        scale *= 2.0 ** -16
+    if k >= 8.0:
+        k -= 8.0
+        scale *= 2.0 ** -8
+    if k >= 4.0:
+        k -= 4.0
+        scale *= 2.0 ** -4
+    if k >= 2.0:
+        k -= 2.0
+        scale *= 0.25
+    if k >= 1.0:
+        scale *= 0.5
+    return p * scale
+
+
+@njit(inline="always", **_JIT)
 def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # stable for any |x|
+    """σ(x) in float64 through the libm-free e^{-|x|} (vectorisable; error ~1 ulp)."""
+    a = abs(x)
+    e = _exp_neg(-min(a, EXP_FLOOR)) if a < EXP_FLOOR else 0.0
+    s = 1.0 / (1.0 + e)
+    return s if x >= 0.0 else e * s
+
+
+@njit(inline="always", **_JIT)
+def _tanh(x):
+    """tanh(x) = sign(x)·(1 − e^{−2|x|}) / (1 + e^{−2|x|}), libm-free like :func:`_sigmoid`."""
+    a = 2.0 * abs(x)
+    e = _exp_neg(-min(a, EXP_FLOOR)) if a < EXP_FLOOR else 0.0
+    t = (1.0 - e) / (1.0 + e)
+    return t if x >= 0.0 else -t
+
+
+@njit(**_JIT)
+def _activate(z, out, lo, hi, kind):
+    # out[r, :] = act(z[r, :]) for rows lo…hi-1; kind 0 σ, 1 tanh, 2 relu
+    for r in range(lo, hi):
+        for b in range(z.shape[1]):
+            v = z[r, b]
+            if kind == 0:
+                out[r, b] = _sigmoid(v)
+            elif kind == 1:
+                out[r, b] = _tanh(v)
+            else:
+                out[r, b] = v if v > 0.0 else 0.0
 
 
 # ---------------------------------------------------------------- Elman RNN
 
 
-@njit(cache=True, nogil=True)
-def rnn_fwd(xp, whT, h0, act, hs):
-    # h_t = act(xp_t + h_{t-1} W_hhᵀ);  xp (B,T,H) holds both biases
-    b_n, t_n, h_n = xp.shape
-    h = h0.copy()
+@njit(**_JIT)
+def rnn_fwd(xpT, wh, h0T, act, hsT):
+    # h_t = act(xp_t + W_hh h_{t-1});  xpT (T, H, B) holds both biases
+    t_n, n, b_n = xpT.shape
+    a = np.empty((n, b_n), xpT.dtype)
     for t in range(t_n):
-        a = np.dot(h, whT)  # (B, H)
-        for b in range(b_n):
-            for j in range(h_n):
-                v = xp[b, t, j] + a[b, j]
-                if act == TANH:
-                    v = np.tanh(v)
-                elif v < 0.0:
-                    v = 0.0
-                h[b, j] = v
-                hs[b, t, j] = v
+        np.dot(wh, h0T if t == 0 else hsT[t - 1], a)
+        a += xpT[t]
+        _activate(a, hsT[t], 0, n, 1 if act == TANH else 2)
 
 
-@njit(cache=True, nogil=True)
-def rnn_bwd(dhs, dh_last, hs, wh, act, da):
-    # da (B,T,H): gradient of each step's pre-activation; returns dh0 (B,H)
-    b_n, t_n, h_n = hs.shape
-    dh = dh_last.copy()
+@njit(**_JIT)
+def rnn_bwd(dhsT, dh_lastT, hsT, whT, act, daT):
+    # daT (T, H, B): gradient of each step's pre-activation; returns dh0T (H, B)
+    t_n, n, b_n = hsT.shape
+    dh = dh_lastT.copy()
     for t in range(t_n - 1, -1, -1):
-        for b in range(b_n):
-            for j in range(h_n):
-                g = dh[b, j] + dhs[b, t, j]
-                y = hs[b, t, j]
+        for j in range(n):
+            for b in range(b_n):
+                g = dh[j, b] + dhsT[t, j, b]
+                y = hsT[t, j, b]
                 if act == TANH:
-                    g *= 1.0 - y * y
-                elif y <= 0.0:
-                    g = 0.0
-                da[b, t, j] = g
-        dh = np.dot(np.ascontiguousarray(da[:, t, :]), wh)
+                    daT[t, j, b] = g * (1.0 - y * y)
+                else:
+                    daT[t, j, b] = g if y > 0.0 else 0.0
+        np.dot(whT, daT[t], dh)
     return dh
 
 
-def rnn_fwd_np(xp, whT, h0, act, hs):
-    h = h0.copy()
-    for t in range(xp.shape[1]):
-        v = xp[:, t] + h @ whT
-        h = np.tanh(v) if act == TANH else np.maximum(v, 0.0)
-        hs[:, t] = h
+def rnn_fwd_np(xpT, wh, h0T, act, hsT):
+    h = h0T
+    for t in range(xpT.shape[0]):
+        v = xpT[t] + wh @ h
+        h = hsT[t] = np.tanh(v) if act == TANH else np.maximum(v, 0.0)
 
 
-def rnn_bwd_np(dhs, dh_last, hs, wh, act, da):
-    dh = dh_last.copy()
-    for t in range(hs.shape[1] - 1, -1, -1):
-        g = dh + dhs[:, t]
-        y = hs[:, t]
-        da[:, t] = g * (1.0 - y * y) if act == TANH else g * (y > 0.0)
-        dh = da[:, t] @ wh
+def rnn_bwd_np(dhsT, dh_lastT, hsT, whT, act, daT):
+    dh = dh_lastT.copy()
+    for t in range(hsT.shape[0] - 1, -1, -1):
+        g = dh + dhsT[t]
+        y = hsT[t]
+        daT[t] = g * (1.0 - y * y) if act == TANH else g * (y > 0.0)
+        dh = whT @ daT[t]
     return dh
 
 
 # ---------------------------------------------------------------- LSTM
 
 
-@njit(cache=True, nogil=True)
-def lstm_fwd(xp, whT, h0, c0, hs, cs, gates):
+@njit(**_JIT)
+def lstm_fwd(xpT, wh, h0T, c0T, hsT, csT, gatesT):
     # i, f, o = σ(·), g = tanh(·);  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
-    b_n, t_n, g4 = xp.shape
+    t_n, g4, b_n = xpT.shape
     n = g4 // 4
-    h = h0.copy()
-    c = c0.copy()
+    a = np.empty((g4, b_n), xpT.dtype)
     for t in range(t_n):
-        a = np.dot(h, whT)  # (B, 4H)
-        for b in range(b_n):
-            for j in range(n):
-                i = _sigmoid(xp[b, t, j] + a[b, j])
-                f = _sigmoid(xp[b, t, n + j] + a[b, n + j])
-                g = np.tanh(xp[b, t, 2 * n + j] + a[b, 2 * n + j])
-                o = _sigmoid(xp[b, t, 3 * n + j] + a[b, 3 * n + j])
-                cn = f * c[b, j] + i * g
-                c[b, j] = cn
-                h[b, j] = o * np.tanh(cn)
-                hs[b, t, j] = h[b, j]
-                cs[b, t, j] = cn
-                gates[b, t, j] = i
-                gates[b, t, n + j] = f
-                gates[b, t, 2 * n + j] = g
-                gates[b, t, 3 * n + j] = o
+        np.dot(wh, h0T if t == 0 else hsT[t - 1], a)
+        a += xpT[t]
+        gates = gatesT[t]
+        _activate(a, gates, 0, 2 * n, 0)
+        _activate(a, gates, 2 * n, 3 * n, 1)
+        _activate(a, gates, 3 * n, g4, 0)
+        c_prev = c0T if t == 0 else csT[t - 1]
+        for j in range(n):
+            for b in range(b_n):
+                c = gates[n + j, b] * c_prev[j, b] + gates[j, b] * gates[2 * n + j, b]
+                csT[t, j, b] = c
+                hsT[t, j, b] = gates[3 * n + j, b] * _tanh(c)
 
 
-@njit(cache=True, nogil=True)
-def lstm_bwd(dhs, dh_last, dc_last, gates, cs, c0, wh, da):
-    # da (B,T,4H): gradient of the gate pre-activations; returns (dh0, dc0)
-    b_n, t_n, n = cs.shape
-    dh = dh_last.copy()
-    dc = dc_last.copy()
+@njit(**_JIT)
+def lstm_bwd(dhsT, dh_lastT, dc_lastT, gatesT, csT, c0T, whT, daT):
+    # daT (T, 4H, B): gradient of the gate pre-activations; returns (dh0T, dc0T)
+    t_n, n, b_n = csT.shape
+    dh = dh_lastT.copy()
+    dc = dc_lastT.copy()
     for t in range(t_n - 1, -1, -1):
-        for b in range(b_n):
-            for j in range(n):
-                i = gates[b, t, j]
-                f = gates[b, t, n + j]
-                g = gates[b, t, 2 * n + j]
-                o = gates[b, t, 3 * n + j]
-                c_prev = cs[b, t - 1, j] if t > 0 else c0[b, j]
-                tc = np.tanh(cs[b, t, j])
-                d_h = dh[b, j] + dhs[b, t, j]
-                d_c = dc[b, j] + d_h * o * (1.0 - tc * tc)
-                da[b, t, j] = d_c * g * i * (1.0 - i)
-                da[b, t, n + j] = d_c * c_prev * f * (1.0 - f)
-                da[b, t, 2 * n + j] = d_c * i * (1.0 - g * g)
-                da[b, t, 3 * n + j] = d_h * tc * o * (1.0 - o)
-                dc[b, j] = d_c * f
-        dh = np.dot(np.ascontiguousarray(da[:, t, :]), wh)
+        gates = gatesT[t]
+        c_prev = c0T if t == 0 else csT[t - 1]
+        da = daT[t]
+        for j in range(n):
+            for b in range(b_n):
+                i = gates[j, b]
+                f = gates[n + j, b]
+                g = gates[2 * n + j, b]
+                o = gates[3 * n + j, b]
+                tc = _tanh(csT[t, j, b])
+                d_h = dh[j, b] + dhsT[t, j, b]
+                d_c = dc[j, b] + d_h * o * (1.0 - tc * tc)
+                da[j, b] = d_c * g * i * (1.0 - i)
+                da[n + j, b] = d_c * c_prev[j, b] * f * (1.0 - f)
+                da[2 * n + j, b] = d_c * i * (1.0 - g * g)
+                da[3 * n + j, b] = d_h * tc * o * (1.0 - o)
+                dc[j, b] = d_c * f
+        np.dot(whT, da, dh)
     return dh, dc
 
 
@@ -142,113 +203,116 @@ def _sigmoid_np(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def lstm_fwd_np(xp, whT, h0, c0, hs, cs, gates):
-    n = xp.shape[2] // 4
-    h, c = h0.copy(), c0.copy()
-    for t in range(xp.shape[1]):
-        a = xp[:, t] + h @ whT
-        i, f = _sigmoid_np(a[:, :n]), _sigmoid_np(a[:, n:2 * n])
-        g, o = np.tanh(a[:, 2 * n:3 * n]), _sigmoid_np(a[:, 3 * n:])
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        hs[:, t], cs[:, t] = h, c
-        gates[:, t] = np.concatenate([i, f, g, o], axis=1)
+def lstm_fwd_np(xpT, wh, h0T, c0T, hsT, csT, gatesT):
+    n = xpT.shape[1] // 4
+    h, c = h0T, c0T
+    for t in range(xpT.shape[0]):
+        a = xpT[t] + wh @ h
+        i, f = _sigmoid_np(a[:n]), _sigmoid_np(a[n:2 * n])
+        g, o = np.tanh(a[2 * n:3 * n]), _sigmoid_np(a[3 * n:])
+        c = csT[t] = f * c + i * g
+        h = hsT[t] = o * np.tanh(c)
+        gatesT[t] = np.concatenate([i, f, g, o])
 
 
-def lstm_bwd_np(dhs, dh_last, dc_last, gates, cs, c0, wh, da):
-    n = cs.shape[2]
-    dh, dc = dh_last.copy(), dc_last.copy()
-    for t in range(cs.shape[1] - 1, -1, -1):
-        i, f, g, o = (gates[:, t, k * n:(k + 1) * n] for k in range(4))
-        c_prev = cs[:, t - 1] if t > 0 else c0
-        tc = np.tanh(cs[:, t])
-        d_h = dh + dhs[:, t]
+def lstm_bwd_np(dhsT, dh_lastT, dc_lastT, gatesT, csT, c0T, whT, daT):
+    n = csT.shape[1]
+    dh, dc = dh_lastT.copy(), dc_lastT.copy()
+    for t in range(csT.shape[0] - 1, -1, -1):
+        i, f, g, o = (gatesT[t, k * n:(k + 1) * n] for k in range(4))
+        c_prev = csT[t - 1] if t > 0 else c0T
+        tc = np.tanh(csT[t])
+        d_h = dh + dhsT[t]
         d_c = dc + d_h * o * (1.0 - tc * tc)
-        da[:, t] = np.concatenate([d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f),
-                                   d_c * i * (1 - g * g), d_h * tc * o * (1 - o)], axis=1)
+        daT[t] = np.concatenate([d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f),
+                                 d_c * i * (1 - g * g), d_h * tc * o * (1 - o)])
         dc = d_c * f
-        dh = da[:, t] @ wh
+        dh = whT @ daT[t]
     return dh, dc
 
 
 # ---------------------------------------------------------------- GRU
 
 
-@njit(cache=True, nogil=True)
-def gru_fwd(xp, whT, b_hh, h0, hs, gates, hn):
-    # r, z = σ(xp + h W_hhᵀ + b_hh);  n = tanh(xp_n + r (h W_hnᵀ + b_hn));  h' = (1-z) n + z h
-    # xp (B,T,3H) holds b_ih; hn (B,T,H) keeps h W_hnᵀ + b_hn for the backward
-    b_n, t_n, g3 = xp.shape
-    n_ = g3 // 3
-    h = h0.copy()
+@njit(**_JIT)
+def gru_fwd(xpT, wh, b_hh, h0T, hsT, gatesT, hnT):
+    # r, z = σ(xp + W_hh h + b_hh);  n = tanh(xp_n + r (W_hn h + b_hn));  h' = (1-z) n + z h
+    # xpT (T, 3H, B) holds b_ih; hnT (T, H, B) keeps W_hn h + b_hn for the backward
+    t_n, g3, b_n = xpT.shape
+    n = g3 // 3
+    a = np.empty((g3, b_n), xpT.dtype)
     for t in range(t_n):
-        a = np.dot(h, whT)  # (B, 3H)
-        for b in range(b_n):
-            for j in range(n_):
-                r = _sigmoid(xp[b, t, j] + a[b, j] + b_hh[j])
-                z = _sigmoid(xp[b, t, n_ + j] + a[b, n_ + j] + b_hh[n_ + j])
-                hh = a[b, 2 * n_ + j] + b_hh[2 * n_ + j]
-                nn = np.tanh(xp[b, t, 2 * n_ + j] + r * hh)
-                h[b, j] = (1.0 - z) * nn + z * h[b, j]
-                hs[b, t, j] = h[b, j]
-                gates[b, t, j] = r
-                gates[b, t, n_ + j] = z
-                gates[b, t, 2 * n_ + j] = nn
-                hn[b, t, j] = hh
+        h_prev = h0T if t == 0 else hsT[t - 1]
+        np.dot(wh, h_prev, a)
+        gates = gatesT[t]
+        for r in range(2 * n):
+            for b in range(b_n):
+                gates[r, b] = _sigmoid(xpT[t, r, b] + a[r, b] + b_hh[r])
+        for j in range(n):
+            for b in range(b_n):
+                hh = a[2 * n + j, b] + b_hh[2 * n + j]
+                nn = _tanh(xpT[t, 2 * n + j, b] + gates[j, b] * hh)
+                z = gates[n + j, b]
+                gates[2 * n + j, b] = nn
+                hnT[t, j, b] = hh
+                hsT[t, j, b] = (1.0 - z) * nn + z * h_prev[j, b]
 
 
-@njit(cache=True, nogil=True)
-def gru_bwd(dhs, dh_last, gates, hn, hs, h0, wh, dxp, da):
-    # dxp (B,T,3H): gradient of x W_ihᵀ + b_ih; da (B,T,3H): of h W_hhᵀ + b_hh; returns dh0
-    b_n, t_n, n_ = hs.shape
-    dh = dh_last.copy()
+@njit(**_JIT)
+def gru_bwd(dhsT, dh_lastT, gatesT, hnT, hsT, h0T, whT, dxpT, daT):
+    # dxpT (T,3H,B): gradient of W_ih x + b_ih; daT (T,3H,B): of W_hh h + b_hh; returns dh0T
+    t_n, n, b_n = hsT.shape
+    dh = dh_lastT.copy()
+    rec = np.empty_like(dh)
     for t in range(t_n - 1, -1, -1):
-        for b in range(b_n):
-            for j in range(n_):
-                r = gates[b, t, j]
-                z = gates[b, t, n_ + j]
-                nn = gates[b, t, 2 * n_ + j]
-                h_prev = hs[b, t - 1, j] if t > 0 else h0[b, j]
-                d_h = dh[b, j] + dhs[b, t, j]
+        gates = gatesT[t]
+        h_prev = h0T if t == 0 else hsT[t - 1]
+        dx, da = dxpT[t], daT[t]
+        for j in range(n):
+            for b in range(b_n):
+                r = gates[j, b]
+                z = gates[n + j, b]
+                nn = gates[2 * n + j, b]
+                d_h = dh[j, b] + dhsT[t, j, b]
                 d_n = d_h * (1.0 - z) * (1.0 - nn * nn)
-                d_z = d_h * (h_prev - nn) * z * (1.0 - z)
-                d_r = d_n * hn[b, t, j] * r * (1.0 - r)
-                dxp[b, t, j] = d_r
-                dxp[b, t, n_ + j] = d_z
-                dxp[b, t, 2 * n_ + j] = d_n
-                da[b, t, j] = d_r
-                da[b, t, n_ + j] = d_z
-                da[b, t, 2 * n_ + j] = d_n * r
-                dh[b, j] = d_h * z
-        dh = dh + np.dot(np.ascontiguousarray(da[:, t, :]), wh)
+                d_z = d_h * (h_prev[j, b] - nn) * z * (1.0 - z)
+                d_r = d_n * hnT[t, j, b] * r * (1.0 - r)
+                dx[j, b] = d_r
+                dx[n + j, b] = d_z
+                dx[2 * n + j, b] = d_n
+                da[j, b] = d_r
+                da[n + j, b] = d_z
+                da[2 * n + j, b] = d_n * r
+                dh[j, b] = d_h * z
+        np.dot(whT, da, rec)
+        dh += rec
     return dh
 
 
-def gru_fwd_np(xp, whT, b_hh, h0, hs, gates, hn):
-    n = xp.shape[2] // 3
-    h = h0.copy()
-    for t in range(xp.shape[1]):
-        a = h @ whT + b_hh
-        r = _sigmoid_np(xp[:, t, :n] + a[:, :n])
-        z = _sigmoid_np(xp[:, t, n:2 * n] + a[:, n:2 * n])
-        nn = np.tanh(xp[:, t, 2 * n:] + r * a[:, 2 * n:])
-        h = (1.0 - z) * nn + z * h
-        hs[:, t] = h
-        gates[:, t] = np.concatenate([r, z, nn], axis=1)
-        hn[:, t] = a[:, 2 * n:]
+def gru_fwd_np(xpT, wh, b_hh, h0T, hsT, gatesT, hnT):
+    n = xpT.shape[1] // 3
+    h = h0T
+    for t in range(xpT.shape[0]):
+        a = wh @ h + b_hh[:, None]
+        r = _sigmoid_np(xpT[t, :n] + a[:n])
+        z = _sigmoid_np(xpT[t, n:2 * n] + a[n:2 * n])
+        nn = np.tanh(xpT[t, 2 * n:] + r * a[2 * n:])
+        h = hsT[t] = (1.0 - z) * nn + z * h
+        gatesT[t] = np.concatenate([r, z, nn])
+        hnT[t] = a[2 * n:]
 
 
-def gru_bwd_np(dhs, dh_last, gates, hn, hs, h0, wh, dxp, da):
-    n = hs.shape[2]
-    dh = dh_last.copy()
-    for t in range(hs.shape[1] - 1, -1, -1):
-        r, z, nn = (gates[:, t, k * n:(k + 1) * n] for k in range(3))
-        h_prev = hs[:, t - 1] if t > 0 else h0
-        d_h = dh + dhs[:, t]
+def gru_bwd_np(dhsT, dh_lastT, gatesT, hnT, hsT, h0T, whT, dxpT, daT):
+    n = hsT.shape[1]
+    dh = dh_lastT.copy()
+    for t in range(hsT.shape[0] - 1, -1, -1):
+        r, z, nn = (gatesT[t, k * n:(k + 1) * n] for k in range(3))
+        h_prev = hsT[t - 1] if t > 0 else h0T
+        d_h = dh + dhsT[t]
         d_n = d_h * (1.0 - z) * (1.0 - nn * nn)
         d_z = d_h * (h_prev - nn) * z * (1.0 - z)
-        d_r = d_n * hn[:, t] * r * (1.0 - r)
-        dxp[:, t] = np.concatenate([d_r, d_z, d_n], axis=1)
-        da[:, t] = np.concatenate([d_r, d_z, d_n * r], axis=1)
-        dh = d_h * z + da[:, t] @ wh
+        d_r = d_n * hnT[t] * r * (1.0 - r)
+        dxpT[t] = np.concatenate([d_r, d_z, d_n])
+        daT[t] = np.concatenate([d_r, d_z, d_n * r])
+        dh = d_h * z + whT @ daT[t]
     return dh

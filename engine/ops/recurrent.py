@@ -71,21 +71,27 @@ def _infer_for(kind: str):
 
 
 def _project(x: np.ndarray, w: np.ndarray, *biases) -> np.ndarray:
-    """x (B, T, I) @ wᵀ plus the given biases: (B, T, G·H), contiguous."""
+    """x (B, T, I) @ wᵀ plus the given biases, unit-major for the kernels: (T, G·H, B)."""
     b, t, i = x.shape
     xp = (np.ascontiguousarray(x).reshape(-1, i) @ w.T).reshape(b, t, w.shape[0])
     for bias in biases:
         if bias is not None:
             xp += bias
-    return np.ascontiguousarray(xp)
+    return np.ascontiguousarray(xp.transpose(1, 2, 0))
 
 
-def _state(s: np.ndarray | None, b: int, h: int, dtype) -> np.ndarray:
-    return np.zeros((b, h), dtype) if s is None else np.ascontiguousarray(s, dtype=dtype)
+def _state_t(s: np.ndarray | None, b: int, h: int, dtype) -> np.ndarray:
+    """An initial state (B, H) as the kernels keep it: (H, B); zeros when not wired."""
+    return np.zeros((h, b), dtype) if s is None else np.ascontiguousarray(s.T, dtype=dtype)
 
 
-def _last(hs: np.ndarray, h0: np.ndarray) -> np.ndarray:
-    return hs[:, -1].copy() if hs.shape[1] else h0.copy()
+def _batch_major(a_t: np.ndarray) -> np.ndarray:
+    """(T, H, B) → (B, T, H), contiguous."""
+    return np.ascontiguousarray(a_t.transpose(2, 0, 1))
+
+
+def _last(hs_t: np.ndarray, h0_t: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray((hs_t[-1] if hs_t.shape[0] else h0_t).T)
 
 
 def _forward_for(kind: str):
@@ -94,71 +100,80 @@ def _forward_for(kind: str):
         bsz, t, _ = x.shape
         hidden = w_hh.shape[1]
         dtype = np.result_type(x.dtype, w_ih.dtype)
-        h_init = _state(h0, bsz, hidden, dtype)
-        whT = np.ascontiguousarray(w_hh.T, dtype=dtype)
-        hs = np.empty((bsz, t, hidden), dtype)
+        h_t = _state_t(h0, bsz, hidden, dtype)
+        wh = np.ascontiguousarray(w_hh, dtype=dtype)
+        hs_t = np.empty((t, hidden, bsz), dtype)
         if kind == "rnn":
             act = k.TANH if params["nonlinearity"] == "tanh" else k.RELU
-            k.rnn_fwd(_project(x, w_ih, b_ih, b_hh), whT, h_init, act, hs)
-            ctx.save(x, w_ih, w_hh, h_init, hs, act)
-            return hs, _last(hs, h_init)
-        gates = np.empty((bsz, t, w_hh.shape[0]), dtype)
+            k.rnn_fwd(_project(x, w_ih, b_ih, b_hh), wh, h_t, act, hs_t)
+            ctx.save(x, w_ih, w_hh, h_t, hs_t, act)
+            return _batch_major(hs_t), _last(hs_t, h_t)
+        gates_t = np.empty((t, w_hh.shape[0], bsz), dtype)
         if kind == "lstm":
-            c_init = _state(c0, bsz, hidden, dtype)
-            cs = np.empty_like(hs)
-            k.lstm_fwd(_project(x, w_ih, b_ih, b_hh), whT, h_init, c_init, hs, cs, gates)
-            ctx.save(x, w_ih, w_hh, h_init, hs, c_init, cs, gates)
-            return hs, _last(hs, h_init), _last(cs, c_init)
+            c_t = _state_t(c0, bsz, hidden, dtype)
+            cs_t = np.empty_like(hs_t)
+            k.lstm_fwd(_project(x, w_ih, b_ih, b_hh), wh, h_t, c_t, hs_t, cs_t, gates_t)
+            ctx.save(x, w_ih, w_hh, h_t, hs_t, c_t, cs_t, gates_t)
+            return _batch_major(hs_t), _last(hs_t, h_t), _last(cs_t, c_t)
         b_rec = np.zeros(w_hh.shape[0], dtype) if b_hh is None else b_hh.astype(dtype)
-        hn = np.empty_like(hs)
-        k.gru_fwd(_project(x, w_ih, b_ih), whT, b_rec, h_init, hs, gates, hn)
-        ctx.save(x, w_ih, w_hh, h_init, hs, gates, hn)
-        return hs, _last(hs, h_init)
+        hn_t = np.empty_like(hs_t)
+        k.gru_fwd(_project(x, w_ih, b_ih), wh, b_rec, h_t, hs_t, gates_t, hn_t)
+        ctx.save(x, w_ih, w_hh, h_t, hs_t, gates_t, hn_t)
+        return _batch_major(hs_t), _last(hs_t, h_t)
     return forward
 
 
-def _grad(g: np.ndarray | None, like: np.ndarray) -> np.ndarray:
-    return np.zeros_like(like) if g is None else np.ascontiguousarray(g, dtype=like.dtype)
+def _grad_t(g: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
+    """An output gradient in the kernels' unit-major layout (zeros when none flows)."""
+    if g is None:
+        return np.zeros(shape, dtype)
+    axes = (1, 2, 0) if g.ndim == 3 else (1, 0)
+    return np.ascontiguousarray(g.transpose(axes), dtype=dtype)
 
 
-def _weight_grads(ctx, dxp: np.ndarray, da: np.ndarray) -> tuple:
-    """Gradients of x, the weights, the biases and h0's direct path, from the gradients of
-    the input projection (dxp) and of the recurrent one (da), both (B, T, G·H)."""
-    x, w_ih, w_hh, h_init, hs = ctx.saved[:5]
+def _weight_grads(ctx, dxp_t: np.ndarray, da_t: np.ndarray) -> tuple:
+    """Gradients of x, the weights and the biases from the gradients of the input projection
+    (dxp_t) and of the recurrent one (da_t), both unit-major (T, G·H, B)."""
+    x, w_ih, w_hh, h_t, hs_t = ctx.saved[:5]
     bsz, t, i = x.shape
-    g = dxp.shape[2]
-    h_prev = np.concatenate([h_init[:, None, :], hs[:, :-1]], axis=1) if t else hs
-    dxp2, da2 = dxp.reshape(-1, g), da.reshape(-1, g)
-    dx = (dxp2 @ w_ih).reshape(bsz, t, i)
-    dw_ih = dxp2.T @ np.ascontiguousarray(x).reshape(-1, i)
-    dw_hh = da2.T @ h_prev.reshape(-1, h_prev.shape[2])
-    return dx, dw_ih, dw_hh, dxp2.sum(axis=0), da2.sum(axis=0)
+    g = dxp_t.shape[1]
+    dxp = dxp_t.transpose(2, 0, 1).reshape(-1, g)  # (B·T, G·H) rows in x's order
+    dx = (dxp @ w_ih).reshape(bsz, t, i)
+    dw_ih = dxp.T @ np.ascontiguousarray(x).reshape(-1, i)
+    dw_hh = np.zeros(w_hh.shape, hs_t.dtype)
+    if t:
+        h_prev = np.concatenate([h_t[None], hs_t[:-1]])  # (T, H, B)
+        dw_hh = np.tensordot(da_t, h_prev, axes=([0, 2], [0, 2]))
+    return dx, dw_ih, dw_hh, dxp_t.sum(axis=(0, 2)), da_t.sum(axis=(0, 2))
 
 
 def _backward_for(kind: str):
     def backward(ctx, params, gy, gh, gc=None):
         k = kernels("recurrent")
-        x, w_ih, w_hh, h_init, hs = ctx.saved[:5]
-        wh = np.ascontiguousarray(w_hh, dtype=hs.dtype)
-        dhs, dh_last = _grad(gy, hs), _grad(gh, h_init)
+        x, w_ih, w_hh, h_t, hs_t = ctx.saved[:5]
+        dtype = hs_t.dtype
+        wh_t = np.ascontiguousarray(w_hh.T, dtype=dtype)
+        dhs_t, dh_t = _grad_t(gy, hs_t.shape, dtype), _grad_t(gh, h_t.shape, dtype)
         dc0 = None
         if kind == "rnn":
-            da = np.empty_like(hs)
-            dh0 = k.rnn_bwd(dhs, dh_last, hs, wh, ctx.saved[5], da)
-            dxp = da
+            da_t = np.empty_like(hs_t)
+            dh0 = k.rnn_bwd(dhs_t, dh_t, hs_t, wh_t, ctx.saved[5], da_t)
+            dxp_t = da_t
         elif kind == "lstm":
-            c_init, cs, gates = ctx.saved[5:8]
-            da = np.empty_like(gates)
-            dh0, dc0 = k.lstm_bwd(dhs, dh_last, _grad(gc, c_init), gates, cs, c_init, wh, da)
-            dxp = da
+            c_t, cs_t, gates_t = ctx.saved[5:8]
+            da_t = np.empty_like(gates_t)
+            dh0, dc0 = k.lstm_bwd(dhs_t, dh_t, _grad_t(gc, c_t.shape, dtype), gates_t, cs_t,
+                                  c_t, wh_t, da_t)
+            dc0 = np.ascontiguousarray(dc0.T)
+            dxp_t = da_t
         else:
-            gates, hn = ctx.saved[5:7]
-            dxp, da = np.empty_like(gates), np.empty_like(gates)
-            dh0 = k.gru_bwd(dhs, dh_last, gates, hn, hs, h_init, wh, dxp, da)
-        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(ctx, dxp, da)
+            gates_t, hn_t = ctx.saved[5:7]
+            dxp_t, da_t = np.empty_like(gates_t), np.empty_like(gates_t)
+            dh0 = k.gru_bwd(dhs_t, dh_t, gates_t, hn_t, hs_t, h_t, wh_t, dxp_t, da_t)
+        dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(ctx, dxp_t, da_t)
         if kind != "gru":
             db_hh = db_ih
-        grads = (dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0)
+        grads = (dx, dw_ih, dw_hh, db_ih, db_hh, np.ascontiguousarray(dh0.T), dc0)
         return tuple(g if v is not None else None
                      for g, v in zip(grads, ctx.eq.inputs))
     return backward
