@@ -54,7 +54,7 @@ def unrolled_elman(length: int = 6, emb: int = 8, hidden: int = 12) -> dict:
             edges += [(h, f"rec{t}:a"), ("wh:out", f"rec{t}:b"), (f"in{t}:out", f"sum{t}:a"),
                       (f"rec{t}:out", f"sum{t}:b"), (f"sum{t}:out", f"bias{t}:a")]
         h = f"h{t}:out"
-    nodes.append(node("logits", "reshape", (800, 0), shape=["B", "T", v]))
+    nodes.append(node("logits", "reshape", (800, 0), shape=["B", length, v]))
     edges.append(("cat:out", "logits:x"))
     tail_nodes, tail_edges = _tail("logits:out")
     return finish("Unrolled Elman RNN", "hand-unrolled", nodes + tail_nodes,
