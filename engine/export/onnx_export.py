@@ -531,3 +531,6 @@ def export_onnx(model: Model, weights: dict[str, np.ndarray], out: str | Path,
         out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, proto.SerializeToString())
     return out
+
+
+from engine.export import onnx_recurrent  # noqa: E402,F401  (registers rnn / lstm / gru)

@@ -341,3 +341,6 @@ def statements(scope: Scope, eqs: list[Equation]) -> list[str]:
             shapes = ", ".join(shape_comment(t) for t in eq.output_types)
             lines.append(f"{', '.join(names)} = {expr}  # {shapes}")
     return lines
+
+
+from engine.export import torch_recurrent  # noqa: E402,F401  (registers rnn / lstm / gru)

@@ -243,7 +243,7 @@ def _assemble(model, classes, init, body, top, helpers, arg_names) -> str:
         inputs=_plain(", ".join(model.input_names)),
         outputs=_plain(", ".join(model.output_names)),
         input_list=model.input_names, output_list=model.output_names)]
-    for name in ("causal_keep", "causal_mask", "attention", "split_parts"):
+    for name in HELPERS:  # in definition order: a helper follows those it calls
         if name in helpers:
             parts.append(HELPERS[name])
     for text, name in classes.items():
