@@ -197,3 +197,7 @@ def digits_cnn(steps: int = 1500) -> dict:
 
 TEMPLATES = {"spiral_mlp": spiral_mlp, "sine_regression": sine_regression,
              "shapes_cnn": shapes_cnn, "digits_cnn": digits_cnn, "char_gpt": char_gpt}
+
+from engine.graphs.char_lstm import char_lstm  # noqa: E402  (its module imports node/finish)
+
+TEMPLATES["char_lstm"] = char_lstm
