@@ -261,6 +261,7 @@ class Trainer:
             for tape in tapes:  # an Inf inside the forward is the likelier culprit
                 self._check_forward(tape)
             self._raise_nonfinite_grad(grads)
+        self._check_state()
         self.optimizer.step(self.params, grads, clip_coefficient(norm, self.clip_norm),
                             run=self._split.run if self._split is not None else None)
         self.step += 1
@@ -349,10 +350,27 @@ class Trainer:
 
     def _raise_nonfinite_grad(self, grads: dict[str, np.ndarray]) -> None:
         bad = [n for n, g in grads.items() if not np.all(np.isfinite(g))]
-        owner = self.program.parameters[bad[0]].node if bad else "?"
+        if bad:
+            owner = self.program.parameters[bad[0]].node
+            raise NonFiniteError(
+                f"training stopped at step {self.step + 1}: the gradient of '{bad[0]}' is NaN "
+                f"or Inf", node=owner.split(".")[0])
+        # every gradient is finite but the sum of their squares overflows
+        largest = max(grads, key=lambda n: float(np.max(np.abs(grads[n]), initial=0.0)))
+        peak = float(np.max(np.abs(grads[largest]), initial=0.0))
         raise NonFiniteError(
-            f"training stopped at step {self.step + 1}: the gradient of '{bad[0]}' is NaN or "
-            f"Inf", node=owner.split(".")[0])
+            f"training stopped at step {self.step + 1}: the gradients' global norm overflows "
+            f"(the largest, of '{largest}', reaches {peak:.3g}); the weights or the learning "
+            "rate are far too large", node=self.program.parameters[largest].node.split(".")[0])
+
+    def _check_state(self) -> None:
+        """Non-trainable state (batch-norm running statistics) must stay finite too."""
+        for name, value in self.state.items():
+            if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+                node = self.program.state[name].node
+                raise NonFiniteError(
+                    f"training stopped at step {self.step + 1}: the running statistic "
+                    f"'{name}' became NaN or Inf", node=node.split(".")[0])
 
     def evaluate(self, max_batches: int | None = None) -> dict:
         """Validation loss and metrics, averaged over evaluation batches (weighted)."""
