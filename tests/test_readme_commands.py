@@ -212,3 +212,16 @@ def test_ci_runs_the_readme_test_command_verbatim_with_ci_true():
     assert match.group(1) in readme and match.group(1) in EXCLUDED
     assert 'bash -c "$TEST_CMD"' in script
     assert re.search(r"^export CI=true$", script, re.M)
+
+
+def test_no_test_writes_into_the_screenshots_folder():
+    """Screenshots come from `python tools/screenshots.py`; tests save theirs to tmp_path."""
+    offenders = []
+    for path in (ROOT / "tests").rglob("*.py"):
+        if path.name == Path(__file__).name:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if re.search(r"""["']assets["']|assets/screenshots""", text):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, offenders
+    assert "WIREGRAD_SCREENSHOTS" in (ROOT / "tools" / "screenshots.py").read_text()

@@ -225,6 +225,8 @@ def test_resume_without_out_continues_in_the_checkpoints_folder(tmp_path, capsys
                      "--quiet"]) == 0
     _, meta = read_checkpoint(run / "last.safetensors")
     assert meta["step"] == "6"
+    assert cli.main(["train", graph, "--resume", str(run), "--steps", "7", "--quiet"]) == 0
+    assert read_checkpoint(run / "last.safetensors")[1]["step"] == "7"  # a run folder too
 
 
 class _FullDisk:

@@ -81,6 +81,8 @@ def _run_folder(args: argparse.Namespace, doc: dict) -> Path:
     """``--out``; else, resuming, the checkpoint's own run folder; else a new run folder."""
     if args.out:
         return Path(args.out)
+    if args.resume and Path(args.resume).is_dir():  # a run folder: its newest checkpoint
+        return Path(args.resume)
     if args.resume and CHECKPOINT_NAME.fullmatch(Path(args.resume).name):
         return Path(args.resume).parent
     name = paths.safe_name(doc.get("meta", {}).get("name") or "run")
