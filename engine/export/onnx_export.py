@@ -295,7 +295,7 @@ def _causal_mask(b, eq, ins, outs):
 
 @converter("scaled_dot_product_attention")
 def _attention(b, eq, ins, outs):
-    q, k, v = ins
+    q, k, v = ins[:3]
     rank = _rank(eq)
     scores = b.one("MatMul", [q, _swap_last(b, k, rank)])
     d = eq.input_types[0].shape[-1]
@@ -307,12 +307,26 @@ def _attention(b, eq, ins, outs):
     else:
         size = b.one("Cast", [b.dim(q, rank - 1)], to=b.onnx.TensorProto.FLOAT)
         scores = b.one("Div", [scores, b.one("Sqrt", [size])])
+    keep = None
     if eq.params["causal"]:
         tq, tk = b.dim(q, rank - 2), b.dim(k, rank - 2)
         keep = _causal_keep(b, tq, tk, b.one("Sub", [tk, tq]))
+    padded = len(ins) > 3 and bool(ins[3])
+    if padded:  # key padding mask (B, Tk) -> (B, 1, …, 1, Tk); nonzero = a real key
+        real = b.one("Cast", [ins[3]], to=b.onnx.TensorProto.BOOL)
+        real = b.one("Unsqueeze", [real, b.ints(list(range(1, rank - 1)))])
+        keep = real if keep is None else b.one("And", [keep, real])
+    if keep is not None:
         lowest = b.scalar(float(np.finfo(np.float32).min))
         scores = b.one("Where", [keep, scores, lowest])
-    b.one("MatMul", [b.one("Softmax", [scores], axis=-1), v], outs[0])
+    probs = b.one("Softmax", [scores], axis=-1)
+    if padded:  # a query that sees only padding gets zeros, like the engine
+        seen = b.one("ReduceSum", [b.one("Cast", [keep], to=b.onnx.TensorProto.FLOAT),
+                                   b.ints([-1])], keepdims=1)
+        seen = b.one("Cast", [b.one("Greater", [seen, b.scalar(0.0)])],
+                     to=b.onnx.TensorProto.FLOAT)
+        probs = b.one("Mul", [probs, seen])
+    b.one("MatMul", [probs, v], outs[0])
 
 
 @converter("layer_norm")

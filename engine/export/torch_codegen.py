@@ -37,13 +37,18 @@ def causal_mask(x: torch.Tensor, offset: int, value: float) -> torch.Tensor:
     return x.masked_fill(~keep, value)
 ''',
     "attention": '''
-def attention(q, k, v, causal: bool, scale: float | None) -> torch.Tensor:
-    """softmax(q·kᵀ·scale [+ causal mask])·v; query i sees keys j <= i + (Tk - Tq)."""
-    if causal and q.shape[-2] == k.shape[-2]:
+def attention(q, k, v, causal: bool, scale: float | None, key_mask=None) -> torch.Tensor:
+    """softmax(q·kᵀ·scale [+ causal mask])·v; query i sees keys j <= i + (Tk - Tq);
+    keys where the (B, Tk) key_mask is 0 are padding."""
+    if causal and q.shape[-2] == k.shape[-2] and key_mask is None:
         return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
     mask = None
     if causal:
         mask = causal_keep(q.shape[-2], k.shape[-2], k.shape[-2] - q.shape[-2], q.device)
+    if key_mask is not None:  # (B, Tk) -> (B, 1, …, 1, Tk)
+        real = (key_mask != 0).reshape(key_mask.shape[:1] + (1,) * (q.dim() - 2)
+                                       + key_mask.shape[1:])
+        mask = real if mask is None else mask & real
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 ''',
     "split_parts": '''
@@ -193,7 +198,9 @@ def _causal_mask(s, eq, a):
 @op("scaled_dot_product_attention")
 def _attention(s, eq, a):
     s.use("attention")
-    return f"attention({a[0]}, {a[1]}, {a[2]}, {eq.params['causal']}, {eq.params['scale']!r})"
+    mask = f", {a[3]}" if len(a) > 3 and a[3] else ""
+    return (f"attention({a[0]}, {a[1]}, {a[2]}, {eq.params['causal']}, "
+            f"{eq.params['scale']!r}{mask})")
 
 
 @op("layer_norm")
