@@ -17,8 +17,9 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
 ROOT = Path(__file__).resolve().parent.parent
 
-TIMED = ("gpt_step", "gpt6x256_step", "mlp_step", "cnn_step", "sample", "sgemm_1024",
+TIMED = ("gpt_step", "gpt6x256_step", "mlp_step", "sample", "sgemm_1024",
          "first_step_cold_cache", "first_step_warm_cache", "import")
+CNN = ("cnn_shapes", "cnn_digits", "cnn_issue24", "cnn_rgb32", "cnn_wide28", "cnn_stride20")
 
 
 def test_bench_quick_writes_the_json_structure(tmp_path):
@@ -26,7 +27,7 @@ def test_bench_quick_writes_the_json_structure(tmp_path):
     env = {**os.environ, "WIREGRAD_HOME": str(tmp_path / "home")}
     proc = subprocess.run([sys.executable, "-m", "engine.cli", "bench", "--quick", "--json",
                            str(out), "--threads", "1"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=280)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text(encoding="utf-8"))
     assert set(result) >= {"cases", "machine", "versions"}
@@ -41,6 +42,13 @@ def test_bench_quick_writes_the_json_structure(tmp_path):
         case = cases[name]
         assert case["wiregrad_ms"] > 0 and case["torch_ms"] > 0, name
         assert case["ratio"] == pytest.approx(case["wiregrad_ms"] / case["torch_ms"]), name
+    for name in CNN:  # every CNN case is named cnn_…, timed against PyTorch and on one thread
+        case = cases[name]
+        assert case["wiregrad_ms"] > 0 and case["torch_ms"] > 0, name
+        assert case["wiregrad_one_thread_ms"] > 0, name
+        assert case["threads_vs_one"] == pytest.approx(
+            case["wiregrad_ms"] / case["wiregrad_one_thread_ms"]), name
+    assert len([n for n in cases if n.startswith("cnn_")]) >= 5
     gpt = cases["gpt_step"]
     assert 0 < gpt["wiregrad_mfu"] and 0 < gpt["torch_mfu"]
     assert isinstance(gpt["within_reference"], bool)

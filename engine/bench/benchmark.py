@@ -28,8 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.bench import scripts as S
-
 ROOT = Path(__file__).resolve().parents[2]
 TORCH_GPT_REFERENCE_MS = 52.0
 PAUSE_S = 0.2  # between blocks: lets the other library's spinning threads go to sleep
@@ -176,15 +174,15 @@ def train_cases(quick: bool, log) -> dict:
         cases[name] = _case(res["w"], res["t"], **extra)
         log(_line(name, cases[name]))
         del trainer, torch_step
-    from engine.bench.twins import cnn_twin, mlp_twin
+    from engine.bench import cnn_cases
+    from engine.bench.twins import mlp_twin
 
-    for name, preset, batch, twin, r in (("mlp_step", "spiral_mlp", 256, mlp_twin, 3),
-                                         ("cnn_step", "shapes_cnn", 64, cnn_twin, 1)):
-        doc = _with_batch(presets.load(preset)[0], batch)
-        trainer, torch_step = _classifier_pair(doc, twin)
-        res = alternate({"w": trainer.train_step, "t": torch_step}, rounds, per * r, 5)
-        cases[name] = _case(res["w"], res["t"], batch=batch, wiregrad_steps=trainer.split_note)
-        log(_line(name, cases[name]))
+    doc = _with_batch(presets.load("spiral_mlp")[0], 256)
+    trainer, torch_step = _classifier_pair(doc, mlp_twin)
+    res = alternate({"w": trainer.train_step, "t": torch_step}, rounds, per * 3, 5)
+    cases["mlp_step"] = _case(res["w"], res["t"], batch=256, wiregrad_steps=trainer.split_note)
+    log(_line("mlp_step", cases["mlp_step"]))
+    cases.update(cnn_cases.bench_cases(quick, log, _line))
     return cases
 
 
@@ -222,16 +220,32 @@ def sample_case(quick: bool, log) -> dict:
 
 # ------------------------------------------------------------------ subprocesses
 
-def _child(code: str, *args, env: dict | None = None, timeout: float = 600) -> dict:
+def _child(module: str, *args, env: dict | None = None, timeout: float = 600) -> dict:
+    """Run ``python -m <module> <start time> <args…>`` in a fresh process; its last stdout
+    line is JSON (the bench probes: engine.bench.first_step, torch_first_step and rss, and
+    the editor's nodegraph.startup_probe)."""
     full = {**os.environ, **(env or {})}
     full["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     start = time.time()
-    proc = subprocess.run([sys.executable, "-c", code, str(start), *map(str, args)],
+    proc = subprocess.run([sys.executable, "-m", module, str(start), *map(str, args)],
                           capture_output=True, text=True, env=full, timeout=timeout, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark subprocess failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def import_ms(module: str, env: dict | None = None) -> float:
+    """Milliseconds ``import <module>`` takes in a fresh interpreter (its cumulative time as
+    ``python -X importtime`` reports it; the interpreter's own start is not counted)."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=300, cwd=ROOT)
+    for line in proc.stderr.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) == 3 and parts[2] == module:
+            return int(parts[1]) / 1e3
+    raise RuntimeError(f"no import time for {module}:\n{proc.stderr[-2000:]}")
 
 
 def _fixed(ms: float) -> dict:
@@ -245,9 +259,9 @@ def startup_cases(quick: bool, threads: int, log) -> dict:
     with tempfile.TemporaryDirectory(prefix="wiregrad-bench-") as home:
         env = {**thread_env, "WIREGRAD_HOME": home,
                "NUMBA_CACHE_DIR": str(Path(home) / "cache" / "numba")}
-        cold = _child(S.FIRST_STEP, env=env)["s"] * 1e3
-        warm = _child(S.FIRST_STEP, env=env)["s"] * 1e3
-        torch_first = _child(S.TORCH_FIRST_STEP, threads, env=env)["s"] * 1e3
+        cold = _child("engine.bench.first_step", env=env)["s"] * 1e3
+        warm = _child("engine.bench.first_step", env=env)["s"] * 1e3
+        torch_first = _child("engine.bench.torch_first_step", threads, env=env)["s"] * 1e3
         cases["first_step_cold_cache"] = _case(_fixed(cold), _fixed(torch_first),
                                               note="process start to first finished step")
         cases["first_step_warm_cache"] = _case(_fixed(warm), _fixed(torch_first),
@@ -255,13 +269,14 @@ def startup_cases(quick: bool, threads: int, log) -> dict:
         log(_line("first_step_cold_cache", cases["first_step_cold_cache"]))
         log(_line("first_step_warm_cache", cases["first_step_warm_cache"]))
         reps = 3 if quick else 5
-        imp = {m: statistics.median(_child(S.IMPORT.format(module=m), env=env)["s"] * 1e3
-                                    for _ in range(reps)) for m in ("engine", "torch")}
+        imp = {m: statistics.median(import_ms(m, env) for _ in range(reps))
+               for m in ("engine", "torch")}
         cases["import"] = _case(_fixed(imp["engine"]), _fixed(imp["torch"]),
                                 note="import engine vs import torch")
         log(_line("import", cases["import"]))
         steps = 40 if quick else 500
-        mem = {w: _child(S.RSS, steps, threads, w, env=env) for w in ("wiregrad", "torch")}
+        mem = {w: _child("engine.bench.rss", steps, threads, w, env=env)
+               for w in ("wiregrad", "torch")}
         grow = {w: m["peak_mb"] - m["base_mb"] for w, m in mem.items()}
         bare = {w: m["peak_mb"] - m["bare_mb"] for w, m in mem.items()}
         cases["peak_rss_growth"] = {
@@ -279,7 +294,8 @@ def startup_cases(quick: bool, threads: int, log) -> dict:
         log(f"peak_rss_growth      wiregrad {grow['wiregrad']:8.1f} MiB   torch "
             f"{grow['torch']:8.1f} MiB   ({steps} char-GPT steps)")
         try:
-            editor = _child(S.EDITOR, env={**env, "QT_QPA_PLATFORM": "offscreen"},
+            editor = _child("nodegraph.startup_probe",
+                            env={**env, "QT_QPA_PLATFORM": "offscreen"},
                             timeout=120)["s"] * 1e3
             cases["editor_start"] = _case(_fixed(editor), None,
                                           note="process start to a drawn window (offscreen)")

@@ -112,16 +112,25 @@ def build_twin(doc: dict, weights: dict[str, np.ndarray], dtype: str = "float32"
 
 
 def twin_optimizer(model, opt_params: dict, schedule):
-    """AdamW with the trainer's decay set (2-D+ weights) and its learning-rate schedule."""
+    """The trainer's optimizer (AdamW / Adam / SGD with momentum or Nesterov / RMSprop) over
+    the twin's parameters, weight decay on 2-D+ weights only, with its learning-rate schedule."""
     torch = _torch()
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": opt_params["weight_decay"]},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=opt_params["lr"], betas=(opt_params["beta1"], opt_params["beta2"]),
-        eps=opt_params["eps"])
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: schedule(t) / opt_params["lr"])
+    groups = [{"params": decay, "weight_decay": opt_params["weight_decay"]},
+              {"params": no_decay, "weight_decay": 0.0}]
+    algorithm, lr = opt_params.get("algorithm", "adamw"), opt_params["lr"]
+    if algorithm == "sgd":
+        opt = torch.optim.SGD(groups, lr=lr, momentum=opt_params["momentum"],
+                              nesterov=bool(opt_params["nesterov"]))
+    elif algorithm == "rmsprop":
+        opt = torch.optim.RMSprop(groups, lr=lr, alpha=opt_params["alpha"],
+                                  eps=opt_params["eps"], momentum=opt_params["momentum"])
+    else:
+        cls = torch.optim.Adam if algorithm == "adam" else torch.optim.AdamW
+        opt = cls(groups, lr=lr, betas=(opt_params["beta1"], opt_params["beta2"]),
+                  eps=opt_params["eps"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: schedule(t) / lr)
     return opt, sched
 
 

@@ -14,7 +14,9 @@ from engine.bench.gpt_twin import _torch
 from engine.sample.sampler import draw, next_token_distribution
 
 
-def _load(model, weights: dict[str, np.ndarray], dtype: str, rename: dict[str, str]) -> None:
+def load_weights(model, weights: dict[str, np.ndarray], dtype: str,
+                 rename: dict[str, str]) -> None:
+    """Copy Wiregrad *weights* into *model*'s state dict (names mapped through *rename*)."""
     torch = _torch()
     state = model.state_dict()
     for name, value in weights.items():
@@ -39,7 +41,7 @@ def mlp_twin(weights: dict[str, np.ndarray], dtype: str = "float32"):
             return self.fc2(torch.relu(self.fc1(x)))
 
     model = MLP().to(getattr(torch, dtype))
-    _load(model, weights, dtype, {})
+    load_weights(model, weights, dtype, {})
     return model
 
 
@@ -67,7 +69,7 @@ def cnn_twin(weights: dict[str, np.ndarray], channels=(8, 16), size: int = 16,
     model = CNN().to(getattr(torch, dtype))
     rename = {f"bn{i}.norm.running_{s}": f"bn{i}.running_{s}" for i in (1, 2)
               for s in ("mean", "var")}
-    _load(model, weights, dtype, rename)
+    load_weights(model, weights, dtype, rename)
     return model
 
 

@@ -1,0 +1,31 @@
+"""Bench probe: process start → the first finished char-GPT training step.
+
+``python -m engine.bench.first_step START [PRESET]`` (START: the parent's ``time.time()``
+when it launched this process) prints one JSON line ``{"s": seconds, "compile_s": seconds
+spent in the first step}``. Run by ``wiregrad bench`` with an empty and then a warm Numba
+cache.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def main(argv: list[str]) -> None:
+    start = float(argv[1])
+    preset = argv[2] if len(argv) > 2 else "char_gpt"
+    from engine.graphs import presets
+    from engine.train.trainer import Trainer
+
+    doc, path = presets.load(preset)
+    trainer = Trainer(doc, base_dir=path.parent, steps=10)
+    t0 = time.time()
+    trainer.train_step()
+    now = time.time()
+    print(json.dumps({"s": now - start, "step_s": now - t0}))
+
+
+if __name__ == "__main__":
+    main(sys.argv)

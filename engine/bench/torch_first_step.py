@@ -1,0 +1,42 @@
+"""Bench probe: process start → PyTorch's first finished char-GPT training step (the twin
+of :mod:`engine.bench.first_step`).
+
+``python -m engine.bench.torch_first_step START THREADS`` prints one JSON line
+``{"s": seconds}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def main(argv: list[str]) -> None:
+    start, threads = float(argv[1]), int(argv[2])
+    import torch
+
+    torch.set_num_threads(threads)
+    from engine.bench.gpt_twin import build_twin
+    from engine.core.compile import compile_document
+    from engine.core.run import init_weights
+    from engine.data.datasets import batcher_for, load_dataset
+    from engine.graphs import presets
+
+    doc, path = presets.load("char_gpt")
+    program = compile_document(doc)
+    model = build_twin(doc, init_weights(program.parameters, 0, "float32"))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    text = next(n for n in doc["nodes"] if n["type"] == "text_corpus")
+    batch = batcher_for(load_dataset("text_corpus", text["params"], path.parent, text["id"]),
+                        text["params"]["batch_size"], 0).next()
+    logits = model(torch.from_numpy(batch["tokens"]))
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                             torch.from_numpy(batch["targets"]).reshape(-1))
+    loss.backward()
+    opt.step()
+    print(json.dumps({"s": time.time() - start}))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
