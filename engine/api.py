@@ -197,9 +197,9 @@ def document_weights_path(doc: dict, path: str | Path | None) -> Path | None:
     ref = doc.get("weights")
     if isinstance(ref, dict) and ref.get("path"):
         candidate = paths.contained(path.parent, ref["path"], "weights.path")
-        return candidate if candidate.is_file() else None
-    candidate = path.with_suffix(".safetensors")
-    return candidate if candidate.is_file() else None
+        return candidate if paths.is_file(candidate) else None
+    candidate = path.with_suffix(".safetensors") if path.name else None
+    return candidate if candidate is not None and paths.is_file(candidate) else None
 
 
 def document_weights(doc: dict, path: str | Path | None) -> dict | None:

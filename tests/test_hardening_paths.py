@@ -116,3 +116,18 @@ def test_train_announces_data_read_from_outside_the_document_folder(tmp_path, ca
     assert cli.main(["train", graph, "--quiet", "--out", str(tmp_path / "run")]) == 0
     err = capsys.readouterr().err
     assert "outside" in err and str((tmp_path / "elsewhere" / "d.csv").resolve()) in err
+
+
+@pytest.mark.parametrize("bad", ["a" * 5000 + ".json", "a" * 5000, "\ud800.json", "x\x00.json",
+                                 "/dev/null"], ids=["long.json", "long", "surrogate", "nul",
+                                                    "devnull"])
+def test_opening_unnameable_paths_is_a_project_error(bad):
+    with pytest.raises(WiregradError):
+        api.open_graph(bad)
+    with pytest.raises(WiregradError):
+        api.load_weights_file(bad)
+    assert api.document_weights_path({}, bad) is None
+    try:  # a name that cannot be a file there is no weights file, or a project error
+        assert api.document_weights_path({"weights": {"path": bad}}, "/tmp/g.json") is None
+    except WiregradError:
+        pass

@@ -137,6 +137,15 @@ def path_problem(text: str) -> str | None:
     return None
 
 
+def is_file(path: str | Path) -> bool:
+    """``Path.is_file`` that answers False for names the system cannot even look up (too
+    long, NUL bytes, lone surrogates) instead of raising."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError, UnicodeError):
+        return False
+
+
 def files_outside(doc: dict, doc_path: str | Path | None) -> list[str]:
     """Resolved paths of the data files *doc* reads from outside its own folder.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.base import paths
 from engine.base.errors import DocumentError
 from engine.core import document
 
@@ -32,7 +33,7 @@ def list_presets() -> list[dict]:
 def resolve(graph: str | Path) -> Path:
     """A document path from a file path, a ``.wgz`` bundle or a preset name (``spiral_mlp``)."""
     path = Path(graph)
-    if path.is_file():
+    if paths.is_file(path):
         if path.suffix == BUNDLE_SUFFIX:
             from engine.graphs.bundle import unpack
 
@@ -40,7 +41,7 @@ def resolve(graph: str | Path) -> Path:
         return path
     if path.suffix == "" and "/" not in str(graph) and "\\" not in str(graph):
         candidate = presets_dir() / f"{graph}.json"
-        if candidate.is_file():
+        if paths.is_file(candidate):
             return candidate
         names = ", ".join(p["name"] for p in list_presets()) or "none"
         raise DocumentError(f"'{graph}' is neither a file nor a preset (presets: {names})")
