@@ -369,10 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
-        return int(exc.code or 0)
+        return _flushed(int(exc.code or 0))
+    except BrokenPipeError:  # `wiregrad --help | head -1`
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     if args.command is None:
         parser.print_help()
-        return 2
+        return _flushed(2)
     try:
         code = SUBCOMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's last flush
@@ -390,6 +393,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _flushed(code: int) -> int:
+    """*code*, once stdout is flushed (a closed pipe becomes exit 141, not a traceback)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    return code
 
 
 def _silence_stdout() -> None:

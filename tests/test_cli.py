@@ -186,6 +186,9 @@ def _closed_pipe_run(*argv: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("argv", [
     ["ops", "--json"],
     ["sample", "char_gpt", "-n", "40", "--prompt", "ROMEO:"],
+    ["validate", "spiral_mlp"],
+    ["--help"],
+    ["train", "--help"],
 ])
 def test_a_closed_stdout_ends_quietly(argv):
     proc = _closed_pipe_run(*argv)
