@@ -168,19 +168,30 @@ class Controller(QObject):
         return self._try(f"Connect {src}.{sport} → {dst}.{dport}",
                          lambda: self.connection_ops(src, sport, dst, dport))
 
+    def move_wire_ops(self, edge: dict, dst, dport) -> list[Op]:
+        """Ops re-plugging *edge* into dst.dport, refused (``Refused``) like a new wire."""
+        if self.read_only:
+            raise Refused("this built-in layer is read-only")
+        ops = edits.move_wire(self.model, self.catalog, self.scope, edge, dst, dport)
+        if self.scope is None:
+            self._check_shapes(ops, dst)
+        return ops
+
     def move_wire(self, edge: dict, dst, dport) -> str | None:
         """Re-plug *edge* into dst.dport in one step; returns None, or the refusal's reason."""
         src, sport = edge["src"]["node"], edge["src"]["port"]
+        return self._try(f"Move wire {src}.{sport} → {dst}.{dport}",
+                         lambda: self.move_wire_ops(edge, dst, dport))
 
-        def build() -> list[Op]:
-            if self.read_only:
-                raise Refused("this built-in layer is read-only")
-            ops = edits.move_wire(self.model, self.catalog, self.scope, edge, dst, dport)
-            if self.scope is None:
-                self._check_shapes(ops, dst)
-            return ops
-
-        return self._try(f"Move wire {src}.{sport} → {dst}.{dport}", build)
+    def wiring_refusal(self, src, sport, dst, dport, moving: dict | None = None) -> str | None:
+        """Why wiring src.sport → dst.dport (or moving the wire *moving* there) would be
+        refused — dtype, cycle, shape, a live run's lock — or None; changes nothing."""
+        try:
+            ops = (self.connection_ops(src, sport, dst, dport) if moving is None
+                   else self.move_wire_ops(moving, dst, dport))
+        except Refused as exc:
+            return str(exc)
+        return self.guard(ops) if self.guard is not None else None
 
     def disconnect(self, edge: dict) -> None:
         self.push("Disconnect", edits.remove_edges(self.model, self.scope, [edge]))

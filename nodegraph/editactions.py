@@ -152,6 +152,7 @@ class EditActions:
                          wire: dict | None) -> str | None:
         if wire is not None and not wire["output"]:
             pos = QPointF(pos.x() - 200, pos.y())
+        pos = self._in_view(pos)
         node_id = self.controller.add_node(type_name, (pos.x(), pos.y()))
         if node_id and wire is not None and port is not None:
             if wire["output"]:
@@ -161,6 +162,13 @@ class EditActions:
         if node_id:
             self.scene.select_nodes([node_id])
         return node_id
+
+    def _in_view(self, pos: QPointF, size=(200.0, 90.0)) -> QPointF:
+        """*pos* (a new node's top-left) moved so that the node lies inside the visible canvas."""
+        seen = self.view.mapToScene(self.view.viewport().rect()).boundingRect()
+        x = min(max(pos.x(), seen.left() + 10), seen.right() - size[0] - 10)
+        y = min(max(pos.y(), seen.top() + 10), seen.bottom() - size[1] - 10)
+        return QPointF(x, y)
 
     def add_from_palette(self, type_name: str) -> None:
         c = self.view.mapToScene(self.view.viewport().rect().center())

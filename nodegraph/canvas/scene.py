@@ -11,6 +11,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtWidgets import QGraphicsScene
 
 from nodegraph.canvas.items import EdgeItem, FrameItem, NodeItem
+from nodegraph.canvas.refusal import RefusalBadge
 from nodegraph.canvas.wiredetach import start_drag
 from nodegraph.canvas.wiredrag import WireDrag
 from nodegraph.controller import Controller, new_drag_id
@@ -45,6 +46,8 @@ class GraphScene(QGraphicsScene):
         self._drag = None
         self.wire: WireDrag | None = None
         self._edge_info: dict = {}
+        self.badge = RefusalBadge(self)  # why a wire is refused, by the cursor
+        self.refused.connect(self.badge.show_for_a_while)
         self.setSceneRect(QRectF(-5000, -5000, 10000, 10000))
         controller.scope_changed.connect(self.rebuild)
         controller.validated.connect(self.refresh_status)
@@ -59,6 +62,7 @@ class GraphScene(QGraphicsScene):
         self._model.subscribe(self.on_event)
         self.clearSelection()
         self.clear()
+        self.badge.forget()
         self.nodes, self.edges, self.frames = {}, {}, {}
         self.display_pos = {}
         body = self._body()

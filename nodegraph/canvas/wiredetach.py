@@ -49,6 +49,11 @@ class DetachDrag(WireDrag):
     def dropped_on_canvas(self, pos: QPointF) -> None:
         self.scene.controller.disconnect(self.edge)
 
+    def _wiring_refusal(self, src, sport, dst, dport) -> str | None:
+        if (dst, dport) == (self.plug.node_id, self.plug.name):
+            return None  # dropping it back keeps it
+        return self.scene.controller.wiring_refusal(src, sport, dst, dport, moving=self.edge)
+
     def wire_to(self, target: PortItem) -> str | None:
         if target is self.plug:
             return None

@@ -1,19 +1,30 @@
-"""Dragging a wire from a port: a rubber wire, compatible ports lit, connect or refuse on drop
-(Esc cancels). Picking up a wired input is :mod:`nodegraph.canvas.wiredetach`."""
+"""Dragging a wire from a port: a rubber wire, the ports it would be accepted on lit, the
+reason by the cursor over a port it would be refused on, connect or refuse on drop (Esc
+cancels). Picking up a wired input is :mod:`nodegraph.canvas.wiredetach`."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, Qt
+import time
+
+from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QPen
 from PySide6.QtWidgets import QGraphicsPathItem
 
 from nodegraph import theme
 from nodegraph.canvas.items import NodeItem, PortItem, wire_path
+from nodegraph.editing import edits
 from nodegraph.editing.edits import IN_NODE, OUT_NODE, Refused
+
+CHECK_BUDGET_S = 0.012  # shape checks per timer tick: about one frame
 
 
 class WireDrag:
-    """One drag gesture started on *port* (an output, or an input to rewire from)."""
+    """One drag gesture started on *port* (an output, or an input to rewire from).
+
+    Only ports the drop would be accepted on light up: the cheap rules (direction, cycle,
+    dtype) filter at once, the shape check (a validation of the wired graph) runs for the
+    remaining ports a few at a time off a timer, so the canvas stays responsive. Hovering a
+    port the wire may not plug into shows why next to the cursor."""
 
     def __init__(self, scene, port: PortItem) -> None:
         self.scene = scene
@@ -25,21 +36,27 @@ class WireDrag:
         self.item.setZValue(5)
         scene.addItem(self.item)
         self.lit: list[PortItem] = []
-        self._light()
+        self.reasons: dict[PortItem, str | None] = {}
+        self.queue = [p for node in scene.nodes.values() for p in node.ports.values()
+                      if self.plausible(p)]
+        self.timer = QTimer()
+        self.timer.timeout.connect(self._check_some)
+        self._check_some()
+        if self.queue:
+            self.timer.start(0)
 
     def _endpoints(self, other: PortItem):
         if self.port.output:
             return self.port.node_id, self.port.name, other.node_id, other.name
         return other.node_id, other.name, self.port.node_id, self.port.name
 
-    def compatible(self, other: PortItem) -> bool:
+    def plausible(self, other: PortItem) -> bool:
+        """The cheap rules: an output meets an input of another node, no cycle, same dtype."""
         if other.output == self.port.output or other.node_id == self.port.node_id:
             return False
         src, sport, dst, dport = self._endpoints(other)
+        ctl = self.scene.controller
         try:
-            from nodegraph.editing import edits
-
-            ctl = self.scene.controller
             if src != IN_NODE and dst != OUT_NODE and edits.would_cycle(
                     ctl.model, ctl.scope, src, dst):
                 return False
@@ -49,20 +66,55 @@ class WireDrag:
             return False
         return True
 
-    def _light(self) -> None:
-        for node in self.scene.nodes.values():
-            for port in node.ports.values():
-                if self.compatible(port):
-                    port.highlight = True
-                    port.update()
-                    self.lit.append(port)
+    def refusal(self, other: PortItem) -> str | None:
+        """Why a drop on *other* would be refused (dtype, cycle, shape, lock), or None."""
+        if other not in self.reasons:
+            if other.output == self.port.output:
+                kind = "outputs" if other.output else "inputs"
+                self.reasons[other] = f"connect an output to an input (both are {kind})"
+            else:
+                self.reasons[other] = self._wiring_refusal(*self._endpoints(other))
+        return self.reasons[other]
+
+    def _wiring_refusal(self, src, sport, dst, dport) -> str | None:
+        return self.scene.controller.wiring_refusal(src, sport, dst, dport)
+
+    def compatible(self, other: PortItem) -> bool:
+        return self.refusal(other) is None
+
+    def _check_some(self) -> None:
+        """Shape-check queued ports for about one frame; light those a drop would wire."""
+        t0 = time.perf_counter()
+        while self.queue and time.perf_counter() - t0 < CHECK_BUDGET_S:
+            port = self.queue.pop(0)
+            if self.compatible(port):
+                port.highlight = True
+                port.update()
+                self.lit.append(port)
+        if not self.queue:
+            self.timer.stop()
+
+    def settle(self) -> None:
+        """Finish every pending check now (tests; a drop does not need it)."""
+        while self.queue:
+            self._check_some()
 
     def move(self, pos: QPointF) -> None:
         a, b = (self.origin, pos) if self.port.output else (pos, self.origin)
         self.item.setPath(wire_path(a, b))
+        target = self.scene._port_at(pos)
+        reason = self.refusal(target) if target is not None and target is not self.port \
+            else None
+        if reason:
+            self.scene.badge.show(reason, pos)
+        else:
+            self.scene.badge.hide()
 
     def cancel(self) -> None:
         """End the gesture without an edit: unlight the ports, drop the rubber wire."""
+        self.timer.stop()
+        self.queue = []
+        self.scene.badge.hide()
         for port in self.lit:
             port.highlight = False
             port.update()
@@ -80,8 +132,7 @@ class WireDrag:
         if target is self.port:
             return
         if target.output == self.port.output:
-            kind = "outputs" if target.output else "inputs"
-            self.scene.refused.emit(f"connect an output to an input (both are {kind})", pos)
+            self.scene.refused.emit(self.refusal(target), pos)
             return
         reason = self.wire_to(target)
         if reason:

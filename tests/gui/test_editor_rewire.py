@@ -53,6 +53,8 @@ def empty_point(win) -> QPoint:
 
 
 def lit(win) -> set[tuple]:
+    if win.scene.wire is not None:
+        win.scene.wire.settle()  # the shape checks run a few ports per timer tick
     return {(p.node_id, p.name) for n in win.scene.nodes.values() for p in n.ports.values()
             if p.highlight}
 

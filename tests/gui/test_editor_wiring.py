@@ -54,10 +54,14 @@ def test_compatible_ports_light_up_while_dragging(make_window):
     from nodegraph.canvas.wiredrag import WireDrag
 
     win = make_window("spiral_mlp")
+    win.controller.remove([], [e for e in win.controller.model.edges()
+                               if e["dst"]["node"] == "accuracy"])
     port = win.scene.nodes["spirals"].ports[("labels", True)]
     wire = WireDrag(win.scene, port)
+    wire.settle()
     lit = {(p.node_id, p.name) for p in wire.lit}
-    assert ("loss", "labels") in lit and ("accuracy", "labels") in lit
+    assert ("accuracy", "labels") in lit
+    assert ("loss", "labels") not in lit  # already plugged in: a drop there changes nothing
     assert ("fc1", "x") not in lit  # float input: an int wire is not offered
     wire.finish(port.scenePos())
     assert not any(p.highlight for n in win.scene.nodes.values() for p in n.ports.values())
