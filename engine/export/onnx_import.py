@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from engine.base.errors import WiregradError
+from engine.export.onnx_attention import find_attention
 from engine.export.onnx_build import Builder, UnmappedError
+from engine.export.onnx_gelu import find_gelu
 from engine.export.onnx_layers import fold_layers
 from engine.export.onnx_ops import translate
 from engine.export.onnx_reader import Known, OnnxModel, read_model
@@ -42,10 +44,21 @@ def import_onnx(path: str | Path, name: str | None = None) -> ImportResult:
         if kind == "int":
             params["high"] = _index_bound(model, input_name)
         b.add("input", input_name, params, outs={"out": input_name})
-    for onnx_node in model.graph.node:
-        if known.fold(onnx_node):
+    folded = {i for i, onnx_node in enumerate(model.graph.node) if known.fold(onnx_node)}
+    attention = find_attention(model, known)
+    gelus = find_gelu(model, known)
+    internal = {i for a in attention.values() for i in a.internal}
+    internal |= {i for _, _, nodes in gelus.values() for i in nodes}
+    live = _live_nodes(model, attention, internal, gelus)
+    for i, onnx_node in enumerate(model.graph.node):
+        if i not in live or i in folded:
             continue
-        translate(b, onnx_node)
+        try:
+            _translate_one(b, onnx_node, gelus.get(onnx_node.output[0]),
+                           attention.get(onnx_node.output[0]))
+        except WiregradError:
+            if not b.problems:  # else it follows from a node already reported
+                raise
     if b.problems:
         raise UnmappedError("the ONNX model uses what Wiregrad cannot import:\n  "
                             + "\n  ".join(b.problems))
@@ -56,8 +69,71 @@ def import_onnx(path: str | Path, name: str | None = None) -> ImportResult:
             b.materialise(value)
         outputs.append(value)
     layers = fold_layers(b)
-    return ImportResult(_document(b, outputs, name or Path(path).stem), b.weights, layers,
+    if b.problems:
+        raise UnmappedError("the ONNX model uses what Wiregrad cannot import:\n  "
+                            + "\n  ".join(b.problems))
+    doc = _document(b, outputs, name or Path(path).stem)
+    _check_compiles(doc)
+    return ImportResult(doc, b.weights, layers,
                         _count(n.type for n in b.nodes if n.type[0].islower()))
+
+
+def _check_compiles(doc: dict) -> None:
+    """The imported graph must validate as it is, or nothing is written."""
+    from engine.core import document
+    from engine.core.compile import compile_graph
+
+    program = compile_graph(document.from_dict(doc))
+    errors = [d for d in program.diagnostics if d.severity == "error"]
+    if errors:
+        first = errors[0]
+        raise UnmappedError(f"the imported graph does not validate ({len(errors)} error(s)); "
+                            f"first: node '{first.node}': {first.message}", node=first.node)
+
+
+def _translate_one(b: Builder, onnx_node, gelu, core) -> None:
+    """One live ONNX node: a recognised GELU or attention core, or the op's translator."""
+    if gelu is not None:
+        b.materialise(gelu[0])
+        b.add("gelu", onnx_node.name or "gelu", {"approximate": gelu[1]}, {"x": gelu[0]},
+              {"out": onnx_node.output[0]})
+        return
+    if core is None:
+        translate(b, onnx_node)
+        return
+    for value in (core.q, core.k, core.v):
+        b.materialise(value)
+    k = core.k
+    if core.k_perm is not None:
+        k = f"{core.out}::k"
+        b.add("permute", "keys", {"axes": core.k_perm}, {"x": core.k}, {"out": k})
+    b.add("scaled_dot_product_attention", onnx_node.name or "attention",
+          {"causal": core.causal, "scale": core.scale},
+          {"q": core.q, "k": k, "v": core.v}, {"out": core.out})
+
+
+def _live_nodes(model: OnnxModel, attention: dict, internal: set[int],
+                gelus: dict) -> set[int]:
+    """Indices of the ONNX nodes the outputs need, seeing each attention core as one node
+    (the mask it no longer needs, and its construction, are dead)."""
+    needed = set(model.outputs)
+    live: set[int] = set()
+    nodes = list(model.graph.node)
+    for i in range(len(nodes) - 1, -1, -1):
+        node = nodes[i]
+        if not any(out in needed for out in node.output):
+            continue
+        core = attention.get(node.output[0])
+        if core is not None:
+            live.add(i)
+            needed.update((core.q, core.k, core.v))
+        elif node.output[0] in gelus:
+            live.add(i)
+            needed.add(gelus[node.output[0]][0])
+        elif i not in internal:
+            live.add(i)
+            needed.update(v for v in node.input if v)
+    return live
 
 
 def _index_bound(model: OnnxModel, value: str) -> int:

@@ -21,6 +21,7 @@ _OP_SUFFIX = re.compile(r"[_/](Gemm|MatMul|Conv|LayerNormalization|Gather|BatchN
 
 def fold_layers(b: Builder) -> dict[str, int]:
     """Run every pass over *b*'s nodes; returns ``{layer type: instances}``."""
+    _untie_same_role(b)
     made: dict[str, int] = {}
     for fold in (_batch_norm, _linear, _layer_norm, _conv, _embedding, _pool, _flatten):
         for node in list(b.nodes):
@@ -32,6 +33,24 @@ def fold_layers(b: Builder) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _untie_same_role(b: Builder) -> None:
+    """Give each reader of a shared weight its own copy when every reader uses it in the same
+    role (two layer norms' scales, two zero biases): exporters merge initializers that merely
+    hold equal values, which would tie parameters the source model trains apart. Weights shared
+    across roles (an embedding table reused as the output head) stay tied."""
+    for param in [n for n in b.nodes if n.type == "parameter" and n.trainable]:
+        (value,) = param.outs.values()
+        readers = _consumers(b, value)
+        roles = {(n.type, port) for n, port in readers}
+        if len(readers) < 2 or len(roles) != 1:
+            continue
+        for k, (reader, port) in enumerate(readers[1:], start=2):
+            copy = b.add("parameter", f"{param.hint}_{k}", dict(param.params),
+                         outs={"out": f"{value}::copy{k}"})
+            b.weights[copy.id] = b.weights[param.id].copy()
+            reader.ins[port] = f"{value}::copy{k}"
 
 
 def _consumers(b: Builder, value: str) -> list[tuple[Node, str]]:

@@ -183,8 +183,14 @@ def _transpose(b, node) -> None:
 
 
 def _target(b, node, dims: list) -> list | None:
-    """A reshape target for Wiregrad: sizes, symbols and at most one -1."""
+    """A reshape target for Wiregrad: sizes, symbols and at most one -1 (a product such as
+    ``B*2`` becomes the -1 when there is none yet)."""
     out = list(dims)
+    compound = [k for k, d in enumerate(out) if isinstance(d, str) and not d.isidentifier()]
+    if len(compound) > 1 or compound and -1 in out:
+        return None
+    for k in compound:
+        out[k] = -1
     if out.count(-1) > 1:
         return None
     return out
@@ -201,6 +207,9 @@ def _reshape(b, node) -> None:
             (target if isinstance(target, list) else np.asarray(target).tolist())]
     source = b.shape(node.input[0]) or []
     for k, d in enumerate(dims):
+        if isinstance(d, str) and d.startswith("?") and k < len(source) \
+                and not str(source[k]).startswith("?"):
+            dims[k] = source[k]  # read off the input's shape where ONNX lost track of it
         if d == 0 and not _attr(node, "allowzero", 0):
             if k >= len(source):
                 b.unmapped(node, "a 0 in the target copies an unknown input size")

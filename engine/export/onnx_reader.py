@@ -75,6 +75,10 @@ def read_model(path: str | Path) -> OnnxModel:
     initializers = {t.name: _array(onnx, t) for t in graph.initializer}
     symbols = _SymbolNames()
     shapes: dict[str, list[Dim]] = {}
+    for info in graph.input:  # the inputs' sizes name the symbols (B first)
+        if info.name not in initializers:
+            _shape_of(info, symbols)
+    symbols.closed = True
     for info in list(graph.input) + list(graph.value_info) + list(graph.output):
         shape = _shape_of(info, symbols)
         if shape is not None:
@@ -144,8 +148,11 @@ class _SymbolNames:
 
     def __init__(self) -> None:
         self.names: dict[str, str] = {}
+        self.closed = False  # after the inputs: other unknown sizes stay unnamed ("?…")
 
     def __call__(self, param: str) -> str:
+        if param not in self.names and self.closed:
+            return "?" + param
         if param not in self.names:
             if len(self.names) >= len(SYMBOLS):
                 raise WiregradError(f"the model has more than {len(SYMBOLS)} symbolic sizes")
@@ -202,7 +209,11 @@ class Known:
         return None
 
     def fold(self, node) -> bool:
-        """Fold *node* if every input is known; returns whether it did."""
+        """Fold *node* if every input is known; returns whether it did. Either way, carry
+        shapes ONNX could not infer through it (:mod:`engine.export.onnx_shapes`)."""
+        from engine.export.onnx_shapes import propagate
+
+        propagate(node, self.model.shapes, self.values)
         if node.op_type not in self.FOLDABLE:
             return False
         if node.op_type == "Shape":
@@ -365,8 +376,11 @@ _FOLD = {
     "Add": _arith("add"),
     "Sub": _arith("sub"),
     "Div": _arith("div"),
-    "Reshape": _numeric(lambda n, i: i[0].reshape(i[1].astype(np.int64))),
-    "Range": _numeric(lambda n, i: np.arange(i[0], i[1], i[2])),
+    "Reshape": lambda n, i: list(i[0]) if _symbolic(i[0]) else np.asarray(i[0]).reshape(
+        np.asarray(i[1]).astype(np.int64)),
+    "Range": _numeric(lambda n, i: np.arange(*(x.reshape(-1)[0] for x in i[:3]))),
+    "Trilu": _numeric(lambda n, i: (np.triu if _attr(n, "upper", 1) else np.tril)(
+        i[0], int(i[1].reshape(-1)[0]) if len(i) > 1 and i[1] is not None else 0)),
     "Equal": _numeric(lambda n, i: np.equal(i[0], i[1])),
     "Less": _numeric(lambda n, i: np.less(i[0], i[1])),
     "LessOrEqual": _numeric(lambda n, i: np.less_equal(i[0], i[1])),
