@@ -294,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="validation loss and metrics of trained weights")
     p.add_argument("graph", help="document path, preset name or .wgz bundle")
     p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
-    p.add_argument("--batches", type=count, default=0, help="evaluation batches (0: all)")
+    p.add_argument("--batches", type=count, default=None, help="evaluation batches (0: "
+                   "all; default: all, or the document's eval_batches for text graphs, as "
+                   "in training)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("sample", help="generate text from a character-level model")

@@ -293,7 +293,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
         raise WiregradError("no weights to evaluate: pass --weights or open a document that "
                             "references its weights")
     trainer = Trainer(doc, base_dir=doc_path.parent, weights=weights)
-    result = trainer.evaluate(args.batches)
+    batches = args.batches
+    if batches is None:  # text windows: the document's eval_batches, as the training run used
+        windowed = any(ds.eval_batches is not None for ds in trainer.graph.datasets.values())
+        batches = None if windowed else 0
+    result = trainer.evaluate(batches)
     if args.json:
         print(json.dumps(result))
     else:
