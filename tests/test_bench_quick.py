@@ -22,6 +22,7 @@ TIMED = ("gpt_step", "gpt6x256_step", "mlp_step", "sample", "sgemm_1024",
 CNN = ("cnn_shapes", "cnn_digits", "cnn_issue24", "cnn_rgb32", "cnn_wide28", "cnn_stride20")
 
 
+@pytest.mark.timeout(900)  # the subprocess's own 600 s limit must be the one that counts
 def test_bench_quick_writes_the_json_structure(tmp_path):
     out = tmp_path / "bench.json"
     env = {**os.environ, "WIREGRAD_HOME": str(tmp_path / "home")}

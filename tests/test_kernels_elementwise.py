@@ -111,6 +111,7 @@ def test_ops_importing_stays_numba_free():
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.timeout(900)  # the subprocess's own 600 s limit must be the one that counts
 def test_kernels_pass_with_the_jit_disabled():
     """The kernels are plain Python too: a subset of these tests passes with NUMBA_DISABLE_JIT."""
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
