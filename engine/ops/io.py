@@ -86,7 +86,9 @@ register(OpSpec(
 
     Its value is learned by the optimizer. ``init`` picks the initialiser: ``normal`` uses
     ``std``; ``fan_in_uniform`` draws from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) like PyTorch's
-    Linear (``fan_in`` 0 means the last dimension).""",
+    Linear and Conv. ``fan_in`` 0 infers it from the shape, read PyTorch-style as (out, in,
+    *kernel): dimension 1 times the kernel size (the last dimension of a 2-D weight, the length
+    of a 1-D one).""",
     inputs=[],
     outputs=[Port("out")],
     params=[
