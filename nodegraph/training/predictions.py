@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPlainTextEdit,
     QPushButton,
-    QSplitter,
+    QScrollArea,
     QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
@@ -35,6 +35,9 @@ BG = (30, 32, 36)
 CLASS_COLORS = [(66, 135, 245), (245, 130, 48), (60, 180, 75), (230, 25, 75), (145, 30, 180),
                 (70, 220, 220), (240, 50, 230), (210, 245, 60)]
 TITLE = "#c8ccd4"
+MIN_VIEW_H = 300  # a view never gets smaller than this: the tab scrolls instead
+THUMB_W = 130  # an image of the grid with its title, in pixels
+CONFUSION_H = 300
 
 
 def class_color(k: int) -> tuple[int, int, int]:
@@ -77,12 +80,15 @@ class PredictionsPanel(QWidget):
         self.info = QLabel(self.HINT)
         self.info.setWordWrap(True)
         box.addWidget(self.info)
-        split = QSplitter(Qt.Orientation.Vertical)
+        # the views keep a readable size and scroll in a small dock instead of being squashed
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground(BG)
-        split.addWidget(self.canvas)
-        bottom = QWidget()
-        lower = QVBoxLayout(bottom)
+        self.scroll = QScrollArea()
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scroll.setWidget(self.canvas)
+        box.addWidget(self.scroll, 1)
+        lower = QVBoxLayout()
         lower.setContentsMargins(0, 0, 0, 0)
         self.file_button = QPushButton("Predict on File…")
         self.file_button.setToolTip("Run the model on your own CSV / .npy / image file, or "
@@ -99,12 +105,10 @@ class PredictionsPanel(QWidget):
         self.text.setReadOnly(True)
         self.results.addWidget(self.table)
         self.results.addWidget(self.text)
-        lower.addWidget(self.results, 1)
-        split.addWidget(bottom)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 1)
-        split.setSizes([420, 110])
-        box.addWidget(split, 1)
+        self.results.setMaximumHeight(170)
+        self.results.hide()  # until a file was predicted on
+        lower.addWidget(self.results)
+        box.addLayout(lower)
         self.data: dict | None = None
         self.task: str | None = None
         self.image: np.ndarray | None = None  # the decision boundary as drawn (RGB)
@@ -129,6 +133,8 @@ class PredictionsPanel(QWidget):
         self.table.setRowCount(0)
         self.table.setColumnCount(0)
         self.text.clear()
+        self.results.hide()
+        self.canvas.setMinimumHeight(MIN_VIEW_H)
 
     def show_predictions(self, data: dict) -> None:
         self.data = data
@@ -137,6 +143,7 @@ class PredictionsPanel(QWidget):
             self.canvas.clear()
             self._items = {}
             self.task = task
+            self.canvas.setMinimumHeight(MIN_VIEW_H)
         if task == "boundary":
             self._boundary(data)
         elif task == "regression":
@@ -213,18 +220,22 @@ class PredictionsPanel(QWidget):
     def _images(self, d: dict) -> None:
         names, k = d["class_names"], d["n_classes"]
         images = np.asarray(d["images"])
-        cols = 6
         if not self._items:
+            cols = int(np.clip(self.scroll.viewport().width() // THUMB_W, 2, 6))
+            rows = -(-len(images) // cols)
+            self.canvas.setMinimumHeight(rows * (THUMB_W + 34) + CONFUSION_H)
             views = []
             grid = self.canvas.addLayout(row=0, col=0)
             for i in range(len(images)):
                 v = grid.addViewBox(row=(i // cols) * 2 + 1, col=i % cols, lockAspect=True)
                 v.invertY(True)
+                v.setMinimumHeight(THUMB_W - 24)
                 img = pg.ImageItem(axisOrder="row-major")
                 v.addItem(img)
                 label = grid.addLabel("", row=(i // cols) * 2, col=i % cols, size="8pt")
                 views.append((img, label))
             conf = self.canvas.addPlot(row=1, col=0)
+            conf.setMinimumHeight(CONFUSION_H - 20)
             conf.invertY(True)
             conf.setAspectLocked(True)
             conf.setLabel("left", "true class")
@@ -251,14 +262,14 @@ class PredictionsPanel(QWidget):
             title = f"{names[int(p)]} {q:.0%}"
             self.grid_titles.append(title)
             color = "#7ddc8a" if int(p) == int(t) else "#ff6b6b"
-            label.setText(title if int(p) == int(t) else f"{title} (is {names[int(t)]})",
+            label.setText(title if int(p) == int(t) else f"{title}<br>(is {names[int(t)]})",
                           color=color, size="8pt")
         self.confusion = np.asarray(d["confusion"])
         it["cimg"].setImage(self.confusion.astype(np.float32),
                             levels=(0, max(1, int(self.confusion.max()))))
         for t, v in zip(it["texts"], self.confusion.ravel()):
             t.setText(str(int(v)))
-        it["conf"].setTitle(f"confusion · step {d['step']} · {d['evaluated']} validation "
+        it["conf"].setTitle(f"confusion · step {d['step']}<br>{d['evaluated']} validation "
                             f"images · accuracy {d['accuracy']:.1%}", size="9pt", color=TITLE)
         self.info.setText("Validation images titled with the predicted class and its "
                           "probability (red: wrong, with the true class). Below: the "
@@ -287,11 +298,13 @@ class PredictionsPanel(QWidget):
         self.file_result = result
         where = f"weights: {html.escape(str(result.get('weights')))}"
         if result["kind"] == "text":
+            self.results.show()
             self.results.setCurrentWidget(self.text)
             self.text.setPlainText(result["prompt"][-300:] + result["continuation"])
             self.file_status.setText(f"Continued {html.escape(result['file'])} by "
                                      f"{len(result['continuation'])} characters ({where})")
             return
+        self.results.show()
         self.results.setCurrentWidget(self.table)
         cols, rows = result["columns"], result["rows"]
         self.table.clear()
