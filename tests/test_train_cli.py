@@ -119,7 +119,7 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, err
-    assert "interrupted at step" in err and "--resume" in err
+    assert "interrupted at step" in err and f"wiregrad train {graph} --resume {run}" in err
     steps = [r["step"] for r in _records(metrics) if r["kind"] == "train"]
     _, meta = read_checkpoint(run / "last.safetensors")
     assert int(meta["step"]) == steps[-1] >= 3  # the checkpoint holds the last finished step
@@ -261,5 +261,5 @@ def test_metrics_on_a_full_disk_exits_2_and_keeps_the_last_checkpoint(tmp_path, 
     assert str(metrics) in err and os.strerror(errno.ENOSPC) in err
     _, meta = read_checkpoint(run / "last.safetensors")
     assert 8 <= int(meta["step"]) <= 11
-    assert str(run / "last.safetensors") in err
+    assert str(run / "last.safetensors") in err and f"wiregrad train {graph} --resume {run}" in err
     assert not list(run.glob(".*.tmp"))

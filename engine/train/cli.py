@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -186,7 +187,12 @@ def _stop_on_sigint(trainer):
         signal.signal(signal.SIGINT, previous)
 
 
-def _metrics_failed(trainer, manager, path: str, exc: OSError) -> WiregradError:
+def resume_command(graph: str, folder: Path) -> str:
+    """The command that continues a run (same settings, same folder, metrics appended)."""
+    return f"wiregrad train {shlex.quote(graph)} --resume {shlex.quote(str(folder))}"
+
+
+def _metrics_failed(trainer, manager, graph: str, path: str, exc: OSError) -> WiregradError:
     """The metrics file cannot be written (e.g. a full disk): keep a checkpoint if we can and
     name the last good one."""
     from engine.train.checkpoint import read_checkpoint
@@ -202,7 +208,7 @@ def _metrics_failed(trainer, manager, path: str, exc: OSError) -> WiregradError:
     try:
         step = read_checkpoint(last)[1]["step"]
         lines.append(f"the last good checkpoint is {last} (step {step}); continue with "
-                     f"--resume {last}")
+                     f"`{resume_command(graph, manager.folder)}`")
     except (WiregradError, OSError, KeyError):
         lines.append("no checkpoint was written")
     return WiregradError("; ".join(lines), field="--metrics")
@@ -230,7 +236,8 @@ def _loop(trainer, manager, metrics, args: argparse.Namespace) -> int:
                     metrics.write(json.dumps(record) + "\n")
                 except OSError as exc:
                     bar.close()
-                    raise _metrics_failed(trainer, manager, args.metrics, exc) from None
+                    raise _metrics_failed(trainer, manager, args.graph, args.metrics,
+                                          exc) from None
             if record["kind"] == "train":
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
@@ -252,7 +259,7 @@ def _loop(trainer, manager, metrics, args: argparse.Namespace) -> int:
     _print_summary(trainer, manager, path, reason or "finished", last_eval, args.json)
     if reason == "interrupted":
         print(f"interrupted at step {trainer.step}; checkpoint and weights in {path.parent} "
-              f"(continue with --resume {manager.folder / 'last.safetensors'})",
+              f"(continue with `{resume_command(args.graph, manager.folder)}`)",
               file=sys.stderr)
         return 130
     return 0
