@@ -107,3 +107,124 @@ def mutated(draw):
 @given(mutated())
 def test_mutated_documents(doc):
     _load_and_compile(doc)
+
+
+# ------------------------------------------------------------------ issue 15: every preset, mutated
+# at the JSON level (types, values, unicode, sizes, nesting, layer self-reference), pushed
+# through load → validate → save → hash; checkpoint metadata; bundle members; export strings.
+
+import random  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.fuzz_mutations import mutate, presets_raw, run_document  # noqa: E402
+
+PRESETS_RAW = presets_raw()
+TIME_BOUND = 10.0  # seconds per document, on a busy 2-core machine
+
+
+def _fuzz(count: int, seed: int) -> dict[str, int]:
+    rng = random.Random(seed)
+    names = sorted(PRESETS_RAW)
+    outcomes: dict[str, int] = {}
+    for i in range(count):
+        outcome, seconds = run_document(mutate(PRESETS_RAW[names[i % len(names)]], rng))
+        assert seconds < TIME_BOUND, (i, seconds)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def test_mutated_presets_default_slice():
+    outcomes = _fuzz(250, seed=15)
+    assert sum(outcomes.values()) == 250 and outcomes.get("refused", 0) < 250
+
+
+@settings(**{**SETTINGS, "max_examples": 60})
+@given(st.sampled_from(sorted(PRESETS_RAW)), st.integers(0, 2**32), st.integers(1, 8))
+def test_mutated_presets_hypothesis(name, seed, count):
+    run_document(mutate(PRESETS_RAW[name], random.Random(seed), count))
+
+
+@pytest.mark.slow
+def test_ten_thousand_mutated_presets():
+    """Figures and command in docs/robustness.md."""
+    outcomes = _fuzz(10_000, seed=2026)
+    assert sum(outcomes.values()) == 10_000
+
+
+@settings(**{**SETTINGS, "max_examples": 40})
+@given(st.dictionaries(st.sampled_from(["graph_hash", "optimizer", "step", "seed", "schedule",
+                                        "schedule_scale", "best", "clip_norm", "wall", "dtype",
+                                        "batchers", "since_best", "format"]),
+                       st.one_of(st.text(max_size=12), json_values.map(json.dumps)),
+                       min_size=1, max_size=4))
+def test_checkpoint_metadata_fuzz(checkpoint_file, changes):
+    from engine.base.io import load_weights, save_weights
+    from engine.train.checkpoint import restore
+
+    path, trainer_for = checkpoint_file
+    tensors, meta = load_weights(path)
+    fuzzed = path.with_name("fuzzed.safetensors")
+    save_weights(fuzzed, tensors, {**meta, **changes})
+    try:
+        restore(trainer_for(), fuzzed)
+    except WiregradError:
+        pass
+
+
+@settings(**{**SETTINGS, "max_examples": 40})
+@given(st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=6))
+def test_bundle_byte_flips(bundle_file, flips):
+    from engine.graphs import bundle
+
+    data = bytearray(bundle_file.read_bytes())
+    for where, byte in flips:
+        data[int(where * (len(data) - 1))] = byte
+    damaged = bundle_file.with_name("damaged.wgz")
+    damaged.write_bytes(bytes(data))
+    try:
+        bundle.unpack(damaged)
+    except WiregradError:
+        pass
+
+
+@settings(**{**SETTINGS, "max_examples": 40})
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_export_strings_stay_inert(name, description):
+    import ast
+
+    from engine.core.inference import extract_model
+    from engine.export.torch_project import generate_model_source
+
+    doc = copy.deepcopy(spiral())
+    doc["meta"] = {"name": name, "description": description}
+    source = generate_model_source(extract_model(doc, "float32"))
+    tree = ast.parse(source)  # compiles, and nothing but the expected top-level statements
+    kinds = {type(node).__name__ for node in tree.body}
+    assert kinds <= {"Expr", "ImportFrom", "Import", "Assign", "ClassDef", "FunctionDef"}
+    assert [type(n).__name__ for n in tree.body if isinstance(n, ast.Expr)] == ["Expr"]
+    assert ast.get_docstring(tree, clean=False).startswith((name or "Model") + " — exported")
+
+
+@pytest.fixture(scope="module")
+def checkpoint_file(tmp_path_factory):
+    from engine.train.checkpoint import CheckpointManager
+    from engine.train.trainer import Trainer
+    from tests.training_docs import classifier
+
+    folder = tmp_path_factory.mktemp("fuzz-ckpt")
+    trainer = Trainer(classifier(steps=2, eval_every=0))
+    list(trainer.run())
+    CheckpointManager(folder).save(trainer)
+    return folder / "last.safetensors", lambda: Trainer(classifier(steps=2, eval_every=0))
+
+
+@pytest.fixture(scope="module")
+def bundle_file(tmp_path_factory):
+    from engine.graphs import bundle
+    from engine.train.trainer import Trainer
+    from tests.training_docs import classifier
+
+    folder = tmp_path_factory.mktemp("fuzz-bundle")
+    trainer = Trainer(classifier(steps=1, eval_every=0))
+    return bundle.pack(trainer.doc, {**trainer.params, **trainer.state}, folder / "b.wgz")
