@@ -15,7 +15,7 @@ from PySide6.QtGui import QUndoStack
 
 from engine import api
 from nodegraph.commands import EditCommand, MoveCommand
-from nodegraph.editing import edits, grouping, layout
+from nodegraph.editing import edits, grouping, layout, sizes
 from nodegraph.editing.edits import Refused
 from nodegraph.editing.model import GraphModel, Op
 from nodegraph.editing.specs import Catalog
@@ -134,6 +134,25 @@ class Controller(QObject):
                                       params)
         self.push(f"Add {node_id}", ops)
         return node_id
+
+    def inferred_sizes(self, type_name: str, shape: list | None) -> dict:
+        """Size params a new *type_name* node takes from the *shape* wired into it."""
+        return sizes.inferred_sizes(type_name, shape) if self.scope is None else {}
+
+    def insert_on_wire(self, edge: dict, type_name: str, pos) -> str | None:
+        """Put a new node into wire *edge* (one undo step); its input size (Linear
+        ``in_features`` …) is read from the wire's inferred shape. Returns the node's id."""
+        if self.read_only:
+            self.message.emit("This built-in layer is read-only; ungroup a copy to edit it.")
+            return None
+        params = self.inferred_sizes(type_name, sizes.wire_shape(self.validation, edge))
+        try:
+            node_id, ops = edits.insert_on_wire(self.model, self.catalog, self.scope, edge,
+                                                type_name, pos, params)
+        except Refused as exc:
+            self.message.emit(str(exc))
+            return None
+        return node_id if self.push(f"Insert {node_id}", ops) else None
 
     def remove(self, node_ids=(), edges_=(), frame_ids=()) -> None:
         node_ids = [n for n in node_ids if n not in (edits.IN_NODE, edits.OUT_NODE)]

@@ -19,6 +19,7 @@ from nodegraph.canvas.scene import GraphScene
 from nodegraph.canvas.view import GraphView
 from nodegraph.controller import Controller
 from nodegraph.editing import grouping
+from nodegraph.editing.sizes import output_shape
 
 
 class EditActions:
@@ -153,7 +154,11 @@ class EditActions:
         if wire is not None and not wire["output"]:
             pos = QPointF(pos.x() - 200, pos.y())
         pos = self._in_view(pos)
-        node_id = self.controller.add_node(type_name, (pos.x(), pos.y()))
+        params = {}
+        if wire is not None and wire["output"]:  # sizes from the shape the wire carries
+            shape = output_shape(self.controller.validation, wire["node"], wire["port"])
+            params = self.controller.inferred_sizes(type_name, shape)
+        node_id = self.controller.add_node(type_name, (pos.x(), pos.y()), params)
         if node_id and wire is not None and port is not None:
             if wire["output"]:
                 self.controller.connect(wire["node"], wire["port"], node_id, port)

@@ -278,6 +278,13 @@ class GraphScene(QGraphicsScene):
 
     # ------------------------------------------------------------------ mouse
 
+    def wire_at(self, pos: QPointF) -> dict | None:
+        """The stored wire under *pos* (not a layer's output pseudo-wire), or None."""
+        for item in self.items(pos):
+            if isinstance(item, EdgeItem) and item.key[2] != OUT_NODE:
+                return dict(item.edge)
+        return None
+
     def _port_at(self, pos: QPointF):
         from nodegraph.canvas.items import PortItem
 

@@ -158,8 +158,12 @@ class GraphView(QGraphicsView):
             return super().dropEvent(event)
         type_name = bytes(event.mimeData().data(NODE_MIME)).decode("utf-8")
         pos = self.mapToScene(event.position().toPoint())
-        # The node's title bar lands under the cursor.
-        node_id = self.scene().controller.add_node(type_name, (pos.x() - 100, pos.y() - 12))
+        # The node's title bar lands under the cursor; dropped onto a wire, it goes into it.
+        corner = (pos.x() - 100, pos.y() - 12)
+        wire = self.scene().wire_at(pos)
+        ctl = self.scene().controller
+        node_id = ctl.insert_on_wire(wire, type_name, corner) if wire is not None \
+            else ctl.add_node(type_name, corner)
         if node_id:
             self.scene().select_nodes([node_id])
         event.acceptProposedAction()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import networkx as nx
 
 from nodegraph.editing.model import MISSING, GraphModel, Op, edge_key
-from nodegraph.editing.specs import Catalog, new_id, port_dtype
+from nodegraph.editing.specs import Catalog, input_ports, new_id, port_dtype
 
 IN_NODE = "$in"
 OUT_NODE = "$out"
@@ -100,6 +100,28 @@ def connect(model: GraphModel, catalog: Catalog, scope, src: str, sport: str, ds
     edge = {"src": {"node": src, "port": sport}, "dst": {"node": dst, "port": dport}}
     ops.append(("insert_edge", scope, edge, None))
     return ops
+
+
+def insert_on_wire(model: GraphModel, catalog: Catalog, scope, edge: dict, type_name: str,
+                   pos, params: dict | None = None) -> tuple[str, list[Op]]:
+    """Ops adding a *type_name* node into wire *edge*: source → its first input, its first
+    output → the old destination (refused when its ports cannot take the wire's dtype)."""
+    spec = catalog.spec(type_name, model.doc)
+    if not spec or not spec["inputs"] or not spec["outputs"]:
+        raise Refused(f"{type_name} has no input and output to put into a wire")
+    ins, outs = input_ports(spec, "", []), spec["outputs"]
+    node_id, ops = add_node(model, catalog, scope, type_name, pos, params)
+    trial = GraphModel(model.doc)
+    trial.apply_all(ops)
+    src, dst = edge["src"], edge["dst"]
+    check_dtypes(trial, catalog, scope, src["node"], src["port"], node_id, ins[0]["name"])
+    check_dtypes(trial, catalog, scope, node_id, outs[0]["name"], dst["node"], dst["port"])
+    ops.append(("delete_edge", scope, edge_key(edge)))
+    ops.append(("insert_edge", scope, {"src": dict(src),
+                                       "dst": {"node": node_id, "port": ins[0]["name"]}}, None))
+    ops.append(("insert_edge", scope, {"src": {"node": node_id, "port": outs[0]["name"]},
+                                       "dst": dict(dst)}, None))
+    return node_id, ops
 
 
 def wire_into(model: GraphModel, scope, dst: str, dport: str) -> dict | None:
