@@ -335,8 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export the model as ONNX or a PyTorch project")
     p.add_argument("graph", help="document path, preset name or .wgz bundle")
-    p.add_argument("--format", choices=["onnx", "torch"], required=True, help="onnx: one "
-                   ".onnx file; torch: a folder with model.py, weights and train.py")
+    p.add_argument("--format", choices=["onnx", "torch", "onnx-decoder"], required=True,
+                   help="onnx: one .onnx file; torch: a folder with model.py, weights and "
+                   "train.py; onnx-decoder (seq2seq graphs): a folder with encoder.onnx, "
+                   "decoder_step.onnx and decode.py")
     p.add_argument("--out", required=True, help="file (onnx) or folder (torch) to write")
     p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")

@@ -70,3 +70,18 @@ def test_step_logits_match_the_cached_decoder(exported):
         for i in range(len(model.decoder)):
             feeds[f"past_k{i}"], feeds[f"past_v{i}"] = present[2 * i], present[2 * i + 1]
         tokens = ours.argmax(-1)
+
+
+def test_wiregrad_export_onnx_decoder_writes_the_folder(tmp_path, capsys):
+    from engine.cli import main
+    from engine.core import document
+
+    doc = seq2seq_dates(layers=1, width=16, heads=2, n_train=100)
+    document.save(doc, tmp_path / "s2s.json")
+    assert main(["export", str(tmp_path / "s2s.json"), "--format", "onnx-decoder", "--out",
+                 str(tmp_path / "out")]) == 0
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "encoder.onnx", "decoder_step.onnx", "seq2seq.json", "decode.py"}
+    assert main(["export", "spiral_mlp", "--format", "onnx-decoder", "--out",
+                 str(tmp_path / "bad")]) == 2
+    assert "not a sequence-to-sequence model" in capsys.readouterr().err

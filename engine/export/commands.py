@@ -26,6 +26,14 @@ def export_command(args: argparse.Namespace) -> int:
     if source == "fresh initialisation":
         print("note: the graph has no trained weights; exporting a fresh initialisation "
               "(pass --weights to export trained ones)", file=sys.stderr)
+    if args.format == "onnx-decoder":
+        from engine.export.onnx_seq2seq import export_seq2seq
+        from engine.sample.seq2seq import load_model
+
+        folder = export_seq2seq(load_model(doc, arrays, np.float32), args.out)
+        print(f"wrote {folder}: encoder.onnx, decoder_step.onnx, seq2seq.json and decode.py "
+              f"(python {folder / 'decode.py'} \"TEXT\")")
+        return 0
     if args.format == "onnx":
         from engine.export.onnx_export import export_onnx
 
