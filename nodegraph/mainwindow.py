@@ -34,6 +34,7 @@ from nodegraph.files import FileMixin
 from nodegraph.menus import build_menus
 from nodegraph.panels.inspector import Inspector
 from nodegraph.panels.palette import Palette
+from nodegraph.panels.summary import LayerSummary
 
 
 class MainWindow(FileMixin, QMainWindow):
@@ -101,6 +102,10 @@ class MainWindow(FileMixin, QMainWindow):
         self.diagnostics.setWordWrap(True)
         self.diagnostics_dock = self._dock("Diagnostics", self.diagnostics,
                                            Qt.DockWidgetArea.RightDockWidgetArea)
+        self.summary = LayerSummary(self.controller)
+        self.summary.node_clicked.connect(lambda node: self.edit.focus_node(node))
+        self.summary_dock = self._dock("Layer Summary", self.summary,
+                                       Qt.DockWidgetArea.BottomDockWidgetArea)
         self._build_training()
         self.resizeDocks([self.palette_dock, self.inspector_dock], [210, 300],
                          Qt.Orientation.Horizontal)
@@ -123,6 +128,7 @@ class MainWindow(FileMixin, QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, sampling)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, debugger)
         self.tabifyDockWidget(training, sampling)
+        self.tabifyDockWidget(sampling, self.summary_dock)  # wide rows: beside Training
         self.tabifyDockWidget(self.inspector_dock, debugger)
         training.raise_()
         self.inspector_dock.raise_()

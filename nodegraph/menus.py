@@ -94,7 +94,7 @@ def build_menus(win) -> dict:
     m.addAction(_action(win, a, "leave", "&Leave Layer", lambda: win.controller.leave(),
                         "Backspace"))
     m.addSeparator()
-    for dock in (win.palette_dock, win.inspector_dock, win.diagnostics_dock,
+    for dock in (win.palette_dock, win.inspector_dock, win.diagnostics_dock, win.summary_dock,
                  *win.training.docks):
         m.addAction(dock.toggleViewAction())
 
