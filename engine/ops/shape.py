@@ -130,9 +130,31 @@ _shape_op("transpose", "Swap two axes, dim0 and dim1 (a view, no copy).",
 # ------------------------------------------------------------------ reshape
 
 
+def unify_target(x_shape, target, actual=None) -> list:
+    """*target* with symbols and numbers unified where one size alone cannot be inferred.
+
+    A target symbol the input lacks is inferred like -1; when that leaves more than one size
+    unknown, such a symbol standing where the target's leading axes equal the input's takes
+    the input's size on that axis (its *actual* runtime size when given). So a B×16×C input
+    reshaped to ``["B", "T", 4, -1]`` reads T = 16: fixed and symbolic sizes work alike.
+    """
+    target = list(target)
+    bound = {d for d in x_shape if isinstance(d, str)}
+    unknown = [i for i, d in enumerate(target)
+               if d == -1 or (isinstance(d, str) and d not in bound)]
+    if len(unknown) < 2:
+        return target
+    for i in unknown:
+        d = target[i]
+        if (isinstance(d, str) and i < len(x_shape) and target[:i] == list(x_shape[:i])
+                and not isinstance(x_shape[i], str)):
+            target[i] = int(actual[i]) if actual is not None else x_shape[i]
+    return target
+
+
 def _reshape_infer(inputs, params):
     x = inputs[0]
-    target = list(params["shape"])
+    target = unify_target(x.shape, params["shape"])
     bound = {d for d in x.shape if isinstance(d, str)}
     unknown = [i for i, d in enumerate(target)
                if d == -1 or (isinstance(d, str) and d not in bound)]
@@ -169,8 +191,11 @@ def _reshape_batch(params, in_axes, out_axes, in_types):
 
 
 def _reshape_forward(ctx, params, x):
-    sizes = dims.bind_symbols(_input_shape(ctx), x.shape)
-    target = [d if isinstance(d, int) else sizes.get(d, -1) for d in params["shape"]]
+    declared = _input_shape(ctx)
+    sizes = dims.bind_symbols(declared, x.shape)
+    target = (unify_target(declared, params["shape"], x.shape) if declared is not None
+              and len(declared) == x.ndim else params["shape"])
+    target = [d if isinstance(d, int) else sizes.get(d, -1) for d in target]
     try:
         out = np.reshape(x, target)
     except ValueError as exc:
@@ -188,7 +213,9 @@ def _reshape_backward(ctx, params, g):
 _shape_op("reshape", """Give x a new shape with the same number of elements.
 
     One size may be -1 (inferred). Symbols such as B are taken from the input at run time;
-    a symbol the input lacks is inferred like -1. E.g. B×T×C with ["B", -1] gives B×T*C.""",
+    a symbol the input lacks is inferred like -1. E.g. B×T×C with ["B", -1] gives B×T*C.
+    Where that leaves two sizes unknown, a symbol standing where the target's leading axes
+    equal the input's takes the input's size: B×16×C to ["B", "T", 4, -1] reads T = 16.""",
           _reshape_infer, _reshape_forward, _reshape_backward,
           [Param("shape", "target_shape", ["B", -1],
                  doc="Target sizes: integers, symbols (B, T) and at most one -1.")],
@@ -196,7 +223,9 @@ _shape_op("reshape", """Give x a new shape with the same number of elements.
            Example([((2, 3, 4), "float")], {"shape": [2, -1]}),
            Example([((2, 12), "float")], {"shape": [2, 3, 2, 2]}),
            Example([((1, 6), "float")], {"shape": [-1]}, note="flatten, batch of 1"),
-           Example([((2, 3, 4), "float")], {"shape": ["B", 12]}, note="keep the batch")],
+           Example([((2, 3, 4), "float")], {"shape": ["B", 12]}, note="keep the batch"),
+           Example([((2, 3, 4), "float")], {"shape": ["B", "T", 2, -1]},
+                   note="a symbol unified with a fixed size")],
           batch_rule=_reshape_batch)
 
 

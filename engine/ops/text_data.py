@@ -19,13 +19,24 @@ SHAKESPEARE_VOCAB = ("\n !\"$&'()*,-.0123456789:;?ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]
 def _infer(inputs, params):
     if params.get("tokenizer", "char") == "char" and not params["vocab"]:
         raise ShapeError("the vocabulary is empty: set 'vocab' (the corpus's characters)")
-    return [TensorType(("B", "T"), "int"), TensorType(("B", "T"), "int")]
+    t = int(params["block_size"])  # T is fixed by the source: windows of block_size tokens
+    return [TensorType(("B", t), "int"), TensorType(("B", t), "int")]
 
 
 def _forward(ctx, params):
+    """The fed (tokens, targets) windows, checked against (B, block_size): never truncated."""
     if ctx.feed is None:
         raise WiregradError("no text is fed to this data source", node=ctx.eq.path)
-    tokens, targets = ctx.feed
+    tokens, targets = (np.asarray(a) for a in ctx.feed)
+    t = int(params["block_size"])
+    for name, arr in (("tokens", tokens), ("targets", targets)):
+        if arr.ndim != 2 or arr.shape[1] != t or arr.shape != tokens.shape:
+            raise WiregradError(f"fed {name} of shape {list(arr.shape)} do not match "
+                                f"(B, {t}): windows must be block_size = {t} tokens long",
+                                node=ctx.eq.path, port=name)
+        if arr.dtype.kind not in "iu":
+            raise WiregradError(f"expects integer token ids, got {arr.dtype}",
+                                node=ctx.eq.path, port=name)
     return (np.ascontiguousarray(tokens, dtype=np.int64),
             np.ascontiguousarray(targets, dtype=np.int64))
 
@@ -33,7 +44,7 @@ def _forward(ctx, params):
 register(OpSpec(
     name="text_corpus",
     category="data",
-    doc="""Text: random windows of T tokens and the next token of each.
+    doc="""Text: random windows of T = block_size tokens and the next token of each.
 
     Tokens are characters (``tokenizer`` = char, the ``vocab`` string) or byte-level BPE
     pieces (``tokenizer`` = bpe, ``vocab_size`` of them, trained on the training split and
