@@ -112,3 +112,23 @@ def test_training_memory_beyond_the_limit_is_refused_before_allocating(monkeypat
     assert "WIREGRAD_MAX_MEMORY" in str(info.value)
     monkeypatch.setenv("WIREGRAD_MAX_MEMORY", "4GB")
     assert Trainer(doc).step == 0
+
+
+def test_absurd_layer_sizes_are_refused_before_initialising_weights(monkeypatch):
+    from engine.core.inference import extract_model, resolve_weights
+
+    doc = copy.deepcopy(classifier(steps=1))
+    for node in doc["nodes"]:
+        if node["id"] == "fc1":
+            node["params"]["out_features"] = 2**31 - 1
+        if node["id"] == "bn":
+            node["params"]["num_features"] = 2**31 - 1
+        if node["id"] == "fc2":
+            node["params"]["in_features"] = 2**31 - 1
+    assert api.validate(doc)["ok"]
+    monkeypatch.setenv("WIREGRAD_MAX_MEMORY", "8GB")  # the weights need ~34 GB
+    with pytest.raises(WiregradError, match="memory") as info:
+        resolve_weights(extract_model(doc, "float32"))
+    assert info.value.node in ("fc1", "fc2", "bn")
+    with pytest.raises(WiregradError, match="memory"):
+        Trainer(doc)

@@ -67,6 +67,23 @@ def training_bytes(program: Program, batch: int, itemsize: int) -> tuple[int, di
     return sum(per_node.values()), per_node
 
 
+def check_weights_memory(infos: dict, itemsize: int) -> int:
+    """Refuse (WiregradError) weights whose values alone exceed the limit; returns bytes."""
+    per_node: dict[str, int] = {}
+    for w in infos.values():
+        top = w.node.split(".")[0]
+        per_node[top] = per_node.get(top, 0) + w.size * itemsize
+    total = sum(per_node.values())
+    limit, source = memory_limit()
+    if limit is not None and total > limit:
+        node = max(per_node, key=per_node.get)
+        raise WiregradError(
+            f"the weights need {_human(total)} of memory (node '{node}' alone "
+            f"{_human(per_node[node])}), more than the limit of {_human(limit)} ({source}; "
+            f"set {LIMIT_ENV} to change it). Reduce the layer sizes.", node=node)
+    return total
+
+
 def check_training_memory(program: Program, batch: int, dtype: str) -> int:
     """Refuse (WiregradError) a run whose estimate exceeds the limit; returns the estimate."""
     itemsize = 8 if dtype == "float64" else 4

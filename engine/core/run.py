@@ -58,7 +58,11 @@ class Tape:
 
 
 def init_weights(infos: dict[str, WeightInfo], seed: int, dtype) -> dict[str, np.ndarray]:
-    """Fresh values for every weight (or state tensor), seeded per name."""
+    """Fresh values for every weight (or state tensor), seeded per name; refused before
+    allocating when they would not fit in memory (:mod:`engine.core.memory`)."""
+    from engine.core.memory import check_weights_memory
+
+    check_weights_memory(infos, np.dtype(dtype).itemsize)
     return {name: initial_value(w.init, w.shape, w.init_params, param_rng(seed, name), dtype)
             for name, w in infos.items()}
 
