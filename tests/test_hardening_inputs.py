@@ -132,3 +132,18 @@ def test_absurd_layer_sizes_are_refused_before_initialising_weights(monkeypatch)
     assert info.value.node in ("fc1", "fc2", "bn")
     with pytest.raises(WiregradError, match="memory"):
         Trainer(doc)
+
+
+def test_a_muted_node_with_a_malformed_bypass_is_refused_or_reported():
+    from tests import blowup_docs
+
+    raw = blowup_docs.muted_fan_out(3)
+    raw["layers"]["Fan"]["nodes"][0]["bypass"] = {"out": ["x"]}  # found by the fuzzer
+    with pytest.raises(DocumentError) as info:
+        document.loads(json.dumps(raw))
+    assert info.value.field.endswith(".bypass")
+    from engine.core.compile import compile_graph
+
+    doc = document.loads(json.dumps(blowup_docs.muted_fan_out(3)))
+    doc["layers"]["Fan"]["nodes"][0]["bypass"] = {"out": ["x"]}  # past the loader
+    assert not compile_graph(doc).ok

@@ -235,6 +235,9 @@ def check_graph_body(body: dict, where: str) -> None:
         _expect(isinstance(node.get("trainable", True), bool),
                 "expected true or false (false freezes the node's parameters)",
                 f"{f}.trainable", node=nid)
+        bypass = node.get("bypass", {})
+        _expect(isinstance(bypass, dict) and all(isinstance(v, str) for v in bypass.values()),
+                "expected an object {output port: input port}", f"{f}.bypass", node=nid)
         ui = node.get("ui", {})
         _expect(isinstance(ui, dict), "expected an object", f"{f}.ui", node=nid)
         pos = ui.get("pos", [0, 0])

@@ -285,7 +285,7 @@ class _Wiring:
                 k = self.kinds.get(d["node"])
                 if k is not None and k.kind in (Kind.MUTED, Kind.OFF):
                     self._feeds.setdefault((d["node"], d["port"]), e["src"])
-        return self._feeds.get((nid, port)) if port is not None else None
+        return self._feeds.get((nid, port)) if isinstance(port, str) else None
 
     def source(self, end: dict, label: object, other: str | None = None) -> Key | None:
         st = self.st
