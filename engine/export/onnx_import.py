@@ -108,8 +108,17 @@ def _translate_one(b: Builder, onnx_node, gelu, core) -> None:
         k = f"{core.out}::k"
         b.add("permute", "keys", {"axes": core.k_perm}, {"x": core.k}, {"out": k})
     b.add("scaled_dot_product_attention", onnx_node.name or "attention",
-          {"causal": core.causal, "scale": core.scale},
+          {"causal": core.causal, "scale": _attention_scale(b, core)},
           {"q": core.q, "k": k, "v": core.v}, {"out": core.out})
+
+
+def _attention_scale(b: Builder, core) -> float | None:
+    """None (Wiregrad's exact 1/√d) when the exported float32 scale is that, else the scale."""
+    shape = b.shape(core.q)
+    d = shape[-1] if shape else None
+    if isinstance(d, int) and d > 0 and abs(core.scale * d**0.5 - 1.0) < 1e-6:
+        return None
+    return core.scale
 
 
 def _live_nodes(model: OnnxModel, attention: dict, internal: set[int],

@@ -24,6 +24,11 @@ UNARY = {"Relu": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Exp": "exp", "Lo
 BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
 
 
+def f32(value) -> float:
+    """A float32 attribute as the decimal it was written as (1e-05, not 9.99999974e-06)."""
+    return float(str(np.float32(value)))
+
+
 def translator(*op_types: str):
     def register(fn: Translator) -> Translator:
         for op_type in op_types:
@@ -94,6 +99,12 @@ def _cast(b, node) -> None:
         b.unmapped(node, f"casting to ONNX type {to} (only float and int64 tensors exist)")
 
 
+@translator("CastLike")
+def _cast_like(b, node) -> None:
+    """Every Wiregrad tensor a model computes is float: casting like another is a no-op."""
+    b.alias[node.output[0]] = b.resolve(node.input[0])
+
+
 @translator("Gelu")
 def _gelu(b, node) -> None:
     approximate = _attr(node, "approximate", b"none")
@@ -103,7 +114,7 @@ def _gelu(b, node) -> None:
 
 @translator("LeakyRelu")
 def _leaky(b, node) -> None:
-    _wire(b, node, "leaky_relu", ["x"], {"negative_slope": float(_attr(node, "alpha", 0.01))})
+    _wire(b, node, "leaky_relu", ["x"], {"negative_slope": f32(_attr(node, "alpha", 0.01))})
 
 
 @translator("Softmax", "LogSoftmax")
@@ -361,7 +372,7 @@ def _layer_norm(b, node) -> None:
         b.unmapped(node, "LayerNormalization over more than the last axis")
         return
     _wire(b, node, "layer_norm", ["x", "weight", "bias"],
-          {"eps": float(_attr(node, "epsilon", 1e-5))})
+          {"eps": f32(_attr(node, "epsilon", 1e-5))})
 
 
 @translator("BatchNormalization")
@@ -374,9 +385,9 @@ def _batch_norm(b, node) -> None:
     if any(c is None for c in consts):
         b.unmapped(node, "BatchNormalization needs constant scale, bias, mean and variance")
         return
-    momentum = 1.0 - float(_attr(node, "momentum", 0.9))
+    momentum = f32(1.0 - f32(_attr(node, "momentum", 0.9)))
     b.materialise(node.input[0])
-    b.add("BatchNorm", _hint(node), {"eps": float(_attr(node, "epsilon", 1e-5)),
+    b.add("BatchNorm", _hint(node), {"eps": f32(_attr(node, "epsilon", 1e-5)),
                                      "momentum": momentum},
           {"x": node.input[0]}, {"y": node.output[0]})
     b.batch_stats[node.output[0]] = [np.asarray(c, np.float32) for c in consts]
