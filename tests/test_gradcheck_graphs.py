@@ -203,3 +203,19 @@ def test_gradcheck_passes_on_every_text_preset_from_the_cli(name, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "all nodes pass" in out and "max abs err" in out
+
+
+def test_the_editors_worker_checks_the_flagship_preset():
+    """The editor's one-click check runs in the worker: engine.core.gradcheck + data feeds."""
+    from types import SimpleNamespace
+
+    from engine.worker import Worker
+
+    sent: list[dict] = []
+    worker = Worker(SimpleNamespace(send=sent.append))
+    doc = json.loads((presets_dir() / "char_gpt.json").read_text())
+    worker.cmd_gradcheck({"doc": doc, "node": "head", "base_dir": str(presets_dir())})
+    assert [m["kind"] for m in sent] == ["gradcheck"]
+    assert sent[0]["ok"] and sent[0]["node"] == "head"
+    assert [r["id"] for r in sent[0]["nodes"]] == ["head"]
+    assert "max_abs_err" in sent[0]["nodes"][0] and sent[0]["atol"] == ATOL

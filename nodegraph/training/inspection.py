@@ -99,8 +99,12 @@ class Inspection(QObject):
 
     def on_gradchecked(self, msg: dict) -> None:
         self.last_gradcheck = msg
-        lines = [f"{r['id']}: max relative error {r['max_rel_err']:.2e} over {r['checked']} "
-                 f"coordinates — {'ok' if r['ok'] else 'FAILED'}" for r in msg["nodes"]]
+        lines = [f"{r['id']}: max absolute error {r.get('max_abs_err', 0.0):.2e}, relative "
+                 f"{r['max_rel_err']:.2e} over {r['checked']} coordinates — "
+                 f"{'ok' if r['ok'] else 'FAILED'}" for r in msg["nodes"]]
+        if "atol" in msg:
+            lines.append(f"\npasses where |analytic − numeric| ≤ {msg['atol']:g} + "
+                         f"{msg['rtol']:g}·|numeric|")
         verdict = "passed" if msg["ok"] else "FAILED"
         self.host.status(f"Gradient check of {msg['node']} {verdict}", 8000)
         box = QMessageBox(QMessageBox.Icon.Information if msg["ok"] else
