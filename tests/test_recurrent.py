@@ -41,19 +41,19 @@ def test_lstm_kernels_equal_their_numpy_twins(dtype):
     xp, wh, h0, c0 = (_rand(rng, t, 4 * h, b).astype(dtype), _rand(rng, 4 * h, h).astype(dtype),
                       _rand(rng, h, b).astype(dtype), _rand(rng, h, b).astype(dtype))
     outs = [[np.empty((t, h, b), dtype), np.empty((t, h, b), dtype),
-             np.empty((t, 4 * h, b), dtype)] for _ in range(2)]
+             np.empty((t, 4 * h, b), dtype), np.empty((t, h, b), dtype)] for _ in range(2)]
     k.lstm_fwd(xp, wh, h0, c0, *outs[0])
     k.lstm_fwd_np(xp, wh, h0, c0, *outs[1])
     tol = 1e-12 if dtype == np.float64 else 1e-5
     for a, c in zip(*outs):
         np.testing.assert_allclose(a, c, rtol=tol, atol=tol)
-    hs, cs, gates = outs[0]
+    hs, cs, gates, tc = outs[0]
     dhs, dh, dc = (_rand(rng, t, h, b).astype(dtype), _rand(rng, h, b).astype(dtype),
                    _rand(rng, h, b).astype(dtype))
     whT = np.ascontiguousarray(wh.T)
     da1, da2 = np.empty_like(gates), np.empty_like(gates)
-    got = k.lstm_bwd(dhs, dh, dc, gates, cs, c0, whT, da1)
-    want = k.lstm_bwd_np(dhs, dh, dc, gates, cs, c0, whT, da2)
+    got = k.lstm_bwd(dhs, dh, dc, gates, cs, tc, c0, whT, da1)
+    want = k.lstm_bwd_np(dhs, dh, dc, gates, cs, tc, c0, whT, da2)
     for a, c in zip(got + (da1,), want + (da2,)):
         np.testing.assert_allclose(a, c, rtol=tol, atol=tol)
 
@@ -85,7 +85,8 @@ def test_extreme_inputs_stay_finite():
     xp = np.full((t, 4 * h, b), 1e3)
     xp[:, :, 0] = -1e3
     hs, cs, gates = np.empty((t, h, b)), np.empty((t, h, b)), np.empty((t, 4 * h, b))
-    k.lstm_fwd(xp, np.zeros((4 * h, h)), np.zeros((h, b)), np.zeros((h, b)), hs, cs, gates)
+    k.lstm_fwd(xp, np.zeros((4 * h, h)), np.zeros((h, b)), np.zeros((h, b)), hs, cs, gates,
+               np.empty((t, h, b)))
     assert np.isfinite(hs).all() and np.isfinite(cs).all()
     assert np.abs(gates).max() <= 1.0
 

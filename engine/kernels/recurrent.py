@@ -11,7 +11,8 @@ instead of ~40 ns per value).
 
 Gate layouts are PyTorch's: LSTM ``(i, f, g, o)``, GRU ``(r, z, n)``. Shapes (all C-contiguous):
 input projections ``xpT`` (T, G·H, B); states ``hsT`` / ``csT`` (T, H, B); initial states
-``h0T`` / ``c0T`` (H, B); saved activated gates ``gatesT`` (T, G·H, B); ``wh`` is W_hh
+``h0T`` / ``c0T`` (H, B); saved activated gates ``gatesT`` (T, G·H, B) and, for the LSTM,
+``tcT`` = tanh(c) (T, H, B); ``wh`` is W_hh
 (G·H, H) and ``whT`` its transpose (H, G·H). Each kernel has a numpy twin (``*_np``) doing the
 same steps with numpy, which the tests compare.
 """
@@ -22,6 +23,7 @@ import numpy as np
 from numba import njit
 
 RELU, TANH = 0, 1
+_PINNED: list | None = None  # the BLAS libraries Numba's np.dot calls, once found
 EXP_FLOOR = 36.0  # e^-36 < 3e-16: beyond it the exponential counts as 0
 # Reassociation and contraction let LLVM vectorise the passes (no nnan/ninf: the saturation
 # below relies on exact comparisons).
@@ -64,6 +66,27 @@ def _exp_neg(y):
     if k >= 1.0:
         scale *= 0.5
     return p * scale
+
+
+def pin_blas() -> None:
+    """Run the BLAS that Numba's ``np.dot`` calls (scipy's, through ``scipy.linalg.cython_blas``
+    — a library of its own, which thread limits set before it loaded never reached) on one
+    thread. The per-step products are small (e.g. 768×192 by 192×16): a second thread costs
+    more than it brings, and on a loaded machine a thread waiting for a busy core made a step
+    20× slower; the two-core batch split already runs one part per core. A library numpy
+    shares is left alone. Cheap after the first call (one query per library)."""
+    global _PINNED
+    if _PINNED is None:
+        import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba calls)
+        from threadpoolctl import ThreadpoolController
+
+        libs = ThreadpoolController().select(user_api="blas").lib_controllers
+        _PINNED = [lib for lib in libs
+                   if "scipy" in lib.filepath.replace("\\", "/").rsplit("/", 2)[-2].lower()
+                   and "numpy" not in lib.filepath.lower()]
+    for lib in _PINNED:
+        if lib.num_threads != 1:
+            lib.set_num_threads(1)
 
 
 @njit(inline="always", **_JIT)
@@ -151,8 +174,8 @@ def rnn_bwd_np(dhsT, dh_lastT, hsT, whT, act, daT):
 
 
 @njit(**_JIT)
-def lstm_fwd(xpT, wh, h0T, c0T, hsT, csT, gatesT):
-    # i, f, o = σ(·), g = tanh(·);  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)
+def lstm_fwd(xpT, wh, h0T, c0T, hsT, csT, gatesT, tcT):
+    # i, f, o = σ(·), g = tanh(·);  c_t = f c_{t-1} + i g;  h_t = o tanh(c_t)  (tcT: tanh(c_t))
     t_n, g4, b_n = xpT.shape
     n = g4 // 4
     a = np.empty((g4, b_n), xpT.dtype)
@@ -164,37 +187,42 @@ def lstm_fwd(xpT, wh, h0T, c0T, hsT, csT, gatesT):
         _activate(a, gates, 2 * n, 3 * n, 1)
         _activate(a, gates, 3 * n, g4, 0)
         c_prev = c0T if t == 0 else csT[t - 1]
+        c, tc, h = csT[t], tcT[t], hsT[t]
         for j in range(n):
             for b in range(b_n):
-                c = gates[n + j, b] * c_prev[j, b] + gates[j, b] * gates[2 * n + j, b]
-                csT[t, j, b] = c
-                hsT[t, j, b] = gates[3 * n + j, b] * _tanh(c)
+                c[j, b] = gates[n + j, b] * c_prev[j, b] + gates[j, b] * gates[2 * n + j, b]
+        _activate(c, tc, 0, n, 1)
+        for j in range(n):
+            for b in range(b_n):
+                h[j, b] = gates[3 * n + j, b] * tc[j, b]
 
 
 @njit(**_JIT)
-def lstm_bwd(dhsT, dh_lastT, dc_lastT, gatesT, csT, c0T, whT, daT):
-    # daT (T, 4H, B): gradient of the gate pre-activations; returns (dh0T, dc0T)
+def lstm_bwd(dhsT, dh_lastT, dc_lastT, gatesT, csT, tcT, c0T, whT, daT):
+    # daT (T, 4H, B): gradient of the gate pre-activations; returns (dh0T, dc0T). Each pass
+    # touches few arrays, so LLVM vectorises it.
     t_n, n, b_n = csT.shape
     dh = dh_lastT.copy()
     dc = dc_lastT.copy()
     for t in range(t_n - 1, -1, -1):
-        gates = gatesT[t]
+        gates, tc, da = gatesT[t], tcT[t], daT[t]
         c_prev = c0T if t == 0 else csT[t - 1]
-        da = daT[t]
-        for j in range(n):
+        dh += dhsT[t]
+        for j in range(n):  # dc += dh·o·(1 − tanh²c);  d(o) = dh·tanh c·σ'
+            o = 3 * n + j
             for b in range(b_n):
-                i = gates[j, b]
-                f = gates[n + j, b]
-                g = gates[2 * n + j, b]
-                o = gates[3 * n + j, b]
-                tc = _tanh(csT[t, j, b])
-                d_h = dh[j, b] + dhsT[t, j, b]
-                d_c = dc[j, b] + d_h * o * (1.0 - tc * tc)
-                da[j, b] = d_c * g * i * (1.0 - i)
-                da[n + j, b] = d_c * c_prev[j, b] * f * (1.0 - f)
-                da[2 * n + j, b] = d_c * i * (1.0 - g * g)
-                da[3 * n + j, b] = d_h * tc * o * (1.0 - o)
-                dc[j, b] = d_c * f
+                dc[j, b] += dh[j, b] * gates[o, b] * (1.0 - tc[j, b] * tc[j, b])
+                da[o, b] = dh[j, b] * tc[j, b] * gates[o, b] * (1.0 - gates[o, b])
+        for j in range(n):  # d(i) = dc·g·σ';  d(g) = dc·i·(1 − g²)
+            g = 2 * n + j
+            for b in range(b_n):
+                da[j, b] = dc[j, b] * gates[g, b] * gates[j, b] * (1.0 - gates[j, b])
+                da[g, b] = dc[j, b] * gates[j, b] * (1.0 - gates[g, b] * gates[g, b])
+        for j in range(n):  # d(f) = dc·c_{t−1}·σ';  dc_{t−1} = dc·f
+            f = n + j
+            for b in range(b_n):
+                da[f, b] = dc[j, b] * c_prev[j, b] * gates[f, b] * (1.0 - gates[f, b])
+                dc[j, b] *= gates[f, b]
         np.dot(whT, da, dh)
     return dh, dc
 
@@ -203,7 +231,7 @@ def _sigmoid_np(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def lstm_fwd_np(xpT, wh, h0T, c0T, hsT, csT, gatesT):
+def lstm_fwd_np(xpT, wh, h0T, c0T, hsT, csT, gatesT, tcT):
     n = xpT.shape[1] // 4
     h, c = h0T, c0T
     for t in range(xpT.shape[0]):
@@ -211,17 +239,18 @@ def lstm_fwd_np(xpT, wh, h0T, c0T, hsT, csT, gatesT):
         i, f = _sigmoid_np(a[:n]), _sigmoid_np(a[n:2 * n])
         g, o = np.tanh(a[2 * n:3 * n]), _sigmoid_np(a[3 * n:])
         c = csT[t] = f * c + i * g
-        h = hsT[t] = o * np.tanh(c)
+        tcT[t] = np.tanh(c)
+        h = hsT[t] = o * tcT[t]
         gatesT[t] = np.concatenate([i, f, g, o])
 
 
-def lstm_bwd_np(dhsT, dh_lastT, dc_lastT, gatesT, csT, c0T, whT, daT):
+def lstm_bwd_np(dhsT, dh_lastT, dc_lastT, gatesT, csT, tcT, c0T, whT, daT):
     n = csT.shape[1]
     dh, dc = dh_lastT.copy(), dc_lastT.copy()
     for t in range(csT.shape[0] - 1, -1, -1):
         i, f, g, o = (gatesT[t, k * n:(k + 1) * n] for k in range(4))
         c_prev = csT[t - 1] if t > 0 else c0T
-        tc = np.tanh(csT[t])
+        tc = tcT[t]
         d_h = dh + dhsT[t]
         d_c = dc + d_h * o * (1.0 - tc * tc)
         daT[t] = np.concatenate([d_c * g * i * (1 - i), d_c * c_prev * f * (1 - f),

@@ -97,6 +97,7 @@ def _last(hs_t: np.ndarray, h0_t: np.ndarray) -> np.ndarray:
 def _forward_for(kind: str):
     def forward(ctx, params, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None):
         k = kernels("recurrent")
+        k.pin_blas()
         bsz, t, _ = x.shape
         hidden = w_hh.shape[1]
         dtype = np.result_type(x.dtype, w_ih.dtype)
@@ -106,20 +107,23 @@ def _forward_for(kind: str):
         if kind == "rnn":
             act = k.TANH if params["nonlinearity"] == "tanh" else k.RELU
             k.rnn_fwd(_project(x, w_ih, b_ih, b_hh), wh, h_t, act, hs_t)
-            ctx.save(x, w_ih, w_hh, h_t, hs_t, act)
-            return _batch_major(hs_t), _last(hs_t, h_t)
+            y = _batch_major(hs_t)
+            ctx.save(x, w_ih, w_hh, h_t, hs_t, y, act)
+            return y, _last(hs_t, h_t)
         gates_t = np.empty((t, w_hh.shape[0], bsz), dtype)
         if kind == "lstm":
             c_t = _state_t(c0, bsz, hidden, dtype)
-            cs_t = np.empty_like(hs_t)
-            k.lstm_fwd(_project(x, w_ih, b_ih, b_hh), wh, h_t, c_t, hs_t, cs_t, gates_t)
-            ctx.save(x, w_ih, w_hh, h_t, hs_t, c_t, cs_t, gates_t)
-            return _batch_major(hs_t), _last(hs_t, h_t), _last(cs_t, c_t)
+            cs_t, tc_t = np.empty_like(hs_t), np.empty_like(hs_t)
+            k.lstm_fwd(_project(x, w_ih, b_ih, b_hh), wh, h_t, c_t, hs_t, cs_t, gates_t, tc_t)
+            y = _batch_major(hs_t)
+            ctx.save(x, w_ih, w_hh, h_t, hs_t, y, c_t, cs_t, gates_t, tc_t)
+            return y, _last(hs_t, h_t), _last(cs_t, c_t)
         b_rec = np.zeros(w_hh.shape[0], dtype) if b_hh is None else b_hh.astype(dtype)
         hn_t = np.empty_like(hs_t)
         k.gru_fwd(_project(x, w_ih, b_ih), wh, b_rec, h_t, hs_t, gates_t, hn_t)
-        ctx.save(x, w_ih, w_hh, h_t, hs_t, gates_t, hn_t)
-        return _batch_major(hs_t), _last(hs_t, h_t)
+        y = _batch_major(hs_t)
+        ctx.save(x, w_ih, w_hh, h_t, hs_t, y, gates_t, hn_t)
+        return y, _last(hs_t, h_t)
     return forward
 
 
@@ -133,46 +137,47 @@ def _grad_t(g: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
 
 def _weight_grads(ctx, dxp_t: np.ndarray, da_t: np.ndarray) -> tuple:
     """Gradients of x, the weights and the biases from the gradients of the input projection
-    (dxp_t) and of the recurrent one (da_t), both unit-major (T, G·H, B)."""
-    x, w_ih, w_hh, h_t, hs_t = ctx.saved[:5]
+    (dxp_t) and of the recurrent one (da_t; the same array for RNN and LSTM), both unit-major
+    (T, G·H, B): made batch-major once, then one BLAS product each."""
+    x, w_ih, w_hh, h_t, hs_t, y = ctx.saved[:6]
     bsz, t, i = x.shape
-    g = dxp_t.shape[1]
-    dxp = dxp_t.transpose(2, 0, 1).reshape(-1, g)  # (B·T, G·H) rows in x's order
+    g, hidden = dxp_t.shape[1], w_hh.shape[1]
+    dxp = np.ascontiguousarray(dxp_t.transpose(2, 0, 1)).reshape(-1, g)  # (B·T, G·H)
+    da = dxp if da_t is dxp_t else np.ascontiguousarray(da_t.transpose(2, 0, 1)).reshape(-1, g)
     dx = (dxp @ w_ih).reshape(bsz, t, i)
     dw_ih = dxp.T @ np.ascontiguousarray(x).reshape(-1, i)
-    dw_hh = np.zeros(w_hh.shape, hs_t.dtype)
-    if t:
-        h_prev = np.concatenate([h_t[None], hs_t[:-1]])  # (T, H, B)
-        dw_hh = np.tensordot(da_t, h_prev, axes=([0, 2], [0, 2]))
-    return dx, dw_ih, dw_hh, dxp_t.sum(axis=(0, 2)), da_t.sum(axis=(0, 2))
+    h_prev = np.concatenate([h_t.T[:, None, :], y[:, :-1]], axis=1)[:, :t].reshape(-1, hidden)
+    dw_hh = da.T @ h_prev  # (zeros when T = 0)
+    db_ih = dxp.sum(axis=0)
+    return dx, dw_ih, dw_hh, db_ih, db_ih if da is dxp else da.sum(axis=0)
 
 
 def _backward_for(kind: str):
     def backward(ctx, params, gy, gh, gc=None):
         k = kernels("recurrent")
-        x, w_ih, w_hh, h_t, hs_t = ctx.saved[:5]
+        k.pin_blas()
+        hs_t, h_t = ctx.saved[4], ctx.saved[3]
+        w_hh = ctx.saved[2]
         dtype = hs_t.dtype
         wh_t = np.ascontiguousarray(w_hh.T, dtype=dtype)
         dhs_t, dh_t = _grad_t(gy, hs_t.shape, dtype), _grad_t(gh, h_t.shape, dtype)
         dc0 = None
         if kind == "rnn":
             da_t = np.empty_like(hs_t)
-            dh0 = k.rnn_bwd(dhs_t, dh_t, hs_t, wh_t, ctx.saved[5], da_t)
+            dh0 = k.rnn_bwd(dhs_t, dh_t, hs_t, wh_t, ctx.saved[6], da_t)
             dxp_t = da_t
         elif kind == "lstm":
-            c_t, cs_t, gates_t = ctx.saved[5:8]
+            c_t, cs_t, gates_t, tc_t = ctx.saved[6:10]
             da_t = np.empty_like(gates_t)
             dh0, dc0 = k.lstm_bwd(dhs_t, dh_t, _grad_t(gc, c_t.shape, dtype), gates_t, cs_t,
-                                  c_t, wh_t, da_t)
+                                  tc_t, c_t, wh_t, da_t)
             dc0 = np.ascontiguousarray(dc0.T)
             dxp_t = da_t
         else:
-            gates_t, hn_t = ctx.saved[5:7]
+            gates_t, hn_t = ctx.saved[6:8]
             dxp_t, da_t = np.empty_like(gates_t), np.empty_like(gates_t)
             dh0 = k.gru_bwd(dhs_t, dh_t, gates_t, hn_t, hs_t, h_t, wh_t, dxp_t, da_t)
         dx, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(ctx, dxp_t, da_t)
-        if kind != "gru":
-            db_hh = db_ih
         grads = (dx, dw_ih, dw_hh, db_ih, db_hh, np.ascontiguousarray(dh0.T), dc0)
         return tuple(g if v is not None else None
                      for g, v in zip(grads, ctx.eq.inputs))

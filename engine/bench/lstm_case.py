@@ -1,0 +1,146 @@
+"""`wiregrad bench` cases for the recurrent layers, against ``torch.nn.LSTM``.
+
+* ``lstm_layer`` — one LSTM layer's forward + backward through time (the ``lstm`` op with its
+  weight gradients; B = 16, T = 64, I = 64, H = 192, float32) against ``torch.nn.LSTM`` with the
+  same weights doing the same;
+* ``char_lstm_step`` — a training step of the ``char_lstm`` preset (embedding → 2-layer LSTM →
+  head, AdamW + clipping) against a PyTorch twin built from ``nn.Embedding``, ``nn.LSTM`` and
+  ``nn.Linear`` with the same weights, optimizer and schedule, on the same batches.
+
+The callables take turns (:func:`engine.bench.benchmark.alternate`), so load on the machine hits
+both alike. Run alone: ``python -m engine.bench.lstm_case [--quick]``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import numpy as np
+
+LAYER_SHAPE = {"batch": 16, "steps": 64, "features": 64, "hidden": 192}
+
+
+class _Ctx:
+    """The slice of :class:`engine.core.run.Context` the lstm op's forward/backward use."""
+
+    saved: tuple = ()
+
+    def __init__(self, inputs: list[str]) -> None:
+        self.eq = type("Eq", (), {"inputs": inputs})
+
+    def save(self, *arrays) -> None:
+        self.saved = arrays
+
+
+def layer_pair(batch: int, steps: int, features: int, hidden: int,
+               seed: int = 0) -> tuple[Callable[[], object], Callable[[], object]]:
+    """(ours, theirs): one LSTM layer's forward + backward with every gradient."""
+    import torch
+
+    from engine.core import registry
+
+    spec = registry.get("lstm")
+    module = torch.nn.LSTM(features, hidden, batch_first=True)
+    weights = [p.detach().numpy().copy() for p in (module.weight_ih_l0, module.weight_hh_l0,
+                                                   module.bias_ih_l0, module.bias_hh_l0)]
+    x = np.random.default_rng(seed).standard_normal((batch, steps, features)).astype(np.float32)
+    ctx = _Ctx(["x", "weight_ih", "weight_hh", "bias_ih", "bias_hh"])
+    grad_y = np.ones((batch, steps, hidden), np.float32)
+
+    def ours():
+        y, h, c = spec.forward(ctx, {}, x, *weights)
+        return spec.backward(ctx, {}, grad_y, None, None)
+
+    tx = torch.from_numpy(x).requires_grad_(True)
+
+    def theirs():
+        module.zero_grad(set_to_none=True)
+        tx.grad = None
+        y, _ = module(tx)
+        y.backward(torch.from_numpy(grad_y))
+
+    return ours, theirs
+
+
+def _twin(doc: dict, params: dict):
+    """Embedding → LSTM → Linear in PyTorch with the preset's weights (Wiregrad's names)."""
+    import torch
+
+    layers = next(n for n in doc["nodes"] if n["id"] == "lstm")["params"]
+
+    class CharLSTM(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            emb = params["tok_emb.weight"]
+            self.tok_emb = torch.nn.Embedding(*emb.shape)
+            self.lstm = torch.nn.LSTM(layers["input_size"], layers["hidden_size"],
+                                      num_layers=layers["num_layers"], batch_first=True)
+            self.head = torch.nn.Linear(*params["head.weight"].shape[::-1])
+
+        def forward(self, tokens):
+            y, _ = self.lstm(self.tok_emb(tokens))
+            return self.head(y)
+
+    model = CharLSTM()
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}
+    model.load_state_dict(state)
+    return model
+
+
+def step_pair(doc: dict):
+    """(trainer, torch step) for a char_lstm-shaped document."""
+    import torch
+
+    from engine.bench.benchmark import _trainer
+    from engine.bench.gpt_twin import twin_optimizer, twin_step
+
+    trainer = _trainer(doc)
+    model = _twin(doc, trainer.params)
+    opt, sched = twin_optimizer(model, trainer.graph.optimizer_params, trainer.schedule)
+    shadow = copy.deepcopy(next(iter(trainer.batchers.values())))
+    clip = trainer.clip_norm
+    torch.manual_seed(0)
+    return trainer, lambda: twin_step(model, opt, sched, shadow.next(), clip)
+
+
+def bench_cases(quick: bool, log, line) -> dict:
+    """The recurrent cases (see the module docstring)."""
+    from engine.bench.benchmark import _case, alternate
+    from engine.graphs import presets
+
+    rounds, per = (2, 3) if quick else (6, 8)
+    cases = {}
+    ours, theirs = layer_pair(**LAYER_SHAPE)
+    res = alternate({"w": ours, "t": theirs}, rounds, per, 3)
+    cases["lstm_layer"] = _case(res["w"], res["t"], **LAYER_SHAPE, dtype="float32")
+    log(line("lstm_layer", cases["lstm_layer"]))
+    trainer, torch_step = step_pair(presets.load("char_lstm")[0])
+    res = alternate({"w": trainer.train_step, "t": torch_step}, rounds, per, 3)
+    cases["char_lstm_step"] = _case(res["w"], res["t"], wiregrad_steps=trainer.split_note)
+    log(line("char_lstm_step", cases["char_lstm_step"]))
+    return cases
+
+
+def main() -> None:  # pragma: no cover - a measuring script
+    import argparse
+    import json
+    import os
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from engine.bench.benchmark import _line
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads):
+        cases = bench_cases(args.quick, print, _line)
+    print(json.dumps(cases, indent=2))
+
+
+if __name__ == "__main__":
+    main()
