@@ -183,6 +183,9 @@ def train_cases(quick: bool, log) -> dict:
     cases["mlp_step"] = _case(res["w"], res["t"], batch=256, wiregrad_steps=trainer.split_note)
     log(_line("mlp_step", cases["mlp_step"]))
     cases.update(cnn_cases.bench_cases(quick, log, _line))
+    from engine.bench import lstm_case
+
+    cases.update(lstm_case.bench_cases(quick, log, _line))
     return cases
 
 
