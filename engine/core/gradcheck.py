@@ -61,12 +61,12 @@ class GradReport:
                 "worst": self.worst, "atol": ATOL, "rtol": RTOL}
 
 
-def rel_err(a: np.ndarray, n: np.ndarray) -> np.ndarray:
+def rel_err(a: np.ndarray | float, n: np.ndarray | float) -> np.ndarray:
     """|a − n| / max(1e-8, |a| + |n|)."""
     return np.abs(a - n) / np.maximum(1e-8, np.abs(a) + np.abs(n))
 
 
-def excess(a: np.ndarray, n: np.ndarray) -> np.ndarray:
+def excess(a: np.ndarray | float, n: np.ndarray | float) -> np.ndarray:
     """|a − n| / (ATOL + RTOL·|n|): at most 1 where analytic *a* matches numeric *n*."""
     return np.abs(a - n) / (ATOL + RTOL * np.abs(n))
 
@@ -102,7 +102,8 @@ def check_equations(equations: list[Equation], values: dict[str, np.ndarray],
             analytic = np.zeros_like(base)
         analytic = np.broadcast_to(analytic, base.shape)
         count = min(MAX_COORDS, base.size)
-        coords = rng.choice(base.size, size=count, replace=False) if base.size else []
+        coords: list[int] = (rng.choice(base.size, size=count, replace=False).tolist()
+                             if base.size else [])
         errs = [_coordinate_errors(objective, store, key, values, weights, analytic, c)
                 for c in coords]
         _record(report, label, errs)

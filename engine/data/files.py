@@ -25,6 +25,8 @@ from engine.data.common import (
     resolve_path,
 )
 
+Built = tuple[dict[str, np.ndarray], dict]  # arrays by port, info
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".npy", ".npz")
 
@@ -45,7 +47,8 @@ def _existing(params: dict, base: Path | None, node: str | None, folder: bool) -
     return p
 
 
-def table_file(params: dict, base: Path | None, node: str | None):
+def table_file(params: dict, base: Path | None, node: str | None) -> Built:
+    """Features and labels from a CSV/TSV, .npy or .npz table."""
     path = _existing(params, base, node, folder=False)
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
@@ -259,7 +262,8 @@ def _finish_table(path: Path, x: np.ndarray, y: np.ndarray, columns: list[str],
             else labels.astype(np.float32)}, info
 
 
-def image_folder(params: dict, base: Path | None, node: str | None):
+def image_folder(params: dict, base: Path | None, node: str | None) -> Built:
+    """PNG/JPEG images from one subfolder per class, resized (Pillow)."""
     if importlib.util.find_spec("PIL") is None:
         raise missing_extra("Pillow", "images", node)
     from PIL import Image, UnidentifiedImageError
@@ -279,8 +283,9 @@ def image_folder(params: dict, base: Path | None, node: str | None):
     images = np.empty((len(files), channels, size, size), np.float32)
     for i, (f, _) in enumerate(files):
         try:
-            with Image.open(f) as im:
-                im = im.convert("L" if gray else "RGB").resize((size, size), Image.BILINEAR)
+            with Image.open(f) as opened:
+                im = opened.convert("L" if gray else "RGB").resize(
+                    (size, size), Image.Resampling.BILINEAR)
                 arr = np.asarray(im, np.float32) / 255.0
         except (OSError, ValueError, UnidentifiedImageError) as exc:
             raise WiregradError(f"cannot read image {f}: {exc}", node=node) from None

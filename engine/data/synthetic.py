@@ -14,6 +14,8 @@ from engine.base.errors import WiregradError
 from engine.data.common import GENERATE, check_count, check_elements, missing_extra, seeded_rng
 from engine.ops.data import KINDS_2D, SHAPE_NAMES
 
+Built = tuple[dict[str, np.ndarray], dict]  # arrays by port, info
+
 SPIRAL_TURNS = 0.7  # how far each spiral arm winds, in full turns
 
 
@@ -22,7 +24,8 @@ def _balanced_labels(n: int, k: int) -> np.ndarray:
     return np.arange(n) % k
 
 
-def classification_2d(params: dict, base: Path | None, node: str | None):
+def classification_2d(params: dict, base: Path | None, node: str | None) -> Built:
+    """Spirals, moons, circles or xor points with balanced class labels."""
     n, kind, noise = int(params["n_samples"]), params["kind"], float(params["noise"])
     check_count(n, node)
     if kind not in KINDS_2D:
@@ -57,7 +60,8 @@ def classification_2d(params: dict, base: Path | None, node: str | None):
     return {"points": pts[order].astype(np.float32), "labels": labels[order].astype(np.int64)}, info
 
 
-def regression_1d(params: dict, base: Path | None, node: str | None):
+def regression_1d(params: dict, base: Path | None, node: str | None) -> Built:
+    """Points of y = sin(frequency·x) plus Gaussian noise."""
     n, noise = int(params["n_samples"]), float(params["noise"])
     lo, hi, freq = float(params["x_min"]), float(params["x_max"]), float(params["frequency"])
     check_count(n, node)
@@ -96,7 +100,8 @@ def _shape_sdf(name: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.max([-(u * cx + v * cy) - 0.5 for cx, cy in edges], axis=0)
 
 
-def shapes_images(params: dict, base: Path | None, node: str | None):
+def shapes_images(params: dict, base: Path | None, node: str | None) -> Built:
+    """Grayscale images of rotated, scaled, shifted, noisy shapes (anti-aliased)."""
     n, k, size = int(params["n_samples"]), int(params["classes"]), int(params["size"])
     check_count(n, node)
     check_elements(n, size * size, node)
@@ -133,7 +138,8 @@ def shapes_images(params: dict, base: Path | None, node: str | None):
     return {"images": images, "labels": labels.astype(np.int64)}, info
 
 
-def digits(params: dict, base: Path | None, node: str | None):
+def digits(params: dict, base: Path | None, node: str | None) -> Built:
+    """scikit-learn's bundled 8×8 digits, scaled to [0, 1]."""
     if importlib.util.find_spec("sklearn") is None:
         raise missing_extra("scikit-learn", "datasets", node)
     try:

@@ -34,19 +34,23 @@ class WindowBatcher:
         return self.step * self.batch_size * self.block / len(self.stream)
 
     def next(self) -> dict[str, np.ndarray]:
+        """The next batch of windows (each step's starts drawn from (seed, step))."""
         rng = np.random.default_rng([self.seed & 0xFFFFFFFF, self.step])
         self.step += 1
         return windows(self.stream, rng.integers(0, len(self.stream) - self.block - 1,
                                                  size=self.batch_size), self.block)
 
     def state(self) -> dict:
+        """JSON-able position for a checkpoint."""
         return {"kind": "windows", "step": self.step, "seed": self.seed}
 
     def set_state(self, state: dict) -> None:
+        """Continue from a saved :meth:`state`."""
         self.step, self.seed = int(state["step"]), int(state["seed"])
 
 
 def windows(stream: np.ndarray, starts: np.ndarray, block: int) -> dict[str, np.ndarray]:
+    """Tokens (B, block) at *starts* and the targets, the same windows one token later."""
     idx = starts[:, None] + np.arange(block + 1)[None, :]  # (B, T+1)
     chunk = stream[idx]
     return {"tokens": np.ascontiguousarray(chunk[:, :-1]),
@@ -62,6 +66,7 @@ def val_batches(stream: np.ndarray, block: int, batch_size: int, max_batches: in
 
 
 def corpus_text(params: dict, base: Path | None, node: str | None) -> str:
+    """The corpus a text node reads: Shakespeare or the chosen UTF-8 file."""
     if params["source"] == "shakespeare":
         return shakespeare()
     if not params["path"]:
@@ -73,6 +78,7 @@ def corpus_text(params: dict, base: Path | None, node: str | None) -> str:
 
 
 def build(params: dict, base: Path | None, node: str | None) -> Dataset:
+    """The text node's dataset: train and validation token streams, batched as windows."""
     corpus = corpus_text(params, base, node)
     streams = corpus_streams(corpus, params, node)  # char (the vocab) or BPE, 90/10 split
     train, val = streams.train, streams.val
