@@ -185,6 +185,25 @@ def load_weights_file(path: str | Path) -> dict:
     return model_weights(path)
 
 
+def load_weights_into(doc: dict, path: str | Path) -> dict:
+    """Weights for *doc* from a weights file, checkpoint or ONNX model, matched by parameter
+    name and shape: ``{"weights", "matched", "missing", "unused", "mismatched"}``."""
+    from engine.export.weights_transfer import match_weights, read_source
+
+    transfer = match_weights(doc, read_source(path))
+    return {"weights": transfer.weights, **transfer.to_json()}
+
+
+def import_onnx(path: str | Path, name: str | None = None) -> dict:
+    """An ONNX model as ``{"doc", "weights", "layers", "summary"}`` (File ▸ Import)."""
+    from engine.export.onnx_import import import_onnx as _import
+    from engine.export.onnx_import import summary
+
+    result = _import(path, name)
+    return {"doc": result.doc, "weights": result.weights, "layers": result.layers,
+            "summary": summary(result)}
+
+
 def document_weights_path(doc: dict, path: str | Path | None) -> Path | None:
     """The weights file a document opened from *path* comes with, or None.
 

@@ -165,3 +165,26 @@ def test_hostile_files_give_a_clear_error(case, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_weights_load_into_an_existing_graph_by_name_with_a_report(tmp_path):
+    doc, _ = presets.load("spiral_mlp")
+    model = tmp_path / "m.onnx"
+    api.export_onnx(doc, model)  # a fresh initialisation, exported with its parameter names
+    source = import_onnx(model).weights
+    from engine.base.io import save_weights
+
+    wider = json.loads(json.dumps(doc))
+    fc2 = next(n for n in wider["nodes"] if n["id"] == "fc2")
+    fc2["params"]["in_features"] = 32  # fc2.weight no longer fits
+    fc1 = next(n for n in wider["nodes"] if n["id"] == "fc1")
+    fc1["params"]["out_features"] = 32
+    save_weights(tmp_path / "w.safetensors", {**source, "stray": np.zeros(3, np.float32)})
+    report = api.load_weights_into(wider, tmp_path / "w.safetensors")
+    assert report["matched"] == ["fc2.bias"]
+    assert {m["name"] for m in report["mismatched"]} == {"fc1.weight", "fc1.bias",
+                                                        "fc2.weight"}
+    assert "stray" in report["unused"] and report["missing"] == []
+    np.testing.assert_array_equal(report["weights"]["fc2.bias"], source["fc2.bias"])
+    same = api.load_weights_into(doc, model)  # straight from the ONNX initializers
+    assert sorted(same["matched"]) == sorted(source) and not same["mismatched"]
