@@ -1,8 +1,11 @@
-"""Event-loop latency while the char-GPT trains in the engine worker (issue 7's benchmark).
+"""Event-loop latency while the char-GPT trains in the engine worker (issue 7's benchmark),
+and the editor's training speed against the CLI's (issue 20: at least 0.9x).
 
 A 10 ms QTimer runs in the editor's main window while ``presets/char_gpt.json`` trains in the
 worker; each tick's lateness (actual interval − 10 ms) is recorded. The target: p99 ≤ 50 ms.
-The figure and the command are written to ``bench/ui_latency.json``.
+Then the CLI's trainer (``python -m engine.bench.train_rate``) trains the same graph for as
+long, and the two steps-per-second figures are compared.
+The figures and the command are written to ``bench/runs/<date>-ui-latency.json``.
 
     QT_QPA_PLATFORM=offscreen nice -n 10 python bench/ui_latency.py --seconds 20
 """
@@ -21,11 +24,22 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def cli_rate(graph: str, seconds: float) -> dict:
+    """Steps per second of the CLI's trainer on *graph* (``engine.bench.train_rate``)."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "engine.bench.train_rate", str(time.time()),
+                           graph, str(seconds)], capture_output=True, text=True, cwd=ROOT,
+                          check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured training time")
     parser.add_argument("--graph", default="char_gpt")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "ui_latency.json"))
+    parser.add_argument("--out", default=str(
+        ROOT / "bench" / "runs" / f"{time.strftime('%Y-%m-%d')}-ui-latency.json"))
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -74,11 +88,13 @@ def main() -> int:
         time.sleep(0.001)
     state["measuring"] = False
     steps = run.step - first_step
+    editor_rate = steps / (time.perf_counter() - begin)
     ui.session.stop()
     while ui.session.state != "idle" and time.perf_counter() - begin < args.seconds + 60:
         app.processEvents()
         time.sleep(0.01)
     lat = np.maximum(np.asarray(ticks), 0.0)
+    cli = cli_rate(args.graph, args.seconds)  # the CLI's trainer, same graph, same length
     result = {
         "benchmark": "editor event-loop latency while the char-GPT trains in the worker",
         "command": "QT_QPA_PLATFORM=offscreen nice -n 10 python bench/ui_latency.py "
@@ -92,6 +108,12 @@ def main() -> int:
         "pass": bool(np.percentile(lat, 99) <= 50.0),
         "training_steps_measured": int(steps),
         "records_received": len(run.records),
+        "editor_steps_per_s": editor_rate,
+        "cli_steps_per_s": cli["steps_per_s"],
+        "editor_vs_cli": editor_rate / cli["steps_per_s"],
+        "target_editor_vs_cli": 0.9,
+        "cli_split": cli["split"],
+        "load_average": os.getloadavg(),
         "worker_threads": __import__("engine.api", fromlist=["x"]).default_worker_threads(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
@@ -99,7 +121,8 @@ def main() -> int:
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["latency_ms"]), "pass" if result["pass"] else "FAIL",
-          f"({len(lat)} ticks, {steps} steps)")
+          f"({len(lat)} ticks, {steps} steps; editor {editor_rate:.1f} steps/s, CLI "
+          f"{cli['steps_per_s']:.1f} steps/s: {result['editor_vs_cli']:.2f}x)")
     win.training.shutdown()
     win.close()
     return 0 if result["pass"] else 1

@@ -15,10 +15,11 @@ worker → editor (``{"kind": ...}``)
     ``saved`` (what, path), ``inspection``, ``predictions`` (see
     :func:`engine.insight.predictions.live_predictions`), ``gradcheck``, ``pong``.
 
-A warm worker keeps its compiled kernels and serves the next run. Its compute threads are
-capped (BLAS via threadpoolctl, Numba) and its priority lowered so the editor keeps a core's
-share. Every failure — a bad graph, NaN, any exception — becomes an ``error`` message naming
-the node when known; the worker itself keeps serving.
+A warm worker keeps its compiled kernels and serves the next run. It computes on every core
+(BLAS via threadpoolctl, Numba; so its trainer may split the batch like ``wiregrad train``)
+at a lowered priority (``nice``), so the editor's event loop still runs when it needs to.
+Every failure — a bad graph, NaN, any exception — becomes an ``error`` message naming the
+node when known; the worker itself keeps serving.
 """
 
 from __future__ import annotations
