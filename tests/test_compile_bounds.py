@@ -83,3 +83,10 @@ def test_the_issue_blowups_validate_or_are_refused_within_seconds(make, bound):
     start = time.perf_counter()
     api.validate(doc)
     assert time.perf_counter() - start <= bound
+
+
+def test_thirty_distinct_layer_types_nested_are_refused_with_one_diagnostic():
+    doc = _checked(blowups.nested(30, 2))  # 2**30 ops, past the depth limit too
+    result = api.validate(doc)
+    assert not result["ok"] and len(result["diagnostics"]) == 1
+    assert result["diagnostics"][0]["node"] == "net"

@@ -14,15 +14,13 @@ from __future__ import annotations
 import gc
 
 from engine.base.errors import GraphError
+from engine.core.bounds import MAX_EXPANDED_EDGES, MAX_EXPANDED_NODES, check_size
 from engine.core.expand import (
-    MAX_EXPANDED_EDGES,
-    MAX_EXPANDED_NODES,
     MAX_LAYER_DEPTH,
     Expansion,
     Flat,
     LayerPort,
     ValueKey,
-    check_size,
     expand,
     layer_definition,
     where,

@@ -10,9 +10,8 @@ Two steps per graph body (the document, or a layer definition at one use site):
    and :attr:`Expansion.edges` maps each destination key to its source key. Muted nodes pass
    their bypass input straight through (looked up in an index, not by scanning the edges).
 
-Before anything is expanded, :func:`check_size` bounds the expanded size (primitive nodes and
-edges) from the layer definitions alone, so a 7 KB document that would expand to millions of
-nodes is refused at once with an error naming the layer.
+Before anything is expanded, :func:`engine.core.bounds.check_size` bounds the expanded size
+(primitive nodes and edges) from the layer definitions alone.
 """
 
 from __future__ import annotations
@@ -28,8 +27,6 @@ from engine.core.program import Diagnostic
 from engine.core.registry import OpSpec
 
 MAX_LAYER_DEPTH = 16
-MAX_EXPANDED_NODES = 200_000
-MAX_EXPANDED_EDGES = 400_000
 VARIADIC_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\[(\d+)\]$")
 
 
@@ -345,57 +342,3 @@ class _Wiring:
                      port)
             return None
         return ValueKey(path, port)
-
-
-# ------------------------------------------------------------------ bounded size
-
-
-class Size(NamedTuple):
-    nodes: int
-    edges: int
-
-
-def check_size(st: Expansion, doc: dict) -> bool:
-    """Refuse (with an error naming the layer) a document whose expansion would exceed
-    :data:`MAX_EXPANDED_NODES` primitive nodes or :data:`MAX_EXPANDED_EDGES` edges.
-
-    The bound is computed from the layer definitions without expanding them (nodes muted by
-    ``when`` counted too), in time linear in the size of the document.
-    """
-    memo: dict[tuple[str, int], Size] = {}
-    total = Size(0, len(doc.get("edges", [])))
-    biggest: tuple[int, str, str] = (0, "", "")
-    for node in doc.get("nodes", []):
-        size = _node_size(st, node.get("type", ""), 0, memo)
-        total = Size(total.nodes + size.nodes, total.edges + size.edges)
-        biggest = max(biggest, (size.nodes + size.edges, node["id"], node.get("type", "")))
-        if total.nodes > MAX_EXPANDED_NODES or total.edges > MAX_EXPANDED_EDGES:
-            break
-    if total.nodes <= MAX_EXPANDED_NODES and total.edges <= MAX_EXPANDED_EDGES:
-        return True
-    _, nid, type_name = biggest
-    st.error(nid, f"the graph expands to more than {MAX_EXPANDED_NODES:,} primitive nodes or "
-             f"{MAX_EXPANDED_EDGES:,} edges (the limit); its largest part is '{nid}', a layer "
-             f"'{type_name}' of {_node_size(st, type_name, 0, memo).nodes:,} nodes and "
-             f"{_node_size(st, type_name, 0, memo).edges:,} edges once expanded")
-    return False
-
-
-def _node_size(st: Expansion, type_name: str, depth: int,
-               memo: dict[tuple[str, int], Size]) -> Size:
-    """Upper bound of the expanded size of one node of type *type_name* at *depth*."""
-    ldef = layer_definition(type_name, st.layer_defs) if isinstance(type_name, str) else None
-    if ldef is None or depth >= MAX_LAYER_DEPTH:
-        return Size(1, 0)
-    key = (type_name, depth)
-    if key in memo:
-        return memo[key]
-    memo[key] = Size(1, 0)  # a cycle deeper down is cut by the depth limit anyway
-    nodes, edges = 0, len(ldef.get("edges", [])) + len(ldef.get("outputs", []))
-    for inner in ldef.get("nodes", []):
-        size = _node_size(st, inner.get("type", ""), depth + 1, memo)
-        nodes, edges = nodes + size.nodes, edges + size.edges
-        if nodes > MAX_EXPANDED_NODES or edges > MAX_EXPANDED_EDGES:
-            break  # already too big: no need to count the rest
-    memo[key] = Size(nodes, edges)
-    return memo[key]
