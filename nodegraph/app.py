@@ -57,5 +57,5 @@ def run_editor(graph: str | None) -> int:
     QTimer.singleShot(0, win.view.fit)
     if error:
         QTimer.singleShot(0, lambda: dialogs.error(win, "Cannot open graph", error))
-    QTimer.singleShot(50, win.offer_recovery)
+    QTimer.singleShot(50, win.files.offer_recovery)
     return app.exec()

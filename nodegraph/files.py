@@ -1,12 +1,15 @@
 """File handling for the main window: open / save / templates / recent files / export / autosave
-and the unsaved-changes prompt (a mixin of :class:`nodegraph.mainwindow.MainWindow`)."""
+and the unsaved-changes prompt — :class:`DocumentFiles`, a collaborator the window owns (no
+mixin). It knows the window only as the parent of its dialogs and through two callbacks: the
+title to refresh and a status-bar message."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QRectF, QSize, QTimer
+from PySide6.QtCore import QObject, QRectF, QSize, QTimer
 from PySide6.QtGui import QImage, QPainter
 
 from engine import api
@@ -49,10 +52,18 @@ def load_graph(what: str) -> tuple[dict, Path | None, bool]:
     return doc, (None if template else path), template
 
 
-class FileMixin:
-    """Needs ``self.controller``, ``self.path``, ``self.template``, ``self.view``."""
+class DocumentFiles(QObject):
+    """The open document's file: where it lives (``path``; ``template`` when it came from a
+    preset or bundle and Save must ask), opening, saving, recent files, autosave, recovery."""
 
-    def init_files(self, autosave_enabled: bool) -> None:
+    def __init__(self, window, controller, view, status: Callable[..., None],
+                 changed: Callable[[], None], path: Path | None = None,
+                 template: bool = False, autosave_enabled: bool = True) -> None:
+        super().__init__(window)
+        self.window, self.controller, self.view = window, controller, view
+        self.status, self.changed = status, changed
+        self.path, self.template = path, template
+        self.refresh_recent_menu: Callable[[], None] = lambda: None  # set by the menus
         self.autosaver = autosave.Autosave()
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(autosave.INTERVAL_MS)
@@ -87,7 +98,7 @@ class FileMixin:
         try:
             doc, path, template = load_graph(what)
         except (errors.WiregradError, OSError, ValueError) as exc:
-            dialogs.error(self, "Cannot open graph", str(exc))
+            dialogs.error(self.window, "Cannot open graph", str(exc))
             return False
         if not self.maybe_save():
             return False
@@ -101,15 +112,15 @@ class FileMixin:
         self.path, self.template = path, template
         self.controller.replace_document(doc)
         self.autosaver.clear()
-        self.update_title()
+        self.changed()
         QTimer.singleShot(0, self.view.fit)
 
-    def action_open(self) -> None:
-        path = dialogs.open_path(self)
+    def open(self) -> None:
+        path = dialogs.open_path(self.window)
         if path:
             self.open_document(path)
 
-    def action_new(self) -> None:
+    def new(self) -> None:
         if self.maybe_save():
             self.set_document(document.new_document(), None, False)
 
@@ -120,34 +131,34 @@ class FileMixin:
         try:
             document.save(doc, path)
         except (errors.WiregradError, OSError) as exc:
-            dialogs.error(self, "Cannot save graph", str(exc))
+            dialogs.error(self.window, "Cannot save graph", str(exc))
             return False
         self.path, self.template = Path(path), False
         self.controller.stack.setClean()
         self.autosaver.clear()
         add_recent(str(path))
         self.refresh_recent_menu()
-        self.update_title()
-        self.statusBar().showMessage(f"Saved {path}", 4000)
+        self.changed()
+        self.status(f"Saved {path}", 4000)
         return True
 
-    def action_save(self) -> bool:
+    def save(self) -> bool:
         if self.path is None or self.template:
-            return self.action_save_as()
+            return self.save_as()
         return self.save_to(Path(self.path))
 
-    def action_save_as(self) -> bool:
+    def save_as(self) -> bool:
         suggestion = str(Path.home() / f"{self.display_name().removesuffix('.json')}.json")
-        path = dialogs.save_path(self, suggestion)
+        path = dialogs.save_path(self.window, suggestion)
         return self.save_to(Path(path)) if path else False
 
     def maybe_save(self) -> bool:
         """True when it is fine to drop the current document (saved, discarded)."""
         if not self.is_dirty():
             return True
-        answer = dialogs.ask_unsaved(self, self.display_name())
+        answer = dialogs.ask_unsaved(self.window, self.display_name())
         if answer == "save":
-            return self.action_save()
+            return self.save()
         return answer == "discard"
 
     # ------------------------------------------------------------------ autosave
@@ -159,35 +170,35 @@ class FileMixin:
             return self.autosaver.write(self.controller.model.snapshot(),
                                         str(self.path) if self.path else None)
         except (errors.WiregradError, OSError) as exc:
-            self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
+            self.status(f"Autosave failed: {exc}", 8000)
             return None
 
     def offer_recovery(self) -> bool:
         """Offer each crashed session's snapshot; returns True when one was recovered."""
         for orphan in autosave.orphans():
             when = orphan.get("name") or orphan.get("source") or "an unsaved graph"
-            answer = dialogs.ask_recover(self, f"An autosave of “{when}” was found.")
+            answer = dialogs.ask_recover(self.window, f"An autosave of “{when}” was found.")
             if answer == "discard":
                 autosave.discard(orphan)
             elif answer == "recover":
                 try:
                     doc = document.load(orphan["path"])
                 except errors.WiregradError as exc:
-                    dialogs.error(self, "Cannot recover", str(exc))
+                    dialogs.error(self.window, "Cannot recover", str(exc))
                     continue
                 source = orphan.get("source")
                 self.set_document(doc, Path(source) if source else None, False)
                 self.controller.stack.resetClean()  # recovered work is unsaved
                 self.autosave_now()
                 autosave.discard(orphan)
-                self.update_title()
+                self.changed()
                 return True
         return False
 
     # ------------------------------------------------------------------ export
 
     def export_image(self, path: str) -> None:
-        scene = self.scene
+        scene = self.view.scene()
         rect = QRectF()
         for item in scene.items():
             if item.parentItem() is None and item.isVisible():
@@ -217,7 +228,7 @@ class FileMixin:
         painter.end()
         image.save(path)
 
-    def action_export(self) -> None:
-        path = dialogs.export_path(self, str(Path.home() / "graph.png"))
+    def export(self) -> None:
+        path = dialogs.export_path(self.window, str(Path.home() / "graph.png"))
         if path:
             self.export_image(path)

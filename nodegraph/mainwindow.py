@@ -1,7 +1,7 @@
 """The main window: canvas, docks (palette, inspector, diagnostics), breadcrumb, menus,
 toolbar and status bar. Edit behaviour lives in the ``EditActions`` collaborator
-(``editactions``), training in ``TrainingUI`` (``nodegraph.training``); files are still a mixin
-(``files.FileMixin``)."""
+(``editactions``), files in ``DocumentFiles`` (``files``), training in ``TrainingUI``
+(``nodegraph.training``): collaborators given what they need, no mixins."""
 
 from __future__ import annotations
 
@@ -30,22 +30,26 @@ from nodegraph.canvas.view import GraphView
 from nodegraph.controller import Controller
 from nodegraph.editactions import EditActions
 from nodegraph.editing.specs import Catalog
-from nodegraph.files import FileMixin
+from nodegraph.files import DocumentFiles
 from nodegraph.menus import build_menus
 from nodegraph.panels.inspector import Inspector
 from nodegraph.panels.palette import Palette
 from nodegraph.panels.summary import LayerSummary
 
 
-class MainWindow(FileMixin, QMainWindow):
+class MainWindow(QMainWindow):
     def __init__(self, doc: dict | None = None, path: Path | None = None,
                  template: bool = False, warm_up: bool = False, autosave: bool = True,
                  catalog: Catalog | None = None) -> None:
         super().__init__()
-        self.path, self.template = path, template
         self.controller = Controller(doc or document.new_document(), catalog, parent=self)
         self.scene = GraphScene(self.controller, self)
         self.view = GraphView(self.scene)
+        self.files = DocumentFiles(
+            self, self.controller, self.view,
+            status=lambda text, ms=0: self.statusBar().showMessage(text, ms),
+            changed=lambda: self.update_title(), path=path, template=template,
+            autosave_enabled=autosave)
         self.minimap = Minimap(self.view)
         self.minimap.hide()
         self.edit = EditActions(
@@ -57,7 +61,6 @@ class MainWindow(FileMixin, QMainWindow):
         self._build_docks()
         self._build_status()
         self.actions_by_name = build_menus(self)
-        self.init_files(autosave)
         self._connect()
         self.resize(1440, 900)
         self.update_title()
@@ -120,8 +123,8 @@ class MainWindow(FileMixin, QMainWindow):
         self.training = TrainingUI(TrainingHost(
             window=self, controller=self.controller, scene=self.scene, inspector=self.inspector,
             status=lambda text, ms=0: self.statusBar().showMessage(text, ms),
-            path=lambda: self.path, source=self.document_source,
-            focus_node=self.edit.focus_node, autosave=self.autosave_now,
+            path=lambda: self.path, source=self.files.document_source,
+            focus_node=self.edit.focus_node, autosave=self.files.autosave_now,
             undo_actions=lambda: {k: self.actions_by_name[k] for k in ("undo", "redo")}))
         training, sampling, debugger = self.training.docks
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, training)
@@ -246,10 +249,22 @@ class MainWindow(FileMixin, QMainWindow):
                     continue
         self.palette.populate(extra)
 
+    @property
+    def path(self) -> Path | None:
+        """The document's file (None: unsaved, or a template)."""
+        return self.files.path
+
+    @property
+    def template(self) -> bool:
+        return self.files.template
+
+    def display_name(self) -> str:
+        return self.files.display_name()
+
     def update_title(self) -> None:
         state = "template (Save asks for a path)" if self.template else (
             "unsaved" if self.path is None else str(self.path))
-        dirty = self.is_dirty()
+        dirty = self.files.is_dirty()
         self.file_label.setText(("● modified · " if dirty else "") + state)
         self.setWindowTitle(f"{'*' if dirty else ''}{self.display_name()} — Wiregrad")
         if hasattr(self, "crumb_box"):
@@ -275,13 +290,13 @@ class MainWindow(FileMixin, QMainWindow):
         self.warm.start()
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        if not self.maybe_save():
+        if not self.files.maybe_save():
             event.ignore()
             return
         if self.warm is not None and self.warm.isRunning():
             self.warm.wait(2000)
-        self.autosave_timer.stop()
-        self.autosaver.clear()
+        self.files.autosave_timer.stop()
+        self.files.autosaver.clear()
         self.training.shutdown()
         event.accept()
 

@@ -33,28 +33,28 @@ def build_menus(win) -> dict:
     P = QStyle.StandardPixmap
 
     m = bar.addMenu("&File")
-    m.addAction(_action(win, a, "new", "&New", win.action_new, K.New, P.SP_FileIcon))
-    m.addAction(_action(win, a, "open", "&Open…", win.action_open, K.Open, P.SP_DirOpenIcon))
+    m.addAction(_action(win, a, "new", "&New", win.files.new, K.New, P.SP_FileIcon))
+    m.addAction(_action(win, a, "open", "&Open…", win.files.open, K.Open, P.SP_DirOpenIcon))
     presets = m.addMenu("Open &Preset")
     for p in api.list_presets():
         act = presets.addAction(p["title"])
         act.setToolTip(p["description"])
-        act.triggered.connect(lambda _=False, n=p["name"]: win.open_document(n))
+        act.triggered.connect(lambda _=False, n=p["name"]: win.files.open_document(n))
     win.recent_menu = m.addMenu("Open &Recent")
-    win.refresh_recent_menu = lambda: _fill_recent(win)
+    win.files.refresh_recent_menu = lambda: _fill_recent(win)
     _fill_recent(win)
     m.addSeparator()
-    m.addAction(_action(win, a, "save", "&Save", win.action_save, K.Save, P.SP_DialogSaveButton))
-    m.addAction(_action(win, a, "save_as", "Save &As…", win.action_save_as, K.SaveAs))
+    m.addAction(_action(win, a, "save", "&Save", win.files.save, K.Save, P.SP_DialogSaveButton))
+    m.addAction(_action(win, a, "save_as", "Save &As…", win.files.save_as, K.SaveAs))
     export = m.addMenu("&Export")
     export.addAction(_action(win, a, "export", "Canvas as &Image (PNG / SVG)…",
-                             win.action_export, "Ctrl+E"))
+                             win.files.export, "Ctrl+E"))
     # the document's own weights are found beside its file or the preset it came from
     export.addAction(_action(win, a, "export_onnx", "&ONNX…", lambda _=False: export_onnx_dialog(
-        win, win.controller.model.doc, win.document_source(), win.training.run_weights())))
+        win, win.controller.model.doc, win.files.document_source(), win.training.run_weights())))
     export.addAction(_action(win, a, "export_torch", "&PyTorch Project…",
                              lambda _=False: export_torch_dialog(
-                                 win, win.controller.model.doc, win.document_source(),
+                                 win, win.controller.model.doc, win.files.document_source(),
                                  win.training.run_weights())))
     m.addSeparator()
     m.addAction(_action(win, a, "quit", "&Quit", win.close, K.Quit))
@@ -141,5 +141,5 @@ def _fill_recent(win) -> None:
     recent = read_recent()
     for path in recent:
         act = menu.addAction(path)
-        act.triggered.connect(lambda _=False, p=path: win.open_document(p))
+        act.triggered.connect(lambda _=False, p=path: win.files.open_document(p))
     menu.setEnabled(bool(recent))

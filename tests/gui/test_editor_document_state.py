@@ -53,7 +53,7 @@ def test_open_and_new_reset_the_previous_documents_views(make_window, qtbot):
     ui.sampling.output.start("old sample text")
     assert ui.dock_widget.runs.topLevelItemCount() == 1
 
-    assert win.open_document("shapes_cnn")
+    assert win.files.open_document("shapes_cnn")
     assert len(ui.dock_widget.plots.curve_data("loss")[0]) == 0
     assert ui.dock_widget.plots.run is None
     assert ui.dock_widget.runs.topLevelItemCount() == 0 and ui.runs == []
@@ -69,7 +69,7 @@ def test_open_and_new_reset_the_previous_documents_views(make_window, qtbot):
     assert run.name == "run 1"
     wait_done(qtbot, win, run)
     ui.sampling.output.start("cnn text")
-    win.action_new()
+    win.files.new()
     assert ui.sampling.output.toPlainText() == ""
     assert ui.dock_widget.runs.topLevelItemCount() == 0
     assert len(ui.dock_widget.plots.curve_data("loss")[0]) == 0

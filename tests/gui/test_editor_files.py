@@ -24,8 +24,8 @@ def test_save_and_reload_round_trip_exactly(make_window, dialogs, tmp_path):
     win.controller.move({"fc1": (333.5, 12.0)}, 1)
     target = tmp_path / "mine.json"
     dialogs.save_path = str(target)
-    assert win.action_save()  # a template: Save asks for a path
-    assert win.path == target and not win.template and not win.is_dirty()
+    assert win.files.save()  # a template: Save asks for a path
+    assert win.path == target and not win.template and not win.files.is_dirty()
     saved = document.load(target)
     assert saved == api.embed_layer_definitions(win.controller.model.doc)
     again = make_window(str(target))
@@ -38,7 +38,7 @@ def test_save_and_reload_round_trip_exactly(make_window, dialogs, tmp_path):
 @pytest.mark.parametrize("name", preset_names())
 def test_every_preset_opens(make_window, dialogs, name):
     win = make_window(None)
-    assert win.open_document(name)
+    assert win.files.open_document(name)
     assert not dialogs.errors and win.controller.validation["ok"]
     assert set(win.scene.nodes) == {n["id"] for n in win.controller.model.doc["nodes"]}
 
@@ -62,7 +62,7 @@ def test_malformed_files_error_cleanly_and_keep_the_open_graph(make_window, dial
     before = copy.deepcopy(win.controller.model.doc)
     path = tmp_path / name
     path.write_bytes(BAD[name].encode("utf-8", "surrogateescape"))
-    assert not win.open_document(str(path))
+    assert not win.files.open_document(str(path))
     assert len(dialogs.errors) == 1 and dialogs.errors[0][1]
     assert win.controller.model.doc == before and win.template
 
@@ -74,7 +74,7 @@ def test_unknown_types_and_dangling_edges_open_with_diagnostics(make_window, dia
     path = tmp_path / "odd.json"
     path.write_text(json.dumps(doc))
     win = make_window(None)
-    assert win.open_document(str(path))
+    assert win.files.open_document(str(path))
     assert not win.controller.validation["ok"]
     assert win.diagnostics.count() >= 1 and "a" in win.scene.nodes
 
@@ -100,7 +100,7 @@ def test_autosave_crash_and_recovery(make_window, dialogs):
     win.controller.set_param("fc1", "out_features", 48)
     win.controller.add_node("gelu", (100, 400))
     lost = copy.deepcopy(win.controller.model.doc)
-    snap = win.autosave_now()
+    snap = win.files.autosave_now()
     assert snap is not None and snap.parent == paths.autosave_dir()
     lock = snap.with_suffix(".lock")
     assert lock.read_text() == str(__import__("os").getpid())
@@ -109,21 +109,21 @@ def test_autosave_crash_and_recovery(make_window, dialogs):
     lock.write_text(str(dead_pid()))
     fresh = make_window(None)
     dialogs.recover = "later"
-    assert not fresh.offer_recovery() and snap.exists()  # never deleted silently
+    assert not fresh.files.offer_recovery() and snap.exists()  # never deleted silently
     dialogs.recover = "recover"
-    assert fresh.offer_recovery()
-    assert fresh.controller.model.doc == document.from_dict(lost) and fresh.is_dirty()
+    assert fresh.files.offer_recovery()
+    assert fresh.controller.model.doc == document.from_dict(lost) and fresh.files.is_dirty()
     assert not snap.exists()  # moved into the recovering session's own autosave
 
 
 def test_recovery_discard_removes_the_snapshot(make_window, dialogs):
     win = make_window("spiral_mlp")
     win.controller.set_param("fc1", "out_features", 48)
-    snap = win.autosave_now()
+    snap = win.files.autosave_now()
     snap.with_suffix(".lock").write_text(str(dead_pid()))
     dialogs.recover = "discard"
     fresh = make_window(None)
-    assert not fresh.offer_recovery()
+    assert not fresh.files.offer_recovery()
     assert not snap.exists() and fresh.controller.model.doc["nodes"] == []
 
 
@@ -147,7 +147,7 @@ def test_copy_paste_between_two_windows(make_window):
 
 def test_export_png_and_svg(make_window, tmp_path):
     win = make_window("spiral_mlp")
-    win.export_image(str(tmp_path / "g.png"))
-    win.export_image(str(tmp_path / "g.svg"))
+    win.files.export_image(str(tmp_path / "g.png"))
+    win.files.export_image(str(tmp_path / "g.svg"))
     assert (tmp_path / "g.png").stat().st_size > 1000
     assert b"<svg" in (tmp_path / "g.svg").read_bytes()[:2000]

@@ -55,7 +55,7 @@ def test_each_edit_is_one_undo_step_and_saved_with_the_graph(make_window, tmp_pa
     c.stack.undo()
     assert s.fields["seed"].value() == 99 and s.batch.value() != 17
     path = tmp_path / "g.json"
-    assert win.save_to(path)
+    assert win.files.save_to(path)
     saved = json.loads(path.read_text())
     assert saved["training"]["steps"] == 321 and saved["training"]["seed"] == 99
 

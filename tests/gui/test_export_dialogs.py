@@ -84,7 +84,7 @@ def test_the_menu_exports_a_presets_own_weights(make_window, tmp_path, monkeypat
     preset = tmp_path / "spiral_mlp.json"
     api.document.save(win.controller.model.doc, preset)
     shipped.rename(preset.with_suffix(".safetensors"))
-    monkeypatch.setattr(win, "document_source", lambda: str(preset))
+    monkeypatch.setattr(win.files, "document_source", lambda: str(preset))
     asked: list = []
     monkeypatch.setattr(export_dialogs, "ask_options",
                         lambda p, t, onnx, run=None: asked.append(run) or
@@ -102,7 +102,7 @@ def test_the_menu_exports_a_presets_own_weights(make_window, tmp_path, monkeypat
 def test_the_document_source_of_a_template_is_its_preset(make_window):
     win = make_window("char_gpt")
     assert win.path is None and win.template
-    source = win.document_source()
+    source = win.files.document_source()
     assert source is not None and source.endswith("char_gpt.json")
     assert api.document_weights_path(win.controller.model.doc, source) is not None
 
