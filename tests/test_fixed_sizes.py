@@ -39,7 +39,7 @@ def test_attention_validates_and_runs_with_fixed_and_symbolic_lengths(shape):
     assert tape.values[out].shape == (3, 8, 32)
 
 
-def test_a_document_with_the_old_attention_definition_still_opens_with_a_fixed_length():
+def _old_attention_doc() -> dict:
     """Saved documents embed their layers' definitions; the old one reshaped to B×T×…."""
     old = copy.deepcopy(registry.get("MultiHeadSelfAttention").layer)
     for node in old["nodes"]:
@@ -49,6 +49,31 @@ def test_a_document_with_the_old_attention_definition_still_opens_with_a_fixed_l
             node["params"]["shape"] = ["B", "T", "$embed_dim"]
     doc = _attention(["B", 8, 32])
     doc["layers"] = {"MultiHeadSelfAttention": old}
+    return doc
+
+
+def test_an_old_attention_definition_exports_with_a_fixed_length():
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    from engine.core.inference import extract_model
+    from engine.export.onnx_export import build_onnx
+    from engine.export.torch_codegen import _reshape_target
+
+    model = extract_model(_old_attention_doc())
+    weights = init_weights(model.program.parameters, 0, np.float32)
+    proto = build_onnx(model, weights)
+    x = np.random.default_rng(2).standard_normal((2, 8, 32)).astype(np.float32)
+    got = ort.InferenceSession(proto.SerializeToString()).run(None, {"x": x})[0]
+    tape = Executor(model.program, "float32").forward({"x": x}, weights)
+    want = tape.values[model.program.node_outputs["attn"][0]]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    split = next(eq for eq in model.program.equations if eq.path.endswith("split_heads"))
+    assert _reshape_target("h", split).split(", ")[1:] == ["8", "3", "4", "-1"]
+
+
+def test_a_document_with_the_old_attention_definition_still_opens_with_a_fixed_length():
+    doc = _old_attention_doc()
     program = compile_document(doc, "float64")
     assert program.ok, [d.message for d in program.diagnostics]
     weights = init_weights(program.parameters, 0, np.float64)

@@ -430,7 +430,10 @@ def _transpose(b, eq, ins, outs):
 
 @converter("reshape")
 def _reshape(b, eq, ins, outs):
-    shape = b.shape_tensor(ins[0], eq.input_types[0].shape, list(eq.params["shape"]))
+    from engine.ops.shape import unify_target  # symbols unified with fixed sizes, as the op
+
+    x_shape = eq.input_types[0].shape
+    shape = b.shape_tensor(ins[0], x_shape, unify_target(x_shape, eq.params["shape"]))
     b.one("Reshape", [ins[0], shape], outs[0])
 
 

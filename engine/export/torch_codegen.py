@@ -20,6 +20,7 @@ from engine.base.errors import WiregradError
 from engine.core.inference import Model
 from engine.core.program import Equation
 from engine.core.registry import TensorType, normalize_axis
+from engine.ops.shape import unify_target
 
 RESERVED = {"self", "torch", "nn", "F", "math", "Model", "INPUTS", "OUTPUTS"}
 HELPERS = {
@@ -265,6 +266,12 @@ def _transpose(s, eq, a):
     return f"{a[0]}.transpose({i}, {j})"
 
 
+def _reshape_target(x: str, eq: Equation) -> str:
+    """reshape's target, its symbols unified with fixed sizes as the op does."""
+    declared = eq.input_types[0].shape
+    return _target(x, declared, unify_target(declared, eq.params["shape"]))
+
+
 def _target(x: str, declared: tuple, target: list) -> str:
     parts = []
     for d in target:
@@ -277,8 +284,7 @@ def _target(x: str, declared: tuple, target: list) -> str:
     return ", ".join(parts)
 
 
-op("reshape")(lambda s, eq, a: f"{a[0]}.reshape("
-              f"{_target(a[0], eq.input_types[0].shape, list(eq.params['shape']))})")
+op("reshape")(lambda s, eq, a: f"{a[0]}.reshape({_reshape_target(a[0], eq)})")
 op("broadcast_to")(lambda s, eq, a: f"{a[0]}.expand("
                    f"{_target(a[0], eq.input_types[0].shape, list(eq.params['shape']))})")
 op("concat")(lambda s, eq, a: f"torch.cat([{', '.join(a)}], "
