@@ -47,11 +47,20 @@ def collect_garbage_in_the_gui_thread(app) -> None:
         app._wiregrad_gc = GarbageCollector(interval=1.0)
 
 
+def close_workers_on_quit(app) -> None:
+    """The warm spare training worker (``session.release_worker``) is closed when the
+    application quits, not left to the interpreter's exit."""
+    from nodegraph.training.session import shutdown_pool
+
+    app.aboutToQuit.connect(shutdown_pool)
+
+
 def run_editor(graph: str | None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Wiregrad")
     theme.apply(app)
     collect_garbage_in_the_gui_thread(app)
+    close_workers_on_quit(app)
     win, error = make_window(graph, warm_up=True)
     win.show()
     QTimer.singleShot(0, win.view.fit)
