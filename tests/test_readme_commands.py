@@ -129,9 +129,14 @@ def command_lines() -> list[Line]:
 def _workspace(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A copy of the repository to run in, and the environment (fresh HOME/WIREGRAD_HOME)."""
     work = tmp_path / "repo"
-    shutil.copytree(ROOT, work, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", "runs", "build",
-        ".venv", "venv"))
+    anywhere = shutil.ignore_patterns(".git", "__pycache__", "*.egg-info", ".pytest_cache",
+                                      ".ruff_cache", ".hypothesis", ".import_linter_cache")
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        top = {"runs", "build", "dist", ".venv", "venv"} if Path(folder) == ROOT else set()
+        return set(anywhere(folder, names)) | (top & set(names))
+
+    shutil.copytree(ROOT, work, symlinks=True, ignore=ignore)
     home, wg_home = tmp_path / "home", tmp_path / "wiregrad-home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home), "WIREGRAD_HOME": str(wg_home),
