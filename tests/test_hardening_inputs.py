@@ -40,7 +40,9 @@ def test_every_field_of_a_layer_param_is_type_checked_at_load(key, value):
 @pytest.mark.parametrize("part, value", [("inputs", {"name": 3}), ("inputs", {"name": "x",
                                          "dtype": 5}), ("inputs", "x"),
                                          ("outputs", {"name": "y", "node": 1, "port": "x"}),
-                                         ("doc", 5), ("doc", ["a"])])
+                                         ("doc", 5), ("doc", ["a"]),
+                                         ("inputs", {"name": 'x"; import os', "dtype": "float"}),
+                                         ("outputs", {"name": "y\n", "node": "fc", "port": "y"})])
 def test_layer_ports_and_docs_are_type_checked_at_load(part, value):
     raw = _gpt_raw()
     if part == "doc":
@@ -147,3 +149,21 @@ def test_a_muted_node_with_a_malformed_bypass_is_refused_or_reported():
     doc = document.loads(json.dumps(blowup_docs.muted_fan_out(3)))
     doc["layers"]["Fan"]["nodes"][0]["bypass"] = {"out": ["x"]}  # past the loader
     assert not compile_graph(doc).ok
+
+
+@pytest.mark.parametrize("where", ["id", "port", "symbol", "layer"])
+def test_names_with_a_trailing_newline_are_refused(where):
+    raw = json.loads(document.dumps(classifier(steps=1)))
+    if where == "id":
+        raw["nodes"][1]["id"] = "fc1\n"
+    elif where == "port":
+        raw["edges"][0]["dst"]["port"] = "x\n"
+    elif where == "symbol":
+        raw["nodes"].append({"id": "inp", "type": "input", "params": {"shape": ["B\n", 2]}})
+    else:
+        raw["layers"] = {"Bad\n": {"nodes": [], "edges": []}}
+    try:
+        doc = document.from_dict(raw)
+    except DocumentError:
+        return
+    assert not api.validate(doc)["ok"]

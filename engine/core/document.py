@@ -202,7 +202,7 @@ def _check_endpoint(end: Any, field: str) -> None:
     _expect(isinstance(end, dict), "expected an object {node, port}", field)
     _expect(isinstance(end.get("node"), str), "expected a node id (string)", f"{field}.node")
     _expect(
-        isinstance(end.get("port"), str) and bool(PORT_RE.match(end["port"])),
+        isinstance(end.get("port"), str) and bool(PORT_RE.fullmatch(end["port"])),
         "expected a port name such as 'x' or 'inputs[0]'",
         f"{field}.port",
     )
@@ -222,7 +222,7 @@ def check_graph_body(body: dict, where: str) -> None:
         _expect(isinstance(node, dict), "expected a node object", f)
         nid = node.get("id")
         _expect(
-            isinstance(nid, str) and bool(ID_RE.match(nid)),
+            isinstance(nid, str) and bool(ID_RE.fullmatch(nid)),
             "expected an id of letters, digits, '_' or '-' starting with a letter (max 64)",
             f"{f}.id",
         )
@@ -258,7 +258,7 @@ def check_graph_body(body: dict, where: str) -> None:
 def _check_layer_def(name: str, layer: Any) -> None:
     where = f"layers.{name}."
     _expect(isinstance(layer, dict), "expected a layer definition object", f"layers.{name}")
-    _expect(bool(ID_RE.match(name)), "expected a layer type name of letters/digits/_", "layers")
+    _expect(bool(ID_RE.fullmatch(name)), "expected a layer type name of letters/digits/_", "layers")
     _expect(isinstance(layer.get("doc", ""), str), "expected a string", where + "doc")
     for key in ("inputs", "outputs", "params"):
         _expect(isinstance(layer.get(key, []), list), "expected a list", where + key)
@@ -267,10 +267,14 @@ def _check_layer_def(name: str, layer: Any) -> None:
                 and isinstance(port.get("dtype", "float"), str)
                 and isinstance(port.get("doc", ""), str),
                 "expected {name, dtype} (strings)", f"{where}inputs[{i}]")
+        _expect(bool(PORT_RE.fullmatch(port["name"])), "expected a port name of letters, digits "
+                "and '_'", f"{where}inputs[{i}].name")
     for i, port in enumerate(layer.get("outputs", [])):
         ok = isinstance(port, dict) and all(isinstance(port.get(k), str) for k in ("name", "node",
                                                                                      "port"))
         _expect(ok, "expected {name, node, port}", f"{where}outputs[{i}]")
+        _expect(bool(PORT_RE.fullmatch(port["name"])), "expected a port name of letters, digits "
+                "and '_'", f"{where}outputs[{i}].name")
     for i, param in enumerate(layer.get("params", [])):
         _check_layer_param(param, f"{where}params[{i}]")
     check_graph_body(layer, where)
@@ -289,7 +293,7 @@ def _check_layer_param(param: Any, field: str) -> None:
     for key in param:
         _expect(key in LAYER_PARAM_KEYS, f"unknown key '{key}' (expected one of: "
                 + ", ".join(LAYER_PARAM_KEYS) + ")", f"{field}.{key}")
-    _expect(isinstance(param.get("name"), str) and bool(PORT_RE.match(param["name"]))
+    _expect(isinstance(param.get("name"), str) and bool(PORT_RE.fullmatch(param["name"]))
             and "[" not in param["name"], "expected a param name of letters, digits and '_'",
             f"{field}.name")
     _expect(param.get("kind") in LAYER_PARAM_KINDS,

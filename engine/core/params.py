@@ -55,7 +55,8 @@ def check_value(spec: Param, value: Any) -> str | None:
         if not isinstance(value, list) or len(value) > 8:
             return f"expected a list of at most 8 sizes, got {_show(value)}"
         for d in value:
-            ok = (_is_int(d) and 0 < d <= MAX_INT) or (isinstance(d, str) and SYMBOL_RE.match(d))
+            ok = (_is_int(d) and 0 < d <= MAX_INT) or (
+                isinstance(d, str) and SYMBOL_RE.fullmatch(d))
             if not ok:
                 return f"sizes must be positive integers or symbols like 'B', got {_show(d)}"
     elif kind == "target_shape":  # reshape targets: sizes, symbols, and at most one -1
@@ -63,7 +64,7 @@ def check_value(spec: Param, value: Any) -> str | None:
             return f"expected a list of at most 8 sizes, got {_show(value)}"
         for d in value:
             ok = (_is_int(d) and (0 < d <= MAX_INT or d == -1)) or (
-                isinstance(d, str) and SYMBOL_RE.match(d))
+                isinstance(d, str) and SYMBOL_RE.fullmatch(d))
             if not ok:
                 return f"sizes must be positive integers, -1 or symbols like 'B', got {_show(d)}"
         if value.count(-1) > 1:
@@ -161,7 +162,7 @@ def _expr(text: str, env: dict) -> Any:
 
 def _sub(value: Any, env: dict) -> Any:
     if isinstance(value, str) and value.startswith("$"):
-        if not EXPR_RE.match(value):
+        if not EXPR_RE.fullmatch(value):
             raise _RefError(f"bad reference {value!r} (use '$name' or '$name*4')")
         return _expr(value, env)
     if isinstance(value, list):

@@ -98,7 +98,7 @@ def shape_comment(t: TensorType | None) -> str:
         return ""
     dims = ", ".join(str(d) for d in t.shape)
     text = f"({dims},)" if len(t.shape) == 1 else f"({dims})"
-    return text + (" int64" if t.dtype == "int" else "")
+    return doc_text(text + (" int64" if t.dtype == "int" else ""))  # a comment stays one line
 
 
 class Scope:
