@@ -1,8 +1,9 @@
-"""Headless command line: ``wiregrad validate | gradcheck | ops``.
+"""Headless command line: ``wiregrad train | evaluate | sample | validate | gradcheck | ops ...``.
 
-Exit codes: 0 success; 1 a check failed; 2 bad input (usage, unreadable or invalid graph,
-missing optional extra — the message gives the pip command); 3 training stopped by the NaN
-guard. Bad input prints one clear paragraph, never a traceback. Never imports Qt.
+Exit codes: 0 success; 1 a check failed; 2 bad input (usage, a bad option value, unreadable or
+invalid graph, missing optional extra — the message gives the pip command); 3 training stopped
+by the NaN guard; 130 interrupted; 141 stdout closed early (``| head``: ends quietly, as other
+Unix tools). Bad input prints one clear paragraph, never a traceback. Never imports Qt.
 """
 
 from __future__ import annotations
