@@ -5,6 +5,7 @@ while inspection and gradient checks keep every input's gradient."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from engine.graphs import builders
 from engine.train.trainer import Trainer
@@ -49,3 +50,66 @@ def test_skipping_the_image_gradient_leaves_the_weight_gradients_unchanged():
     # without release (inspection) the images' gradient is still computed
     image_edges = [v for v in vgrads if v.startswith("shapes")]
     assert image_edges and all(np.abs(vgrads[v]).sum() > 0 for v in image_edges)
+
+
+# ---------------------------------------------------------------- the two GEMM routes
+
+
+def _conv(x, w, b, params, per_image: bool, monkeypatch):
+    from engine.core import registry
+    from engine.ops import conv
+
+    monkeypatch.setattr(conv, "by_image", lambda *a: per_image)
+
+    class Ctx:
+        needs_input_grad: tuple = ()
+
+        def save(self, *arrays):
+            self.saved = arrays
+
+    spec, ctx = registry.get("conv2d"), Ctx()
+    y = spec.forward(ctx, params, x, w, b)
+    g = np.random.default_rng(5).standard_normal(y.shape)
+    return (y, *spec.backward(ctx, params, g))
+
+
+@pytest.mark.parametrize("shape,wshape,params", [
+    ((3, 2, 7, 6), (4, 2, 3, 3), {"stride": 1, "padding": 1, "dilation": 1, "groups": 1}),
+    ((2, 3, 9, 8), (5, 3, 2, 3), {"stride": 2, "padding": 2, "dilation": 1, "groups": 1}),
+    ((2, 1, 11, 11), (3, 1, 3, 3), {"stride": 1, "padding": 0, "dilation": 2, "groups": 1}),
+])
+def test_the_per_image_route_equals_the_whole_batch_route(shape, wshape, params, monkeypatch):
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal(shape), rng.standard_normal(wshape)
+    b = rng.standard_normal(wshape[0])
+    whole = _conv(x, w, b, params, False, monkeypatch)
+    by_image = _conv(x, w, b, params, True, monkeypatch)
+    for got, want in zip(by_image, whole):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_the_route_choice_follows_the_measured_rule():
+    from engine.ops.conv import by_image
+
+    assert by_image(1, 25, 24, 24)  # 1 channel, 5×5 taps, 24×24 out: per image
+    assert by_image(1, 144, 12, 12)
+    assert not by_image(1, 288, 3, 3)  # wide input, 3×3 out: one whole-batch GEMM
+    assert not by_image(1, 800, 8, 8)
+    assert not by_image(1, 216, 10, 10)
+    assert not by_image(2, 9, 8, 8)  # groups use the whole-batch route
+
+
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (1, 2)])
+def test_col2im_by_image_matches_its_twin(stride, dilation):
+    from engine.kernels import conv as C
+
+    xp = np.random.default_rng(2).standard_normal((2, 3, 9, 8))
+    k = 3
+    ho = (9 - dilation * (k - 1) - 1) // stride + 1
+    wo = (8 - dilation * (k - 1) - 1) // stride + 1
+    cols = np.ascontiguousarray(C.windows_by_image(xp, k, k, stride, dilation, ho, wo))
+    assert cols[0, 1, 2, 1, 1, 0] == xp[0, 1, stride + 2 * dilation, dilation]
+    dxp = np.zeros_like(xp)
+    C.col2im_by_image(cols, stride, dilation, dxp)
+    np.testing.assert_allclose(dxp, C.col2im_by_image_ref(cols, stride, dilation, 9, 8),
+                               rtol=1e-12, atol=1e-12)

@@ -1,7 +1,9 @@
 """2-D convolution and pooling over NCHW images.
 
-conv2d lowers to im2col (a strided view copied once) + one BLAS GEMM per group over the whole
-batch; the backward uses two GEMMs and a Numba col2im scatter-add. Max pooling uses Numba
+conv2d lowers to im2col (a strided view copied once) + BLAS GEMMs, on one of two routes chosen
+per shape (:func:`by_image`): a batched GEMM per image (few input channels) or one GEMM per
+group over the whole batch; the backward uses two GEMMs and a Numba col2im scatter-add, and
+skips the input gradient when x is data. Max pooling uses Numba
 kernels (argmax saved for the backward); average pooling is a handful of strided numpy adds.
 Square kernels, strides, paddings and dilations (one int each).
 """
@@ -67,38 +69,68 @@ def _conv_infer(inputs, params):
     return [TensorType((x.shape[0], cout, ho, wo), "float")]
 
 
+def by_image(groups: int, k: int, ho: int, wo: int) -> bool:
+    """Route choice, measured per shape (CPU time of forward + backward, one thread; see
+    bench/RESULTS.md): one GEMM per image (columns by image, the result already NCHW) for
+    few input channels × taps (k ≤ 160) and outputs of at least 16 pixels (0.43–0.92× the
+    whole-batch route's time on the bench's shapes); otherwise one whole-batch GEMM, which
+    stays faster for wide inputs (k 216–800: per image 1.02–1.09×) and tiny outputs (3×3:
+    1.30×)."""
+    return groups == 1 and k <= 160 and ho * wo >= 16
+
+
 def _conv_forward(ctx, params, x, weight, bias=None):
     s, p, d, groups = params["stride"], params["padding"], params["dilation"], params["groups"]
-    n, _, h, w_ = x.shape
+    n, c, h, w_ = x.shape
     cout, cg, kh, kw = weight.shape
     ho = (h + 2 * p - d * (kh - 1) - 1) // s + 1
     wo = (w_ + 2 * p - d * (kw - 1) - 1) // s + 1
     xp = _pad(x, p)
+    k = cg * kh * kw
+    if by_image(groups, k, ho, wo):
+        cols = np.ascontiguousarray(
+            kernels("conv").windows_by_image(xp, kh, kw, s, d, ho, wo)).reshape(n, k, ho * wo)
+        out = np.matmul(weight.reshape(cout, k), cols)  # (N, Cout, Ho·Wo)
+        if bias is not None:
+            out += bias.reshape(1, cout, 1)
+        ctx.save(True, cols, weight, xp.shape, bias is not None)
+        return out.reshape(n, cout, ho, wo)
     cols = kernels("conv").im2col(xp, kh, kw, s, d, ho, wo)  # (C, kh, kw, N, Ho, Wo)
-    cols_g = cols.reshape(groups, cg * kh * kw, n * ho * wo)
-    w_g = weight.reshape(groups, cout // groups, cg * kh * kw)
+    cols_g = cols.reshape(groups, k, n * ho * wo)
+    w_g = weight.reshape(groups, cout // groups, k)
     out = np.matmul(w_g, cols_g).reshape(cout, n, ho, wo)  # (Cout, N, Ho, Wo)
     if bias is not None:
         out += bias.reshape(cout, 1, 1, 1)
-    ctx.save(cols_g, weight, xp.shape, bias is not None)
+    ctx.save(False, cols_g, weight, xp.shape, bias is not None)
     return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
 
 
 def _conv_backward(ctx, params, g):
-    cols_g, weight, xp_shape, has_bias = ctx.saved
+    per_image, cols, weight, xp_shape, has_bias = ctx.saved
     s, p, d, groups = params["stride"], params["padding"], params["dilation"], params["groups"]
     n, c, hp, wp = xp_shape
     cout, cg, kh, kw = weight.shape
     ho, wo = g.shape[2], g.shape[3]
-    g_g = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, cout // groups, -1)
-    gw = np.matmul(g_g, cols_g.transpose(0, 2, 1)).reshape(weight.shape)
+    k = cg * kh * kw
     gb = g.sum(axis=(0, 2, 3)) if has_bias else None
-    if ctx.needs_input_grad and not ctx.needs_input_grad[0]:
-        return None, gw, gb  # x is data (the first convolution): no input gradient
-    w_g = weight.reshape(groups, cout // groups, cg * kh * kw)
-    gcols = np.matmul(w_g.transpose(0, 2, 1), g_g).reshape(c, kh, kw, n, ho, wo)
-    gxp = np.zeros(xp_shape, g.dtype)
-    kernels("conv").col2im(gcols, s, d, gxp)
+    need_x = not ctx.needs_input_grad or ctx.needs_input_grad[0]
+    if per_image:
+        g3 = np.ascontiguousarray(g).reshape(n, cout, ho * wo)
+        gw = np.matmul(g3, cols.transpose(0, 2, 1)).sum(axis=0).reshape(weight.shape)
+        if not need_x:
+            return None, gw, gb  # x is data (the first convolution): no input gradient
+        gcols = np.matmul(weight.reshape(cout, k).T, g3).reshape(n, c, kh, kw, ho, wo)
+        gxp = np.zeros(xp_shape, g.dtype)
+        kernels("conv").col2im_by_image(gcols, s, d, gxp)
+    else:
+        g_g = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, cout // groups, -1)
+        gw = np.matmul(g_g, cols.transpose(0, 2, 1)).reshape(weight.shape)
+        if not need_x:
+            return None, gw, gb
+        w_g = weight.reshape(groups, cout // groups, k)
+        gcols = np.matmul(w_g.transpose(0, 2, 1), g_g).reshape(c, kh, kw, n, ho, wo)
+        gxp = np.zeros(xp_shape, g.dtype)
+        kernels("conv").col2im(gcols, s, d, gxp)
     gx = gxp[:, :, p:hp - p, p:wp - p] if p else gxp
     return gx, gw, gb
 
@@ -139,6 +171,10 @@ register(OpSpec(
                 {"dilation": 2, "groups": 2, "padding": 2}, note="batch of 1, groups, dilation"),
         Example([((2, 1, 3, 3), "float"), ((2, 1, 1, 1), "float")], low=-1e3, high=1e3,
                 note="1×1, extreme"),
+        Example([((2, 2, 6, 5), "float"), ((3, 2, 3, 2), "float"), ((3,), "float")],
+                {"padding": 1}, note="per-image GEMM route (≥ 16 output pixels)"),
+        Example([((1, 1, 9, 10), "float"), ((2, 1, 3, 3), "float")],
+                {"dilation": 2, "stride": 1, "padding": 1}, note="per-image route, dilation"),
     ],
     batch_rule=batch_rules.first_input_only(batch_rules.leading_only),
     family="conv",
