@@ -23,7 +23,8 @@ from engine.graphs import presets  # noqa: E402
 
 FOLDED = {"Linear", "Conv2d", "LayerNorm", "Embedding", "BatchNorm1d", "BatchNorm2d",
           "MaxPool2d", "AvgPool2d", "Flatten"}
-ROUND_TRIP = ["spiral_mlp", "sine_regression", "shapes_cnn", "digits_cnn", "char_gpt"]
+ROUND_TRIP = ["spiral_mlp", "sine_regression", "shapes_cnn", "digits_cnn", "char_gpt",
+              "char_lstm"]
 
 
 def _feeds(session, rng, int_high: int = 10) -> dict[str, np.ndarray]:

@@ -61,11 +61,22 @@ class Block(nn.Module):
         return x + self.out(F.gelu(self.fc(self.ln2(x))))
 
 
+class LSTMHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.head = nn.LSTM(5, 8, batch_first=True), nn.Linear(8, 3)
+
+    def forward(self, x):
+        y, _ = self.lstm(x)
+        return self.head(y)
+
+
 CASES = {  # model, example input, symbolic axes, layers that must come back
     "mlp": (MLP, (3, 6), {0: "batch"}, {"Linear": 2, "LayerNorm": 1}),
     "cnn": (CNN, (4, 2, 8, 8), {0: "batch"},
             {"Conv2d": 2, "BatchNorm2d": 1, "MaxPool2d": 1, "Linear": 1, "Flatten": 1}),
     "gpt_block": (Block, (2, 5, 16), {0: "batch", 1: "seq"}, {"Linear": 4, "LayerNorm": 2}),
+    "lstm": (LSTMHead, (2, 6, 5), {0: "batch", 1: "seq"}, {"Linear": 1}),
 }
 
 
@@ -95,6 +106,8 @@ def test_torch_models_import_with_their_layers_and_outputs(kind, dynamo, tmp_pat
     result = import_onnx(tmp_path / "m.onnx")
     for layer, count in layers.items():  # an exporter-emitted layer left primitive fails here
         assert result.layers.get(layer, 0) >= count, (layer, result.layers)
+    if kind == "lstm":  # ONNX's LSTM op becomes the fused lstm op, gates in PyTorch's order
+        assert result.primitive_ops.get("lstm") == 1
     if kind == "gpt_block":
         assert result.primitive_ops.get("scaled_dot_product_attention") == 1
         assert "softmax" not in result.primitive_ops and "matmul" not in result.primitive_ops

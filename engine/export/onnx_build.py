@@ -42,8 +42,14 @@ class Builder:
         self.ids: set[str] = set()
         self.problems: list[str] = []
         self.batch_stats: dict[str, list[np.ndarray]] = {}  # BatchNorm output → w, b, mean, var
+        self.used: set[str] = set(model.outputs)
 
     # ---------------------------------------------------------------- naming
+
+    def is_used(self, value: str) -> bool:
+        """Whether a live ONNX node or the graph's outputs read *value* (set by the importer
+        once it knows which nodes the outputs need)."""
+        return value in self.used
 
     def unique_id(self, hint: str) -> str:
         base = _SLUG.sub("_", hint).strip("_") or "node"

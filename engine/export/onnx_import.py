@@ -20,6 +20,7 @@ from engine.export.onnx_build import Builder, UnmappedError
 from engine.export.onnx_gelu import find_gelu
 from engine.export.onnx_layers import fold_layers
 from engine.export.onnx_ops import translate
+from engine.export.onnx_ops_nn import RECURRENT  # noqa: F401  (registers the nn translators)
 from engine.export.onnx_reader import Known, OnnxModel, read_model
 
 
@@ -50,6 +51,10 @@ def import_onnx(path: str | Path, name: str | None = None) -> ImportResult:
     internal = {i for a in attention.values() for i in a.internal}
     internal |= {i for _, _, nodes in gelus.values() for i in nodes}
     live = _live_nodes(model, attention, internal, gelus)
+    nodes = list(model.graph.node)
+    b.used |= {v for i in live for v in nodes[i].input}
+    b.used |= {v for a in attention.values() for v in (a.q, a.k, a.v)}
+    b.used |= {g[0] for g in gelus.values()}
     for i, onnx_node in enumerate(model.graph.node):
         if i not in live or i in folded:
             continue

@@ -182,13 +182,21 @@ def _shape_of(info, symbols: _SymbolNames) -> list[Dim] | None:
 ShapeList = list  # list[Dim]: a 1-D int64 tensor whose entries may be symbols
 
 
+@dataclass(frozen=True)
+class Zeros:
+    """A tensor of zeros whose shape has symbols (``ConstantOfShape([1, B, H])``): what
+    exporters write for a recurrent layer's default initial state."""
+
+    shape: tuple
+
+
 class Known:
     """Values known before running: constant arrays and symbolic shape lists."""
 
     FOLDABLE = {"Constant", "Shape", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice",
                 "Cast", "Identity", "Mul", "Add", "Sub", "Div", "Reshape", "Range", "Equal",
                 "Less", "LessOrEqual", "Greater", "Where", "Not", "ConstantOfShape", "Sqrt",
-                "Expand", "Transpose"}
+                "Expand", "Transpose", "Split"}
 
     def __init__(self, model: OnnxModel) -> None:
         self.model = model
@@ -226,12 +234,22 @@ class Known:
         ins = [self.values.get(i) if i else None for i in node.input]
         if any(i and v is None for i, v in zip(node.input, ins)):
             return False
+        if ins and isinstance(ins[0], Zeros) and node.op_type in (
+                "Slice", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Identity", "Cast",
+                "Expand"):
+            shape = self.model.shapes.get(node.output[0])
+            self.values[node.output[0]] = Zeros(tuple(shape) if shape else ins[0].shape)
+            return True
         try:
             result = _FOLD[node.op_type](node, ins)
         except (ValueError, TypeError, IndexError, KeyError, OverflowError):
             return False
         if result is None:
             return False
+        if node.op_type == "Split":  # several outputs
+            for out, part in zip(node.output, result):
+                self.values[out] = part
+            return True
         self.values[node.output[0]] = result
         sources = [self.origin.get(i, i) for i in node.input if i in self.model.initializers
                    or i in self.origin]
@@ -357,6 +375,19 @@ def _numeric(fn):
     return fold
 
 
+def _zeros_of_symbolic_shape(node, ins):
+    value = _constant(node, []) if _attr(node, "value") is not None else np.zeros(1)
+    if _symbolic(ins[0]) and not np.any(value):
+        return Zeros(tuple(ins[0]))
+    return _numeric(lambda n, i: _constant_of_shape(n, i[0]))(node, ins)
+
+
+def _expand(node, ins):
+    if _symbolic(ins[1]) and isinstance(ins[0], np.ndarray) and not np.any(ins[0]):
+        return Zeros(tuple(ins[1]))
+    return _numeric(lambda n, i: np.broadcast_to(i[0], tuple(i[1].tolist())).copy())(node, ins)
+
+
 def _constant_of_shape(node, shape: np.ndarray) -> np.ndarray:
     value = _constant(node, []) if _attr(node, "value") is not None else np.zeros(1, np.float32)
     return np.full(tuple(shape.astype(np.int64).tolist()), value.reshape(-1)[0],
@@ -388,7 +419,10 @@ _FOLD = {
     "Where": _numeric(lambda n, i: np.where(i[0], i[1], i[2])),
     "Not": _numeric(lambda n, i: np.logical_not(i[0])),
     "Sqrt": _numeric(lambda n, i: np.sqrt(i[0])),
+    "Split": _numeric(lambda n, i: np.split(i[0], np.cumsum(
+        i[1].astype(np.int64))[:-1] if len(i) > 1 and i[1] is not None
+        else len(n.output), axis=_attr(n, "axis", 0))),
     "Transpose": _numeric(lambda n, i: np.transpose(i[0], _attr(n, "perm"))),
-    "Expand": _numeric(lambda n, i: np.broadcast_to(i[0], tuple(i[1].tolist())).copy()),
-    "ConstantOfShape": _numeric(lambda n, i: _constant_of_shape(n, i[0])),
+    "Expand": _expand,
+    "ConstantOfShape": _zeros_of_symbolic_shape,
 }
