@@ -154,3 +154,23 @@ def run_document(raw: dict) -> tuple[str, float]:
     document.dumps(doc).encode("utf-8")  # what save and autosave write
     api.graph_hash(doc)
     return ("ok" if result["ok"] else "invalid"), time.perf_counter() - start
+
+
+def train_document(raw: dict) -> str:
+    """For a mutated document that validates: build a trainer, take one step and evaluate one
+    batch. Returns how it ended; a non-project exception propagates."""
+    from engine.train.trainer import Trainer
+
+    try:
+        doc = document.loads(json.dumps(raw))
+    except (WiregradError, ValueError, RecursionError):
+        return "refused"
+    if not api.validate(doc)["ok"]:
+        return "invalid"
+    try:
+        trainer = Trainer(doc, steps=2)
+        trainer.train_step()
+        trainer.evaluate(max_batches=1)
+    except WiregradError:
+        return "refused at training"
+    return "trained"

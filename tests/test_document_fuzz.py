@@ -228,3 +228,29 @@ def bundle_file(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fuzz-bundle")
     trainer = Trainer(classifier(steps=1, eval_every=0))
     return bundle.pack(trainer.doc, {**trainer.params, **trainer.state}, folder / "b.wgz")
+
+
+def _train_fuzz(count: int, seed: int, names: list[str]) -> dict[str, int]:
+    from tests.fuzz_mutations import train_document
+
+    rng = random.Random(seed)
+    outcomes: dict[str, int] = {}
+    for i in range(count):
+        outcome = train_document(mutate(PRESETS_RAW[names[i % len(names)]], rng,
+                                        rng.randrange(1, 3)))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def test_mutated_presets_that_validate_also_train(monkeypatch):
+    monkeypatch.setenv("WIREGRAD_MAX_MEMORY", "2GB")
+    outcomes = _train_fuzz(60, seed=3, names=["sine_regression", "spiral_mlp"])
+    assert outcomes.get("trained", 0) >= 1
+
+
+@pytest.mark.slow
+def test_a_thousand_mutated_presets_train_or_are_refused(monkeypatch):
+    monkeypatch.setenv("WIREGRAD_MAX_MEMORY", "2GB")
+    names = [n for n in sorted(PRESETS_RAW) if n != "char_gpt"]  # seconds per GPT step
+    outcomes = _train_fuzz(1500, seed=4, names=names)
+    assert outcomes.get("trained", 0) >= 100
