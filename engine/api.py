@@ -204,6 +204,18 @@ def import_onnx(path: str | Path, name: str | None = None) -> dict:
             "summary": summary(result)}
 
 
+def import_onnx_to(path: str | Path, out: str | Path, name: str | None = None) -> dict:
+    """Import *path* and write the document to *out* with its weights beside it:
+    ``{"path", "weights_path", "summary", "layers"}`` (what ``wiregrad import`` does)."""
+    from engine.export.onnx_import import import_onnx as _import
+    from engine.export.onnx_import import summary, write_import
+
+    result = _import(path, name)
+    doc_path, weights_path = write_import(result, out)
+    return {"path": str(doc_path), "weights_path": str(weights_path),
+            "summary": summary(result), "layers": result.layers}
+
+
 def document_weights_path(doc: dict, path: str | Path | None) -> Path | None:
     """The weights file a document opened from *path* comes with, or None.
 

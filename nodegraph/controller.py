@@ -225,6 +225,11 @@ class Controller(QObject):
         """One setting of the document's ``training`` block (one undo step)."""
         self.push(f"Set training {key}", edits.set_training(self.model, key, value))
 
+    def set_trainable(self, node_id: str, trainable: bool) -> None:
+        """Freeze or unfreeze a node's parameters (one undo step)."""
+        self.push(f"{'Unfreeze' if trainable else 'Freeze'} {node_id}",
+                  edits.set_trainable(self.model, self.scope, node_id, trainable))
+
     def set_title(self, node_id: str, title: str) -> None:
         self.push(f"Rename {node_id}", edits.set_title(self.model, self.scope, node_id, title))
 

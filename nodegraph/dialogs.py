@@ -49,6 +49,16 @@ def save_path(parent, suggestion: str = "") -> str | None:
     return path or None
 
 
+def onnx_path(parent) -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, "Import an ONNX model", "",
+                                          "ONNX models (*.onnx);;All files (*)")
+    return path or None
+
+
+def info(parent, title: str, text: str) -> None:
+    QMessageBox.information(parent, title, text)
+
+
 def export_path(parent, suggestion: str) -> str | None:
     path, _ = QFileDialog.getSaveFileName(parent, "Export canvas", suggestion,
                                           "PNG image (*.png);;SVG drawing (*.svg)")

@@ -120,6 +120,24 @@ class DocumentFiles(QObject):
         if path:
             self.open_document(path)
 
+    def import_onnx(self) -> None:
+        """File ▸ Import: an ONNX model becomes a graph document saved where the user says,
+        its weights beside it, then opened (nothing is written when it does not map)."""
+        source = dialogs.onnx_path(self.window)
+        if not source:
+            return
+        out = dialogs.save_path(self.window, str(Path(source).with_suffix(".json")))
+        if not out:
+            return
+        try:
+            report = api.import_onnx_to(source, out)
+        except (errors.WiregradError, OSError) as exc:
+            dialogs.error(self.window, "Cannot import the model", str(exc))
+            return
+        if self.open_document(report["path"]):
+            self.status(f"Imported {Path(source).name}: {report['summary'].splitlines()[0]}")
+            dialogs.info(self.window, "Imported", report["summary"])
+
     def new(self) -> None:
         if self.maybe_save():
             self.set_document(document.new_document(), None, False)

@@ -35,6 +35,7 @@ def build_menus(win) -> dict:
     m = bar.addMenu("&File")
     m.addAction(_action(win, a, "new", "&New", win.files.new, K.New, P.SP_FileIcon))
     m.addAction(_action(win, a, "open", "&Open…", win.files.open, K.Open, P.SP_DirOpenIcon))
+    m.addAction(_action(win, a, "import_onnx", "&Import ONNX Model…", win.files.import_onnx))
     presets = m.addMenu("Open &Preset")
     for p in api.list_presets():
         act = presets.addAction(p["title"])

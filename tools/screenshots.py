@@ -44,6 +44,8 @@ SHOTS: dict[str, str] = {
         "tests/gui/test_training_predictions.py::test_screenshot_decision_boundary_while_training",
     "embeddings-char_gpt":
         "tests/gui/test_training_embeddings.py::test_screenshot_embeddings_of_the_shipped_char_gpt",
+    "import-shapes_cnn":
+        "tests/gui/test_editor_import.py::test_import_opens_the_model_as_a_graph_with_layers",
 }
 
 

@@ -176,6 +176,11 @@ def move(model: GraphModel, scope, new_positions: dict[str, tuple[float, float]]
             for nid, (x, y) in new_positions.items()]
 
 
+def set_trainable(model: GraphModel, scope, node_id: str, trainable: bool) -> list[Op]:
+    """Freeze (``"trainable": false``) or unfreeze a node's parameters; absent means true."""
+    return [("set_field", scope, node_id, "trainable", MISSING if trainable else False)]
+
+
 def set_title(model: GraphModel, scope, node_id: str, title: str) -> list[Op]:
     return [("set_ui", scope, node_id, "title", title if title else MISSING)]
 

@@ -214,6 +214,13 @@ class GraphModel:
         self._emit(ev.UiChanged(scope, node_id, key))
         return ("set_ui", scope, node_id, key, old, created)
 
+    def _op_set_field(self, scope, node_id, key, value) -> Op:
+        """A node's own field (``trainable``); MISSING removes it."""
+        node = self.node(node_id, scope)
+        old = self._set_key(node, key, value)
+        self._emit(ev.ParamChanged(scope, node_id, key))
+        return ("set_field", scope, node_id, key, old)
+
     def _op_noop(self) -> Op:
         return ("noop",)
 

@@ -12,7 +12,15 @@ import threading
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QFormLayout, QLabel, QLineEdit, QScrollArea, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from engine import api
 from nodegraph.controller import Controller
@@ -164,6 +172,7 @@ class Inspector(QScrollArea):
                          and self.editable(scope, node_id, p["name"]))
             self.widgets[p["name"]] = w
             form.addRow(p["name"], w)
+        self._trainable_row(form, node, scope)
         ports = QLabel(self._ports_html(node, spec))
         ports.setWordWrap(True)
         box.addWidget(ports)
@@ -171,6 +180,24 @@ class Inspector(QScrollArea):
             self._data_section(box, node)
         box.addStretch(1)
         self.setWidget(page)
+
+    def _trainable_row(self, form: QFormLayout, node: dict, scope) -> None:
+        """A node with parameters (a layer, a parameter) can be frozen: "trainable"."""
+        if len(self.controller.scopes) != 1:
+            return
+        info = next((n for n in self.controller.validation.get("nodes", [])
+                     if n["id"] == node["id"]), None)
+        if not info or not info.get("param_count"):
+            return
+        box = QCheckBox()
+        box.setObjectName("trainable")
+        box.setChecked(node.get("trainable", True) is not False)
+        box.setToolTip("Unchecked: the node's parameters stay fixed while training (frozen).")
+        box.toggled.connect(lambda on: self.controller.set_trainable(node["id"], on))
+        box.setEnabled(not self.controller.read_only
+                       and self.editable(scope, node["id"], "trainable"))
+        self.widgets["trainable"] = box
+        form.addRow("trainable", box)
 
     def _data_section(self, box: QVBoxLayout, node: dict) -> None:
         base = self.base_dir_provider()
