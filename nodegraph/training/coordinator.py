@@ -57,7 +57,7 @@ class TrainingUI(QObject):
         self.current: RunData | None = None
         self.eta = Eta()
         self.errors: list[dict] = []
-        self.settings = SettingsBinder(host.controller, self.dock_widget.controls)
+        self.settings = SettingsBinder(host.controller, self.dock_widget.controls, host.source)
         self._connect()
         self.refresh_sampling_source()
         self._update_actions()
@@ -135,9 +135,12 @@ class TrainingUI(QObject):
 
     def train(self, steps: int | None = None, resume: str | None = None, *,
               paused: bool = False, weights: str | None = None) -> RunData | None:
-        """Start a run (*paused*: before its first step; *weights*: start from that file)."""
+        """Start a run (*paused*: before its first step; *weights*: start from that file, by
+        default the dock's choice: a fresh initialisation or the document's own weights)."""
         if self.session.active:
             return None
+        if weights is None and resume is None:
+            weights = self.dock_widget.controls.settings.start_weights()
         result = self.controller.revalidate(force=True)
         errors = [d for d in result.get("diagnostics", []) if d["severity"] == "error"]
         if errors:

@@ -5,6 +5,9 @@ of the document (so it is saved with the graph), never sent to the worker direct
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QComboBox, QGridLayout, QLabel, QSpinBox, QWidget
 
@@ -57,10 +60,18 @@ class TrainingSettings(QWidget):
             grid.addWidget(QLabel(label), k // 2, 2 * (k % 2))
             grid.addWidget(widget, k // 2, 2 * (k % 2) + 1)
             widget.setMinimumWidth(70)
+        self.start = QComboBox()  # a choice for the next run, not saved with the graph
+        self.start.setObjectName("start_from")
+        self.start.setToolTip("Train from a fresh initialisation, or fine-tune the weights the "
+                              "document ships with")
+        grid.addWidget(QLabel("start from"), 3, 0)
+        grid.addWidget(self.start, 3, 1, 1, 3)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         self.has_batch = False
         self.editable = True
+        self.document_weights: str | None = None
+        self.set_document_weights(None)
 
     def show_settings(self, training: dict, batch: int | None) -> None:
         """Show the document's settings (*training* with defaults filled; *batch* None: the
@@ -78,12 +89,28 @@ class TrainingSettings(QWidget):
         self.batch.blockSignals(False)
         self.set_editable(self.editable)
 
+    def set_document_weights(self, path: str | None) -> None:
+        """Offer fine-tuning from the document's own weights file (*path*; None: none)."""
+        if path == self.document_weights and self.start.count():
+            return
+        self.document_weights = path
+        self.start.clear()
+        self.start.addItem("a fresh initialisation")
+        if path is not None:
+            self.start.addItem(f"the document's weights ({Path(path).name})")
+        self.start.setEnabled(self.editable and path is not None)
+
+    def start_weights(self) -> str | None:
+        """The weights file the next run starts from (None: a fresh initialisation)."""
+        return self.document_weights if self.start.currentIndex() == 1 else None
+
     def set_editable(self, on: bool) -> None:
         """Settings of a live run cannot change (they are not hot)."""
         self.editable = on
         for widget in self.fields.values():
             widget.setEnabled(on)
         self.batch.setEnabled(on and self.has_batch)
+        self.start.setEnabled(on and self.document_weights is not None)
 
 
 class SettingsBinder:
@@ -91,8 +118,10 @@ class SettingsBinder:
     (refreshed after every change) and their edits go through the controller, like the
     inspector's (one undo step each; a live run gets hot edits through the edit lock)."""
 
-    def __init__(self, controller: Controller, controls) -> None:
-        self.controller, self.controls = controller, controls
+    def __init__(self, controller: Controller, controls,
+                 source: Callable[[], str | None] = lambda: None) -> None:
+        """*source*: the document's file or preset (where its own weights are found)."""
+        self.controller, self.controls, self.source = controller, controls, source
         controls.hot.edited.connect(self.set_optimizer_param)
         controls.settings.training_edited.connect(controller.set_training)
         controls.settings.batch_edited.connect(self.set_batch_size)
@@ -134,6 +163,11 @@ class SettingsBinder:
         self.controls.hot.show_node(spec, node.get("params", {}) if node else {})
         self.controls.settings.show_settings(api.document.training_settings(doc),
                                              self._batch())
+        try:
+            found = api.document_weights_path(doc, self.source())
+        except api.errors.WiregradError:  # a weights path outside the document's folder
+            found = None
+        self.controls.settings.set_document_weights(str(found) if found else None)
 
     def set_optimizer_param(self, name: str, value) -> None:
         node = self.optimizer_node()

@@ -85,3 +85,29 @@ def test_settings_are_locked_while_a_run_is_live(make_window):
         ui.lock.release()
     ui.dock_widget.controls.set_state("idle", False)
     assert all(w.isEnabled() for w in (*s.fields.values(), s.batch))
+
+
+def test_train_can_start_from_the_documents_shipped_weights(make_window, monkeypatch):
+    win = make_window("char_gpt")
+    ui = win.training
+    s = ui.dock_widget.controls.settings
+    shipped = api.document_weights_path(win.controller.model.doc, win.files.document_source())
+    assert shipped is not None and s.start.isEnabled() and s.start.count() == 2
+    assert shipped.name in s.start.itemText(1)
+    sent: list[dict] = []
+    monkeypatch.setattr(ui.session, "train", lambda *a, **k: sent.append(k) or 1)
+    monkeypatch.setattr(ui.lock, "engage", lambda doc: None)
+    ui.train(steps=1)
+    assert sent[-1]["weights"] is None  # a fresh initialisation unless chosen
+    s.start.setCurrentIndex(1)
+    assert not ui.session.active  # the mocked session started nothing
+    ui.train(steps=1)
+    assert sent[-1]["weights"] == str(shipped)
+    assert len(ui.runs) == 2
+
+
+def test_no_weights_no_fine_tune_choice(make_window):
+    win = make_window("spiral_mlp")
+    s = win.training.dock_widget.controls.settings
+    assert s.start.count() == 1 and not s.start.isEnabled() and s.start_weights() is None
+
