@@ -209,3 +209,31 @@ def test_exported_gpt_learns_in_20_steps(tmp_path, capsys):
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert len(losses) == 20
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.1
+
+
+def test_torchrun_keeps_batch_norm_one_batch_and_saves_one_set_of_statistics(tmp_path):
+    """Two processes normalise over the whole global batch (synchronised statistics): the
+    loss and the saved running statistics equal one process's (shapes_cnn has batch norm)."""
+    folder = _export("shapes_cnn", tmp_path / "proj")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    steps = "6"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         "train.py", "--steps", steps, "--dtype", "float64", "--out", str(tmp_path / "ddp"),
+         "--log-every", "1000"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _load(folder / "train.py", "train_bn_single").main(
+        ["--steps", steps, "--dtype", "float64", "--out", str(tmp_path / "single"),
+         "--log-every", "1000"])
+    runs = {run: [json.loads(line)["loss"] for line in
+                  (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+            for run in ("ddp", "single")}
+    np.testing.assert_allclose(runs["ddp"], runs["single"], rtol=1e-9)
+    from safetensors.numpy import load_file
+
+    two, one = (load_file(str(tmp_path / run / "ckpt.safetensors")) for run in ("ddp", "single"))
+    stats = [k for k in one if "running" in k]
+    assert stats
+    for key in stats:
+        np.testing.assert_allclose(two[key], one[key], rtol=1e-7, atol=1e-9, err_msg=key)

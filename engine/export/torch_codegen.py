@@ -52,6 +52,39 @@ def attention(q, k, v, causal: bool, scale: float | None, key_mask=None) -> torc
         mask = real if mask is None else mask & real
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 ''',
+    "batch_norm": '''
+def batch_norm(x, running_mean, running_var, weight, bias, training: bool, momentum: float,
+               eps: float) -> torch.Tensor:
+    """F.batch_norm, with batch statistics over every process's slice under torchrun: the
+    per-channel sum, sum of squares and count are all-reduced (differentiably, so the backward
+    is that of one process on the whole batch) and every process keeps the same running
+    statistics. One process, or evaluation: plain F.batch_norm."""
+    import torch.distributed as dist
+
+    if not (training and dist.is_available() and dist.is_initialized()
+            and dist.get_world_size() > 1):
+        return F.batch_norm(x, running_mean, running_var, weight, bias, training, momentum,
+                            eps)
+    from torch.distributed.nn.functional import all_reduce
+
+    channels = x.shape[1]
+    dims = [0] + list(range(2, x.dim()))
+    count = torch.full((1,), x.numel() / channels, dtype=x.dtype, device=x.device)
+    stats = all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+    n = stats[2 * channels]
+    mean = stats[:channels] / n
+    var = stats[channels:2 * channels] / n - mean * mean  # biased, as the normalisation uses
+    with torch.no_grad():
+        running_mean.mul_(1 - momentum).add_(momentum * mean)
+        running_var.mul_(1 - momentum).add_(momentum * var * n / max(float(n) - 1, 1.0))
+    shape = [1, channels] + [1] * (x.dim() - 2)
+    y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + eps)
+    if weight is not None:
+        y = y * weight.view(shape)
+    if bias is not None:
+        y = y + bias.view(shape)
+    return y
+''',
     "split_parts": '''
 def split_parts(x: torch.Tensor, dim: int, parts: int, sizes: list[int]) -> tuple:
     """Wiregrad's split: equal parts, or explicit sizes (one may be -1); always 4 outputs."""
@@ -65,6 +98,8 @@ def split_parts(x: torch.Tensor, dim: int, parts: int, sizes: list[int]) -> tupl
     return tuple(pieces + [x.narrow(dim, n, 0)] * (4 - len(pieces)))
 ''',
 }
+RESERVED |= set(HELPERS)  # a node named like a helper must not shadow it
+
 HELPER_NEEDS = {"causal_mask": ["causal_keep"], "attention": ["causal_keep"]}
 
 
@@ -214,7 +249,8 @@ def _layer_norm(s, eq, a):
 def _batch_norm(s, eq, a):
     w, b = (a[1] if a[1] else "None"), (a[2] if a[2] else "None")
     mean, var = s.attr(eq.state["running_mean"]), s.attr(eq.state["running_var"])
-    return (f"F.batch_norm({a[0]}, {mean}, {var}, {w}, {b}, self.training, "
+    s.use("batch_norm")
+    return (f"batch_norm({a[0]}, {mean}, {var}, {w}, {b}, self.training, "
             f"{eq.params['momentum']!r}, {eq.params['eps']!r})")
 
 
