@@ -1,8 +1,8 @@
 """Document → :class:`~engine.core.program.Program`.
 
-Steps: resolve node types (registry ops, or layer definitions from the document or the
-built-in library), check params, expand layers into primitive equations with dotted paths,
-resolve layer ports, report cycles with the node ids on them, infer a type for every value
+Steps: bound the expanded size (:mod:`engine.core.bounds`), expand layers into primitive ops
+with dotted paths and resolve their ports (:mod:`engine.core.expand`: node classification,
+then edge resolution), report cycles with the node ids on them, infer a type for every value
 (so every edge gets a shape), size the weights, and order the equations topologically.
 Every problem becomes a :class:`~engine.core.program.Diagnostic` naming the top-level node; the
 compiler never raises on bad input, :func:`compile_document` raises one
@@ -30,6 +30,7 @@ from engine.core.registry import ShapeError, TensorType
 
 __all__ = ["MAX_EXPANDED_EDGES", "MAX_EXPANDED_NODES", "MAX_LAYER_DEPTH", "compile_document",
            "compile_graph", "concrete_shape", "layer_definition"]
+
 
 def _topological(st: Expansion, doc: dict) -> list[str] | None:
     """Top-level cycle check (names the user's ids), then a flat topological order.
