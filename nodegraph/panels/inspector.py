@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QLabel,
     QLineEdit,
+    QPushButton,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -26,6 +27,7 @@ from engine import api
 from nodegraph.controller import Controller
 from nodegraph.editing.doctext import doc_html
 from nodegraph.editing.edits import IN_NODE, OUT_NODE
+from nodegraph.editing.sizes import inferred_sizes, wire_shape
 from nodegraph.editing.specs import input_ports, output_ports
 from nodegraph.panels.paramwidgets import make_widget
 
@@ -176,6 +178,7 @@ class Inspector(QScrollArea):
         ports = QLabel(self._ports_html(node, spec))
         ports.setWordWrap(True)
         box.addWidget(ports)
+        self._size_offers(box, node, spec, scope)
         if spec and spec["category"] == "data" and node["type"] != "input":
             self._data_section(box, node)
         box.addStretch(1)
@@ -198,6 +201,29 @@ class Inspector(QScrollArea):
                        and self.editable(scope, node["id"], "trainable"))
         self.widgets["trainable"] = box
         form.addRow("trainable", box)
+
+    def _size_offers(self, box: QVBoxLayout, node: dict, spec: dict | None, scope) -> None:
+        """After an upstream change, a layer whose input size no longer matches the shape
+        wired into it offers to take the size from that shape (one click, one undo step)."""
+        if len(self.controller.scopes) != 1 or spec is None:
+            return
+        first = input_ports(spec, node["id"], [])[:1]
+        edge = next((e for e in self.controller.model.edges() if first
+                     and e["dst"] == {"node": node["id"], "port": first[0]["name"]}), None)
+        shape = wire_shape(self.controller.validation, edge) if edge else None
+        defaults = {p["name"]: p.get("default") for p in spec["params"]}
+        for name, value in inferred_sizes(node["type"], shape).items():
+            if node.get("params", {}).get(name, defaults.get(name)) == value:
+                continue
+            shown = "×".join(str(d) for d in shape)
+            button = QPushButton(f"Set {name} = {value} (the input is {shown})")
+            button.setObjectName(f"fit_{name}")
+            button.setToolTip("The shape wired into this node changed; take the size from it")
+            button.clicked.connect(
+                lambda _=False, n=name, v=value: self.controller.set_param(node["id"], n, v))
+            button.setEnabled(not self.controller.read_only
+                              and self.editable(scope, node["id"], name))
+            box.addWidget(button)
 
     def _data_section(self, box: QVBoxLayout, node: dict) -> None:
         base = self.base_dir_provider()

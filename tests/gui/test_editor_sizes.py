@@ -86,3 +86,22 @@ def test_the_rules_ignore_symbolic_and_missing_dims():
     assert inferred_sizes("Conv2d", ["B"]) == {}
     assert inferred_sizes("relu", ["B", 4]) == {}
     assert inferred_sizes("Linear", None) == {}
+
+
+def test_an_upstream_change_offers_to_update_the_size(make_window):
+    from PySide6.QtWidgets import QPushButton
+
+    win = make_window("spiral_mlp")
+    c = win.controller
+    c.set_param("fc1", "out_features", 32)  # fc2 still takes 64 features
+    assert any(d["severity"] == "error" for d in c.validation["diagnostics"])
+    win.inspector.show_node("fc2")
+    offer = win.inspector.findChild(QPushButton, "fit_in_features")
+    assert offer is not None and "in_features = 32" in offer.text()
+    count = c.stack.count()
+    offer.click()
+    assert c.model.node("fc2")["params"]["in_features"] == 32
+    assert c.stack.count() == count + 1
+    assert not any(d["severity"] == "error" for d in c.validation["diagnostics"])
+    win.inspector.show_node("fc2")
+    assert win.inspector.findChild(QPushButton, "fit_in_features") is None  # nothing to offer
