@@ -223,7 +223,7 @@ def test_no_test_writes_into_the_screenshots_folder():
     """Screenshots come from `python tools/screenshots.py`; tests save theirs to tmp_path."""
     offenders = []
     for path in (ROOT / "tests").rglob("*.py"):
-        if path.name == Path(__file__).name:
+        if path.name in (Path(__file__).name, "test_screenshots_tool.py"):  # read docs only
             continue
         text = path.read_text(encoding="utf-8")
         if re.search(r"""["']assets["']|assets/screenshots""", text):
