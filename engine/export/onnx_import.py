@@ -41,7 +41,7 @@ def import_onnx(path: str | Path, name: str | None = None) -> ImportResult:
     known = Known(model)
     b = Builder(model, known)
     for input_name, shape, kind in model.inputs:
-        params = {"shape": [d for d in shape], "dtype": kind}
+        params: dict = {"shape": list(shape), "dtype": kind}
         if kind == "int":
             params["high"] = _index_bound(model, input_name)
         b.add("input", input_name, params, outs={"out": input_name})

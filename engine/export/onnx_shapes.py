@@ -130,7 +130,7 @@ def _split(node, source: Shape, values: dict) -> list[Shape | None] | None:
         if not isinstance(source[axis], int):
             return None
         sizes = [source[axis] // count] * count
-    out = []
+    out: list[Shape | None] = []
     for size in sizes:
         shape = list(source)
         shape[axis] = int(size)
