@@ -78,6 +78,7 @@ def _match(nodes, producer, users, known: Known, model: OnnxModel, i: int) -> At
     k_ = producer.get(scores)
     if k_ is not None and _single_use(users, scores):
         op = nodes[k_]
+        fill = _scalar(known, op.input[2]) if op.op_type == "Where" else None
         if op.op_type == "Add" and known.get(op.input[1]) is None:
             inner = [x for x in op.input if producer.get(x) is not None and
                      nodes[producer[x]].op_type in ("MatMul", "Mul", "Div")]
@@ -85,8 +86,7 @@ def _match(nodes, producer, users, known: Known, model: OnnxModel, i: int) -> At
                 mask = op.input[1] if op.input[0] == inner[0] else op.input[0]
                 scores = inner[0]
                 internal.add(k_)
-        elif op.op_type == "Where" and _scalar(known, op.input[2]) is not None \
-                and _scalar(known, op.input[2]) <= NEG_BELOW:
+        elif fill is not None and fill <= NEG_BELOW:
             keep, scores = op.input[0], op.input[1]
             internal.add(k_)
     scale, q, kt = 1.0, None, None

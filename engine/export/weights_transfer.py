@@ -53,7 +53,7 @@ def match_weights(doc: dict, source: dict[str, np.ndarray]) -> Transfer:
 
     program = compile_document(doc)
     wanted = {**program.parameters, **program.state}
-    by_key = {}
+    by_key: dict[str, str] = {}
     for name in source:
         by_key.setdefault(_key(name), name)
     out, used = Transfer(), set()
