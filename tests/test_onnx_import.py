@@ -16,9 +16,9 @@ ort = pytest.importorskip("onnxruntime")
 from engine import api  # noqa: E402
 from engine.base.errors import WiregradError  # noqa: E402
 from engine.core import document  # noqa: E402
+from engine.export.onnx_fold import Known  # noqa: E402
 from engine.export.onnx_import import import_onnx, write_import  # noqa: E402
 from engine.export.onnx_ops import ONNX_TO_WIREGRAD  # noqa: E402
-from engine.export.onnx_reader import Known  # noqa: E402
 from engine.graphs import presets  # noqa: E402
 
 FOLDED = {"Linear", "Conv2d", "LayerNorm", "Embedding", "BatchNorm1d", "BatchNorm2d",

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.export.onnx_reader import Known, OnnxModel, _attr
+from engine.export.onnx_fold import Known, attr
+from engine.export.onnx_reader import OnnxModel
 
 NEG_BELOW = -1e4  # a mask entry at or below this blocks attention
 
@@ -70,7 +71,7 @@ def _match(nodes, producer, users, known: Known, model: OnnxModel, i: int) -> At
     if j is None or nodes[j].op_type != "Softmax" or not _single_use(users, probs):
         return None
     softmax = nodes[j]
-    if int(_attr(softmax, "axis", -1)) not in (-1, (len(model.shapes.get(probs, [])) - 1)):
+    if int(attr(softmax, "axis", -1)) not in (-1, (len(model.shapes.get(probs, [])) - 1)):
         return None
     internal = {i, j}
     scores = softmax.input[0]
@@ -116,7 +117,7 @@ def _match(nodes, producer, users, known: Known, model: OnnxModel, i: int) -> At
     k = _swapped(nodes, producer, users, known, model, kt, internal)
     t = producer.get(kt)
     if k is None and t is not None and nodes[t].op_type == "Transpose" and _single_use(users, kt):
-        perm = list(_attr(nodes[t], "perm", []))  # Kᵀ = X permuted: K = X permuted, swapped
+        perm = list(attr(nodes[t], "perm", []))  # Kᵀ = X permuted: K = X permuted, swapped
         if len(perm) >= 2:
             k_perm = perm[:-2] + [perm[-1], perm[-2]]
             k = nodes[t].input[0]
@@ -143,7 +144,7 @@ def _swapped(nodes, producer, users, known: Known, model: OnnxModel, kt: str,
     if t is None or not _single_use(users, kt):
         return None
     op = nodes[t]
-    if op.op_type == "Transpose" and _is_swap(list(_attr(op, "perm", []))):
+    if op.op_type == "Transpose" and _is_swap(list(attr(op, "perm", []))):
         internal.add(t)
         return op.input[0]
     if op.op_type != "Reshape":
@@ -153,7 +154,7 @@ def _swapped(nodes, producer, users, known: Known, model: OnnxModel, kt: str,
         return None
     flat = producer.get(nodes[mid].input[0])
     if flat is None or nodes[flat].op_type != "Reshape" or not _is_swap(
-            list(_attr(nodes[mid], "perm", []))):
+            list(attr(nodes[mid], "perm", []))):
         return None
     k = nodes[flat].input[0]
     k_shape, out_shape = model.shapes.get(k), known.get(op.input[1])

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.base.errors import WiregradError
-from engine.export.onnx_reader import Known, OnnxModel
+from engine.export.onnx_fold import Known
+from engine.export.onnx_reader import OnnxModel
 
 _SLUG = re.compile(r"[^A-Za-z0-9_]+")
 

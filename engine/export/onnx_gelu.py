@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 
-from engine.export.onnx_reader import Known, OnnxModel
+from engine.export.onnx_fold import Known
+from engine.export.onnx_reader import OnnxModel
 
 SQRT_HALF = 1 / math.sqrt(2)
 TANH_SCALE = math.sqrt(2 / math.pi)

@@ -17,11 +17,12 @@ import numpy as np
 from engine.base.errors import WiregradError
 from engine.export.onnx_attention import find_attention
 from engine.export.onnx_build import Builder, UnmappedError
+from engine.export.onnx_fold import Known
 from engine.export.onnx_gelu import find_gelu
 from engine.export.onnx_layers import fold_layers
 from engine.export.onnx_ops import translate
 from engine.export.onnx_ops_nn import RECURRENT  # noqa: F401  (registers the nn translators)
-from engine.export.onnx_reader import Known, OnnxModel, read_model
+from engine.export.onnx_reader import OnnxModel, read_model
 
 
 @dataclass

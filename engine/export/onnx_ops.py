@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.export.onnx_reader import _attr
+from engine.export.onnx_fold import attr
 
 Translator = Callable  # (builder, onnx_node) -> None
 ONNX_TO_WIREGRAD: dict[str, Translator] = {}
@@ -70,7 +70,7 @@ def _rank(b, value: str) -> int | None:
 
 def _axis(b, node, value: str, default: int = -1) -> int:
     """An axis attribute made negative (counted from the end), so symbolic ranks agree."""
-    axis = int(_attr(node, "axis", default))
+    axis = int(attr(node, "axis", default))
     rank = _rank(b, value)
     return axis - rank if axis >= 0 and rank is not None else axis
 
@@ -91,7 +91,7 @@ def _identity(b, node) -> None:
 def _cast(b, node) -> None:
     from onnx import TensorProto
 
-    to = _attr(node, "to")
+    to = attr(node, "to")
     if to in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.INT64,
               TensorProto.INT32):
         b.alias[node.output[0]] = b.resolve(node.input[0])
@@ -107,14 +107,14 @@ def _cast_like(b, node) -> None:
 
 @translator("Gelu")
 def _gelu(b, node) -> None:
-    approximate = _attr(node, "approximate", b"none")
+    approximate = attr(node, "approximate", b"none")
     approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
     _wire(b, node, "gelu", ["x"], {"approximate": approximate})
 
 
 @translator("LeakyRelu")
 def _leaky(b, node) -> None:
-    _wire(b, node, "leaky_relu", ["x"], {"negative_slope": f32(_attr(node, "alpha", 0.01))})
+    _wire(b, node, "leaky_relu", ["x"], {"negative_slope": f32(attr(node, "alpha", 0.01))})
 
 
 @translator("Softmax", "LogSoftmax")
@@ -163,7 +163,7 @@ def _matmul(b, node) -> None:
 
 @translator("Gemm")
 def _gemm(b, node) -> None:
-    alpha, beta = float(_attr(node, "alpha", 1.0)), float(_attr(node, "beta", 1.0))
+    alpha, beta = float(attr(node, "alpha", 1.0)), float(attr(node, "beta", 1.0))
     if alpha != 1.0 or beta != 1.0:
         b.unmapped(node, f"Gemm with alpha={alpha}, beta={beta} (only 1, 1 maps)")
         return
@@ -172,8 +172,8 @@ def _gemm(b, node) -> None:
     hint = _hint(node)
     product = f"{node.output[0]}::matmul" if len(node.input) > 2 and node.input[2] else \
         node.output[0]
-    b.add("matmul", hint, {"transpose_a": bool(_attr(node, "transA", 0)),
-                           "transpose_b": bool(_attr(node, "transB", 0))},
+    b.add("matmul", hint, {"transpose_a": bool(attr(node, "transA", 0)),
+                           "transpose_b": bool(attr(node, "transB", 0))},
           {"a": node.input[0], "b": node.input[1]}, {"out": product})
     if product != node.output[0]:
         b.materialise(node.input[2])
@@ -183,7 +183,7 @@ def _gemm(b, node) -> None:
 
 @translator("Transpose")
 def _transpose(b, node) -> None:
-    perm = _attr(node, "perm")
+    perm = attr(node, "perm")
     rank = _rank(b, node.input[0])
     if perm is None:
         if rank is None:
@@ -221,7 +221,7 @@ def _reshape(b, node) -> None:
         if isinstance(d, str) and d.startswith("?") and k < len(source) \
                 and not str(source[k]).startswith("?"):
             dims[k] = source[k]  # read off the input's shape where ONNX lost track of it
-        if d == 0 and not _attr(node, "allowzero", 0):
+        if d == 0 and not attr(node, "allowzero", 0):
             if k >= len(source):
                 b.unmapped(node, "a 0 in the target copies an unknown input size")
                 return
@@ -238,7 +238,7 @@ def _reshape(b, node) -> None:
 
 @translator("Flatten")
 def _flatten(b, node) -> None:
-    axis = int(_attr(node, "axis", 1))
+    axis = int(attr(node, "axis", 1))
     source = b.shape(node.input[0])
     if source is None:
         b.unmapped(node, "Flatten of an input of unknown shape")
@@ -289,7 +289,7 @@ def _split(b, node) -> None:
         b.unmapped(node, f"Split into {len(node.output)} parts (at most {SPLIT_MAX})")
         return
     sizes = b.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
-    sizes = [int(s) for s in sizes] if sizes is not None else list(_attr(node, "split", []))
+    sizes = [int(s) for s in sizes] if sizes is not None else list(attr(node, "split", []))
     b.materialise(node.input[0])
     b.add("split", _hint(node), {"axis": _axis(b, node, node.input[0], 0),
                                  "parts": len(node.output), "sizes": sizes},
@@ -328,7 +328,7 @@ def _slice(b, node) -> None:
 def _gather(b, node) -> None:
     data, idx = node.input
     index = b.const(idx)
-    if b.const(data) is not None and _attr(node, "axis", 0) == 0 and index is None:
+    if b.const(data) is not None and attr(node, "axis", 0) == 0 and index is None:
         b.materialise(data)
         b.materialise(idx)
         b.add("embedding", _hint(node), {}, {"ids": idx, "weight": data},
@@ -350,17 +350,17 @@ def _where(b, node) -> None:
 @translator("ReduceMean", "ReduceSum", "ReduceMax")
 def _reduce(b, node) -> None:
     kind = {"ReduceMean": "mean", "ReduceSum": "sum", "ReduceMax": "max"}[node.op_type]
-    axes = _attr(node, "axes")
+    axes = attr(node, "axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
         const = b.const(node.input[1])
         if const is None:
             b.unmapped(node, "reduction axes must be constant")
             return
         axes = const.tolist()
-    if not axes and _attr(node, "noop_with_empty_axes", 0):
+    if not axes and attr(node, "noop_with_empty_axes", 0):
         b.alias[node.output[0]] = b.resolve(node.input[0])
         return
     b.materialise(node.input[0])
     b.add(kind, _hint(node), {"axes": [int(a) for a in (axes or [])],
-                              "keepdims": bool(_attr(node, "keepdims", 1))},
+                              "keepdims": bool(attr(node, "keepdims", 1))},
           {"x": node.input[0]}, {"out": node.output[0]})

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.export.onnx_fold import Zeros, attr
 from engine.export.onnx_ops import _hint, _rank, _wire, f32, translator
-from engine.export.onnx_reader import Zeros, _attr
 
 
 @translator("LayerNormalization")
 def _layer_norm(b, node) -> None:
-    if int(_attr(node, "axis", -1)) not in (-1, (_rank(b, node.input[0]) or 0) - 1):
+    if int(attr(node, "axis", -1)) not in (-1, (_rank(b, node.input[0]) or 0) - 1):
         b.unmapped(node, "LayerNormalization over more than the last axis")
         return
     _wire(b, node, "layer_norm", ["x", "weight", "bias"],
-          {"eps": f32(_attr(node, "epsilon", 1e-5))})
+          {"eps": f32(attr(node, "epsilon", 1e-5))})
 
 
 @translator("BatchNormalization")
@@ -28,16 +28,16 @@ def _batch_norm(b, node) -> None:
     if any(c is None for c in consts):
         b.unmapped(node, "BatchNormalization needs constant scale, bias, mean and variance")
         return
-    momentum = f32(1.0 - f32(_attr(node, "momentum", 0.9)))
+    momentum = f32(1.0 - f32(attr(node, "momentum", 0.9)))
     b.materialise(node.input[0])
-    b.add("BatchNorm", _hint(node), {"eps": f32(_attr(node, "epsilon", 1e-5)),
+    b.add("BatchNorm", _hint(node), {"eps": f32(attr(node, "epsilon", 1e-5)),
                                      "momentum": momentum},
           {"x": node.input[0]}, {"y": node.output[0]})
     b.batch_stats[node.output[0]] = [np.asarray(c, np.float32) for c in consts]
 
 
 def _square(node, name: str, count: int, default: int) -> int | None:
-    values = list(_attr(node, name, [default] * count))
+    values = list(attr(node, name, [default] * count))
     return int(values[0]) if len(set(values)) == 1 else None
 
 
@@ -47,31 +47,31 @@ def _conv(b, node) -> None:
     if kernel is None or kernel.ndim != 4:
         b.unmapped(node, "only 2-D convolutions with constant weights map")
         return
-    pads = list(_attr(node, "pads", [0, 0, 0, 0]))
+    pads = list(attr(node, "pads", [0, 0, 0, 0]))
     stride, dilation = _square(node, "strides", 2, 1), _square(node, "dilations", 2, 1)
-    auto = _attr(node, "auto_pad", b"NOTSET")
+    auto = attr(node, "auto_pad", b"NOTSET")
     if len(set(pads)) != 1 or stride is None or dilation is None or auto not in (
             b"NOTSET", "NOTSET"):
         b.unmapped(node, "only square strides/dilations and equal padding on every side map")
         return
     _wire(b, node, "conv2d", ["x", "weight", "bias"],
           {"stride": stride, "padding": int(pads[0]), "dilation": dilation,
-           "groups": int(_attr(node, "group", 1))})
+           "groups": int(attr(node, "group", 1))})
 
 
 @translator("MaxPool", "AveragePool")
 def _pool(b, node) -> None:
-    kernel = list(_attr(node, "kernel_shape", []))
-    pads = list(_attr(node, "pads", [0, 0, 0, 0]))
+    kernel = list(attr(node, "kernel_shape", []))
+    pads = list(attr(node, "pads", [0, 0, 0, 0]))
     stride = _square(node, "strides", 2, 1)
     if (len(kernel) != 2 or kernel[0] != kernel[1] or len(set(pads)) != 1 or stride is None
-            or _attr(node, "ceil_mode", 0) or len(node.output) > 1 and node.output[1]
+            or attr(node, "ceil_mode", 0) or len(node.output) > 1 and node.output[1]
             or _square(node, "dilations", 2, 1) != 1):
         b.unmapped(node, "only square kernels and strides, equal padding, no ceil mode map")
         return
     params = {"kernel": int(kernel[0]), "stride": stride, "padding": int(pads[0])}
     if node.op_type == "AveragePool":
-        params["count_include_pad"] = bool(_attr(node, "count_include_pad", 0))
+        params["count_include_pad"] = bool(attr(node, "count_include_pad", 0))
         _wire(b, node, "avg_pool2d", ["x"], params)
     else:
         _wire(b, node, "max_pool2d", ["x"], params)
@@ -102,21 +102,21 @@ def _recurrent(b, node) -> None:
     """One forward direction, time-major (layout 0) → the batch-first fused op, with the
     weights in PyTorch's gate order and names (``weight_ih``, ``bias_hh``…)."""
     kind = RECURRENT[node.op_type]
-    hidden = int(_attr(node, "hidden_size", 0))
-    direction = _attr(node, "direction", b"forward")
+    hidden = int(attr(node, "hidden_size", 0))
+    direction = attr(node, "direction", b"forward")
     inputs = list(node.input) + [""] * (7 - len(node.input))
     w, r = b.const(inputs[1]), b.const(inputs[2])
     bias = b.const(inputs[3]) if inputs[3] else None
     problem = None
-    if direction not in (b"forward", "forward") or _attr(node, "layout", 0):
+    if direction not in (b"forward", "forward") or attr(node, "layout", 0):
         problem = "only one forward direction, time-major, maps"
     elif w is None or r is None or w.shape[0] != 1 or (inputs[3] and bias is None):
         problem = "the weights must be constants of one direction"
-    elif inputs[4] or _attr(node, "clip") is not None:
+    elif inputs[4] or attr(node, "clip") is not None:
         problem = "sequence lengths and cell clipping are not supported"
-    elif kind == "gru" and not _attr(node, "linear_before_reset", 0):
+    elif kind == "gru" and not attr(node, "linear_before_reset", 0):
         problem = "GRU maps with linear_before_reset = 1 (PyTorch's formula)"
-    elif kind == "rnn" and _attr(node, "activations") not in (None, [b"Tanh"], [b"Relu"]):
+    elif kind == "rnn" and attr(node, "activations") not in (None, [b"Tanh"], [b"Relu"]):
         problem = "RNN activations other than tanh or relu"
     if problem:
         b.unmapped(node, problem)
@@ -145,7 +145,7 @@ def _recurrent(b, node) -> None:
             b.add("reshape", f"{hint}_{port}", {"shape": ["B", hidden]}, {"x": value},
                   {"out": state})
             ins[port] = state
-    params = {"nonlinearity": "relu" if _attr(node, "activations") == [b"Relu"] else "tanh"} \
+    params = {"nonlinearity": "relu" if attr(node, "activations") == [b"Relu"] else "tanh"} \
         if kind == "rnn" else {}
     outs = {"y": f"{hint}::y", "h_n": f"{hint}::h_n"} | ({"c_n": f"{hint}::c_n"}
                                                            if kind == "lstm" else {})
