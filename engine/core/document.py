@@ -80,8 +80,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _check_text(text: str) -> None:
-    if not text.isascii() and _SURROGATE.search(text):
-        at = _SURROGATE.search(text).start()
+    found = None if text.isascii() else _SURROGATE.search(text)
+    if found is not None:
+        at = found.start()
         raise DocumentError(f"the text {text[max(0, at - 20):at]!r}… holds a lone surrogate "
                             f"(\\u{ord(text[at]):04x}), which is not a character: it cannot be "
                             "saved as UTF-8")

@@ -76,7 +76,7 @@ def check_weights_memory(infos: dict, itemsize: int) -> int:
     total = sum(per_node.values())
     limit, source = memory_limit()
     if limit is not None and total > limit:
-        node = max(per_node, key=per_node.get)
+        node = max(per_node, key=lambda n: per_node[n])
         raise WiregradError(
             f"the weights need {_human(total)} of memory (node '{node}' alone "
             f"{_human(per_node[node])}), more than the limit of {_human(limit)} ({source}; "
@@ -90,7 +90,7 @@ def check_training_memory(program: Program, batch: int, dtype: str) -> int:
     total, per_node = training_bytes(program, batch, itemsize)
     limit, source = memory_limit()
     if limit is not None and total > limit:
-        node = max(per_node, key=per_node.get)
+        node = max(per_node, key=lambda n: per_node[n])
         raise WiregradError(
             f"training needs about {_human(total)} of memory (weights, gradients, optimizer "
             f"state and activations for a batch of {batch}; the largest part, "

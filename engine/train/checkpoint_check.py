@@ -149,7 +149,7 @@ def _tensors(path: Path, tensors: dict[str, np.ndarray], trainer) -> tuple[dict,
 
 def clean_stale_temps(folder: Path) -> list[Path]:
     """Remove ``.NAME.<hex>.tmp`` files an interrupted atomic write left in *folder*."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(folder.iterdir())
     except OSError:
