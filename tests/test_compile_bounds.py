@@ -90,3 +90,15 @@ def test_thirty_distinct_layer_types_nested_are_refused_with_one_diagnostic():
     result = api.validate(doc)
     assert not result["ok"] and len(result["diagnostics"]) == 1
     assert result["diagnostics"][0]["node"] == "net"
+
+
+def test_documents_up_to_32_mib_load_and_larger_ones_are_refused():
+    doc = blowups.chain(10)
+    text = json.dumps({**doc, "extra": {"pad": ""}})
+    pad = document.MAX_BYTES - len(text.encode())
+    big = json.dumps({**doc, "extra": {"pad": "x" * pad}})
+    assert len(big.encode()) <= document.MAX_BYTES
+    assert api.validate(document.loads(big))["ok"]
+    too_big = json.dumps({**doc, "extra": {"pad": "x" * (pad + 1)}})
+    with pytest.raises(document.DocumentError, match="larger than 32 MiB"):
+        document.loads(too_big.encode())
