@@ -19,7 +19,7 @@ FORMAT = "wiregrad-layer"
 
 
 def _path(name: str) -> Path:
-    if not document.ID_RE.match(name):
+    if not isinstance(name, str) or not document.ID_RE.fullmatch(name):
         raise DocumentError("a layer name uses letters, digits, '_' or '-' and starts with a "
                             "letter", field="name")
     return paths.layer_library_dir() / f"{name}.json"
