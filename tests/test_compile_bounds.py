@@ -72,6 +72,7 @@ def test_compilation_time_is_linear_in_the_expanded_size(make, small):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("make, bound", [
     (lambda: blowups.nested(6, 10), 2.0), (blowups.self_twice, 2.0),
     (lambda: blowups.chain(19_999), 10.0), (lambda: blowups.concats(2000), 10.0),

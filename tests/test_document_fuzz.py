@@ -146,6 +146,7 @@ def test_mutated_presets_hypothesis(name, seed, count):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~5 minutes on a loaded 2-core machine
 def test_ten_thousand_mutated_presets():
     """Figures and command in docs/robustness.md."""
     outcomes = _fuzz(10_000, seed=2026)
@@ -249,6 +250,7 @@ def test_mutated_presets_that_validate_also_train(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~4 minutes on a loaded 2-core machine
 def test_a_thousand_mutated_presets_train_or_are_refused(monkeypatch):
     monkeypatch.setenv("WIREGRAD_MAX_MEMORY", "2GB")
     names = [n for n in sorted(PRESETS_RAW) if n != "char_gpt"]  # seconds per GPT step
