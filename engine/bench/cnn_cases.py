@@ -114,7 +114,7 @@ _OUT_PORT = {"relu": "out", "silu": "out", "leaky": "out"}
 def write_data(case: CnnCase, folder: Path, n: int | None = None) -> Path:
     """Random images and labels for *case* as ``folder/<name>.npz`` (x: (n, C·H·W))."""
     rng = np.random.default_rng(0)
-    n = n or max(4 * case.batch, 256)
+    n = n or 10 * case.batch  # 10 % held out: nine full training batches per epoch
     x = rng.standard_normal((n, int(np.prod(case.image)))).astype(np.float32)
     y = rng.integers(0, case.classes, n)
     path = Path(folder) / f"{case.name}.npz"

@@ -1,0 +1,82 @@
+"""CNN cases timed in CPU time on one thread: Wiregrad against PyTorch on a busy host.
+
+    python -m engine.bench.cnn_cpu [--json PATH] [CASE …]
+
+On a host shared with other jobs, wall-clock steps measure the queue for the cores more than
+the code (two-thread steps there stretch 10-100×, PyTorch's more than Wiregrad's). With one
+thread on each side the whole step runs in the calling thread, so ``time.thread_time()`` — CPU
+time the thread actually got — compares the work itself. Each side is timed in alternating
+blocks (4 rounds × 6 steps); medians, minima and the ratio of the medians are printed and
+optionally written as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def alternate_cpu(fns: dict, rounds: int = 4, per: int = 6) -> dict:
+    """``{name: (median ms, min ms)}`` of each callable's thread CPU time, taking turns."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+        fn()
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            for _ in range(per):
+                t0 = time.thread_time()
+                fn()
+                times[name].append((time.thread_time() - t0) * 1e3)
+    return {k: (statistics.median(v), min(v)) for k, v in times.items()}
+
+
+def run(names: list[str]) -> dict:
+    """Every CNN case (or those in *names*): CPU ms per step on one thread, both sides."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from engine.bench import cnn_cases as C
+
+    torch.set_num_threads(1)
+    out = {}
+    with threadpool_limits(limits=1), tempfile.TemporaryDirectory() as tmp:
+        runs = [(f"cnn_{p.split('_')[0]}", *C._preset_case(p, 64))
+                for p in ("shapes_cnn", "digits_cnn")]
+        runs += [(c.name, C.document(c, C.write_data(c, Path(tmp))), Path(tmp),
+                  lambda w, c=c: C.torch_twin(c, w)) for c in C.CASES]
+        for name, doc, base, twin in runs:
+            if names and name not in names:
+                continue
+            trainer, torch_step = C._pair(doc, base, twin)
+            res = alternate_cpu({"w": trainer.train_step, "t": torch_step})
+            out[name] = {"wiregrad_cpu_ms": res["w"][0], "wiregrad_min_cpu_ms": res["w"][1],
+                         "torch_cpu_ms": res["t"][0], "torch_min_cpu_ms": res["t"][1],
+                         "ratio": res["w"][0] / res["t"][0]}
+            print(f"{name:14s} wiregrad {res['w'][0]:7.2f} ms   torch {res['t'][0]:7.2f} ms"
+                  f"   ratio {out[name]['ratio']:.2f}   (CPU time, 1 thread)", flush=True)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cases", nargs="*", help="case names (default: all)")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    cases = run(args.cases)
+    if args.json:
+        result = {"cases": cases, "unit": "CPU ms per training step, one thread",
+                  "command": "python -m engine.bench.cnn_cpu " + " ".join(argv),
+                  "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M")}
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
