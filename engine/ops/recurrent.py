@@ -39,11 +39,18 @@ def _same(a, b) -> bool:
     return not (isinstance(a, int) and isinstance(b, int)) or a == b
 
 
+def _required(t: TensorType | None, port: str) -> TensorType:
+    """The type of a required input; compile fills these, so None here is a bug upstream."""
+    if t is None:
+        raise ShapeError(f"input {port!r} is required but not connected", port=port)
+    return t
+
+
 def _infer_for(kind: str):
     gates = GATES[kind]
 
     def infer(inputs: list[TensorType | None], params: dict) -> list[TensorType]:
-        x, w_ih, w_hh = inputs[:3]
+        x, w_ih, w_hh = (_required(t, port) for t, port in zip(inputs[:3], PORTS[:3]))
         _check(len(x.shape) == 3, f"x must be (B, T, features), got {len(x.shape)}-D", "x")
         _check(len(w_ih.shape) == 2, "weight_ih must be 2-D (gates·hidden, input)", "weight_ih")
         _check(len(w_hh.shape) == 2, "weight_hh must be 2-D (gates·hidden, hidden)", "weight_hh")
