@@ -120,10 +120,11 @@ def _backward(ctx, params, g):
 def _attention_batch(params, in_axes, out_axes, in_types):
     """Row-wise when the batch is the same leading axis of q, k and v (never T or D), and
     axis 0 of q and of the key padding mask."""
-    if len(in_axes) > 3 and in_axes[3] is not None:
-        if in_axes[3] != 0 or in_axes[0] != 0:
+    if len(in_axes) > 3:
+        mask_connected = len(in_types) > 3 and in_types[3] is not None
+        if mask_connected and (in_axes[3] != 0 or in_axes[0] != 0):
             return None
-        in_axes, in_types = in_axes[:3], in_types[:3]
+        in_axes, in_types = in_axes[:3], in_types[:3]  # an unwired mask changes nothing
     if any(a is None for a in in_axes):
         return None  # shared keys or values would pair every example with the same rows
     spots = {len(t.shape) - a for a, t in zip(in_axes, in_types)}
