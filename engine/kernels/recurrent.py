@@ -19,6 +19,8 @@ same steps with numpy, which the tests compare.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numba import njit
 
@@ -28,7 +30,7 @@ EXP_FLOOR = 36.0  # e^-36 < 3e-16: beyond it the exponential counts as 0
 # Reassociation and contraction let LLVM vectorise the passes (no nnan/ninf: the saturation
 # below relies on exact comparisons).
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": _FAST}
+_JIT: dict[str, Any] = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": _FAST}
 
 
 LN2_HI = 0.6931471803691238  # ln 2 = HI + LO, HI with 20 trailing zero bits (k·HI exact)
