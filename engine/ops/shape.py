@@ -144,11 +144,13 @@ def unify_target(x_shape, target, actual=None) -> list:
                if d == -1 or (isinstance(d, str) and d not in bound)]
     if len(unknown) < 2:
         return target
+    given, unified = list(target), set()
     for i in unknown:
-        d = target[i]
-        if (isinstance(d, str) and i < len(x_shape) and target[:i] == list(x_shape[:i])
-                and not isinstance(x_shape[i], str)):
+        d = given[i]
+        if (isinstance(d, str) and i < len(x_shape) and not isinstance(x_shape[i], str)
+                and all(given[j] == x_shape[j] or j in unified for j in range(i))):
             target[i] = int(actual[i]) if actual is not None else x_shape[i]
+            unified.add(i)
     return target
 
 
