@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -37,10 +37,17 @@ from engine.core.run import Context
 from engine.ops.kernel_choice import kernels
 from engine.ops.norm import affine as norm_affine
 
-if TYPE_CHECKING:
-    from engine.sample.kvcache import Incremental
-
 Step = Callable[[list, int], Any]
+
+
+class Incremental(Protocol):
+    """What a rule may read of the runner (:class:`engine.sample.kvcache.Incremental`, which
+    imports this module)."""
+
+    const: dict[str, np.ndarray]  # values computed from weights alone
+    block_size: int
+    dtype: np.dtype
+    last_attention: dict[str, np.ndarray]
 
 
 class NotIncremental(WiregradError):
