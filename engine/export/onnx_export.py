@@ -550,4 +550,6 @@ def export_onnx(model: Model, weights: dict[str, np.ndarray], out: str | Path,
     return out
 
 
-from engine.export import onnx_recurrent  # noqa: E402,F401  (registers rnn / lstm / gru)
+from engine.export.onnx_recurrent import CONVERTERS as _RECURRENT  # noqa: E402
+
+ONNX_OPS.update(_RECURRENT)  # rnn / lstm / gru

@@ -4,15 +4,13 @@
 ONNX orders the gates differently from PyTorch (LSTM ``i, o, f, c`` for PyTorch's ``i, f, g,
 o``; GRU ``z, r, h`` for ``r, z, n``), so the weights are split per gate and re-concatenated in
 the graph; the GRU uses ``linear_before_reset = 1``, PyTorch's formula
-``n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))``. Registered into
-:data:`engine.export.onnx_export.ONNX_OPS`.
+``n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))``. :data:`CONVERTERS` is merged into
+:data:`engine.export.onnx_export.ONNX_OPS` by that module (this one does not import it).
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from engine.export.onnx_export import converter
 
 # position in ONNX's gate order → PyTorch gate index
 ORDER = {"rnn": (0,), "lstm": (0, 3, 1, 2), "gru": (1, 0, 2)}
@@ -61,4 +59,4 @@ def _convert(b, eq, ins, outs) -> None:
         b.one("Squeeze", [state, first], out)  # (1, B, H) → (B, H)
 
 
-converter("rnn", "lstm", "gru")(_convert)
+CONVERTERS = {name: _convert for name in ("rnn", "lstm", "gru")}

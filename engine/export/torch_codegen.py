@@ -392,4 +392,7 @@ def statements(scope: Scope, eqs: list[Equation]) -> list[str]:
     return lines
 
 
-from engine.export import torch_recurrent  # noqa: E402,F401  (registers rnn / lstm / gru)
+from engine.export import torch_recurrent  # noqa: E402
+
+TORCH_OPS.update(torch_recurrent.OPS)  # rnn / lstm / gru
+HELPERS["recurrent"] = torch_recurrent.HELPER

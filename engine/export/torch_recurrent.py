@@ -1,14 +1,14 @@
 """PyTorch code for the recurrent ops: each runs ``torch.nn.RNN`` / ``LSTM`` / ``GRU``
 (batch-first, one layer) with the graph's weights through ``torch.func.functional_call``, so
 the exported model uses PyTorch's own fused kernels and the parameters keep their names
-(``lstm.weight_ih_l0`` …). Registered into :data:`engine.export.torch_codegen.TORCH_OPS`.
+(``lstm.weight_ih_l0`` …). :data:`OPS` and :data:`HELPER` are merged into
+:data:`engine.export.torch_codegen.TORCH_OPS` / ``HELPERS`` by that module (this one does not
+import it).
 """
 
 from __future__ import annotations
 
-from engine.export.torch_codegen import HELPERS, op
-
-HELPERS["recurrent"] = '''
+HELPER = '''
 RECURRENT = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -34,9 +34,11 @@ def recurrent(kind: str, x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None,
 '''
 
 
-@op("rnn", "lstm", "gru")
 def _recurrent(s, eq, a) -> str:
     s.use("recurrent")
     args = ", ".join(v if v else "None" for v in a)
     extra = f", nonlinearity={eq.params['nonlinearity']!r}" if eq.op.name == "rnn" else ""
     return f"recurrent({eq.op.name!r}, {args}{extra})"
+
+
+OPS = {name: _recurrent for name in ("rnn", "lstm", "gru")}
