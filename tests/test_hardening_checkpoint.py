@@ -138,3 +138,23 @@ def test_a_folder_without_checkpoints_is_a_clear_error(tmp_path):
     with pytest.raises(WiregradError, match="no complete checkpoint"):
         restore(_fresh(), tmp_path)
     assert json.dumps(GARBLED)  # the table itself is plain data
+
+
+def test_the_cli_refuses_a_garbled_checkpoint_and_an_oversized_run_with_exit_2(saved, tmp_path,
+                                                                               capsys,
+                                                                               monkeypatch):
+    from engine import cli
+    from tests.training_docs import save
+
+    _, tensors, meta = saved
+    bad = tmp_path / "bad.safetensors"
+    save_weights(bad, tensors, {**meta, "optimizer": "{"})
+    graph = save(classifier(steps=3, eval_every=0), tmp_path / "g.json")
+    assert cli.main(["train", graph, "--resume", str(bad), "--out", str(tmp_path / "r"),
+                     "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer" in err and "Traceback" not in err
+    monkeypatch.setenv("WIREGRAD_MAX_MEMORY", "10KB")
+    assert cli.main(["train", graph, "--out", str(tmp_path / "r2"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "WIREGRAD_MAX_MEMORY" in err and "Traceback" not in err
