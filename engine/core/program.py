@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.core.registry import OpSpec, TensorType, format_shape
+from engine.core.registry import OpSpec, ShapeError, TensorType, format_shape
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,15 @@ class Equation:
     weights: dict[str, str] = field(default_factory=dict)  # spec name -> full name
     state: dict[str, str] = field(default_factory=dict)
     flops: int = 0
+
+    def input_type(self, i: int = 0) -> TensorType:
+        """The type of input *i*; a clear error when that (optional) input is not connected."""
+        t = self.input_types[i]
+        if t is None:
+            port = self.op.inputs[min(i, len(self.op.inputs) - 1)].name
+            raise ShapeError(f"{self.op.name} needs input {i} ({port!r}), which is not "
+                             "connected", node=self.top, port=port)
+        return t
 
 
 @dataclass

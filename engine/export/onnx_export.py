@@ -125,7 +125,7 @@ class Builder:
 
 
 def _rank(eq: Equation, i: int = 0) -> int:
-    return len(eq.input_types[i].shape)
+    return len(eq.input_type(i).shape)
 
 
 Converter = Callable[[Builder, Equation, list[str], list[str]], None]

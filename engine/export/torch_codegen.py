@@ -180,7 +180,7 @@ def op(*names: str):
 
 
 def _rank(eq: Equation, i: int = 0) -> int:
-    return len(eq.input_types[i].shape)
+    return len(eq.input_type(i).shape)
 
 
 def _call(name: str) -> TorchOp:
@@ -304,7 +304,7 @@ def _transpose(s, eq, a):
 
 def _reshape_target(x: str, eq: Equation) -> str:
     """reshape's target, its symbols unified with fixed sizes as the op does."""
-    declared = eq.input_types[0].shape
+    declared = eq.input_type(0).shape
     return _target(x, declared, unify_target(declared, eq.params["shape"]))
 
 

@@ -91,6 +91,8 @@ def _is_layer(model: Model, node: dict) -> bool:
 def _layer_args(model: Model, node: dict, eqs: list[Equation]) -> list[tuple[str, str]]:
     """(argument name, outer value) for a layer node, in the definition's port order."""
     ldef = layer_definition(node["type"], model.doc.get("layers", {}))
+    if ldef is None:
+        raise WiregradError(f"unknown layer type {node['type']!r}", node=node["id"])
     order = [p["name"] for p in ldef.get("inputs", [])]
     inside = {o for eq in eqs for o in eq.outputs}
     consumed = [v for eq in eqs for v in eq.inputs if v is not None and v not in inside]
@@ -111,7 +113,7 @@ def _attributes(model: Model, eqs: list[Equation], prefix: str) -> list[str]:
     lines: list[str] = []
     made: set[str] = set()
 
-    def holder(rel: str) -> str:
+    def holder(rel: str) -> tuple[str, str]:
         parts = rel.split(".")
         for i in range(1, len(parts)):
             path = ".".join(parts[:i])
@@ -313,15 +315,15 @@ def training_plan(doc: dict, model: Model,
     settings = document.training_settings(doc)
     producer = {o: eq for eq in program.equations for o in eq.outputs}
     label_value = model.loss.inputs[1]
-    label_eq = producer.get(label_value)
-    if label_eq is None or label_eq.op.category != "data":
+    label_eq = None if label_value is None else producer.get(label_value)
+    if label_value is None or label_eq is None or label_eq.op.category != "data":
         raise WiregradError("train.py needs the loss's second input wired straight from a "
                             "data node", node=model.loss.path)
     label_port = label_eq.op.outputs[label_eq.outputs.index(label_value)].name
     data, arrays = {}, {}
     for node, ds in graph.datasets.items():
-        entry = {"batch_size": graph.batch_sizes[node],
-                 "seed": _node_seed(settings["seed"], node)}
+        entry: dict[str, object] = {"batch_size": graph.batch_sizes[node],
+                                    "seed": _node_seed(settings["seed"], node)}
         if node in graph.sequence_nodes:
             params = next(eq.params for eq in program.equations if eq.path == node)
             vocab = int(ds.info.get("classes") or len(params["vocab"]))  # BPE: vocab_size
