@@ -27,11 +27,11 @@ def test_lstm_layer_pair_computes_what_torch_computes():
 
 
 def test_bench_cases_report_both_sides():
-    from engine.bench.benchmark import _line
+    from engine.bench import benchmark
     from engine.bench.lstm_case import bench_cases
 
     lines: list[str] = []
-    cases = bench_cases(True, lines.append, _line)
+    cases = bench_cases(True, lines.append, benchmark)
     assert set(cases) == {"lstm_layer", "char_lstm_step"}
     for name, case in cases.items():
         assert case["wiregrad_ms"] > 0 and case["torch_ms"] > 0, name

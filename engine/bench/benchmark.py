@@ -185,7 +185,7 @@ def train_cases(quick: bool, log) -> dict:
     cases.update(cnn_cases.bench_cases(quick, log, _line))
     from engine.bench import lstm_case
 
-    cases.update(lstm_case.bench_cases(quick, log, _line))
+    cases.update(lstm_case.bench_cases(quick, log, sys.modules[__name__]))
     return cases
 
 

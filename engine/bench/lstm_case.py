@@ -8,7 +8,7 @@
   ``nn.Linear`` with the same weights, optimizer and schedule, on the same batches.
 
 The callables take turns (:func:`engine.bench.benchmark.alternate`), so load on the machine hits
-both alike. Run alone: ``python -m engine.bench.lstm_case [--quick]``.
+both alike. Run alone: ``python bench/lstm_bench.py [--quick] [--threads N]``.
 """
 
 from __future__ import annotations
@@ -88,14 +88,13 @@ def _twin(doc: dict, params: dict):
     return model
 
 
-def step_pair(doc: dict):
+def step_pair(doc: dict, make_trainer: Callable):
     """(trainer, torch step) for a char_lstm-shaped document."""
     import torch
 
-    from engine.bench.benchmark import _trainer
     from engine.bench.gpt_twin import twin_optimizer, twin_step
 
-    trainer = _trainer(doc)
+    trainer = make_trainer(doc)
     model = _twin(doc, trainer.params)
     opt, sched = twin_optimizer(model, trainer.graph.optimizer_params, trainer.schedule)
     shadow = copy.deepcopy(next(iter(trainer.batchers.values())))
@@ -104,43 +103,20 @@ def step_pair(doc: dict):
     return trainer, lambda: twin_step(model, opt, sched, shadow.next(), clip)
 
 
-def bench_cases(quick: bool, log, line) -> dict:
-    """The recurrent cases (see the module docstring)."""
-    from engine.bench.benchmark import _case, alternate
+def bench_cases(quick: bool, log, tools) -> dict:
+    """The recurrent cases (see the module docstring). *tools* is
+    :mod:`engine.bench.benchmark` (its ``alternate``, ``_case``, ``_line``, ``_trainer``),
+    passed in so that this module does not import it back."""
     from engine.graphs import presets
 
     rounds, per = (2, 3) if quick else (6, 8)
     cases = {}
     ours, theirs = layer_pair(**LAYER_SHAPE)
-    res = alternate({"w": ours, "t": theirs}, rounds, per, 3)
-    cases["lstm_layer"] = _case(res["w"], res["t"], **LAYER_SHAPE, dtype="float32")
-    log(line("lstm_layer", cases["lstm_layer"]))
-    trainer, torch_step = step_pair(presets.load("char_lstm")[0])
-    res = alternate({"w": trainer.train_step, "t": torch_step}, rounds, per, 3)
-    cases["char_lstm_step"] = _case(res["w"], res["t"], wiregrad_steps=trainer.split_note)
-    log(line("char_lstm_step", cases["char_lstm_step"]))
+    res = tools.alternate({"w": ours, "t": theirs}, rounds, per, 3)
+    cases["lstm_layer"] = tools._case(res["w"], res["t"], **LAYER_SHAPE, dtype="float32")
+    log(tools._line("lstm_layer", cases["lstm_layer"]))
+    trainer, torch_step = step_pair(presets.load("char_lstm")[0], tools._trainer)
+    res = tools.alternate({"w": trainer.train_step, "t": torch_step}, rounds, per, 3)
+    cases["char_lstm_step"] = tools._case(res["w"], res["t"], wiregrad_steps=trainer.split_note)
+    log(tools._line("char_lstm_step", cases["char_lstm_step"]))
     return cases
-
-
-def main() -> None:  # pragma: no cover - a measuring script
-    import argparse
-    import json
-    import os
-
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    from engine.bench.benchmark import _line
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    with threadpool_limits(limits=args.threads):
-        cases = bench_cases(args.quick, print, _line)
-    print(json.dumps(cases, indent=2))
-
-
-if __name__ == "__main__":
-    main()
