@@ -229,8 +229,8 @@ def document_weights_path(doc: dict, path: str | Path | None) -> Path | None:
     if isinstance(ref, dict) and ref.get("path"):
         candidate = paths.contained(path.parent, ref["path"], "weights.path")
         return candidate if paths.is_file(candidate) else None
-    candidate = path.with_suffix(".safetensors") if path.name else None
-    return candidate if candidate is not None and paths.is_file(candidate) else None
+    sibling = path.with_suffix(".safetensors") if path.name else None
+    return sibling if sibling is not None and paths.is_file(sibling) else None
 
 
 def document_weights(doc: dict, path: str | Path | None) -> dict | None:

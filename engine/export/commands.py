@@ -69,7 +69,7 @@ def run_command(args: argparse.Namespace) -> int:
     import io
 
     buffer = io.BytesIO()
-    np.savez(buffer, **outputs)
+    np.savez(buffer, allow_pickle=False, **outputs)  # numeric arrays; _read_npz refuses pickles
     atomic_write_bytes(args.outputs, buffer.getvalue())
     shapes = ", ".join(f"{k}: {list(v.shape)}" for k, v in outputs.items())
     print(f"wrote {args.outputs} ({shapes}; weights: {source})")
