@@ -68,8 +68,13 @@ class DocumentFiles(QObject):
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(autosave.INTERVAL_MS)
         self.autosave_timer.timeout.connect(self.autosave_now)
+        self.autosave_soon = QTimer(self)  # debounced: restarted by every edit
+        self.autosave_soon.setSingleShot(True)
+        self.autosave_soon.setInterval(autosave.DEBOUNCE_MS)
+        self.autosave_soon.timeout.connect(self.autosave_now)
         if autosave_enabled:
             self.autosave_timer.start()
+            controller.stack.indexChanged.connect(lambda _index: self.autosave_soon.start())
 
     # ------------------------------------------------------------------ state
 

@@ -102,6 +102,7 @@ class Param:
             "doc": self.doc,
             "optional": self.optional,
             "hot": self.hot,
+            "exclusive_max": self.exclusive_maximum,
         }
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from engine.api import document, paths
 
-INTERVAL_MS = 2 * 60 * 1000
+INTERVAL_MS = 2 * 60 * 1000  # a periodic safety net
+DEBOUNCE_MS = 3000  # after each edit: a killed editor loses at most a few seconds of work
 
 
 def pid_alive(pid: int) -> bool:

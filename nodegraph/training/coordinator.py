@@ -149,7 +149,7 @@ class TrainingUI(QObject):
             return None
         doc = self.host.snapshot()
         run = RunData(len(self.runs) + 1, f"run {len(self.runs) + 1}")
-        name = (doc.get("meta", {}).get("name") or "graph").lower().replace(" ", "_")[:40]
+        name = paths.safe_name(doc.get("meta", {}).get("name") or "graph", "graph")
         run.folder = str(paths.runs_dir() / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-"
                                             f"{run.id}")
         self.runs.append(run)

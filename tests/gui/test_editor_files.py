@@ -151,3 +151,30 @@ def test_export_png_and_svg(make_window, tmp_path):
     win.files.export_image(str(tmp_path / "g.svg"))
     assert (tmp_path / "g.png").stat().st_size > 1000
     assert b"<svg" in (tmp_path / "g.svg").read_bytes()[:2000]
+
+
+def test_an_edit_is_autosaved_within_seconds(qtbot, qapp, dialogs, catalog, monkeypatch):
+    """Not only every two minutes: each edit (re)starts a short timer, so an editor killed
+    right after editing loses at most a few seconds of work (the timer is shortened here)."""
+    from nodegraph import theme
+    from nodegraph.editing import autosave
+    from nodegraph.files import load_graph
+    from nodegraph.mainwindow import MainWindow
+
+    monkeypatch.setattr(autosave, "DEBOUNCE_MS", 50)
+    theme.apply(qapp)
+    doc, path, template = load_graph("spiral_mlp")
+    win = MainWindow(doc, path, template, warm_up=False, autosave=True, catalog=catalog)
+    qtbot.addWidget(win)
+    assert win.files.autosave_soon.interval() == 50 and not win.files.autosave_soon.isActive()
+    win.controller.set_param("fc1", "out_features", 40)
+    assert win.files.autosave_soon.isActive()
+
+    def snapshots():
+        return [p for p in paths.autosave_dir().glob("*.json")
+                if not p.name.endswith(".info.json")]
+
+    qtbot.waitUntil(lambda: bool(snapshots()), timeout=10_000)
+    fc1 = [next(n for n in document.load(p)["nodes"] if n["id"] == "fc1") for p in snapshots()]
+    assert any(n["params"]["out_features"] == 40 for n in fc1)
+    win.files.autosaver.clear()
