@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
@@ -41,6 +42,11 @@ class Tokenizer(Protocol):
 
     @property
     def vocab_size(self) -> int: ...
+
+    @property
+    def vocab(self) -> Sequence[str]:
+        """The tokens in id order (char: the vocab string; bpe: each token's label)."""
+        ...
 
     def encode(self, text: str, what: str = "the text", node: str | None = None
                ) -> np.ndarray: ...
@@ -300,13 +306,17 @@ def corpus_streams(corpus: str, params: dict, node: str | None = None) -> Corpus
     n_val = len(val_text)
     size = int(params.get("vocab_size", 2048))
     if kind != "bpe" or params.get("tokenizer_data"):
-        tok = from_params(params, node)  # the document's tokenizer (or an unknown-kind error)
+        found = from_params(params, node)  # the document's tokenizer (or an unknown-kind error)
+        if not isinstance(found, BPETokenizer):  # "char" returned above; other kinds raise
+            raise WiregradError(f"tokenizer {kind!r} cannot encode a corpus split by "
+                                "characters", node=node, field="tokenizer")
+        bpe = found
     else:
-        tok = _bpe_from_data(trained_bpe(train_text, size))
-    if tok.vocab_size > size:
-        raise WiregradError(f"the tokenizer has {tok.vocab_size} tokens but the node's "
+        bpe = _bpe_from_data(trained_bpe(train_text, size))
+    if bpe.vocab_size > size:
+        raise WiregradError(f"the tokenizer has {bpe.vocab_size} tokens but the node's "
                             f"vocab_size is {size}", node=node, field="vocab_size")
-    return CorpusStreams(tok, _encoded(tok, train_text), _encoded(tok, val_text), n_val)
+    return CorpusStreams(bpe, _encoded(bpe, train_text), _encoded(bpe, val_text), n_val)
 
 
 def _encoded(tok: BPETokenizer, text: str) -> np.ndarray:
