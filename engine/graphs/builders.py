@@ -195,6 +195,13 @@ def digits_cnn(steps: int = 1500) -> dict:
          "seed": 0, "dtype": "float32"})
 
 
+def seq2seq_dates(**sizes) -> dict:
+    """The encoder–decoder dates preset (:mod:`engine.graphs.seq2seq_builder`)."""
+    from engine.graphs.seq2seq_builder import seq2seq_dates as build
+
+    return build(**sizes)
+
+
 def char_lstm(layers: int = 2, width: int = 64, hidden: int = 192, block: int = 64,
               batch: int = 16, steps: int = 3000) -> dict:
     """Shakespeare one character at a time through a stacked LSTM (the recurrent counterpart
@@ -233,5 +240,6 @@ def char_lstm(layers: int = 2, width: int = 64, hidden: int = 192, block: int = 
 
 
 TEMPLATES = {"spiral_mlp": spiral_mlp, "sine_regression": sine_regression,
-             "shapes_cnn": shapes_cnn, "digits_cnn": digits_cnn, "char_gpt": char_gpt}
+             "shapes_cnn": shapes_cnn, "digits_cnn": digits_cnn, "char_gpt": char_gpt,
+             "seq2seq_dates": seq2seq_dates}
 TEMPLATES["char_lstm"] = char_lstm
