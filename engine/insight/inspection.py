@@ -118,7 +118,7 @@ def _vocab(doc: dict) -> str | list[str] | None:
             if params.get("tokenizer", "char") == "char":
                 return params.get("vocab")
             try:
-                labels = from_params(params, n["id"]).vocab
+                labels = list(from_params(params, n["id"]).vocab)
             except WiregradError:  # not trained yet: no labels
                 return None
             size = int(params.get("vocab_size") or len(labels))  # the table's rows
