@@ -42,15 +42,18 @@ def layer_pair(batch: int, steps: int, features: int, hidden: int,
 
     spec = registry.get("lstm")
     module = torch.nn.LSTM(features, hidden, batch_first=True)
-    weights = [p.detach().numpy().copy() for p in (module.weight_ih_l0, module.weight_hh_l0,
-                                                   module.bias_ih_l0, module.bias_hh_l0)]
+    named = dict(module.named_parameters())
+    weights = [named[f"{w}_l0"].detach().numpy().copy()
+               for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    forward, backward = spec.forward, spec.backward
+    assert forward is not None and backward is not None
     x = np.random.default_rng(seed).standard_normal((batch, steps, features)).astype(np.float32)
     ctx = _Ctx(["x", "weight_ih", "weight_hh", "bias_ih", "bias_hh"])
     grad_y = np.ones((batch, steps, hidden), np.float32)
 
     def ours():
-        y, h, c = spec.forward(ctx, {}, x, *weights)
-        return spec.backward(ctx, {}, grad_y, None, None)
+        forward(ctx, {}, x, *weights)
+        return backward(ctx, {}, grad_y, None, None)
 
     tx = torch.from_numpy(x).requires_grad_(True)
 

@@ -23,7 +23,7 @@ import numpy as np
 from engine.base.errors import WiregradError
 from engine.core.program import Equation
 from engine.core.run import Context
-from engine.sample.rules import step_for
+from engine.sample.rules import forward_of, step_for
 
 
 class Incremental:
@@ -52,8 +52,8 @@ class Incremental:
                 plan.append((tuple(eq.inputs), tuple(eq.outputs), len(eq.outputs) == 1, step,
                              eq.top))
             else:  # depends on weights only: evaluate once
-                outs = eq.op.forward(ctx, eq.params, *[self.const[v] if v is not None else None
-                                                       for v in eq.inputs])
+                outs = forward_of(eq)(ctx, eq.params, *[self.const[v] if v is not None
+                                                        else None for v in eq.inputs])
                 self.const.update(zip(eq.outputs, outs if isinstance(outs, tuple) else (outs,)))
         self.plan = plan
 

@@ -64,9 +64,22 @@ class Rule:
     build: Callable[[Incremental, Equation, Context], Step | None] | None = None
 
 
+def forward_of(eq: Equation) -> Callable:
+    """The op's forward (every op a model runs has one)."""
+    forward = eq.op.forward
+    if forward is None:
+        raise NotIncremental(f"'{eq.op.name}' computes nothing", node=eq.top)
+    return forward
+
+
+def _const(runner: Incremental, name: str | None) -> np.ndarray | None:
+    """The value computed from weights alone that feeds an input, or None."""
+    return runner.const.get(name) if name is not None else None
+
+
 def generic(eq: Equation, ctx: Context) -> Step:
     """The op's own inference forward on the new positions."""
-    forward, params = eq.op.forward, eq.params
+    forward, params = forward_of(eq), eq.params
     return lambda ins, past: forward(ctx, params, *ins)
 
 
@@ -76,7 +89,7 @@ def generic(eq: Equation, ctx: Context) -> Step:
 def _matmul(runner: Incremental, eq: Equation, ctx: Context) -> Step | None:
     """x @ W for a constant 2-D W: W (transposed once, contiguous) applied to the rows."""
     params = eq.params
-    b = runner.const.get(eq.inputs[1])
+    b = _const(runner, eq.inputs[1])
     if params["transpose_a"] or b is None or b.ndim != 2:
         return None
     b_eff = np.ascontiguousarray(b.T) if params["transpose_b"] else b
@@ -85,7 +98,7 @@ def _matmul(runner: Incremental, eq: Equation, ctx: Context) -> Step | None:
     def matmul(ins, past):
         a = ins[0]
         if a.ndim < 2 or a.shape[-1] != k:
-            return eq.op.forward(ctx, params, *ins)
+            return forward_of(eq)(ctx, params, *ins)
         return (a.reshape(-1, k) @ b_eff).reshape(a.shape[:-1] + (n,))
     return matmul
 
@@ -107,8 +120,7 @@ def _layer_norm(runner: Incremental, eq: Equation, ctx: Context) -> Step | None:
         d = x.shape[-1]
         key = (d, x.dtype)
         if key not in cached:
-            cached[key] = norm_affine(x, d, *[runner.const.get(v) if v else None
-                                              for v in names[1:]])
+            cached[key] = norm_affine(x, d, *[_const(runner, v) for v in names[1:]])
         w, b = cached[key]
         x2 = np.ascontiguousarray(x).reshape(-1, d)
         out = np.empty(x2.shape, x.dtype)
@@ -154,12 +166,12 @@ class _Embedding:
         else:
             ok = flat.size > 0 and flat.min() >= 0 and flat.max() < n
         if not ok:
-            return self.eq.op.forward(self.ctx, self.eq.params, ids, self.weight)  # its error
+            return forward_of(self.eq)(self.ctx, self.eq.params, ids, self.weight)  # its error
         return self.weight[flat].reshape(ids.shape + (self.weight.shape[1],))
 
 
 def _embedding(runner: Incremental, eq: Equation, ctx: Context) -> Step | None:
-    weight = runner.const.get(eq.inputs[1])
+    weight = _const(runner, eq.inputs[1])
     return _Embedding(eq, ctx, weight) if weight is not None else None
 
 
@@ -181,7 +193,7 @@ class _ShapeReplay:
         replay = self.seen.get(x.shape)
         if replay is not None:
             return replay(x)
-        out = self.eq.op.forward(self.ctx, self.eq.params, x)
+        out = forward_of(self.eq)(self.ctx, self.eq.params, x)
         name = self.eq.op.name
         if name == "reshape":
             shape = out.shape
@@ -203,7 +215,7 @@ def _shape_replay(runner: Incremental, eq: Equation, ctx: Context) -> Step:
 
 
 def _positions(runner: Incremental, eq: Equation, ctx: Context) -> Step:
-    forward, params = eq.op.forward, eq.params
+    forward, params = forward_of(eq), eq.params
     return lambda ins, past: forward(ctx, {**params, "offset": past}, *ins)
 
 
@@ -251,7 +263,7 @@ class _AttentionCache:
         self.runner.last_attention[self.layer] = probs
         if t == 1:
             return out[None, :, None, :]  # (1, H, 1, Dv)
-        return self.eq.op.forward(self.ctx, self.eq.params, q, kb[:, :, :end], vb[:, :, :end])
+        return forward_of(self.eq)(self.ctx, self.eq.params, q, kb[:, :, :end], vb[:, :, :end])
 
 
 def _attention(runner: Incremental, eq: Equation, ctx: Context) -> Step:
@@ -280,7 +292,7 @@ class _RecurrentState:
         ins = list(ins) + [None] * (len(self.eq.op.inputs) - len(ins))
         if past > 0 and self.states:
             ins[5:5 + len(self.states)] = self.states  # h0 (, c0) := the carried state
-        outs = self.eq.op.forward(self.ctx, self.eq.params, *ins)
+        outs = forward_of(self.eq)(self.ctx, self.eq.params, *ins)
         self.states = tuple(outs[1:])  # h_n (, c_n)
         return outs
 

@@ -24,6 +24,7 @@ from engine.core.run import Context, init_weights
 from engine.data.tokenizers import StreamDecoder, tokenizer_for
 from engine.sample import paths
 from engine.sample.kvcache import Incremental
+from engine.sample.rules import forward_of
 
 
 @dataclass
@@ -54,7 +55,10 @@ class Sampler:
         self.codec = self.tokenizer  # .vocab lists the tokens by id
         self.block_size = int(text.params["block_size"])
         self.tokens_value = text.outputs[0]
-        self.logits_value = losses[0].inputs[0]
+        logits_value = losses[0].inputs[0]
+        if logits_value is None:
+            raise WiregradError("the loss has no logits wired in", node=losses[0].top)
+        self.logits_value: str = logits_value
         self.equations = [eq for eq in closure(self.program.equations, [self.logits_value])
                           if eq.path != text.path]
         producer = next((eq for eq in self.equations if self.logits_value in eq.outputs), None)
@@ -111,7 +115,7 @@ class Sampler:
                           {k: self.state[n] for k, n in eq.state.items()}, False, None, None,
                           self.dtype)
             try:
-                outs = eq.op.forward(ctx, eq.params, *ins)
+                outs = forward_of(eq)(ctx, eq.params, *ins)
             except WiregradError as e:
                 if e.node is None:
                     e.node = eq.top
