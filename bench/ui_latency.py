@@ -97,8 +97,11 @@ def main() -> int:
     cli = cli_rate(args.graph, args.seconds)  # the CLI's trainer, same graph, same length
     result = {
         "benchmark": "editor event-loop latency while the char-GPT trains in the worker",
-        "command": "QT_QPA_PLATFORM=offscreen nice -n 10 python bench/ui_latency.py "
-                   f"--seconds {args.seconds:g}",
+        "command": "QT_QPA_PLATFORM=offscreen "
+                   + (f"nice -n {os.nice(0)} " if os.nice(0) else "")
+                   + "python bench/ui_latency.py "
+                   f"--seconds {args.seconds:g}"
+                   + (f" --graph {args.graph}" if args.graph != "char_gpt" else ""),
         "graph": args.graph,
         "seconds": args.seconds,
         "ticks": int(len(lat)),
