@@ -168,8 +168,8 @@ def torch_twin(case: CnnCase, weights: dict[str, np.ndarray]):
     from engine.bench.gpt_twin import _torch
     from engine.bench.twins import load_weights
 
-    torch = _torch()
-    nn = torch.nn
+    _torch()  # a clear error when torch is missing
+    from torch import nn
     mods = [(nid, _torch_layer(nn, layer, shape)) for nid, layer, shape, _ in _walk(case)]
     image = case.image
 

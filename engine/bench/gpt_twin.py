@@ -41,7 +41,7 @@ def gpt_config(doc: dict) -> dict:
 def build_twin(doc: dict, weights: dict[str, np.ndarray], dtype: str = "float32"):
     """An ``nn.Module`` equal to the preset's model, holding copies of *weights*."""
     torch = _torch()
-    nn = torch.nn
+    from torch import nn
     F = torch.nn.functional
     cfg = gpt_config(doc)
     C, H = cfg["width"], cfg["heads"]

@@ -29,7 +29,7 @@ def load_weights(model, weights: dict[str, np.ndarray], dtype: str,
 def mlp_twin(weights: dict[str, np.ndarray], dtype: str = "float32"):
     """Linear(2→64) → ReLU → Linear(64→3), the spiral preset."""
     torch = _torch()
-    nn = torch.nn
+    from torch import nn
 
     class MLP(nn.Module):
         def __init__(self):
@@ -49,7 +49,7 @@ def cnn_twin(weights: dict[str, np.ndarray], channels=(8, 16), size: int = 16,
              classes: int = 4, dtype: str = "float32"):
     """Two Conv2d(3×3, pad 1) → BatchNorm2d → ReLU → MaxPool2d(2) stages, Flatten, Linear."""
     torch = _torch()
-    nn = torch.nn
+    from torch import nn
     c1, c2 = channels
 
     class CNN(nn.Module):
