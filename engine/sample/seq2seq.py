@@ -35,6 +35,10 @@ class Block:
     def get(self, name: str) -> np.ndarray | None:
         return self.w.get(f"{self.prefix}.{name}")
 
+    def weight(self, name: str) -> np.ndarray:
+        """A parameter the block cannot run without; a clear error naming it when absent."""
+        return _required(self.w, f"{self.prefix}.{name}", self.prefix)
+
 
 @dataclass
 class Seq2SeqModel:
@@ -51,6 +55,17 @@ class Seq2SeqModel:
 
     def param(self, role: str, name: str = "weight") -> np.ndarray | None:
         return self.w.get(f"{self.names[role]}.{name}")
+
+    def weight(self, role: str, name: str = "weight") -> np.ndarray:
+        """A parameter the model cannot run without; a clear error naming it when absent."""
+        return _required(self.w, f"{self.names[role]}.{name}", self.names[role])
+
+
+def _required(w: dict[str, np.ndarray], key: str, node: str) -> np.ndarray:
+    value = w.get(key)
+    if value is None:
+        raise WiregradError(f"the weights lack '{key}'", node=node)
+    return value
 
 
 # ------------------------------------------------------------------ reading the graph
@@ -75,7 +90,7 @@ def _follow(doc: dict, nodes: dict, src: str, want: str, port: str | None = None
 
 def _chain(doc: dict, nodes: dict, src: str, block: str) -> tuple[list[str], str]:
     """Follow a chain of *block* layers from *src*; returns (their ids, the last output)."""
-    ids = []
+    ids: list[str] = []
     while True:
         nxt = [n for n, p in _edges_from(doc, src) if nodes[n]["type"] == block and p == "x"]
         if not nxt:
@@ -209,7 +224,7 @@ class Memory:
 def encode(model: Seq2SeqModel, source: np.ndarray, mask: np.ndarray) -> Memory:
     """Run the encoder once over *source* (B, S) ids with *mask* (B, S)."""
     s = source.shape[1]
-    x = model.param("src_emb")[source] + model.param("src_pos")[:s][None]
+    x = model.weight("src_emb")[source] + model.weight("src_pos")[:s][None]
     for b in model.encoder:
         h = _ln_of(b, "ln1", x)
         q, k, v = _attention_proj(b, "attn", h, h)
@@ -244,8 +259,9 @@ class DecoderState:
 
 def start(model: Seq2SeqModel, memory: Memory) -> DecoderState:
     b = memory.keep.shape[0]
-    empty = [np.zeros((b, blk.heads, 0, model.param("tgt_emb").shape[1] // blk.heads),
-                      model.param("tgt_emb").dtype) for blk in model.decoder]
+    emb = model.weight("tgt_emb")
+    empty = [np.zeros((b, blk.heads, 0, emb.shape[1] // blk.heads), emb.dtype)
+             for blk in model.decoder]
     return DecoderState(list(empty), list(empty), memory)
 
 
@@ -255,7 +271,7 @@ def step(model: Seq2SeqModel, state: DecoderState, tokens: np.ndarray) -> np.nda
     t = state.position
     if t >= model.max_steps:
         raise WiregradError(f"the decoder's positions end at {model.max_steps} tokens")
-    x = (model.param("tgt_emb")[tokens] + model.param("tgt_pos")[t])[:, None, :]  # (B, 1, C)
+    x = (model.weight("tgt_emb")[tokens] + model.weight("tgt_pos")[t])[:, None, :]  # (B, 1, C)
     state.cross_probs = []
     for i, b in enumerate(model.decoder):
         h = _ln_of(b, "ln1", x)
