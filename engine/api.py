@@ -194,6 +194,30 @@ def load_weights_into(doc: dict, path: str | Path) -> dict:
     return {"weights": transfer.weights, **transfer.to_json()}
 
 
+def save_loaded_weights(doc: dict, weights: dict, out: str | Path) -> Path:
+    """Write *weights* (from :func:`load_weights_into`) to *out* as a complete weights file
+    for *doc*: what the source lacked gets a fresh initialisation (the document's seed), so a
+    run, sampling or an export can start from it."""
+    import numpy as np
+
+    from engine.base.io import save_weights
+    from engine.core.compile import compile_document
+    from engine.core.document import training_settings
+    from engine.core.run import init_weights
+
+    program = compile_document(doc)
+    seed = int(training_settings(doc).get("seed") or 0)
+    full: dict = {}
+    for infos in (program.parameters, program.state):
+        lacking = {k: v for k, v in infos.items() if k not in weights}
+        full.update(init_weights(lacking, seed, np.float32))
+    full.update({k: np.asarray(v) for k, v in weights.items()})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_weights(out, full)
+    return out
+
+
 def import_onnx(path: str | Path, name: str | None = None) -> dict:
     """An ONNX model as ``{"doc", "weights", "layers", "summary"}`` (File ▸ Import)."""
     from engine.export.onnx_import import import_onnx as _import
@@ -311,6 +335,7 @@ __all__ = [
     "sample_tokens",
     "sampler_for",
     "sampler_vocab",
+    "save_loaded_weights",
     "start_worker",
     "delete_user_layer",
     "layer_entry",

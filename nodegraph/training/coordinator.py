@@ -26,6 +26,7 @@ from nodegraph.training.debugger import InspectDock
 from nodegraph.training.dock import TrainingDock
 from nodegraph.training.host import TrainingHost, ask_file
 from nodegraph.training.inspection import Inspection
+from nodegraph.training.loadweights import FILTERS, LoadReport, load_into
 from nodegraph.training.lock import EditLock
 from nodegraph.training.runs import RunData
 from nodegraph.training.sampling import SamplingPanel
@@ -55,6 +56,9 @@ class TrainingUI(QObject):
         host.inspector.editable = self.lock.may_edit
         self.runs: list[RunData] = []
         self.current: RunData | None = None
+        self.loaded: tuple[str, str] | None = None  # File ▸ Load Weights…: (path, label)
+        self.loaded_at = 0.0
+        self.load_report: LoadReport | None = None
         self.eta = Eta()
         self.errors: list[dict] = []
         self.settings = SettingsBinder(host.controller, self.dock_widget.controls, host.source)
@@ -172,7 +176,8 @@ class TrainingUI(QObject):
         if self.session.active:
             self.session.stop()
         self.lock.release()
-        self.runs, self.current = [], None
+        self.runs, self.current, self.loaded = [], None, None
+        self.dock_widget.controls.settings.set_loaded_weights(None)
         self.eta.reset()
         self.dock_widget.runs.clear_runs()
         self.dock_widget.plots.show_run(None, [])
@@ -182,11 +187,36 @@ class TrainingUI(QObject):
         self.refresh_sampling_source()
 
     def run_weights(self) -> tuple[str, str] | None:
-        """(path, label) of the weights the last run wrote (at its end), or None."""
+        """(path, label) of the latest weights: those the last run wrote (at its end), or
+        the ones File ▸ Load Weights… loaded after it; None when neither."""
         for run in reversed(self.runs):
-            if run.weights:
+            if run.weights and (self.loaded is None or run.created > self.loaded_at):
                 return run.weights, f"{run.name} · step {run.step}"
-        return None
+        return self.loaded
+
+    def load_weights(self, source: str, show: bool = True) -> dict | None:
+        """Load *source* (weights, checkpoint or ONNX) into the graph by parameter name: the
+        next Train (its start choice), sampling and export take them. Returns the report."""
+        try:
+            report, written = load_into(self.host.snapshot(), source)
+        except (api.errors.WiregradError, OSError) as exc:
+            self.report({"where": "load_weights", "message": str(exc)}, "Cannot load weights")
+            return None
+        self.loaded = (str(written), f"loaded from {Path(source).name}")
+        self.loaded_at = time.time()
+        self.dock_widget.controls.settings.set_loaded_weights(str(written), Path(source).name)
+        self.sampling.set_weights(str(written), self.loaded[1])
+        self.host.status(f"Loaded {len(report['matched'])} tensors from {Path(source).name}",
+                         8000)
+        if show:
+            self.load_report = LoadReport(self.host.window, source, report)
+            self.load_report.open()
+        return report
+
+    def load_weights_dialog(self) -> None:
+        path = ask_file(self.host.window, "Load weights into this graph", FILTERS, False)
+        if path:
+            self.load_weights(path)
 
     def on_started(self, msg: dict) -> None:
         run = self.current

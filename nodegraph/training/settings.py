@@ -71,6 +71,7 @@ class TrainingSettings(QWidget):
         self.has_batch = False
         self.editable = True
         self.document_weights: str | None = None
+        self.loaded_weights: tuple[str, str] | None = None  # (path, label)
         self.set_document_weights(None)
 
     def show_settings(self, training: dict, batch: int | None) -> None:
@@ -94,15 +95,30 @@ class TrainingSettings(QWidget):
         if path == self.document_weights and self.start.count():
             return
         self.document_weights = path
+        self._fill_start()
+
+    def set_loaded_weights(self, path: str | None, label: str = "") -> None:
+        """Offer (and choose) the weights File ▸ Load Weights… wrote (*path*; None: forget)."""
+        self.loaded_weights = (path, label or Path(path).name) if path else None
+        self._fill_start(select=path)
+
+    def _fill_start(self, select: str | None = None) -> None:
+        current = select or self.start_weights()
         self.start.clear()
-        self.start.addItem("a fresh initialisation")
-        if path is not None:
-            self.start.addItem(f"the document's weights ({Path(path).name})")
-        self.start.setEnabled(self.editable and path is not None)
+        self.start.addItem("a fresh initialisation", None)
+        if self.document_weights is not None:
+            self.start.addItem(f"the document's weights ({Path(self.document_weights).name})",
+                               self.document_weights)
+        if self.loaded_weights is not None:
+            self.start.addItem(f"loaded weights ({self.loaded_weights[1]})",
+                               self.loaded_weights[0])
+        index = self.start.findData(current) if current else 0
+        self.start.setCurrentIndex(max(index, 0))
+        self.start.setEnabled(self.editable and self.start.count() > 1)
 
     def start_weights(self) -> str | None:
         """The weights file the next run starts from (None: a fresh initialisation)."""
-        return self.document_weights if self.start.currentIndex() == 1 else None
+        return self.start.currentData() if self.start.count() else None
 
     def set_editable(self, on: bool) -> None:
         """Settings of a live run cannot change (they are not hot)."""
@@ -110,7 +126,7 @@ class TrainingSettings(QWidget):
         for widget in self.fields.values():
             widget.setEnabled(on)
         self.batch.setEnabled(on and self.has_batch)
-        self.start.setEnabled(on and self.document_weights is not None)
+        self.start.setEnabled(on and self.start.count() > 1)
 
 
 class SettingsBinder:
