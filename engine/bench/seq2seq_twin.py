@@ -23,7 +23,9 @@ def _torch():
 
 def _modules(heads: int):
     torch = _torch()
-    nn, F = torch.nn, torch.nn.functional
+    from torch import nn
+
+    F = torch.nn.functional
 
     class Attention(nn.Module):
         def __init__(self, c: int, causal: bool):
@@ -78,11 +80,11 @@ def _modules(heads: int):
 def build_twin(doc: dict, weights: dict[str, np.ndarray], dtype: str = "float32"):
     """A torch module equal to the seq2seq graph *doc*, loaded with *weights*."""
     torch = _torch()
-    nn = torch.nn
+    from torch import nn
     m = load_model(doc, weights)
     heads = m.encoder[0].heads
-    v, c = m.param("src_emb").shape
-    ratio = m.encoder[0].get("mlp.fc.weight").shape[0] // c
+    v, c = m.weight("src_emb").shape
+    ratio = m.encoder[0].weight("mlp.fc.weight").shape[0] // c
     encoder_cls, decoder_cls = _modules(heads)
     names = m.names
 
@@ -104,11 +106,13 @@ def build_twin(doc: dict, weights: dict[str, np.ndarray], dtype: str = "float32"
         def forward(self, source, keep, target_in):  # (B, S), (B, S), (B, T) -> (B, T, V)
             get = self.get_submodule
             s, t = source.shape[1], target_in.shape[1]
-            x = get(names["src_emb"])(source) + get(names["src_pos"]).weight[:s]
+            x = (get(names["src_emb"])(source)
+                 + self.get_parameter(f"{names['src_pos']}.weight")[:s])
             for b in m.encoder:
                 x = get(b.prefix)(x, keep)
             memory = get(names["enc_ln"])(x)
-            y = get(names["tgt_emb"])(target_in) + get(names["tgt_pos"]).weight[:t]
+            y = (get(names["tgt_emb"])(target_in)
+                 + self.get_parameter(f"{names['tgt_pos']}.weight")[:t])
             for b in m.decoder:
                 y = get(b.prefix)(y, memory, keep)
             return get(names["head"])(get(names["dec_ln"])(y))
