@@ -315,6 +315,20 @@ def embedding_neighbours(doc: dict, weights: dict, word: str, k: int = 10) -> di
     return neighbours(doc, weights, word, k)
 
 
+def tokenize(doc: dict, text: str, base_dir: str | Path | None = None) -> list[dict]:
+    """The editor's tokenizer view: ``[{"id", "token"}]`` for *text* under the document's text
+    node's tokenizer (a character outside a char vocabulary is a clear error)."""
+    from engine.data.tokenizers import tokenizer_for
+
+    node = next((n for n in doc.get("nodes", []) if n.get("type") == "text_corpus"), None)
+    if node is None:
+        raise WiregradError("this graph has no text data node, so it has no tokenizer")
+    tok = tokenizer_for(node.get("params", {}), Path(base_dir) if base_dir else None,
+                        node["id"])
+    return [{"id": int(i), "token": tok.label(int(i))}
+            for i in tok.encode(text, "the text", node["id"])]
+
+
 def store_tokenizers(doc: dict, base_dir: str | Path | None = None) -> dict:
     """A copy of *doc* whose BPE text nodes carry their trained tokenizer (trains it on the
     corpus, or reads the cache), so the saved document samples without the corpus."""
@@ -350,6 +364,7 @@ __all__ = [
     "warm_up",
     "embedding_neighbours",
     "store_tokenizers",
+    "tokenize",
 ]
 
 

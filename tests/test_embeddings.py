@@ -131,3 +131,18 @@ def test_the_embedding_pca_of_a_bpe_model_is_labelled_with_its_pieces(tmp_path):
     assert detail["pca"]["weight"] == "wte" and len(detail["pca"]["labels"]) == 300
     assert " king" in detail["pca"]["labels"]
     assert detail["pca"]["xy"].shape == (300, 2)
+
+
+def test_api_tokenize_shows_tokens_and_ids(tmp_path):
+    from engine import api
+    from engine.graphs import presets
+
+    doc = _bpe_doc(tmp_path)
+    rows = api.tokenize(doc, "The king\n")
+    tok = tk.from_params(next(n for n in doc["nodes"] if n["id"] == "text")["params"])
+    assert [r["id"] for r in rows] == tok.encode("The king\n").tolist()
+    assert "".join(r["token"] for r in rows) == "The king\n"
+    char_doc, _ = presets.load("char_gpt")
+    assert [r["token"] for r in api.tokenize(char_doc, "To be")] == list("To be")
+    with pytest.raises(WiregradError, match="outside the model's vocabulary"):
+        api.tokenize(char_doc, "€")
