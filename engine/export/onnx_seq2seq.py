@@ -31,7 +31,9 @@ class _Graph:
         import onnx
 
         self.onnx, self.h, self.name = onnx, onnx.helper, name
-        self.nodes, self.inits, self.count = [], [], 0
+        self.nodes: list = []  # onnx NodeProtos
+        self.inits: list = []  # onnx TensorProtos (initialisers)
+        self.count = 0
 
     def const(self, value, dtype=np.float32) -> str:
         self.count += 1
@@ -93,17 +95,17 @@ def _attend(g: _Graph, q: str, k: str, v: str, d: int, keep: str | None) -> str:
 
 
 def _mlp(g: _Graph, b: Block, x: str) -> str:
-    h = _linear(g, x, b.get("mlp.fc.weight"), b.get("mlp.fc.bias"))
+    h = _linear(g, x, b.weight("mlp.fc.weight"), b.get("mlp.fc.bias"))
     cdf = g.op("Add", [g.const(1.0), g.op("Erf", [g.op("Mul", [h, g.const(1 / np.sqrt(2))])])])
     act = g.op("Mul", [g.op("Mul", [h, cdf]), g.const(0.5)])
-    return _linear(g, act, b.get("mlp.proj.weight"), b.get("mlp.proj.bias"))
+    return _linear(g, act, b.weight("mlp.proj.weight"), b.get("mlp.proj.bias"))
 
 
 def _mha(g, b: Block, name: str, query: str, kv: str, keep, d: int, c: int, past=None):
     """Attention *name* of block *b*; with *past* (k, v) the new K/V are appended."""
-    q = _heads(g, _linear(g, query, b.get(f"{name}.q_proj.weight"),
+    q = _heads(g, _linear(g, query, b.weight(f"{name}.q_proj.weight"),
                           b.get(f"{name}.q_proj.bias")), b.heads, d)
-    both = _linear(g, kv, b.get(f"{name}.kv_proj.weight"), b.get(f"{name}.kv_proj.bias"))
+    both = _linear(g, kv, b.weight(f"{name}.kv_proj.weight"), b.get(f"{name}.kv_proj.bias"))
     k = _heads(g, g.op("Slice", [both, g.const([0], np.int64), g.const([c], np.int64),
                                  g.const([2], np.int64)]), b.heads, d)
     v = _heads(g, g.op("Slice", [both, g.const([c], np.int64), g.const([2 * c], np.int64),
@@ -112,7 +114,7 @@ def _mha(g, b: Block, name: str, query: str, kv: str, keep, d: int, c: int, past
         k = g.op("Concat", [past[0], k], axis=2)
         v = g.op("Concat", [past[1], v], axis=2)
     y = _attend(g, q, k, v, d, keep)
-    out = _linear(g, _merge(g, y, c), b.get(f"{name}.proj.weight"), b.get(f"{name}.proj.bias"))
+    out = _linear(g, _merge(g, y, c), b.weight(f"{name}.proj.weight"), b.get(f"{name}.proj.bias"))
     return out, k, v
 
 
@@ -120,9 +122,9 @@ def encoder_model(m: Seq2SeqModel):
     """The ONNX encoder: source ids and mask → every decoder block's cross K/V."""
     g = _Graph("encoder")
     fl, i64 = g.onnx.TensorProto.FLOAT, g.onnx.TensorProto.INT64
-    c = m.param("src_emb").shape[1]
-    x = g.op("Gather", [g.const(m.param("src_emb")), "source"])
-    pos = g.op("Slice", [g.const(m.param("src_pos")), g.const([0], np.int64),
+    c = m.weight("src_emb").shape[1]
+    x = g.op("Gather", [g.const(m.weight("src_emb")), "source"])
+    pos = g.op("Slice", [g.const(m.weight("src_pos")), g.const([0], np.int64),
                          g.op("Shape", ["source"], start=1, end=2), g.const([0], np.int64)])
     x = g.op("Add", [x, pos])
     for b in m.encoder:
@@ -135,7 +137,7 @@ def encoder_model(m: Seq2SeqModel):
     outputs = []
     for i, b in enumerate(m.decoder):
         d = c // b.heads
-        both = _linear(g, mem, b.get("cross_attn.kv_proj.weight"),
+        both = _linear(g, mem, b.weight("cross_attn.kv_proj.weight"),
                        b.get("cross_attn.kv_proj.bias"))
         for j, part in enumerate(("k", "v")):
             piece = g.op("Slice", [both, g.const([j * c], np.int64),
@@ -150,13 +152,13 @@ def decoder_step_model(m: Seq2SeqModel):
     """The ONNX decoder step: one token per row with the cached state → logits, new cache."""
     g = _Graph("decoder_step")
     fl, i64 = g.onnx.TensorProto.FLOAT, g.onnx.TensorProto.INT64
-    c = m.param("tgt_emb").shape[1]
-    tok = g.op("Gather", [g.const(m.param("tgt_emb")), "token"])  # (B, C)
-    pos = g.op("Gather", [g.const(m.param("tgt_pos")), "position"])  # (1, C)
+    c = m.weight("tgt_emb").shape[1]
+    tok = g.op("Gather", [g.const(m.weight("tgt_emb")), "token"])  # (B, C)
+    pos = g.op("Gather", [g.const(m.weight("tgt_pos")), "position"])  # (1, C)
     x = g.op("Unsqueeze", [g.op("Add", [tok, pos]), g.const([1], np.int64)])  # (B, 1, C)
     inputs = [_tensor(g, "token", i64, ["B"]), _tensor(g, "position", i64, [1]),
               _tensor(g, "source_mask", fl, ["B", "S"])]
-    outputs = [_tensor(g, "logits", fl, ["B", m.param("head").shape[0]])]
+    outputs = [_tensor(g, "logits", fl, ["B", m.weight("head").shape[0]])]
     for i, b in enumerate(m.decoder):
         d = c // b.heads
         for name, dims in (("cross_k", "S"), ("cross_v", "S"), ("past_k", "T"),
@@ -170,15 +172,15 @@ def decoder_step_model(m: Seq2SeqModel):
                     _tensor(g, f"present_v{i}", fl, ["B", b.heads, "T1", d])]
         x = g.op("Add", [x, y])
         h = _ln(g, x, b.get("ln2.weight"), b.get("ln2.bias"))
-        q = _heads(g, _linear(g, h, b.get("cross_attn.q_proj.weight"),
+        q = _heads(g, _linear(g, h, b.weight("cross_attn.q_proj.weight"),
                               b.get("cross_attn.q_proj.bias")), b.heads, d)
         y = _attend(g, q, f"cross_k{i}", f"cross_v{i}", d, "source_mask" if b.masked else None)
-        y = _linear(g, _merge(g, y, c), b.get("cross_attn.proj.weight"),
+        y = _linear(g, _merge(g, y, c), b.weight("cross_attn.proj.weight"),
                     b.get("cross_attn.proj.bias"))
         x = g.op("Add", [x, y])
         x = g.op("Add", [x, _mlp(g, b, _ln(g, x, b.get("ln3.weight"), b.get("ln3.bias")))])
     x = _ln(g, x, m.param("dec_ln"), m.param("dec_ln", "bias"), m.eps["dec_ln"])
-    logits = _linear(g, x, m.param("head"), m.param("head", "bias"))
+    logits = _linear(g, x, m.weight("head"), m.param("head", "bias"))
     g.name_as(g.op("Squeeze", [logits, g.const([1], np.int64)]), "logits")
     return g.model(inputs, outputs)
 
@@ -241,7 +243,7 @@ def export_seq2seq(m: Seq2SeqModel, folder: str | Path) -> Path:
     for name, proto in (("encoder", encoder_model(f32)), ("decoder_step",
                                                           decoder_step_model(f32))):
         atomic_write_bytes(folder / f"{name}.onnx", proto.SerializeToString())
-    c = m.param("tgt_emb").shape[1]
+    c = m.weight("tgt_emb").shape[1]
     cfg = {"vocab": m.vocab, "max_steps": m.max_steps,
            "decoder": [[b.heads, c // b.heads] for b in m.decoder]}
     atomic_write_text(folder / "seq2seq.json", json.dumps(cfg))
