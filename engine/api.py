@@ -263,6 +263,15 @@ def document_weights(doc: dict, path: str | Path | None) -> dict | None:
     return load_weights_file(found) if found is not None else None
 
 
+def weights_detail(doc: dict, node: str, weights: dict) -> dict:
+    """The Debugger's Node detail of *node* from *weights* alone, before any run: histograms
+    and images of its parameters (no activations, no gradients)."""
+    from engine.core.compile import compile_document
+    from engine.insight.inspection import node_detail
+
+    return node_detail(doc, compile_document(doc), node, weights, None, {})
+
+
 def is_language_model(doc: dict) -> bool:
     """True when the document can be sampled from (a text_corpus data node and a loss)."""
     types = {n["type"] for n in doc.get("nodes", [])}
@@ -351,6 +360,7 @@ __all__ = [
     "sampler_vocab",
     "save_loaded_weights",
     "start_worker",
+    "weights_detail",
     "delete_user_layer",
     "layer_entry",
     "save_user_layer",

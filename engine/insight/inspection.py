@@ -131,7 +131,7 @@ def node_detail(doc: dict, program: Program, node: str, params: dict[str, np.nda
                 ) -> dict:
     """Histograms, weight images and (for embedding tables) a labelled PCA of *node*."""
     owned = [name for name, info in program.parameters.items()
-             if info.node.split(".")[0] == node]
+             if info.node.split(".")[0] == node and name in params]
     weights: dict[str, Any] = {}
     for name in owned:
         w = params[name]

@@ -204,6 +204,7 @@ class TrainingUI(QObject):
             return None
         self.loaded = (str(written), f"loaded from {Path(source).name}")
         self.loaded_at = time.time()
+        self.inspection.loaded = self.loaded
         self.dock_widget.controls.settings.set_loaded_weights(str(written), Path(source).name)
         self.sampling.set_weights(str(written), self.loaded[1])
         self.host.status(f"Loaded {len(report['matched'])} tensors from {Path(source).name}",

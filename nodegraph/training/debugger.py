@@ -132,8 +132,8 @@ class EdgeOverlay:
 class NodePanel(QWidget):
     """Histograms of a node's weights, activations and gradients; weight images; PCA."""
 
-    HINT = ("Select a node while (or after) training to see its weights, activations and "
-            "gradients on the last batch.")
+    HINT = ("Select a node to see its weights (the document's own before a run); while or "
+            "after training, its activations and gradients on the last batch too.")
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -151,7 +151,9 @@ class NodePanel(QWidget):
         self.detail: dict | None = None
         self.pca_item = None  # the embedding PCA's scatter (one point per token)
 
-    def show_detail(self, detail: dict | None, step: int = 0) -> None:
+    def show_detail(self, detail: dict | None, step: int = 0, source: str | None = None
+                    ) -> None:
+        """*detail* from a run at *step*, or (*source* given) from a weights file."""
         self.detail = detail
         self.pca_item = None
         self.canvas.clear()
@@ -159,7 +161,8 @@ class NodePanel(QWidget):
             self.title.setText(self.HINT)
             return
         n_w, n_a = len(detail["weights"]), len(detail["activations"])
-        self.title.setText(f"<b>{html.escape(detail['node'])}</b> — step {step}: "
+        when = f"step {step}" if source is None else html.escape(source)
+        self.title.setText(f"<b>{html.escape(detail['node'])}</b> — {when}: "
                            f"{n_w} weight tensor(s), {n_a} activation(s)")
         row = 0
         if "pca" in detail:  # an embedding table: its map of the tokens comes first

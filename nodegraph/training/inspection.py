@@ -1,12 +1,15 @@
 """The Debugger dock's routes: inspection of the live run (wire statistics and gradient-norm
 halos, the selected node's histograms), the Predictions tab, Predict on File and the
-gradient check. Plain data from the worker session to the widgets; nothing computed here."""
+gradient check. Plain data from the worker session to the widgets. Before any run the Node
+tab shows the selected node's weights from the document's own (shipped) weights file, or
+those File ▸ Load Weights… loaded (``api.weights_detail``)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QDockWidget, QMessageBox
 
+from engine import api
 from nodegraph.training.debugger import EdgeOverlay, InspectDock
 from nodegraph.training.host import TrainingHost, ask_file
 from nodegraph.training.session import TrainingSession
@@ -21,6 +24,8 @@ class Inspection(QObject):
         self.last_inspection: dict | None = None
         self.last_gradcheck: dict | None = None
         self.gradcheck_box: QMessageBox | None = None
+        self.loaded: tuple[str, str] | None = None  # (path, label) of loaded weights
+        self._weights: tuple[str, dict] | None = None  # the last weights file read
         session.inspected.connect(self.on_inspected)
         session.gradchecked.connect(self.on_gradchecked)
         session.predicted.connect(widget.predictions.show_predictions)
@@ -31,6 +36,7 @@ class Inspection(QObject):
     def reset(self) -> None:
         """Forget the previous document's inspection (File ▸ New / Open)."""
         self.last_inspection = self.last_gradcheck = None
+        self.loaded = self._weights = None
         self.overlay.clear()
         self.widget.reset()
 
@@ -45,8 +51,38 @@ class Inspection(QObject):
         self.session.inspect(self._selected_node())
 
     def _selection_changed(self) -> None:
-        if self.session.has_trainer and self._selected_node():
+        node = self._selected_node()
+        if self.session.has_trainer and node:
             self.request_inspection()
+        elif node and not self.session.active:
+            self.show_shipped(node)
+
+    def shipped_weights(self) -> tuple[str, str] | None:
+        """(path, label) of the weights shown before a run: the loaded ones, else the
+        document's own file; None when there are none."""
+        if self.loaded is not None:
+            return self.loaded
+        try:
+            found = api.document_weights_path(self.host.controller.model.doc,
+                                              self.host.document_path())
+        except api.errors.WiregradError:
+            return None
+        return (str(found), f"the document's weights ({found.name})") if found else None
+
+    def show_shipped(self, node: str) -> bool:
+        """The Node tab for *node* from :meth:`shipped_weights` (no run yet)."""
+        source = self.shipped_weights()
+        if source is None:
+            return False
+        try:
+            if self._weights is None or self._weights[0] != source[0]:
+                self._weights = (source[0], api.load_weights_file(source[0]))
+            detail = api.weights_detail(self.host.snapshot(), node, self._weights[1])
+        except (api.errors.WiregradError, OSError) as exc:
+            self.host.status(f"Cannot show the weights of {node}: {exc}", 6000)
+            return False
+        self.widget.node.show_detail(detail, source=source[1])
+        return True
 
     def on_inspected(self, msg: dict) -> None:
         self.last_inspection = msg
