@@ -89,3 +89,27 @@ def test_the_twins_greedy_decoding_equals_ours():
     for a, b in zip(mine, theirs):
         stop = next((i for i, t in enumerate(a) if t == 2), len(a))
         assert list(a[:stop + 1]) == list(b[:stop + 1])
+
+
+@pytest.mark.slow
+def test_300_float32_steps_end_within_002_validation_loss_of_the_twin():
+    from engine.data.datasets import eval_batches_for
+
+    doc = seq2seq_dates(n_train=20_000, steps=300)
+    trainer = Trainer(doc, dtype="float32", steps=300)
+    model = build_twin(doc, {**trainer.params, **trainer.state}, "float32")
+    opt, sched = twin_optimizer(model, trainer.graph.optimizer_params, trainer.schedule)
+    shadow = copy.deepcopy(next(iter(trainer.batchers.values())))
+    for _ in range(300):
+        twin_step(model, opt, sched, shadow.next(), trainer.clip_norm)
+    records = list(trainer.run())
+    ours = [r for r in records if r["kind"] == "eval"][-1]["val_loss"]
+    dataset = trainer.graph.datasets["pairs"]
+    total = count = 0.0
+    with torch.no_grad():
+        for batch in eval_batches_for(dataset, doc["nodes"][0]["params"]["batch_size"],
+                                      doc["training"]["eval_batches"]):
+            rows = batch["source"].shape[0]  # the trainer weights each batch by its rows
+            total += float(twin_loss(model, batch)) * rows
+            count += rows
+    assert abs(ours - total / count) <= 0.02, (ours, total / count)

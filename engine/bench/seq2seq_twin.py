@@ -126,10 +126,8 @@ def build_twin(doc: dict, weights: dict[str, np.ndarray], dtype: str = "float32"
 
 def _batch(batch: dict):
     torch = _torch()
-    return (torch.from_numpy(np.asarray(batch["source"])),
-            torch.from_numpy(np.asarray(batch["source_mask"])),
-            torch.from_numpy(np.asarray(batch["target_in"])),
-            torch.from_numpy(np.asarray(batch["target_out"])))
+    return tuple(torch.from_numpy(np.array(batch[k]))  # a copy: dataset arrays are read-only
+                 for k in ("source", "source_mask", "target_in", "target_out"))
 
 
 def twin_loss(model, batch: dict):
