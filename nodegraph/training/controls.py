@@ -108,7 +108,10 @@ class TrainingControls(QWidget):
         box.addWidget(hot_box)
         grid = QGridLayout()
         self.checkpoint_button = QPushButton("Save checkpoint now")
-        self.resume_button = QPushButton("Resume from checkpoint…")
+        self.resume_button = QPushButton("Resume run / checkpoint…")
+        self.resume_button.setToolTip("Continue the run selected in the run list from its "
+                                      "checkpoint (in its own folder); with none selected, "
+                                      "choose a checkpoint file")
         self.bundle_button = QPushButton("Save trained model as bundle…")
         self.checkpoint_button.clicked.connect(self.save_checkpoint)
         self.resume_button.clicked.connect(self.resume_checkpoint)

@@ -24,6 +24,7 @@ from nodegraph import dialogs
 from nodegraph.training.controls import Eta
 from nodegraph.training.debugger import InspectDock
 from nodegraph.training.dock import TrainingDock
+from nodegraph.training.history import RunLog
 from nodegraph.training.host import TrainingHost, ask_file
 from nodegraph.training.inspection import Inspection
 from nodegraph.training.loadweights import FILTERS, LoadReport, load_into
@@ -62,9 +63,11 @@ class TrainingUI(QObject):
         self.eta = Eta()
         self.errors: list[dict] = []
         self.settings = SettingsBinder(host.controller, self.dock_widget.controls, host.source)
+        self.log = RunLog(host)
         self._connect()
         self.refresh_sampling_source()
         self._update_actions()
+        self.restore_runs()
 
     # ------------------------------------------------------------------ construction
 
@@ -138,9 +141,11 @@ class TrainingUI(QObject):
     # ------------------------------------------------------------------ training
 
     def train(self, steps: int | None = None, resume: str | None = None, *,
-              paused: bool = False, weights: str | None = None) -> RunData | None:
+              paused: bool = False, weights: str | None = None,
+              continues: RunData | None = None) -> RunData | None:
         """Start a run (*paused*: before its first step; *weights*: start from that file, by
-        default the dock's choice: a fresh initialisation or the document's own weights)."""
+        default the dock's choice: a fresh initialisation or the document's own weights;
+        *continues*: an ended run that *resume* (its checkpoint) continues in its folder)."""
         if self.session.active:
             return None
         if weights is None and resume is None:
@@ -152,13 +157,17 @@ class TrainingUI(QObject):
                          "node": errors[0].get("node")}, "Cannot train this graph")
             return None
         doc = self.host.snapshot()
-        run = RunData(len(self.runs) + 1, f"run {len(self.runs) + 1}")
-        name = paths.safe_name(doc.get("meta", {}).get("name") or "graph", "graph")
-        run.folder = str(paths.runs_dir() / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-"
-                                            f"{run.id}")
-        self.runs.append(run)
+        if continues is not None:
+            run = continues
+            run.status, run.earlier = "starting", False
+        else:
+            run = RunData(len(self.runs) + 1, f"run {len(self.runs) + 1}")
+            name = paths.safe_name(doc.get("meta", {}).get("name") or "graph", "graph")
+            run.folder = str(paths.runs_dir() / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-"
+                                                f"{run.id}")
+            self.runs.append(run)
+            self.dock_widget.runs.add_run(run)
         self.current = run
-        self.dock_widget.runs.add_run(run)
         self._show_runs()
         self.eta.reset()
         base = self.host.base_dir()
@@ -185,6 +194,14 @@ class TrainingUI(QObject):
         self.inspection.reset()
         self.sampling.reset()
         self.refresh_sampling_source()
+        self.restore_runs()
+
+    def restore_runs(self) -> None:
+        """List the document's earlier runs (from the runs folder) with their curves."""
+        for run in self.log.earlier(len(self.runs) + 1, self.host.snapshot()):
+            self.runs.append(run)
+            self.dock_widget.runs.add_run(run)
+        self._show_runs()
 
     def run_weights(self) -> tuple[str, str] | None:
         """(path, label) of the latest weights: those the last run wrote (at its end), or
@@ -226,11 +243,13 @@ class TrainingUI(QObject):
         run.graph_hash, run.hparams = msg["graph_hash"], dict(msg["hparams"])
         run.total_steps, run.status, run.folder = msg["total_steps"], "running", msg["folder"]
         self.dock_widget.runs.update_run(run)
+        self.log.started(run)
         self.inspect_timer.start()
 
     def on_records(self, records: list) -> None:
         if self.current is not None:
             self.current.add(records)
+            self.log.records(self.current, records)
             self.eta.add(self.current.step)
 
     def refresh(self) -> None:
@@ -274,6 +293,7 @@ class TrainingUI(QObject):
             run.folder = msg.get("folder", run.folder)
             run.weights = msg.get("weights")
             self.dock_widget.runs.update_run(run)
+            self.log.ended(run, msg.get("checkpoint"))
             if run.weights and api.is_language_model(self.controller.model.doc):
                 self.sampling.set_weights(run.weights, f"{run.name} · step {run.step}")
         self._update_actions()
@@ -291,6 +311,7 @@ class TrainingUI(QObject):
             if self.current is not None:
                 self.current.status = "crashed" if msg.get("crashed") else "failed"
                 self.dock_widget.runs.update_run(self.current)
+                self.log.ended(self.current, None)
             self.lock.release()
             self._update_actions()
             self.host.autosave()
@@ -345,6 +366,12 @@ class TrainingUI(QObject):
             self.export_png(path)
 
     def resume_from_checkpoint(self) -> None:
+        """Continue the selected ended run from its checkpoint, else ask for a checkpoint."""
+        run = self.dock_widget.runs.selected_run()
+        found = self.log.checkpoint(run) if run is not None else None
+        if found and not self.session.active:
+            self.train(resume=found, continues=run)
+            return
         path = ask_file(self.host.window, "Resume from checkpoint",
                         "Checkpoints (*.safetensors)",
                         False, str(paths.runs_dir()))

@@ -51,6 +51,9 @@ class RunData:
         self.total_steps = 0
         self.status = "starting"
         self.final: dict = {}
+        self.weights: str | None = None  # written at the run's end
+        self.earlier = False  # listed from the runs folder (a previous session's run)
+        self.changed = False  # the graph changed since this run
         self.records: list[dict] = []
         self.train = {k: Column() for k in TRAIN_KEYS}
         self.evals: dict[str, Column] = {"step": Column(), "wall": Column()}
@@ -165,6 +168,7 @@ class RunList(QTreeWidget):
             return
         self.blockSignals(True)
         step = f" · step {run.step}" if run.step else ""
+        step += " · graph changed since" if run.changed else ""
         for col, text in enumerate((run.name, run.status + step, run.graph_hash,
                                     run.hparam_text(), run.summary(), run.folder)):
             item.setText(col, text)
