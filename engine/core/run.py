@@ -4,10 +4,12 @@ backward walks the equations in reverse and accumulates gradients where values f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.base.errors import WiregradError
 from engine.core.init import initial_value, param_rng
 from engine.core.program import Equation, Program, WeightInfo
 
@@ -71,10 +73,15 @@ class _Wiring:
     """What the executor's loops read from an equation, prepared once per program: tuples
     instead of lists, weight/state name pairs, whether it is a data source."""
 
-    __slots__ = ("eq", "inputs", "outputs", "weights", "state", "data", "path", "needs")
+    __slots__ = ("eq", "forward", "inputs", "outputs", "weights", "state", "data", "path",
+                 "needs")
 
     def __init__(self, eq: Equation) -> None:
+        if eq.op.forward is None:  # only layers lack one, and compile expands them
+            raise WiregradError(f"'{eq.op.name}' has no forward: a layer left unexpanded",
+                             node=eq.top)
         self.eq = eq
+        self.forward: Callable = eq.op.forward
         self.inputs = tuple(eq.inputs)
         self.outputs = tuple(eq.outputs)
         self.weights = tuple(eq.weights.items())
@@ -144,7 +151,7 @@ class Executor:
                 dtype,
                 [seed32, index],
             )
-            outs = eq.op.forward(ctx, eq.params, *ins)  # type: ignore[misc]  # primitives have one
+            outs = w.forward(ctx, eq.params, *ins)
             if isinstance(outs, tuple):
                 for name, arr in zip(w.outputs, outs):
                     env[name] = arr
