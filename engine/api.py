@@ -529,3 +529,30 @@ def files_outside(doc: dict, doc_path: str | Path | None) -> list[str]:
 
 
 __all__ += ["files_outside"]
+
+
+# ----------------------------------------------------------------- seq2seq (the editor's panel)
+
+
+def is_seq2seq(doc: dict) -> bool:
+    """True when *doc* reads sequence pairs (an encoder–decoder graph decodes an input)."""
+    return any(n.get("type") == "sequence_pairs" for n in doc.get("nodes", []))
+
+
+def decode_pairs(doc: dict, weights: dict, text: str, beam: int = 1, temperature: float = 0.0,
+                 *, top_k: int = 0, top_p: float = 1.0, seed: int = 0,
+                 max_tokens: int | None = None) -> dict:
+    """Decode *text* with the seq2seq graph *doc*: greedy by default, beam search for
+    *beam* > 1, sampling for *temperature* > 0. Returns ``{"input", "output", "input_tokens",
+    "tokens": [{"token", "id", "p", "alternatives"}], "cross_attention": {block: (H, out,
+    in)}}`` — each output token (the end token included) with its probability."""
+    import numpy as np
+
+    from engine.sample.seq2seq import load_model
+    from engine.sample.seq2seq_trace import decode_trace
+
+    model = load_model(doc, weights, np.float64)
+    return decode_trace(model, text, beam, temperature, top_k, top_p, seed, max_tokens)
+
+
+__all__ += ["decode_pairs", "is_seq2seq"]
