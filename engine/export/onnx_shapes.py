@@ -114,10 +114,9 @@ def _reshape(source: Shape, target) -> Shape | None:
     coef = whole[0] // part[0]
     missing: int | str = coef
     if rest:
-        names = sorted(rest.elements())
-        missing = "*".join(names) if coef == 1 else None  # type: ignore[assignment]
-        if missing is None:
+        if coef != 1:
             return None
+        missing = "*".join(sorted(rest.elements()))
     return [missing if d == -1 else d for d in dims]
 
 

@@ -58,8 +58,11 @@ def _int(path: Path, meta: dict, key: str, default: str | None = None, low: int 
 
 
 def _float(path: Path, meta: dict, key: str, default: str | None = None) -> float:
+    text = meta.get(key, default)
     try:
-        value = float(meta.get(key, default))  # type: ignore[arg-type]
+        if text is None:
+            raise ValueError(key)
+        value = float(text)
     except (TypeError, ValueError):
         raise _bad(path, key, "is missing or not a number") from None
     if not math.isfinite(value) or value < 0:
@@ -68,8 +71,11 @@ def _float(path: Path, meta: dict, key: str, default: str | None = None) -> floa
 
 
 def _json(path: Path, meta: dict, key: str, kind: type, default: str | None = None) -> Any:
+    text = meta.get(key, default)
     try:
-        value = json.loads(meta.get(key, default))  # type: ignore[arg-type]
+        if text is None:
+            raise ValueError(key)
+        value = json.loads(text)
     except (TypeError, ValueError, RecursionError):
         raise _bad(path, key, "is missing or not JSON") from None
     if not isinstance(value, kind):
