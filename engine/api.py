@@ -316,12 +316,20 @@ def sampler_vocab(sampler) -> str:
     return "".join(sampler.codec.vocab)
 
 
-def embedding_neighbours(doc: dict, weights: dict, word: str, k: int = 10) -> dict:
-    """The *k* tokens nearest to *word* in the text model's embedding table (cosine), as
-    ``wiregrad embeddings --json`` prints them."""
+def embedding_neighbours(doc: dict, weights: dict, word: str | int, k: int = 10) -> dict:
+    """The *k* tokens nearest to *word* (a word or token, or a token id) in the text model's
+    embedding table (cosine), as ``wiregrad embeddings --json`` prints them."""
     from engine.insight.embeddings import neighbours
 
     return neighbours(doc, weights, word, k)
+
+
+def embedding_map(doc: dict, weights: dict) -> dict:
+    """The text model's token embeddings projected on their two leading principal components
+    (the editor's explorer): ``{"weight", "tokenizer", "vocab_size", "labels", "xy"}``."""
+    from engine.insight.embeddings import projection
+
+    return projection(doc, weights)
 
 
 def tokenize(doc: dict, text: str, base_dir: str | Path | None = None) -> list[dict]:
@@ -352,6 +360,7 @@ __all__ = [
     "default_worker_threads",
     "document_weights",
     "document_weights_path",
+    "embedding_map",
     "graph_hash",
     "is_language_model",
     "load_weights_file",

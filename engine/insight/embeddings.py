@@ -78,11 +78,14 @@ def query_token(tok: Tokenizer, word: str) -> int:
                         "give one of its pieces", field="neighbours")
 
 
-def neighbours(doc: dict, weights: dict[str, np.ndarray], word: str, k: int = 10) -> dict:
-    """A JSON-able report: the query token and its *k* nearest tokens by cosine similarity."""
+def neighbours(doc: dict, weights: dict[str, np.ndarray], word: str | int, k: int = 10
+               ) -> dict:
+    """A JSON-able report: the query token (a word, or a token id) and its *k* nearest tokens
+    by cosine similarity."""
     table = embedding_table(doc, weights)
-    token = query_token(table.tokenizer, word)
-    found = cosine_neighbours(table.vectors, token, k)
+    token = int(word) if isinstance(word, int) else query_token(table.tokenizer, word)
+    found = cosine_neighbours(table.vectors, token, k)  # checks the token id's range
+    word = word if isinstance(word, str) else table.tokenizer.label(token)
     return {
         "weight": table.weight, "tokenizer": table.tokenizer.kind,
         "vocab_size": table.tokenizer.vocab_size,
@@ -90,6 +93,18 @@ def neighbours(doc: dict, weights: dict[str, np.ndarray], word: str, k: int = 10
         "neighbours": [{"token": i, "label": table.tokenizer.label(i), "similarity": s}
                        for i, s in found],
     }
+
+
+def projection(doc: dict, weights: dict[str, np.ndarray]) -> dict:
+    """The token embeddings on their two leading principal components, labelled by token:
+    ``{"weight", "tokenizer", "vocab_size", "labels", "xy"}`` (the editor's explorer)."""
+    from engine.insight.inspection import pca_2d
+
+    table = embedding_table(doc, weights)
+    return {"weight": table.weight, "tokenizer": table.tokenizer.kind,
+            "vocab_size": table.tokenizer.vocab_size,
+            "labels": [table.tokenizer.label(i) for i in range(table.tokenizer.vocab_size)],
+            "xy": pca_2d(table.vectors)}
 
 
 def format_report(report: dict) -> str:
