@@ -1,0 +1,130 @@
+"""The embedding explorer and the tokenizer view (issue 18 §1, §3): a PCA map of the token
+embeddings, search (highlight and centre), k nearest neighbours by cosine similarity checked
+against brute-force numpy, click-to-jump, live weights; tokens and ids of typed text."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from engine import api
+
+pytestmark = pytest.mark.gui
+
+PRESETS = Path(__file__).resolve().parents[2] / "presets"
+SHOTS = os.environ.get("WIREGRAD_H11_SHOTS")  # a folder to look at renders (never assets/)
+
+
+def _preset(name: str) -> tuple[dict, dict]:
+    doc = json.loads((PRESETS / f"{name}.json").read_text())
+    return doc, api.document_weights(doc, PRESETS / f"{name}.json")
+
+
+def _cosine(table: np.ndarray, row: int, k: int) -> list[int]:
+    t = table.astype(np.float64)
+    sims = t @ t[row] / (np.linalg.norm(t, axis=1) * np.linalg.norm(t[row]))
+    sims[row] = -np.inf
+    return [int(i) for i in np.argsort(-sims, kind="stable")[:k]]
+
+
+def _shot(widget, name: str) -> None:
+    if SHOTS:
+        widget.grab().save(str(Path(SHOTS) / f"{name}.png"))
+
+
+def test_explorer_maps_searches_and_jumps_on_word_gpt(qtbot):
+    from nodegraph.training.explorer import EmbeddingExplorer
+
+    doc, weights = _preset("word_gpt")
+    panel = EmbeddingExplorer()
+    qtbot.addWidget(panel)
+    panel.resize(900, 560)
+    panel.show()
+    assert panel.set_source(doc, weights, "word_gpt.safetensors")
+    labels = panel.map["labels"]
+    assert len(labels) == 2048 and len(panel.labels) == 2048
+    assert np.asarray(panel.map["xy"]).shape == (2048, 2)
+    assert panel.scatter.data.shape[0] == 2048
+
+    panel.search_box.setText("king")
+    qtbot.keyClick(panel.search_box, Qt.Key.Key_Return)
+    query = panel.report["query"]["token"]
+    assert labels[query] == " king"
+    # neighbours: the k nearest by cosine, as brute-force numpy finds them
+    assert panel.neighbour_ids() == _cosine(weights["wte"][:2048], query, 10)
+    sims = [n["similarity"] for n in panel.report["neighbours"]]
+    assert sims == sorted(sims, reverse=True) and all(-1 <= s <= 1 for s in sims)
+    assert f"{sims[0]:+.3f}" in panel.list.item(1).text()
+    # highlighted and centred
+    xy = np.asarray(panel.map["xy"], dtype=np.float64)
+    assert np.allclose(panel.view_centre(), xy[query], atol=1e-6 + 1e-3 * np.ptp(xy))
+    assert list(panel.query_item.data["x"]) == [xy[query, 0]]
+    assert len(panel.near_item.data) == 10
+    _shot(panel, "explorer-king")
+
+    # click a neighbour: it becomes the query, centred, with its own neighbours
+    target = panel.neighbour_ids()[2]
+    item = panel.list.item(3)
+    rect = panel.list.visualItemRect(item)
+    qtbot.mouseClick(panel.list.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert panel.report["query"]["token"] == target
+    assert panel.neighbour_ids() == _cosine(weights["wte"][:2048], target, 10)
+    assert np.allclose(panel.view_centre(), xy[target], atol=1e-6 + 1e-3 * np.ptp(xy))
+
+    # k from the spin box; a word that is several tokens is a clear message, not a crash
+    panel.k_box.setValue(3)
+    assert panel.search("thou") and len(panel.neighbour_ids()) == 3
+    before = panel.report
+    assert not panel.search("xylophonically")
+    assert "not one token" in panel.message.text() and panel.report is before
+
+
+def test_explorer_on_char_gpt_and_a_graph_without_text(qtbot):
+    from nodegraph.training.explorer import EmbeddingExplorer
+
+    doc, weights = _preset("char_gpt")
+    panel = EmbeddingExplorer()
+    qtbot.addWidget(panel)
+    assert panel.set_source(doc, weights, "char_gpt.safetensors")
+    assert len(panel.map["labels"]) == 83
+    assert panel.search("e")
+    e = panel.map["labels"].index("e")
+    assert panel.neighbour_ids() == _cosine(weights["wte"][:83], e, 10)
+    spiral = json.loads((PRESETS / "spiral_mlp.json").read_text())
+    assert not panel.set_source(spiral, {"x": np.zeros(2)}, "none")
+    assert "no text data node" in panel.info.text() and panel.map is None
+    assert not panel.search("e")
+
+
+def test_tokenizer_view_shows_tokens_ids_and_a_clear_error(qtbot):
+    from nodegraph.training.tokenview import TokenizerView
+
+    word, _ = _preset("word_gpt")
+    view = TokenizerView(lambda: word)
+    qtbot.addWidget(view)
+    view.resize(700, 420)
+    view.show()
+    view.set_text("Now is the winter of our king")
+    want = api.tokenize(word, "Now is the winter of our king")
+    assert [t["id"] for t in view.tokens] == [t["id"] for t in want]
+    assert view.table.rowCount() == len(want)
+    assert view.table.item(len(want) - 1, 1).text() == repr(" king")
+    assert view.table.item(len(want) - 1, 2).text() == str(want[-1]["id"])
+    assert f"{len(want)} token(s)" in view.pieces.text() and not view.error
+    _shot(view, "tokenizer-word")
+
+    char, _ = _preset("char_gpt")
+    view.doc = lambda: char
+    view.set_text("snow ☃")
+    assert view.tokens == [] and view.table.rowCount() == 0
+    assert "Cannot encode" in view.error and "☃" in view.error
+    assert "Cannot encode" in view.pieces.text()
+    _shot(view, "tokenizer-error")
+    # typing re-tokenises after a short pause
+    view.text.setPlainText("to be")
+    qtbot.waitUntil(lambda: [t["token"] for t in view.tokens] == list("to be"), timeout=3000)
