@@ -376,5 +376,8 @@ def store_tokenizers(doc: dict, base: Path | None = None) -> dict:
         if node.get("type") == "text_corpus" and params.get("tokenizer") == "bpe" \
                 and not params.get("tokenizer_data"):
             tok = tokenizer_for(params, base, node.get("id"))
-            params["tokenizer_data"] = tok.data  # type: ignore[attr-defined]
+            if not isinstance(tok, BPETokenizer):  # tokenizer_for trains one for a bpe node
+                raise WiregradError("this BPE node's tokenizer could not be trained",
+                                    node=node.get("id"), field="tokenizer")
+            params["tokenizer_data"] = tok.data
     return out
