@@ -27,7 +27,7 @@ def test_greedy_decode_has_tokens_probabilities_and_cross_attention(dates):
     assert out["output"] == "1987-03-03"
     assert out["output"] == translate(load_model(doc, weights), [TEXT])[0]
     tokens = out["tokens"]
-    assert [t["token"] for t in tokens][-1] == "⏹" and len(tokens) == 11
+    assert [t["token"] for t in tokens][-1] == "<end>" and len(tokens) == 11
     for t in tokens:
         assert 0 < t["p"] <= 1
         probs = [p for _, p in t["alternatives"]]

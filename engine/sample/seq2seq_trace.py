@@ -16,7 +16,7 @@ from engine.ops.seq2seq import SPECIALS
 from engine.sample.seq2seq import BOS, EOS, Seq2SeqModel, encode, encode_texts, start, step
 from engine.sample.seq2seq_search import _limit, beam_search, pick
 
-END = "⏹"  # how the end token is shown
+END = "<end>"  # how the end token is shown
 
 
 def token_text(model: Seq2SeqModel, token: int) -> str:
