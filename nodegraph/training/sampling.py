@@ -144,7 +144,11 @@ class SamplingPanel(QWidget):
         self.weights_path: str | None = None
         self.weights_label = ""
         self.thread: SampleThread | None = None
-        box = QVBoxLayout(self)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.lm_part = QWidget()  # a language model's controls; a seq2seq graph's below
+        outer.addWidget(self.lm_part, 1)
+        box = QVBoxLayout(self.lm_part)
         box.setContentsMargins(4, 4, 4, 4)
         top = QHBoxLayout()
         self.prompt = QLineEdit("ROMEO:")
@@ -192,6 +196,19 @@ class SamplingPanel(QWidget):
         self.status.setStyleSheet("color: #a9afb9;")
         box.addWidget(self.status)
         self._set_running(False)
+        from nodegraph.training.seq2seq_panel import Seq2SeqPanel
+
+        self.seq2seq = Seq2SeqPanel(self)
+        self.seq2seq.use_run_weights.connect(self.use_run_weights)
+        outer.addWidget(self.seq2seq, 1)
+        self.seq2seq.hide()
+
+    def refresh_mode(self) -> bool:
+        """Show the input → output panel on a seq2seq graph, else the prompt panel."""
+        seq = api.is_seq2seq(self.doc_provider())
+        self.lm_part.setVisible(not seq)
+        self.seq2seq.setVisible(seq)
+        return seq
 
     # ------------------------------------------------------------------ weights
 
@@ -200,6 +217,8 @@ class SamplingPanel(QWidget):
         self.weights_label = label or (path or "")
         self.source.setText(f"weights: {self.weights_label}" if path else NO_WEIGHTS)
         self.source.setToolTip(path or "")
+        self.seq2seq.set_source(self.source.text(), path or "")
+        self.refresh_mode()
 
     def options(self) -> dict:
         return {"n": self.length.value(), "temperature": self.temperature.value(),
@@ -212,6 +231,8 @@ class SamplingPanel(QWidget):
         if self.busy:
             return False
         doc = self.doc_provider()
+        if self.refresh_mode():
+            return self.seq2seq.decode()
         if not api.is_language_model(doc):
             self.status.setText("this graph has no text_corpus data node: sampling needs a "
                                 "character-level language model")
@@ -274,6 +295,8 @@ class SamplingPanel(QWidget):
             self.thread.wait(5000)
         self.output.start("")
         self.status.setText("")
+        self.seq2seq.reset()
+        self.refresh_mode()
 
     def shutdown(self) -> None:
         if self.thread is not None:

@@ -1,0 +1,82 @@
+"""On a seq2seq graph the sampling dock is an input → output panel: decode a date with the
+shipped weights, each output token tinted by its probability, and the cross-attention map
+per decoder block and head (rows = output tokens, columns = input characters)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from guihelp import save_screenshot
+from PySide6.QtCore import Qt
+
+from engine import api
+from engine.graphs import builders as templates
+from nodegraph.training.sampling import prob_color
+
+pytestmark = pytest.mark.gui
+
+TEXT = "3rd of March, 1987"
+
+
+def _dates_window(make_window):
+    win = make_window("seq2seq_dates")
+    panel = win.training.sampling
+    assert panel.weights_path is not None  # the shipped weights
+    return win, panel
+
+
+def test_seq2seq_graph_turns_the_sampling_dock_into_input_output(make_window, qtbot):
+    win, panel = _dates_window(make_window)
+    s2s = panel.seq2seq
+    assert not s2s.isHidden() and panel.lm_part.isHidden()
+    s2s.input.setText(TEXT)
+    qtbot.keyClick(s2s.input, Qt.Key.Key_Return)
+    assert s2s.output.generated_text() == "1987-03-03<end>", s2s.status.text()
+    assert s2s.output.toPlainText() == "1987-03-03<end>"
+    # each token tinted by its probability; the tooltip names the alternatives
+    first = min(s2s.output.tokens)
+    cursor = s2s.output.textCursor()
+    cursor.setPosition(first + 1)
+    p = s2s.output.tokens[first][1]
+    assert cursor.charFormat().background().color() == prob_color(p)
+    assert "alternatives" in s2s.output.describe(first)
+    # beam search gives the same output; a bad character is a status line, not a crash
+    s2s.beam.setValue(3)
+    assert s2s.decode() and s2s.output.generated_text() == "1987-03-03<end>"
+    s2s.input.setText("☃ March")
+    assert not s2s.decode() and "does not know" in s2s.status.text()
+    # back to a language model: the prompt panel returns
+    win.controller.replace_document(templates.char_gpt(layers=1, heads=2, width=16, block=16))
+    assert s2s.isHidden() and not panel.lm_part.isHidden()
+
+
+def test_cross_attention_map_per_block_and_head(make_window, qtbot, tmp_path):
+    win, panel = _dates_window(make_window)
+    s2s = panel.seq2seq
+    s2s.input.setText(TEXT)
+    assert panel.generate()  # the dock's Generate path decodes too
+    view = s2s.attention
+    assert [view.layer.itemText(i) for i in range(view.layer.count())] == ["dec1", "dec2"]
+    assert view.head.count() == 4
+    assert view.cols == list(TEXT) and view.rows[-1] == "<end>" and len(view.rows) == 11
+    seen = []
+    for layer in ("dec1", "dec2"):
+        view.layer.setCurrentText(layer)
+        for h in range(4):
+            view.head.setCurrentIndex(h)
+            m = view.current()
+            assert m.shape == (11, len(TEXT)) and view.image is not None
+            np.testing.assert_allclose(m.sum(axis=1), 1.0, atol=1e-9)
+            np.testing.assert_allclose(view.image.image, m.T)
+            seen.append(m)
+    assert not np.allclose(seen[0], seen[1])  # a different head, a different map
+    # the month digit looks at "March" in some head
+    march = set(range(TEXT.index("March"), TEXT.index("March") + 5))
+    assert any(int(np.argmax(m[6])) in march for m in seen)
+    view.layer.setCurrentText("dec1")
+    view.head.setCurrentIndex(2)
+    win.training.docks[1].raise_()
+    qtbot.wait(100)
+    panel.resize(1100, 460)
+    save_screenshot(panel, "seq2seq-dates", tmp_path)
+    assert api.is_seq2seq(win.controller.model.doc)
