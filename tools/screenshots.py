@@ -46,6 +46,8 @@ SHOTS: dict[str, str] = {
         "tests/gui/test_training_embeddings.py::test_screenshot_embeddings_of_the_shipped_char_gpt",
     "import-shapes_cnn":
         "tests/gui/test_editor_import.py::test_import_opens_the_model_as_a_graph_with_layers",
+    "seq2seq-dates":
+        "tests/gui/test_training_seq2seq.py::test_cross_attention_map_per_block_and_head",
 }
 
 
