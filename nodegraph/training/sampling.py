@@ -198,7 +198,7 @@ class SamplingPanel(QWidget):
         self._set_running(False)
         from nodegraph.training.seq2seq_panel import Seq2SeqPanel
 
-        self.seq2seq = Seq2SeqPanel(self)
+        self.seq2seq = Seq2SeqPanel(self, TokenView)
         self.seq2seq.use_run_weights.connect(self.use_run_weights)
         outer.addWidget(self.seq2seq, 1)
         self.seq2seq.hide()

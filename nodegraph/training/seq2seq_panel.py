@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
 )
 
 from engine import api
-from nodegraph.training.sampling import NO_WEIGHTS, TokenView
 
 BG = (30, 32, 36)
 EXAMPLE = "3rd of March, 1987"
+NO_WEIGHTS = "no trained weights: train first or open weights…"
 
 
 def _shown(c: str) -> str:
@@ -126,9 +126,11 @@ class Seq2SeqPanel(QWidget):
     decoded = Signal(dict)
     use_run_weights = Signal()
 
-    def __init__(self, sampling, parent=None) -> None:
+    def __init__(self, sampling, view_class, parent=None) -> None:
+        """*sampling*: the SamplingPanel (its document, weights, seed and Open button);
+        *view_class*: its TokenView (passed in, so this module does not import it back)."""
         super().__init__(parent)
-        self.sampling = sampling  # the SamplingPanel: its document and weights
+        self.sampling = sampling
         self.result: dict | None = None
         box = QVBoxLayout(self)
         box.setContentsMargins(4, 4, 4, 4)
@@ -167,7 +169,7 @@ class Seq2SeqPanel(QWidget):
         lbox = QVBoxLayout(left)
         lbox.setContentsMargins(0, 0, 0, 0)
         lbox.addWidget(QLabel("Output (background: the probability of each token)"))
-        self.output = TokenView()
+        self.output = view_class()
         font = self.output.font()
         font.setPointSizeF(font.pointSizeF() * 1.5)
         self.output.setFont(font)
