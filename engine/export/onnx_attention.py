@@ -31,6 +31,7 @@ class Attention:
     causal: bool
     internal: set[int] = field(default_factory=set)  # ids (index) of the ONNX nodes it replaces
     k_perm: list[int] | None = None  # K is k permuted so (TorchScript writes Kᵀ in one go)
+    key_mask: str | None = None  # a (B, Tk) key padding mask (nonzero = a real key)
 
 
 def find_attention(model: OnnxModel, known: Known) -> dict[str, Attention]:
@@ -67,13 +68,16 @@ def _scalar(known: Known, value: str) -> float | None:
 def _match(nodes, producer, users, known: Known, model: OnnxModel, i: int) -> Attention | None:
     node = nodes[i]
     probs, v = node.input
+    guard = _padding_guard(nodes, producer, users, probs)
+    if guard is not None:  # probs·[the query sees some key]: zeros for all-padding rows
+        probs, guard_nodes = guard
     j = producer.get(probs)
     if j is None or nodes[j].op_type != "Softmax" or not _single_use(users, probs):
         return None
     softmax = nodes[j]
     if int(attr(softmax, "axis", -1)) not in (-1, (len(model.shapes.get(probs, [])) - 1)):
         return None
-    internal = {i, j}
+    internal = {i, j} | (guard_nodes if guard is not None else set())
     scores = softmax.input[0]
     mask, keep = None, None
     k_ = producer.get(scores)
@@ -124,11 +128,61 @@ def _match(nodes, producer, users, known: Known, model: OnnxModel, i: int) -> At
             internal.add(t)
     if k is None:
         return None
-    causal = _causal(model, mask if mask is not None else keep, additive=mask is not None, q=q,
-                     k=kt)
+    key_mask = None
+    if keep is not None:
+        key_mask, keep = _key_mask(nodes, producer, keep, internal)
+    if guard is not None and key_mask is None:
+        return None
+    if keep is None and mask is None:
+        causal: bool | None = False
+    else:
+        causal = _causal(model, mask if mask is not None else keep, additive=mask is not None,
+                         q=q, k=kt)
     if causal is None:
         return None
-    return Attention(q, k, v, node.output[0], scale, causal, internal, k_perm)
+    return Attention(q, k, v, node.output[0], scale, causal, internal, k_perm, key_mask)
+
+
+def _padding_guard(nodes, producer, users, probs: str) -> tuple[str, set[int]] | None:
+    """``Mul(softmax, Cast(Greater(ReduceSum(Cast(keep)), 0)))`` → (softmax value, nodes)."""
+    m = producer.get(probs)
+    if m is None or nodes[m].op_type != "Mul" or not _single_use(users, probs):
+        return None
+    for a, b in ((0, 1), (1, 0)):
+        soft = producer.get(nodes[m].input[a])
+        if soft is None or nodes[soft].op_type != "Softmax":
+            continue
+        chain, value = {m}, nodes[m].input[b]
+        for op_type in ("Cast", "Greater", "ReduceSum", "Cast"):
+            p = producer.get(value)
+            if p is None or nodes[p].op_type != op_type:
+                return None
+            chain.add(p)
+            value = nodes[p].input[0]
+        return nodes[m].input[a], chain
+    return None
+
+
+def _key_mask(nodes, producer, keep: str, internal: set[int]) -> tuple[str | None, str | None]:
+    """Split a Where's keep into (the (B, Tk) key mask it reads, the rest of it — the causal
+    part — or None): the mask is ``Unsqueeze(Cast(mask, bool))``, joined by ``And``."""
+    p = producer.get(keep)
+    parts = list(nodes[p].input) if p is not None and nodes[p].op_type == "And" else [keep]
+    mask, rest = None, []
+    for part in parts:
+        u = producer.get(part)
+        c = producer.get(nodes[u].input[0]) if u is not None and \
+            nodes[u].op_type == "Unsqueeze" else None
+        if c is not None and nodes[c].op_type == "Cast" and attr(nodes[c], "to") == 9:
+            mask = nodes[c].input[0]
+            internal.update((u, c))
+        else:
+            rest.append(part)
+    if mask is None:
+        return None, keep
+    if p is not None and nodes[p].op_type == "And":
+        internal.add(p)
+    return mask, (rest[0] if len(rest) == 1 else None)
 
 
 def _is_swap(perm: list[int]) -> bool:

@@ -54,7 +54,7 @@ def import_onnx(path: str | Path, name: str | None = None) -> ImportResult:
     live = _live_nodes(model, attention, internal, gelus)
     nodes = list(model.graph.node)
     b.used |= {v for i in live for v in nodes[i].input}
-    b.used |= {v for a in attention.values() for v in (a.q, a.k, a.v)}
+    b.used |= {v for a in attention.values() for v in (a.q, a.k, a.v, a.key_mask) if v}
     b.used |= {g[0] for g in gelus.values()}
     for i, onnx_node in enumerate(model.graph.node):
         if i not in live or i in folded:
@@ -107,7 +107,7 @@ def _translate_one(b: Builder, onnx_node, gelu, core) -> None:
     if core is None:
         translate(b, onnx_node)
         return
-    for value in (core.q, core.k, core.v):
+    for value in (core.q, core.k, core.v) + ((core.key_mask,) if core.key_mask else ()):
         b.materialise(value)
     k = core.k
     if core.k_perm is not None:
@@ -115,7 +115,9 @@ def _translate_one(b: Builder, onnx_node, gelu, core) -> None:
         b.add("permute", "keys", {"axes": core.k_perm}, {"x": core.k}, {"out": k})
     b.add("scaled_dot_product_attention", onnx_node.name or "attention",
           {"causal": core.causal, "scale": _attention_scale(b, core)},
-          {"q": core.q, "k": k, "v": core.v}, {"out": core.out})
+          {"q": core.q, "k": k, "v": core.v} | ({"key_mask": core.key_mask}
+                                                   if core.key_mask else {}),
+          {"out": core.out})
 
 
 def _attention_scale(b: Builder, core) -> float | None:
@@ -141,7 +143,7 @@ def _live_nodes(model: OnnxModel, attention: dict, internal: set[int],
         core = attention.get(node.output[0])
         if core is not None:
             live.add(i)
-            needed.update((core.q, core.k, core.v))
+            needed.update(v for v in (core.q, core.k, core.v, core.key_mask) if v)
         elif node.output[0] in gelus:
             live.add(i)
             needed.add(gelus[node.output[0]][0])
