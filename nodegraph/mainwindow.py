@@ -119,6 +119,7 @@ class MainWindow(QMainWindow):
         """Run ▸ Train and the Training / Sampling / Debugger docks (``nodegraph.training``),
         given only what they need of this window."""
         from nodegraph.training.coordinator import TrainingHost, TrainingUI
+        from nodegraph.training.explorer_route import ExplorerRoute
 
         self.training = TrainingUI(TrainingHost(
             window=self, controller=self.controller, scene=self.scene, inspector=self.inspector,
@@ -133,6 +134,9 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(training, sampling)
         self.tabifyDockWidget(sampling, self.summary_dock)  # wide rows: beside Training
         self.tabifyDockWidget(self.inspector_dock, debugger)
+        self.explorer = ExplorerRoute(self.training)  # the Tokens dock: embeddings, tokenizer
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.explorer.dock)
+        self.tabifyDockWidget(debugger, self.explorer.dock)
         training.raise_()
         self.inspector_dock.raise_()
         QTimer.singleShot(0, self.size_docks)

@@ -87,7 +87,7 @@ class EmbeddingExplorer(QWidget):
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #e8a060")
         box.addWidget(self.message)
-        split = QSplitter(Qt.Orientation.Horizontal)
+        self.split = split = QSplitter(Qt.Orientation.Horizontal)
         self.plot = pg.PlotWidget(background=BG)
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.scatter = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(*POINT))
@@ -161,8 +161,17 @@ class EmbeddingExplorer(QWidget):
 
     # ------------------------------------------------------------------ queries
 
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        """Map beside the list when wide, above it when narrow (a side dock)."""
+        super().resizeEvent(event)
+        wide = self.width() >= 640
+        self.split.setOrientation(Qt.Orientation.Horizontal if wide else
+                                  Qt.Orientation.Vertical)
+
     def search(self, text: str) -> bool:
         """Highlight and centre *text* (a word or a token) with its nearest neighbours."""
+        if self.search_box.text() != text:
+            self.search_box.setText(text)
         return self._query(text.strip("\n") if text.strip() else "")
 
     def select_token(self, token: int) -> bool:
@@ -199,17 +208,21 @@ class EmbeddingExplorer(QWidget):
         ids = [n["token"] for n in report["neighbours"]]
         self.near_item.setData(x=xy[ids, 0], y=xy[ids, 1])
         self.query_item.setData(x=[xy[q["token"], 0]], y=[xy[q["token"], 1]])
+        near = set(ids)
         for i, text in enumerate(self.labels):
-            color = QUERY if i == q["token"] else NEAR if i in ids else (200, 204, 212)
-            text.setColor(pg.mkColor(*color))
-            text.setZValue(12 if i == q["token"] or i in ids else 0)
+            picked = i == q["token"] or i in near
+            text.setColor(pg.mkColor(*(QUERY if i == q["token"] else NEAR if picked
+                                       else (200, 204, 212))))
+            text.fill = pg.mkBrush(20, 22, 27, 230) if picked else pg.mkBrush(None)
+            text.setZValue(13 if i == q["token"] else 12 if picked else 0)
+            text.update()
         self.centre_on(q["token"])
 
     def centre_on(self, token: int) -> None:
         """Centre the map on *token*, zoomed so its neighbourhood fills the view."""
         xy = np.asarray(self.map["xy"], dtype=np.float64)
         span = np.ptp(xy, axis=0)
-        half = np.maximum(span / 8.0, 1e-6)
+        half = np.maximum(span / 12.0, 1e-6)
         x, y = xy[token]
         self.plot.setXRange(x - half[0], x + half[0], padding=0)
         self.plot.setYRange(y - half[1], y + half[1], padding=0)

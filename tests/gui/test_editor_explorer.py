@@ -128,3 +128,53 @@ def test_tokenizer_view_shows_tokens_ids_and_a_clear_error(qtbot):
     # typing re-tokenises after a short pause
     view.text.setPlainText("to be")
     qtbot.waitUntil(lambda: [t["token"] for t in view.tokens] == list("to be"), timeout=3000)
+
+
+def test_tokens_dock_in_the_window_shipped_then_live_weights(make_window, qtbot, tmp_path):
+    from guihelp import save_screenshot
+    from trainhelp import wait_done
+
+    from engine.graphs import builders as templates
+
+    win = make_window("word_gpt", size=(1500, 950))
+    route = win.explorer
+    route.dock.raise_()  # shown: the shipped weights, no training
+    qtbot.waitUntil(lambda: route.explorer.map is not None, timeout=10_000)
+    assert route.source.endswith("word_gpt.safetensors")
+    assert "word_gpt.safetensors" in route.explorer.info.text()
+    assert route.explorer.search("king")
+    assert route.explorer.report["neighbours"][0]["label"] == \
+        api.embedding_neighbours(*_preset("word_gpt"), "king", 1)["neighbours"][0]["label"]
+    route.widget.tokenizer.set_text("thou art")
+    assert route.widget.tokenizer.tokens == api.tokenize(win.controller.model.doc, "thou art")
+    assert "".join(t["token"] for t in route.widget.tokenizer.tokens) == "thou art"
+    route.widget.setCurrentWidget(route.explorer)
+    _shot(route.dock, "explorer-docked")
+    route.dock.setFloating(True)  # the README's picture: the dock pulled out, wide
+    route.dock.resize(1100, 680)
+    route.explorer.centre_on(route.explorer.report["query"]["token"])
+    qtbot.wait(50)
+    assert route.explorer.split.orientation() == Qt.Orientation.Horizontal
+    save_screenshot(route.dock, "explorer-word_gpt", tmp_path)
+    _shot(route.dock, "explorer-window")
+
+    # another document: a graph without text says so; then a live run's weights take over
+    spiral = json.loads((PRESETS / "spiral_mlp.json").read_text())
+    win.files.set_document(spiral, None, False)  # as File ▸ Open / New do
+    qtbot.waitUntil(lambda: "no text data node" in route.explorer.info.text(), timeout=5000)
+    doc = templates.char_gpt(layers=1, heads=2, width=16, block=16)
+    doc["training"].update(steps=12, eval_every=4, eval_batches=1, checkpoint_every=0)
+    win.files.set_document(doc, None, False)
+    route.dock.raise_()
+    assert route.dock.isVisible()
+    assert route.explorer.map is None  # a fresh template has no weights yet
+    seen: list[str] = []
+    route.training.session.saved.connect(lambda msg: seen.append(str(msg.get("request"))))
+    run = win.training.train()
+    wait_done(qtbot, win, run)
+    assert run.status == "finished", win.training.errors
+    qtbot.waitUntil(lambda: route.explorer.map is not None, timeout=10_000)
+    assert "explorer" in seen  # asked for at an evaluation point while training
+    assert "run 1" in route.explorer.info.text()
+    assert len(route.explorer.map["labels"]) == 83
+    assert route.explorer.search("e")

@@ -1,0 +1,110 @@
+"""The Tokens dock (embedding explorer + tokenizer view) and where its weights come from.
+
+Before any run the explorer shows the weights the Debugger shows: those File ▸ Load
+Weights… loaded, else the document's own (shipped) file. A run's weights take over: at each
+evaluation point of a live run the worker writes them (``save_weights`` with the request
+``"explorer"``) while the dock is visible, and at the run's end its final weights. Plain data
+only: the document snapshot and a dict of arrays go to :class:`EmbeddingExplorer`.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QDockWidget, QTabWidget
+
+from engine import api
+from nodegraph.training.explorer import EmbeddingExplorer
+from nodegraph.training.tokenview import TokenizerView
+
+REQUEST = "explorer"
+
+
+class TokensDock(QTabWidget):
+    """The Embeddings and Tokenizer tabs."""
+
+    def __init__(self, doc, base_dir, parent=None) -> None:
+        super().__init__(parent)
+        self.explorer = EmbeddingExplorer()
+        self.tokenizer = TokenizerView(doc, base_dir)
+        self.addTab(self.explorer, "Embeddings")
+        self.addTab(self.tokenizer, "Tokenizer")
+
+
+class ExplorerRoute(QObject):
+    """Feeds the Tokens dock from *training* (a :class:`~nodegraph.training.coordinator.
+    TrainingUI`): its session, runs, loaded weights and host."""
+
+    def __init__(self, training, parent=None) -> None:
+        super().__init__(parent or training)
+        self.training, self.host = training, training.host
+        self.widget = TokensDock(self.host.snapshot, self.host.base_dir)
+        self.dock = QDockWidget("Tokens", self.host.window)
+        self.dock.setObjectName("tokens")
+        self.dock.setWidget(self.widget)
+        self.source: str | None = None  # the weights file shown
+        self.stale = True
+        self._cache: tuple[str, dict] | None = None
+        session = training.session
+        session.records.connect(self.on_records)
+        session.saved.connect(self.on_saved)
+        session.finished.connect(lambda _msg: self.refresh())
+        training.controller.document_replaced.connect(self.on_document)
+        self.dock.visibilityChanged.connect(self._visible)
+        self.widget.explorer.refresh_button.clicked.connect(self.refresh)
+
+    @property
+    def explorer(self) -> EmbeddingExplorer:
+        return self.widget.explorer
+
+    def _visible(self, on: bool) -> None:
+        if on and self.stale:
+            self.refresh()
+
+    def on_document(self) -> None:
+        self._cache, self.source, self.stale = None, None, True
+        self.explorer.clear()
+        self.widget.tokenizer.update_tokens()
+        if self.dock.isVisible():
+            self.refresh()
+
+    def best_weights(self) -> tuple[str, str] | None:
+        """(path, label): the latest run's (or later loaded) weights, else the shipped ones."""
+        return self.training.run_weights() or self.training.inspection.shipped_weights()
+
+    def refresh(self) -> bool:
+        """Show the explorer for the current document and :meth:`best_weights`."""
+        self.stale = False
+        if not api.is_language_model(self.host.controller.model.doc):
+            self.explorer.clear("This graph has no text data node, so no token embeddings "
+                                "to explore (open char_gpt or word_gpt).")
+            return False
+        return self.show_weights(self.best_weights())
+
+    def show_weights(self, source: tuple[str, str] | None) -> bool:
+        if source is None:
+            return self.explorer.set_source(self.host.snapshot(), None, "")
+        try:
+            if self._cache is None or self._cache[0] != source[0]:
+                self._cache = (source[0], api.load_weights_file(source[0]))
+        except (api.errors.WiregradError, OSError) as exc:
+            self.explorer.clear(f"Cannot read the weights {source[0]}: {exc}")
+            return False
+        self.source = source[0]
+        return self.explorer.set_source(self.host.snapshot(), self._cache[1], source[1])
+
+    def on_records(self, records: list) -> None:
+        """At a live run's evaluation point, ask the worker for its weights (dock shown)."""
+        if any(r.get("kind") == "eval" for r in records):
+            if self.dock.isVisible() and api.is_language_model(self.host.controller.model.doc):
+                self.training.session.save_weights(request=REQUEST)
+            else:
+                self.stale = True
+
+    def on_saved(self, msg: dict) -> None:
+        if msg.get("request") != REQUEST:
+            return
+        run = self.training.current
+        label = f"{run.name} · step {msg.get('step')}" if run is not None else "the run's"
+        self._cache = None
+        if self.show_weights((msg["path"], label)):  # (over the generic "Saved weights")
+            self.host.status(f"Tokens dock: embeddings of {label}", 4000)
