@@ -37,7 +37,7 @@ def build_menus(win) -> dict:
     m.addAction(_action(win, a, "open", "&Open…", win.files.open, K.Open, P.SP_DirOpenIcon))
     m.addAction(_action(win, a, "import_onnx", "&Import ONNX Model…", win.files.import_onnx))
     m.addAction(_action(win, a, "load_weights", "Load &Weights…",
-                        lambda _=False: win.training.load_weights_dialog()))
+                        lambda _=False: win.training.weight_loader.ask()))
     presets = m.addMenu("Open &Preset")
     for p in api.list_presets():
         act = presets.addAction(p["title"])

@@ -27,7 +27,7 @@ from nodegraph.training.dock import TrainingDock
 from nodegraph.training.history import RunLog
 from nodegraph.training.host import TrainingHost, ask_file
 from nodegraph.training.inspection import Inspection
-from nodegraph.training.loadweights import FILTERS, LoadReport, load_into
+from nodegraph.training.loadweights import WeightLoader
 from nodegraph.training.lock import EditLock
 from nodegraph.training.runs import RunData
 from nodegraph.training.sampling import SamplingPanel
@@ -57,9 +57,7 @@ class TrainingUI(QObject):
         host.inspector.editable = self.lock.may_edit
         self.runs: list[RunData] = []
         self.current: RunData | None = None
-        self.loaded: tuple[str, str] | None = None  # File ▸ Load Weights…: (path, label)
-        self.loaded_at = 0.0
-        self.load_report: LoadReport | None = None
+        self.weight_loader = WeightLoader(host, self._use_loaded, self.report)
         self.eta = Eta()
         self.errors: list[dict] = []
         self.settings = SettingsBinder(host.controller, self.dock_widget.controls, host.source)
@@ -130,6 +128,7 @@ class TrainingUI(QObject):
         self.lock.hot_edit.connect(self.session.set_node_params)
         self.lock.changed.connect(lambda _on: self.host.inspector.schedule())
         self.controller.document_replaced.connect(self.reset_for_document)
+        self.controller.validated.connect(lambda _r: self._mark_changed())
         self.refresh_timer = QTimer(self)
         self.refresh_timer.setInterval(REFRESH_MS)
         self.refresh_timer.timeout.connect(self.refresh)
@@ -185,7 +184,8 @@ class TrainingUI(QObject):
         if self.session.active:
             self.session.stop()
         self.lock.release()
-        self.runs, self.current, self.loaded = [], None, None
+        self.runs, self.current = [], None
+        self.weight_loader.forget()
         self.dock_widget.controls.settings.set_loaded_weights(None)
         self.eta.reset()
         self.dock_widget.runs.clear_runs()
@@ -203,38 +203,30 @@ class TrainingUI(QObject):
             self.dock_widget.runs.add_run(run)
         self._show_runs()
 
+    def _mark_changed(self) -> None:
+        """Runs (not the live one) whose graph differs from the document's now are marked."""
+        ended = [r for r in self.runs if not (r is self.current and self.session.active)]
+        for run in self.log.mark(ended, self.host.snapshot()):
+            self.dock_widget.runs.update_run(run)
+
     def run_weights(self) -> tuple[str, str] | None:
         """(path, label) of the latest weights: those the last run wrote (at its end), or
         the ones File ▸ Load Weights… loaded after it; None when neither."""
+        loader = self.weight_loader
         for run in reversed(self.runs):
-            if run.weights and (self.loaded is None or run.created > self.loaded_at):
+            if run.weights and (loader.loaded is None or run.created > loader.at):
                 return run.weights, f"{run.name} · step {run.step}"
-        return self.loaded
+        return loader.loaded
 
     def load_weights(self, source: str, show: bool = True) -> dict | None:
-        """Load *source* (weights, checkpoint or ONNX) into the graph by parameter name: the
-        next Train (its start choice), sampling and export take them. Returns the report."""
-        try:
-            report, written = load_into(self.host.snapshot(), source)
-        except (api.errors.WiregradError, OSError) as exc:
-            self.report({"where": "load_weights", "message": str(exc)}, "Cannot load weights")
-            return None
-        self.loaded = (str(written), f"loaded from {Path(source).name}")
-        self.loaded_at = time.time()
-        self.inspection.loaded = self.loaded
-        self.dock_widget.controls.settings.set_loaded_weights(str(written), Path(source).name)
-        self.sampling.set_weights(str(written), self.loaded[1])
-        self.host.status(f"Loaded {len(report['matched'])} tensors from {Path(source).name}",
-                         8000)
-        if show:
-            self.load_report = LoadReport(self.host.window, source, report)
-            self.load_report.open()
-        return report
+        """File ▸ Load Weights… without the file dialog: the report, None when refused."""
+        return self.weight_loader.load(source, show)
 
-    def load_weights_dialog(self) -> None:
-        path = ask_file(self.host.window, "Load weights into this graph", FILTERS, False)
-        if path:
-            self.load_weights(path)
+    def _use_loaded(self, path: str, name: str) -> None:
+        """The next Train (its start choice), sampling, export and the debugger take them."""
+        self.inspection.loaded = (path, f"loaded from {name}")
+        self.dock_widget.controls.settings.set_loaded_weights(path, name)
+        self.sampling.set_weights(path, f"loaded from {name}")
 
     def on_started(self, msg: dict) -> None:
         run = self.current

@@ -160,7 +160,7 @@ class RunLog:
             run.name += time.strftime(" · %d %b %H:%M", time.localtime(run.created))
             run.earlier, run.folder = True, info["folder"]
             run.graph_hash = str(info.get("graph_hash") or "")
-            run.changed = run.graph_hash != now
+            run.changed = bool(run.graph_hash) and run.graph_hash != now
             run.hparams = dict(info.get("hparams") or {})
             run.total_steps = int(info.get("total_steps") or 0)
             run.final = dict(info.get("final") or {})
@@ -170,6 +170,18 @@ class RunLog:
             run.add(read_records(run.folder))
             out.append(run)
         return out
+
+    @staticmethod
+    def mark(runs: list[RunData], doc: dict) -> list[RunData]:
+        """Mark the *runs* whose graph differs from *doc*'s now; those whose mark flipped."""
+        now = api.graph_hash(doc)
+        flipped = []
+        for run in runs:
+            changed = bool(run.graph_hash) and run.graph_hash != now
+            if changed != run.changed:
+                run.changed = changed
+                flipped.append(run)
+        return flipped
 
     @staticmethod
     def checkpoint(run: RunData) -> str | None:

@@ -11,6 +11,7 @@ under the runs folder; its path is what the next Train, sampling and export take
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtWidgets import (
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 from engine import api
 from engine.api import paths
 from nodegraph import theme
+from nodegraph.training.host import ask_file
 
 FILTERS = ("Weights, checkpoints, ONNX (*.safetensors *.onnx);;"
            "Weights and checkpoints (*.safetensors);;ONNX models (*.onnx);;All files (*)")
@@ -102,3 +104,41 @@ class LoadReport(QDialog):
         buttons.accepted.connect(self.accept)
         layout.addWidget(buttons)
         self.resize(620, 380)
+
+
+class WeightLoader:
+    """File ▸ Load Weights… in the training UI: what was loaded last — ``(path, label)`` and
+    when — and its report dialog. *use* hands the written file and the source's name to the
+    places that take weights; *fail* reports an error (message dict, title)."""
+
+    def __init__(self, host, use: Callable[[str, str], None],
+                 fail: Callable[[dict, str], None]) -> None:
+        self.host, self.use, self.fail = host, use, fail
+        self.loaded: tuple[str, str] | None = None
+        self.at = 0.0
+        self.dialog: LoadReport | None = None
+
+    def forget(self) -> None:
+        """Another document was opened: its loaded weights do not carry over."""
+        self.loaded = None
+
+    def load(self, source: str, show: bool = True) -> dict | None:
+        """Load *source* into the open graph; the report (None when refused)."""
+        try:
+            report, written = load_into(self.host.snapshot(), source)
+        except (api.errors.WiregradError, OSError) as exc:
+            self.fail({"where": "load_weights", "message": str(exc)}, "Cannot load weights")
+            return None
+        self.loaded, self.at = (str(written), f"loaded from {Path(source).name}"), time.time()
+        self.use(str(written), Path(source).name)
+        self.host.status(f"Loaded {len(report['matched'])} tensors from {Path(source).name}",
+                         8000)
+        if show:
+            self.dialog = LoadReport(self.host.window, source, report)
+            self.dialog.open()
+        return report
+
+    def ask(self) -> None:
+        path = ask_file(self.host.window, "Load weights into this graph", FILTERS, False)
+        if path:
+            self.load(path)

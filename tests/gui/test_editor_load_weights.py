@@ -25,14 +25,14 @@ def _source(tmp_path):
 
 def test_menu_loads_weights_reports_and_feeds_train_sampling_export(make_window, tmp_path,
                                                                     monkeypatch, dialogs):
-    from nodegraph.training import coordinator
+    from nodegraph.training import loadweights
 
     win = make_window("spiral_mlp")
     path, tensors = _source(tmp_path)
-    monkeypatch.setattr(coordinator, "ask_file", lambda *a, **k: str(path))
+    monkeypatch.setattr(loadweights, "ask_file", lambda *a, **k: str(path))
     win.actions_by_name["load_weights"].trigger()
 
-    dialog = win.training.load_report
+    dialog = win.training.weight_loader.dialog
     assert dialog is not None and dialog.isVisible()
     rows = {dialog.table.topLevelItem(i).text(0): [dialog.table.topLevelItem(i).text(c)
                                                    for c in range(1, 4)]
@@ -46,7 +46,7 @@ def test_menu_loads_weights_reports_and_feeds_train_sampling_export(make_window,
     dialog.resize(640, 300)
     dialog.grab().save("/tmp/h10/load_report.png")
 
-    written, label = win.training.loaded
+    written, label = win.training.weight_loader.loaded
     loaded = load_file(written)
     assert np.array_equal(loaded["fc1.weight"], tensors["fc1.weight"])
     assert np.all(loaded["fc1.bias"] == 0.25)
@@ -73,11 +73,11 @@ def test_a_file_that_matches_nothing_is_refused_and_another_document_forgets(
     assert win.training.load_weights(str(bad), show=False) is None
     qtbot.waitUntil(lambda: bool(dialogs.errors))
     assert "none of the file's 1 tensors" in dialogs.errors[0][1]
-    assert win.training.loaded is None
+    assert win.training.weight_loader.loaded is None
 
     path, _ = _source(tmp_path)
     assert win.training.load_weights(str(path), show=False)["matched"]
     win.files.new()
     settings = win.training.dock_widget.controls.settings
-    assert win.training.loaded is None and settings.start_weights() is None
+    assert win.training.weight_loader.loaded is None and settings.start_weights() is None
     assert win.training.run_weights() is None

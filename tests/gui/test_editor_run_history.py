@@ -71,6 +71,10 @@ def test_runs_persist_reopen_overlay_resume_and_mark_a_changed_graph(make_window
 
     opt = _optimizer(win.controller.model.doc)
     win.controller.set_param(opt["id"], "lr", 0.123, scope=None)
+    assert [r.changed for r in ui.runs] == [True, True]  # marked as soon as the graph changes
+    win.controller.stack.undo()
+    assert [r.changed for r in ui.runs] == [False, False]
+    win.controller.stack.redo()
     assert win.files.save_to(graph) is not False
     assert win.files.open_document(str(graph))
     assert [r.changed for r in ui.runs] == [True, True]
