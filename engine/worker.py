@@ -361,8 +361,13 @@ class Worker:
     def cmd_predictions(self, msg: dict) -> None:
         from engine.core.inference import extract_model
         from engine.insight import predictions
+        from engine.insight.seq2seq_predictions import is_seq2seq, live_pairs
 
         trainer, _, doc = self._need_trainer()
+        if is_seq2seq(doc):  # a few validation pairs decoded, wrong ones marked
+            self.send("predictions", **live_pairs(doc, {**trainer.params, **trainer.state},
+                                                  trainer.graph.datasets, trainer.step))
+            return
         if self.model is None:
             self.model = extract_model(doc, program=trainer.program)
         self.send("predictions", **predictions.live_predictions(
