@@ -34,13 +34,13 @@ NOT_EXPORTABLE: dict[str, str] = {
     # data sources: their ports become the model's inputs, they compute nothing
     **{name: "a data source: its ports become the model's inputs" for name in (
         "input", "classification_2d", "regression_1d", "shapes_images", "digits",
-        "table_file", "image_folder", "text_corpus")},
+        "table_file", "image_folder", "text_corpus", "sequence_pairs")},
     # training-only nodes: the model ends at the loss's prediction input
     **{name: "training-only: losses are not part of the exported model" for name in (
         "cross_entropy", "mse", "binary_cross_entropy_with_logits")},
     **{name: "training-only: metrics are not part of the exported model" for name in (
         "accuracy", "mean_absolute_error", "mean_squared_error", "perplexity",
-        "top_k_accuracy")},
+        "top_k_accuracy", "token_accuracy")},
     "optimizer": "training-only: the optimizer is not part of the exported model",
 }
 
