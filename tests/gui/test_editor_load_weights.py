@@ -81,3 +81,23 @@ def test_a_file_that_matches_nothing_is_refused_and_another_document_forgets(
     settings = win.training.dock_widget.controls.settings
     assert win.training.weight_loader.loaded is None and settings.start_weights() is None
     assert win.training.run_weights() is None
+
+
+def test_an_onnx_model_and_a_training_checkpoint_load_too(make_window, tmp_path):
+    from engine import api
+
+    win = make_window("spiral_mlp")
+    doc = win.training.host.snapshot()
+    rng = np.random.default_rng(1)
+    weights = {"fc1.weight": rng.normal(size=(64, 2)).astype(np.float32),
+               "fc1.bias": np.full(64, 0.25, np.float32),
+               "fc2.weight": rng.normal(size=(3, 64)).astype(np.float32),
+               "fc2.bias": np.full(3, -0.5, np.float32)}
+    onnx = tmp_path / "m.onnx"
+    api.export_onnx(doc, onnx, weights=weights)
+    report = win.training.load_weights(str(onnx), show=False)
+    assert sorted(report["matched"]) == sorted(weights) and not report["mismatched"]
+    loaded = load_file(win.training.weight_loader.loaded[0])
+    for name, value in weights.items():
+        np.testing.assert_allclose(loaded[name], value, rtol=0, atol=0)
+    assert win.training.weight_loader.loaded[1] == "loaded from m.onnx"

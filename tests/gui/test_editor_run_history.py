@@ -68,6 +68,9 @@ def test_runs_persist_reopen_overlay_resume_and_mark_a_changed_graph(make_window
     steps = [r["step"] for r in map(json.loads, (Path(old.folder) / "metrics.jsonl")
                                     .read_text().splitlines()) if r["kind"] == "train"]
     assert steps == list(range(1, 13))
+    # a training checkpoint loads into the graph by name (File ▸ Load Weights…)
+    report = ui.load_weights(str(Path(old.folder) / "last.safetensors"), show=False)
+    assert len(report["matched"]) == 4 and not report["missing"] and not report["mismatched"]
 
     opt = _optimizer(win.controller.model.doc)
     win.controller.set_param(opt["id"], "lr", 0.123, scope=None)
