@@ -31,6 +31,7 @@ from engine.api import errors
 OWN_WEIGHTS = "The graph's own weights (else a fresh initialisation)"
 CHOOSE_WEIGHTS = "Choose a weights or checkpoint file…"
 RUN_WEIGHTS = "The last run's weights"
+LOADED_WEIGHTS = "The loaded weights"
 
 
 class ExportOptions(QDialog):
@@ -46,7 +47,8 @@ class ExportOptions(QDialog):
         self.weights = QComboBox()
         self.weights.addItems([OWN_WEIGHTS, CHOOSE_WEIGHTS])
         if run is not None:
-            self.weights.addItem(f"{RUN_WEIGHTS} ({run[1]})")
+            loaded = run[1].startswith("loaded from ")  # File ▸ Load Weights…, after any run
+            self.weights.addItem(f"{LOADED_WEIGHTS if loaded else RUN_WEIGHTS} ({run[1]})")
         self.weights.activated.connect(self._choose)
         form.addRow("Weights", self.weights)
         self.weights_label = QLabel("")

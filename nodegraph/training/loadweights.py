@@ -139,6 +139,7 @@ class WeightLoader:
         return report
 
     def ask(self) -> None:
-        path = ask_file(self.host.window, "Load weights into this graph", FILTERS, False)
+        path = ask_file(self.host.window, "Load weights into this graph", FILTERS, False,
+                        str(paths.runs_dir()))  # another run's weights or checkpoint
         if path:
             self.load(path)

@@ -57,6 +57,13 @@ def test_menu_loads_weights_reports_and_feeds_train_sampling_export(make_window,
     assert settings.start_weights() == written and "other" in settings.start.currentText()
     assert win.training.sampling.weights_path == written
     assert win.training.run_weights() == (written, label)
+    from nodegraph.export_dialogs import ExportOptions
+
+    options = ExportOptions(win, "Export", True, win.training.run_weights())
+    assert options.weights.itemText(2) == "The loaded weights (loaded from other.safetensors)"
+    options.weights.setCurrentIndex(2)
+    options._choose(2)
+    assert options.weights_path == written
     started = {}
     monkeypatch.setattr(win.training.session, "train",
                         lambda *a, **k: started.update(k))
