@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.graphs.builders import finish, node
+from engine.graphs.parts import finish, node
 
 
 @dataclass(frozen=True)

@@ -149,3 +149,15 @@ class Codec:
 
     def decode(self, ids) -> str:
         return "".join(self.vocab[int(i)] for i in ids)
+
+
+def corpus_text(params: dict, base: Path | None, node: str | None) -> str:
+    """The corpus a text node reads: Shakespeare or the chosen UTF-8 file."""
+    if params["source"] == "shakespeare":
+        return shakespeare()
+    if not params["path"]:
+        raise WiregradError("choose a UTF-8 text file for this corpus", node=node, field="path")
+    path = Path(params["path"]).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return read_text_file(path, node)

@@ -14,7 +14,7 @@ import numpy as np
 
 from engine.base.errors import WiregradError
 from engine.data.common import Dataset
-from engine.data.text import read_text_file, shakespeare
+from engine.data.text import corpus_text
 from engine.data.tokenizers import corpus_streams
 
 
@@ -63,18 +63,6 @@ def val_batches(stream: np.ndarray, block: int, batch_size: int, max_batches: in
     rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x5EED])
     for _ in range(count):
         yield windows(stream, rng.integers(0, len(stream) - block - 1, size=batch_size), block)
-
-
-def corpus_text(params: dict, base: Path | None, node: str | None) -> str:
-    """The corpus a text node reads: Shakespeare or the chosen UTF-8 file."""
-    if params["source"] == "shakespeare":
-        return shakespeare()
-    if not params["path"]:
-        raise WiregradError("choose a UTF-8 text file for this corpus", node=node, field="path")
-    path = Path(params["path"]).expanduser()
-    if not path.is_absolute() and base is not None:
-        path = base / path
-    return read_text_file(path, node)
 
 
 def build(params: dict, base: Path | None, node: str | None) -> Dataset:

@@ -357,7 +357,7 @@ def tokenizer_for(params: dict, base: Path | None = None, node: str | None = Non
     the corpus, which a document with ``tokenizer_data`` never does)."""
     if params.get("tokenizer", "char") != "bpe" or params.get("tokenizer_data"):
         return from_params(params, node)
-    from engine.data.text_corpus import corpus_text
+    from engine.data.text import corpus_text
 
     full = {"source": "shakespeare", "path": "", "val_fraction": 0.1, "vocab_size": 2048,
             **params}

@@ -8,7 +8,7 @@ memory) → LayerNorm → Linear head → cross-entropy against the target shift
 
 from __future__ import annotations
 
-from engine.graphs.builders import finish, node
+from engine.graphs.parts import finish, node
 from engine.ops.seq2seq import DATES_VOCAB, classes
 
 
