@@ -125,6 +125,7 @@ class PredictionsPanel(QWidget):
     def reset(self) -> None:
         """Forget the previous document's predictions (File ▸ New / Open)."""
         self.canvas.clear()
+        self.scroll.show()
         self._items = {}
         self.data = self.task = self.image = self.curve = self.truth = None
         self.confusion, self.grid_titles, self.file_result = None, [], None
@@ -144,12 +145,17 @@ class PredictionsPanel(QWidget):
             self._items = {}
             self.task = task
             self.canvas.setMinimumHeight(MIN_VIEW_H)
+            self.scroll.setVisible(task != "seq2seq")  # its pairs are the text above
         if task == "boundary":
             self._boundary(data)
         elif task == "regression":
             self._regression(data)
         elif task == "images":
             self._images(data)
+        elif task == "seq2seq":  # decoded validation pairs, wrong ones marked
+            from nodegraph.training.seq2seq_panel import pairs_html
+
+            self.info.setText(pairs_html(data))
         else:
             self.info.setText(html.escape(data.get("note") or "no prediction view"))
 

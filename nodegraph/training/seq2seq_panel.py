@@ -228,3 +228,28 @@ class Seq2SeqPanel(QWidget):
         self.output.start("")
         self.attention.clear()
         self.status.setText("")
+
+
+def pairs_html(data: dict) -> str:
+    """The Predictions tab's view of a seq2seq run: validation pairs and their decoded outputs,
+    wrong ones marked ✗ in red with the expected target beside them."""
+    import html
+
+    pairs = data.get("pairs") or []
+    if not pairs:
+        return html.escape(data.get("note") or "no validation pairs to decode yet")
+    rows = []
+    for p in pairs:
+        src, out, tgt = (html.escape(p[k]) for k in ("source", "output", "target"))
+        if p["correct"]:
+            rows.append(f"<tr><td>{src}</td><td>→</td><td style='color:#7fd18b'>{out}</td>"
+                        f"<td style='color:#7fd18b'>✓</td><td></td></tr>")
+        else:
+            rows.append(f"<tr><td>{src}</td><td>→</td><td style='color:#ef6b6b'>{out or '∅'}"
+                        f"</td><td style='color:#ef6b6b'>✗</td>"
+                        f"<td style='color:#a9afb9'>expected {tgt}</td></tr>")
+    share = data.get("exact_match")
+    head = (f"Step {data.get('step', 0)}: {len(pairs)} validation pairs decoded greedily"
+            + (f" · {share:.0%} exact" if share is not None else ""))
+    return (f"{head}<table cellspacing='0' cellpadding='3' style='font-family:monospace'>"
+            + "".join(rows) + "</table>")

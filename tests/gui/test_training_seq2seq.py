@@ -80,3 +80,32 @@ def test_cross_attention_map_per_block_and_head(make_window, qtbot, tmp_path):
     panel.resize(1100, 460)
     save_screenshot(panel, "seq2seq-dates", tmp_path)
     assert api.is_seq2seq(win.controller.model.doc)
+
+
+def test_live_predictions_show_decoded_pairs_wrong_ones_marked(make_window, qtbot, tmp_path):
+    from trainhelp import wait_state
+
+    win, panel = _dates_window(make_window)
+    tab = win.training.inspect_widget.predictions
+    run = win.training.train(steps=100, paused=True, weights=panel.weights_path)
+    assert run is not None
+    wait_state(qtbot, win, "paused")
+    assert win.training.inspection.request_predictions(force=True)
+    qtbot.waitUntil(lambda: (tab.data or {}).get("task") == "seq2seq", timeout=60_000)
+    text = tab.info.text()
+    assert len(tab.data["pairs"]) == 8 and tab.data["exact_match"] == 1.0
+    assert text.count("✓") == 8 and "✗" not in text and "100% exact" in text
+    win.training.session.stop()
+    wait_state(qtbot, win, "idle")
+    wrong = {**tab.data, "exact_match": 0.5,
+             "pairs": [{"source": "3 Mar 87", "target": "1987-03-03", "output": "1987-03-08",
+                        "correct": False},
+                       {"source": "4 Mar 87", "target": "1987-03-04", "output": "1987-03-04",
+                        "correct": True}]}
+    tab.show_predictions(wrong)
+    text = tab.info.text()
+    assert text.count("✗") == 1 and "expected 1987-03-03" in text and text.count("✓") == 1
+    win.training.inspect_widget.setCurrentWidget(tab)
+    qtbot.wait(50)
+    assert tab.scroll.isHidden()
+    save_screenshot(win.training.inspect_widget, "seq2seq-predictions", tmp_path)
