@@ -48,6 +48,10 @@ SHOTS: dict[str, str] = {
         "tests/gui/test_editor_import.py::test_import_opens_the_model_as_a_graph_with_layers",
     "seq2seq-dates":
         "tests/gui/test_training_seq2seq.py::test_cross_attention_map_per_block_and_head",
+    "seq2seq-predictions": "tests/gui/test_training_seq2seq.py::"
+        "test_live_predictions_show_decoded_pairs_wrong_ones_marked",
+    "explorer-word_gpt":
+        "tests/gui/test_editor_explorer.py::test_tokens_dock_shows_the_shipped_word_gpt",
 }
 
 

@@ -43,6 +43,13 @@ def test_seq2seq_graph_turns_the_sampling_dock_into_input_output(make_window, qt
     # beam search gives the same output; a bad character is a status line, not a crash
     s2s.beam.setValue(3)
     assert s2s.decode() and s2s.output.generated_text() == "1987-03-03<end>"
+    s2s.temperature.setValue(1.0)
+    assert not s2s.decode() and "temperature to 0" in s2s.status.text()
+    s2s.beam.setValue(1)
+    assert s2s.decode() and "sampled at T 1" in s2s.status.text()
+    assert s2s.result["output"] == api.decode_pairs(
+        win.controller.model.doc, api.load_weights_file(panel.weights_path), TEXT,
+        temperature=1.0, seed=panel.seed.value())["output"]
     s2s.input.setText("☃ March")
     assert not s2s.decode() and "does not know" in s2s.status.text()
     # back to a language model: the prompt panel returns
