@@ -130,11 +130,9 @@ def test_tokenizer_view_shows_tokens_ids_and_a_clear_error(qtbot):
     qtbot.waitUntil(lambda: [t["token"] for t in view.tokens] == list("to be"), timeout=3000)
 
 
-def test_tokens_dock_in_the_window_shipped_then_live_weights(make_window, qtbot, tmp_path):
+def test_tokens_dock_shows_the_shipped_word_gpt(make_window, qtbot, tmp_path):
+    """No training: the document's own weights; the README's explorer-word_gpt picture."""
     from guihelp import save_screenshot
-    from trainhelp import wait_done
-
-    from engine.graphs import builders as templates
 
     win = make_window("word_gpt", size=(1500, 950))
     route = win.explorer
@@ -158,23 +156,36 @@ def test_tokens_dock_in_the_window_shipped_then_live_weights(make_window, qtbot,
     save_screenshot(route.dock, "explorer-word_gpt", tmp_path)
     _shot(route.dock, "explorer-window")
 
-    # another document: a graph without text says so; then a live run's weights take over
+
+def test_tokens_dock_follows_a_live_run(make_window, qtbot):
+    """A graph without text says so; a run's weights arrive at its evaluation points."""
+    from trainhelp import wait_done, wait_state
+
+    from engine.graphs import builders as templates
+
+    win = make_window("word_gpt")
+    route = win.explorer
+    route.dock.raise_()
+    qtbot.waitUntil(lambda: route.explorer.map is not None, timeout=10_000)
     spiral = json.loads((PRESETS / "spiral_mlp.json").read_text())
     win.files.set_document(spiral, None, False)  # as File ▸ Open / New do
     qtbot.waitUntil(lambda: "no text data node" in route.explorer.info.text(), timeout=5000)
     doc = templates.char_gpt(layers=1, heads=2, width=16, block=16)
-    doc["training"].update(steps=12, eval_every=4, eval_batches=1, checkpoint_every=0)
+    doc["training"].update(steps=12, eval_every=1, eval_batches=1, checkpoint_every=0)
     win.files.set_document(doc, None, False)
     route.dock.raise_()
     assert route.dock.isVisible()
     assert route.explorer.map is None  # a fresh template has no weights yet
-    seen: list[str] = []
-    route.training.session.saved.connect(lambda msg: seen.append(str(msg.get("request"))))
-    run = win.training.train()
+    run = win.training.train(paused=True)
+    wait_state(qtbot, win, "paused")
+    win.training.session.step()  # one batch, an evaluation point (eval_every 1), paused again
+    qtbot.waitUntil(lambda: "run 1 · step 1" in route.explorer.info.text(), timeout=60_000)
+    assert run.status in ("running", "paused") and route.explorer.map is not None
+    live = route.explorer.map["xy"]
+    win.training.session.resume()
     wait_done(qtbot, win, run)
     assert run.status == "finished", win.training.errors
-    qtbot.waitUntil(lambda: route.explorer.map is not None, timeout=10_000)
-    assert "explorer" in seen  # asked for at an evaluation point while training
-    assert "run 1" in route.explorer.info.text()
+    qtbot.waitUntil(lambda: "run 1 · step 12" in route.explorer.info.text(), timeout=10_000)
+    assert not np.array_equal(route.explorer.map["xy"], live)  # trained on: it moved
     assert len(route.explorer.map["labels"]) == 83
     assert route.explorer.search("e")
