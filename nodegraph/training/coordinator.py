@@ -286,7 +286,8 @@ class TrainingUI(QObject):
             run.weights = msg.get("weights")
             self.dock_widget.runs.update_run(run)
             self.log.ended(run, msg.get("checkpoint"))
-            if run.weights and api.is_language_model(self.controller.model.doc):
+            doc = self.controller.model.doc
+            if run.weights and (api.is_language_model(doc) or api.is_seq2seq(doc)):
                 self.sampling.set_weights(run.weights, f"{run.name} · step {run.step}")
         self._update_actions()
         self.host.autosave()

@@ -116,3 +116,14 @@ def test_live_predictions_show_decoded_pairs_wrong_ones_marked(make_window, qtbo
     qtbot.wait(50)
     assert tab.scroll.isHidden()
     save_screenshot(win.training.inspect_widget, "seq2seq-predictions", tmp_path)
+
+
+def test_a_finished_seq2seq_run_hands_its_weights_to_the_panel(make_window, qtbot):
+    from trainhelp import wait_done
+
+    win, panel = _dates_window(make_window)
+    shipped = panel.weights_path
+    run = win.training.train(steps=2, weights=shipped)
+    wait_done(qtbot, win, run)
+    assert run.weights and panel.weights_path == run.weights != shipped
+    assert panel.seq2seq.decode() and panel.seq2seq.result["tokens"]
