@@ -98,7 +98,7 @@ def build_menus(win) -> dict:
                         "Backspace"))
     m.addSeparator()
     for dock in (win.palette_dock, win.inspector_dock, win.diagnostics_dock, win.summary_dock,
-                 *win.training.docks):
+                 *win.training.docks, win.explorer.dock):
         m.addAction(dock.toggleViewAction())
 
     m = bar.addMenu("&Run")

@@ -136,6 +136,8 @@ def test_tokens_dock_shows_the_shipped_word_gpt(make_window, qtbot, tmp_path):
 
     win = make_window("word_gpt", size=(1500, 950))
     route = win.explorer
+    view = next(a.menu() for a in win.menuBar().actions() if a.text() == "&View")
+    assert route.dock.toggleViewAction() in view.actions()  # View ▸ Tokens shows / hides it
     route.dock.raise_()  # shown: the shipped weights, no training
     qtbot.waitUntil(lambda: route.explorer.map is not None, timeout=10_000)
     assert route.source.endswith("word_gpt.safetensors")
