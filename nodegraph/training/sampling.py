@@ -299,6 +299,7 @@ class SamplingPanel(QWidget):
         self.refresh_mode()
 
     def shutdown(self) -> None:
+        self.seq2seq.shutdown()
         if self.thread is not None:
             self.thread.cancel = True
             self.thread.wait(5000)

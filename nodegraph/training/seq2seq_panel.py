@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QThread, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -34,6 +34,24 @@ NO_WEIGHTS = "no trained weights: train first or open weights…"
 
 def _shown(c: str) -> str:
     return "␣" if c == " " else "⏎" if c == "\n" else c
+
+
+class DecodeThread(QThread):
+    """``api.decode_pairs`` off the UI thread: the editor stays responsive on a big model."""
+
+    done = Signal(dict)
+    failed = Signal(str)
+
+    def __init__(self, doc: dict, path: str, text: str, options: dict, parent=None) -> None:
+        super().__init__(parent)
+        self.doc, self.path, self.text, self.options = doc, path, text, options
+
+    def run(self) -> None:
+        try:
+            weights = api.load_weights_file(self.path)
+            self.done.emit(api.decode_pairs(self.doc, weights, self.text, **self.options))
+        except Exception as exc:  # noqa: BLE001 (shown in the panel; the editor stays up)
+            self.failed.emit(str(exc))
 
 
 class CrossAttentionView(QWidget):
@@ -132,6 +150,7 @@ class Seq2SeqPanel(QWidget):
         super().__init__(parent)
         self.sampling = sampling
         self.result: dict | None = None
+        self.thread: DecodeThread | None = None
         box = QVBoxLayout(self)
         box.setContentsMargins(4, 4, 4, 4)
         top = QHBoxLayout()
@@ -187,9 +206,17 @@ class Seq2SeqPanel(QWidget):
         self.source.setText(text)
         self.source.setToolTip(tip)
 
+    @property
+    def busy(self) -> bool:
+        """True from Decode until its result (or error) is shown."""
+        return self.thread is not None
+
     def decode(self) -> bool:
-        """Decode the input with the dock's weights; False (and a status line) on a problem."""
+        """Start decoding the input with the dock's weights in a thread; False (and a status
+        line) when it cannot start. The result or the error reaches the panel afterwards."""
         path = self.sampling.weights_path
+        if self.busy:
+            return False
         if path is None:
             self.status.setText(NO_WEIGHTS)
             return False
@@ -198,15 +225,22 @@ class Seq2SeqPanel(QWidget):
             self.status.setText("beam search finds the likeliest output: set the temperature "
                                 "to 0, or the beam to 1 to sample")
             return False
-        try:
-            weights = api.load_weights_file(path)
-            result = api.decode_pairs(self.sampling.doc_provider(), weights, self.input.text(),
-                                      beam, temperature, seed=self.sampling.seed.value())
-        except Exception as exc:  # noqa: BLE001 (shown in the panel; the editor stays up)
-            self.status.setText(f"decoding failed: {exc}")
-            return False
-        self.show_result(result)
+        options = {"beam": beam, "temperature": temperature, "seed": self.sampling.seed.value()}
+        self.thread = DecodeThread(self.sampling.doc_provider(), path, self.input.text(),
+                                   options, self)
+        self.thread.done.connect(self.show_result)
+        self.thread.failed.connect(lambda m: self.status.setText(f"decoding failed: {m}"))
+        self.thread.finished.connect(self._finished)
+        self.decode_button.setEnabled(False)
+        self.status.setText("decoding…")
+        self.thread.start()
         return True
+
+    def _finished(self) -> None:
+        if self.thread is not None:
+            self.thread.deleteLater()
+        self.thread = None
+        self.decode_button.setEnabled(True)
 
     def show_result(self, result: dict) -> None:
         self.result = result
@@ -223,7 +257,14 @@ class Seq2SeqPanel(QWidget):
                             f"p = {least:.1%}. Hover a token for the alternatives.")
         self.decoded.emit(result)
 
+    def shutdown(self) -> None:
+        """Wait for a decode in flight; its result is dropped (the document may change)."""
+        if self.thread is not None:
+            self.thread.done.disconnect(self.show_result)
+            self.thread.wait(5000)
+
     def reset(self) -> None:
+        self.shutdown()
         self.result = None
         self.output.start("")
         self.attention.clear()

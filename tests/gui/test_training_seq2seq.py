@@ -31,6 +31,7 @@ def test_seq2seq_graph_turns_the_sampling_dock_into_input_output(make_window, qt
     assert not s2s.isHidden() and panel.lm_part.isHidden()
     s2s.input.setText(TEXT)
     qtbot.keyClick(s2s.input, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: not s2s.busy, timeout=30_000)
     assert s2s.output.generated_text() == "1987-03-03<end>", s2s.status.text()
     assert s2s.output.toPlainText() == "1987-03-03<end>"
     # each token tinted by its probability; the tooltip names the alternatives
@@ -42,16 +43,22 @@ def test_seq2seq_graph_turns_the_sampling_dock_into_input_output(make_window, qt
     assert "alternatives" in s2s.output.describe(first)
     # beam search gives the same output; a bad character is a status line, not a crash
     s2s.beam.setValue(3)
-    assert s2s.decode() and s2s.output.generated_text() == "1987-03-03<end>"
+    assert s2s.decode()
+    qtbot.waitUntil(lambda: not s2s.busy, timeout=30_000)
+    assert s2s.output.generated_text() == "1987-03-03<end>"
     s2s.temperature.setValue(1.0)
     assert not s2s.decode() and "temperature to 0" in s2s.status.text()
     s2s.beam.setValue(1)
-    assert s2s.decode() and "sampled at T 1" in s2s.status.text()
+    assert s2s.decode()
+    qtbot.waitUntil(lambda: not s2s.busy, timeout=30_000)
+    assert "sampled at T 1" in s2s.status.text()
     assert s2s.result["output"] == api.decode_pairs(
         win.controller.model.doc, api.load_weights_file(panel.weights_path), TEXT,
         temperature=1.0, seed=panel.seed.value())["output"]
     s2s.input.setText("☃ March")
-    assert not s2s.decode() and "does not know" in s2s.status.text()
+    assert s2s.decode()
+    qtbot.waitUntil(lambda: not s2s.busy, timeout=30_000)
+    assert "decoding failed" in s2s.status.text() and "does not know" in s2s.status.text()
     # back to a language model: the prompt panel returns
     win.controller.replace_document(templates.char_gpt(layers=1, heads=2, width=16, block=16))
     assert s2s.isHidden() and not panel.lm_part.isHidden()
@@ -62,6 +69,7 @@ def test_cross_attention_map_per_block_and_head(make_window, qtbot, tmp_path):
     s2s = panel.seq2seq
     s2s.input.setText(TEXT)
     assert panel.generate()  # the dock's Generate path decodes too
+    qtbot.waitUntil(lambda: not s2s.busy, timeout=30_000)
     view = s2s.attention
     assert [view.layer.itemText(i) for i in range(view.layer.count())] == ["dec1", "dec2"]
     assert view.head.count() == 4
@@ -126,4 +134,6 @@ def test_a_finished_seq2seq_run_hands_its_weights_to_the_panel(make_window, qtbo
     run = win.training.train(steps=2, weights=shipped)
     wait_done(qtbot, win, run)
     assert run.weights and panel.weights_path == run.weights != shipped
-    assert panel.seq2seq.decode() and panel.seq2seq.result["tokens"]
+    assert panel.seq2seq.decode()
+    qtbot.waitUntil(lambda: not panel.seq2seq.busy, timeout=30_000)
+    assert panel.seq2seq.result["tokens"]
