@@ -43,6 +43,10 @@ LAYER_CASES = {
     "TransformerDecoderBlock": (["B", "T", 8], "float", 0,
                                 dict(embed_dim=8, num_heads=2, mlp_ratio=2,
                                      key_padding_mask=False)),
+    # Stacked recurrent layers (tests/test_recurrent.py checks them against torch.nn.*).
+    "RNN": (["B", "T", 3], "float", 0, dict(input_size=3, hidden_size=4, num_layers=2)),
+    "LSTM": (["B", "T", 3], "float", 0, dict(input_size=3, hidden_size=4, num_layers=2)),
+    "GRU": (["B", "T", 3], "float", 0, dict(input_size=3, hidden_size=4, num_layers=2)),
 }
 # Further ports of a layer fed by the same x (self-attention: one wire feeds both sides).
 ALSO_FED = {"MultiHeadAttention": ["key_value"], "TransformerDecoderBlock": ["memory"]}
