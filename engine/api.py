@@ -316,32 +316,41 @@ def sampler_vocab(sampler) -> str:
     return "".join(sampler.codec.vocab)
 
 
-def embedding_neighbours(doc: dict, weights: dict, word: str | int, k: int = 10) -> dict:
+def embedding_neighbours(doc: dict, weights: dict, word: str | int, k: int = 10,
+                         table: str | None = None) -> dict:
     """The *k* tokens nearest to *word* (a word or token, or a token id) in the text model's
-    embedding table (cosine), as ``wiregrad embeddings --json`` prints them."""
+    embedding table (cosine), as ``wiregrad embeddings --json`` prints them; *table* picks a
+    seq2seq graph's ``source`` or ``target`` table."""
     from engine.insight.embeddings import neighbours
 
-    return neighbours(doc, weights, word, k)
+    return neighbours(doc, weights, word, k, table)
 
 
-def embedding_map(doc: dict, weights: dict) -> dict:
-    """The text model's token embeddings projected on their two leading principal components
-    (the editor's explorer): ``{"weight", "tokenizer", "vocab_size", "labels", "xy"}``."""
+def embedding_map(doc: dict, weights: dict, table: str | None = None) -> dict:
+    """The token embeddings projected on their two leading principal components (the
+    editor's explorer): ``{"weight", "table", "tables", "tokenizer", "vocab_size", "labels",
+    "xy"}``; *table* as for :func:`embedding_neighbours`."""
     from engine.insight.embeddings import projection
 
-    return projection(doc, weights)
+    return projection(doc, weights, table)
 
 
 def tokenize(doc: dict, text: str, base_dir: str | Path | None = None) -> list[dict]:
     """The editor's tokenizer view: ``[{"id", "token"}]`` for *text* under the document's text
-    node's tokenizer (a character outside a char vocabulary is a clear error)."""
+    node's tokenizer, or a seq2seq graph's characters (a character outside a char vocabulary
+    is a clear error)."""
     from engine.data.tokenizers import tokenizer_for
+    from engine.insight.embeddings import pairs_vocab
 
     node = next((n for n in doc.get("nodes", []) if n.get("type") == "text_corpus"), None)
-    if node is None:
+    pairs = next((n for n in doc.get("nodes", []) if n.get("type") == "sequence_pairs"), None)
+    if node is not None:
+        tok = tokenizer_for(node.get("params", {}), Path(base_dir) if base_dir else None,
+                            node["id"])
+    elif pairs is not None:  # a seq2seq graph: its characters, after the pad / begin / end ids
+        node, tok = pairs, pairs_vocab(pairs.get("params", {}))
+    else:
         raise WiregradError("this graph has no text data node, so it has no tokenizer")
-    tok = tokenizer_for(node.get("params", {}), Path(base_dir) if base_dir else None,
-                        node["id"])
     return [{"id": int(i), "token": tok.label(int(i))}
             for i in tok.encode(text, "the text", node["id"])]
 

@@ -14,6 +14,7 @@ import numpy as np
 from engine.base.errors import WiregradError
 from engine.core.compile import compile_document
 from engine.data.tokenizers import Tokenizer, tokenizer_for
+from engine.ops.seq2seq import DATES_VOCAB, SPECIALS
 
 
 @dataclass
@@ -24,29 +25,104 @@ class EmbeddingTable:
     vectors: np.ndarray  # (V, C)
     tokenizer: Tokenizer
     node: str  # the text data node
+    name: str = "tokens"  # which of the graph's tables: tokens, or a seq2seq source / target
+    names: tuple[str, ...] = ("tokens",)  # all of the graph's tables
 
 
-def embedding_table(doc: dict, weights: dict[str, np.ndarray]) -> EmbeddingTable:
-    """The embedding table that looks up the text node's tokens, with its tokenizer."""
+class PairsVocab:
+    """The characters of a ``sequence_pairs`` node as a tokenizer: ids 0-2 are the pad,
+    begin and end tokens, then the vocabulary's characters in order."""
+
+    kind = "char"
+
+    def __init__(self, vocab: str) -> None:
+        self.chars = vocab
+        self.index = {c: i + SPECIALS for i, c in enumerate(vocab)}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars) + SPECIALS
+
+    def encode(self, text: str, what: str = "the text", node: str | None = None) -> np.ndarray:
+        bad = "".join(sorted({c for c in text if c not in self.index}))
+        if bad:
+            raise WiregradError(f"{what} has character(s) outside the vocabulary of "
+                                f"{len(self.chars)}: {bad!r}", node=node)
+        return np.array([self.index[c] for c in text], dtype=np.int64)
+
+    @property
+    def vocab(self) -> list[str]:
+        return [self.label(i) for i in range(self.vocab_size)]
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[i - SPECIALS] for i in map(int, ids) if i >= SPECIALS)
+
+    def token_bytes(self, token: int) -> bytes:
+        return self.label(token).encode("utf-8")
+
+    def label(self, token: int) -> str:
+        token = int(token)
+        return SPECIAL_LABELS[token] if token < SPECIALS else self.chars[token - SPECIALS]
+
+
+SPECIAL_LABELS = ("<pad>", "<bos>", "<eos>")
+
+
+def pairs_vocab(params: dict) -> Tokenizer:
+    """The tokenizer of a ``sequence_pairs`` node with *params*."""
+    return PairsVocab(str(params.get("vocab") or DATES_VOCAB))
+
+
+def _feeds(eq) -> tuple[list[tuple[str, str]], Tokenizer] | None:
+    """(table name, token value) pairs a data equation feeds, and its tokenizer."""
+    if eq.op.name == "text_corpus":
+        return [("tokens", eq.outputs[0])], tokenizer_for(eq.params, None, eq.path)
+    if eq.op.name == "sequence_pairs":
+        vocab: Tokenizer = pairs_vocab(eq.params)
+        return [("source", eq.outputs[0]), ("target", eq.outputs[2])], vocab
+    return None
+
+
+def _lookups(doc: dict) -> list[tuple[str, str, Tokenizer, str]]:
+    """(table name, embedding parameter, tokenizer, data node) of each token table."""
     program = compile_document(doc, "float32")
-    text = next((eq for eq in program.equations if eq.op.name == "text_corpus"), None)
-    if text is None:
+    found: list[tuple[str, str, Tokenizer, str]] = []
+    data = None
+    for eq in program.equations:
+        feeds = _feeds(eq)
+        if feeds is None:
+            continue
+        data = eq
+        for name, value in feeds[0]:
+            lookup = next((e for e in program.equations if e.op.name == "embedding"
+                           and e.inputs and e.inputs[0] == value), None)
+            if lookup is not None and len(lookup.inputs) > 1 and lookup.inputs[1] is not None:
+                found.append((name, lookup.inputs[1].rsplit(":", 1)[0], feeds[1], eq.path))
+    if data is None:
         raise WiregradError("this graph has no text data node, so its embeddings name no "
                             "tokens")
-    tokens = text.outputs[0]
-    lookup = next((eq for eq in program.equations
-                   if eq.op.name == "embedding" and eq.inputs and eq.inputs[0] == tokens), None)
-    if lookup is None or len(lookup.inputs) < 2 or lookup.inputs[1] is None:
-        raise WiregradError("no embedding op looks up the text's tokens", node=text.path)
-    name = lookup.inputs[1].rsplit(":", 1)[0]
-    if name not in weights:
-        raise WiregradError(f"the weights lack the embedding table '{name}'", node=name)
-    vectors = np.asarray(weights[name], dtype=np.float64)
-    tok = tokenizer_for(text.params, None, text.path)
+    if not found:
+        raise WiregradError("no embedding op looks up the text's tokens", node=data.path)
+    return found
+
+
+def embedding_table(doc: dict, weights: dict[str, np.ndarray], table: str | None = None
+                    ) -> EmbeddingTable:
+    """The embedding table that looks up the data node's tokens, with its tokenizer; *table*
+    picks one where there are several (a seq2seq graph's ``source`` and ``target``)."""
+    found = _lookups(doc)
+    names = tuple(f[0] for f in found)
+    if table is not None and table not in names:
+        raise WiregradError(f"this graph has no token table {table!r}; it has "
+                            f"{', '.join(names)}", field="table")
+    name, weight, tok, node = next(f for f in found if table in (None, f[0]))
+    if weight not in weights:
+        raise WiregradError(f"the weights lack the embedding table '{weight}'", node=weight)
+    vectors = np.asarray(weights[weight], dtype=np.float64)
     if vectors.ndim != 2 or vectors.shape[0] < tok.vocab_size:
-        raise WiregradError(f"the embedding table '{name}' has shape {list(vectors.shape)}, "
-                            f"the tokenizer {tok.vocab_size} tokens", node=name)
-    return EmbeddingTable(name, vectors[: tok.vocab_size], tok, text.path)
+        raise WiregradError(f"the embedding table '{weight}' has shape {list(vectors.shape)}, "
+                            f"the tokenizer {tok.vocab_size} tokens", node=weight)
+    return EmbeddingTable(weight, vectors[: tok.vocab_size], tok, node, name, names)
 
 
 def cosine_neighbours(vectors: np.ndarray, query: int, k: int) -> list[tuple[int, float]]:
@@ -78,11 +154,11 @@ def query_token(tok: Tokenizer, word: str) -> int:
                         "give one of its pieces", field="neighbours")
 
 
-def neighbours(doc: dict, weights: dict[str, np.ndarray], word: str | int, k: int = 10
-               ) -> dict:
+def neighbours(doc: dict, weights: dict[str, np.ndarray], word: str | int, k: int = 10,
+               table_name: str | None = None) -> dict:
     """A JSON-able report: the query token (a word, or a token id) and its *k* nearest tokens
-    by cosine similarity."""
-    table = embedding_table(doc, weights)
+    by cosine similarity (in *table_name*: by default the graph's first token table)."""
+    table = embedding_table(doc, weights, table_name)
     token = int(word) if isinstance(word, int) else query_token(table.tokenizer, word)
     found = cosine_neighbours(table.vectors, token, k)  # checks the token id's range
     word = word if isinstance(word, str) else table.tokenizer.label(token)
@@ -95,13 +171,16 @@ def neighbours(doc: dict, weights: dict[str, np.ndarray], word: str | int, k: in
     }
 
 
-def projection(doc: dict, weights: dict[str, np.ndarray]) -> dict:
+def projection(doc: dict, weights: dict[str, np.ndarray], table_name: str | None = None
+               ) -> dict:
     """The token embeddings on their two leading principal components, labelled by token:
-    ``{"weight", "tokenizer", "vocab_size", "labels", "xy"}`` (the editor's explorer)."""
+    ``{"weight", "table", "tables", "tokenizer", "vocab_size", "labels", "xy"}`` (the
+    editor's explorer)."""
     from engine.insight.inspection import pca_2d
 
-    table = embedding_table(doc, weights)
-    return {"weight": table.weight, "tokenizer": table.tokenizer.kind,
+    table = embedding_table(doc, weights, table_name)
+    return {"weight": table.weight, "table": table.name, "tables": list(table.names),
+            "tokenizer": table.tokenizer.kind,
             "vocab_size": table.tokenizer.vocab_size,
             "labels": [table.tokenizer.label(i) for i in range(table.tokenizer.vocab_size)],
             "xy": pca_2d(table.vectors)}
