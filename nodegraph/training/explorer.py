@@ -16,6 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -34,7 +35,8 @@ BG = "#1e2127"
 POINT = (120, 150, 200, 150)
 QUERY = (250, 200, 60)
 NEAR = (110, 230, 140)
-HINT = "Open a text model (char_gpt, word_gpt) with weights to explore its token embeddings."
+HINT = ("Open a text model (char_gpt, word_gpt) or a seq2seq graph (seq2seq_dates) with "
+        "weights to explore its token embeddings.")
 
 
 def shown(label: str) -> str:
@@ -57,6 +59,7 @@ class EmbeddingExplorer(QWidget):
         self.map: dict | None = None
         self.report: dict | None = None
         self.labels: list[pg.TextItem] = []
+        self.source_label = ""
         self._build()
 
     def _build(self) -> None:
@@ -75,10 +78,16 @@ class EmbeddingExplorer(QWidget):
         self.k_box.setPrefix("k = ")
         self.find_button = QPushButton("Find")
         self.find_button.clicked.connect(lambda: self.search(self.search_box.text()))
+        self.table_box = QComboBox()  # a seq2seq graph's source / target tables
+        self.table_box.setToolTip("Which token table: the encoder's (source) or the "
+                                  "decoder's (target)")
+        self.table_box.setVisible(False)
+        self.table_box.currentTextChanged.connect(self._table_changed)
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setToolTip("Read the latest weights again (a run's, loaded or the "
                                        "document's)")
         row.addWidget(self.search_box, 1)
+        row.addWidget(self.table_box)
         row.addWidget(self.k_box)
         row.addWidget(self.find_button)
         row.addWidget(self.refresh_button)
@@ -113,6 +122,7 @@ class EmbeddingExplorer(QWidget):
     def clear(self, text: str = HINT) -> None:
         """Show nothing but *text* (no document, no weights, or no embedding table)."""
         self.doc = self.weights = self.map = self.report = None
+        self._set_tables([], "")
         self.info.setText(text)
         self.message.setText("")
         self.list.clear()
@@ -124,13 +134,21 @@ class EmbeddingExplorer(QWidget):
         if weights is None:
             self.clear(f"{HINT} This graph has no weights yet: train it or load weights.")
             return False
+        table = self.table_box.currentText() or None
         try:
-            found = api.embedding_map(doc, weights)
+            try:
+                found = api.embedding_map(doc, weights, table)
+            except api.errors.WiregradError:
+                if table is None:
+                    raise
+                found = api.embedding_map(doc, weights)  # another graph: its first table
         except api.errors.WiregradError as exc:
             self.clear(f"No embedding map: {exc}")
             return False
         keep = self.report["query"]["token"] if self.report else None
         self.doc, self.weights, self.map, self.report = doc, weights, found, None
+        self.source_label = label
+        self._set_tables(found["tables"], found["table"])
         kind = "BPE" if found["tokenizer"] == "bpe" else found["tokenizer"]
         self.info.setText(f"<b>{html.escape(found['weight'])}</b> — {found['vocab_size']} "
                           f"{kind} tokens, PCA to 2-D · weights: {html.escape(label)}")
@@ -140,6 +158,19 @@ class EmbeddingExplorer(QWidget):
         if keep is not None and keep < found["vocab_size"]:
             self.select_token(keep)  # a refresh keeps the token in view
         return True
+
+    def _set_tables(self, names: list[str], current: str) -> None:
+        self.table_box.blockSignals(True)
+        if [self.table_box.itemText(i) for i in range(self.table_box.count())] != names:
+            self.table_box.clear()
+            self.table_box.addItems(names)
+        self.table_box.setCurrentText(current)
+        self.table_box.blockSignals(False)
+        self.table_box.setVisible(len(names) > 1)
+
+    def _table_changed(self, _name: str) -> None:
+        if self.doc is not None and self.weights is not None:  # keeps the token in view
+            self.set_source(self.doc, self.weights, self.source_label)
 
     def _draw(self) -> None:
         for text in self.labels:
@@ -183,7 +214,8 @@ class EmbeddingExplorer(QWidget):
             self.message.setText("nothing to search: this graph has no embedding map")
             return False
         try:
-            report = api.embedding_neighbours(self.doc, self.weights, what, self.k_box.value())
+            report = api.embedding_neighbours(self.doc, self.weights, what, self.k_box.value(),
+                                              self.map["table"])
         except api.errors.WiregradError as exc:
             self.message.setText(str(exc))
             return False

@@ -17,6 +17,12 @@ from nodegraph.training.explorer import EmbeddingExplorer
 from nodegraph.training.tokenview import TokenizerView
 
 REQUEST = "explorer"
+TOKEN_DATA = ("text_corpus", "sequence_pairs")  # data nodes whose tokens an embedding looks up
+
+
+def has_tokens(doc: dict) -> bool:
+    """True when *doc* has a data node with a tokenizer (a text model, a seq2seq graph)."""
+    return any(n.get("type") in TOKEN_DATA for n in doc.get("nodes", []))
 
 
 class TokensDock(QTabWidget):
@@ -74,9 +80,9 @@ class ExplorerRoute(QObject):
     def refresh(self) -> bool:
         """Show the explorer for the current document and :meth:`best_weights`."""
         self.stale = False
-        if not api.is_language_model(self.host.controller.model.doc):
+        if not has_tokens(self.host.controller.model.doc):
             self.explorer.clear("This graph has no text data node, so no token embeddings "
-                                "to explore (open char_gpt or word_gpt).")
+                                "to explore (open char_gpt, word_gpt or seq2seq_dates).")
             return False
         return self.show_weights(self.best_weights())
 
@@ -95,7 +101,7 @@ class ExplorerRoute(QObject):
     def on_records(self, records: list) -> None:
         """At a live run's evaluation point, ask the worker for its weights (dock shown)."""
         if any(r.get("kind") == "eval" for r in records):
-            if self.dock.isVisible() and api.is_language_model(self.host.controller.model.doc):
+            if self.dock.isVisible() and has_tokens(self.host.controller.model.doc):
                 self.training.session.save_weights(request=REQUEST)
             else:
                 self.stale = True

@@ -101,6 +101,33 @@ def test_explorer_on_char_gpt_and_a_graph_without_text(qtbot):
     assert not panel.search("e")
 
 
+def test_explorer_switches_between_a_seq2seq_graphs_source_and_target_tables(qtbot):
+    from nodegraph.training.explorer import EmbeddingExplorer
+    from nodegraph.training.tokenview import TokenizerView
+
+    doc, weights = _preset("seq2seq_dates")
+    panel = EmbeddingExplorer()
+    qtbot.addWidget(panel)
+    panel.show()
+    assert panel.set_source(doc, weights, "seq2seq_dates.safetensors")
+    assert panel.table_box.isVisible() and panel.table_box.count() == 2
+    assert panel.map["weight"] == "src_emb.weight" and panel.map["labels"][:3] == [
+        "<pad>", "<bos>", "<eos>"]
+    assert panel.search("7")
+    seven = panel.report["query"]["token"]
+    assert panel.neighbour_ids() == _cosine(weights["src_emb.weight"], seven, 10)
+    panel.table_box.setCurrentText("target")  # the decoder's table, the token kept in view
+    assert panel.map["weight"] == "tgt_emb.weight"
+    assert panel.report["query"]["token"] == seven
+    assert panel.neighbour_ids() == _cosine(weights["tgt_emb.weight"], seven, 10)
+    char, char_weights = _preset("char_gpt")  # one table: no chooser
+    assert panel.set_source(char, char_weights, "char_gpt") and not panel.table_box.isVisible()
+    view = TokenizerView(lambda: doc)
+    qtbot.addWidget(view)
+    view.set_text("Mar 3")
+    assert [t["token"] for t in view.tokens] == list("Mar 3") and not view.error
+
+
 def test_tokenizer_view_shows_tokens_ids_and_a_clear_error(qtbot):
     from nodegraph.training.tokenview import TokenizerView
 
@@ -169,6 +196,12 @@ def test_tokens_dock_follows_a_live_run(make_window, qtbot):
     route = win.explorer
     route.dock.raise_()
     qtbot.waitUntil(lambda: route.explorer.map is not None, timeout=10_000)
+    from nodegraph.files import load_graph
+
+    win.files.set_document(*load_graph("seq2seq_dates"))  # as File ▸ Open does
+    qtbot.waitUntil(lambda: route.explorer.map is not None, timeout=10_000)
+    assert route.explorer.map["tables"] == ["source", "target"]
+    assert "seq2seq_dates.safetensors" in route.explorer.info.text()
     spiral = json.loads((PRESETS / "spiral_mlp.json").read_text())
     win.files.set_document(spiral, None, False)  # as File ▸ Open / New do
     qtbot.waitUntil(lambda: "no text data node" in route.explorer.info.text(), timeout=5000)
