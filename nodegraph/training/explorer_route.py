@@ -9,7 +9,7 @@ only: the document snapshot and a dict of arrays go to :class:`EmbeddingExplorer
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtWidgets import QDockWidget, QTabWidget
 
 from engine import api
@@ -17,6 +17,7 @@ from nodegraph.training.explorer import EmbeddingExplorer
 from nodegraph.training.tokenview import TokenizerView
 
 REQUEST = "explorer"
+POLL_MS = 1000  # while shown and no run is live: did other weights become the latest?
 TOKEN_DATA = ("text_corpus", "sequence_pairs")  # data nodes whose tokens an embedding looks up
 
 
@@ -57,6 +58,10 @@ class ExplorerRoute(QObject):
         training.controller.document_replaced.connect(self.on_document)
         self.dock.visibilityChanged.connect(self._visible)
         self.widget.explorer.refresh_button.clicked.connect(self.refresh)
+        self.poll = QTimer(self)
+        self.poll.setInterval(POLL_MS)
+        self.poll.timeout.connect(self.follow)
+        self.poll.start()
 
     @property
     def explorer(self) -> EmbeddingExplorer:
@@ -65,6 +70,18 @@ class ExplorerRoute(QObject):
     def _visible(self, on: bool) -> None:
         if on and self.stale:
             self.refresh()
+        else:
+            self.follow()
+
+    def follow(self) -> bool:
+        """Refresh when the latest weights changed (File ▸ Load Weights…, a run's end) while
+        the dock is shown and no run is live; True when it did."""
+        if not self.dock.isVisible() or self.training.session.active:
+            return False
+        best = self.best_weights()
+        if (best[0] if best else None) == self.source:
+            return False
+        return self.refresh()
 
     def on_document(self) -> None:
         self._cache, self.source, self.stale = None, None, True
@@ -80,11 +97,13 @@ class ExplorerRoute(QObject):
     def refresh(self) -> bool:
         """Show the explorer for the current document and :meth:`best_weights`."""
         self.stale = False
+        best = self.best_weights()
+        self.source = best[0] if best else None
         if not has_tokens(self.host.controller.model.doc):
             self.explorer.clear("This graph has no text data node, so no token embeddings "
                                 "to explore (open char_gpt, word_gpt or seq2seq_dates).")
             return False
-        return self.show_weights(self.best_weights())
+        return self.show_weights(best)
 
     def show_weights(self, source: tuple[str, str] | None) -> bool:
         if source is None:

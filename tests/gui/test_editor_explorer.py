@@ -185,6 +185,18 @@ def test_tokens_dock_shows_the_shipped_word_gpt(make_window, qtbot, tmp_path):
     save_screenshot(route.dock, "explorer-word_gpt", tmp_path)
     _shot(route.dock, "explorer-window")
 
+    # File ▸ Load Weights…: the explorer follows them (no run), the token stays in view
+    from safetensors.numpy import save_file
+
+    _, weights = _preset("word_gpt")
+    flipped = {**weights, "wte": np.ascontiguousarray(weights["wte"][::-1])}
+    save_file(flipped, str(tmp_path / "flipped.safetensors"))
+    win.training.load_weights(str(tmp_path / "flipped.safetensors"), show=False)
+    qtbot.waitUntil(lambda: "flipped" in route.explorer.info.text(), timeout=5000)
+    king = route.explorer.report["query"]["token"]
+    assert route.explorer.report["query"]["label"] == " king"
+    assert route.explorer.neighbour_ids() == _cosine(flipped["wte"][:2048], king, 10)
+
 
 def test_tokens_dock_follows_a_live_run(make_window, qtbot):
     """A graph without text says so; a run's weights arrive at its evaluation points."""
