@@ -176,14 +176,26 @@ def projection(doc: dict, weights: dict[str, np.ndarray], table_name: str | None
     """The token embeddings on their two leading principal components, labelled by token:
     ``{"weight", "table", "tables", "tokenizer", "vocab_size", "labels", "xy"}`` (the
     editor's explorer)."""
-    from engine.insight.inspection import pca_2d
-
     table = embedding_table(doc, weights, table_name)
     return {"weight": table.weight, "table": table.name, "tables": list(table.names),
             "tokenizer": table.tokenizer.kind,
             "vocab_size": table.tokenizer.vocab_size,
             "labels": [table.tokenizer.label(i) for i in range(table.tokenizer.vocab_size)],
-            "xy": pca_2d(table.vectors)}
+            "xy": principal_2d(table.vectors)}
+
+
+def principal_2d(vectors: np.ndarray) -> np.ndarray:
+    """Rows of *vectors* on their two leading principal components, (V, 2) float32: the
+    eigenvectors of the C × C scatter matrix (V × C SVD's components, far cheaper for a large
+    vocabulary), each signed so that its largest coordinate is positive (deterministic)."""
+    m = np.asarray(vectors, dtype=np.float64)
+    m = m - m.mean(axis=0, keepdims=True)
+    _, vecs = np.linalg.eigh(m.T @ m)
+    comps = vecs[:, ::-1][:, :2]
+    if comps.shape[1] < 2:
+        comps = np.hstack([comps, np.zeros((m.shape[1], 2 - comps.shape[1]))])
+    signs = np.sign(comps[np.abs(comps).argmax(axis=0), [0, 1]])
+    return (m @ (comps * np.where(signs == 0, 1.0, signs))).astype(np.float32)
 
 
 def format_report(report: dict) -> str:

@@ -59,6 +59,8 @@ class EmbeddingExplorer(QWidget):
         self.map: dict | None = None
         self.report: dict | None = None
         self.labels: list[pg.TextItem] = []
+        self.label_names: list[str] = []  # the texts of :attr:`labels`
+        self.marked: dict[int, tuple] = {}  # label index → its highlight colour
         self.source_label = ""
         self._build()
 
@@ -173,22 +175,44 @@ class EmbeddingExplorer(QWidget):
             self.set_source(self.doc, self.weights, self.source_label)
 
     def _draw(self) -> None:
-        for text in self.labels:
-            self.plot.removeItem(text)
-        self.labels = []
+        """Points and labels of :attr:`map`; the label items are kept (and only moved) while
+        the tokens stay the same — a live run's refresh re-creates none of them."""
         self.near_item.setData([], [])
         self.query_item.setData([], [])
+        names = [shown(label) for label in self.map["labels"]] if self.map else []
+        fresh = names != self.label_names  # other tokens: fit the view (else keep the zoom)
+        if fresh:
+            for text in self.labels:
+                self.plot.removeItem(text)
+            self.labels = [pg.TextItem(name, color=(200, 204, 212), anchor=(0.5, 1.1))
+                           for name in names]
+            for text in self.labels:
+                self.plot.addItem(text)
+            self.label_names, self.marked = names, {}
         if self.map is None:
             self.scatter.setData([], [])
             return
         xy = np.asarray(self.map["xy"], dtype=np.float64)
         self.scatter.setData(x=xy[:, 0], y=xy[:, 1], data=list(range(len(xy))))
-        for (x, y), label in zip(xy, self.map["labels"]):
-            text = pg.TextItem(shown(label), color=(200, 204, 212), anchor=(0.5, 1.1))
+        self._mark(None, [])
+        for (x, y), text in zip(xy, self.labels):
             text.setPos(float(x), float(y))
-            self.plot.addItem(text)
-            self.labels.append(text)
-        self.plot.autoRange()
+        if fresh:
+            self.plot.getViewBox().autoRange(items=[self.scatter])
+
+    def _mark(self, query: int | None, near: list[int]) -> None:
+        """Colour the labels of *query* and *near* (and only re-colour those that change)."""
+        want = {i: QUERY if i == query else NEAR for i in [*near, *(
+            [query] if query is not None else [])]}
+        for i in set(self.marked) | set(want):
+            if i >= len(self.labels) or self.marked.get(i) == want.get(i):
+                continue
+            text, color = self.labels[i], want.get(i)
+            text.setColor(pg.mkColor(*(color or (200, 204, 212))))
+            text.fill = pg.mkBrush(20, 22, 27, 230) if color else pg.mkBrush(None)
+            text.setZValue(13 if i == query else 12 if color else 0)
+            text.update()
+        self.marked = want
 
     # ------------------------------------------------------------------ queries
 
@@ -240,14 +264,7 @@ class EmbeddingExplorer(QWidget):
         ids = [n["token"] for n in report["neighbours"]]
         self.near_item.setData(x=xy[ids, 0], y=xy[ids, 1])
         self.query_item.setData(x=[xy[q["token"], 0]], y=[xy[q["token"], 1]])
-        near = set(ids)
-        for i, text in enumerate(self.labels):
-            picked = i == q["token"] or i in near
-            text.setColor(pg.mkColor(*(QUERY if i == q["token"] else NEAR if picked
-                                       else (200, 204, 212))))
-            text.fill = pg.mkBrush(20, 22, 27, 230) if picked else pg.mkBrush(None)
-            text.setZValue(13 if i == q["token"] else 12 if picked else 0)
-            text.update()
+        self._mark(q["token"], ids)
         self.centre_on(q["token"])
 
     def centre_on(self, token: int) -> None:
