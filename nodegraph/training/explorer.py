@@ -268,10 +268,13 @@ class EmbeddingExplorer(QWidget):
         self.centre_on(q["token"])
 
     def centre_on(self, token: int) -> None:
-        """Centre the map on *token*, zoomed so its neighbourhood fills the view."""
+        """Centre the map on *token*, zoomed so that its listed neighbours are in view (at
+        least 1/40, at most half of the whole map each way)."""
         xy = np.asarray(self.map["xy"], dtype=np.float64)
-        span = np.ptp(xy, axis=0)
-        half = np.maximum(span / 12.0, 1e-6)
+        span = np.maximum(np.ptp(xy, axis=0), 1e-9)
+        near = [n["token"] for n in self.report["neighbours"]] if self.report else []
+        reach = np.abs(xy[near] - xy[token]).max(axis=0) * 1.15 if near else span / 12
+        half = np.clip(reach, span / 40, span / 2)
         x, y = xy[token]
         self.plot.setXRange(x - half[0], x + half[0], padding=0)
         self.plot.setYRange(y - half[1], y + half[1], padding=0)
