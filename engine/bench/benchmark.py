@@ -28,49 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.bench.timing import alternate, case_record
+
 ROOT = Path(__file__).resolve().parents[2]
 TORCH_GPT_REFERENCE_MS = 52.0
-PAUSE_S = 0.2  # between blocks: lets the other library's spinning threads go to sleep
-
-
-# ------------------------------------------------------------------ timing helpers
-
-
-def _summary(samples: list[float]) -> dict:
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
-            "n": len(samples)}
-
-
-def alternate(fns: dict[str, Callable[[], object]], rounds: int, per_round: int,
-              warmup: int) -> dict[str, dict]:
-    """Time each callable *per_round* times per round, the callables taking turns."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            time.sleep(PAUSE_S)
-            fn()  # first call after the pause: wakes the thread pool, not counted
-            for _ in range(per_round):
-                t0 = time.perf_counter()
-                fn()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return {k: _summary(v) for k, v in times.items()}
-
-
-def _case(ours: dict | None, theirs: dict | None, **extra) -> dict:
-    w = ours["median"] if ours else None
-    t = theirs["median"] if theirs else None
-    case = {"wiregrad_ms": w, "torch_ms": t,
-            "ratio": (w / t) if w is not None and t else None}
-    if ours:
-        case["wiregrad_min_ms"], case["wiregrad_max_ms"] = ours["min"], ours["max"]
-        case["samples"] = ours["n"]
-    if theirs:
-        case["torch_min_ms"], case["torch_max_ms"] = theirs["min"], theirs["max"]
-    case.update(extra)
-    return case
 
 
 # ------------------------------------------------------------------ training steps
@@ -148,7 +109,7 @@ def train_cases(quick: bool, log) -> dict:
     rounds, per = (2, 3) if quick else (6, 10)
     cases = {}
     peak = sgemm_peak(reps=3 if quick else 8)
-    cases["sgemm_1024"] = _case({"median": peak["numpy_ms"], "min": peak["numpy_ms"],
+    cases["sgemm_1024"] = case_record({"median": peak["numpy_ms"], "min": peak["numpy_ms"],
                                  "max": peak["numpy_ms"], "n": 1},
                                 {"median": peak["torch_ms"], "min": peak["torch_ms"],
                                  "max": peak["torch_ms"], "n": 1},
@@ -171,7 +132,7 @@ def train_cases(quick: bool, log) -> dict:
             extra["within_reference"] = bool(
                 abs(res["t"]["median"] / TORCH_GPT_REFERENCE_MS - 1.0) <= 0.2)
         extra["wiregrad_steps"] = trainer.split_note  # batch split over the cores or not
-        cases[name] = _case(res["w"], res["t"], **extra)
+        cases[name] = case_record(res["w"], res["t"], **extra)
         log(_line(name, cases[name]))
         del trainer, torch_step
     from engine.bench import cnn_cases
@@ -180,7 +141,8 @@ def train_cases(quick: bool, log) -> dict:
     doc = _with_batch(presets.load("spiral_mlp")[0], 256)
     trainer, torch_step = _classifier_pair(doc, mlp_twin)
     res = alternate({"w": trainer.train_step, "t": torch_step}, rounds, per * 3, 5)
-    cases["mlp_step"] = _case(res["w"], res["t"], batch=256, wiregrad_steps=trainer.split_note)
+    cases["mlp_step"] = case_record(res["w"], res["t"], batch=256,
+                                    wiregrad_steps=trainer.split_note)
     log(_line("mlp_step", cases["mlp_step"]))
     cases.update(cnn_cases.bench_cases(quick, log, _line))
     from engine.bench import lstm_case
@@ -214,7 +176,7 @@ def sample_case(quick: bool, log) -> dict:
                     2 if quick else 3, 1, 1)
     per_tok = {k: {s: v[s] / n for s in ("median", "min", "max")} | {"n": v["n"]}
                for k, v in res.items()}
-    case = _case(per_tok["w"], per_tok["t"], tokens=n,
+    case = case_record(per_tok["w"], per_tok["t"], tokens=n,
                  wiregrad_tokens_per_s=1e3 / per_tok["w"]["median"],
                  torch_tokens_per_s=1e3 / per_tok["t"]["median"], unit="ms per token")
     log(_line("sample", case))
@@ -265,16 +227,16 @@ def startup_cases(quick: bool, threads: int, log) -> dict:
         cold = _child("engine.bench.first_step", env=env)["s"] * 1e3
         warm = _child("engine.bench.first_step", env=env)["s"] * 1e3
         torch_first = _child("engine.bench.torch_first_step", threads, env=env)["s"] * 1e3
-        cases["first_step_cold_cache"] = _case(_fixed(cold), _fixed(torch_first),
+        cases["first_step_cold_cache"] = case_record(_fixed(cold), _fixed(torch_first),
                                               note="process start to first finished step")
-        cases["first_step_warm_cache"] = _case(_fixed(warm), _fixed(torch_first),
+        cases["first_step_warm_cache"] = case_record(_fixed(warm), _fixed(torch_first),
                                               note="process start to first finished step")
         log(_line("first_step_cold_cache", cases["first_step_cold_cache"]))
         log(_line("first_step_warm_cache", cases["first_step_warm_cache"]))
         reps = 3 if quick else 5
         imp = {m: statistics.median(import_ms(m, env) for _ in range(reps))
                for m in ("engine", "torch")}
-        cases["import"] = _case(_fixed(imp["engine"]), _fixed(imp["torch"]),
+        cases["import"] = case_record(_fixed(imp["engine"]), _fixed(imp["torch"]),
                                 note="import engine vs import torch")
         log(_line("import", cases["import"]))
         steps = 40 if quick else 500
@@ -300,7 +262,7 @@ def startup_cases(quick: bool, threads: int, log) -> dict:
             editor = _child("nodegraph.startup_probe",
                             env={**env, "QT_QPA_PLATFORM": "offscreen"},
                             timeout=120)["s"] * 1e3
-            cases["editor_start"] = _case(_fixed(editor), None,
+            cases["editor_start"] = case_record(_fixed(editor), None,
                                           note="process start to a drawn window (offscreen)")
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             cases["editor_start"] = {"wiregrad_ms": None, "torch_ms": None, "ratio": None,

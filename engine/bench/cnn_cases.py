@@ -245,7 +245,7 @@ def bench_cases(quick: bool, log, line) -> dict:
     PyTorch, taking turns in blocks; ratio = Wiregrad / PyTorch."""
     import tempfile
 
-    from engine.bench.benchmark import _case, alternate
+    from engine.bench.timing import alternate, case_record
 
     rounds, per = (2, 3) if quick else (5, 8)
     cases: dict[str, dict] = {}
@@ -262,7 +262,7 @@ def bench_cases(quick: bool, log, line) -> dict:
             res = alternate({"w": trainer.train_step, "w1": one, "t": torch_step},
                             rounds, per, 3)
             w1 = res["w1"]["median"]
-            cases[name] = _case(res["w"], res["t"], wiregrad_one_thread_ms=w1,
+            cases[name] = case_record(res["w"], res["t"], wiregrad_one_thread_ms=w1,
                                 threads_vs_one=res["w"]["median"] / w1,
                                 wiregrad_steps=trainer.split_note, note=note)
             log(line(name, cases[name]) + f"   (1 thread {w1:.2f} ms)")

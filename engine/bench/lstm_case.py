@@ -7,7 +7,7 @@
   head, AdamW + clipping) against a PyTorch twin built from ``nn.Embedding``, ``nn.LSTM`` and
   ``nn.Linear`` with the same weights, optimizer and schedule, on the same batches.
 
-The callables take turns (:func:`engine.bench.benchmark.alternate`), so load on the machine hits
+The callables take turns (:func:`engine.bench.timing.alternate`), so load on the machine hits
 both alike. Run alone: ``python bench/lstm_bench.py [--quick] [--threads N]``.
 """
 
@@ -108,18 +108,19 @@ def step_pair(doc: dict, make_trainer: Callable):
 
 def bench_cases(quick: bool, log, tools) -> dict:
     """The recurrent cases (see the module docstring). *tools* is
-    :mod:`engine.bench.benchmark` (its ``alternate``, ``_case``, ``_line``, ``_trainer``),
+    :mod:`engine.bench.benchmark` (its ``_line`` and ``_trainer``),
     passed in so that this module does not import it back."""
+    from engine.bench.timing import alternate, case_record
     from engine.graphs import presets
 
     rounds, per = (2, 3) if quick else (6, 8)
     cases = {}
     ours, theirs = layer_pair(**LAYER_SHAPE)
-    res = tools.alternate({"w": ours, "t": theirs}, rounds, per, 3)
-    cases["lstm_layer"] = tools._case(res["w"], res["t"], **LAYER_SHAPE, dtype="float32")
+    res = alternate({"w": ours, "t": theirs}, rounds, per, 3)
+    cases["lstm_layer"] = case_record(res["w"], res["t"], **LAYER_SHAPE, dtype="float32")
     log(tools._line("lstm_layer", cases["lstm_layer"]))
     trainer, torch_step = step_pair(presets.load("char_lstm")[0], tools._trainer)
-    res = tools.alternate({"w": trainer.train_step, "t": torch_step}, rounds, per, 3)
-    cases["char_lstm_step"] = tools._case(res["w"], res["t"], wiregrad_steps=trainer.split_note)
+    res = alternate({"w": trainer.train_step, "t": torch_step}, rounds, per, 3)
+    cases["char_lstm_step"] = case_record(res["w"], res["t"], wiregrad_steps=trainer.split_note)
     log(tools._line("char_lstm_step", cases["char_lstm_step"]))
     return cases

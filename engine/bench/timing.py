@@ -1,0 +1,47 @@
+"""Timing helpers shared by every bench case: callables timed in turns, and one case's record
+(medians, extremes and the Wiregrad / PyTorch ratio)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+PAUSE_S = 0.2  # between blocks: lets the other library's spinning threads go to sleep
+
+
+def _summary(samples: list[float]) -> dict:
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
+            "n": len(samples)}
+
+
+def alternate(fns: dict[str, Callable[[], object]], rounds: int, per_round: int,
+              warmup: int) -> dict[str, dict]:
+    """Time each callable *per_round* times per round, the callables taking turns."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            time.sleep(PAUSE_S)
+            fn()  # first call after the pause: wakes the thread pool, not counted
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {k: _summary(v) for k, v in times.items()}
+
+
+def case_record(ours: dict | None, theirs: dict | None, **extra) -> dict:
+    w = ours["median"] if ours else None
+    t = theirs["median"] if theirs else None
+    case = {"wiregrad_ms": w, "torch_ms": t,
+            "ratio": (w / t) if w is not None and t else None}
+    if ours:
+        case["wiregrad_min_ms"], case["wiregrad_max_ms"] = ours["min"], ours["max"]
+        case["samples"] = ours["n"]
+    if theirs:
+        case["torch_min_ms"], case["torch_max_ms"] = theirs["min"], theirs["max"]
+    case.update(extra)
+    return case
