@@ -50,7 +50,6 @@ class ExplorerRoute(QObject):
         self.dock.setWidget(self.widget)
         self.source: str | None = None  # the weights file shown
         self.stale = True
-        self._cache: tuple[str, dict] | None = None
         session = training.session
         session.records.connect(self.on_records)
         session.saved.connect(self.on_saved)
@@ -84,7 +83,7 @@ class ExplorerRoute(QObject):
         return self.refresh()
 
     def on_document(self) -> None:
-        self._cache, self.source, self.stale = None, None, True
+        self.source, self.stale = None, True
         self.explorer.clear()
         self.widget.tokenizer.update_tokens()
         if self.dock.isVisible():
@@ -109,13 +108,12 @@ class ExplorerRoute(QObject):
         if source is None:
             return self.explorer.set_source(self.host.snapshot(), None, "")
         try:
-            if self._cache is None or self._cache[0] != source[0]:
-                self._cache = (source[0], api.load_weights_file(source[0]))
+            weights = api.load_weights_file(source[0])  # read afresh: a run rewrites one file
         except (api.errors.WiregradError, OSError) as exc:
             self.explorer.clear(f"Cannot read the weights {source[0]}: {exc}")
             return False
         self.source = source[0]
-        return self.explorer.set_source(self.host.snapshot(), self._cache[1], source[1])
+        return self.explorer.set_source(self.host.snapshot(), weights, source[1])
 
     def on_records(self, records: list) -> None:
         """At a live run's evaluation point, ask the worker for its weights (dock shown)."""
@@ -130,6 +128,5 @@ class ExplorerRoute(QObject):
             return
         run = self.training.current
         label = f"{run.name} · step {msg.get('step')}" if run is not None else "the run's"
-        self._cache = None
         if self.show_weights((msg["path"], label)):  # (over the generic "Saved weights")
             self.host.status(f"Tokens dock: embeddings of {label}", 4000)
