@@ -204,9 +204,11 @@ def _flops_for(kind: str):
 
 
 def _batch(params, in_axes, out_axes, in_types) -> str | None:
-    """Sequences of a batch never meet: rows split when x and the states lead with it."""
+    """Sequences of a batch never meet: rows split when x and every wired initial state lead
+    with it (a state shared by the whole batch would not split with x)."""
     weights_fixed = all(a is None for a in in_axes[1:5])
-    states_rowwise = all(a in (None, 0) for a in in_axes[5:])
+    states = zip(in_axes[5:], list(in_types[5:]) + [None] * (len(in_axes) - len(in_types)))
+    states_rowwise = all(a == 0 or (a is None and t is None) for a, t in states)
     return batch_rules.ROWWISE if in_axes[0] == 0 and weights_fixed and states_rowwise else None
 
 
