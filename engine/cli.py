@@ -9,6 +9,7 @@ Unix tools). Bad input prints one clear paragraph, never a traceback. Never impo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -412,12 +413,11 @@ def _flushed(code: int) -> int:
 
 def _silence_stdout() -> None:
     """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
-    try:
+    # not a real file (e.g. captured in tests): nothing to redirect
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # not a real file (e.g. captured in tests)
-        pass
 
 
 if __name__ == "__main__":

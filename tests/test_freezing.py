@@ -23,8 +23,8 @@ def test_a_frozen_layer_keeps_its_weights_and_the_rest_trains():
     trainer = Trainer(_frozen(classifier(steps=5, eval_every=0), "fc1"))
     before = {k: v.copy() for k, v in trainer.params.items()}
     assert trainer.frozen == {"fc1.weight", "fc1.bias"}
-    for _ in trainer.run():
-        pass
+    records = list(trainer.run())
+    assert records[-1]["kind"] == "done"
     for name, value in trainer.params.items():
         same = np.array_equal(value, before[name])
         assert same == (name in trainer.frozen), name

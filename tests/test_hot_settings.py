@@ -74,9 +74,8 @@ def test_a_momentum_edit_changes_how_far_the_running_mean_moves():
     start = plain.state[mean].copy()
     edited.set_node_params("bn", {"momentum": 0.5})
     for trainer in (edited, plain):  # the same seed: the same weights and the same batch
-        gen = trainer.run()
-        while next(gen)["kind"] != "train":
-            pass
+        first = next(r for r in trainer.run() if r["kind"] == "train")
+        assert first["step"] == 1
     batch_step = (plain.state[mean] - start) / 0.1  # default momentum 0.1
     np.testing.assert_allclose(edited.state[mean], start + 0.5 * batch_step, rtol=1e-9)
 

@@ -25,7 +25,7 @@ def test_the_worker_lowers_its_priority_instead(monkeypatch):
     monkeypatch.setattr(worker, "limit_threads", lambda t: calls.append(("threads", t)))
 
     class _Stop(Exception):
-        pass
+        """Ends the worker's main loop where the test has seen what it needs."""
 
     def _loop(self):
         raise _Stop

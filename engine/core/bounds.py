@@ -27,14 +27,7 @@ def check_size(st: Expansion, doc: dict) -> bool:
     The bound is computed from the layer definitions without expanding them (nodes muted by
     ``when`` counted too), in time linear in the size of the document.
     """
-    memo: dict[tuple[str, int], Size] = {}
-    try:  # layer types without cycles or deep nesting: one pass over each definition
-        flat: dict[str, Size] = {}
-        for node in doc.get("nodes", []):
-            _acyclic_size(st, node.get("type", ""), 0, flat, set())
-        memo = {(name, 0): size for name, size in flat.items()}
-    except _Cyclic:
-        pass  # the general bound below, per nesting depth
+    memo = _acyclic_memo(st, doc)
     total = Size(0, len(doc.get("edges", [])))
     biggest: tuple[int, str, str] = (0, "", "")
     for node in doc.get("nodes", []):
@@ -56,6 +49,18 @@ def check_size(st: Expansion, doc: dict) -> bool:
 class _Cyclic(Exception):
     """A layer type reached again inside itself, or nesting past the depth limit."""
 
+
+
+def _acyclic_memo(st, doc: dict) -> dict[tuple[str, int], Size]:
+    """Sizes of layer types without cycles or deep nesting, one pass over each definition;
+    empty when a cycle shows (the general bound, per nesting depth, then does the work)."""
+    flat: dict[str, Size] = {}
+    try:
+        for node in doc.get("nodes", []):
+            _acyclic_size(st, node.get("type", ""), 0, flat, set())
+    except _Cyclic:
+        return {}
+    return {(name, 0): size for name, size in flat.items()}
 
 def _acyclic_size(st: Expansion, type_name: str, depth: int, memo: dict[str, Size],
                   active: set[str]) -> Size:

@@ -19,6 +19,7 @@ generation stops after the requested number of tokens, so there is no end token.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
@@ -234,16 +235,12 @@ def trained_bpe(text: str, vocab_size: int) -> str:
     from engine.base.io import atomic_write_text
 
     path = _cache_dir() / f"bpe-{cache_key(text, vocab_size)}.json"
-    try:
+    with contextlib.suppress(OSError, UnicodeDecodeError):  # no cache yet, or unreadable
         return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        pass
     data = train_bpe(text, vocab_size)
-    try:
+    with contextlib.suppress(OSError):  # a cache that cannot be written is skipped
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, data)
-    except OSError:
-        pass  # a cache that cannot be written is skipped
     return data
 
 
@@ -324,25 +321,21 @@ def _encoded(tok: BPETokenizer, text: str) -> np.ndarray:
     takes ~12 s to encode)."""
     key = hashlib.sha256((tok.sha256 + text_sha256(text)).encode()).hexdigest()[:24]
     path = _cache_dir() / f"ids-{key}.npy"
-    try:
+    with contextlib.suppress(OSError, ValueError):  # no cache yet, or unreadable
         ids = np.load(path, allow_pickle=False)
         if ids.ndim == 1 and ids.dtype == np.int64 and (ids.size == 0 or (
                 ids.min() >= 0 and ids.max() < tok.vocab_size)):
             return ids
-    except (OSError, ValueError):
-        pass
     ids = tok.encode(text).astype(np.int64)
-    try:
-        import io as _io
+    import io as _io
 
-        from engine.base.io import atomic_write_bytes
+    from engine.base.io import atomic_write_bytes
 
-        buf = _io.BytesIO()
-        np.save(buf, ids, allow_pickle=False)
+    buf = _io.BytesIO()
+    np.save(buf, ids, allow_pickle=False)
+    with contextlib.suppress(OSError):  # a cache that cannot be written is skipped
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buf.getvalue())
-    except OSError:
-        pass
     return ids
 
 

@@ -139,8 +139,7 @@ def _extract(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Pat
                 dst.write(chunk)
             dst.flush()
             os.fsync(dst.fileno())
-    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError,
-            NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as exc:
         raise WiregradError(f"{path}: member '{info.filename}' is damaged: {exc}") from None
     if written != info.file_size:
         raise WiregradError(f"{path}: member '{info.filename}' is shorter than it declares")

@@ -7,6 +7,7 @@ trainer changes. A missing or garbled field is a :class:`WiregradError` naming i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -162,11 +163,9 @@ def clean_stale_temps(folder: Path) -> list[Path]:
         return removed
     for entry in entries:
         if STALE_TEMP.match(entry.name) and entry.is_file() and not entry.is_symlink():
-            try:
+            with contextlib.suppress(OSError):  # another process may hold or remove it
                 entry.unlink()
                 removed.append(entry)
-            except OSError:
-                pass
     return removed
 
 

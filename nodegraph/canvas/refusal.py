@@ -5,6 +5,8 @@ platform's tooltips."""
 
 from __future__ import annotations
 
+import contextlib
+
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
 from PySide6.QtGui import QBrush, QColor, QFontMetricsF, QPainter, QPen
 from PySide6.QtWidgets import QGraphicsItem
@@ -76,11 +78,9 @@ class RefusalBadge:
 
     def hide(self) -> None:
         if self.item is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the scene cleared it (rebuild)
                 if self.item.scene() is self.scene:
                     self.scene.removeItem(self.item)
-            except RuntimeError:  # the scene cleared it (rebuild)
-                pass
         self.item = None
 
     def forget(self) -> None:
