@@ -35,6 +35,9 @@ def test_bench_quick_writes_the_json_structure(tmp_path):
     assert result["quick"] is True
     assert result["machine"]["threads"] == 1
     assert {"numpy", "numba", "torch", "python"} <= set(result["versions"])
+    made = result["provenance"]  # the command that made the file, the commit and the load
+    assert made["command"].endswith(f"bench --quick --json {out} --threads 1")
+    assert len(made["load_average_before"]) == 3 and len(made["load_average_after"]) == 3
     cases = result["cases"]
     for name in (*TIMED, "peak_rss_growth", "editor_start"):
         assert name in cases, name

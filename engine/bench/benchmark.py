@@ -345,6 +345,18 @@ def markdown_table(result: dict) -> str:
     return "\n".join(rows)
 
 
+def provenance(load_before: tuple[float, float, float]) -> dict:
+    """What made this result: the command line, the commit and the host's load around it."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parents[2], check=False)
+    return {"command": " ".join(["wiregrad", "bench", *sys.argv[2:]])
+            if sys.argv[1:2] == ["bench"] else " ".join(sys.argv),
+            "commit": commit.stdout.strip() or None,
+            "load_average_before": list(load_before),
+            "load_average_after": list(os.getloadavg()),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
 def bench_command(args) -> int:
     from engine.base.errors import WiregradError
     from engine.bench.gpt_twin import _torch
@@ -352,7 +364,9 @@ def bench_command(args) -> int:
     _torch()
     if args.threads is not None and args.threads < 1:
         raise WiregradError("--threads must be at least 1")
+    load_before = os.getloadavg()
     result = run(quick=args.quick, threads=args.threads)
+    result["provenance"] = provenance(load_before)
     print()
     print(markdown_table(result))
     if args.json:
