@@ -134,17 +134,19 @@ def cmd_ops(args: argparse.Namespace) -> int:
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a graph headless: progress bar, JSONL metrics, checkpoints."""
+    from engine.insight.seq2seq_metrics import eval_hooks
     from engine.train.cli import train_command
 
-    return train_command(args)
+    return train_command(args, eval_hooks)  # a seq2seq graph: exact_match at each evaluation
 
 
 @command("evaluate")
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Validation loss and metrics of some weights."""
+    from engine.insight.seq2seq_metrics import evaluate_metrics
     from engine.train.cli import evaluate_command
 
-    return evaluate_command(args)
+    return evaluate_command(args, lambda trainer, a: evaluate_metrics(trainer, a.pairs))
 
 
 @command("sample")
@@ -299,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=count, default=None, help="evaluation batches (0: "
                    "all; default: all, or the document's eval_batches for text graphs, as "
                    "in training)")
+    p.add_argument("--pairs", type=count, default=None, help="seq2seq graphs: validation "
+                   "pairs decoded greedily for exact_match and cer (0: all; default: 1000)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("sample", help="generate text from a character-level model")

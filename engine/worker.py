@@ -265,6 +265,7 @@ class Worker:
     def cmd_train(self, msg: dict) -> None:
         from engine.base.io import model_weights
         from engine.core.document import graph_hash
+        from engine.insight.seq2seq_metrics import eval_hooks
         from engine.train.checkpoint import CheckpointManager, restore
         from engine.train.trainer import Trainer
 
@@ -275,7 +276,7 @@ class Worker:
         doc = msg["doc"]
         weights = model_weights(msg["weights"]) if msg.get("weights") else None
         trainer = Trainer(doc, base_dir=msg.get("base_dir"), steps=msg.get("steps"),
-                          seed=msg.get("seed"), weights=weights)
+                          seed=msg.get("seed"), weights=weights, eval_hooks=eval_hooks(doc))
         if msg.get("resume"):
             restore(trainer, msg["resume"])
         trainer.batchers = {k: _RecordingBatcher(b) for k, b in trainer.batchers.items()}

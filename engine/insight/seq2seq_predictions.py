@@ -18,7 +18,8 @@ def is_seq2seq(doc: dict) -> bool:
     return any(n.get("type") == "sequence_pairs" for n in doc.get("nodes", []))
 
 
-def _val_pairs(doc: dict, datasets: dict) -> list[tuple[str, str]]:
+def val_pairs(doc: dict, datasets: dict) -> list[tuple[str, str]]:
+    """The validation (source, target) pairs of *doc*'s sequence_pairs node ([] if none)."""
     node = next(n["id"] for n in doc["nodes"] if n.get("type") == "sequence_pairs")
     ds = datasets.get(node)
     if ds is None:  # keyed by another path: the one dataset that holds pairs
@@ -37,7 +38,7 @@ def live_pairs(doc: dict, weights: dict, datasets: dict, step: int, n: int = SHO
     """``{"task": "seq2seq", "step", "pairs": [{"source", "target", "output", "correct"}],
     "exact_match"}`` — or a ``note`` when there is nothing to decode."""
     out: dict = {"task": "seq2seq", "step": step, "pairs": [], "exact_match": None}
-    pairs = chosen(_val_pairs(doc, datasets), n)
+    pairs = chosen(val_pairs(doc, datasets), n)
     if not pairs:
         out["note"] = "no validation pairs to decode (the data node's validation split is empty)"
         return out

@@ -12,11 +12,16 @@ import threading
 import time
 import warnings
 import zipfile
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.base import paths
 from engine.base.errors import NonFiniteError, WiregradError
+
+if TYPE_CHECKING:
+    from engine.train.trainer import EvalHook, Trainer
 
 # the files CheckpointManager writes: a run folder holds them
 CHECKPOINT_NAME = re.compile(r"(last|best|step-\d+)\.safetensors")
@@ -121,20 +126,26 @@ def _run_settings(args: argparse.Namespace) -> tuple[dict, list[str]]:
     return chosen, notes
 
 
-def train_command(args: argparse.Namespace) -> int:
-    """``wiregrad train``: exit 0 done, 2 bad input, 3 NaN guard, 130 interrupted."""
+def train_command(args: argparse.Namespace,
+                  eval_hooks: Callable[[dict], Sequence[EvalHook]] | None = None) -> int:
+    """``wiregrad train``: exit 0 done, 2 bad input, 3 NaN guard, 130 interrupted.
+
+    *eval_hooks* gives the document's evaluation hooks (metrics this stage cannot compute,
+    such as a seq2seq graph's exact match: the face that calls this passes them in)."""
     from engine.graphs import presets
     from engine.train.checkpoint import CheckpointManager, restore
     from engine.train.trainer import Trainer
 
     doc, doc_path = presets.load(args.graph)
+    hooks = list(eval_hooks(doc)) if eval_hooks is not None else []
     _announce_outside_files(doc, doc_path)
     weights = weights_file(args.weights, "train") if args.weights else None
     settings, notes = _run_settings(args)
     with _threads(args.threads):
         trainer = Trainer(doc, base_dir=doc_path.parent, steps=settings["steps"],
                           seed=settings["seed"], dtype=settings["dtype"], weights=weights,
-                          anomaly=args.anomaly, patience=settings["patience"] or 0)
+                          anomaly=args.anomaly, patience=settings["patience"] or 0,
+                          eval_hooks=hooks)
         if args.resume:
             restore(trainer, args.resume)
             notes.insert(0, f"resuming at step {trainer.step} of {trainer.total_steps} from "
@@ -290,7 +301,10 @@ def _print_summary(trainer, manager, weights: Path, reason: str, last_eval: dict
     print(f"checkpoints: {manager.folder}")
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
+def evaluate_command(args: argparse.Namespace,
+                     extra: Callable[[Trainer, argparse.Namespace], dict] | None = None) -> int:
+    """``wiregrad evaluate``: validation loss and metrics; *extra* adds the numbers this stage
+    cannot compute (a seq2seq graph's exact match and CER by decoding, passed in by the CLI)."""
     from engine.graphs import presets
     from engine.train.trainer import Trainer
 
@@ -305,6 +319,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
         windowed = any(ds.eval_batches is not None for ds in trainer.graph.datasets.values())
         batches = None if windowed else 0
     result = trainer.evaluate(batches)
+    if extra is not None:
+        result.update(extra(trainer, args))
     if args.json:
         print(json.dumps(result))
     else:

@@ -7,7 +7,9 @@ No threads and no Qt inside. The caller (CLI progress bar, editor worker process
 Records (plain dicts):
     {"kind": "train", "step", "epoch", "loss", "lr", "grad_norm", "examples_per_s",
      "tokens_per_s", "wall"}
-    {"kind": "eval", "step", "val_loss", <metric node id>: value, "wall"}
+    {"kind": "eval", "step", "val_loss", <metric node id>: value, <hook metric>: value,
+     "wall"}  — hook metrics come from the ``eval_hooks`` the face passes in (e.g. a
+     seq2seq graph's ``exact_match`` by greedy decoding, engine.insight.seq2seq_metrics)
     {"kind": "paused", "step"}  — while paused (the caller decides how long to wait)
     {"kind": "hparams", "step", <name>: value}  — a hot edit took effect
     {"kind": "checkpoint", "step", "path"}
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +41,12 @@ from engine.train.optim import Optimizer, Schedule, clip_coefficient, squared_no
 
 if TYPE_CHECKING:
     from engine.train.batch_split import BatchSplit
+
+
+# An evaluation hook: called with the trainer at each evaluation point, after the validation
+# batches; returns more fields for the eval record (numbers are metrics). A hook may carry
+# ``higher_is_better`` (metric names an early stop maximises).
+EvalHook = Callable[["Trainer"], dict]
 
 
 def _node_seed(seed: int, name: str) -> int:
@@ -66,7 +74,7 @@ class Trainer:
                  steps: int | None = None, seed: int | None = None, dtype: str | None = None,
                  weights: dict[str, np.ndarray] | None = None, anomaly: bool = False,
                  patience: int = 0, early_stop_metric: str = "val_loss",
-                 batch_split: int | None = None) -> None:
+                 batch_split: int | None = None, eval_hooks: Sequence[EvalHook] = ()) -> None:
         from engine.data.datasets import batcher_for
 
         self.doc = doc
@@ -95,6 +103,7 @@ class Trainer:
         self.anomaly = anomaly
         self.patience = patience
         self.early_stop_metric = early_stop_metric
+        self.eval_hooks = list(eval_hooks)
         self.best: float | None = None
         self._since_best = 0
         self._paused = False
@@ -436,11 +445,14 @@ class Trainer:
 
     def _eval_record(self) -> dict:
         result = self.evaluate()
+        for hook in self.eval_hooks:
+            result.update(hook(self))
         record = {"kind": "eval", "step": self.step, **result, "wall": self.wall}
         value = result.get(self.early_stop_metric)
         if value is not None:
             maximise = self.graph.metric_types.get(self.early_stop_metric, "").endswith(
-                "accuracy")
+                "accuracy") or any(self.early_stop_metric in getattr(h, "higher_is_better", ())
+                                   for h in self.eval_hooks)
             better = self.best is None or (value > self.best if maximise else value < self.best)
             if better:
                 self.best, self._since_best = value, 0
