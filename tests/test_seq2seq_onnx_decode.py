@@ -81,7 +81,7 @@ def test_wiregrad_export_onnx_decoder_writes_the_folder(tmp_path, capsys):
     assert main(["export", str(tmp_path / "s2s.json"), "--format", "onnx-decoder", "--out",
                  str(tmp_path / "out")]) == 0
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
-        "encoder.onnx", "decoder_step.onnx", "seq2seq.json", "decode.py"}
+        "encoder.onnx", "decoder_step.onnx", "seq2seq.json", "decode.py", "tokenizer.json"}
     assert main(["export", "spiral_mlp", "--format", "onnx-decoder", "--out",
                  str(tmp_path / "bad")]) == 2
     assert "not a sequence-to-sequence model" in capsys.readouterr().err

@@ -22,7 +22,8 @@ def _export_model(doc: dict, weights, doc_path):
 
 def export_onnx(doc: dict, out: str | Path, weights=None, opset: int = 17,
                 doc_path: str | Path | None = None) -> dict:
-    """Write the model of *doc* as ONNX to *out*.
+    """Write the model of *doc* as ONNX to *out* (a text model's tokenizer beside it, as
+    ``<stem>.tokenizer.json``, and in its ``metadata_props``).
 
     *weights*: a weights/checkpoint path, a dict of arrays, or None (the document's own weights
     when *doc_path* is given and it references some, else a fresh initialisation).
@@ -32,7 +33,7 @@ def export_onnx(doc: dict, out: str | Path, weights=None, opset: int = 17,
     from engine.export.onnx_export import export_onnx as _export
 
     model, arrays, source = _export_model(doc, weights, doc_path)
-    path = _export(model, arrays, out, opset)
+    path = _export(model, arrays, out, opset, Path(doc_path).parent if doc_path else None)
     return {"path": str(path), "inputs": model.input_names, "outputs": model.output_names,
             "weights": source}
 

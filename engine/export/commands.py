@@ -28,18 +28,24 @@ def export_command(args: argparse.Namespace) -> int:
               "(pass --weights to export trained ones)", file=sys.stderr)
     if args.format == "onnx-decoder":
         from engine.export.onnx_seq2seq import export_seq2seq
+        from engine.export.tokenizer_file import tokenize_folder
         from engine.sample.seq2seq import load_model
 
         folder = export_seq2seq(load_model(doc, arrays, np.float32), args.out)
-        print(f"wrote {folder}: encoder.onnx, decoder_step.onnx, seq2seq.json and decode.py "
-              f"(python {folder / 'decode.py'} \"TEXT\")")
+        tokenize_folder(folder, doc, ("encoder.onnx", "decoder_step.onnx"))
+        print(f"wrote {folder}: encoder.onnx, decoder_step.onnx, seq2seq.json, "
+              f"tokenizer.json and decode.py (python {folder / 'decode.py'} \"TEXT\")")
         return 0
     if args.format == "onnx":
         from engine.export.onnx_export import export_onnx
+        from engine.export.tokenizer_file import TEXT_NODES, sibling_path
 
-        out = export_onnx(model, arrays, args.out, args.opset)
+        out = export_onnx(model, arrays, args.out, args.opset, Path(doc_path).parent)
         print(f"wrote {out} (opset {args.opset}; inputs: {', '.join(model.input_names)}; "
               f"outputs: {', '.join(model.output_names)})")
+        if any(n.get("type") in TEXT_NODES for n in doc.get("nodes", [])):
+            print(f"wrote {sibling_path(out)} (the tokenizer; also in the model's "
+                  "metadata_props)")
         return 0
     from engine.export.torch_project import export_torch
 

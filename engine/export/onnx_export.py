@@ -538,15 +538,28 @@ def _graph_name(model: Model) -> str:
 
 
 def export_onnx(model: Model, weights: dict[str, np.ndarray], out: str | Path,
-                opset: int = DEFAULT_OPSET) -> Path:
-    """Write *model* as ONNX to *out* (atomically); returns the path."""
+                opset: int = DEFAULT_OPSET, base_dir: Path | None = None) -> Path:
+    """Write *model* as ONNX to *out* (atomically); returns the path. A text model's tokenizer
+    goes with it (:mod:`engine.export.tokenizer_file`): in ``metadata_props`` and as
+    ``<stem>.tokenizer.json`` beside *out* (*base_dir*: where its corpus path is relative to)."""
     from engine.base.io import atomic_write_bytes
+    from engine.export.tokenizer_file import (
+        add_metadata,
+        exported_tokenizer,
+        sibling_path,
+        write_tokenizer,
+    )
 
     proto = build_onnx(model, weights, opset)
     out = Path(out)
+    tok = exported_tokenizer(model.doc, base_dir)
+    if tok is not None:
+        add_metadata(proto, tok, sibling_path(out).name)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, proto.SerializeToString())
+    if tok is not None:
+        write_tokenizer(sibling_path(out), tok)
     return out
 
 

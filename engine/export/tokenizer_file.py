@@ -1,0 +1,140 @@
+"""The tokenizer that travels with an export (ONNX ``metadata_props``, ``*.tokenizer.json``).
+
+A text model's ids mean nothing without its tokenizer, so every export of a graph with a text
+data node carries one, as a Hugging Face ``tokenizers`` JSON that
+``tokenizers.Tokenizer.from_str`` (or ``from_file``) loads with no Wiregrad installed:
+
+* ``bpe`` (``text_corpus``): the document's own trained byte-level BPE, byte for byte.
+* ``char`` (``text_corpus``): a ``WordLevel`` model over the ``vocab`` characters (id = the
+  character's place in ``vocab``), a pre-tokenizer that isolates every character and the
+  ``Fuse`` decoder, so ``decode(encode(text)) == text``; a character outside ``vocab`` is an
+  error there too (its unknown token ``<unk>`` is deliberately not in the vocabulary).
+* ``sequence_pairs``: the same character ``WordLevel`` with ``<pad>``, ``<bos>``, ``<eos>`` as
+  special tokens 0, 1, 2 and the characters from 3 (``skip_special_tokens`` drops them), or the
+  node's stored ``tokenizer_data`` where it has one.
+
+An ONNX file gets the keys of :data:`METADATA_KEYS` in ``metadata_props`` (the JSON, its kind,
+its sha256, the data node and the sibling file's name) and the file ``<stem>.tokenizer.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.base.errors import WiregradError
+
+TEXT_NODES = ("text_corpus", "sequence_pairs")
+SEQ2SEQ_SPECIALS = ("<pad>", "<bos>", "<eos>")  # ids 0, 1, 2 (engine.ops.seq2seq)
+METADATA_KEYS = ("wiregrad.tokenizer", "wiregrad.tokenizer.kind", "wiregrad.tokenizer.sha256",
+                 "wiregrad.tokenizer.node", "wiregrad.tokenizer.file")
+
+
+@dataclass(frozen=True)
+class ExportedTokenizer:
+    """A Hugging Face tokenizer JSON and what it belongs to."""
+
+    kind: str  # "char" or "bpe"
+    data: str  # the tokenizer JSON
+    node: str  # the data node it tokenizes for
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data.encode("utf-8")).hexdigest()
+
+
+def char_tokenizer_json(vocab: str, specials: tuple[str, ...] = ()) -> str:
+    """A Hugging Face ``WordLevel`` tokenizer JSON: *specials* take ids 0…, then one id per
+    character of *vocab* in order."""
+    tokens = list(specials) + list(vocab)
+    if len(set(tokens)) != len(tokens):
+        raise WiregradError("the vocabulary repeats a character", field="vocab")
+    model = {"type": "WordLevel", "vocab": {t: i for i, t in enumerate(tokens)},
+             "unk_token": "<unk>"}
+    added = [{"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for i, s in enumerate(specials)]
+    doc = {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "[\\s\\S]"},
+                          "behavior": "Isolated", "invert": False},
+        "post_processor": None, "decoder": {"type": "Fuse"}, "model": model,
+    }
+    return json.dumps(doc, ensure_ascii=False)
+
+
+def exported_tokenizer(doc: dict, base_dir: Path | None = None) -> ExportedTokenizer | None:
+    """The tokenizer of *doc*'s first text data node, or None for a graph without one.
+
+    A BPE node that has not stored its trained tokenizer yet gets it trained (or read from
+    the cache) from its corpus, as :func:`engine.data.tokenizers.store_tokenizers` does."""
+    node = next((n for n in doc.get("nodes", []) if n.get("type") in TEXT_NODES), None)
+    if node is None:
+        return None
+    params, nid = node.get("params", {}), node.get("id", "")
+    kind = params.get("tokenizer", "char")
+    if kind == "bpe":
+        data = params.get("tokenizer_data") or ""
+        if not data and node["type"] == "text_corpus":
+            from engine.data.tokenizers import store_tokenizers
+
+            stored = store_tokenizers({"nodes": [node]}, base_dir)
+            data = stored["nodes"][0]["params"]["tokenizer_data"]
+        if not data:
+            raise WiregradError("this BPE tokenizer is not trained yet: train the graph first",
+                                node=nid, field="tokenizer_data")
+        return ExportedTokenizer("bpe", data, nid)
+    if kind != "char":
+        raise WiregradError(f"tokenizer {kind!r} cannot be exported", node=nid,
+                            field="tokenizer")
+    specials = SEQ2SEQ_SPECIALS if node["type"] == "sequence_pairs" else ()
+    vocab = params.get("vocab")
+    if not isinstance(vocab, str) or not vocab:
+        raise WiregradError("the text node has no 'vocab' to export", node=nid, field="vocab")
+    return ExportedTokenizer("char", char_tokenizer_json(vocab, specials), nid)
+
+
+def sibling_path(onnx_path: str | Path) -> Path:
+    """``model.onnx`` → ``model.tokenizer.json`` (next to it)."""
+    path = Path(onnx_path)
+    return path.with_name(f"{path.stem}.tokenizer.json")
+
+
+def add_metadata(proto, tok: ExportedTokenizer, file_name: str) -> None:
+    """Put *tok* into an ONNX ``ModelProto``'s ``metadata_props`` (keys :data:`METADATA_KEYS`,
+    replacing any there)."""
+    values = dict(zip(METADATA_KEYS, (tok.data, tok.kind, tok.sha256, tok.node, file_name)))
+    kept = [p for p in proto.metadata_props if p.key not in values]
+    del proto.metadata_props[:]
+    for prop in kept:
+        proto.metadata_props.add(key=prop.key, value=prop.value)
+    for key, value in values.items():
+        proto.metadata_props.add(key=key, value=value)
+
+
+def write_tokenizer(path: str | Path, tok: ExportedTokenizer) -> Path:
+    """Write the tokenizer JSON to *path* (atomically)."""
+    from engine.base.io import atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, tok.data)
+    return path
+
+
+def tokenize_folder(folder: Path, doc: dict, onnx_files: tuple[str, ...]) -> Path | None:
+    """A multi-file export (the seq2seq ``onnx-decoder`` folder): ``tokenizer.json`` in
+    *folder* and the tokenizer in each of *onnx_files*' ``metadata_props``."""
+    from engine.base.io import atomic_write_bytes
+    from engine.export.onnx_export import _onnx
+
+    tok = exported_tokenizer(doc)
+    if tok is None:
+        return None
+    onnx = _onnx()
+    for name in onnx_files:
+        proto = onnx.load(str(folder / name))
+        add_metadata(proto, tok, "tokenizer.json")
+        atomic_write_bytes(folder / name, proto.SerializeToString())
+    return write_tokenizer(folder / "tokenizer.json", tok)
