@@ -1,6 +1,8 @@
 """2-D convolution and pooling over NCHW images.
 
-conv2d lowers to im2col (a strided view copied once) + BLAS GEMMs, on one of two routes chosen
+conv2d takes the Winograd F(2×2, 3×3) route for 3×3 stride-1 convolutions of ≥ 8 channels
+(:mod:`engine.ops.conv_winograd`); otherwise it
+lowers to im2col (a strided view copied once) + BLAS GEMMs, on one of two routes chosen
 per shape (:func:`by_image`): a batched GEMM per image (few input channels) or one GEMM per
 group over the whole batch; the backward uses two GEMMs and a Numba col2im scatter-add, and
 skips the input gradient when x is data. Max pooling uses Numba
@@ -13,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
-from engine.ops import batch_rules
+from engine.ops import batch_rules, conv_winograd
 from engine.ops._util import per_example, require_float
 from engine.ops.kernel_choice import kernels
 
@@ -80,6 +82,8 @@ def by_image(groups: int, k: int, ho: int, wo: int) -> bool:
 
 
 def _conv_forward(ctx, params, x, weight, bias=None):
+    if conv_winograd.applies(params, x.shape, weight.shape):
+        return conv_winograd.forward(ctx, params, x, weight, bias)
     s, p, d, groups = params["stride"], params["padding"], params["dilation"], params["groups"]
     n, c, h, w_ = x.shape
     cout, cg, kh, kw = weight.shape
@@ -106,6 +110,8 @@ def _conv_forward(ctx, params, x, weight, bias=None):
 
 
 def _conv_backward(ctx, params, g):
+    if ctx.saved[0] == "winograd":
+        return conv_winograd.backward(ctx, params, g)
     per_image, cols, weight, xp_shape, has_bias = ctx.saved
     s, p, d, groups = params["stride"], params["padding"], params["dilation"], params["groups"]
     n, c, hp, wp = xp_shape
@@ -176,6 +182,10 @@ register(OpSpec(
                 {"padding": 1}, note="per-image GEMM route (≥ 16 output pixels)"),
         Example([((1, 1, 9, 10), "float"), ((2, 1, 3, 3), "float")],
                 {"dilation": 2, "stride": 1, "padding": 1}, note="per-image route, dilation"),
+        Example([((2, 8, 5, 4), "float"), ((3, 8, 3, 3), "float"), ((3,), "float")],
+                {"padding": 1}, note="Winograd route (3×3, stride 1, ≥ 8 channels), odd output"),
+        Example([((1, 9, 6, 6), "float"), ((2, 9, 3, 3), "float")],
+                {"padding": 0}, note="Winograd route, no padding"),
     ],
     batch_rule=batch_rules.first_input_only(batch_rules.leading_only),
     family="conv",

@@ -1,0 +1,224 @@
+"""Winograd F(2×2, 3×3) transforms for 3×3 stride-1 convolutions, each with a numpy twin.
+
+A 3×3 convolution computes each 2×2 output tile from a 4×4 input tile. In the Winograd domain
+(Lavin & Gray 2015) the 36 multiplications per tile and channel pair become 16:
+
+    Y = Aᵀ [ Σ_c (G w G ᵀ) ⊙ (Bᵀ d B) ] A
+
+so the channel sum is 16 independent GEMMs, one per tile position ``(ξ, ν)``:
+``M[ξν] = U[ξν] @ V[ξν]`` with ``U (16, Cout, C)`` the transformed kernels, ``V (16, C, P)``
+the transformed input tiles and ``P = N·th·tw`` the tiles (image, tile row, tile column). The
+GEMMs run in BLAS (``np.matmul`` over the 16 positions); these kernels are the transforms
+(additions and subtractions only, fused into one pass each, no temporaries).
+
+The backward is the transpose of the same linear maps: ``dM = A dY Aᵀ`` per tile
+(:func:`grad_out`), then the weight gradient ``dU = dM @ Vᵀ`` (``dW = Gᵀ dU G``) and the input
+gradient ``dV = Uᵀ @ dM`` scattered back as ``B dV Bᵀ`` onto overlapping input tiles
+(:func:`grad_in`). Every coefficient is 0, ±1 or ½, so float64 stays at rounding level
+(~1e-16 relative; the float64 gradient check runs through this route) and float32 within the
+usual float32 tolerance.
+
+Layouts: padded input ``xp (N, C, 2·th + 2, 2·tw + 2)``, outputs ``(N, Cout, 2·th, 2·tw)``
+(the caller crops an odd edge), Winograd arrays ``(16, channels, P)`` with ``P`` ordered
+``(n, ty, tx)``, allocated by :func:`domain`: each transform reads or writes the 16 positions
+of a tile at once, 16 streams one ``channels·P`` block apart; when that block is a multiple of
+4 KiB (it usually is: 16·2304 float32 = 144 KiB) all 16 streams map to the same L1 sets and
+every access misses (measured: the input transform 1.75 ms, 0.18 ms with rows 320 bytes out
+of step; the gradient transform 3.6 → 0.35 ms). :func:`domain` pads the rows apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numpy.lib.stride_tricks import as_strided
+
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+
+
+def domain(channels: int, tiles: int, dtype) -> np.ndarray:
+    """An uninitialised Winograd-domain array ``(16, channels, tiles)`` whose 16 position
+    rows start 320 bytes (mod 4 KiB) apart, so the transforms' 16 streams do not alias."""
+    item = np.dtype(dtype).itemsize
+    row = channels * tiles
+    pad = ((320 - row * item) % 4096) // item
+    return np.empty((16, row + pad), dtype)[:, :row].reshape(16, channels, tiles)
+
+
+def weights(w: np.ndarray) -> np.ndarray:
+    """Transformed kernels ``U (16, Cout, C)`` of ``w (Cout, C, 3, 3)``: ``G w Gᵀ``."""
+    g = G.astype(w.dtype)
+    u = np.einsum("xi,ocij,yj->xyoc", g, w, g, optimize=True)  # (4, 4, Cout, C)
+    return np.ascontiguousarray(u.reshape(16, w.shape[0], w.shape[1]))
+
+
+def weights_grad(du: np.ndarray, cout: int, c: int) -> np.ndarray:
+    """``dW (Cout, C, 3, 3) = Gᵀ dU G`` from ``dU (16, Cout, C)``."""
+    g = G.astype(du.dtype)
+    return np.einsum("xi,xyoc,yj->ocij", g, du.reshape(4, 4, cout, c), g, optimize=True)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bt(d0, d1, d2, d3):
+    """Bᵀ applied to a 4-vector."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@njit(cache=True, nogil=True)
+def transform_in(xp, th, tw, v):
+    # xp: (N, C, 2·th+2, 2·tw+2) → v: (16, C, N·th·tw), v[:, c, p] = Bᵀ d B of tile p
+    n, c = xp.shape[0], xp.shape[1]
+    for b in range(n):
+        for ch in range(c):
+            for ty in range(th):
+                base = (b * th + ty) * tw
+                y = 2 * ty
+                for tx in range(tw):
+                    x = 2 * tx
+                    p = base + tx
+                    # columns of Bᵀ d, then Bᵀ applied to each row of (Bᵀ d)
+                    c0 = _bt(xp[b, ch, y, x], xp[b, ch, y + 1, x], xp[b, ch, y + 2, x],
+                             xp[b, ch, y + 3, x])
+                    c1 = _bt(xp[b, ch, y, x + 1], xp[b, ch, y + 1, x + 1],
+                             xp[b, ch, y + 2, x + 1], xp[b, ch, y + 3, x + 1])
+                    c2 = _bt(xp[b, ch, y, x + 2], xp[b, ch, y + 1, x + 2],
+                             xp[b, ch, y + 2, x + 2], xp[b, ch, y + 3, x + 2])
+                    c3 = _bt(xp[b, ch, y, x + 3], xp[b, ch, y + 1, x + 3],
+                             xp[b, ch, y + 2, x + 3], xp[b, ch, y + 3, x + 3])
+                    for i in range(4):
+                        e = _bt(c0[i], c1[i], c2[i], c3[i])
+                        v[4 * i, ch, p] = e[0]
+                        v[4 * i + 1, ch, p] = e[1]
+                        v[4 * i + 2, ch, p] = e[2]
+                        v[4 * i + 3, ch, p] = e[3]
+
+
+def _tiles(a: np.ndarray, size: int, step: int, th: int, tw: int) -> np.ndarray:
+    """Read-only view ``(N, C, th, tw, size, size)`` of the tiles of *a*."""
+    sn, sc, sh, sw = a.strides
+    return as_strided(a, a.shape[:2] + (th, tw, size, size),
+                      (sn, sc, sh * step, sw * step, sh, sw), writeable=False)
+
+
+def transform_in_ref(xp: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """Numpy twin of :func:`transform_in`: ``V (16, C, N·th·tw)``."""
+    n, c = xp.shape[:2]
+    bt = BT.astype(xp.dtype)
+    v = np.einsum("xi,nctsij,yj->xycnts", bt, _tiles(xp, 4, 2, th, tw), bt)
+    return v.reshape(16, c, n * th * tw)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _at(a0, a1, a2, a3):
+    """Aᵀ applied to a 4-vector."""
+    return a0 + a1 + a2, a1 - a2 - a3
+
+
+@njit(cache=True, nogil=True)
+def transform_out(m, th, tw, y):
+    # m: (16, Cout, N·th·tw) → y: (N, Cout, 2·th, 2·tw), tile = Aᵀ m A
+    n, c = y.shape[0], y.shape[1]
+    for b in range(n):
+        for ch in range(c):
+            for ty in range(th):
+                base = (b * th + ty) * tw
+                for tx in range(tw):
+                    p = base + tx
+                    k0 = _at(m[0, ch, p], m[4, ch, p], m[8, ch, p], m[12, ch, p])
+                    k1 = _at(m[1, ch, p], m[5, ch, p], m[9, ch, p], m[13, ch, p])
+                    k2 = _at(m[2, ch, p], m[6, ch, p], m[10, ch, p], m[14, ch, p])
+                    k3 = _at(m[3, ch, p], m[7, ch, p], m[11, ch, p], m[15, ch, p])
+                    r0 = _at(k0[0], k1[0], k2[0], k3[0])
+                    r1 = _at(k0[1], k1[1], k2[1], k3[1])
+                    y[b, ch, 2 * ty, 2 * tx] = r0[0]
+                    y[b, ch, 2 * ty, 2 * tx + 1] = r0[1]
+                    y[b, ch, 2 * ty + 1, 2 * tx] = r1[0]
+                    y[b, ch, 2 * ty + 1, 2 * tx + 1] = r1[1]
+
+
+def transform_out_ref(m: np.ndarray, n: int, th: int, tw: int) -> np.ndarray:
+    """Numpy twin of :func:`transform_out`: ``(N, Cout, 2·th, 2·tw)``."""
+    c = m.shape[1]
+    at = AT.astype(m.dtype)
+    t = np.einsum("ix,xycnts,jy->cntsij", at, m.reshape(4, 4, c, n, th, tw), at)
+    return np.ascontiguousarray(t.transpose(1, 0, 2, 4, 3, 5)).reshape(n, c, 2 * th, 2 * tw)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _a(g0, g1):
+    """A applied to a 2-vector."""
+    return g0, g0 + g1, g0 - g1, -g1
+
+
+@njit(cache=True, nogil=True)
+def grad_out(g, th, tw, dm):
+    # g: (N, Cout, 2·th, 2·tw) → dm: (16, Cout, N·th·tw), dm tile = A g Aᵀ (the transpose
+    # of transform_out)
+    n, c = g.shape[0], g.shape[1]
+    for b in range(n):
+        for ch in range(c):
+            for ty in range(th):
+                base = (b * th + ty) * tw
+                for tx in range(tw):
+                    p = base + tx
+                    s0 = _a(g[b, ch, 2 * ty, 2 * tx], g[b, ch, 2 * ty + 1, 2 * tx])
+                    s1 = _a(g[b, ch, 2 * ty, 2 * tx + 1], g[b, ch, 2 * ty + 1, 2 * tx + 1])
+                    for i in range(4):
+                        e = _a(s0[i], s1[i])
+                        dm[4 * i, ch, p] = e[0]
+                        dm[4 * i + 1, ch, p] = e[1]
+                        dm[4 * i + 2, ch, p] = e[2]
+                        dm[4 * i + 3, ch, p] = e[3]
+
+
+def grad_out_ref(g: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """Numpy twin of :func:`grad_out`: ``dM (16, Cout, N·th·tw)``."""
+    n, c = g.shape[:2]
+    at = AT.astype(g.dtype)
+    dm = np.einsum("ix,nctsij,jy->xycnts", at, _tiles(g, 2, 2, th, tw), at)
+    return dm.reshape(16, c, n * th * tw)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _b(e0, e1, e2, e3):
+    """B applied to a 4-vector (the transpose of :func:`_bt`)."""
+    return e0, e1 - e2 + e3, e1 + e2 - e0, -e3
+
+
+@njit(cache=True, nogil=True)
+def grad_in(dv, th, tw, dxp):
+    # dv: (16, C, N·th·tw) → accumulated into dxp: (N, C, 2·th+2, 2·tw+2) (zero-filled),
+    # tile += B dv Bᵀ (the transpose of transform_in)
+    n, c = dxp.shape[0], dxp.shape[1]
+    for b in range(n):
+        for ch in range(c):
+            for ty in range(th):
+                base = (b * th + ty) * tw
+                y = 2 * ty
+                for tx in range(tw):
+                    x = 2 * tx
+                    p = base + tx
+                    k0 = _b(dv[0, ch, p], dv[4, ch, p], dv[8, ch, p], dv[12, ch, p])
+                    k1 = _b(dv[1, ch, p], dv[5, ch, p], dv[9, ch, p], dv[13, ch, p])
+                    k2 = _b(dv[2, ch, p], dv[6, ch, p], dv[10, ch, p], dv[14, ch, p])
+                    k3 = _b(dv[3, ch, p], dv[7, ch, p], dv[11, ch, p], dv[15, ch, p])
+                    for i in range(4):
+                        e = _b(k0[i], k1[i], k2[i], k3[i])
+                        dxp[b, ch, y + i, x] += e[0]
+                        dxp[b, ch, y + i, x + 1] += e[1]
+                        dxp[b, ch, y + i, x + 2] += e[2]
+                        dxp[b, ch, y + i, x + 3] += e[3]
+
+
+def grad_in_ref(dv: np.ndarray, n: int, th: int, tw: int) -> np.ndarray:
+    """Numpy twin of :func:`grad_in`: the padded image gradient ``(N, C, 2·th+2, 2·tw+2)``."""
+    c = dv.shape[1]
+    bt = BT.astype(dv.dtype)
+    tiles = np.einsum("xi,xycnts,yj->nctsij", bt, dv.reshape(4, 4, c, n, th, tw), bt)
+    dxp = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), dv.dtype)
+    for ty in range(th):
+        for tx in range(tw):
+            dxp[:, :, 2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] += tiles[:, :, ty, tx]
+    return dxp

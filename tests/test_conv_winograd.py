@@ -1,0 +1,122 @@
+"""The Winograd F(2×2, 3×3) route of conv2d: each Numba transform equals its numpy twin, the
+route equals the GEMM route to rounding level in float64, float32 stays within tolerance of
+float64, and the route choice follows the measured rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.core import registry
+from engine.kernels import winograd as W
+from engine.ops import conv_winograd
+
+P1 = {"stride": 1, "padding": 1, "dilation": 1, "groups": 1}
+
+
+class _Ctx:
+    def __init__(self, needs: tuple = ()) -> None:
+        self.needs_input_grad = needs
+
+    def save(self, *arrays) -> None:
+        self.saved = arrays
+
+
+def _run(x, w, b, params, winograd: bool, monkeypatch, g=None, needs=()):
+    monkeypatch.setattr(conv_winograd, "MIN_CHANNELS", 1 if winograd else 10**9)
+    spec, ctx = registry.get("conv2d"), _Ctx(needs)
+    y = spec.forward(ctx, params, x, w, b)
+    assert (ctx.saved[0] == "winograd") is winograd
+    g = np.random.default_rng(5).standard_normal(y.shape).astype(x.dtype) if g is None else g
+    return (y, *spec.backward(ctx, params, g))
+
+
+@pytest.mark.parametrize("th,tw", [(1, 1), (3, 2)])
+def test_every_transform_equals_its_numpy_twin(th, tw):
+    rng = np.random.default_rng(0)
+    n, c = 2, 3
+    xp = rng.standard_normal((n, c, 2 * th + 2, 2 * tw + 2))
+    v = W.domain(c, n * th * tw, xp.dtype)
+    W.transform_in(xp, th, tw, v)
+    np.testing.assert_allclose(v, W.transform_in_ref(xp, th, tw), rtol=0, atol=1e-13)
+    m = rng.standard_normal((16, c, n * th * tw))
+    y = np.empty((n, c, 2 * th, 2 * tw))
+    W.transform_out(m, th, tw, y)
+    np.testing.assert_allclose(y, W.transform_out_ref(m, n, th, tw), rtol=0, atol=1e-13)
+    g = rng.standard_normal((n, c, 2 * th, 2 * tw))
+    dm = W.domain(c, n * th * tw, g.dtype)
+    W.grad_out(g, th, tw, dm)
+    np.testing.assert_allclose(dm, W.grad_out_ref(g, th, tw), rtol=0, atol=1e-13)
+    dxp = np.zeros_like(xp)
+    W.grad_in(m, th, tw, dxp)
+    np.testing.assert_allclose(dxp, W.grad_in_ref(m, n, th, tw), rtol=0, atol=1e-13)
+
+
+def test_the_backward_transforms_are_the_transposes_of_the_forward_ones():
+    rng = np.random.default_rng(1)
+    n, c, th, tw = 2, 2, 2, 3
+    xp = rng.standard_normal((n, c, 2 * th + 2, 2 * tw + 2))
+    dv = rng.standard_normal((16, c, n * th * tw))
+    # <transform_in(xp), dv> == <xp, grad_in(dv)>
+    lhs = np.vdot(W.transform_in_ref(xp, th, tw), dv)
+    np.testing.assert_allclose(lhs, np.vdot(xp, W.grad_in_ref(dv, n, th, tw)), rtol=1e-12)
+    m = rng.standard_normal((16, c, n * th * tw))
+    g = rng.standard_normal((n, c, 2 * th, 2 * tw))
+    lhs = np.vdot(W.transform_out_ref(m, n, th, tw), g)
+    np.testing.assert_allclose(lhs, np.vdot(m, W.grad_out_ref(g, th, tw)), rtol=1e-12)
+
+
+def test_domain_rows_do_not_alias_in_the_l1_cache():
+    v = W.domain(32, 2048, np.float32)  # 256 KiB a row: a multiple of 4 KiB unpadded
+    assert v.shape == (16, 32, 2048)
+    assert v.strides[0] % 4096 == 320
+    assert v[3].flags.c_contiguous
+
+
+@pytest.mark.parametrize("shape,wshape,pad", [
+    ((3, 8, 7, 6), (4, 8, 3, 3), 1),  # odd output rows
+    ((2, 8, 6, 6), (5, 8, 3, 3), 0),
+    ((2, 9, 5, 5), (3, 9, 3, 3), 2),  # padding 2: 7×7 output
+    ((1, 8, 3, 3), (2, 8, 3, 3), 0),  # a single output pixel
+])
+def test_winograd_equals_the_gemm_route_in_float64(shape, wshape, pad, monkeypatch):
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal(shape), rng.standard_normal(wshape)
+    b = rng.standard_normal(wshape[0])
+    params = {**P1, "padding": pad}
+    wino = _run(x, w, b, params, True, monkeypatch)
+    gemm = _run(x, w, b, params, False, monkeypatch)
+    for got, want in zip(wino, gemm):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_winograd_stays_within_tolerance_of_float64(monkeypatch):
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((4, 16, 12, 12)), rng.standard_normal((32, 16, 3, 3)) * 0.1
+    g = rng.standard_normal((4, 32, 12, 12))
+    exact = _run(x, w, None, P1, False, monkeypatch, g=g)
+    got = _run(x.astype(np.float32), w.astype(np.float32), None, P1, True, monkeypatch,
+               g=g.astype(np.float32))
+    for a, e in zip(got[:3], exact[:3]):
+        assert a.dtype == np.float32
+        scale = np.abs(e).max()
+        np.testing.assert_allclose(a, e, rtol=0, atol=2e-6 * scale)
+
+
+def test_data_inputs_get_no_image_gradient_on_the_winograd_route(monkeypatch):
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal((2, 8, 6, 6)), rng.standard_normal((3, 8, 3, 3))
+    full = _run(x, w, None, P1, True, monkeypatch)
+    fast = _run(x, w, None, P1, True, monkeypatch, needs=(False, True))
+    assert fast[1] is None
+    np.testing.assert_allclose(fast[2], full[2], rtol=0, atol=0)
+
+
+def test_the_route_choice_follows_the_measured_rule():
+    assert conv_winograd.applies(P1, (64, 16, 12, 12), (32, 16, 3, 3))
+    assert not conv_winograd.applies(P1, (32, 3, 32, 32), (32, 3, 3, 3))  # few channels
+    assert not conv_winograd.applies({**P1, "stride": 2}, (64, 32, 6, 6), (32, 32, 3, 3))
+    assert not conv_winograd.applies({**P1, "dilation": 2}, (8, 16, 9, 9), (8, 16, 3, 3))
+    assert not conv_winograd.applies({**P1, "groups": 2}, (8, 16, 9, 9), (8, 8, 3, 3))
+    assert not conv_winograd.applies(P1, (8, 16, 9, 9), (8, 16, 5, 5))
