@@ -19,8 +19,9 @@ import numpy as np
 
 from engine.base.errors import WiregradError
 from engine.core import registry
-from engine.ops.elementwise import gelu_exact
+from engine.kernels.decoder_step import gelu_exact  # exact erf GELU, in float64
 from engine.ops.seq2seq import BOS, EOS, SPECIALS
+from engine.sample import decoder_fused
 
 
 @dataclass
@@ -202,7 +203,7 @@ def _out_proj(b: Block, name: str, y):
 
 
 def _mlp(b: Block, x):
-    h = gelu_exact(_linear(x, b.get("mlp.fc.weight"), b.get("mlp.fc.bias")), "none")
+    h = gelu_exact(_linear(x, b.get("mlp.fc.weight"), b.get("mlp.fc.bias")))
     return _linear(h.astype(x.dtype), b.get("mlp.proj.weight"), b.get("mlp.proj.bias"))
 
 
@@ -273,7 +274,11 @@ def step(model: Seq2SeqModel, state: DecoderState, tokens: np.ndarray) -> np.nda
         raise WiregradError(f"the decoder's positions end at {model.max_steps} tokens")
     x = (model.weight("tgt_emb")[tokens] + model.weight("tgt_pos")[t])[:, None, :]  # (B, 1, C)
     state.cross_probs = []
+    fused = decoder_fused.packs(model)  # one Numba call per block (same arithmetic)
     for i, b in enumerate(model.decoder):
+        if fused is not None:
+            x = decoder_fused.block(fused[i], b, i, state, x)
+            continue
         h = _ln_of(b, "ln1", x)
         q, k, v = _attention_proj(b, "self_attn", h, h)
         state.keys[i] = np.concatenate([state.keys[i], k], axis=2)
