@@ -1,6 +1,7 @@
 """Element-wise arithmetic and activations (broadcasting like NumPy).
 
-GELU in float32 runs the Numba kernels of :mod:`engine.kernels.elementwise`, imported on first
+GELU in float32 runs the Numba kernels of :mod:`engine.kernels.elementwise`; leaky ReLU, ReLU's
+gradient and float32 SiLU those of :mod:`engine.kernels.activations`; each imported on first
 use (importing this module, or the registry, never imports Numba); float64 uses exact NumPy
 formulas so the float64 gradient check and PyTorch parity hold to 1e-10.
 """
@@ -22,6 +23,7 @@ from engine.core.registry import (
 )
 from engine.ops import batch_rules
 from engine.ops._util import elementwise_flops, require_float, unbroadcast
+from engine.ops.kernel_choice import kernels
 
 BINARY_EXAMPLES = [
     Example([((3, 4), "float"), ((3, 4), "float")]),
@@ -34,6 +36,12 @@ UNARY_EXAMPLES = [
     Example([((2, 3, 5), "float")]),
     Example([((1, 7), "float")], note="batch of 1"),
 ]
+
+
+def _act():
+    """engine.kernels.activations (one-pass leaky ReLU, ReLU gradient, SiLU), imported on
+    first use."""
+    return kernels("activations")
 
 
 def _binary_infer(inputs, params):
@@ -108,7 +116,7 @@ binary("mul", "Element-wise a × b (broadcasting).", np.multiply,
        lambda a, b, o, g: (g * b, g * a))
 
 unary("relu", "Rectified linear unit: max(x, 0).", lambda x, p: np.maximum(x, 0),
-      lambda x, o, g, p: g * (x > 0))
+      lambda x, o, g, p: _act().relu_grad(x, g))
 unary("tanh", "Hyperbolic tangent.", lambda x, p: np.tanh(x),
       lambda x, o, g, p: g * (1 - o * o), flops=4)
 binary("div", "Element-wise a ÷ b (broadcasting).", np.divide,
@@ -194,8 +202,8 @@ unary("clamp", """Clamp x into [min, max]; either bound may be left empty.
       ])
 
 unary("leaky_relu", "Leaky ReLU: x for x > 0, negative_slope·x otherwise.",
-      lambda x, p: np.where(x > 0, x, x * p["negative_slope"]),
-      lambda x, o, g, p: np.where(x > 0, g, g * p["negative_slope"]),
+      lambda x, p: _act().leaky_relu(x, p["negative_slope"]),
+      lambda x, o, g, p: _act().leaky_relu_grad(x, g, p["negative_slope"]),
       params=[Param("negative_slope", "float", 0.01, doc="Slope for x ≤ 0.")],
       examples=[Example([((3, 4), "float")]),
                 Example([((2, 3, 5), "float")], {"negative_slope": 0.2}),
@@ -219,9 +227,18 @@ def _silu_grad(x, out, g, p):
     return g * (s * (1 + x * (1 - s)))
 
 
-unary("silu", "SiLU (swish): x · sigmoid(x).", lambda x, p: x * _sigmoid(x), _silu_grad,
-      flops=5, examples=UNARY_EXAMPLES + [Example([((2, 6), "float")], low=-6.0, high=6.0,
-                                                  note="large |x|")])
+def _silu_slope(x, p):
+    return _act().silu_and_slope32(x) if x.dtype == np.float32 else None
+
+
+def _silu_fwd(x, p):  # float32: the training kernel, so training and inference agree
+    return _act().silu_and_slope32(x)[0] if x.dtype == np.float32 else x * _sigmoid(x)
+
+
+unary("silu", "SiLU (swish): x · sigmoid(x).", _silu_fwd, _silu_grad,
+      flops=5, slope=_silu_slope,
+      examples=UNARY_EXAMPLES + [Example([((2, 6), "float")], low=-6.0, high=6.0,
+                                         note="large |x|")])
 
 # ------------------------------------------------------------------ GELU
 # float32 runs the Numba kernels in engine.kernels.elementwise (loaded on first use, so that

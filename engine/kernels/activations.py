@@ -1,0 +1,124 @@
+"""One-pass activation kernels around convolutions (leaky ReLU, ReLU's backward, SiLU), each
+with a numpy twin.
+
+NumPy spends three passes and two temporaries on ``np.where(x > 0, x, x·s)`` (a mask, a
+product, the select) and two on ``g · (x > 0)``; these kernels read their inputs once and
+write once. Leaky ReLU and ReLU compute the same products as the numpy formulas (bit for bit,
+any float dtype, NaN propagates). SiLU's float32 kernel returns the output and its slope in
+one pass (the backward is then ``g · slope``), with ``e^(−|x|)`` from the libm-free float32
+exponential of :mod:`engine.kernels.elementwise` (within ~1 ulp); float64 keeps the exact
+numpy formula in the op.
+
+Kernels take flat contiguous arrays and are serial (see :mod:`engine.kernels.elementwise`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.kernels.elementwise import _FAST, F32, _exp_nonpos32
+
+SILU_SATURATE = 36.0  # e^-36 < float32 eps²: beyond, sigmoid is exactly 0 or 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def leaky_fwd(x, slope, out):  # x, out: (N,); out = x if x > 0 else slope·x
+    s = x.dtype.type(slope)
+    for i in range(x.size):
+        v = x[i]
+        out[i] = v if v > 0 else v * s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def leaky_bwd(x, g, slope, out):  # x, g, out: (N,); out = g if x > 0 else slope·g
+    s = g.dtype.type(slope)
+    for i in range(x.size):
+        out[i] = g[i] if x[i] > 0 else g[i] * s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def relu_bwd(x, g, out):  # x, g, out: (N,); out = g where x > 0, else 0
+    zero = g.dtype.type(0)
+    for i in range(x.size):
+        out[i] = g[i] if x[i] > 0 else zero
+
+
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
+def silu_fwd_d32(x, out, d):  # x, out, d: (N,) float32; out = x·σ(x), d = silu'(x)
+    for i in range(x.size):
+        v = x[i]
+        a = abs(v)
+        e = _exp_nonpos32(-min(a, F32(SILU_SATURATE)))
+        e = e if a < F32(SILU_SATURATE) else F32(0.0)
+        r = F32(1.0) / (F32(1.0) + e)
+        s = r if v >= F32(0.0) else e * r  # σ(x)
+        c = e * r if v >= F32(0.0) else r  # 1 − σ(x), without cancellation
+        out[i] = v * s
+        d[i] = s * (F32(1.0) + v * c)
+
+
+def leaky_fwd_ref(x: np.ndarray, slope: float) -> np.ndarray:
+    """Numpy twin of :func:`leaky_fwd`."""
+    return np.where(x > 0, x, x * x.dtype.type(slope))
+
+
+def leaky_bwd_ref(x: np.ndarray, g: np.ndarray, slope: float) -> np.ndarray:
+    """Numpy twin of :func:`leaky_bwd`."""
+    return np.where(x > 0, g, g * g.dtype.type(slope))
+
+
+def relu_bwd_ref(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Numpy twin of :func:`relu_bwd`."""
+    return np.where(x > 0, g, g.dtype.type(0))
+
+
+def silu_fwd_d_ref(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy twin of :func:`silu_fwd_d32` (exact exponential, float64 inside)."""
+    v = x.astype(np.float64)
+    e = np.exp(-np.abs(v))
+    r = 1 / (1 + e)
+    s = np.where(v >= 0, r, e * r)
+    c = np.where(v >= 0, e * r, r)
+    return (v * s).astype(x.dtype), (s * (1 + v * c)).astype(x.dtype)
+
+
+# ------------------------------------------------------------------ entry points
+
+
+def _flat(a: np.ndarray, dtype) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+
+
+def leaky_relu(x: np.ndarray, slope: float) -> np.ndarray:
+    """Leaky ReLU of *x* (any shape), one pass."""
+    flat = _flat(x, x.dtype)
+    out = np.empty_like(flat)
+    leaky_fwd(flat, slope, out)
+    return out.reshape(x.shape)
+
+
+def leaky_relu_grad(x: np.ndarray, g: np.ndarray, slope: float) -> np.ndarray:
+    """``g · leaky'(x)``, one pass; *g* broadcasts to x's shape."""
+    dtype = np.result_type(x.dtype, g.dtype)
+    gf = _flat(np.broadcast_to(g, x.shape), dtype)
+    out = np.empty_like(gf)
+    leaky_bwd(_flat(x, x.dtype), gf, slope, out)
+    return out.reshape(x.shape)
+
+
+def relu_grad(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``g · (x > 0)``, one pass; *g* broadcasts to x's shape."""
+    dtype = np.result_type(x.dtype, g.dtype)
+    gf = _flat(np.broadcast_to(g, x.shape), dtype)
+    out = np.empty_like(gf)
+    relu_bwd(_flat(x, x.dtype), gf, out)
+    return out.reshape(x.shape)
+
+
+def silu_and_slope32(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(SiLU(x), SiLU'(x)) of a float32 *x* in one pass."""
+    flat = _flat(x, np.float32)
+    out, d = np.empty_like(flat), np.empty_like(flat)
+    silu_fwd_d32(flat, out, d)
+    return out.reshape(x.shape), d.reshape(x.shape)
