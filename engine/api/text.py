@@ -93,10 +93,13 @@ def tokenize(doc: dict, text: str, base_dir: str | Path | None = None) -> list[d
 
 def store_tokenizers(doc: dict, base_dir: str | Path | None = None) -> dict:
     """A copy of *doc* whose BPE text nodes carry their trained tokenizer (trains it on the
-    corpus, or reads the cache), so the saved document samples without the corpus."""
+    corpus, or reads the cache), so the saved document samples without the corpus; BPE
+    ``sequence_pairs`` nodes likewise (decoding then needs no TSV file)."""
+    from engine.data.sequence_pairs import store_tokenizers as _store_pairs
     from engine.data.tokenizers import store_tokenizers as _store
 
-    return _store(doc, Path(base_dir) if base_dir is not None else None)
+    base = Path(base_dir) if base_dir is not None else None
+    return _store_pairs(_store(doc, base), base)
 
 
 

@@ -69,7 +69,11 @@ SPECIAL_LABELS = ("<pad>", "<bos>", "<eos>")
 
 
 def pairs_vocab(params: dict) -> Tokenizer:
-    """The tokenizer of a ``sequence_pairs`` node with *params*."""
+    """The tokenizer of a ``sequence_pairs`` node with *params* (a BPE node: its stored one)."""
+    if params.get("tokenizer", "char") == "bpe":
+        from engine.data.pair_tokenizer import stored
+
+        return stored(params)
     return PairsVocab(str(params.get("vocab") or DATES_VOCAB))
 
 

@@ -2,8 +2,10 @@
 ``token_accuracy`` (accuracy over the positions that are not padding).
 
 Token ids: 0 = pad, 1 = begin, 2 = end, then the characters of ``vocab`` in order (3, 4, …),
-so a model has ``len(vocab) + 3`` classes. ``target_out`` marks padding with the loss's
-``ignore_index`` (-100). The dataset itself is built by :mod:`engine.data.sequence_pairs`.
+so a model has ``len(vocab) + 3`` classes — or, with ``tokenizer`` = bpe, the ``vocab_size``
+byte-level BPE pieces (``vocab_size + 3`` classes; :mod:`engine.data.pair_tokenizer`).
+``target_out`` marks padding with the loss's ``ignore_index`` (-100). The dataset itself is
+built by :mod:`engine.data.sequence_pairs`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ def classes(vocab: str) -> int:
 
 
 def _infer(inputs, params):
+    if params.get("tokenizer", "char") == "bpe":
+        s, t = params["max_source_len"], params["max_target_len"] + 1
+        return [TensorType(("B", s), "int"), TensorType(("B", s), "float"),
+                TensorType(("B", t), "int"), TensorType(("B", t), "int")]
     if not params["vocab"]:
         raise ShapeError("the vocabulary is empty: set 'vocab' (every character of the "
                          "sources and targets)")
@@ -49,7 +55,12 @@ register(OpSpec(
 
     ``dates``: human-written dates in 18 formats → ISO (1987-03-03), ``n_train`` drawn from
     the seed; ``n_val`` calendar dates are held out of training in every format.
-    ``file``: a UTF-8 TSV of ``source<TAB>target`` lines; ``val_fraction`` of them validate.""",
+    ``file``: a UTF-8 TSV of ``source<TAB>target`` lines; ``val_fraction`` of them validate.
+
+    ``tokenizer``: ``char`` (the characters of ``vocab``) or ``bpe`` (byte-level BPE of
+    ``vocab_size`` pieces trained on the training pairs, one vocabulary for both sides, stored
+    in ``tokenizer_data`` so the document decodes without its file); lengths then count
+    tokens. Ids 0–2 are pad, begin, end in both.""",
     inputs=[],
     outputs=[Port("source", dtype="int", differentiable=False),
              Port("source_mask", differentiable=False),
@@ -61,10 +72,18 @@ register(OpSpec(
         Param("path", "string", "", doc="UTF-8 TSV file, one source<TAB>target per line."),
         Param("vocab", "string", DATES_VOCAB,
               doc="The characters, in id order (ids 0–2 are pad, begin, end)."),
+        Param("tokenizer", "choice", "char", choices=("char", "bpe"),
+              doc="Characters of 'vocab', or byte-level BPE pieces trained on the training "
+                  "pairs (one vocabulary for source and target)."),
+        Param("vocab_size", "int", 512, minimum=256, maximum=65536,
+              doc="BPE pieces (the model has vocab_size + 3 classes); char uses len(vocab)."),
+        Param("tokenizer_data", "string", "",
+              doc="The trained BPE tokenizer (Hugging Face JSON), kept with the model so "
+                  "decoding needs no file."),
         Param("max_source_len", "int", 34, minimum=1, maximum=4096,
-              doc="Longest source S in characters."),
+              doc="Longest source S in tokens (characters for char)."),
         Param("max_target_len", "int", 10, minimum=1, maximum=4096,
-              doc="Longest target in characters (T = this + 1 for the begin/end token)."),
+              doc="Longest target in tokens (T = this + 1 for the begin/end token)."),
         Param("too_long", "choice", "skip", choices=("skip", "refuse"),
               doc="A file pair longer than the maximum: skip it (and count it) or refuse the "
                   "file naming the line."),
