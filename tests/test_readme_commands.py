@@ -64,7 +64,11 @@ SLOW = {
         "evaluates the checkpoint the PyTorch run before writes",
     "wiregrad sample char_gpt --weights run/ckpt.safetensors":
         "samples from the checkpoint the PyTorch run before writes",
+    'python sample.py --weights run/ckpt.safetensors --prompt "ROMEO:" -n 200':
+        "samples with PyTorch from the checkpoint the PyTorch run before writes",
     "cd gpt_project": "enters the exported project for the PyTorch lines after it",
+    "python train.py --steps 20 --out run":
+        "20 PyTorch steps of the exported seq2seq_dates project (needs torch)",
     "python tools/screenshots.py":
         "renders every README screenshot offscreen (a minute or more; runs the GUI tests' code)",
 }

@@ -10,6 +10,8 @@ Writes into DIR:
   optimizer, schedule, clipping and data (the arrays, or the encoded text, stored in
   ``data.npz``, batched in the same order as ``wiregrad train``), as ``python train.py`` or
   under ``torchrun`` with DistributedDataParallel. It needs torch, numpy and safetensors only.
+* ``tokenizer.json`` (graphs with a text data node) and ``sample.py`` (language models) —
+  the tokenizer, and generation from a prompt with it (:mod:`engine.export.sample_script`).
 """
 
 from __future__ import annotations
@@ -279,6 +281,9 @@ def export_torch(doc: dict, model: Model, weights: dict[str, np.ndarray], out_di
     names = list(model.parameters) + list(model.state)
     save_weights(files[1], {n: np.ascontiguousarray(weights[n]) for n in names},
                  {"graph_hash": graph_hash(doc), "source": "wiregrad export"})
+    from engine.export.sample_script import write_text_files
+
+    files += write_text_files(doc, model, out, base_dir)  # tokenizer.json, sample.py
     plan = training_plan(doc, model, base_dir)
     if plan is None:
         return files
