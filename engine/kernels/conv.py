@@ -1,5 +1,5 @@
 """Convolution and pooling helpers: im2col (numpy strided view + one copy), col2im
-scatter-add, and max-pool forward/backward kernels, each with a numpy twin.
+scatter-add, and max- and average-pool forward/backward kernels, each with a numpy twin.
 
 Layouts: images ``(N, C, H, W)``; columns either ``(C, kh, kw, N, Ho, Wo)`` so that
 ``reshape(groups, C/groups*kh*kw, N*Ho*Wo)`` feeds one large BLAS GEMM per group (the
@@ -139,3 +139,83 @@ def max_pool_bwd_ref(g: np.ndarray, arg: np.ndarray, hp: int, wp: int) -> np.nda
     rows = np.repeat(np.arange(n * c), g.shape[2] * g.shape[3])
     np.add.at(dxp, (rows, arg.reshape(-1)), g.reshape(-1))
     return dxp.reshape(n, c, hp, wp)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def avg_pool_fwd(xp, k, stride, div, out):
+    # xp: (N, C, Hp, Wp) zero-padded → out: (N, C, Ho, Wo) = window sums / div, the taps added
+    # in (i, j) order like the numpy twin; the output row innermost so LLVM vectorises it
+    n, c, ho, wo = out.shape
+    for b in range(n):
+        for ch in range(c):
+            for y in range(ho):
+                o = out[b, ch, y]
+                o[:] = 0
+                for i in range(k):
+                    row = xp[b, ch, y * stride + i]
+                    for j in range(k):
+                        for x in range(wo):
+                            o[x] += row[x * stride + j]
+                for x in range(wo):
+                    o[x] = o[x] / div
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def avg_pool_bwd(gd, k, stride, dxp):
+    # gd: (N, C, Ho, Wo) gradient already divided → accumulated into dxp: (N, C, Hp, Wp)
+    # (zero-filled), every window's pixels
+    n, c, ho, wo = gd.shape
+    for b in range(n):
+        for ch in range(c):
+            for y in range(ho):
+                gr = gd[b, ch, y]
+                for i in range(k):
+                    row = dxp[b, ch, y * stride + i]
+                    for j in range(k):
+                        for x in range(wo):
+                            row[x * stride + j] += gr[x]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def avg_pool2_fwd(xp, div, out):
+    # the 2×2, stride-2 window (most CNNs): out = (x00 + x01 + x10 + x11) / div, one pass
+    n, c, ho, wo = out.shape
+    for b in range(n):
+        for ch in range(c):
+            for y in range(ho):
+                r0 = xp[b, ch, 2 * y]
+                r1 = xp[b, ch, 2 * y + 1]
+                o = out[b, ch, y]
+                for x in range(wo):
+                    o[x] = (r0[2 * x] + r0[2 * x + 1] + r1[2 * x] + r1[2 * x + 1]) / div
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def avg_pool2_bwd(gd, dxp):
+    # the 2×2, stride-2 window: every gradient to its four pixels, into zero-filled dxp
+    n, c, ho, wo = gd.shape
+    for b in range(n):
+        for ch in range(c):
+            for y in range(ho):
+                r0 = dxp[b, ch, 2 * y]
+                r1 = dxp[b, ch, 2 * y + 1]
+                gr = gd[b, ch, y]
+                for x in range(wo):
+                    v = gr[x]
+                    r0[2 * x] += v
+                    r0[2 * x + 1] += v
+                    r1[2 * x] += v
+                    r1[2 * x + 1] += v
+
+
+def avg_pool_fwd_ref(xp: np.ndarray, k: int, stride: int, ho: int, wo: int) -> np.ndarray:
+    """Numpy twin of :func:`avg_pool_fwd` before the division: the window sums."""
+    win = windows(xp, k, k, stride, 1, ho, wo)  # (C, k, k, N, Ho, Wo)
+    return win.sum(axis=(1, 2)).transpose(1, 0, 2, 3)
+
+
+def avg_pool_bwd_ref(gd: np.ndarray, k: int, stride: int, hp: int, wp: int) -> np.ndarray:
+    """Numpy twin of :func:`avg_pool_bwd`: the padded image gradient."""
+    cols = np.broadcast_to(gd.transpose(1, 0, 2, 3)[:, None, None], (gd.shape[1], k, k)
+                           + (gd.shape[0],) + gd.shape[2:])
+    return col2im_ref(cols, stride, 1, hp, wp)

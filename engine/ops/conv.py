@@ -6,7 +6,7 @@ lowers to im2col (a strided view copied once) + BLAS GEMMs, on one of two routes
 per shape (:func:`by_image`): a batched GEMM per image (few input channels) or one GEMM per
 group over the whole batch; the backward uses two GEMMs and a Numba col2im scatter-add, and
 skips the input gradient when x is data. Max pooling uses Numba
-kernels (argmax saved for the backward); average pooling is a handful of strided numpy adds.
+kernels (argmax saved for the backward); average pooling a one-pass Numba kernel each way.
 Square kernels, strides, paddings and dilations (one int each).
 """
 
@@ -248,24 +248,29 @@ def _avg_divisor(x_shape, params, k, s, p, ho, wo, dtype):
 
 def _avg_forward(ctx, params, x):
     k, s, p, ho, wo = _geometry(x, params)
-    xp = _pad(x, p)
-    out = np.zeros(x.shape[:2] + (ho, wo), x.dtype)
-    for sl in _slices(k, s, ho, wo):
-        out += xp[sl]
+    xp = np.ascontiguousarray(_pad(x, p))
     div = _avg_divisor(x.shape, params, k, s, p, ho, wo, x.dtype)
+    out = np.empty(x.shape[:2] + (ho, wo), x.dtype)
+    scalar = np.ndim(div) == 0  # one Numba pass (window sums / k²); else divide after
+    d = div if scalar else x.dtype.type(1)
+    if k == s == 2:  # 5-7× faster than the general loop (measured on 64×16×24×24)
+        kernels("conv").avg_pool2_fwd(xp, d, out)
+    else:
+        kernels("conv").avg_pool_fwd(xp, k, s, d, out)
     ctx.save(x.shape, div)
-    return out / div
+    return out if scalar else out / div
 
 
 def _avg_backward(ctx, params, g):
     x_shape, div = ctx.saved
     k, p = params["kernel"], params["padding"]
     s = params["stride"] or k
-    ho, wo = g.shape[2], g.shape[3]
-    gd = g / div
+    gd = np.ascontiguousarray(g / div)
     gxp = np.zeros((x_shape[0], x_shape[1], x_shape[2] + 2 * p, x_shape[3] + 2 * p), g.dtype)
-    for sl in _slices(k, s, ho, wo):
-        gxp[sl] += gd
+    if k == s == 2:
+        kernels("conv").avg_pool2_bwd(gd, gxp)
+    else:
+        kernels("conv").avg_pool_bwd(gd, k, s, gxp)
     return (gxp[:, :, p:p + x_shape[2], p:p + x_shape[3]],)
 
 

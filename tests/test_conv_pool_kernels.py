@@ -1,0 +1,57 @@
+"""Average-pool kernels: the general window and the 2×2 stride-2 one equal their numpy twins
+(the same additions in the same order), and the op equals the old strided-add formula."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.core import registry
+from engine.kernels import conv as C
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k,stride,size", [(2, 2, 8), (3, 2, 9), (3, 1, 6), (2, 1, 5)])
+def test_avg_pool_kernels_equal_their_twins(dtype, k, stride, size):
+    rng = np.random.default_rng(0)
+    xp = rng.standard_normal((2, 3, size, size + 1)).astype(dtype)
+    ho, wo = (size - k) // stride + 1, (size + 1 - k) // stride + 1
+    out = np.empty((2, 3, ho, wo), dtype)
+    div = dtype(k * k)
+    C.avg_pool_fwd(xp, k, stride, div, out)
+    np.testing.assert_allclose(out, C.avg_pool_fwd_ref(xp, k, stride, ho, wo) / div,
+                               rtol=1e-6, atol=1e-7)
+    gd = rng.standard_normal((2, 3, ho, wo)).astype(dtype)
+    dxp = np.zeros_like(xp)
+    C.avg_pool_bwd(gd, k, stride, dxp)
+    np.testing.assert_allclose(dxp, C.avg_pool_bwd_ref(gd, k, stride, size, size + 1),
+                               rtol=1e-6, atol=1e-6)
+    if k == stride == 2:
+        out2, dxp2 = np.empty_like(out), np.zeros_like(xp)
+        C.avg_pool2_fwd(xp, div, out2)
+        C.avg_pool2_bwd(gd, dxp2)
+        np.testing.assert_array_equal(out2, out)
+        np.testing.assert_array_equal(dxp2, dxp)
+
+
+def _strided_reference(x, k, s, ho, wo):
+    out = np.zeros(x.shape[:2] + (ho, wo), x.dtype)
+    for i in range(k):
+        for j in range(k):
+            out += x[:, :, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s]
+    return out / x.dtype.type(k * k)
+
+
+@pytest.mark.parametrize("kernel,stride", [(2, None), (3, 2)])
+def test_the_op_equals_the_strided_add_formula_bit_for_bit(kernel, stride):
+    spec = registry.get("avg_pool2d")
+
+    class Ctx:
+        def save(self, *arrays) -> None:
+            self.saved = arrays
+
+    x = np.random.default_rng(1).standard_normal((3, 4, 11, 10)).astype(np.float32)
+    params = {"kernel": kernel, "stride": stride, "padding": 0, "count_include_pad": True}
+    y = spec.forward(Ctx(), params, x)
+    s = stride or kernel
+    np.testing.assert_array_equal(y, _strided_reference(x, kernel, s, *y.shape[2:]))
