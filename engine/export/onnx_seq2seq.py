@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.base.errors import WiregradError
 from engine.base.io import atomic_write_bytes, atomic_write_text
-from engine.sample.seq2seq import Block, Seq2SeqModel
+from engine.sample.seq2seq import Block, Model, Seq2SeqModel
 
 OPSET = 17
 
@@ -229,10 +230,15 @@ if __name__ == "__main__":
 '''
 
 
-def export_seq2seq(m: Seq2SeqModel, folder: str | Path) -> Path:
+def export_seq2seq(m: Model, folder: str | Path) -> Path:
     """Write encoder.onnx, decoder_step.onnx, seq2seq.json and decode.py into *folder*."""
     import json
 
+    if not isinstance(m, Seq2SeqModel):
+        raise WiregradError("the ONNX encoder/decoder-step export reads graphs shaped like the "
+                            "seq2seq_dates preset; this graph is decoded from its program "
+                            "(export its teacher-forced forward with --format onnx)",
+                            node=m.logits_node)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     f32 = Seq2SeqModel(m.vocab, m.src_len, m.max_steps,

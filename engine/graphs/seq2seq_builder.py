@@ -85,3 +85,126 @@ def seq2seq_dates(layers: int = 2, width: int = 32, heads: int = 4, batch: int =
         nodes, edges,
         {"steps": steps, "eval_every": 250, "eval_batches": 8, "checkpoint_every": 500,
          "seed": 7, "dtype": "float32"})
+
+
+# ------------------------------------------------------------------ graphs unlike the preset
+
+
+def _embeddings(shared: bool, width: int, v: int) -> tuple[list, list, str, str]:
+    """Source and target token embeddings: one table feeding two lookups, or two tables."""
+    if shared:
+        nodes = [node("table", "parameter", (0, 600), "Shared embedding", shape=[v, width],
+                      init="normal", std=0.3),
+                 node("src_emb", "embedding", (260, 0), "Source lookup"),
+                 node("tgt_emb", "embedding", (260, 380), "Target lookup")]
+        edges = [("pairs:source", "src_emb:ids"), ("table:out", "src_emb:weight"),
+                 ("pairs:target_in", "tgt_emb:ids"), ("table:out", "tgt_emb:weight")]
+        return nodes, edges, "src_emb:out", "tgt_emb:out"
+    nodes = [node("src_emb", "Embedding", (260, 0), "Source embedding", num_embeddings=v,
+                  embedding_dim=width, init_std=0.3),
+             node("tgt_emb", "Embedding", (260, 380), "Target embedding", num_embeddings=v,
+                  embedding_dim=width, init_std=0.3)]
+    edges = [("pairs:source", "src_emb:ids"), ("pairs:target_in", "tgt_emb:ids")]
+    return nodes, edges, "src_emb:y", "tgt_emb:y"
+
+
+def _decoder_layer(i: int, width: int, heads: int, prev: str, memory: str,
+                   self_causal: bool) -> tuple[list, list, str]:
+    """A decoder layer wired from parts (no TransformerDecoderBlock): causal self-attention,
+    cross-attention over *memory*, a Linear + ReLU feed-forward, post-residual adds."""
+    p = f"d{i}_"
+    nodes = [
+        node(f"{p}self", "MultiHeadAttention", (500 + 240 * i, 380), f"Self-attention {i}",
+             embed_dim=width, num_heads=heads, causal=self_causal, key_padding_mask=False),
+        node(f"{p}res1", "add", (500 + 240 * i, 440)),
+        node(f"{p}ln", "LayerNorm", (500 + 240 * i, 500), normalized_shape=width),
+        node(f"{p}cross", "MultiHeadAttention", (500 + 240 * i, 560), f"Cross-attention {i}",
+             embed_dim=width, num_heads=heads, causal=False, key_padding_mask=True),
+        node(f"{p}res2", "add", (500 + 240 * i, 620)),
+        node(f"{p}ff", "Linear", (500 + 240 * i, 680), in_features=width, out_features=width),
+        node(f"{p}relu", "relu", (500 + 240 * i, 740)),
+        node(f"{p}res3", "add", (500 + 240 * i, 800)),
+    ]
+    edges = [(prev, f"{p}self:query"), (prev, f"{p}self:key_value"),
+             (prev, f"{p}res1:a"), (f"{p}self:y", f"{p}res1:b"),
+             (f"{p}res1:out", f"{p}ln:x"), (f"{p}ln:y", f"{p}cross:query"),
+             (memory, f"{p}cross:key_value"), ("pairs:source_mask", f"{p}cross:key_mask"),
+             (f"{p}res1:out", f"{p}res2:a"), (f"{p}cross:y", f"{p}res2:b"),
+             (f"{p}res2:out", f"{p}ff:x"), (f"{p}ff:y", f"{p}relu:x"),
+             (f"{p}res2:out", f"{p}res3:a"), (f"{p}relu:out", f"{p}res3:b")]
+    return nodes, edges, f"{p}res3:out"
+
+
+def seq2seq_custom(enc_layers: int = 1, dec_layers: int = 3, width: int = 16, heads: int = 2,
+                   shared_embedding: bool = False, tied_head: bool = False,
+                   final_norm: bool = True, between: str = "none", target_positions: bool = True,
+                   decoder: str = "blocks", self_causal: bool = True, vocab: str = DATES_VOCAB,
+                   source: str = "dates", path: str = "", max_source_len: int = 34,
+                   max_target_len: int = 10, tokenizer: str = "char",
+                   vocab_size: int = 512) -> dict:
+    """An encoder–decoder as a user might build it from the palette, unlike the preset:
+    *enc_layers* / *dec_layers* blocks, one shared or two embedding tables, a head tied to the
+    target table (logits = x · tableᵀ) or a Linear, a final norm or none, a ``dropout`` or a
+    ``linear`` between the encoder blocks, target positions or none, and a decoder of
+    TransformerDecoderBlocks or of ``parts`` (attention layers wired by hand; *self_causal*
+    False makes its self-attention see later positions, which only full recomputation
+    decodes)."""
+    s, t = max_source_len, max_target_len + 1
+    v = 3 + (vocab_size if tokenizer == "bpe" else len(vocab))
+    nodes = [node("pairs", "sequence_pairs", (0, 180), "Pairs", source=source, path=path,
+                  vocab=vocab, max_source_len=s, max_target_len=t - 1, batch_size=8,
+                  n_train=200, n_val=20, tokenizer=tokenizer, vocab_size=vocab_size)]
+    emb_nodes, edges, src, tgt = _embeddings(shared_embedding or tied_head, width, v)
+    nodes += emb_nodes + [node("src_pos", "PositionalEmbedding", (500, 0), block_size=s,
+                               embedding_dim=width, init_std=0.3)]
+    edges.append((src, "src_pos:x"))
+    prev = "src_pos:y"
+    for i in range(1, enc_layers + 1):
+        nodes.append(node(f"enc{i}", "TransformerEncoderBlock", (500 + 240 * i, 0),
+                          embed_dim=width, num_heads=heads, mlp_ratio=2))
+        edges += [(prev, f"enc{i}:x"), ("pairs:source_mask", f"enc{i}:key_mask")]
+        prev = f"enc{i}:y"
+        if between == "dropout":
+            nodes.append(node(f"enc{i}_drop", "Dropout", (620 + 240 * i, 60), p=0.1))
+            edges.append((prev, f"enc{i}_drop:x"))
+            prev = f"enc{i}_drop:y"
+        elif between == "linear":
+            nodes.append(node(f"enc{i}_mix", "Linear", (620 + 240 * i, 60),
+                              in_features=width, out_features=width))
+            edges.append((prev, f"enc{i}_mix:x"))
+            prev = f"enc{i}_mix:y"
+    memory = prev
+    if target_positions:
+        nodes.append(node("tgt_pos", "PositionalEmbedding", (500, 380), block_size=t,
+                          embedding_dim=width, init_std=0.3))
+        edges.append((tgt, "tgt_pos:x"))
+        tgt = "tgt_pos:y"
+    for i in range(1, dec_layers + 1):
+        if decoder == "blocks":
+            nodes.append(node(f"dec{i}", "TransformerDecoderBlock", (500 + 240 * i, 380),
+                              embed_dim=width, num_heads=heads, mlp_ratio=2))
+            edges += [(tgt, f"dec{i}:x"), (memory, f"dec{i}:memory"),
+                      ("pairs:source_mask", f"dec{i}:memory_mask")]
+            tgt = f"dec{i}:y"
+        else:
+            more, wires, tgt = _decoder_layer(i, width, heads, tgt, memory, self_causal)
+            nodes, edges = nodes + more, edges + wires
+    if final_norm:
+        nodes.append(node("dec_ln", "LayerNorm", (1400, 380), normalized_shape=width))
+        edges.append((tgt, "dec_ln:x"))
+        tgt = "dec_ln:y"
+    if tied_head:
+        nodes.append(node("head", "matmul", (1640, 380), "Tied head", transpose_b=True))
+        edges += [(tgt, "head:a"), ("table:out", "head:b")]
+        logits = "head:out"
+    else:
+        nodes.append(node("head", "Linear", (1640, 380), in_features=width, out_features=v))
+        edges.append((tgt, "head:x"))
+        logits = "head:y"
+    nodes += [node("loss", "cross_entropy", (1880, 380)),
+              node("optimizer", "optimizer", (2120, 380), algorithm="adamw", lr=3e-3)]
+    edges += [(logits, "loss:logits"), ("pairs:target_out", "loss:labels"),
+              ("loss:loss", "optimizer:loss")]
+    return finish("Seq2seq (custom)", "An encoder–decoder built unlike the preset.", nodes,
+                  edges, {"steps": 20, "eval_every": 10, "eval_batches": 1, "seed": 1,
+                          "dtype": "float64"})

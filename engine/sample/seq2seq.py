@@ -2,26 +2,38 @@
 at a time with a KV cache for its self-attention and the cross-attention keys/values of the
 encoder output computed once.
 
-The graph must read like the ``seq2seq_dates`` preset (the layers of
-:mod:`engine.layers.encoder_decoder`): ``sequence_pairs`` → source Embedding →
-PositionalEmbedding → TransformerEncoderBlock × N → LayerNorm (the memory), and target_in →
-Embedding → PositionalEmbedding → TransformerDecoderBlock × M → LayerNorm → Linear (the
-logits). :func:`load_model` reads that structure from the document and refuses anything else
-naming the node. The arithmetic is the graph's, op by op, so logits equal a full forward pass
-of the document (float64 to ~1e-12; checked token by token by the tests).
+Two readers, one interface (:func:`encode`, :func:`start`, :func:`step`, ``state.select``):
+
+* a graph shaped exactly like the ``seq2seq_dates`` preset (the layers of
+  :mod:`engine.layers.encoder_decoder`: ``sequence_pairs`` → source Embedding →
+  PositionalEmbedding → TransformerEncoderBlock × N → LayerNorm (the memory), and target_in →
+  Embedding → PositionalEmbedding → TransformerDecoderBlock × M → LayerNorm → Linear → the
+  loss, nothing else upstream of the logits) is decoded by the hand-fused arithmetic below
+  (:class:`Seq2SeqModel`, the fast path the bench and the ONNX decoder export read);
+* any other encoder–decoder graph by its compiled program
+  (:class:`engine.sample.seq2seq_graph.GraphSeq2Seq`): the encoder equations once, the decoder
+  equations token by token with KV caches, or full recomputation where that is not possible.
+
+Either way the logits equal a full forward pass of the document (float64 to ~1e-12; checked
+token by token by the tests). Tokens come from the data node's tokenizer (characters or BPE;
+:mod:`engine.data.pair_tokenizer`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from engine.base.errors import WiregradError
 from engine.core import registry
+from engine.data.pair_tokenizer import PairTokenizer
+from engine.data.sequence_pairs import tokenizer_for
 from engine.kernels.decoder_step import gelu_exact  # exact erf GELU, in float64
-from engine.ops.seq2seq import BOS, EOS, SPECIALS
+from engine.ops.seq2seq import BOS, EOS
 from engine.sample import decoder_fused
+from engine.sample.seq2seq_graph import GraphMemory, GraphSeq2Seq, GraphState
 
 
 @dataclass
@@ -53,6 +65,9 @@ class Seq2SeqModel:
     encoder: list[Block] = field(default_factory=list)
     decoder: list[Block] = field(default_factory=list)
     eps: dict[str, float] = field(default_factory=dict)
+    tokenizer: PairTokenizer | None = None
+    decoding: str = ("preset layers: the encoder runs once, decoder self-attention keeps its "
+                     "keys and values, cross-attention keys/values of the memory are cached")
 
     def param(self, role: str, name: str = "weight") -> np.ndarray | None:
         return self.w.get(f"{self.names[role]}.{name}")
@@ -104,13 +119,54 @@ def _params(node: dict) -> dict:
     return {**registry.get(node["type"]).defaults(), **node.get("params", {})}
 
 
-def load_model(doc: dict, weights: dict[str, np.ndarray], dtype=np.float64) -> Seq2SeqModel:
-    """The :class:`Seq2SeqModel` of *doc* with *weights* (by parameter name)."""
-    nodes = {n["id"]: n for n in doc["nodes"]}
+Model = Seq2SeqModel | GraphSeq2Seq
+
+
+def load_model(doc: dict, weights: dict[str, np.ndarray], dtype=np.float64,
+               base: str | Path | None = None) -> Model:
+    """The decoder of *doc* with *weights* (by parameter name): the preset-shaped fast path
+    when the graph is exactly that shape, else the graph's own program. *base* is the folder
+    a BPE node's TSV path is relative to (only needed when the document does not store its
+    trained tokenizer)."""
     data = [n for n in doc["nodes"] if n["type"] == "sequence_pairs"]
     if len(data) != 1:
         raise WiregradError("this graph is not a sequence-to-sequence model: it needs one "
                             "sequence_pairs data source", field="nodes")
+    tok = tokenizer_for(_params(data[0]), Path(base) if base is not None else None,
+                        data[0]["id"])
+    try:
+        return _preset_model(doc, weights, dtype, tok)
+    except WiregradError:  # not shaped like the preset: read the compiled graph instead
+        return GraphSeq2Seq(doc, weights, dtype, tok)
+
+
+def _upstream(doc: dict, node: str) -> set[str]:
+    """Every node whose output reaches *node*'s inputs (and *node*)."""
+    seen, todo = {node}, [node]
+    while todo:
+        dst = todo.pop()
+        for e in doc["edges"]:
+            if e["dst"]["node"] == dst and e["src"]["node"] not in seen:
+                seen.add(e["src"]["node"])
+                todo.append(e["src"]["node"])
+    return seen
+
+
+def _covers(doc: dict, nodes: dict, names: dict[str, str], blocks: list[str], pid: str) -> bool:
+    """True when the head feeds the loss and the recognised nodes are all of the model."""
+    head = names["head"]
+    feeds_loss = any(e["src"]["node"] == head and
+                     registry.get(nodes[e["dst"]["node"]]["type"]).category == "loss"
+                     for e in doc["edges"] if e["dst"]["node"] in nodes)
+    known = set(names.values()) | set(blocks) | {pid}
+    return feeds_loss and _upstream(doc, head) == known
+
+
+def _preset_model(doc: dict, weights: dict[str, np.ndarray], dtype,
+                  tok: PairTokenizer) -> Seq2SeqModel:
+    """The :class:`Seq2SeqModel` of a preset-shaped *doc*; WiregradError for any other."""
+    nodes = {n["id"]: n for n in doc["nodes"]}
+    data = [n for n in doc["nodes"] if n["type"] == "sequence_pairs"]
     pairs = _params(data[0])
     pid = data[0]["id"]
     names = {"src_emb": _follow(doc, nodes, f"{pid}:source", "Embedding", "ids"),
@@ -126,12 +182,16 @@ def load_model(doc: dict, weights: dict[str, np.ndarray], dtype=np.float64) -> S
                             names["tgt_pos"])
     names["dec_ln"] = _follow(doc, nodes, last, "LayerNorm")
     names["head"] = _follow(doc, nodes, f"{names['dec_ln']}:y", "Linear")
+    if not _covers(doc, nodes, names, enc + dec, pid):
+        raise WiregradError("the graph has more than the preset's layers", node=names["head"])
     w = {k: np.asarray(v, dtype) for k, v in weights.items()}
     missing = [k for k in (f"{names['src_emb']}.weight", f"{names['head']}.weight") if k not in w]
     if missing:
         raise WiregradError(f"the weights lack {missing[0]}", field="weights")
-    model = Seq2SeqModel(pairs["vocab"], int(pairs["max_source_len"]),
-                         int(_params(nodes[names["tgt_pos"]])["block_size"]), w, names)
+    vocab = pairs["vocab"] if tok.kind == "char" else ""
+    model = Seq2SeqModel(vocab, int(pairs["max_source_len"]),
+                         int(_params(nodes[names["tgt_pos"]])["block_size"]), w, names,
+                         tokenizer=tok)
     for role in ("enc_ln", "dec_ln"):
         model.eps[role] = float(_params(nodes[names[role]])["eps"])
     for ids, out in ((enc, model.encoder), (dec, model.decoder)):
@@ -222,8 +282,10 @@ class Memory:
     cross: list[tuple[np.ndarray, np.ndarray]]  # per decoder block: (K, V) (B, H, S, D)
 
 
-def encode(model: Seq2SeqModel, source: np.ndarray, mask: np.ndarray) -> Memory:
+def encode(model: Model, source: np.ndarray, mask: np.ndarray) -> Memory | GraphMemory:
     """Run the encoder once over *source* (B, S) ids with *mask* (B, S)."""
+    if isinstance(model, GraphSeq2Seq):
+        return model.encode(source, mask)
     s = source.shape[1]
     x = model.weight("src_emb")[source] + model.weight("src_pos")[:s][None]
     for b in model.encoder:
@@ -258,7 +320,12 @@ class DecoderState:
                             self.position)
 
 
-def start(model: Seq2SeqModel, memory: Memory) -> DecoderState:
+def start(model: Model, memory: Memory | GraphMemory) -> DecoderState | GraphState:
+    """A fresh decoder state over *memory* (nothing fed yet)."""
+    if isinstance(model, GraphSeq2Seq):
+        assert isinstance(memory, GraphMemory)
+        return model.start(memory)
+    assert isinstance(memory, Memory)
     b = memory.keep.shape[0]
     emb = model.weight("tgt_emb")
     empty = [np.zeros((b, blk.heads, 0, emb.shape[1] // blk.heads), emb.dtype)
@@ -266,9 +333,13 @@ def start(model: Seq2SeqModel, memory: Memory) -> DecoderState:
     return DecoderState(list(empty), list(empty), memory)
 
 
-def step(model: Seq2SeqModel, state: DecoderState, tokens: np.ndarray) -> np.ndarray:
+def step(model: Model, state: DecoderState | GraphState, tokens: np.ndarray) -> np.ndarray:
     """Logits (B, V) for the next token after feeding *tokens* (B,) at the next position;
     the self-attention K/V of the new position are appended to the cache."""
+    if isinstance(model, GraphSeq2Seq):
+        assert isinstance(state, GraphState)
+        return model.step(state, tokens)
+    assert isinstance(state, DecoderState)
     t = state.position
     if t >= model.max_steps:
         raise WiregradError(f"the decoder's positions end at {model.max_steps} tokens")
@@ -298,25 +369,41 @@ def step(model: Seq2SeqModel, state: DecoderState, tokens: np.ndarray) -> np.nda
     return _linear(x, model.param("head"), model.param("head", "bias"))[:, 0, :]
 
 
-def encode_texts(model: Seq2SeqModel, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def tokenizer_of(model: Model) -> PairTokenizer:
+    """The model's tokenizer (a char model built without one: its vocabulary)."""
+    tok = model.tokenizer
+    if tok is None:
+        from engine.data.tokenizers import CharTokenizer
+
+        tok = PairTokenizer(CharTokenizer(model.vocab if isinstance(model, Seq2SeqModel)
+                                          else ""))
+    return tok
+
+
+def encode_texts(model: Model, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(source ids (B, S), mask (B, S)) of *texts*, padded to the longest; clear errors."""
-    index = {c: i + SPECIALS for i, c in enumerate(model.vocab)}
+    tok = tokenizer_of(model)
+    rows = []
     for text in texts:
-        bad = sorted(set(text) - set(index))
-        if bad:
-            raise WiregradError(f"the input {text!r} uses characters the model does not know: "
-                                f"{''.join(bad)!r}", field="--input")
-        if not text or len(text) > model.src_len:
-            raise WiregradError(f"an input has 1 to {model.src_len} characters; {text!r} has "
-                                f"{len(text)}", field="--input")
-    s = max(len(t) for t in texts)
+        if tok.kind == "char":
+            bad = sorted(set(text) - set(tok.inner.vocab))
+            if bad:
+                raise WiregradError(f"the input {text!r} uses characters the model does not "
+                                    f"know: {''.join(bad)!r}", field="--input")
+        ids = tok.encode(text, "the input") if text else np.zeros(0, np.int64)
+        if not text or len(ids) > model.src_len:
+            unit = "characters" if tok.kind == "char" else "tokens"
+            raise WiregradError(f"an input has 1 to {model.src_len} {unit}; {text!r} has "
+                                f"{len(ids)}", field="--input")
+        rows.append(ids)
+    s = max(len(r) for r in rows)
     ids = np.zeros((len(texts), s), np.int64)
     mask = np.zeros((len(texts), s))
-    for row, text in enumerate(texts):
-        ids[row, :len(text)] = [index[c] for c in text]
-        mask[row, :len(text)] = 1.0
+    for row, r in enumerate(rows):
+        ids[row, :len(r)] = r
+        mask[row, :len(r)] = 1.0
     return ids, mask
 
 
-__all__ = ["BOS", "EOS", "DecoderState", "Memory", "Seq2SeqModel", "attend", "encode",
-           "encode_texts", "load_model", "start", "step"]
+__all__ = ["BOS", "EOS", "DecoderState", "GraphSeq2Seq", "Memory", "Model", "Seq2SeqModel",
+           "attend", "encode", "encode_texts", "load_model", "start", "step", "tokenizer_of"]

@@ -53,7 +53,10 @@ def sample_seq2seq(doc: dict, weights: dict, args: argparse.Namespace) -> int:
                             "sequence-to-sequence graph translates an input: use --input TEXT "
                             "(or --input-file FILE)", field="--prompt")
     texts = _inputs(args)
-    model = load_model(doc, weights, np.float64)
+    graph = Path(str(args.graph)).expanduser()
+    model = load_model(doc, weights, np.float64, graph.parent if graph.is_file() else None)
+    if getattr(args, "verbose", False):
+        print(f"decoding: {model.decoding}", file=sys.stderr)
     sampling = (args.temperature is not None and args.temperature > 0) or args.top_k or (
         args.top_p < 1.0)
     if sampling and args.beam != 1:

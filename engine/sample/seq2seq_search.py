@@ -13,15 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.base.errors import WiregradError
-from engine.ops.seq2seq import SPECIALS
 from engine.sample.seq2seq import (
     BOS,
     EOS,
-    Seq2SeqModel,
+    Model,
     encode,
     encode_texts,
     start,
     step,
+    tokenizer_of,
 )
 
 
@@ -30,25 +30,19 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-def to_text(model: Seq2SeqModel, ids) -> str:
-    """Characters of *ids* up to the end token."""
-    out = []
-    for i in ids:
-        if int(i) == EOS:
-            break
-        if int(i) >= SPECIALS:
-            out.append(model.vocab[int(i) - SPECIALS])
-    return "".join(out)
+def to_text(model: Model, ids) -> str:
+    """The detokenized text of *ids* up to the end token (characters, or BPE pieces joined)."""
+    return tokenizer_of(model).decode(ids)
 
 
-def _limit(model: Seq2SeqModel, max_tokens: int | None) -> int:
+def _limit(model: Model, max_tokens: int | None) -> int:
     n = model.max_steps if max_tokens is None else int(max_tokens)
     if n < 1:
         raise WiregradError("-n (the most output tokens) must be at least 1", field="-n")
     return min(n, model.max_steps)
 
 
-def greedy(model: Seq2SeqModel, source: np.ndarray, mask: np.ndarray,
+def greedy(model: Model, source: np.ndarray, mask: np.ndarray,
            max_tokens: int | None = None) -> tuple[np.ndarray, list]:
     """Greedy decoding of a batch: (ids (B, ≤n) ending at EOS or n, per-step logits)."""
     n = _limit(model, max_tokens)
@@ -84,7 +78,7 @@ def pick(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
     return int(keep[rng.choice(len(keep), p=p)])
 
 
-def sample(model: Seq2SeqModel, text: str, rng: np.random.Generator, temperature: float = 1.0,
+def sample(model: Model, text: str, rng: np.random.Generator, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, max_tokens: int | None = None) -> str:
     """One output for *text*, sampled token by token."""
     source, mask = encode_texts(model, [text])
@@ -105,7 +99,7 @@ class Hypothesis:
     done: bool = False
 
 
-def beam_search(model: Seq2SeqModel, text: str, beam: int,
+def beam_search(model: Model, text: str, beam: int,
                 max_tokens: int | None = None) -> list[Hypothesis]:
     """The *beam* best outputs of *text* by total log-probability, best first.
 
@@ -142,7 +136,7 @@ def beam_search(model: Seq2SeqModel, text: str, beam: int,
     return best[:beam]
 
 
-def translate(model: Seq2SeqModel, texts: list[str], beam: int = 1,
+def translate(model: Model, texts: list[str], beam: int = 1,
               max_tokens: int | None = None) -> list[str]:
     """The output of each input (greedy in one batch, or beam search one by one)."""
     if beam == 1:
@@ -163,7 +157,7 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def evaluate_pairs(model: Seq2SeqModel, pairs: list[tuple[str, str]],
+def evaluate_pairs(model: Model, pairs: list[tuple[str, str]],
                    batch: int = 250) -> dict:
     """Greedy decoding of every (source, target) pair: exact-match accuracy, character error
     rate (edits / target characters) and the outputs."""

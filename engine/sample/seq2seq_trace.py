@@ -10,22 +10,24 @@ cross-attention of each step. Plain data only: lists, floats, strings and numpy 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from engine.ops.seq2seq import SPECIALS
-from engine.sample.seq2seq import BOS, EOS, Seq2SeqModel, encode, encode_texts, start, step
+from engine.sample.seq2seq import BOS, EOS, Model, encode, encode_texts, start, step, tokenizer_of
 from engine.sample.seq2seq_search import _limit, beam_search, pick
 
 END = "<end>"  # how the end token is shown
 
 
-def token_text(model: Seq2SeqModel, token: int) -> str:
-    """The character of *token*, or a mark for the special tokens."""
+def token_text(model: Model, token: int) -> str:
+    """The text of *token* (a character or a BPE piece), or a mark for the special tokens."""
     if token == EOS:
         return END
     if token < SPECIALS:
         return "<bos>" if token == BOS else "<pad>"
-    return model.vocab[token - SPECIALS]
+    return tokenizer_of(model).label(token)
 
 
 def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -34,7 +36,7 @@ def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
     return e / e.sum()
 
 
-def choose(model: Seq2SeqModel, text: str, beam: int = 1, temperature: float = 0.0,
+def choose(model: Model, text: str, beam: int = 1, temperature: float = 0.0,
            top_k: int = 0, top_p: float = 1.0, seed: int = 0,
            max_tokens: int | None = None) -> list[int]:
     """Output token ids of *text* (ending with the end token when one was produced): greedy
@@ -53,12 +55,13 @@ def choose(model: Seq2SeqModel, text: str, beam: int = 1, temperature: float = 0
     return out
 
 
-def trace(model: Seq2SeqModel, text: str, tokens: list[int], temperature: float = 0.0,
+def trace(model: Model, text: str, tokens: list[int], temperature: float = 0.0,
           alternatives: int = 5) -> dict:
     """Feed *tokens* after *text*'s encoding: per token its probability (softmax at
     *temperature*; the plain softmax when it is 0) and top alternatives, and the
     cross-attention maps ``{block id: (heads, len(tokens), len(text))}``."""
     source, mask = encode_texts(model, [text])
+    n_in = source.shape[1]
     state = start(model, encode(model, source, mask))
     rows: list[dict] = []
     cross: list[list[np.ndarray]] = [[] for _ in model.decoder]
@@ -70,17 +73,19 @@ def trace(model: Seq2SeqModel, text: str, tokens: list[int], temperature: float 
                      "p": float(p[int(token)]),
                      "alternatives": [(token_text(model, int(t)), float(p[t])) for t in top]})
         for i, probs in enumerate(state.cross_probs):
-            cross[i].append(probs[0])  # (H, S)
+            cross[i].append(probs[0][:, :n_in])  # (H, S): the input's tokens
         previous = int(token)
+    sites: list[Any] = list(model.decoder)  # blocks, or a graph's cross-attention sites
     maps = {b.prefix: (np.stack(c, axis=1) if c else
-                       np.zeros((b.heads, 0, len(text))))
-            for b, c in zip(model.decoder, cross)}
-    output = "".join(r["token"] for r in rows if r["id"] >= SPECIALS)
+                       np.zeros((b.heads, 0, n_in)))
+            for b, c in zip(sites, cross)}
+    tok = tokenizer_of(model)
+    output = tok.decode([int(t) for t in tokens])
     return {"input": text, "tokens": rows, "output": output,
-            "input_tokens": list(text), "cross_attention": maps}
+            "input_tokens": [tok.label(int(i)) for i in source[0]], "cross_attention": maps}
 
 
-def decode_trace(model: Seq2SeqModel, text: str, beam: int = 1, temperature: float = 0.0,
+def decode_trace(model: Model, text: str, beam: int = 1, temperature: float = 0.0,
                  top_k: int = 0, top_p: float = 1.0, seed: int = 0,
                  max_tokens: int | None = None) -> dict:
     """:func:`choose` the output of *text*, then :func:`trace` it."""
