@@ -150,3 +150,22 @@ def test_a_tiny_bpe_model_trains_and_decodes_without_its_tsv_file(tmp_path, caps
                  "--input", "zwölf", "--verbose"])
     out, err = capsys.readouterr()
     assert code == 0 and out.rstrip("\n") == outputs[1] and "decoding:" in err
+
+
+def test_live_predictions_decode_a_bpe_run_whose_file_path_is_relative(tmp_path):
+    from engine.core.compile import compile_document
+    from engine.core.run import init_weights
+    from engine.data import load_dataset
+    from engine.insight.seq2seq_predictions import live_pairs
+
+    _tsv(tmp_path)
+    doc = seq2seq_custom(source="file", path="numbers.tsv", tokenizer="bpe", vocab_size=300,
+                         max_source_len=16, max_target_len=8, dec_layers=1, width=16)
+    node = doc["nodes"][0]
+    datasets = {"pairs": load_dataset("sequence_pairs", node["params"], tmp_path, "pairs")}
+    weights = init_weights(compile_document(doc, "float64").parameters, 0, np.float64)
+    shown = live_pairs(doc, weights, datasets, step=1)  # the TSV is not under the cwd
+    assert "note" not in shown, shown.get("note")
+    val = dict(datasets["pairs"].info["val_pairs"])
+    assert shown["pairs"] and all(val[p["source"]] == p["target"] for p in shown["pairs"])
+    assert all(isinstance(p["output"], str) for p in shown["pairs"])

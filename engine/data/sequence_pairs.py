@@ -13,6 +13,7 @@ side, then ``max_source_len`` / ``max_target_len`` apply in tokens.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -201,14 +202,25 @@ def _file(params: dict, base: Path | None, node: str | None
                                        "skipped)"}, tok
 
 
+_TRAINED: dict[str, str] = {}  # params (less tokenizer_data) -> the BPE a dataset trained
+
+
+def _params_key(params: dict) -> str:
+    return json.dumps({k: v for k, v in params.items() if k != "tokenizer_data"},
+                      sort_keys=True, default=str)
+
+
 def pair_tokenizer(params: dict, train: list[tuple[str, str]],
                    node: str | None = None) -> PairTokenizer:
     """The node's tokenizer: the stored one, or (``bpe`` without ``tokenizer_data``) a BPE
-    trained on the *train* pairs, each side a line (cached by text and settings)."""
+    trained on the *train* pairs, each side a line (cached by text and settings; remembered
+    for these params so decoding during the run — live predictions, exact match — finds it
+    without the file)."""
     if params.get("tokenizer", "char") != "bpe" or params.get("tokenizer_data"):
         return stored(params, node)
     text = "".join(f"{a}\n{b}\n" for a, b in train)
     data = trained_bpe(text, int(params.get("vocab_size", 512)))
+    _TRAINED[_params_key(params)] = data
     return checked(PairTokenizer(_bpe_from_data(data)), params, node)
 
 
@@ -218,6 +230,9 @@ def tokenizer_for(params: dict, base: Path | None = None,
     node that carries none) trained from its data — which then must be at hand."""
     if params.get("tokenizer", "char") != "bpe" or params.get("tokenizer_data"):
         return stored(params, node)
+    known = _TRAINED.get(_params_key(params))
+    if known is not None:  # this process built the node's dataset
+        return stored({**params, "tokenizer_data": known}, node)
     if params["source"] == "dates":
         train, _ = dates.generate(params["n_train"], params["n_val"], params["seed"])
     else:
