@@ -144,6 +144,7 @@ def test_a_tiny_bpe_model_trains_and_decodes_without_its_tsv_file(tmp_path, caps
         int(t) for t in greedy[0]][:len(search.beam_search(model, "seventy seven", 1)[0].tokens)]
     trace = api.decode_pairs(document.load(shipped), weights, "seventy seven")
     assert trace["output"] == outputs[0]
+    assert "".join(t["token"] for t in trace["tokens"] if t["id"] >= SPECIALS) == outputs[0]
     assert "".join(trace["input_tokens"]).replace("Ġ", " ") == "seventy seven"
     code = main(["sample", str(shipped), "--weights", str(tmp_path / "run" /
                                                         "weights.safetensors"),

@@ -10,6 +10,7 @@ cross-attention of each step. Plain data only: lists, floats, strings and numpy 
 
 from __future__ import annotations
 
+import codecs
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,21 @@ def token_text(model: Model, token: int) -> str:
     if token < SPECIALS:
         return "<bos>" if token == BOS else "<pad>"
     return tokenizer_of(model).label(token)
+
+
+class _Shown:
+    """The text each output token adds, as the panel streams it: a BPE piece that ends inside
+    a character shows nothing until the piece that completes it shows the whole character."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.bpe = tokenizer_of(model).kind != "char"
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token: int) -> str:
+        if not self.bpe or token < SPECIALS:
+            return token_text(self.model, token)
+        return self.utf8.decode(tokenizer_of(self.model).token_bytes(token))
 
 
 def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -66,10 +82,11 @@ def trace(model: Model, text: str, tokens: list[int], temperature: float = 0.0,
     rows: list[dict] = []
     cross: list[list[np.ndarray]] = [[] for _ in model.decoder]
     previous = BOS
+    shown = _Shown(model)
     for token in tokens:
         p = _softmax(step(model, state, np.array([previous]))[0], temperature)
         top = np.argsort(-p, kind="stable")[:alternatives]
-        rows.append({"token": token_text(model, int(token)), "id": int(token),
+        rows.append({"token": shown.push(int(token)), "id": int(token),
                      "p": float(p[int(token)]),
                      "alternatives": [(token_text(model, int(t)), float(p[t])) for t in top]})
         for i, probs in enumerate(state.cross_probs):
