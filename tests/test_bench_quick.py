@@ -18,7 +18,9 @@ pytestmark = pytest.mark.torch
 ROOT = Path(__file__).resolve().parent.parent
 
 TIMED = ("gpt_step", "gpt6x256_step", "mlp_step", "sample", "sgemm_1024",
-         "first_step_cold_cache", "first_step_warm_cache", "import")
+         "first_step_cold_cache", "first_step_warm_cache", "import",
+         # issue 17 §6 / 18 §4: the seq2seq and word-GPT presets against their twins
+         "seq2seq_step", "seq2seq_decode", "word_gpt_step", "word_gpt_sample")
 CNN = ("cnn_shapes", "cnn_digits", "cnn_issue24", "cnn_rgb32", "cnn_wide28", "cnn_stride20")
 
 
@@ -58,5 +60,14 @@ def test_bench_quick_writes_the_json_structure(tmp_path):
     assert isinstance(gpt["within_reference"], bool)
     assert gpt["wiregrad_min_ms"] <= gpt["wiregrad_ms"] <= gpt["wiregrad_max_ms"]
     assert cases["sample"]["wiregrad_tokens_per_s"] > 0
+    for name in ("seq2seq_decode", "word_gpt_sample"):  # per token; speedup = torch / ours
+        case = cases[name]
+        assert case["unit"] == "ms per token" and case["tokens"] > 0, name
+        assert case["wiregrad_tokens_per_s"] == pytest.approx(1e3 / case["wiregrad_ms"]), name
+        assert case["torch_tokens_per_s"] == pytest.approx(1e3 / case["torch_ms"]), name
+        assert case["speedup"] == pytest.approx(1 / case["ratio"]), name
+    assert cases["seq2seq_decode"]["same_output"] is True  # both decoded the same ids
+    for name in ("seq2seq_step", "word_gpt_step"):
+        assert cases[name]["wiregrad_min_ms"] <= cases[name]["wiregrad_ms"], name
     rss = cases["peak_rss_growth"]
     assert rss["wiregrad_mb"] >= 0 and rss["torch_mb"] >= 0

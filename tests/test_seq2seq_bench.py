@@ -1,18 +1,27 @@
-"""The seq2seq bench case runs and reports both sides (no timing is asserted here)."""
+"""The seq2seq and word-GPT bench cases' CPU-time cross-check (one thread) runs and reports
+both sides; `wiregrad bench --quick` (tests/test_bench_quick.py) covers their wall-clock form.
+No timing is asserted here."""
 
 from __future__ import annotations
 
 import pytest
 
 pytest.importorskip("torch")
-from engine.bench import seq2seq_bench  # noqa: E402
+from engine.bench import seq2seq_bench, word_gpt_bench  # noqa: E402
 
-pytestmark = [pytest.mark.torch, pytest.mark.slow]  # two trainers and two decoders: ~1-2 min
+pytestmark = [pytest.mark.torch, pytest.mark.slow]  # two trainers and two decoders each
 
 
-def test_the_bench_case_measures_engine_and_twin():
-    train = seq2seq_bench.training_case(steps=2, warmup=1, layers=1, width=16, heads=2)
-    assert train["step_s"] > 0 and train["twin_step_s"] > 0
-    assert train["training_ratio"] == pytest.approx(train["step_s"] / train["twin_step_s"])
-    dec = seq2seq_bench.decoding_case(inputs=2, repeats=1, layers=1, width=16, heads=2)
-    assert dec["tokens_per_s"] > 0 and dec["twin_tokens_per_s"] > 0
+@pytest.mark.parametrize("module, names", [
+    (seq2seq_bench, ("seq2seq_step", "seq2seq_decode")),
+    (word_gpt_bench, ("word_gpt_step", "word_gpt_sample"))])
+def test_the_cpu_cross_check_measures_engine_and_twin(module, names):
+    cases = module.cpu_cases(quick=True)
+    assert set(cases) == set(names)
+    for case in cases.values():
+        assert case["wiregrad_cpu_ms"] > 0 and case["torch_cpu_ms"] > 0
+        assert case["ratio"] == pytest.approx(case["wiregrad_cpu_ms"] / case["torch_cpu_ms"])
+        assert case["speedup"] == pytest.approx(1 / case["ratio"])
+    if module is seq2seq_bench:
+        assert cases["seq2seq_decode"]["same_output"] is True
+        assert cases["seq2seq_decode"]["tokens"] > len(seq2seq_bench.TEXTS)

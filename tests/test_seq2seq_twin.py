@@ -113,3 +113,30 @@ def test_300_float32_steps_end_within_002_validation_loss_of_the_twin():
             total += float(twin_loss(model, batch)) * rows
             count += rows
     assert abs(ours - total / count) <= 0.02, (ours, total / count)
+
+
+def test_the_twins_cached_decoder_equals_recomputation_and_ours_step_by_step():
+    """The bench's PyTorch decoder (encoder once, cached cross K/V, self-attention KV cache)
+    gives the logits of a full twin forward pass and of the engine's cached step (float64)."""
+    from engine.bench.seq2seq_twin import TwinDecoder, twin_greedy_recompute
+    from engine.sample import seq2seq as S
+
+    doc, trainer, model, _ = _pair(1)
+    ours = S.load_model(doc, trainer.params)
+    ids, mask = S.encode_texts(ours, ["3rd of March, 1987", "03/03/87"])
+    assert (mask == 0).any()  # the shorter input is padded
+    dec = TwinDecoder(model)
+    src, keep = torch.from_numpy(ids), torch.from_numpy(mask)
+    state = S.start(ours, S.encode(ours, ids, mask))
+    prefix = torch.full((2, 1), S.BOS, dtype=torch.int64)
+    with torch.no_grad():
+        dec.encode(src, keep)
+        for _ in range(5):
+            cached = dec.step(prefix[:, -1])
+            full = model(src, keep, prefix)[:, -1]
+            np.testing.assert_allclose(cached.numpy(), full.numpy(), rtol=1e-9, atol=1e-11)
+            mine = S.step(ours, state, prefix[:, -1].numpy())
+            np.testing.assert_allclose(cached.numpy(), mine, rtol=1e-9, atol=1e-11)
+            prefix = torch.cat([prefix, cached.argmax(-1, keepdim=True)], dim=1)
+    full_ids = twin_greedy_recompute(model, ids, mask, 5)
+    assert (full_ids == prefix[:, 1:].numpy()).all()

@@ -1,80 +1,184 @@
-"""The seq2seq bench case: a training step of the dates model and greedy decoding, Wiregrad
-against its PyTorch twin (same weights, same batches), measured side by side.
+"""The seq2seq cases of ``wiregrad bench``: the ``seq2seq_dates`` preset against its PyTorch
+twin (:mod:`engine.bench.seq2seq_twin`), same float32 weights, same batches, timed side by side.
 
-``training_ratio`` = Wiregrad's median step time / the twin's (below 1: Wiregrad is faster);
-``decode_ratio`` = Wiregrad's greedy tokens/s / the twin's (the twin has no KV cache and
-recomputes the prefix, as a plain PyTorch decoding loop does). Run it with
-``python -m engine.bench.seq2seq_bench`` (JSON on stdout).
+* ``seq2seq_step`` — one training step (batch 32, source 34, target 11, AdamW + clipping) of
+  Wiregrad's trainer and of the twin on a deep copy of the same batcher;
+* ``seq2seq_decode`` — greedy decoding of 8 date strings one at a time (as ``wiregrad sample
+  seq2seq_dates --input …`` does) with the shipped weights: Wiregrad's cached decoder
+  (:mod:`engine.sample.seq2seq_search`) against :class:`~engine.bench.seq2seq_twin.TwinDecoder`
+  (the encoder once, cross-attention K/V cached, a self-attention KV cache, the same greedy
+  rule). Figures are milliseconds per output token; ``speedup`` = the twin's ms per token /
+  Wiregrad's (≥ 2 is the target), and ``same_output`` says both decoded the same ids.
+
+The callables take turns (:func:`engine.bench.timing.alternate`). On a busy host, cross-check
+with CPU time on one thread (``time.thread_time()``, as :mod:`engine.bench.cnn_cpu` does)::
+
+    python -m engine.bench.seq2seq_bench [--quick] [--json PATH]
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from engine.graphs.seq2seq_builder import seq2seq_dates
-from engine.sample import seq2seq as S
-from engine.sample import seq2seq_search as search
+TEXTS = ["Tuesday, 3rd of March 1987", "03/03/87", "march 3 1987", "3 Mar. 1987",
+         "1 January 2001", "12/31/99", "the 14th of July, 1789", "Sat 29 Feb 2020"]
+N_TRAIN = 2000  # generated training pairs: the step's cost does not depend on it
 
 
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def preset_doc() -> tuple[dict, Path]:
+    """The ``seq2seq_dates`` preset with a smaller generated training set (quicker to build)."""
+    from engine.graphs import presets
+
+    doc, path = presets.load("seq2seq_dates")
+    doc = copy.deepcopy(doc)
+    for node in doc["nodes"]:
+        if node["type"] == "sequence_pairs":
+            node["params"]["n_train"] = N_TRAIN
+    return doc, path
 
 
-def training_case(steps: int = 20, warmup: int = 3, **template) -> dict:
-    """Median seconds per training step of the engine and of the twin (float32)."""
+def step_pair(make_trainer: Callable[[dict], Any] | None = None):
+    """(trainer, PyTorch step): the preset's training step on both sides, same batches."""
+    import torch
+
     from engine.bench.seq2seq_twin import build_twin, twin_optimizer, twin_step
     from engine.train.trainer import Trainer
 
-    doc = seq2seq_dates(**{"n_train": 2000, **template})
-    trainer = Trainer(doc, dtype="float32", steps=steps + warmup)
+    doc, path = preset_doc()
+    trainer = (make_trainer(doc) if make_trainer is not None
+               else Trainer(doc, base_dir=path.parent, steps=100_000))
     model = build_twin(doc, {**trainer.params, **trainer.state}, "float32")
     opt, sched = twin_optimizer(model, trainer.graph.optimizer_params, trainer.schedule)
     shadow = copy.deepcopy(next(iter(trainer.batchers.values())))
-    for _ in range(warmup):
-        trainer.train_step()
-        twin_step(model, opt, sched, shadow.next(), trainer.clip_norm)
-    ours = _median_time(trainer.train_step, steps)
-    theirs = _median_time(lambda: twin_step(model, opt, sched, shadow.next(),
-                                            trainer.clip_norm), steps)
-    return {"step_s": ours, "twin_step_s": theirs, "training_ratio": ours / theirs}
+    clip = trainer.clip_norm
+    torch.manual_seed(0)
+    return trainer, lambda: twin_step(model, opt, sched, shadow.next(), clip)
 
 
-def decoding_case(inputs: int = 8, repeats: int = 3, **template) -> dict:
-    """Greedy tokens per second of the cached decoder and of the twin (full recompute)."""
-    from engine.bench.seq2seq_twin import build_twin, twin_greedy
-    from engine.core.compile import compile_document
-    from engine.core.run import init_weights
+def decode_pair(texts: list[str] = TEXTS):
+    """(ours, theirs, output tokens, same ids): greedy decoding of *texts* one at a time with
+    the shipped weights, both sides in float32."""
+    from engine.base.io import model_weights
+    from engine.bench.seq2seq_twin import TwinDecoder, build_twin
+    from engine.sample import seq2seq as S
+    from engine.sample import seq2seq_search as search
 
-    doc = seq2seq_dates(**{"n_train": 100, **template})
-    weights = init_weights(compile_document(doc, "float32").parameters, 0, np.float32)
+    doc, path = preset_doc()
+    weights = model_weights(path.with_suffix(".safetensors"))
     model = S.load_model(doc, weights, np.float32)
-    twin = build_twin(doc, weights, "float32").eval()
-    texts = ["Tuesday, 3rd of March 1987", "03/03/87", "march 3 1987", "3 Mar. 1987"]
-    texts = (texts * inputs)[:inputs]
-    batches = [S.encode_texts(model, [t]) for t in texts]
-    # Both decode as many tokens per input as ours does (up to its end token).
-    lengths = [len(search.greedy(model, ids, mask)[1]) for ids, mask in batches]
-    ours = _median_time(lambda: [search.greedy(model, ids, mask, n)
-                                 for (ids, mask), n in zip(batches, lengths)], repeats)
-    theirs = _median_time(lambda: [twin_greedy(twin, ids, mask.astype(np.float32), n)
-                                   for (ids, mask), n in zip(batches, lengths)], repeats)
-    tokens = sum(lengths)
-    return {"tokens_per_s": tokens / ours, "twin_tokens_per_s": tokens / theirs,
-            "decode_ratio": theirs / ours}
+    twin = TwinDecoder(build_twin(doc, weights, "float32").eval())
+    inputs = [S.encode_texts(model, [t]) for t in texts]
+    twin_inputs = [(ids, mask.astype(np.float32)) for ids, mask in inputs]
+
+    def ours():
+        return [search.greedy(model, ids, mask)[0] for ids, mask in inputs]
+
+    def theirs():
+        return [twin.greedy(ids, mask, model.max_steps) for ids, mask in twin_inputs]
+
+    mine, other = ours(), theirs()
+    same = all(a.shape == b.shape and (a == b).all() for a, b in zip(mine, other))
+    return ours, theirs, sum(a.shape[1] for a in mine), same
 
 
-def main() -> None:
-    print(json.dumps({"training": training_case(), "decoding": decoding_case()}, indent=2))
+def per_token(res: dict, tokens: int) -> dict:
+    """alternate()'s summaries per output token."""
+    return {k: {s: v[s] / tokens for s in ("median", "min", "max")} | {"n": v["n"]}
+            for k, v in res.items()}
+
+
+def bench_cases(quick: bool, log, tools) -> dict:
+    """``seq2seq_step`` and ``seq2seq_decode`` (see the module docstring). *tools* is
+    :mod:`engine.bench.benchmark` (its ``_line`` and ``_trainer``), passed in so that this
+    module does not import it back."""
+    from engine.bench.timing import alternate, case_record
+
+    rounds, per = (2, 3) if quick else (6, 10)
+    cases = {}
+    trainer, torch_step = step_pair(tools._trainer)
+    res = alternate({"w": trainer.train_step, "t": torch_step}, rounds, per, 3)
+    cases["seq2seq_step"] = case_record(res["w"], res["t"], batch=32, source_len=34,
+                                        target_len=11, wiregrad_steps=trainer.split_note)
+    log(tools._line("seq2seq_step", cases["seq2seq_step"]))
+    ours, theirs, tokens, same = decode_pair()
+    res = per_token(alternate({"w": ours, "t": theirs}, 2 if quick else 4,
+                              1 if quick else 3, 1), tokens)
+    cases["seq2seq_decode"] = case_record(
+        res["w"], res["t"], tokens=tokens, inputs=len(TEXTS), same_output=same,
+        wiregrad_tokens_per_s=1e3 / res["w"]["median"],
+        torch_tokens_per_s=1e3 / res["t"]["median"],
+        speedup=res["t"]["median"] / res["w"]["median"], unit="ms per token")
+    log(tools._line("seq2seq_decode", cases["seq2seq_decode"]))
+    return cases
+
+
+# ------------------------------------------------------------------ CPU time, one thread
+
+
+def cpu_cases(quick: bool = False) -> dict:
+    """Both cases in thread CPU time on one thread (see :mod:`engine.bench.cnn_cpu`)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from engine.bench.cnn_cpu import alternate_cpu
+
+    torch.set_num_threads(1)
+    rounds, per = (2, 3) if quick else (4, 6)
+    out = {}
+    with threadpool_limits(limits=1):
+        trainer, torch_step = step_pair(lambda doc: _one_thread_trainer(doc))
+        res = alternate_cpu({"w": trainer.train_step, "t": torch_step}, rounds, per)
+        out["seq2seq_step"] = cpu_record(res, 1)
+        ours, theirs, tokens, same = decode_pair()
+        res = alternate_cpu({"w": ours, "t": theirs}, rounds, 1 if quick else 2)
+        out["seq2seq_decode"] = cpu_record(res, tokens) | {"tokens": tokens,
+                                                           "same_output": same}
+    return out
+
+
+def _one_thread_trainer(doc: dict):
+    """A trainer whose whole step runs in the calling thread (no batch split), so that
+    ``time.thread_time()`` sees all of its work."""
+    from engine.graphs import presets
+    from engine.train.trainer import Trainer
+
+    return Trainer(doc, base_dir=presets.presets_dir(), steps=100_000, batch_split=1)
+
+
+def cpu_record(res: dict, tokens: int) -> dict:
+    """CPU ms (per token when *tokens* > 1) of both sides and their ratio."""
+    w, t = res["w"][0] / tokens, res["t"][0] / tokens
+    return {"wiregrad_cpu_ms": w, "torch_cpu_ms": t, "ratio": w / t, "speedup": t / w,
+            "wiregrad_min_cpu_ms": res["w"][1] / tokens, "torch_min_cpu_ms": res["t"][1] / tokens}
+
+
+def main(argv: list[str], cases: Callable[[bool], dict] = cpu_cases, name: str = __name__) -> int:
+    ap = argparse.ArgumentParser(description="bench cases in CPU time on one thread")
+    ap.add_argument("--quick", action="store_true", help="fewer samples")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    result = cases(args.quick)
+    for case, r in result.items():
+        print(f"{case:16s} wiregrad {r['wiregrad_cpu_ms']:8.3f} ms   torch "
+              f"{r['torch_cpu_ms']:8.3f} ms   ratio {r['ratio']:.2f}   (CPU time, 1 thread)")
+    if args.json:
+        import os
+
+        out = {"cases": result, "unit": "CPU ms (per step, or per token), one thread",
+               "command": f"python -m {name} " + " ".join(argv),
+               "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M")}
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main(sys.argv[1:]))

@@ -2,17 +2,25 @@
 modules named like the graph's nodes so the engine's weights load by name, and a training
 step on the same batches (cross-entropy ignoring padding, the trainer's optimizer).
 
-Used by the float64 agreement tests and the ``seq2seq`` bench case.
+Greedy decoding comes two ways: :class:`TwinDecoder` decodes as a competent PyTorch user would
+(the encoder once per input, the cross-attention K/V of its output computed once per decoder
+block, a self-attention KV cache grown one token at a time, the engine's greedy rule) — the
+``seq2seq_decode`` bench case times that; :func:`twin_greedy_recompute` recomputes the whole
+prefix each step (the reference the cached decoder is checked against).
+
+Used by the float64 agreement tests and the ``seq2seq_step`` / ``seq2seq_decode`` bench cases.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from engine.base.errors import WiregradError
 from engine.bench.gpt_twin import twin_optimizer
-from engine.sample.seq2seq import load_model
+from engine.sample.seq2seq import BOS, EOS, Seq2SeqModel, load_model
 
-__all__ = ["build_twin", "twin_optimizer", "twin_step", "twin_loss", "twin_greedy"]
+__all__ = ["TwinDecoder", "build_twin", "twin_greedy", "twin_greedy_recompute", "twin_loss",
+           "twin_optimizer", "twin_step"]
 
 
 def _torch():
@@ -77,11 +85,20 @@ def _modules(heads: int):
     return Encoder, Decoder
 
 
+def _structured(doc: dict, weights: dict[str, np.ndarray]) -> Seq2SeqModel:
+    """The preset-shaped reading of *doc* (the twin mirrors that structure), or a clear error."""
+    m = load_model(doc, weights)
+    if not isinstance(m, Seq2SeqModel):
+        raise WiregradError("the PyTorch twin is written for graphs shaped like the "
+                            "seq2seq_dates preset", field="nodes")
+    return m
+
+
 def build_twin(doc: dict, weights: dict[str, np.ndarray], dtype: str = "float32"):
     """A torch module equal to the seq2seq graph *doc*, loaded with *weights*."""
     torch = _torch()
     from torch import nn
-    m = load_model(doc, weights)
+    m = _structured(doc, weights)
     heads = m.encoder[0].heads
     v, c = m.weight("src_emb").shape
     ratio = m.encoder[0].weight("mlp.fc.weight").shape[0] // c
@@ -91,6 +108,9 @@ def build_twin(doc: dict, weights: dict[str, np.ndarray], dtype: str = "float32"
     class Seq2Seq(nn.Module):
         def __init__(self):
             super().__init__()
+            self.names, self.heads = names, heads  # read by TwinDecoder
+            self.enc_ids = [b.prefix for b in m.encoder]
+            self.dec_ids = [b.prefix for b in m.decoder]
             for role, (rows, width) in (("src_emb", (v, c)), ("tgt_emb", (v, c)),
                                         ("src_pos", (m.src_len, c)),
                                         ("tgt_pos", (m.max_steps, c))):
@@ -152,8 +172,9 @@ def twin_step(model, opt, sched, batch: dict, clip: float) -> float:
     return float(loss.detach())
 
 
-def twin_greedy(model, source: np.ndarray, keep: np.ndarray, steps: int) -> np.ndarray:
-    """Greedy decoding by full recomputation each step (the twin has no cache): ids (B, n)."""
+def twin_greedy_recompute(model, source: np.ndarray, keep: np.ndarray,
+                          steps: int) -> np.ndarray:
+    """Greedy decoding by full recomputation each step (no cache): ids (B, steps)."""
     torch = _torch()
     src, mask = torch.from_numpy(source), torch.from_numpy(keep)
     out = torch.ones((source.shape[0], 1), dtype=torch.int64)  # the begin token
@@ -162,3 +183,91 @@ def twin_greedy(model, source: np.ndarray, keep: np.ndarray, steps: int) -> np.n
             nxt = model(src, mask, out)[:, -1].argmax(-1, keepdim=True)
             out = torch.cat([out, nxt], dim=1)
     return out[:, 1:].numpy()
+
+
+class TwinDecoder:
+    """Cached greedy decoding with a :func:`build_twin` model: :meth:`encode` runs the encoder
+    and each decoder block's cross-attention K/V projection once; :meth:`step` feeds one token
+    per row through the decoder, appending its self-attention K/V to the cache."""
+
+    def __init__(self, model) -> None:
+        self.torch = _torch()
+        self.model = model
+        get = model.get_submodule
+        self.blocks = [get(i) for i in model.dec_ids]
+        self.encoders = [get(i) for i in model.enc_ids]
+        self.src_emb, self.tgt_emb = get(model.names["src_emb"]), get(model.names["tgt_emb"])
+        self.src_pos = get(model.names["src_pos"]).weight
+        self.tgt_pos = get(model.names["tgt_pos"]).weight
+        self.enc_ln, self.dec_ln = get(model.names["enc_ln"]), get(model.names["dec_ln"])
+        self.head = get(model.names["head"])
+        self.heads = model.heads
+        self.cross: list = []
+        self.cache: list = []
+        self.mask = None
+        self.position = 0
+
+    def _split(self, x):  # (B, T, C) -> (B, H, T, D)
+        b, t, c = x.shape
+        return x.view(b, t, self.heads, c // self.heads).transpose(1, 2)
+
+    def encode(self, source, keep) -> None:
+        """Encode *source* (B, S) ids with *keep* (B, S); resets the decoder's cache."""
+        x = self.src_emb(source) + self.src_pos[:source.shape[1]]
+        for enc in self.encoders:
+            x = enc(x, keep)
+        memory = self.enc_ln(x)
+        c = memory.shape[-1]
+        self.cross = [tuple(self._split(t) for t in blk.cross_attn.kv_proj(memory).split(c, 2))
+                      for blk in self.blocks]
+        self.mask = (keep != 0)[:, None, None, :]  # (B, 1, 1, S)
+        self.cache = [None] * len(self.blocks)
+        self.position = 0
+
+    def step(self, tokens):
+        """Logits (B, V) after feeding *tokens* (B,) at the next position."""
+        F = self.torch.nn.functional
+        x = (self.tgt_emb(tokens) + self.tgt_pos[self.position])[:, None, :]  # (B, 1, C)
+        b, _, c = x.shape
+        for i, blk in enumerate(self.blocks):
+            sa = blk.self_attn
+            h = blk.ln1(x)
+            q = self._split(sa.q_proj(h))
+            k, v = (self._split(t) for t in sa.kv_proj(h).split(c, 2))
+            if self.cache[i] is not None:
+                k = self.torch.cat([self.cache[i][0], k], dim=2)
+                v = self.torch.cat([self.cache[i][1], v], dim=2)
+            self.cache[i] = (k, v)
+            y = F.scaled_dot_product_attention(q, k, v)  # the newest query sees every key
+            x = x + sa.proj(y.transpose(1, 2).reshape(b, 1, c))
+            ca = blk.cross_attn
+            q = self._split(ca.q_proj(blk.ln2(x)))
+            ck, cv = self.cross[i]
+            y = F.scaled_dot_product_attention(q, ck, cv, attn_mask=self.mask)
+            x = x + ca.proj(y.transpose(1, 2).reshape(b, 1, c))
+            x = x + blk.mlp(blk.ln3(x))
+        self.position += 1
+        return self.head(self.dec_ln(x[:, 0]))
+
+    def greedy(self, source: np.ndarray, keep: np.ndarray, steps: int) -> np.ndarray:
+        """The engine's greedy rule (:func:`engine.sample.seq2seq_search.greedy`): a row that
+        has produced the end token keeps producing it; stops when every row has, or after
+        *steps* tokens. Ids (B, ≤ steps)."""
+        torch = self.torch
+        with torch.inference_mode():
+            self.encode(torch.from_numpy(source), torch.from_numpy(keep))
+            tokens = torch.full((source.shape[0],), BOS, dtype=torch.int64)
+            done = torch.zeros(source.shape[0], dtype=torch.bool)
+            out = []
+            for _ in range(min(steps, self.tgt_pos.shape[0])):
+                tokens = torch.where(done, EOS, self.step(tokens).argmax(-1))
+                out.append(tokens)
+                done |= tokens == EOS
+                if bool(done.all()):
+                    break
+            return torch.stack(out, dim=1).numpy()
+
+
+def twin_greedy(model, source: np.ndarray, keep: np.ndarray, steps: int) -> np.ndarray:
+    """Cached greedy decoding of a batch with the twin (:class:`TwinDecoder`): ids (B, ≤ steps)."""
+    return TwinDecoder(model).greedy(source, keep, steps)
