@@ -240,9 +240,9 @@ def _preset_case(name: str, batch: int):
     return doc, path.parent, lambda w: cnn_twin(w, *shape)
 
 
-def bench_cases(quick: bool, log, line) -> dict:
-    """Every CNN case: Wiregrad at the run's threads (``w``), Wiregrad on one thread and
-    PyTorch, taking turns in blocks; ratio = Wiregrad / PyTorch."""
+def bench_cases(quick: bool, log, line, names: tuple[str, ...] = ()) -> dict:
+    """Every CNN case (or those in *names*): Wiregrad at the run's threads (``w``), Wiregrad
+    on one thread and PyTorch, taking turns in blocks; ratio = Wiregrad / PyTorch."""
     import tempfile
 
     from engine.bench.timing import alternate, case_record
@@ -257,6 +257,8 @@ def bench_cases(quick: bool, log, line) -> dict:
             runs.append((case.name, doc, Path(tmp),
                          lambda w, case=case: torch_twin(case, w), case.note))
         for name, doc, base, twin, note in runs:
+            if names and name not in names:
+                continue
             trainer, torch_step = _pair(doc, base, twin)
             one = _one_thread_trainer(doc, base)
             res = alternate({"w": trainer.train_step, "w1": one, "t": torch_step},

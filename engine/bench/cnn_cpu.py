@@ -1,6 +1,11 @@
 """CNN cases timed in CPU time on one thread: Wiregrad against PyTorch on a busy host.
 
     python -m engine.bench.cnn_cpu [--json PATH] [CASE …]
+    python -m engine.bench.cnn_cpu --wall [--threads N] [CASE …]
+
+``--wall`` times wall-clock steps instead, as ``wiregrad bench`` does for its CNN cases:
+Wiregrad at *N* threads (default: every core), Wiregrad on one thread and PyTorch at *N*,
+in alternating blocks, with ``threads_vs_one`` per case (meaningful on a quiet host only).
 
 On a host shared with other jobs, wall-clock steps measure the queue for the cores more than
 the code (two-thread steps there stretch 10-100×, PyTorch's more than Wiregrad's). With one
@@ -64,14 +69,36 @@ def run(names: list[str]) -> dict:
     return out
 
 
+def wall(names: list[str], threads: int) -> dict:
+    """Wall-clock CNN cases at *threads* (``wiregrad bench``'s CNN part, full rounds)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from engine.bench import cnn_cases as C
+
+    def line(name: str, case: dict) -> str:
+        return (f"{name:14s} wiregrad {case['wiregrad_ms']:7.2f} ms   torch "
+                f"{case['torch_ms']:7.2f} ms   ratio {case['ratio']:.2f}   threads_vs_one "
+                f"{case['threads_vs_one']:.2f}")
+
+    torch.set_num_threads(threads)
+    with threadpool_limits(limits=threads):
+        return C.bench_cases(False, lambda s: print(s, flush=True), line, tuple(names))
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", nargs="*", help="case names (default: all)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--wall", action="store_true", help="wall-clock steps at --threads")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="threads for --wall (default: every core)")
     args = ap.parse_args(argv)
-    cases = run(args.cases)
+    cases = wall(args.cases, args.threads) if args.wall else run(args.cases)
     if args.json:
-        result = {"cases": cases, "unit": "CPU ms per training step, one thread",
+        unit = (f"wall ms per training step, {args.threads} threads" if args.wall
+                else "CPU ms per training step, one thread")
+        result = {"cases": cases, "unit": unit,
                   "command": "python -m engine.bench.cnn_cpu " + " ".join(argv),
                   "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M")}
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

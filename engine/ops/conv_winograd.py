@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.ops import two_cores
 from engine.ops.kernel_choice import kernels
 
 # Below this many input channels the GEMM routes win (measured per shape, CPU time of forward +
@@ -29,21 +30,32 @@ def applies(params: dict, x_shape: tuple, w_shape: tuple) -> bool:
 
 def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
             bias: np.ndarray | None) -> np.ndarray:
-    """conv2d forward on the Winograd route; saves ``V`` and ``U`` for the backward."""
+    """conv2d forward on the Winograd route; saves ``V`` and ``U`` for the backward. Large
+    batches run as two halves at once (:mod:`engine.ops.two_cores`)."""
     wk = kernels("winograd")
     p = params["padding"]
     n, c, h, w_ = x.shape
     cout = weight.shape[0]
     ho, wo = h + 2 * p - 2, w_ + 2 * p - 2
     th, tw = (ho + 1) // 2, (wo + 1) // 2
+    t = th * tw  # tiles per image
     xp = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), x.dtype)
-    xp[:, :, p:p + h, p:p + w_] = x
-    v = wk.domain(c, n * th * tw, x.dtype)  # (16, C, P)
-    wk.transform_in(xp, th, tw, v)
+    v = wk.domain(c, n * t, x.dtype)  # (16, C, P)
     u = wk.weights(weight)  # (16, Cout, C)
-    m = np.matmul(u, v, out=wk.domain(cout, n * th * tw, x.dtype))  # (16, Cout, P)
+    m = wk.domain(cout, n * t, x.dtype)  # (16, Cout, P)
     y = np.empty((n, cout, 2 * th, 2 * tw), x.dtype)
-    wk.transform_out(m, th, tw, y)
+
+    def part(lo: int, hi: int) -> None:  # images lo … hi-1
+        xp[lo:hi, :, p:p + h, p:p + w_] = x[lo:hi]
+        vp, mp = v[:, :, lo * t:hi * t], m[:, :, lo * t:hi * t]
+        wk.transform_in(xp[lo:hi], th, tw, vp)
+        np.matmul(u, vp, out=mp)
+        wk.transform_out(mp, th, tw, y[lo:hi])
+
+    if two_cores.ways(n, 32.0 * cout * c * n * t) == 2:
+        two_cores.halves(n, part)
+    else:
+        part(0, n)
     if ho != 2 * th or wo != 2 * tw:
         y = np.ascontiguousarray(y[:, :, :ho, :wo])
     if bias is not None:
@@ -53,7 +65,8 @@ def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
 
 
 def backward(ctx, params: dict, g: np.ndarray):
-    """(gx or None when x is data, gw, gb or None) on the Winograd route."""
+    """(gx or None when x is data, gw, gb or None) on the Winograd route, two halves at once
+    for large batches (their weight gradients summed)."""
     wk = kernels("winograd")
     _, v, u, x_shape, has_bias = ctx.saved
     p = params["padding"]
@@ -61,18 +74,35 @@ def backward(ctx, params: dict, g: np.ndarray):
     cout = u.shape[1]
     ho, wo = g.shape[2], g.shape[3]
     th, tw = (ho + 1) // 2, (wo + 1) // 2
+    t = th * tw
     gb = g.sum(axis=(0, 2, 3)) if has_bias else None
     if ho != 2 * th or wo != 2 * tw:
         gp = np.zeros((n, cout, 2 * th, 2 * tw), g.dtype)
         gp[:, :, :ho, :wo] = g
     else:
         gp = np.ascontiguousarray(g)
-    dm = wk.domain(cout, n * th * tw, g.dtype)  # (16, Cout, P)
-    wk.grad_out(gp, th, tw, dm)
-    gw = wk.weights_grad(np.matmul(dm, v.transpose(0, 2, 1)), cout, c)  # (Cout, C, 3, 3)
-    if ctx.needs_input_grad and not ctx.needs_input_grad[0]:
-        return None, gw, gb  # x is data: no input gradient
-    dv = np.matmul(u.transpose(0, 2, 1), dm, out=wk.domain(c, n * th * tw, g.dtype))
-    dxp = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), g.dtype)
-    wk.grad_in(dv, th, tw, dxp)
+    need_x = not ctx.needs_input_grad or ctx.needs_input_grad[0]  # False: x is data
+    dm = wk.domain(cout, n * t, g.dtype)  # (16, Cout, P)
+    dv = wk.domain(c, n * t, g.dtype) if need_x else None  # (16, C, P)
+    dxp = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), g.dtype) if need_x else None
+
+    def part(lo: int, hi: int) -> np.ndarray:  # images lo … hi-1; returns their dU
+        dmp = dm[:, :, lo * t:hi * t]
+        wk.grad_out(gp[lo:hi], th, tw, dmp)
+        du = np.matmul(dmp, v[:, :, lo * t:hi * t].transpose(0, 2, 1))  # (16, Cout, C)
+        if dv is not None and dxp is not None:
+            dvp = dv[:, :, lo * t:hi * t]
+            np.matmul(u.transpose(0, 2, 1), dmp, out=dvp)
+            wk.grad_in(dvp, th, tw, dxp[lo:hi])
+        return du
+
+    flops = 32.0 * cout * c * n * t * (2 if need_x else 1)
+    if two_cores.ways(n, flops) == 2:
+        first, second = two_cores.halves(n, part)
+        du = first + second
+    else:
+        du = part(0, n)
+    gw = wk.weights_grad(du, cout, c)  # (Cout, C, 3, 3)
+    if dxp is None:
+        return None, gw, gb
     return dxp[:, :, p:p + h, p:p + w_], gw, gb

@@ -1,0 +1,67 @@
+"""Both cores inside one op: an op's work as two batch halves computed at once.
+
+A CNN's training step cannot be split into batch parts (batch norm mixes the examples, see
+:mod:`engine.train.batch_split`), and with two BLAS threads only the GEMMs use the second core,
+poorly for the thin GEMMs of small convolutions, while every transform, scatter and Python line
+runs on one. So a large op splits its own batch instead: the first half runs on the calling
+thread, the second on one helper thread, with BLAS capped at one thread meanwhile (the Numba
+kernels and numpy release the GIL), and the op joins the halves' results.
+
+An op splits only when BLAS is allowed two threads or more (the run's ``--threads``; the
+editor's and sampler's one-thread blocks and the trainer's own batch split cap BLAS at one, so
+nothing nests) and its work is worth the hand-off (:data:`MIN_FLOPS`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from typing import Any
+
+MIN_FLOPS = 4e6  # below this the ~50 µs hand-off and the halves' smaller GEMMs do not pay
+
+
+@cache
+def _blas() -> list:
+    """The BLAS libraries' controllers (threadpoolctl), found once."""
+    import numpy  # noqa: F401  (loads numpy's BLAS, so that threadpoolctl finds it)
+    from threadpoolctl import ThreadpoolController
+
+    return list(ThreadpoolController().select(user_api="blas").lib_controllers)
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(1, thread_name_prefix="wiregrad-half")
+
+
+def blas_threads() -> int:
+    """BLAS threads in effect now (1 without a BLAS library); about a microsecond."""
+    return max((lib.num_threads or 1 for lib in _blas()), default=1)
+
+
+def ways(rows: int, flops: float) -> int:
+    """2 when an op of *rows* batch rows and *flops* work should run as two halves, else 1."""
+    return 2 if rows >= 2 and flops >= MIN_FLOPS and blas_threads() >= 2 else 1
+
+
+def halves(rows: int, fn: Callable[[int, int], Any]) -> list:
+    """``[fn(0, h), fn(h, rows)]`` (h = rows // 2) at once: the first half on this thread,
+    the second on the helper, BLAS at one thread meanwhile. Errors are raised after both
+    halves have stopped."""
+    h = rows // 2
+    libs = _blas()
+    before = [lib.num_threads for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        second = _pool().submit(fn, h, rows)
+        try:
+            first = fn(0, h)
+        finally:
+            result = second.result()
+    finally:
+        for lib, n in zip(libs, before):
+            lib.set_num_threads(n)
+    return [first, result]

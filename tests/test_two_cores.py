@@ -1,0 +1,89 @@
+"""Ops that split their own batch over two threads (engine.ops.two_cores): the halves give the
+unsplit numbers, BLAS gets its thread count back, errors surface, and nothing splits when BLAS
+is capped at one thread (the trainer's batch split, the editor's one-thread blocks)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from engine.core import registry
+from engine.ops import two_cores
+
+
+class _Ctx:
+    needs_input_grad: tuple = ()
+
+    def save(self, *arrays) -> None:
+        self.saved = arrays
+
+
+def _conv(x, w, b, params):
+    spec, ctx = registry.get("conv2d"), _Ctx()
+    y = spec.forward(ctx, params, x, w, b)
+    g = np.random.default_rng(5).standard_normal(y.shape)
+    return ctx.saved[0], (y, *spec.backward(ctx, params, g))
+
+
+@pytest.mark.parametrize("shape,wshape,params,route", [
+    ((5, 8, 6, 7), (4, 8, 3, 3), {"stride": 1, "padding": 1}, "winograd"),
+    ((4, 2, 9, 8), (3, 2, 3, 3), {"stride": 1, "padding": 1}, True),  # per image (C < 8)
+    ((3, 1, 11, 11), (4, 1, 5, 5), {"stride": 2, "padding": 2}, True),
+])
+def test_two_halves_give_the_unsplit_numbers(shape, wshape, params, route, monkeypatch):
+    params = {"dilation": 1, "groups": 1, **params}
+    rng = np.random.default_rng(3)
+    x, w, b = rng.standard_normal(shape), rng.standard_normal(wshape), rng.standard_normal(
+        wshape[0])
+    monkeypatch.setattr(two_cores, "MIN_FLOPS", 1e30)
+    saved, whole = _conv(x, w, b, params)
+    assert saved == route
+    calls = []
+    real = two_cores.halves
+    monkeypatch.setattr(two_cores, "MIN_FLOPS", 0.0)
+    monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
+    monkeypatch.setattr(two_cores, "halves", lambda n, fn: calls.append(n) or real(n, fn))
+    _, split = _conv(x, w, b, params)
+    assert calls == [shape[0], shape[0]]  # forward and backward each split
+    for got, want in zip(split, whole):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_halves_run_at_once_with_one_blas_thread_and_restore_it():
+    seen: dict[tuple, tuple] = {}
+
+    def fn(lo, hi):
+        seen[(lo, hi)] = (threading.current_thread().name, two_cores.blas_threads())
+        return hi - lo
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert two_cores.blas_threads() == 2
+        assert two_cores.halves(7, fn) == [3, 4]
+        assert two_cores.blas_threads() == 2
+    assert seen[(0, 3)][0] == threading.current_thread().name
+    assert seen[(3, 7)][0].startswith("wiregrad-half")
+    assert seen[(0, 3)][1] == seen[(3, 7)][1] == 1
+
+
+def test_an_error_in_either_half_is_raised_after_both_stop():
+    def fn(lo, hi):
+        if lo > 0:
+            raise ValueError("second half")
+        return 1
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        with pytest.raises(ValueError, match="second half"):
+            two_cores.halves(4, fn)
+        assert two_cores.blas_threads() == 2
+
+
+def test_nothing_splits_under_a_one_thread_cap_or_for_small_work():
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert two_cores.ways(64, 1e12) == 1
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert two_cores.ways(64, 1e12) == 2
+        assert two_cores.ways(1, 1e12) == 1  # one image
+        assert two_cores.ways(64, two_cores.MIN_FLOPS / 2) == 1
