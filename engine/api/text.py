@@ -26,7 +26,11 @@ def sampler_for(doc: dict, weights: dict | None):
 
 def sample_tokens(sampler, prompt: str, n: int, *, temperature: float = 0.8, top_k: int = 0,
                   top_p: float = 1.0, seed: int = 0):
-    """Yield ``{"char", "p", "alternatives": [[char, p], ...]}`` for *n* generated characters.
+    """Yield ``{"char", "token", "id", "p", "alternatives": [[token, p], ...]}`` for *n*
+    generated tokens: ``char`` is the text the token completes (a character, a word piece, or
+    "" while a character split over byte-level tokens waits for the rest), ``token`` its label,
+    ``id`` its id; greedy (temperature 0): ``p`` and the alternatives are the model's
+    probabilities at temperature 1.
 
     With the same arguments the characters equal ``wiregrad sample``'s. BLAS runs on one
     thread meanwhile (the editor samples while its worker may train on every core).
@@ -37,7 +41,7 @@ def sample_tokens(sampler, prompt: str, n: int, *, temperature: float = 0.8, top
     for char in stream:
         info = infos.pop() if infos else None
         yield {"char": char, "token": info.token if info else char,  # token: its own label
-               "p": info.probability if info else 1.0,
+               "id": info.id if info else -1, "p": info.probability if info else 1.0,
                "alternatives": [[c, p] for c, p in (info.alternatives if info else [])]}
 
 

@@ -31,9 +31,10 @@ from engine.sample.rules import forward_of
 class TokenInfo:
     """What the per-token callback receives."""
 
-    token: str
-    probability: float
+    token: str  # its label (a character, or a word piece's text)
+    probability: float  # greedy (temperature 0): the model's probability at temperature 1
     alternatives: list[tuple[str, float]] = field(default_factory=list)  # top candidates
+    id: int = -1  # its id in the tokenizer's vocabulary
 
 
 class Sampler:
@@ -177,10 +178,11 @@ class Sampler:
             for _ in range(n):
                 probs = next_token_distribution(logits, temperature, top_k, top_p)
                 token = int(np.argmax(probs)) if temperature == 0 else draw(probs, rng)
-                if callback is not None:
-                    top = np.argsort(-probs)[:5]
-                    callback(TokenInfo(label(token), float(probs[token]),
-                                       [(label(i), float(probs[i])) for i in top]))
+                if callback is not None:  # greedy shows the model's own distribution
+                    shown = probs if temperature > 0 else next_token_distribution(logits)
+                    top = np.argsort(-shown)[:5]
+                    callback(TokenInfo(label(token), float(shown[token]),
+                                       [(label(i), float(shown[i])) for i in top], token))
                 yield text.push(token)
                 logits = self.advance(token)
 

@@ -1,14 +1,18 @@
 """The sampling dock: prompt, temperature / top-k / top-p / length / seed, Generate / Stop.
 
-Generation runs in a QThread (``engine.api.sample_tokens``), so text streams in character by
-character while the editor stays responsive. Each character is tinted by the probability the
-model gave it; hovering it shows that probability and the top alternatives. After a run the
-attention of every head over the prompt goes to the Debugger dock.
+Generation runs in a QThread (``engine.api.sample_tokens``), so text streams in token by token
+(characters, or word pieces for a BPE model) while the editor stays responsive. Each token's
+text is one span, tinted by the probability the model gave it; a word-piece model's spans
+alternate between two shades so token boundaries show. Hovering a span shows its token's text,
+id, probability and the top alternatives. After a run the attention of every head over the
+prompt goes to the Debugger dock.
 """
 
 from __future__ import annotations
 
+import bisect
 import html
+from dataclasses import dataclass
 
 from PySide6.QtCore import QThread, Signal
 from PySide6.QtGui import QColor, QTextCharFormat, QTextCursor
@@ -42,7 +46,7 @@ def prob_color(p: float) -> QColor:
 
 
 class SampleThread(QThread):
-    token = Signal(str, float, list)
+    token = Signal(dict)  # engine.api.sample_tokens's record of one token
     failed = Signal(str)
     attention = Signal(dict, str)
 
@@ -58,23 +62,44 @@ class SampleThread(QThread):
             for info in api.sample_tokens(sampler, self.prompt, **self.options):
                 if self.cancel:
                     break
-                self.token.emit(info["char"], info["p"], info["alternatives"])
+                self.token.emit(info)
             if not self.cancel:
                 self.attention.emit(api.attention_maps(sampler, self.prompt), self.prompt)
         except Exception as exc:  # noqa: BLE001 (shown in the panel; the editor stays up)
             self.failed.emit(str(exc))
 
 
+@dataclass
+class Span:
+    """The text one or more tokens added (several when a character was split over byte-level
+    tokens: the first ones add nothing until the last completes it)."""
+
+    start: int  # document positions [start, end)
+    end: int
+    text: str
+    tokens: list[tuple[str, int, float, list]]  # (label, id, p, alternatives) per token
+
+
+def _shown(label: str) -> str:
+    """A token's text as a tooltip shows it: quoted, newlines and tabs escaped."""
+    return html.escape(repr(label), quote=False)
+
+
 class TokenView(QTextEdit):
-    """Generated text; characters coloured by probability; hover shows the alternatives."""
+    """Generated text, one span per token; tinted by probability, and for word pieces
+    (``word_pieces``) in alternating shades so token boundaries show; hovering a span shows
+    its token's text, id, probability and the alternatives."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setReadOnly(True)
         self.setFont(self._mono())
         self.viewport().setMouseTracking(True)
-        self.tokens: dict[int, tuple[str, float, list]] = {}  # document position → info
-        self.greedy = False  # temperature 0: every character is the most likely one
+        self.tokens: dict[int, tuple[str, float, list]] = {}  # span start → text, p, alts
+        self.spans: list[Span] = []
+        self.greedy = False  # temperature 0: every token is the most likely one
+        self.word_pieces = False  # a subword model: alternate tints at token boundaries
+        self._pending: list[tuple[str, int, float, list]] = []
 
     @staticmethod
     def _mono():
@@ -82,55 +107,94 @@ class TokenView(QTextEdit):
 
         return QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
 
-    def start(self, prompt: str, greedy: bool = False) -> None:
+    def start(self, prompt: str, greedy: bool = False, word_pieces: bool = False) -> None:
         self.clear()
-        self.tokens = {}
-        self.greedy = greedy
+        self.tokens, self.spans, self._pending = {}, [], []
+        self.greedy, self.word_pieces = greedy, word_pieces
         cursor = self.textCursor()
         fmt = QTextCharFormat()
         fmt.setFontWeight(700)
         cursor.insertText(prompt, fmt)
 
-    def append_token(self, char: str, p: float, alternatives: list) -> None:
+    def append_token(self, char: str, p: float, alternatives: list, token: str | None = None,
+                     token_id: int = -1) -> None:
+        """Add the text *char* of one token (its label *token*, id *token_id*)."""
+        self._pending.append((char if token is None else token, token_id, p, alternatives))
+        if char == "":  # part of a character: it shows with the token that completes it
+            return
         cursor = QTextCursor(self.document())
         cursor.movePosition(QTextCursor.MoveOperation.End)
-        self.tokens[cursor.position()] = (char, p, alternatives)
+        start = cursor.position()
         fmt = QTextCharFormat()
-        if not self.greedy:  # greedy picks have no sampling probability to show
-            fmt.setBackground(prob_color(p))
+        tint = self._tint(p, len(self.spans) % 2 == 1)
+        if tint is not None:
+            fmt.setBackground(tint)
         cursor.insertText(char, fmt)
+        self.spans.append(Span(start, cursor.position(), char, self._pending))
+        self.tokens[start] = (char, p, alternatives)
+        self._pending = []
         self.ensureCursorVisible()
 
+    def _tint(self, p: float, odd: bool) -> QColor | None:
+        """The span's background: the probability's colour (not when greedy); for word
+        pieces every other span a shade stronger (or, greedy, a faint blue)."""
+        if self.greedy:
+            return QColor(120, 150, 210, 60) if self.word_pieces and odd else None
+        color = prob_color(p)
+        if self.word_pieces:
+            color.setAlpha(140 if odd else 70)
+        return color
+
     def generated_text(self) -> str:
-        return "".join(self.tokens[k][0] for k in sorted(self.tokens))
+        return "".join(span.text for span in self.spans)
+
+    def span_at(self, position: int) -> Span | None:
+        """The span holding the character at document *position*."""
+        i = bisect.bisect_right([s.start for s in self.spans], position) - 1
+        if i >= 0 and self.spans[i].start <= position < self.spans[i].end:
+            return self.spans[i]
+        return None
 
     def describe(self, position: int) -> str | None:
-        info = self.tokens.get(position)
-        if info is None:
+        span = self.span_at(position)
+        if span is None:
             return None
-        char, p, alts = info
+        lines = [self._describe_token(*t) for t in span.tokens]
+        return "<br>".join(lines)
+
+    def _describe_token(self, label: str, token_id: int, p: float, alts: list) -> str:
+        name = "token" if self.word_pieces else "character"
+        head = f"<b>{_shown(label)}</b>"
+        if token_id >= 0:
+            head += f" · {name} id {token_id}"
+        shown = ", ".join(f"{_shown(c)} {q:.1%}" for c, q in alts)
         if self.greedy:
-            return (f"<b>{html.escape(repr(char))}</b> greedy (temperature 0): the model's "
-                    f"most likely next character")
-        shown = ", ".join(f"{html.escape(repr(c))} {q:.1%}" for c, q in alts)
-        return f"<b>{html.escape(repr(char))}</b> p = {p:.1%}<br>alternatives: {shown}"
+            return (f"{head} · greedy (temperature 0): the model's most likely next {name}, "
+                    f"p = {p:.1%}<br>next likeliest: {shown}")
+        return f"{head} · p = {p:.1%}<br>alternatives: {shown}"
+
+    def position_under(self, point) -> int:
+        """The document position of the character under viewport *point*."""
+        cursor = self.cursorForPosition(point)
+        position = cursor.position()
+        if position > 0 and self.cursorRect(cursor).left() > point.x() + 1:
+            return position - 1  # the cursor sits after the character the point is on
+        return position
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
-        pos = event.position().toPoint()
-        cursor = self.cursorForPosition(pos)
-        text = None
-        for candidate in (cursor.position(), cursor.position() - 1):
-            c = QTextCursor(self.document())
-            c.setPosition(max(candidate, 0))
-            rect = self.cursorRect(c)
-            if candidate in self.tokens and rect.left() <= pos.x() + 1:
-                text = self.describe(candidate)
-                break
+        point = event.position().toPoint()
+        text = self.describe(self.position_under(point))
         if text:
             QToolTip.showText(event.globalPosition().toPoint(), text, self.viewport())
         else:
             QToolTip.hideText()
         super().mouseMoveEvent(event)
+
+
+def _word_pieces(doc: dict) -> bool:
+    """True when the document's language model reads subword tokens (not characters)."""
+    text = next((n for n in doc.get("nodes", []) if n.get("type") == "text_corpus"), None)
+    return text is not None and text.get("params", {}).get("tokenizer", "char") != "char"
 
 
 class SamplingPanel(QWidget):
@@ -246,16 +310,21 @@ class SamplingPanel(QWidget):
             self.status.setText(f"cannot read the weights: {exc}")
             return False
         prompt = self.prompt.text()
-        self.output.start(prompt, greedy=self.temperature.value() == 0)
+        self.output.start(prompt, greedy=self.temperature.value() == 0,
+                          word_pieces=_word_pieces(doc))
         self.status.setText("generating…")
         self.thread = SampleThread(doc, weights, prompt, self.options(), self)
-        self.thread.token.connect(self.output.append_token)
+        self.thread.token.connect(self._token)
         self.thread.failed.connect(lambda m: self.status.setText(f"sampling failed: {m}"))
         self.thread.attention.connect(self.attention_ready)
         self.thread.finished.connect(self._finished)
         self._set_running(True)
         self.thread.start()
         return True
+
+    def _token(self, info: dict) -> None:
+        self.output.append_token(info["char"], info["p"], info["alternatives"], info["token"],
+                                 info["id"])
 
     def stop(self) -> None:
         if self.thread is not None:
@@ -264,13 +333,19 @@ class SamplingPanel(QWidget):
     def _finished(self) -> None:
         if not self.status.text().startswith("sampling failed"):
             n = len(self.output.tokens)
+            what = "word pieces" if self.output.word_pieces else "characters"
+            one = "token" if self.output.word_pieces else "character"
+            shades = (" Alternating shades mark where one token ends and the next begins."
+                      if self.output.word_pieces else "")
             if self.output.greedy:
-                self.status.setText(f"{n} characters generated greedily (temperature 0): each "
-                                    f"is the model's most likely next character.")
+                self.status.setText(f"{n} {what} generated greedily (temperature 0): each "
+                                    f"is the model's most likely next {one}; hover one for "
+                                    f"its id and probability.{shades}")
             else:
-                self.status.setText(f"{n} characters generated. Background: the probability "
-                                    f"the model gave each character (red unlikely → green "
-                                    f"likely); hover one for the alternatives.")
+                self.status.setText(f"{n} {what} generated. Background: the probability "
+                                    f"the model gave each {one} (red unlikely → green "
+                                    f"likely); hover one for its id and the alternatives."
+                                    f"{shades}")
         self._set_running(False)
         self.generation_done.emit()
 

@@ -78,7 +78,7 @@ def test_temperature_zero_says_greedy(make_window, qtbot, tmp_path):
     assert "greedily" in panel.status.text() and "100" not in panel.status.text()
     first = min(panel.output.tokens)
     tip = panel.output.describe(first)
-    assert "greedy" in tip and "%" not in tip
+    assert "greedy" in tip and "p = 100.0%" not in tip  # the model's probability, not 1
     cursor = panel.output.textCursor()
     cursor.setPosition(first + 1)
     assert cursor.charFormat().background().style() == Qt.BrushStyle.NoBrush  # no p tint
