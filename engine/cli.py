@@ -151,7 +151,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 @command("sample")
 def cmd_sample(args: argparse.Namespace) -> int:
-    """Generate text from a character-level model, streaming each character."""
+    """Generate text from a language model, streaming each token's text."""
     from engine.sample.sampler import Sampler
     from engine.train.cli import _doc_weights
 
@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "pairs decoded greedily for exact_match and cer (0: all; default: 1000)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
-    p = sub.add_parser("sample", help="generate text from a character-level model")
+    p = sub.add_parser("sample", help="generate text from a language model (or seq2seq graph)")
     p.add_argument("graph", help="document path, preset name (e.g. char_gpt) or .wgz bundle")
     p.add_argument("--weights", help="weights or checkpoint (default: the document's own)")
     p.add_argument("--prompt", help="text to continue (default: a new line)")
@@ -313,8 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-file", help="seq2seq graphs: a UTF-8 file, one input per line")
     p.add_argument("--beam", type=positive_int, default=1,
                    help="seq2seq graphs: beam search width (1: greedy)")
-    p.add_argument("-n", type=positive_int, default=500, help="characters to generate (seq2seq: "
-                   "the most output tokens)")
+    p.add_argument("-n", type=positive_int, default=500, help="tokens to generate (characters "
+                   "for a char model, word pieces for BPE; seq2seq: the most output tokens)")
     p.add_argument("--temperature", type=non_negative, default=None,
                    help="0 picks the likeliest (default 0.8; seq2seq: greedy unless given)")
     p.add_argument("--top-k", type=count, default=0, help="keep only the k likeliest (0: all)")

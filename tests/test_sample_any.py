@@ -136,3 +136,11 @@ def test_a_recurrent_rule_carries_state_between_calls():
                                rtol=1e-12)
     restarted = sampler.incremental.run(np.asarray(ids[5:]), 0)[-1]
     assert np.abs(restarted - whole).max() > 1e-6  # past = 0 starts from the zero state
+
+
+
+def test_sample_help_counts_tokens_characters_for_char_models(capsys):
+    assert main(["sample", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "-n N tokens to generate (characters for a char model, word pieces for BPE" in text
+    assert "characters to generate" not in text
