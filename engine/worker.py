@@ -8,12 +8,14 @@ editor → worker (``{"cmd": ...}``)
     ``step``, ``stop``, ``set_hparams`` (values for the optimizer, nodes for any node's
     hot params), ``save_checkpoint``, ``save_weights``,
     ``save_bundle`` (path), ``inspect`` (node or None), ``predictions``, ``gradcheck`` (doc,
-    node, base_dir), ``ping``, ``quit``.
+    node, base_dir), ``warm`` (doc, base_dir: compile the kernels its training step needs
+    before Train is pressed), ``ping``, ``quit``.
 worker → editor (``{"kind": ...}``)
     ``ready``, ``started``, ``records`` (a batch of trainer records, at most every 0.1 s),
     ``state`` (running / paused), ``done``, ``error`` (message, node, traceback),
     ``saved`` (what, path), ``inspection``, ``predictions`` (see
-    :func:`engine.insight.predictions.live_predictions`), ``gradcheck``, ``pong``.
+    :func:`engine.insight.predictions.live_predictions`), ``gradcheck``, ``warmed`` (ok,
+    message, seconds, key), ``pong``.
 
 A warm worker keeps its compiled kernels and serves the next run. It computes on every core
 (BLAS via threadpoolctl, Numba; so its trainer may split the batch like ``wiregrad train``)
@@ -298,6 +300,29 @@ class Worker:
         self.gen = trainer.run(self.manager)
         if msg.get("paused"):
             trainer.pause()
+
+    def cmd_warm(self, msg: dict) -> None:
+        """One training step of *doc* on a throwaway trainer (unsplit, nothing written), so
+        Numba compiles — or loads from its cache — exactly the kernels, dtypes and array
+        layouts the run will use; a ``train`` sent meanwhile waits for this one step. A graph
+        that cannot train yet (the user is still editing) answers ``ok: False``, never an
+        ``error``; a live run is never interrupted."""
+        if self.gen is not None:
+            self.send("warmed", ok=False, message="a run is live", seconds=0.0,
+                      key=msg.get("key"))
+            return
+        from engine.train.trainer import Trainer
+
+        t0 = time.perf_counter()
+        try:
+            Trainer(msg["doc"], base_dir=msg.get("base_dir"), steps=1,
+                    batch_split=1).train_step()
+        except Exception as exc:  # noqa: BLE001 (an unfinished graph: nothing to warm yet)
+            self.send("warmed", ok=False, message=getattr(exc, "message", None) or str(exc),
+                      seconds=time.perf_counter() - t0, key=msg.get("key"))
+            return
+        self.send("warmed", ok=True, message="kernels ready",
+                  seconds=time.perf_counter() - t0, key=msg.get("key"))
 
     def _need_trainer(self) -> tuple[Trainer, CheckpointManager, dict]:
         """The current run's trainer, checkpoint manager and document (an error if none)."""

@@ -66,7 +66,6 @@ class MainWindow(QMainWindow):
         self.update_title()
         self.refresh_palette()
         self.refresh_status(self.controller.validation)
-        self.warm = None
         if warm_up:
             self.start_warm_up()
 
@@ -283,22 +282,20 @@ class MainWindow(QMainWindow):
         self._refresh_minimap()
 
     def start_warm_up(self) -> None:
-        from nodegraph.training.warmup import WarmUp
-
-        self.warm = WarmUp(self.controller.model.snapshot(), self)
-        self.warm_bar.show()
-        self.warm.progress.connect(lambda d, t: (self.warm_bar.setMaximum(max(t, 1)),
-                                                 self.warm_bar.setValue(d)))
-        self.warm.done.connect(lambda msg: (self.warm_bar.hide(),
-                                            self.statusBar().showMessage(msg, 5000)))
-        self.warm.start()
+        """Have the engine worker compile this graph's kernels now and after each edit (the
+        worker's process, not the GUI's; see nodegraph.training.warmup)."""
+        warmer = self.training.warmer
+        self.warm_bar.setRange(0, 0)  # busy: the worker reports only the end
+        self.warm_bar.setFormat("compiling kernels")
+        warmer.requested.connect(lambda _key: self.warm_bar.show())
+        warmer.done.connect(lambda msg: (self.warm_bar.hide(),
+                                         self.statusBar().showMessage(msg, 5000)))
+        warmer.enable()
 
     def closeEvent(self, event) -> None:  # noqa: N802
         if not self.files.maybe_save():
             event.ignore()
             return
-        if self.warm is not None and self.warm.isRunning():
-            self.warm.wait(2000)
         self.files.autosave_timer.stop()
         self.files.autosaver.clear()
         self.training.shutdown()

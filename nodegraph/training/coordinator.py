@@ -33,6 +33,7 @@ from nodegraph.training.runs import RunData
 from nodegraph.training.sampling import SamplingPanel
 from nodegraph.training.session import TrainingSession
 from nodegraph.training.settings import SettingsBinder
+from nodegraph.training.warmup import KernelWarmer
 
 REFRESH_MS = 50  # plots and progress at 20 Hz
 INSPECT_MS = 1500
@@ -43,6 +44,8 @@ class TrainingUI(QObject):
         super().__init__(host.window)
         self.host, self.controller, self.scene = host, host.controller, host.scene
         self.session = TrainingSession(self)
+        self.warmer = KernelWarmer(host.controller, self.session, host.snapshot, host.base_dir,
+                                   self)  # compiles the open graph's kernels once enabled
         self.actions = self._make_actions()
         self.dock_widget = TrainingDock(self.actions)
         self.inspect_widget = InspectDock()

@@ -53,6 +53,7 @@ class TrainingSession(QObject):
     saved = Signal(dict)
     gradchecked = Signal(dict)
     predicted = Signal(dict)
+    warmed = Signal(dict)  # {"ok", "message", "seconds", "key"}
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -146,6 +147,13 @@ class TrainingSession(QObject):
         """Ask for the Predictions tab's data (current weights, validation split)."""
         return self.has_trainer and self._send("predictions")
 
+    def warm(self, doc: dict, base_dir: str | None, key: str) -> bool:
+        """Have the worker (started now if need be) compile *doc*'s kernels before Train is
+        pressed; False (nothing sent) while a run is active."""
+        if self.active:
+            return False
+        return self._ensure_worker().send("warm", doc=doc, base_dir=base_dir, key=key)
+
     def gradcheck(self, doc: dict, node: str | None, base_dir: str | None) -> None:
         self._ensure_worker().send("gradcheck", doc=doc, node=node, base_dir=base_dir)
 
@@ -208,3 +216,5 @@ class TrainingSession(QObject):
             self.gradchecked.emit(msg)
         elif kind == "predictions":
             self.predicted.emit(msg)
+        elif kind == "warmed":
+            self.warmed.emit(msg)
