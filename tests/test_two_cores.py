@@ -87,3 +87,18 @@ def test_nothing_splits_under_a_one_thread_cap_or_for_small_work():
         assert two_cores.ways(64, 1e12) == 2
         assert two_cores.ways(1, 1e12) == 1  # one image
         assert two_cores.ways(64, two_cores.MIN_FLOPS / 2) == 1
+
+
+def test_the_whole_batch_route_splits_too(monkeypatch):
+    params = {"stride": 2, "padding": 1, "dilation": 1, "groups": 2}
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((5, 4, 7, 7)), rng.standard_normal((6, 2, 3, 3))
+    monkeypatch.setattr(two_cores, "MIN_FLOPS", 1e30)
+    saved, whole = _conv(x, w, None, params)
+    assert saved is False  # groups: the whole-batch route
+    monkeypatch.setattr(two_cores, "MIN_FLOPS", 0.0)
+    monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
+    _, split = _conv(x, w, None, params)
+    assert split[3] is None and whole[3] is None  # no bias
+    for got, want in zip(split[:3], whole[:3]):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

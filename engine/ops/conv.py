@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
-from engine.ops import batch_rules, conv_by_image, conv_winograd
+from engine.ops import batch_rules, conv_by_image, conv_whole, conv_winograd
 from engine.ops._util import per_example, require_float
 from engine.ops.kernel_choice import kernels
 
@@ -93,40 +93,21 @@ def _conv_forward(ctx, params, x, weight, bias=None):
     k = cg * kh * kw
     if by_image(groups, k, ho, wo):
         return conv_by_image.forward(ctx, params, xp, weight, bias, ho, wo)
-    cols = kernels("conv").im2col(xp, kh, kw, s, d, ho, wo)  # (C, kh, kw, N, Ho, Wo)
-    cols_g = cols.reshape(groups, k, n * ho * wo)
-    w_g = weight.reshape(groups, cout // groups, k)
-    out = np.matmul(w_g, cols_g).reshape(cout, n, ho, wo)  # (Cout, N, Ho, Wo)
-    if bias is not None:
-        out += bias.reshape(cout, 1, 1, 1)
-    ctx.save(False, cols_g, weight, xp.shape, bias is not None)
-    return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
+    return conv_whole.forward(ctx, params, xp, weight, bias, ho, wo)
 
 
 def _conv_backward(ctx, params, g):
     if ctx.saved[0] == "winograd":
         return conv_winograd.backward(ctx, params, g)
-    per_image, cols, weight, xp_shape, has_bias = ctx.saved
-    s, p, d, groups = params["stride"], params["padding"], params["dilation"], params["groups"]
-    n, c, hp, wp = xp_shape
-    cout, cg, kh, kw = weight.shape
-    ho, wo = g.shape[2], g.shape[3]
-    k = cg * kh * kw
+    per_image, _, _, xp_shape, has_bias = ctx.saved
+    p = params["padding"]
+    hp, wp = xp_shape[2], xp_shape[3]
     gb = g.sum(axis=(0, 2, 3)) if has_bias else None
     need_x = not ctx.needs_input_grad or ctx.needs_input_grad[0]
-    if per_image:
-        gxp, gw = conv_by_image.backward(ctx, params, g, need_x)
-        if gxp is None:
-            return None, gw, gb  # x is data (the first convolution): no input gradient
-    else:
-        g_g = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, cout // groups, -1)
-        gw = np.matmul(cols, g_g.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(weight.shape)
-        if not need_x:
-            return None, gw, gb
-        w_g = weight.reshape(groups, cout // groups, k)
-        gcols = np.matmul(w_g.transpose(0, 2, 1), g_g).reshape(c, kh, kw, n, ho, wo)
-        gxp = np.zeros(xp_shape, g.dtype)
-        kernels("conv").col2im(gcols, s, d, gxp)
+    route = conv_by_image if per_image else conv_whole
+    gxp, gw = route.backward(ctx, params, g, need_x)
+    if gxp is None:
+        return None, gw, gb  # x is data (the first convolution): no input gradient
     gx = gxp[:, :, p:hp - p, p:wp - p] if p else gxp
     return gx, gw, gb
 
