@@ -139,3 +139,30 @@ def test_seq2seq_exports_carry_the_pairs_tokenizer_with_its_special_tokens(tmp_p
         assert meta["wiregrad.tokenizer"] == tok.data
         assert meta["wiregrad.tokenizer.sha256"] == tok.sha256
     assert json.loads(tok.data)["model"]["type"] == "WordLevel"
+
+
+def test_a_bpe_seq2seq_exports_its_pieces_after_the_special_tokens(tmp_path):
+    from engine.data.sequence_pairs import store_tokenizers, tokenizer_for
+    from engine.graphs.seq2seq_builder import seq2seq_custom
+
+    tsv = tmp_path / "pairs.tsv"
+    words = ["twenty one", "thirty two", "forty three", "zwölf", "éclair", "fifty four"]
+    tsv.write_text("".join(f"{w}\t{w.upper()}\n" for w in words * 5), encoding="utf-8")
+    doc = seq2seq_custom(source="file", path=str(tsv), tokenizer="bpe", vocab_size=280,
+                         max_source_len=16, max_target_len=16, dec_layers=1)
+    tok = exported_tokenizer(doc, tmp_path)  # trains it, as the run would
+    assert tok is not None and tok.kind == "bpe"
+    kept = exported_tokenizer(store_tokenizers(doc, tmp_path), tmp_path)
+    assert kept is not None and kept.data == tok.data  # the stored one exports the same
+    node = next(n for n in doc["nodes"] if n["type"] == "sequence_pairs")
+    from engine.core import registry
+
+    params = {**registry.get("sequence_pairs").defaults(), **node["params"]}
+    ours = tokenizer_for(params, tmp_path, node["id"])
+    hf = tokenizers.Tokenizer.from_str(tok.data)
+    assert [hf.id_to_token(i) for i in range(3)] == ["<pad>", "<bos>", "<eos>"]
+    assert hf.get_vocab_size() == ours.vocab_size
+    for text in ("forty three", "ZWÖLF", "éclair fifty"):
+        ids = hf.encode(text).ids
+        assert ids == ours.encode(text).tolist() and min(ids) >= 3
+        assert hf.decode([1, *ids, 2, 0]) == text == ours.decode([1, *ids, 2, 0])

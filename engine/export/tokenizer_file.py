@@ -9,9 +9,10 @@ data node carries one, as a Hugging Face ``tokenizers`` JSON that
   character's place in ``vocab``), a pre-tokenizer that isolates every character and the
   ``Fuse`` decoder, so ``decode(encode(text)) == text``; a character outside ``vocab`` is an
   error there too (its unknown token ``<unk>`` is deliberately not in the vocabulary).
-* ``sequence_pairs``: the same character ``WordLevel`` with ``<pad>``, ``<bos>``, ``<eos>`` as
-  special tokens 0, 1, 2 and the characters from 3 (``skip_special_tokens`` drops them), or the
-  node's stored ``tokenizer_data`` where it has one.
+* ``sequence_pairs``: ``<pad>``, ``<bos>``, ``<eos>`` as special tokens 0, 1, 2
+  (``skip_special_tokens`` drops them), then the character ``WordLevel``'s ids, or (``bpe``)
+  the node's BPE with every id shifted by 3 — the ids its model reads
+  (:mod:`engine.data.pair_tokenizer`).
 
 An ONNX file gets the keys of :data:`METADATA_KEYS` in ``metadata_props`` (the JSON, its kind,
 its sha256, the data node and the sibling file's name) and the file ``<stem>.tokenizer.json``.
@@ -76,15 +77,12 @@ def exported_tokenizer(doc: dict, base_dir: Path | None = None) -> ExportedToken
     params, nid = node.get("params", {}), node.get("id", "")
     kind = params.get("tokenizer", "char")
     if kind == "bpe":
-        data = params.get("tokenizer_data") or ""
-        if not data and node["type"] == "text_corpus":
-            from engine.data.tokenizers import store_tokenizers
-
-            stored = store_tokenizers({"nodes": [node]}, base_dir)
-            data = stored["nodes"][0]["params"]["tokenizer_data"]
+        data = params.get("tokenizer_data") or _trained(node, base_dir)
         if not data:
             raise WiregradError("this BPE tokenizer is not trained yet: train the graph first",
                                 node=nid, field="tokenizer_data")
+        if node["type"] == "sequence_pairs":
+            data = with_specials(data, SEQ2SEQ_SPECIALS)
         return ExportedTokenizer("bpe", data, nid)
     if kind != "char":
         raise WiregradError(f"tokenizer {kind!r} cannot be exported", node=nid,
@@ -94,6 +92,32 @@ def exported_tokenizer(doc: dict, base_dir: Path | None = None) -> ExportedToken
     if not isinstance(vocab, str) or not vocab:
         raise WiregradError("the text node has no 'vocab' to export", node=nid, field="vocab")
     return ExportedTokenizer("char", char_tokenizer_json(vocab, specials), nid)
+
+
+def _trained(node: dict, base_dir: Path | None) -> str:
+    """The BPE a node without ``tokenizer_data`` trains on its corpus or pairs (cached)."""
+    if node["type"] == "sequence_pairs":
+        from engine.data.sequence_pairs import store_tokenizers as store_pairs
+
+        stored = store_pairs({"nodes": [node]}, base_dir)
+    else:
+        from engine.data.tokenizers import store_tokenizers
+
+        stored = store_tokenizers({"nodes": [node]}, base_dir)
+    return stored["nodes"][0]["params"].get("tokenizer_data") or ""
+
+
+def with_specials(data: str, specials: tuple[str, ...]) -> str:
+    """A BPE tokenizer JSON whose ids are shifted past *specials* (which take ids 0…, as
+    special tokens): the ids a ``sequence_pairs`` model reads (its pad / begin / end first)."""
+    doc = json.loads(data)
+    vocab = doc["model"]["vocab"]
+    doc["model"]["vocab"] = {**{s: i for i, s in enumerate(specials)},
+                             **{t: i + len(specials) for t, i in vocab.items()}}
+    doc["added_tokens"] = [
+        {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+         "normalized": False, "special": True} for i, s in enumerate(specials)]
+    return json.dumps(doc, ensure_ascii=False)
 
 
 def sibling_path(onnx_path: str | Path) -> Path:
