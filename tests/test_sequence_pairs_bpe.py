@@ -170,3 +170,22 @@ def test_live_predictions_decode_a_bpe_run_whose_file_path_is_relative(tmp_path)
     val = dict(datasets["pairs"].info["val_pairs"])
     assert shown["pairs"] and all(val[p["source"]] == p["target"] for p in shown["pairs"])
     assert all(isinstance(p["output"], str) for p in shown["pairs"])
+
+
+def test_the_tokenizer_view_and_explorer_read_a_bpe_pairs_node(tmp_path):
+    from engine.core.compile import compile_document
+    from engine.core.run import init_weights
+
+    params = _params(_tsv(tmp_path))
+    tok = tokenizer_for(params, None, "pairs")
+    doc = seq2seq_custom(source="file", path="gone.tsv", tokenizer="bpe", vocab_size=300,
+                         max_source_len=16, max_target_len=8, dec_layers=1, width=16)
+    doc["nodes"][0]["params"]["tokenizer_data"] = tok.inner.data
+    pieces = api.tokenize(doc, "seventy seven")
+    assert "".join(p["token"] for p in pieces) == "seventy seven"
+    assert [p["id"] for p in pieces] == tok.encode("seventy seven").tolist()
+    assert all(p["id"] >= SPECIALS for p in pieces) and len(pieces) < len("seventy seven")
+    weights = init_weights(compile_document(doc, "float32").parameters, 0, np.float32)
+    shown = api.embedding_map(doc, weights)
+    assert shown["labels"][:3] == list(SPECIAL_LABELS)
+    assert shown["labels"][SPECIALS:SPECIALS + 3] == [tok.label(i) for i in range(3, 6)]
