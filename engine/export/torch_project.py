@@ -359,5 +359,24 @@ def training_plan(doc: dict, model: Model,
         "loss": {"kind": model.loss.op.name, **model.loss.params},
         "optimizer": {**opt, "decay": decay},
     }
+    seq2seq = _seq2seq_plan(program, config["inputs"])
+    if seq2seq is not None:
+        config["seq2seq"] = seq2seq
     json.dumps(config)  # plain data only
     return config, arrays
+
+
+DECODE_PAIRS = 200  # validation pairs train.py decodes for a seq2seq graph's exact match
+
+
+def _seq2seq_plan(program, inputs: list[list[str]]) -> dict | None:
+    """What train.py's greedy exact match needs on a seq2seq graph (every model input read
+    from one ``sequence_pairs`` node, ``target_in`` among them): the node, which input is
+    ``target_in``, the special tokens; None for any other graph."""
+    from engine.ops.seq2seq import BOS, EOS, PAD, SPECIALS
+
+    node = next((eq.path for eq in program.equations if eq.op.name == "sequence_pairs"), None)
+    if node is None or [node, "target_in"] not in inputs or any(n != node for n, _ in inputs):
+        return None
+    return {"node": node, "target_in": inputs.index([node, "target_in"]), "pad": PAD,
+            "bos": BOS, "eos": EOS, "specials": SPECIALS, "pairs": DECODE_PAIRS}

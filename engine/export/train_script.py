@@ -5,7 +5,10 @@ epochs seeded per data node; random text windows seeded per step), the loss, the
 with its weight-decay set, the learning-rate schedule with warm-up, and global-norm clipping.
 Under ``torchrun`` each process takes an equal slice of every global batch and its loss is
 weighted so that DistributedDataParallel's gradient average equals the global batch's
-gradient: a 2-process run follows a 1-process run step for step.
+gradient: a 2-process run follows a 1-process run step for step. On a seq2seq graph (a
+``sequence_pairs`` source) each evaluation also prints ``exact_match``: greedy decoding of
+validation pairs spread evenly, the share whose whole output equals the target, as
+``wiregrad train`` records it.
 """
 
 from __future__ import annotations
@@ -230,6 +233,70 @@ def evaluate(model, data: dict, dtype, device) -> float:
     return total / max(count, 1)
 
 
+# ------------------------------------------------------------------ seq2seq: exact match
+
+
+def spread(n: int, k: int):
+    """*k* indices spread evenly over range(n) (all when n <= k): Wiregrad's choice."""
+    if n <= k:
+        return np.arange(n)
+    return np.linspace(0, n - 1, k).round().astype(np.int64)
+
+
+def visible(ids, spec: dict) -> list:
+    """The ids of one output up to its end token, without pad / begin (its text's tokens)."""
+    out = []
+    for i in ids:
+        if int(i) == spec["eos"]:
+            break
+        if int(i) >= spec["specials"]:
+            out.append(int(i))
+    return out
+
+
+@torch.no_grad()
+def exact_match(model, data: dict, dtype, device):
+    """Seq2seq graphs: the share of validation pairs (``pairs`` of them, spread evenly)
+    whose greedy output equals the target. The decoder is causal, so running the whole
+    target window at step t gives the logits of position t from the tokens chosen so far.
+    None for other graphs."""
+    spec = CONFIG.get("seq2seq")
+    if not spec:
+        return None
+    val = data[spec["node"]]["val"]
+    rows = spread(len(val["target_out"]), spec["pairs"])
+    if len(rows) == 0:
+        return None
+    batch = {k: v[rows] for k, v in val.items()}
+    feeds = [to_tensor(batch[p], dtype, device) for _, p in CONFIG["inputs"]]
+    tokens = torch.full(batch["target_out"].shape, spec["pad"], dtype=torch.int64,
+                        device=device)  # (B, T)
+    tokens[:, 0] = spec["bos"]
+    feeds[spec["target_in"]] = tokens
+    out = torch.full_like(tokens, spec["eos"])
+    model.eval()
+    for t in range(tokens.shape[1]):
+        logits = model(*feeds)
+        logits = logits[0] if isinstance(logits, tuple) else logits  # (B, T, V)
+        out[:, t] = logits[:, t].argmax(-1)
+        if t + 1 < tokens.shape[1]:
+            tokens[:, t + 1] = out[:, t]
+        if bool((out[:, :t + 1] == spec["eos"]).any(1).all()):
+            break
+    model.train()
+    outputs = out.cpu().numpy()
+    right = sum(visible(o, spec) == visible(g, spec)
+                for o, g in zip(outputs, batch["target_out"]))
+    return right / len(rows)
+
+
+def validation(model, data: dict, dtype, device) -> str:
+    """``val_loss X`` (and ``, exact_match Y`` for a seq2seq graph)."""
+    text = f"val_loss {evaluate(model, data, dtype, device):.4g}"
+    share = exact_match(model, data, dtype, device)
+    return text if share is None else f"{text}, exact_match {share:.4f}"
+
+
 def save_checkpoint(model, path: str, step: int) -> None:
     """Parameters and state under Wiregrad's names, written atomically (rank 0 only)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -289,14 +356,13 @@ def main(argv=None) -> None:
         if log is not None:
             log.write(json.dumps({"step": step + 1, "loss": loss, "lr": lr}) + "\n")
             if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
-                print(f"step {step + 1}: loss {loss:.4f}, lr {lr:.2e}, "
+                print(f"step {step + 1}: loss {loss:.4g}, lr {lr:.2e}, "
                       f"{time.time() - start:.1f}s", flush=True)
             if every and (step + 1) % every == 0:
                 save_checkpoint(model, ckpt, step + 1)
         eval_every = CONFIG["eval_every"]
         if rank == 0 and eval_every and (step + 1) % eval_every == 0:
-            print(f"step {step + 1}: val_loss {evaluate(model, data, dtype, device):.4f}",
-                  flush=True)
+            print(f"step {step + 1}: {validation(model, data, dtype, device)}", flush=True)
     if rank == 0:
         save_checkpoint(model, ckpt, args.steps)
         log.close()
@@ -323,10 +389,11 @@ def train_source(config: dict) -> str:
             "\n"
             "Needs torch, numpy and safetensors (not Wiregrad). The loss, optimizer, schedule,\n"
             "clipping and data (data.npz) are the graph's, batched in the same order as\n"
-            "`wiregrad train`. Under torchrun each process trains an equal slice of every\n"
-            "global batch with DistributedDataParallel (gloo on CPU, nccl on GPU); rank 0\n"
-            "writes OUT/ckpt.safetensors (atomically) and OUT/metrics.jsonl. Checkpoints use\n"
-            "Wiregrad's parameter names: `wiregrad evaluate GRAPH --weights "
+            "`wiregrad train`. A seq2seq graph's evaluations also print exact_match (greedy\n"
+            "decoding of validation pairs). Under torchrun each process trains an equal\n"
+            "slice of every global batch with DistributedDataParallel (gloo on CPU, nccl on\n"
+            "GPU); rank 0 writes OUT/ckpt.safetensors (atomically) and OUT/metrics.jsonl.\n"
+            "Checkpoints use Wiregrad's parameter names: `wiregrad evaluate GRAPH --weights "
             "OUT/ckpt.safetensors`.\n"
             '"""\n')
     body = SCRIPT.replace("from model import Model  # noqa: E402\n",
