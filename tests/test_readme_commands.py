@@ -67,8 +67,10 @@ SLOW = {
     'python sample.py --weights run/ckpt.safetensors --prompt "ROMEO:" -n 200':
         "samples with PyTorch from the checkpoint the PyTorch run before writes",
     "cd gpt_project": "enters the exported project for the PyTorch lines after it",
-    "python train.py --steps 20 --out run":
+    "python dates_project/train.py --steps 20 --out dates_project/run":
         "20 PyTorch steps of the exported seq2seq_dates project (needs torch)",
+    "wiregrad evaluate seq2seq_dates --weights dates_project/run/ckpt.safetensors --pairs 200":
+        "evaluates the checkpoint the PyTorch run before writes",
     "python tools/screenshots.py":
         "renders every README screenshot offscreen (a minute or more; runs the GUI tests' code)",
 }
