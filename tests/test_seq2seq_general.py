@@ -28,7 +28,9 @@ GRAPHS = {
         shared_embedding=True, tied_head=True, final_norm=False, between="dropout"),
     "hand-wired decoder, Linear between, no target positions, 3 heads of 4": dict(
         enc_layers=2, dec_layers=2, decoder="parts", between="linear",
-        target_positions=False, width=12, heads=3),
+        target_positions="none", width=12, heads=3),
+    "one position table for both sides through positions ops, hand-wired decoder": dict(
+        enc_layers=1, dec_layers=2, decoder="parts", target_positions="shared"),
     "3 encoder + 1 decoder, 4 heads, separate tables": dict(
         enc_layers=3, dec_layers=1, width=16, heads=4, final_norm=False),
 }

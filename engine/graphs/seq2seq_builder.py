@@ -108,6 +108,21 @@ def _embeddings(shared: bool, width: int, v: int) -> tuple[list, list, str, str]
     return nodes, edges, "src_emb:y", "tgt_emb:y"
 
 
+def _shared_positions(width: int, s: int, t: int) -> tuple[list, list]:
+    """One position table (max(S, T), C) read by both sides through ``positions`` ops."""
+    nodes = [node("pos_table", "parameter", (0, 700), "Shared positions",
+                  shape=[max(s, t), width], init="normal", std=0.3)]
+    edges = []
+    for side, y in (("src", 0), ("tgt", 380)):
+        nodes += [node(f"{side}_ids", "positions", (400, y + 60), axis=1, limit=max(s, t)),
+                  node(f"{side}_where", "embedding", (460, y + 60)),
+                  node(f"{side}_pos", "add", (500, y))]
+        edges += [(f"{side}_ids:out", f"{side}_where:ids"),
+                  ("pos_table:out", f"{side}_where:weight"),
+                  (f"{side}_where:out", f"{side}_pos:b")]
+    return nodes, edges
+
+
 def _decoder_layer(i: int, width: int, heads: int, prev: str, memory: str,
                    self_causal: bool) -> tuple[list, list, str]:
     """A decoder layer wired from parts (no TransformerDecoderBlock): causal self-attention,
@@ -137,7 +152,7 @@ def _decoder_layer(i: int, width: int, heads: int, prev: str, memory: str,
 
 def seq2seq_custom(enc_layers: int = 1, dec_layers: int = 3, width: int = 16, heads: int = 2,
                    shared_embedding: bool = False, tied_head: bool = False,
-                   final_norm: bool = True, between: str = "none", target_positions: bool = True,
+                   final_norm: bool = True, between: str = "none", target_positions: str = "own",
                    decoder: str = "blocks", self_causal: bool = True, vocab: str = DATES_VOCAB,
                    source: str = "dates", path: str = "", max_source_len: int = 34,
                    max_target_len: int = 10, tokenizer: str = "char",
@@ -145,7 +160,9 @@ def seq2seq_custom(enc_layers: int = 1, dec_layers: int = 3, width: int = 16, he
     """An encoder–decoder as a user might build it from the palette, unlike the preset:
     *enc_layers* / *dec_layers* blocks, one shared or two embedding tables, a head tied to the
     target table (logits = x · tableᵀ) or a Linear, a final norm or none, a ``dropout`` or a
-    ``linear`` between the encoder blocks, target positions or none, and a decoder of
+    ``linear`` between the encoder blocks, *target_positions* ``own`` (a PositionalEmbedding
+    per side), ``shared`` (one table, both sides, through ``positions`` ops) or ``none``, and
+    a decoder of
     TransformerDecoderBlocks or of ``parts`` (attention layers wired by hand; *self_causal*
     False makes its self-attention see later positions, which only full recomputation
     decodes)."""
@@ -155,10 +172,17 @@ def seq2seq_custom(enc_layers: int = 1, dec_layers: int = 3, width: int = 16, he
                   vocab=vocab, max_source_len=s, max_target_len=t - 1, batch_size=8,
                   n_train=200, n_val=20, tokenizer=tokenizer, vocab_size=vocab_size)]
     emb_nodes, edges, src, tgt = _embeddings(shared_embedding or tied_head, width, v)
-    nodes += emb_nodes + [node("src_pos", "PositionalEmbedding", (500, 0), block_size=s,
-                               embedding_dim=width, init_std=0.3)]
-    edges.append((src, "src_pos:x"))
-    prev = "src_pos:y"
+    nodes += emb_nodes
+    if target_positions == "shared":
+        pos_nodes, pos_edges = _shared_positions(width, s, t)
+        nodes, edges = nodes + pos_nodes, edges + pos_edges
+        edges += [(src, "src_ids:x"), (src, "src_pos:a"), (tgt, "tgt_ids:x"), (tgt, "tgt_pos:a")]
+        prev, tgt = "src_pos:out", "tgt_pos:out"
+    else:
+        nodes.append(node("src_pos", "PositionalEmbedding", (500, 0), block_size=s,
+                          embedding_dim=width, init_std=0.3))
+        edges.append((src, "src_pos:x"))
+        prev = "src_pos:y"
     for i in range(1, enc_layers + 1):
         nodes.append(node(f"enc{i}", "TransformerEncoderBlock", (500 + 240 * i, 0),
                           embed_dim=width, num_heads=heads, mlp_ratio=2))
@@ -174,7 +198,7 @@ def seq2seq_custom(enc_layers: int = 1, dec_layers: int = 3, width: int = 16, he
             edges.append((prev, f"enc{i}_mix:x"))
             prev = f"enc{i}_mix:y"
     memory = prev
-    if target_positions:
+    if target_positions == "own":
         nodes.append(node("tgt_pos", "PositionalEmbedding", (500, 380), block_size=t,
                           embedding_dim=width, init_std=0.3))
         edges.append((tgt, "tgt_pos:x"))
