@@ -147,3 +147,18 @@ def test_a_graph_whose_logits_ignore_the_target_is_refused_naming_the_node():
         S.load_model(doc, weights)
     assert err.value.node == "head"
     assert "target_in" in str(err.value)
+
+
+def test_the_graph_reader_agrees_with_the_preset_fast_path_on_the_preset():
+    doc = seq2seq_dates(layers=2, width=16, heads=2, n_train=100)
+    _, weights = _random(doc, 7)
+    fast = S.load_model(doc, weights)
+    assert isinstance(fast, S.Seq2SeqModel)
+    graph = GraphSeq2Seq(doc, weights, np.float64, fast.tokenizer)
+    assert graph.decoding.startswith("kv-cache")
+    ids, mask = S.encode_texts(fast, TEXTS)
+    a_ids, a_trace = search.greedy(fast, ids, mask)
+    b_ids, b_trace = search.greedy(graph, ids, mask)
+    np.testing.assert_array_equal(a_ids, b_ids)
+    assert max(float(np.abs(x - y).max()) for x, y in zip(a_trace, b_trace)) <= 1e-9
+    assert [site.prefix for site in graph.decoder] == ["dec1", "dec2"]  # named like the preset
