@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMED = ("gpt_step", "gpt6x256_step", "mlp_step", "sample", "sgemm_1024",
          "first_step_cold_cache", "first_step_warm_cache", "import",
          # issue 17 §6 / 18 §4: the seq2seq and word-GPT presets against their twins
-         "seq2seq_step", "seq2seq_decode", "word_gpt_step", "word_gpt_sample")
+         "seq2seq_step", "seq2seq_decode", "word_gpt_step", "word_gpt_sample",
+         # issue 20 §2: the spiral MLP's first step, cold and warm kernel cache
+         "first_step_spiral_cold", "first_step_spiral_warm")
 CNN = ("cnn_shapes", "cnn_digits", "cnn_issue24", "cnn_rgb32", "cnn_wide28", "cnn_stride20")
 
 

@@ -326,6 +326,9 @@ def run(quick: bool = False, threads: int | None = None, log=print) -> dict:
         for family in (seq2seq_bench, word_gpt_bench):  # *_step, *_decode / *_sample
             cases.update(family.bench_cases(quick, log, sys.modules[__name__]))
     cases.update(startup_cases(quick, threads, log))
+    from engine.bench import first_step_cases  # first_step_spiral_*, editor_train_rate
+
+    cases.update(first_step_cases.bench_cases(quick, threads, log, sys.modules[__name__]))
     return {"cases": cases, "machine": machine, "versions": versions,
             "quick": quick, "seconds": time.perf_counter() - t0}
 

@@ -1,9 +1,9 @@
-"""Bench probe: process start → the first finished char-GPT training step.
+"""Bench probe: process start → the first finished training step of a preset.
 
 ``python -m engine.bench.first_step START [PRESET]`` (START: the parent's ``time.time()``
-when it launched this process) prints one JSON line ``{"s": seconds, "compile_s": seconds
-spent in the first step}``. Run by ``wiregrad bench`` with an empty and then a warm Numba
-cache.
+when it launched this process; PRESET: ``char_gpt`` by default, ``spiral_mlp`` for the
+``first_step_spiral_*`` cases) prints one JSON line ``{"s": seconds, "step_s": seconds spent
+in the first step}``. Run by ``wiregrad bench`` with an empty and then a warm Numba cache.
 """
 
 from __future__ import annotations
