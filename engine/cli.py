@@ -134,10 +134,20 @@ def cmd_ops(args: argparse.Namespace) -> int:
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a graph headless: progress bar, JSONL metrics, checkpoints."""
-    from engine.insight.seq2seq_metrics import eval_hooks
     from engine.train.cli import train_command
 
-    return train_command(args, eval_hooks)  # a seq2seq graph: exact_match at each evaluation
+    return train_command(args, _eval_hooks)  # a seq2seq graph: exact_match at each evaluation
+
+
+def _eval_hooks(doc: dict) -> list:
+    """exact_match on a seq2seq graph (a sequence_pairs source), nothing otherwise. The
+    seq2seq decoder (its Numba kernels, tokenizers) is imported for such a graph only: for
+    any other it cost `wiregrad train` ~0.1-0.2 s CPU of imports before its first step."""
+    if not any(n.get("type") == "sequence_pairs" for n in doc.get("nodes", [])):
+        return []
+    from engine.insight.seq2seq_metrics import eval_hooks
+
+    return eval_hooks(doc)
 
 
 @command("evaluate")

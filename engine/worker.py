@@ -272,7 +272,6 @@ class Worker:
     def cmd_train(self, msg: dict) -> None:
         from engine.base.io import model_weights
         from engine.core.document import graph_hash
-        from engine.insight.seq2seq_metrics import eval_hooks
         from engine.train.checkpoint import CheckpointManager, restore
         from engine.train.trainer import Trainer
 
@@ -283,7 +282,7 @@ class Worker:
         doc = msg["doc"]
         weights = model_weights(msg["weights"]) if msg.get("weights") else None
         trainer = Trainer(doc, base_dir=msg.get("base_dir"), steps=msg.get("steps"),
-                          seed=msg.get("seed"), weights=weights, eval_hooks=eval_hooks(doc))
+                          seed=msg.get("seed"), weights=weights, eval_hooks=_eval_hooks(doc))
         if msg.get("resume"):
             restore(trainer, msg["resume"])
         trainer.batchers = {k: _RecordingBatcher(b) for k, b in trainer.batchers.items()}
@@ -414,6 +413,17 @@ class Worker:
         reports = gradcheck_document(msg["doc"], msg.get("node"),
                                      feeds=feeds_for(base_dir=msg.get("base_dir")))
         self.send("gradcheck", node=msg.get("node"), **summarize(reports))
+
+
+def _eval_hooks(doc: dict) -> list:
+    """exact_match on a seq2seq graph (a sequence_pairs source), nothing otherwise; the
+    seq2seq decoder (Numba kernels, tokenizers) is imported for such a graph only, so the
+    first Train of any other graph does not wait for it."""
+    if not any(n.get("type") == "sequence_pairs" for n in doc.get("nodes", [])):
+        return []
+    from engine.insight.seq2seq_metrics import eval_hooks
+
+    return eval_hooks(doc)
 
 
 def inspect_trainer(trainer, doc: dict, node: str | None = None) -> dict:
