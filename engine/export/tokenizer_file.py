@@ -25,7 +25,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.base.errors import WiregradError
+from engine.base.errors import MissingExtraError, WiregradError
 
 TEXT_NODES = ("text_corpus", "sequence_pairs")
 SEQ2SEQ_SPECIALS = ("<pad>", "<bos>", "<eos>")  # ids 0, 1, 2 (engine.ops.seq2seq)
@@ -151,12 +151,14 @@ def tokenize_folder(folder: Path, doc: dict, onnx_files: tuple[str, ...]) -> Pat
     """A multi-file export (the seq2seq ``onnx-decoder`` folder): ``tokenizer.json`` in
     *folder* and the tokenizer in each of *onnx_files*' ``metadata_props``."""
     from engine.base.io import atomic_write_bytes
-    from engine.export.onnx_export import _onnx
 
     tok = exported_tokenizer(doc)
     if tok is None:
         return None
-    onnx = _onnx()
+    try:
+        import onnx
+    except ImportError:  # the folder's .onnx files were written with it: only a race lacks it
+        raise MissingExtraError("onnx", "onnx") from None
     for name in onnx_files:
         proto = onnx.load(str(folder / name))
         add_metadata(proto, tok, "tokenizer.json")
