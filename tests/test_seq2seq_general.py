@@ -31,6 +31,8 @@ GRAPHS = {
         target_positions="none", width=12, heads=3),
     "one position table for both sides through positions ops, hand-wired decoder": dict(
         enc_layers=1, dec_layers=2, decoder="parts", target_positions="shared"),
+    "GRU decoder attending over the source (no self-attention)": dict(
+        enc_layers=1, decoder="gru", final_norm=False),
     "3 encoder + 1 decoder, 4 heads, separate tables": dict(
         enc_layers=3, dec_layers=1, width=16, heads=4, final_norm=False),
 }
@@ -69,7 +71,7 @@ def test_kv_cache_decoding_equals_full_forward_and_beam_one_is_greedy(name):
     program, weights = _random(doc)
     model = S.load_model(doc, weights)
     assert isinstance(model, GraphSeq2Seq)  # not read as the preset
-    assert model.decoding.startswith("kv-cache"), model.decoding
+    assert model.decoding.startswith(("kv-cache", "incremental")), model.decoding
     worst, steps = _worst_step_error(program, weights, model)
     assert steps == model.max_steps  # random weights: every position was decoded
     assert worst <= 1e-9, worst
@@ -93,10 +95,13 @@ def test_decoder_that_sees_later_positions_falls_back_to_full_recomputation():
         int(t) for t in search.greedy(model, *S.encode_texts(model, [TEXTS[1]]))[0][0][:3]]
 
 
-def test_beam_search_reorders_graph_state_rows_consistently():
-    doc = seq2seq_custom(**GRAPHS["1 encoder + 3 decoder blocks"])
+@pytest.mark.parametrize("name", ["1 encoder + 3 decoder blocks",
+                                  "GRU decoder attending over the source (no self-attention)"])
+def test_beam_search_reorders_graph_state_rows_consistently(name):
+    doc = seq2seq_custom(**GRAPHS[name])
     _, weights = _random(doc, 5)
     model = S.load_model(doc, weights)
+    assert ("recurrent cells carry their state" in model.decoding) == ("GRU" in name)
     best = search.beam_search(model, TEXTS[0], beam=3)
     assert len(best) == 3 and best[0].score >= best[1].score >= best[2].score
     # Each hypothesis's score is its own tokens' log-probabilities, re-scored alone.

@@ -150,6 +150,19 @@ def _decoder_layer(i: int, width: int, heads: int, prev: str, memory: str,
     return nodes, edges, f"{p}res3:out"
 
 
+def _gru_decoder(width: int, heads: int, prev: str, memory: str) -> tuple[list, list, str]:
+    """The classic attention decoder: a GRU over the target, then attention of its states over
+    *memory*, added back (no self-attention at all)."""
+    nodes = [node("gru", "GRU", (740, 380), "Decoder GRU", input_size=width, hidden_size=width),
+             node("attend", "MultiHeadAttention", (980, 380), "Attention over the source",
+                  embed_dim=width, num_heads=heads, causal=False, key_padding_mask=True),
+             node("mix", "add", (1220, 380))]
+    edges = [(prev, "gru:x"), ("gru:y", "attend:query"), (memory, "attend:key_value"),
+             ("pairs:source_mask", "attend:key_mask"), ("gru:y", "mix:a"),
+             ("attend:y", "mix:b")]
+    return nodes, edges, "mix:out"
+
+
 def seq2seq_custom(enc_layers: int = 1, dec_layers: int = 3, width: int = 16, heads: int = 2,
                    shared_embedding: bool = False, tied_head: bool = False,
                    final_norm: bool = True, between: str = "none", target_positions: str = "own",
@@ -163,9 +176,9 @@ def seq2seq_custom(enc_layers: int = 1, dec_layers: int = 3, width: int = 16, he
     ``linear`` between the encoder blocks, *target_positions* ``own`` (a PositionalEmbedding
     per side), ``shared`` (one table, both sides, through ``positions`` ops) or ``none``, and
     a decoder of
-    TransformerDecoderBlocks or of ``parts`` (attention layers wired by hand; *self_causal*
+    TransformerDecoderBlocks, of ``parts`` (attention layers wired by hand; *self_causal*
     False makes its self-attention see later positions, which only full recomputation
-    decodes)."""
+    decodes) or a ``gru`` with attention over the source (*dec_layers* unused)."""
     s, t = max_source_len, max_target_len + 1
     v = 3 + (vocab_size if tokenizer == "bpe" else len(vocab))
     nodes = [node("pairs", "sequence_pairs", (0, 180), "Pairs", source=source, path=path,
@@ -203,7 +216,7 @@ def seq2seq_custom(enc_layers: int = 1, dec_layers: int = 3, width: int = 16, he
                           embedding_dim=width, init_std=0.3))
         edges.append((tgt, "tgt_pos:x"))
         tgt = "tgt_pos:y"
-    for i in range(1, dec_layers + 1):
+    for i in range(1, dec_layers + 1 if decoder != "gru" else 1):
         if decoder == "blocks":
             nodes.append(node(f"dec{i}", "TransformerDecoderBlock", (500 + 240 * i, 380),
                               embed_dim=width, num_heads=heads, mlp_ratio=2))
@@ -213,6 +226,9 @@ def seq2seq_custom(enc_layers: int = 1, dec_layers: int = 3, width: int = 16, he
         else:
             more, wires, tgt = _decoder_layer(i, width, heads, tgt, memory, self_causal)
             nodes, edges = nodes + more, edges + wires
+    if decoder == "gru":
+        more, wires, tgt = _gru_decoder(width, heads, tgt, memory)
+        nodes, edges = nodes + more, edges + wires
     if final_norm:
         nodes.append(node("dec_ln", "LayerNorm", (1400, 380), normalized_shape=width))
         edges.append((tgt, "dec_ln:x"))

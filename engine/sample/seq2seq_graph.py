@@ -66,7 +66,9 @@ class GraphState:
     tokens so far (full recomputation), and the next position."""
 
     memory: GraphMemory
-    caches: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # per equation: (keys, values) of a self-attention, or a recurrent cell's last states;
+    # every array has the batch first
+    caches: dict[str, tuple[np.ndarray, ...]] = field(default_factory=dict)
     tokens: np.ndarray | None = None  # (B, t) fed so far (full recomputation)
     position: int = 0
     cross_probs: list[np.ndarray] = field(default_factory=list)  # last step, per cross site
@@ -75,7 +77,7 @@ class GraphState:
     def select(self, rows: np.ndarray) -> GraphState:
         """The state of the given batch rows (beam search reorders its hypotheses)."""
         env = {k: _rows(v, rows, self.batch_axes.get(k)) for k, v in self.memory.env.items()}
-        caches = {k: (a[rows], b[rows]) for k, (a, b) in self.caches.items()}
+        caches = {k: tuple(a[rows] for a in v) for k, v in self.caches.items()}
         tokens = self.tokens[rows] if self.tokens is not None else None
         return GraphState(GraphMemory(self.memory.keep[rows], env), caches, tokens,
                           self.position, [], self.batch_axes)
@@ -285,11 +287,26 @@ class GraphSeq2Seq:
                 plan.append((eq, self._attention_step(eq, ctx)))
                 continue
             kind, step = step_for(self, eq, ctx)
-            if kind == "recurrent":
-                raise NotIncremental("a recurrent cell's state is not kept per hypothesis",
-                                     node=eq.top)
-            plan.append((eq, step))
+            self.kinds.add(kind)
+            plan.append((eq, self._recurrent_step(eq, ctx) if kind == "recurrent" else step))
         return plan
+
+    def _recurrent_step(self, eq: Equation, ctx: Context) -> Callable:
+        """rnn / lstm / gru: the new position starts from the states the row's previous step
+        ended with (kept in the decoding state, so beam search reorders them with the rows)."""
+        forward, params = forward_of(eq), eq.params
+        first_state = 5  # x, w_ih, w_hh, b_ih, b_hh, then h0 (, c0)
+
+        def carried(ins, past):
+            state = self._active()
+            ins = list(ins) + [None] * (len(eq.op.inputs) - len(ins))
+            kept = state.caches.get(eq.path)
+            if past > 0 and kept is not None:
+                ins[first_state:first_state + len(kept)] = kept
+            outs = forward(ctx, params, *ins)
+            state.caches[eq.path] = tuple(outs[1:])  # h_n (, c_n): (B, H)
+            return outs
+        return carried
 
     def _attention_step(self, eq: Equation, ctx: Context) -> Callable:
         q, k, v = eq.inputs[:3]
@@ -307,6 +324,7 @@ class GraphSeq2Seq:
                 self._active().cross_probs.append(p[:, :, -1, :])
                 return out
             return cross
+        self.kinds.add("kv-cache")
         if not params.get("causal", True) or (mask is not None):
             raise NotIncremental("decoder self-attention without the causal mask or with a "
                                  "key mask", node=eq.top)
@@ -320,7 +338,7 @@ class GraphSeq2Seq:
             if past == 0 or eq.path not in state.caches:
                 keys, values = k_new, v_new
             else:
-                old_k, old_v = state.caches[eq.path]
+                old_k, old_v = state.caches[eq.path][:2]
                 keys = np.concatenate([old_k, k_new], axis=2)
                 values = np.concatenate([old_v, v_new], axis=2)
             state.caches[eq.path] = (keys, values)
@@ -334,6 +352,7 @@ class GraphSeq2Seq:
 
     def _choose(self) -> str:
         """'kv-cache: …' or 'full recomputation: …' (why), checked on a probe."""
+        self.kinds: set[str] = set()
         try:
             self.plan = self._build_plan()
         except NotIncremental as e:
@@ -343,8 +362,14 @@ class GraphSeq2Seq:
         if why:
             self.plan = None
             return f"full recomputation per step: {why}"
-        return ("kv-cache: the encoder runs once, decoder self-attention keeps its keys and "
-                "values and cross-attention reads the cached memory")
+        carried = []
+        if "kv-cache" in self.kinds:
+            carried.append("decoder self-attention keeps its keys and values")
+        if "recurrent" in self.kinds:
+            carried.append("recurrent cells carry their state")
+        kind = "kv-cache" if "kv-cache" in self.kinds else "incremental"
+        return (f"{kind}: the encoder runs once, "
+                + ", ".join(carried + ["cross-attention reads the cached memory"]))
 
     def _disagreement(self) -> str:
         classes = int(self.const_classes())
