@@ -155,9 +155,9 @@ def _upstream(doc: dict, node: str) -> set[str]:
 def _covers(doc: dict, nodes: dict, names: dict[str, str], blocks: list[str], pid: str) -> bool:
     """True when the head feeds the loss and the recognised nodes are all of the model."""
     head = names["head"]
-    feeds_loss = any(e["src"]["node"] == head and
-                     registry.get(nodes[e["dst"]["node"]]["type"]).category == "loss"
-                     for e in doc["edges"] if e["dst"]["node"] in nodes)
+    consumers = [nodes[e["dst"]["node"]]["type"] for e in doc["edges"]
+                 if e["src"]["node"] == head and e["dst"]["node"] in nodes]
+    feeds_loss = any(registry.has(t) and registry.get(t).category == "loss" for t in consumers)
     known = set(names.values()) | set(blocks) | {pid}
     return feeds_loss and _upstream(doc, head) == known
 
