@@ -55,3 +55,27 @@ def test_the_op_equals_the_strided_add_formula_bit_for_bit(kernel, stride):
     y = spec.forward(Ctx(), params, x)
     s = stride or kernel
     np.testing.assert_array_equal(y, _strided_reference(x, kernel, s, *y.shape[2:]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [(8, 6), (7, 9)])  # odd: the last row / column in no window
+def test_the_2x2_max_pool_equals_the_general_kernels(dtype, size):
+    spec = registry.get("max_pool2d")
+
+    class Ctx:
+        def save(self, *arrays) -> None:
+            self.saved = arrays
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(-3, 3, (2, 3) + size).astype(dtype)  # many ties: the first maximum wins
+    x[0, 0, 0, :2] = -np.inf
+    x[0, 1, :2, :2] = -np.inf  # a window of -inf only
+    ctx = Ctx()
+    y = spec.forward(ctx, {"kernel": 2, "stride": None, "padding": 0}, x)
+    assert ctx.saved[0].dtype == np.uint8  # the 2×2 kernels' positions
+    ho, wo = size[0] // 2, size[1] // 2
+    ref_out, ref_arg = C.max_pool_fwd_ref(x, 2, 2, 2, ho, wo)
+    np.testing.assert_array_equal(y, ref_out)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    (gx,) = spec.backward(ctx, {"kernel": 2, "stride": None, "padding": 0}, g)
+    np.testing.assert_array_equal(gx, C.max_pool_bwd_ref(g, ref_arg, *size))

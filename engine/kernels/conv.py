@@ -121,6 +121,63 @@ def max_pool_bwd(g, arg, dxp):  # dxp: (N, C, Hp, Wp) zero-filled
                     dxp[b, ch, a // wp, a % wp] += g[b, ch, y, x]
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def max_pool2_fwd(x, out, pos):
+    # the 2×2, stride-2 window without padding: out = the first maximum of each window,
+    # pos = its place 0 … 3 (row-major) as uint8; like max_pool_fwd, NaN never wins
+    n, c, ho, wo = out.shape
+    for b in range(n):
+        for ch in range(c):
+            for y in range(ho):
+                r0 = x[b, ch, 2 * y]
+                r1 = x[b, ch, 2 * y + 1]
+                o = out[b, ch, y]
+                q = pos[b, ch, y]
+                for j in range(wo):
+                    best = -np.inf
+                    at = 0
+                    v = r0[2 * j]
+                    if v > best:
+                        best = v
+                    v = r0[2 * j + 1]
+                    if v > best:
+                        best = v
+                        at = 1
+                    v = r1[2 * j]
+                    if v > best:
+                        best = v
+                        at = 2
+                    v = r1[2 * j + 1]
+                    if v > best:
+                        best = v
+                        at = 3
+                    o[j] = best
+                    q[j] = at
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def max_pool2_bwd(g, pos, dx):
+    # the 2×2, stride-2 window: every covered pixel of dx written, g times a 0/1 mask (no
+    # zero-fill, no scatter; a select here measured 3.2 ms against 1.15 on 128×32×24×24, as
+    # LLVM does not vectorise it); rows/columns past 2·Ho, 2·Wo are left to the caller
+    n, c, ho, wo = g.shape
+    ft = g.dtype.type  # bool → 0.0 / 1.0
+    for b in range(n):
+        for ch in range(c):
+            for y in range(ho):
+                r0 = dx[b, ch, 2 * y]
+                r1 = dx[b, ch, 2 * y + 1]
+                gr = g[b, ch, y]
+                q = pos[b, ch, y]
+                for j in range(wo):
+                    v = gr[j]
+                    a = np.int64(q[j])
+                    r0[2 * j] = v * ft(a == 0)
+                    r0[2 * j + 1] = v * ft(a == 1)
+                    r1[2 * j] = v * ft(a == 2)
+                    r1[2 * j + 1] = v * ft(a == 3)
+
+
 def max_pool_fwd_ref(xp: np.ndarray, kh: int, kw: int, stride: int, ho: int, wo: int):
     """(out, arg) like :func:`max_pool_fwd` (first maximum wins)."""
     win = im2col(xp, kh, kw, stride, 1, ho, wo)  # (C, kh, kw, N, Ho, Wo)

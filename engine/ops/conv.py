@@ -184,6 +184,13 @@ def _geometry(x: np.ndarray, params) -> tuple[int, int, int, int, int]:
 
 def _max_forward(ctx, params, x):
     k, s, p, ho, wo = _geometry(x, params)
+    if k == s == 2 and p == 0:  # the common 2×2 pool: its own kernels, a uint8 position
+        x = np.ascontiguousarray(x)
+        out = np.empty(x.shape[:2] + (ho, wo), x.dtype)
+        pos = np.empty(out.shape, np.uint8)
+        kernels("conv").max_pool2_fwd(x, out, pos)
+        ctx.save(pos, x.shape, None)
+        return out
     xp = np.ascontiguousarray(_pad(x, p, -np.inf))
     out = np.empty(x.shape[:2] + (ho, wo), x.dtype)
     arg = np.empty(out.shape, np.int64)
@@ -194,6 +201,13 @@ def _max_forward(ctx, params, x):
 
 def _max_backward(ctx, params, g):
     arg, xp_shape, p = ctx.saved
+    if p is None:  # the 2×2 pool: arg holds positions 0 … 3
+        gx = np.empty(xp_shape, g.dtype)
+        ho, wo = g.shape[2], g.shape[3]
+        kernels("conv").max_pool2_bwd(np.ascontiguousarray(g), arg, gx)
+        gx[:, :, 2 * ho:] = 0  # odd sizes: the last row / column is in no window
+        gx[:, :, :, 2 * wo:] = 0
+        return (gx,)
     gxp = np.zeros(xp_shape, g.dtype)
     kernels("conv").max_pool_bwd(np.ascontiguousarray(g), arg, gxp)
     return (gxp[:, :, p:xp_shape[2] - p, p:xp_shape[3] - p] if p else gxp,)
