@@ -167,3 +167,20 @@ def test_the_graph_reader_agrees_with_the_preset_fast_path_on_the_preset():
     np.testing.assert_array_equal(a_ids, b_ids)
     assert max(float(np.abs(x - y).max()) for x, y in zip(a_trace, b_trace)) <= 1e-9
     assert [site.prefix for site in graph.decoder] == ["dec1", "dec2"]  # named like the preset
+
+
+def test_verbose_sample_says_how_a_graph_is_decoded(tmp_path, capsys):
+    from engine.base.io import save_weights
+    from engine.cli import main
+    from engine.core import document
+
+    doc = seq2seq_custom(decoder="parts", dec_layers=1, self_causal=False)
+    _, weights = _random(doc)
+    document.save(doc, tmp_path / "odd.json")
+    save_weights(tmp_path / "odd.safetensors", {k: v.astype(np.float32)
+                                                for k, v in weights.items()})
+    code = main(["sample", str(tmp_path / "odd.json"), "--weights",
+                 str(tmp_path / "odd.safetensors"), "--input", "03/03/87", "--verbose"])
+    out, err = capsys.readouterr()
+    assert code == 0 and out.strip()
+    assert "decoding: full recomputation per step" in err and "d1_self" in err
