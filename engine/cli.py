@@ -156,7 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from engine.insight.seq2seq_metrics import evaluate_metrics
     from engine.train.cli import evaluate_command
 
-    return evaluate_command(args, lambda trainer, a: evaluate_metrics(trainer, a.pairs))
+    return evaluate_command(args, lambda doc, trainer, a: evaluate_metrics(doc, trainer, a.pairs))
 
 
 @command("sample")

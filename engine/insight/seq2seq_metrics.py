@@ -32,17 +32,17 @@ TRAIN_PAIRS = 200  # validation pairs decoded at each evaluation point of a trai
 EVALUATE_PAIRS = 1000  # `wiregrad evaluate`'s default cap (the dates preset's whole split)
 
 
-def decode_metrics(trainer: Trainer, limit: int) -> dict[str, float | int]:
-    """``{"pairs", "exact_match", "cer"}`` of greedy decoding (float64) with *trainer*'s
-    current weights over *limit* validation pairs spread evenly (0: all); ``{}`` when the
-    graph has no validation pairs."""
-    pairs = val_pairs(trainer.doc, trainer.graph.datasets)
+def decode_metrics(doc: dict, datasets: dict, weights: dict[str, np.ndarray],
+                   limit: int) -> dict[str, float | int]:
+    """``{"pairs", "exact_match", "cer"}`` of greedy decoding (float64) of *doc* with
+    *weights* over *limit* of its validation pairs spread evenly (0: all); ``{}`` when the
+    graph has no validation pairs. *datasets* are the trainer's, by data node."""
+    pairs = val_pairs(doc, datasets)
     if limit:
         pairs = chosen(pairs, limit)
     if not pairs:
         return {}
-    model = load_model(trainer.doc, {**trainer.params, **trainer.state}, np.float64)
-    result = evaluate_pairs(model, pairs)
+    result = evaluate_pairs(load_model(doc, weights, np.float64), pairs)
     return {"pairs": result["pairs"], "exact_match": float(result["exact_match"]),
             "cer": float(result["cer"])}
 
@@ -66,7 +66,8 @@ class ExactMatch:
         if self.failed:
             return {}
         try:
-            result = decode_metrics(trainer, self.pairs)
+            result = decode_metrics(trainer.doc, trainer.graph.datasets,
+                                    {**trainer.params, **trainer.state}, self.pairs)
         except WiregradError as exc:
             self.failed = True
             return {"exact_match_note": f"exact match not measured: {exc}"}
@@ -79,13 +80,14 @@ def eval_hooks(doc: dict) -> list[ExactMatch]:
     return [ExactMatch()] if is_seq2seq(doc) else []
 
 
-def evaluate_metrics(trainer: Trainer, pairs: int | None) -> dict[str, float | int]:
-    """``wiregrad evaluate``'s extra numbers: on a seq2seq graph ``pairs``, ``exact_match``
-    and ``cer`` over *pairs* validation pairs (None: :data:`EVALUATE_PAIRS`; 0: all); on
-    any other graph nothing, and ``--pairs`` is refused."""
-    if not is_seq2seq(trainer.doc):
+def evaluate_metrics(doc: dict, trainer: Trainer, pairs: int | None) -> dict[str, float | int]:
+    """``wiregrad evaluate``'s extra numbers for *doc*: on a seq2seq graph ``pairs``,
+    ``exact_match`` and ``cer`` over *pairs* validation pairs (None: :data:`EVALUATE_PAIRS`;
+    0: all) with *trainer*'s weights; on any other graph nothing, and ``--pairs`` is refused."""
+    if not is_seq2seq(doc):
         if pairs is not None:
             raise WiregradError("--pairs applies to sequence-to-sequence graphs (a "
                                 "sequence_pairs data source) only", field="--pairs")
         return {}
-    return decode_metrics(trainer, EVALUATE_PAIRS if pairs is None else pairs)
+    return decode_metrics(doc, trainer.graph.datasets, {**trainer.params, **trainer.state},
+                          EVALUATE_PAIRS if pairs is None else pairs)

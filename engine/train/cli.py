@@ -302,7 +302,8 @@ def _print_summary(trainer, manager, weights: Path, reason: str, last_eval: dict
 
 
 def evaluate_command(args: argparse.Namespace,
-                     extra: Callable[[Trainer, argparse.Namespace], dict] | None = None) -> int:
+                     extra: Callable[[dict, Trainer, argparse.Namespace], dict] | None = None
+                     ) -> int:
     """``wiregrad evaluate``: validation loss and metrics; *extra* adds the numbers this stage
     cannot compute (a seq2seq graph's exact match and CER by decoding, passed in by the CLI)."""
     from engine.graphs import presets
@@ -320,7 +321,7 @@ def evaluate_command(args: argparse.Namespace,
         batches = None if windowed else 0
     result = trainer.evaluate(batches)
     if extra is not None:
-        result.update(extra(trainer, args))
+        result.update(extra(doc, trainer, args))
     if args.json:
         print(json.dumps(result))
     else:
