@@ -30,10 +30,20 @@ from engine.base.errors import WiregradError
 from engine.core import registry
 from engine.data.pair_tokenizer import PairTokenizer
 from engine.data.sequence_pairs import tokenizer_for
-from engine.kernels.decoder_step import gelu_exact  # exact erf GELU, in float64
 from engine.ops.seq2seq import BOS, EOS
 from engine.sample import decoder_fused
-from engine.sample.seq2seq_graph import GraphMemory, GraphSeq2Seq, GraphState
+from engine.sample.seq2seq_graph import GraphSeq2Seq
+from engine.sample.seq2seq_math import (
+    _attention_proj,
+    _heads,
+    _linear,
+    _ln,
+    _ln_of,
+    _mlp,
+    _out_proj,
+    attend,
+)
+from engine.sample.seq2seq_state import GraphMemory, GraphState
 
 
 @dataclass
@@ -199,76 +209,6 @@ def _preset_model(doc: dict, weights: dict[str, np.ndarray], dtype,
             p = _params(nodes[i])
             out.append(Block(i, int(p["num_heads"]), bool(p["key_padding_mask"]), w))
     return model
-
-
-# ------------------------------------------------------------------ the arithmetic
-
-LN_EPS = 1e-5  # the LayerNorm layers inside the blocks use the default eps
-
-
-def _ln(x, weight, bias, eps=LN_EPS):
-    mean = x.mean(-1, keepdims=True)
-    var = ((x - mean) ** 2).mean(-1, keepdims=True)
-    y = (x - mean) / np.sqrt(var + eps)
-    if weight is not None:
-        y = y * weight
-    return y + bias if bias is not None else y
-
-
-def _linear(x, weight, bias):
-    y = x @ weight.T
-    return y + bias if bias is not None else y
-
-
-def _heads(x, h):  # (B, T, C) -> (B, H, T, D)
-    b, t, c = x.shape
-    return x.reshape(b, t, h, c // h).transpose(0, 2, 1, 3)
-
-
-def _merge(x):  # (B, H, T, D) -> (B, T, C)
-    b, h, t, d = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(b, t, h * d)
-
-
-def attend(q, k, v, keep=None, causal=False):
-    """Softmax attention (B, H, Tq, D) over (B, H, Tk, D); *keep* (B, Tk) hides padding.
-    A query that sees no key gets zeros, like the engine's kernel. Returns (out, probs)."""
-    s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(q.shape[-1])
-    ok = np.ones(s.shape, bool)
-    if keep is not None:
-        ok = ok & (keep != 0)[:, None, None, :]
-    if causal:
-        tq, tk = s.shape[-2:]
-        ok = ok & (np.arange(tk)[None, :] <= np.arange(tq)[:, None] + tk - tq)
-    s = np.where(ok, s, -np.inf)
-    m = s.max(-1, keepdims=True)
-    m = np.where(np.isneginf(m), 0.0, m)
-    e = np.exp(s - m)
-    tot = e.sum(-1, keepdims=True)
-    p = e / np.where(tot == 0, 1.0, tot)
-    return p @ v, p
-
-
-def _attention_proj(b: Block, name: str, query, key_value):
-    """(q heads, k heads, v heads) of the MultiHeadAttention *name* inside block *b*."""
-    q = _heads(_linear(query, b.get(f"{name}.q_proj.weight"), b.get(f"{name}.q_proj.bias")),
-               b.heads)
-    kv = _linear(key_value, b.get(f"{name}.kv_proj.weight"), b.get(f"{name}.kv_proj.bias"))
-    c = kv.shape[-1] // 2
-    return q, _heads(kv[..., :c], b.heads), _heads(kv[..., c:], b.heads)
-
-
-def _out_proj(b: Block, name: str, y):
-    return _linear(_merge(y), b.get(f"{name}.proj.weight"), b.get(f"{name}.proj.bias"))
-
-
-def _mlp(b: Block, x):
-    h = gelu_exact(_linear(x, b.get("mlp.fc.weight"), b.get("mlp.fc.bias")))
-    return _linear(h.astype(x.dtype), b.get("mlp.proj.weight"), b.get("mlp.proj.bias"))
-
-
-def _ln_of(b: Block, name: str, x):
-    return _ln(x, b.get(f"{name}.weight"), b.get(f"{name}.bias"))
 
 
 # ------------------------------------------------------------------ encoder and decoder
