@@ -333,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed, default=0, help="random seed")
     p.add_argument("--no-echo", action="store_true", help="print only the continuation")
     p.add_argument("--verbose", action="store_true", help="say how the model is decoded (KV "
-                   "cache, recurrent state or window recomputation) on stderr")
+                   "cache, recurrent state or window recomputation; for a seq2seq graph, "
+                   "token by token or full recomputation of the decoder, and why) on stderr")
 
     p = sub.add_parser("embeddings", help="nearest tokens of a text model's embeddings "
                        "(cosine similarity)")
