@@ -31,8 +31,9 @@ def export_command(args: argparse.Namespace) -> int:
         from engine.export.tokenizer_file import tokenize_folder
         from engine.sample.seq2seq import load_model
 
-        folder = export_seq2seq(load_model(doc, arrays, np.float32), args.out)
-        tokenize_folder(folder, doc, ("encoder.onnx", "decoder_step.onnx"))
+        base = Path(doc_path).parent  # a TSV path is relative to the graph's folder
+        folder = export_seq2seq(load_model(doc, arrays, np.float32, base), args.out)
+        tokenize_folder(folder, doc, ("encoder.onnx", "decoder_step.onnx"), base)
         print(f"wrote {folder}: encoder.onnx, decoder_step.onnx, seq2seq.json, "
               f"tokenizer.json and decode.py (python {folder / 'decode.py'} \"TEXT\")")
         return 0

@@ -186,7 +186,8 @@ def decoder_step_model(m: Seq2SeqModel):
     return g.model(inputs, outputs)
 
 
-DECODE_SCRIPT = '''"""Greedy decoding of the exported seq2seq model with onnxruntime alone.
+DECODE_SCRIPT = '''"""Greedy decoding of the exported seq2seq model with onnxruntime (and, for a BPE
+model, the Hugging Face ``tokenizers`` package reading tokenizer.json).
 
     python decode.py "3rd of March, 1987"
 """
@@ -201,10 +202,41 @@ HERE = Path(__file__).parent
 CFG = json.loads((HERE / "seq2seq.json").read_text(encoding="utf-8"))
 ENC = ort.InferenceSession(str(HERE / "encoder.onnx"), providers=["CPUExecutionProvider"])
 DEC = ort.InferenceSession(str(HERE / "decoder_step.onnx"), providers=["CPUExecutionProvider"])
+if CFG.get("tokenizer") == "bpe":  # ids 0, 1, 2 = pad, begin, end; then the BPE pieces
+    from tokenizers import Tokenizer
+
+    TOKENIZER = Tokenizer.from_file(str(HERE / "tokenizer.json"))
+
+
+def refuse(message: str) -> None:
+    print(f"decode.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def encode(text: str) -> list:
+    if CFG.get("tokenizer") == "bpe":
+        ids = TOKENIZER.encode(text).ids
+    else:
+        unknown = "".join(sorted(set(text) - set(CFG["vocab"])))
+        if unknown:
+            refuse(f"{text!r} uses characters the model does not know: {unknown!r}")
+        ids = [CFG["vocab"].index(ch) + 3 for ch in text]
+    limit = CFG.get("max_source_len", len(ids))
+    if len(ids) > limit:
+        refuse(f"an input has at most {limit} tokens; {text!r} has {len(ids)}")
+    return ids
+
+
+def decode(ids: list) -> str:
+    if CFG.get("tokenizer") == "bpe":
+        return TOKENIZER.decode(ids)
+    return "".join(CFG["vocab"][i - 3] for i in ids if i >= 3)
 
 
 def translate(text: str) -> str:
-    ids = np.array([[CFG["vocab"].index(ch) + 3 for ch in text]], np.int64)
+    if not text:
+        return ""
+    ids = np.array([encode(text)], np.int64)
     mask = np.ones(ids.shape, np.float32)
     cross = ENC.run(None, {"source": ids, "source_mask": mask})
     feeds = {"source_mask": mask}
@@ -220,8 +252,8 @@ def translate(text: str) -> str:
         token = int(logits[0].argmax())
         if token == 2:
             break
-        out.append(CFG["vocab"][token - 3] if token >= 3 else "")
-    return "".join(out)
+        out.append(token)
+    return decode(out)
 
 
 if __name__ == "__main__":
@@ -250,7 +282,9 @@ def export_seq2seq(m: Model, folder: str | Path) -> Path:
                                                           decoder_step_model(f32))):
         atomic_write_bytes(folder / f"{name}.onnx", proto.SerializeToString())
     c = m.weight("tgt_emb").shape[1]
-    cfg = {"vocab": m.vocab, "max_steps": m.max_steps,
+    kind = m.tokenizer.kind if m.tokenizer is not None else "char"
+    cfg = {"vocab": m.vocab, "tokenizer": kind, "max_source_len": m.src_len,
+           "max_steps": m.max_steps,
            "decoder": [[b.heads, c // b.heads] for b in m.decoder]}
     atomic_write_text(folder / "seq2seq.json", json.dumps(cfg))
     atomic_write_text(folder / "decode.py", DECODE_SCRIPT)

@@ -147,12 +147,14 @@ def write_tokenizer(path: str | Path, tok: ExportedTokenizer) -> Path:
     return path
 
 
-def tokenize_folder(folder: Path, doc: dict, onnx_files: tuple[str, ...]) -> Path | None:
+def tokenize_folder(folder: Path, doc: dict, onnx_files: tuple[str, ...],
+                    base_dir: Path | None = None) -> Path | None:
     """A multi-file export (the seq2seq ``onnx-decoder`` folder): ``tokenizer.json`` in
-    *folder* and the tokenizer in each of *onnx_files*' ``metadata_props``."""
+    *folder* and the tokenizer in each of *onnx_files*' ``metadata_props`` (*base_dir*: the
+    folder a BPE node's corpus path is relative to)."""
     from engine.base.io import atomic_write_bytes
 
-    tok = exported_tokenizer(doc)
+    tok = exported_tokenizer(doc, base_dir)
     if tok is None:
         return None
     try:
