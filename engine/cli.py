@@ -216,11 +216,14 @@ def cmd_embeddings(args: argparse.Namespace) -> int:
 
 @command("pack")
 def cmd_pack(args: argparse.Namespace) -> int:
-    """Document + weights (+ metadata) → one .wgz bundle."""
+    """Document + weights (+ metadata) → one .wgz bundle; a BPE text or pairs node carries
+    its trained tokenizer, so the bundle samples without the corpus or TSV file."""
+    from engine import api
     from engine.base.io import model_weights
     from engine.graphs import bundle
 
-    doc, _ = _load(args.graph)
+    doc, path = _load(args.graph)
+    doc = api.store_tokenizers(doc, Path(path).parent)
     out = bundle.pack(doc, model_weights(args.weights), args.out)
     print(f"wrote {out}")
     return 0
