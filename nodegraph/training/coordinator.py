@@ -35,7 +35,7 @@ from nodegraph.training.session import TrainingSession
 from nodegraph.training.settings import SettingsBinder
 from nodegraph.training.warmup import KernelWarmer
 
-REFRESH_MS = 50  # plots and progress at 20 Hz
+REFRESH_MS = 100  # progress at 10 Hz; the five plots round robin: each at 2 Hz
 INSPECT_MS = 1500
 
 

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QGraphicsItem,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -173,6 +174,9 @@ class TrainingPlots(QWidget):
             p.addLegend(offset=(-10, 5), labelTextSize="8pt")
         p.titleLabel.setText(title, size="9pt", color="#c8ccd4")
         p.layout.setRowFixedHeight(0, 18)
+        for side in ("left", "bottom"):  # the axes (text, grid) repaint from a pixmap unless
+            # they changed: replaying their pictures cost the GUI ~8 ms per axis per redraw
+            p.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         return p
 
     def plots(self) -> dict[str, pg.PlotItem]:
