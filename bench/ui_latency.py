@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,6 +64,10 @@ def main() -> int:
         ROOT / "bench" / "runs" / f"{time.strftime('%Y-%m-%d')}-ui-latency.json"))
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from engine.base import paths
+
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(paths.numba_cache_dir()))  # kept warm
+    os.environ[paths.HOME_ENV] = tempfile.mkdtemp(prefix="wiregrad-ui-latency-")  # its runs
 
     import numpy as np
     from PySide6.QtCore import QElapsedTimer, QTimer
