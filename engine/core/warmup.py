@@ -1,5 +1,10 @@
 """Kernel warm-up: run each op a graph uses once on a tiny example so Numba compiles (or
-loads from its on-disk cache) every kernel before the first training step needs it."""
+loads from its on-disk cache) every kernel before the first training step needs it.
+
+Only the dtype the graph trains in is warmed (float32 unless its training settings say
+otherwise): compiling float64 as well doubled the work for kernels no run would call. The
+editor warms a graph differently — one throwaway step in its worker
+(``engine.worker.Worker.cmd_warm``), which also matches the run's array layouts."""
 
 from __future__ import annotations
 
@@ -24,12 +29,17 @@ def ops_used(doc: dict | None) -> list[registry.OpSpec]:
 
 
 def warm_up(doc: dict | None = None,
-            progress: Callable[[int, int], None] | None = None) -> int:
-    """Run forward and backward of every op *doc* uses, in float32 and float64."""
+            progress: Callable[[int, int], None] | None = None,
+            dtype: str | None = None) -> int:
+    """Run forward and backward of every op *doc* uses in its training dtype (*dtype* when
+    given; float32 for all ops when *doc* is None); returns the number of ops."""
+    from engine.core.document import training_settings
+
+    name = dtype or (training_settings(doc)["dtype"] if doc is not None else "float32")
+    np_dtype = np.dtype(name).type
     specs = ops_used(doc)
     for done, spec in enumerate(specs, 1):
-        for dtype in (np.float32, np.float64):
-            _run_once(build_case(spec, spec.examples[0], dtype), dtype)
+        _run_once(build_case(spec, spec.examples[0], np_dtype), np_dtype)
         if progress is not None:
             progress(done, len(specs))
     return len(specs)
