@@ -160,7 +160,7 @@ class TokenView(QTextEdit):
         if span is None:
             return None
         lines = [self._describe_token(*t) for t in span.tokens]
-        return "<br>".join(lines)
+        return f"<nobr>{'<br>'.join(lines)}</nobr>"  # a tooltip wraps rich text narrowly
 
     def _describe_token(self, label: str, token_id: int, p: float, alts: list) -> str:
         name = "token" if self.word_pieces else "character"
