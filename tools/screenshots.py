@@ -52,6 +52,8 @@ SHOTS: dict[str, str] = {
         "test_live_predictions_show_decoded_pairs_wrong_ones_marked",
     "explorer-word_gpt":
         "tests/gui/test_editor_explorer.py::test_tokens_dock_shows_the_shipped_word_gpt",
+    "sampling-word_gpt": "tests/gui/test_screenshot_word_pieces.py::"
+        "test_screenshot_word_pieces_with_a_hover_tooltip",
 }
 
 
