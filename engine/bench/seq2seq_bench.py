@@ -11,9 +11,10 @@ twin (:mod:`engine.bench.seq2seq_twin`), same float32 weights, same batches, tim
   Wiregrad's (≥ 2 is the target), and ``same_output`` says both decoded the same ids.
 
 The callables take turns (:func:`engine.bench.timing.alternate`). On a busy host, cross-check
-with CPU time on one thread (``time.thread_time()``, as :mod:`engine.bench.cnn_cpu` does)::
+with CPU time on one thread (``time.thread_time()``, as :mod:`engine.bench.cnn_cpu` does), or
+time the two cases alone in wall clock at a thread count (``--wall THREADS``)::
 
-    python -m engine.bench.seq2seq_bench [--quick] [--json PATH]
+    python -m engine.bench.seq2seq_bench [--quick] [--wall THREADS] [--json PATH]
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -161,21 +164,53 @@ def cpu_record(res: dict, tokens: int) -> dict:
             "wiregrad_min_cpu_ms": res["w"][1] / tokens, "torch_min_cpu_ms": res["t"][1] / tokens}
 
 
-def main(argv: list[str], cases: Callable[[bool], dict] = cpu_cases, name: str = __name__) -> int:
-    ap = argparse.ArgumentParser(description="bench cases in CPU time on one thread")
+def wall_cases(bench_cases: Callable, quick: bool, threads: int) -> dict:
+    """*bench_cases* in wall-clock time at *threads* threads, as ``wiregrad bench --threads``
+    runs them (without the rest of the bench)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from engine.graphs import presets
+    from engine.train.trainer import Trainer
+
+    def line(name: str, case: dict) -> str:
+        return (f"{name:16s} wiregrad {case['wiregrad_ms']:8.3f} ms   torch "
+                f"{case['torch_ms']:8.3f} ms   ratio {case['ratio']:.2f}   (wall, {threads} "
+                f"thread(s))")
+
+    tools = SimpleNamespace(_line=line, _trainer=lambda doc: Trainer(
+        doc, base_dir=presets.presets_dir(), steps=100_000))
+    torch.set_num_threads(threads)
+    with threadpool_limits(limits=threads):
+        return bench_cases(quick, lambda _: None, tools)
+
+
+def main(argv: list[str], cases: Callable[[bool], dict] = cpu_cases, name: str = __name__,
+         bench_cases: Callable = bench_cases) -> int:
+    ap = argparse.ArgumentParser(description="the cases in CPU time on one thread, or wall "
+                                             "clock (--wall THREADS)")
     ap.add_argument("--quick", action="store_true", help="fewer samples")
+    ap.add_argument("--wall", type=int, metavar="THREADS",
+                    help="wall clock at THREADS threads, as wiregrad bench times them")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
-    result = cases(args.quick)
+    load = os.getloadavg()
+    if args.wall:
+        result = wall_cases(bench_cases, args.quick, args.wall)
+        unit = f"wall ms (per step, or per token), {args.wall} thread(s)"
+        keys = ("wiregrad_ms", "torch_ms", f"wall, {args.wall} thread(s)")
+    else:
+        result = cases(args.quick)
+        unit, keys = "CPU ms (per step, or per token), one thread", (
+            "wiregrad_cpu_ms", "torch_cpu_ms", "CPU time, 1 thread")
     for case, r in result.items():
-        print(f"{case:16s} wiregrad {r['wiregrad_cpu_ms']:8.3f} ms   torch "
-              f"{r['torch_cpu_ms']:8.3f} ms   ratio {r['ratio']:.2f}   (CPU time, 1 thread)")
+        print(f"{case:16s} wiregrad {r[keys[0]]:8.3f} ms   torch {r[keys[1]]:8.3f} ms   "
+              f"ratio {r['ratio']:.2f}   ({keys[2]})")
     if args.json:
-        import os
-
-        out = {"cases": result, "unit": "CPU ms (per step, or per token), one thread",
+        out = {"cases": result, "unit": unit,
                "command": f"python -m {name} " + " ".join(argv),
-               "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M")}
+               "load_average_before": load, "load_average": os.getloadavg(),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return 0
 

@@ -10,9 +10,10 @@
   Figures are milliseconds per token; ``speedup`` = the twin's / Wiregrad's (≥ 2 is the
   target).
 
-Cross-check in CPU time on one thread (``time.thread_time()``) on a busy host::
+Cross-check in CPU time on one thread (``time.thread_time()``) on a busy host, or time the
+two cases alone in wall clock (``--wall THREADS``)::
 
-    python -m engine.bench.word_gpt_bench [--quick] [--json PATH]
+    python -m engine.bench.word_gpt_bench [--quick] [--wall THREADS] [--json PATH]
 """
 
 from __future__ import annotations
@@ -124,4 +125,4 @@ def _one_thread_trainer(doc: dict):
 if __name__ == "__main__":
     from engine.bench.seq2seq_bench import main
 
-    raise SystemExit(main(sys.argv[1:], cpu_cases, "engine.bench.word_gpt_bench"))
+    raise SystemExit(main(sys.argv[1:], cpu_cases, "engine.bench.word_gpt_bench", bench_cases))
