@@ -60,3 +60,23 @@ def test_float32_op_matches_the_float64_op(causal, tq, tk):
     np.testing.assert_allclose(o32, o64, rtol=1e-4, atol=1e-5)
     for ours, ref in zip(grads32, grads64):
         np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal,tq,tk", [(True, 64, 64), (True, 5, 9), (False, 7, 7)])
+def test_unmasked_float32_probs_equal_the_masked_path_and_ignore_hidden_keys(causal, tq, tk):
+    """Without a key mask the float32 softmax runs whole-row passes: hidden (future) keys get
+    exactly 0 whatever their raw score (inf, NaN), and the result matches the masked loop."""
+    s = (RNG.standard_normal((3, tq, tk)) * 4).astype(np.float32)
+    hidden = ~A.causal_allowed(tq, tk, tk - tq)
+    if causal:
+        s[:, hidden] = np.nan
+        s[0, 0, -1] = np.inf
+    fast, lse_fast = s.copy(), np.empty((3, tq))
+    A.attention_probs32(fast, A.no_mask(3), 0.7, causal, tk - tq, lse_fast)
+    slow, lse_slow = s.copy(), np.empty((3, tq))
+    A.attention_probs32(slow, np.ones((3, tk), np.bool_), 0.7, causal, tk - tq, lse_slow)
+    assert np.isfinite(fast).all()
+    np.testing.assert_allclose(fast, slow, rtol=2e-6, atol=1e-9)
+    np.testing.assert_allclose(lse_fast, lse_slow, rtol=1e-6)
+    if causal:
+        assert (fast[:, hidden] == 0.0).all()
