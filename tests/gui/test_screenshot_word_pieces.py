@@ -1,7 +1,8 @@
 """The README shot of the word GPT's sampling panel: a continuation streamed as word pieces in
 alternating shades, with the hover tooltip of one piece (its text, id, probability and the
-alternatives) painted where Qt shows it. ``python tools/screenshots.py sampling-word_gpt``
-writes it into ``assets/screenshots/``; a plain test run only into its tmp folder."""
+alternatives) painted below right of the pointer, where a desktop shows it.
+``python tools/screenshots.py sampling-word_gpt`` writes it into the README's screenshots
+folder; a plain test run only into its tmp folder."""
 
 from __future__ import annotations
 
