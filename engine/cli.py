@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -173,6 +174,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from engine.sample.seq2seq_command import is_seq2seq, sample_seq2seq
 
     if is_seq2seq(doc):
+        if args.show_tokens:
+            raise WiregradError("--show-tokens marks a language model's streamed tokens; a "
+                                "sequence-to-sequence graph prints whole outputs",
+                                field="--show-tokens")
         return sample_seq2seq(doc, weights, args)
     if args.input is not None or args.input_file is not None or args.beam != 1:
         raise WiregradError("--input, --input-file and --beam are for sequence-to-sequence "
@@ -184,12 +189,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     temperature = 0.8 if args.temperature is None else args.temperature
     stream = sampler.generate(prompt, args.n, temperature=temperature, top_k=args.top_k,
                               top_p=args.top_p, seed=args.seed)
+    if args.show_tokens:
+        from engine.sample.sampler import mark_pieces
+
+        tty = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        stream = mark_pieces(stream, ansi=tty)
     first = next(stream, "")  # the prompt is validated before anything is printed
     if not args.no_echo:
         sys.stdout.write(prompt)
-    sys.stdout.write(first)
-    for char in stream:
-        sys.stdout.write(char)
+    for piece in itertools.chain([first], stream):
+        sys.stdout.write(piece)  # each token's text as soon as it is drawn
         sys.stdout.flush()
     sys.stdout.write("\n")
     return 0
@@ -335,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "total probability")
     p.add_argument("--seed", type=seed, default=0, help="random seed")
     p.add_argument("--no-echo", action="store_true", help="print only the continuation")
+    p.add_argument("--show-tokens", action="store_true", help="mark where each token's text "
+                   "ends: alternately normal and dim in a terminal, '|' between tokens "
+                   "otherwise (or with NO_COLOR set)")
     p.add_argument("--verbose", action="store_true", help="say how the model is decoded (KV "
                    "cache, recurrent state or window recomputation; for a seq2seq graph, "
                    "token by token or full recomputation of the decoder, and why) on stderr")

@@ -11,7 +11,7 @@ continues incrementally from there.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -185,6 +185,24 @@ class Sampler:
                                        [(label(i), float(shown[i])) for i in top], token))
                 yield text.push(token)
                 logits = self.advance(token)
+
+
+NORMAL, DIM, RESET = "\x1b[22m", "\x1b[2m", "\x1b[0m"  # ANSI: normal / faint intensity
+
+
+def mark_pieces(pieces: Iterable[str], ansi: bool) -> Iterator[str]:
+    """*pieces* (one per token) with the boundaries between them shown: alternately normal
+    and dim (*ansi*, for a terminal; reset after the last) or with ``|`` between them. An
+    empty piece (a character still incomplete after its first bytes) passes unmarked: the
+    token that completes it carries the character."""
+    count = 0
+    for piece in pieces:
+        if piece:
+            mark = (DIM if count % 2 else NORMAL) if ansi else ("|" if count else "")
+            piece, count = mark + piece, count + 1
+        yield piece
+    if ansi and count:
+        yield RESET
 
 
 def draw(probs: np.ndarray, rng: np.random.Generator) -> int:
