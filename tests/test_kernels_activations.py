@@ -1,6 +1,6 @@
-"""One-pass activation kernels: leaky ReLU and ReLU's gradient equal the numpy formulas bit for
-bit (float32 and float64, NaN included), float32 SiLU and its slope stay within float32
-tolerance of the exact float64 values, extremes included, and the ops route through them."""
+"""One-pass activation kernels: leaky ReLU equals the numpy formula bit for bit (float32 and
+float64, NaN included), float32 SiLU and its slope stay within float32 tolerance of the exact
+float64 values, extremes included, and the ops agree across dtypes."""
 
 from __future__ import annotations
 
@@ -29,17 +29,6 @@ def test_leaky_relu_kernels_equal_their_twins_bit_for_bit(dtype, slope):
     np.testing.assert_array_equal(out, A.leaky_fwd_ref(x, slope))
     np.testing.assert_array_equal(A.leaky_relu_grad(x, g, slope), A.leaky_bwd_ref(x, g, slope))
     assert np.isnan(out[0, -1])
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_relu_gradient_kernel_equals_its_twin(dtype):
-    x = _x(dtype)[-3000:].reshape(3, -1)  # the extremes and NaN included
-    g = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
-    got = A.relu_grad(x, g)
-    np.testing.assert_array_equal(got, A.relu_bwd_ref(x, g))
-    np.testing.assert_array_equal(got, g * (x > 0))
-    # a broadcast gradient (a scalar) is expanded to x's shape
-    np.testing.assert_array_equal(A.relu_grad(x, np.ones((), dtype)), (x > 0).astype(dtype))
 
 
 def test_float32_silu_within_float32_tolerance_of_exact():
