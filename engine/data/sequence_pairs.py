@@ -109,7 +109,7 @@ def read_lines(path: Path, node: str | None) -> list[tuple[int, str, str]]:
         for number, raw in enumerate(fh, start=1):
             where = f"{path.name}, line {number}"
             try:
-                line = raw.decode("utf-8").rstrip("\r\n")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
                 raise WiregradError(f"{where}: not UTF-8 text", node=node,
                                     field="path") from None

@@ -109,7 +109,7 @@ def read_text_file(path: Path, node: str | None = None) -> str:
         size = path.stat().st_size
         if size > MAX_TEXT_BYTES:
             raise WiregradError(f"{path} is larger than {MAX_TEXT_BYTES // 2**20} MiB", node=node)
-        return path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8-sig")  # a leading BOM is no character
     except FileNotFoundError:
         raise WiregradError(f"text file not found: {path}", node=node) from None
     except UnicodeDecodeError as exc:

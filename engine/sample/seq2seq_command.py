@@ -33,7 +33,7 @@ def _inputs(args: argparse.Namespace) -> list[str]:
                             "or --input-file FILE", field="--input")
     path = Path(args.input_file).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading BOM is no character
     except FileNotFoundError:
         raise WiregradError(f"no such file: {path}", field="--input-file") from None
     except UnicodeDecodeError as exc:
