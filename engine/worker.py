@@ -348,8 +348,11 @@ class Worker:
         trainer.step_once()
 
     def cmd_stop(self, msg: dict) -> None:
-        trainer, _, _ = self._need_trainer()
-        trainer.stop(msg.get("reason", "stopped"))
+        """Stop the live run; without one (a worker that only warmed kernels or checked
+        gradients, handed back to the pool) there is nothing to stop and nothing to report."""
+        if self.trainer is None:
+            return
+        self.trainer.stop(msg.get("reason", "stopped"))
         if self.paused:
             self.paused = False  # let run() reach its "done" record
 

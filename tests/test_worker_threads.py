@@ -74,3 +74,22 @@ def test_inspection_and_predictions_run_on_one_blas_thread(monkeypatch, tmp_path
         assert blas_threads() == 2  # restored for the training steps
     assert seen == [("inspect", 1), ("predictions", 1)]
     assert [m["kind"] for m in sent] == ["started", "inspection", "predictions"]
+
+
+def test_stop_without_a_run_is_silent():
+    """The pool sends 'stop' to every worker it takes back; one that only warmed kernels while
+    the user edited must not leave an error for the next window to show."""
+    from engine import worker
+    from engine.graphs import presets
+
+    sent: list[dict] = []
+
+    class Conn:
+        def send(self, msg: dict) -> None:
+            sent.append(msg)
+
+    w = worker.Worker(Conn())
+    doc, path = presets.load("spiral_mlp")
+    w.handle({"cmd": "warm", "doc": doc, "base_dir": str(path.parent), "key": "k"})
+    w.handle({"cmd": "stop"})
+    assert [m["kind"] for m in sent] == ["warmed"] and sent[0]["ok"], sent
