@@ -130,6 +130,34 @@ def test_index_and_slice_fan_out_scatter_into_one_gradient():
     assert registry.get("slice").scatter_grad is not None
 
 
+def test_overlapping_index_and_slice_gradients_add_up():
+    """Scatter writes into a fresh sum copy only where no earlier write landed: the same row
+    picked twice (index 0 and -3), overlapping slices and picks along another axis add."""
+    nodes = [n("p", "parameter", shape=[3, 4], init="normal", std=1.0),
+             n("i0", "index", axis=0, index=0), n("i0b", "index", axis=0, index=-3),
+             n("sa", "slice", axis=1, start=0, stop=3), n("sb", "slice", axis=1, start=2),
+             n("ic", "index", axis=1, index=1), n("m0", "mul"), n("mb", "mul"),
+             n("s1", "sum"), n("s2", "sum"), n("s3", "sum"), n("s4", "sum"), n("s5", "sum"),
+             n("a", "add"), n("b", "add"), n("c", "add"), n("loss", "add")]
+    edges = [e("p:out", "i0:x"), e("p:out", "i0b:x"), e("p:out", "sa:x"), e("p:out", "sb:x"),
+             e("p:out", "ic:x"), e("i0:out", "m0:a"), e("i0:out", "m0:b"),
+             e("sb:out", "mb:a"), e("sb:out", "mb:b"), e("m0:out", "s1:x"),
+             e("i0b:out", "s2:x"), e("sa:out", "s3:x"), e("mb:out", "s4:x"),
+             e("ic:out", "s5:x"), e("s1:out", "a:a"), e("s2:out", "a:b"), e("s3:out", "b:a"),
+             e("s4:out", "b:b"), e("a:out", "c:a"), e("b:out", "c:b"), e("c:out", "loss:a"),
+             e("s5:out", "loss:b")]
+    program = compile_document(doc_of(nodes, edges), "float64")
+    weights = init_weights(program.parameters, 0, np.float64)
+    _, grads = _loss_and_grads(program, {}, weights, "float64")
+    p = weights["p"]
+    expected = np.zeros_like(p)
+    expected[0] += 2 * p[0] + 1.0  # i0², i0b
+    expected[:, :3] += 1.0  # sa
+    expected[:, 2:] += 2 * p[:, 2:]  # sb²
+    expected[:, 1] += 1.0  # ic
+    np.testing.assert_allclose(grads["p"], expected, rtol=1e-12)
+
+
 def test_index_of_a_permute_sums_its_gradient_in_the_permute_input_layout():
     """q/k/v split after a head permute: the summed gradient is a transposed view of a
     C-ordered buffer, so the permute's backward hands back a contiguous array (no copy)."""

@@ -174,6 +174,7 @@ class Executor:
         weight_grads: dict[str, np.ndarray] = {}
         owned: set[int] = set()  # ids of sums this pass allocated (safe to add into)
         producers: dict[str, Context] | None = None  # value -> its context, on first scatter
+        fresh: dict[str, _Fresh] = {}  # scatter sums written only at disjoint positions
         for ctx in reversed(tape.contexts):
             eq = ctx.eq
             outputs = eq.outputs
@@ -198,7 +199,7 @@ class Executor:
                 if producers is None:
                     producers = {o: c for c in tape.contexts for o in c.eq.outputs}
                 _accumulate_at(grads, eq.inputs[0], scatter, gouts[0], owned,
-                               producers.get(eq.inputs[0]))
+                               producers.get(eq.inputs[0]), fresh)
                 if release:
                     ctx.saved = ()
                     grads.pop(eq.outputs[0], None)
@@ -216,17 +217,46 @@ class Executor:
             for name, g in zip(eq.inputs, gins):
                 if name is None or g is None:
                     continue
-                _accumulate(grads, name, g, owned)
+                _accumulate(grads, name, g, owned, fresh)
             for spec_name, g in ctx.weight_grads.items():
                 _accumulate(weight_grads, eq.weights[spec_name], g, owned)
         return weight_grads, grads
 
 
-def _accumulate(store: dict, name: str, g: np.ndarray, owned: set[int]) -> None:
+@dataclass
+class _Fresh:
+    """A scatter sum (by id: holding it would keep it past its release) still zero outside
+    the positions written so far along one axis."""
+
+    ident: int
+    axis: int
+    written: set[int]
+
+
+def _one_axis(key, shape: tuple) -> tuple[int, set[int]] | None:
+    """``(axis, positions)`` of an index / slice key that picks along one axis only (the
+    ``index`` and ``slice`` ops' keys), else None."""
+    if not isinstance(key, tuple) or not key or len(key) > len(shape):
+        return None
+    *lead, last = key
+    if any(k != slice(None) for k in lead):
+        return None
+    n = shape[len(lead)]
+    if isinstance(last, (int, np.integer)) and -n <= last < n:
+        return len(lead), {int(last) % n}
+    if isinstance(last, slice):
+        return len(lead), set(range(*last.indices(n)))
+    return None
+
+
+def _accumulate(store: dict, name: str, g: np.ndarray, owned: set[int],
+                fresh: dict | None = None) -> None:
     """Add *g* into ``store[name]``. A gradient an op handed back may be shared (``add``
     returns the same array for both inputs), so the first sum allocates; later ones add in
     place into that sum when shapes and dtypes agree."""
     old = store.get(name)
+    if fresh:
+        fresh.pop(name, None)  # the sum gets written everywhere: no longer zero anywhere
     if old is None:
         store[name] = g
         owned.discard(id(g))  # a dead sum's id may have been reused by this array
@@ -239,22 +269,40 @@ def _accumulate(store: dict, name: str, g: np.ndarray, owned: set[int]) -> None:
 
 
 def _accumulate_at(store: dict, name: str, scatter: tuple, g: np.ndarray,
-                   owned: set[int], producer: Context | None = None) -> None:
+                   owned: set[int], producer: Context | None = None,
+                   fresh: dict | None = None) -> None:
     """Add *g* into ``store[name][key]`` (the input gradient of index / slice), in place when
     the sum is ours; otherwise a fresh zero-filled (or copied) sum is allocated first.
 
     When *name* came out of a ``permute`` (the attention's head split), the sum is laid out
     like the permute's input, so the permute's backward is a contiguous view and a reshape
-    after it costs no copy."""
+    after it costs no copy. With *fresh*, writes into a zero-filled sum at positions no
+    earlier write touched (q, k and v of one qkv tensor) copy instead of adding: a strided
+    ``+=`` reads the zeros back (char-GPT qkv, 3 × 12·4·64·32 floats: 0.21 → 0.09 ms)."""
     key, shape = scatter
     old = store.get(name)
     dtype = g.dtype if old is None else np.result_type(old, g)
+    state = fresh.get(name) if fresh else None
     if old is None or id(old) not in owned or old.shape != tuple(shape) or old.dtype != dtype:
         total = _zeros_in_layout(shape, dtype, producer) if old is None else np.array(
             np.broadcast_to(old, shape), dtype=dtype)
         store[name] = total
         owned.add(id(total))
+        if fresh is not None:
+            fresh.pop(name, None)
+            if old is None:
+                state = _Fresh(id(total), -1, set())
+                fresh[name] = state
         old = total
+    picks = _one_axis(key, old.shape) if state is not None and state.ident == id(old) else None
+    if picks is not None and state is not None and state.axis in (picks[0], -1) \
+            and not picks[1] & state.written:
+        old[key] = g  # zeros there: a copy is the sum
+        state.axis = picks[0]
+        state.written |= picks[1]
+        return
+    if fresh:
+        fresh.pop(name, None)
     old[key] += g
 
 
