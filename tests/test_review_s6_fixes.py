@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
+from engine.base.errors import WiregradError
 from engine.data.sequence_pairs import read_lines
 from engine.data.text import read_text_file
 from engine.sample.seq2seq_command import _inputs
@@ -28,3 +31,93 @@ def test_a_utf8_bom_is_not_part_of_the_first_input_line(tmp_path):
     path.write_text(BOM + "one two\nthree\n", encoding="utf-8")
     args = argparse.Namespace(input=None, input_file=str(path))
     assert _inputs(args) == ["one two", "three"]
+
+
+# ------------------------------------------------ a broken stored tokenizer (fixes 2 and 6)
+
+TEXT = "der Bär schläft. Über Brücken fließt Wasser. " * 40
+
+
+def _bpe_lm(tokenizer_data: str, vocab_size: int = 300) -> dict:
+    from engine.graphs.parts import finish, node
+
+    nodes = [node("text", "text_corpus", (0, 0), source="file", path="corpus.txt",
+                  block_size=8, batch_size=2, tokenizer="bpe", vocab_size=vocab_size,
+                  tokenizer_data=tokenizer_data),
+             node("emb", "Embedding", (200, 0), num_embeddings=vocab_size, embedding_dim=8),
+             node("head", "Linear", (400, 0), in_features=8, out_features=vocab_size),
+             node("loss", "cross_entropy", (600, 0))]
+    edges = [("text:tokens", "emb:ids"), ("emb:y", "head:x"), ("head:y", "loss:logits"),
+             ("text:targets", "loss:labels")]
+    return finish("bpe text", "", nodes, edges, {"steps": 1})
+
+
+def _trained(vocab_size: int = 300) -> str:
+    from engine.data.tokenizers import trained_bpe
+
+    return trained_bpe(TEXT, vocab_size)
+
+
+BROKEN = ['{"a": 1}', "{not json", "[1, 2]", '{"model": {"type": "BPE", "vocab": 3}}']
+
+
+@pytest.mark.parametrize("data", BROKEN)
+def test_validate_refuses_an_unreadable_stored_tokenizer_naming_node_and_field(data):
+    from engine import api
+
+    report = api.validate(_bpe_lm(data))
+    assert not report["ok"]
+    bad = [d for d in report["diagnostics"] if d["severity"] == "error"]
+    assert bad and bad[0]["node"] == "text" and "tokenizer_data" in bad[0]["message"]
+
+
+def test_validate_refuses_a_stored_tokenizer_larger_than_vocab_size():
+    from engine import api
+
+    data = _trained(300)
+    assert api.validate(_bpe_lm(data, 300))["ok"]
+    report = api.validate(_bpe_lm(data, 256))
+    assert not report["ok"]
+    message = report["diagnostics"][0]["message"]
+    assert "tokenizer_data" in message and "vocab_size" in message
+
+
+@pytest.mark.parametrize("data", BROKEN)
+def test_the_tokenizer_of_an_unreadable_stored_tokenizer_names_node_and_field(data):
+    from engine.data.tokenizers import from_params
+
+    with pytest.raises(WiregradError) as info:
+        from_params({"tokenizer": "bpe", "tokenizer_data": data}, "text")
+    assert (info.value.node, info.value.field) == ("text", "tokenizer_data")
+
+
+@pytest.mark.parametrize("data", BROKEN)
+def test_export_refuses_an_unreadable_stored_tokenizer(data):
+    from engine.export.tokenizer_file import exported_tokenizer
+
+    with pytest.raises(WiregradError) as info:
+        exported_tokenizer(_bpe_lm(data))
+    assert (info.value.node, info.value.field) == ("text", "tokenizer_data")
+
+
+def test_export_refuses_a_stored_tokenizer_larger_than_vocab_size():
+    from engine.export.tokenizer_file import exported_tokenizer
+
+    assert exported_tokenizer(_bpe_lm(_trained(300), 300)).kind == "bpe"
+    with pytest.raises(WiregradError) as info:
+        exported_tokenizer(_bpe_lm(_trained(300), 256))
+    assert (info.value.node, info.value.field) == ("text", "tokenizer_data")
+    assert "vocab_size" in info.value.message
+
+
+def test_export_command_with_a_broken_tokenizer_exits_2_and_writes_nothing(tmp_path, capsys):
+    from engine.cli import main
+    from engine.core import document
+
+    document.save(_bpe_lm('{"a": 1}'), tmp_path / "g.json")
+    out = tmp_path / "out.onnx"
+    assert main(["export", str(tmp_path / "g.json"), "--format", "onnx", "--out",
+                 str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "node 'text'" in err and "tokenizer_data" in err
+    assert not (tmp_path / "out.tokenizer.json").exists()

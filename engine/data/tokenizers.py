@@ -263,7 +263,10 @@ def from_params(params: dict, node: str | None = None) -> Tokenizer:
             raise WiregradError("this BPE tokenizer is not trained yet: train the graph (the "
                                 "tokenizer is trained on its corpus first)", node=node,
                                 field="tokenizer_data")
-        return _bpe_from_data(data)
+        try:
+            return _bpe_from_data(data)
+        except WiregradError as exc:  # the tokenizer cannot know which node stored it
+            raise WiregradError(exc.message, node=node, field="tokenizer_data") from None
     raise WiregradError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZERS)}",
                         node=node, field="tokenizer")
 

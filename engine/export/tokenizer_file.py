@@ -81,6 +81,7 @@ def exported_tokenizer(doc: dict, base_dir: Path | None = None) -> ExportedToken
         if not data:
             raise WiregradError("this BPE tokenizer is not trained yet: train the graph first",
                                 node=nid, field="tokenizer_data")
+        _check_bpe(data, params, nid)
         if node["type"] == "sequence_pairs":
             data = with_specials(data, SEQ2SEQ_SPECIALS)
         return ExportedTokenizer("bpe", data, nid)
@@ -92,6 +93,19 @@ def exported_tokenizer(doc: dict, base_dir: Path | None = None) -> ExportedToken
     if not isinstance(vocab, str) or not vocab:
         raise WiregradError("the text node has no 'vocab' to export", node=nid, field="vocab")
     return ExportedTokenizer("char", char_tokenizer_json(vocab, specials), nid)
+
+
+def _check_bpe(data: str, params: dict, nid: str) -> None:
+    """Refuse a stored BPE that ``tokenizers`` cannot read, or with more pieces than the
+    node's ``vocab_size`` (ids the model has no class for)."""
+    from engine.data.tokenizers import from_params
+
+    pieces = from_params({"tokenizer": "bpe", "tokenizer_data": data}, nid).vocab_size
+    size = int(params.get("vocab_size", 0))
+    if pieces > size:
+        raise WiregradError(f"the stored tokenizer holds {pieces} pieces, more than "
+                            f"vocab_size = {size} (the model's classes): train the graph "
+                            "again or raise vocab_size", node=nid, field="tokenizer_data")
 
 
 def _trained(node: dict, base_dir: Path | None) -> str:

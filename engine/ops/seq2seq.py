@@ -15,6 +15,7 @@ import numpy as np
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 from engine.ops._util import per_example, require_float
 from engine.ops.data import _checked_forward, _no_grad
+from engine.ops.stored_tokenizer import check_stored
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = 3
@@ -30,6 +31,7 @@ def classes(vocab: str) -> int:
 
 def _infer(inputs, params):
     if params.get("tokenizer", "char") == "bpe":
+        check_stored(params)
         s, t = params["max_source_len"], params["max_target_len"] + 1
         return [TensorType(("B", s), "int"), TensorType(("B", s), "float"),
                 TensorType(("B", t), "int"), TensorType(("B", t), "int")]

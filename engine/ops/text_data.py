@@ -11,6 +11,7 @@ import numpy as np
 
 from engine.base.errors import WiregradError
 from engine.core.registry import OpSpec, Param, Port, ShapeError, TensorType, register
+from engine.ops.stored_tokenizer import check_stored
 
 SHAKESPEARE_VOCAB = ("\n !\"$&'()*,-.0123456789:;?ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]_"
                      "abcdefghijklmnopqrstuvwxyz—")
@@ -19,6 +20,7 @@ SHAKESPEARE_VOCAB = ("\n !\"$&'()*,-.0123456789:;?ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]
 def _infer(inputs, params):
     if params.get("tokenizer", "char") == "char" and not params["vocab"]:
         raise ShapeError("the vocabulary is empty: set 'vocab' (the corpus's characters)")
+    check_stored(params)
     t = int(params["block_size"])  # T is fixed by the source: windows of block_size tokens
     return [TensorType(("B", t), "int"), TensorType(("B", t), "int")]
 
