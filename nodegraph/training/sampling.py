@@ -258,6 +258,7 @@ class SamplingPanel(QWidget):
         box.addLayout(row, 1)
         self.status = QLabel("")
         self.status.setStyleSheet("color: #a9afb9;")
+        self.status.setWordWrap(True)  # the whole explanation, not cut at the dock's edge
         box.addWidget(self.status)
         self._set_running(False)
         from nodegraph.training.seq2seq_panel import Seq2SeqPanel

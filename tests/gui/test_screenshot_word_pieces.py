@@ -66,6 +66,11 @@ def test_screenshot_word_pieces_with_a_hover_tooltip(make_window, qtbot, tmp_pat
     qtbot.waitUntil(lambda: not panel.busy, timeout=120_000)
     view = panel.output
     assert view.word_pieces and len(view.spans) == N
+    status = panel.status  # its explanation of the shades shows whole
+    assert status.fontMetrics().horizontalAdvance(status.text()) > status.width()  # > a line
+    lines = 2 * status.fontMetrics().height()  # so it wraps, and the panel gives it room
+    qtbot.waitUntil(lambda: lines <= status.heightForWidth(status.width()) <= status.height(),
+                    timeout=5_000)
     middle = [s for s in view.spans[len(view.spans) // 4:] if len(s.text.strip()) > 3]
     piece = max(middle, key=lambda s: s.tokens[0][2])  # a likely piece: a telling tooltip
     pointer = _hover(view, piece.start + 2)
