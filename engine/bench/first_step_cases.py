@@ -84,30 +84,3 @@ def editor_train_rate(log) -> dict:
             "note": "editor (worker, offscreen) steps/s over the CLI trainer's, lowest graph; "
                     "higher is better", "unit": "steps/s"}
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m engine.bench.first_step_cases [--editor] [--json PATH]``: the spiral
-    first-step cases (and with ``--editor`` the editor's training rate) on their own."""
-    import argparse
-    import time
-
-    from engine.bench import benchmark
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--editor", action="store_true")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args(argv)
-    before = os.getloadavg()
-    cases = bench_cases(not args.editor, os.cpu_count() or 1, print, benchmark)
-    if args.json:
-        made = {"command": "python -m engine.bench.first_step_cases"
-                           + (" --editor" if args.editor else "") + f" --json {args.json}",
-                "load_average_before": before, "load_average_after": os.getloadavg(),
-                "date": time.strftime("%Y-%m-%d %H:%M")}
-        Path(args.json).write_text(json.dumps({"cases": cases, "provenance": made}, indent=2)
-                                   + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
