@@ -121,3 +121,41 @@ def test_export_command_with_a_broken_tokenizer_exits_2_and_writes_nothing(tmp_p
     err = capsys.readouterr().err
     assert "node 'text'" in err and "tokenizer_data" in err
     assert not (tmp_path / "out.tokenizer.json").exists()
+
+
+# ------------------------------------------------ an empty validation split (fix 3)
+
+def _pairs_file(folder) -> str:
+    lines = [f"{'ab'[i % 2]}{'cd'[i % 3 % 2]}\t{'cd'[i % 2]}" for i in range(20)]
+    (folder / "p.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(folder / "p.tsv")
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+def test_pairs_with_no_validation_split_are_refused_before_training(tmp_path, tokenizer):
+    from engine.core import registry
+    from engine.data.sequence_pairs import build
+
+    params = {**registry.get("sequence_pairs").defaults(), "source": "file",
+              "path": _pairs_file(tmp_path), "vocab": "abcd", "val_fraction": 0.0,
+              "tokenizer": tokenizer, "vocab_size": 256}
+    with pytest.raises(WiregradError) as info:
+        build(params, tmp_path, "pairs")
+    assert (info.value.node, info.value.field) == ("pairs", "val_fraction")
+    assert build({**params, "val_fraction": 0.2}, tmp_path, "pairs").info["val"] > 0
+
+
+def test_an_error_at_evaluation_keeps_the_trained_weights(tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+    from engine.train.trainer import Trainer
+
+    def failing(self, max_batches=None):
+        raise WiregradError("cannot evaluate", node="data", field="val_fraction")
+
+    monkeypatch.setattr(Trainer, "evaluate", failing)
+    out = tmp_path / "run"
+    assert main(["train", "spiral_mlp", "--steps", "3", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "node 'data'" in err and "cannot evaluate" in err
+    assert (out / "weights.safetensors").is_file() and str(out) in err
+

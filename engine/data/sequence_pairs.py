@@ -197,6 +197,11 @@ def _file(params: dict, base: Path | None, node: str | None
         if not train:
             raise WiregradError(f"{path.name}: no training pair fits max_source_len / "
                                 "max_target_len in tokens", node=node, field="max_source_len")
+    if not val:
+        raise WiregradError(f"{path.name}: no validation pairs (val_fraction = "
+                            f"{params['val_fraction']:g}, {skipped} pair(s) too long): training "
+                            "would end at its first evaluation; raise val_fraction",
+                            node=node, field="val_fraction")
     return train, val, {"skipped": skipped,
                         "description": f"{path.name}: {n:,} pairs ({skipped:,} too long, "
                                        "skipped)"}, tok

@@ -264,6 +264,9 @@ def _loop(trainer, manager, metrics, args: argparse.Namespace) -> int:
     except NonFiniteError:
         bar.close()
         raise
+    except WiregradError as exc:  # e.g. at an evaluation: keep the steps already trained
+        bar.close()
+        raise _kept(trainer, manager, exc) from None
     bar.close()
     manager.save(trainer)
     path = manager.save_model(trainer)
@@ -274,6 +277,22 @@ def _loop(trainer, manager, metrics, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _kept(trainer, manager, exc: WiregradError) -> WiregradError:
+    """*exc*, after saving the weights of the steps trained before it (if any)."""
+    if trainer.step == 0:
+        return exc
+    try:
+        path = manager.save_model(trainer)
+    except WiregradError as save_exc:
+        note = f"the weights at step {trainer.step} could not be saved either ({save_exc})"
+    else:
+        note = f"the weights at step {trainer.step} are saved in {path}"
+    kept = WiregradError(f"{exc.message}; {note}", node=exc.node, port=exc.port,
+                         field=exc.field)
+    kept.exit_code = exc.exit_code
+    return kept
 
 
 def _metric_text(record: dict) -> str:
