@@ -159,3 +159,48 @@ def test_an_error_at_evaluation_keeps_the_trained_weights(tmp_path, monkeypatch,
     assert "node 'data'" in err and "cannot evaluate" in err
     assert (out / "weights.safetensors").is_file() and str(out) in err
 
+
+# ------------------------------------------------ evaluate on an encoder-only graph (fix 5)
+
+def _encoder_only(folder):
+    import numpy as np
+
+    from engine.base.io import save_weights
+    from engine.core import document
+    from engine.core.compile import compile_document
+    from engine.core.run import init_weights
+    from engine.graphs.parts import finish, node
+
+    _pairs_file(folder)
+    v = 4 + 3
+    nodes = [node("pairs", "sequence_pairs", (0, 0), source="file", path="p.tsv", vocab="abcd",
+                  max_source_len=4, max_target_len=3, batch_size=4, val_fraction=0.2),
+             node("se", "Embedding", (200, 0), num_embeddings=v, embedding_dim=8),
+             node("head", "Linear", (400, 0), in_features=8, out_features=v),
+             node("loss", "cross_entropy", (600, 0)),
+             node("optimizer", "optimizer", (800, 0), algorithm="adam", lr=3e-3)]
+    edges = [("pairs:source", "se:ids"), ("se:y", "head:x"), ("head:y", "loss:logits"),
+             ("pairs:target_out", "loss:labels"), ("loss:loss", "optimizer:loss")]
+    doc = finish("encoder only", "", nodes, edges, {"steps": 1})
+    weights = init_weights(compile_document(doc, "float32").parameters, 1, np.float32)
+    document.save(doc, folder / "g.json")
+    save_weights(folder / "w.safetensors", weights)
+    return folder / "g.json", folder / "w.safetensors"
+
+
+@pytest.mark.parametrize("json_output", [False, True])
+def test_evaluate_reports_the_loss_of_a_graph_the_decoder_cannot_read(tmp_path, capsys,
+                                                                     json_output):
+    import json
+
+    from engine.cli import main
+
+    graph, weights = _encoder_only(tmp_path)
+    extra = ["--json"] if json_output else []
+    assert main(["evaluate", str(graph), "--weights", str(weights), *extra]) == 0
+    out = capsys.readouterr().out
+    if json_output:
+        result = json.loads(out)
+        assert result["val_loss"] > 0 and "target_in" in result["exact_match_note"]
+    else:
+        assert "val_loss: " in out and "exact_match_note: exact match not measured" in out

@@ -344,8 +344,8 @@ def evaluate_command(args: argparse.Namespace,
     if args.json:
         print(json.dumps(result))
     else:
-        for key, value in result.items():
-            print(f"{key}: {value:.6g}")
+        for key, value in result.items():  # numbers, and a note (a string) where one applies
+            print(f"{key}: {value:.6g}" if isinstance(value, (int, float)) else f"{key}: {value}")
     return 0
 
 
