@@ -153,3 +153,36 @@ def test_graphs_without_sequence_pairs_get_no_exact_match(tmp_path):
     train = _load(folder / "train.py", "train_spiral")
     assert "seq2seq" not in train.CONFIG
     assert train.exact_match(None, {}, torch.float64, torch.device("cpu")) is None
+
+
+def test_train_py_greedy_outputs_equal_the_engines_on_a_non_causal_decoder(tmp_path):
+    """A decoder whose self-attention sees later positions: train.py recomputes the whole
+    decoder each step like Wiregrad's full recomputation, so every output is the same."""
+    from engine.core.compile import compile_document
+    from engine.core.run import init_weights
+    from engine.graphs.seq2seq_builder import seq2seq_custom
+
+    doc = seq2seq_custom(enc_layers=1, dec_layers=1, width=16, heads=2, decoder="parts",
+                         self_causal=False)
+    weights = init_weights(compile_document(doc, "float64").parameters, 3, np.float64)
+    document.save(doc, tmp_path / "g.json")
+    save_weights(tmp_path / "w.safetensors", weights)
+    folder = _export(tmp_path / "g.json", tmp_path / "proj", "--weights",
+                     tmp_path / "w.safetensors")
+    train = _load(folder / "train.py", "train_noncausal")
+    net = train.Model().double()
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()})
+    spec, data = train.CONFIG["seq2seq"], train.load_data()
+    val = data[spec["node"]]["val"]
+    rows = train.spread(len(val["target_out"]), spec["pairs"])
+    outputs = train.greedy_outputs(net, {k: v[rows] for k, v in val.items()}, spec,
+                                   torch.float64, torch.device("cpu"))
+    node = next(n for n in doc["nodes"] if n["type"] == "sequence_pairs")
+    vocab = node["params"]["vocab"]
+    theirs = ["".join(vocab[i - spec["specials"]] for i in train.visible(o, spec))
+              for o in outputs]
+    pairs = load_dataset("sequence_pairs", node["params"], None, node["id"]).info["val_pairs"]
+    model = load_model(doc, weights, np.float64)
+    assert "full recomputation" in model.decoding
+    ours = evaluate_pairs(model, chosen(pairs, spec["pairs"]))["outputs"]
+    assert len(set(ours)) > 1 and theirs == ours

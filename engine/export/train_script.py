@@ -255,19 +255,12 @@ def visible(ids, spec: dict) -> list:
 
 
 @torch.no_grad()
-def exact_match(model, data: dict, dtype, device):
-    """Seq2seq graphs: the share of validation pairs (``pairs`` of them, spread evenly)
-    whose greedy output equals the target. The decoder is causal, so running the whole
-    target window at step t gives the logits of position t from the tokens chosen so far.
-    None for other graphs."""
-    spec = CONFIG.get("seq2seq")
-    if not spec:
-        return None
-    val = data[spec["node"]]["val"]
-    rows = spread(len(val["target_out"]), spec["pairs"])
-    if len(rows) == 0:
-        return None
-    batch = {k: v[rows] for k, v in val.items()}
+def greedy_outputs(model, batch: dict, spec: dict, dtype, device):
+    """Greedy outputs (B, T) of a validation *batch*, as Wiregrad's full recomputation: at
+    step t the whole decoder runs over the tokens chosen so far, padded to T with the pad
+    token like a training batch, and position t's logits pick the next token. No causal
+    shortcut is taken, so a decoder whose self-attention sees later positions
+    (``causal`` off) gets the figure `wiregrad train` records too."""
     feeds = [to_tensor(batch[p], dtype, device) for _, p in CONFIG["inputs"]]
     tokens = torch.full(batch["target_out"].shape, spec["pad"], dtype=torch.int64,
                         device=device)  # (B, T)
@@ -284,7 +277,21 @@ def exact_match(model, data: dict, dtype, device):
         if bool((out[:, :t + 1] == spec["eos"]).any(1).all()):
             break
     model.train()
-    outputs = out.cpu().numpy()
+    return out.cpu().numpy()
+
+
+def exact_match(model, data: dict, dtype, device):
+    """Seq2seq graphs: the share of validation pairs (``pairs`` of them, spread evenly)
+    whose greedy output (:func:`greedy_outputs`) equals the target. None for other graphs."""
+    spec = CONFIG.get("seq2seq")
+    if not spec:
+        return None
+    val = data[spec["node"]]["val"]
+    rows = spread(len(val["target_out"]), spec["pairs"])
+    if len(rows) == 0:
+        return None
+    batch = {k: v[rows] for k, v in val.items()}
+    outputs = greedy_outputs(model, batch, spec, dtype, device)
     right = sum(visible(o, spec) == visible(g, spec)
                 for o, g in zip(outputs, batch["target_out"]))
     return right / len(rows)
