@@ -52,7 +52,7 @@ def test_two_halves_give_the_unsplit_numbers(shape, wshape, params, route, monke
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_halves_run_at_once_with_one_blas_thread_and_restore_it():
+def test_blocks_run_with_one_blas_thread_and_restore_it():
     seen: dict[tuple, tuple] = {}
 
     def fn(lo, hi):
@@ -61,11 +61,30 @@ def test_halves_run_at_once_with_one_blas_thread_and_restore_it():
 
     with threadpool_limits(limits=2, user_api="blas"):
         assert two_cores.blas_threads() == 2
-        assert two_cores.halves(7, fn) == [3, 4]
+        assert two_cores.halves(7, fn) == [1, 2, 2, 2]  # four blocks, results in block order
         assert two_cores.blas_threads() == 2
-    assert seen[(0, 3)][0] == threading.current_thread().name
-    assert seen[(3, 7)][0].startswith("wiregrad-half")
-    assert seen[(0, 3)][1] == seen[(3, 7)][1] == 1
+    assert sorted(seen) == [(0, 1), (1, 3), (3, 5), (5, 7)]
+    assert {blas for _, blas in seen.values()} == {1}
+    assert {name for name, _ in seen.values()} <= {threading.current_thread().name,
+                                                   *[f"wiregrad-half_{i}" for i in range(1)]}
+    assert two_cores.halves(3, fn) == [1, 1, 1]  # fewer rows than blocks: one row each
+
+
+def test_the_calling_thread_does_every_block_when_the_helper_gets_no_core():
+    release = threading.Event()
+    two_cores._pool().submit(release.wait)  # the helper is busy (not scheduled, in effect)
+    names = []
+
+    def fn(lo, hi):
+        names.append(threading.current_thread().name)
+        return lo
+
+    try:
+        with threadpool_limits(limits=2, user_api="blas"):
+            assert two_cores.halves(8, fn) == [0, 2, 4, 6]
+        assert names == [threading.current_thread().name] * 4  # nothing waited for the helper
+    finally:
+        release.set()
 
 
 def test_an_error_in_either_half_is_raised_after_both_stop():

@@ -62,8 +62,7 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
 
     flops = 2.0 * cout * k * n * ho * wo * (2 if need_x else 1)
     if two_cores.ways(n, flops) == 2:
-        first, second = two_cores.halves(n, part)
-        gwt = first + second
+        gwt = sum(two_cores.halves(n, part))
     else:
         gwt = part(0, n)
     return gxp, gwt.T.reshape(weight.shape)

@@ -65,8 +65,7 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
 
     flops = 2.0 * cout * k * n * px * (2 if need_x else 1)
     if two_cores.ways(n, flops) == 2:
-        first, second = two_cores.halves(n, part)
-        gw_t = first + second
+        gw_t = sum(two_cores.halves(n, part))
     else:
         gw_t = part(0, n)
     return gxp, gw_t.transpose(0, 2, 1).reshape(weight.shape)

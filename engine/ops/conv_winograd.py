@@ -98,8 +98,7 @@ def backward(ctx, params: dict, g: np.ndarray):
 
     flops = 32.0 * cout * c * n * t * (2 if need_x else 1)
     if two_cores.ways(n, flops) == 2:
-        first, second = two_cores.halves(n, part)
-        du = first + second
+        du = sum(two_cores.halves(n, part))
     else:
         du = part(0, n)
     gw = wk.weights_grad(du, cout, c)  # (Cout, C, 3, 3)

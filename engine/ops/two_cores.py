@@ -5,7 +5,9 @@ A CNN's training step cannot be split into batch parts (batch norm mixes the exa
 poorly for the thin GEMMs of small convolutions, while every transform, scatter and Python line
 runs on one. So a large op splits its own batch instead: the first half runs on the calling
 thread, the second on one helper thread, with BLAS capped at one thread meanwhile (the Numba
-kernels and numpy release the GIL), and the op joins the halves' results.
+kernels and numpy release the GIL), and the op joins the results. "Halves" are really four
+blocks that both threads take in turn (:func:`halves`): on a busy host the helper may not get
+a core for a while, and then the calling thread does the blocks alone rather than wait.
 
 An op splits only when BLAS is allowed two threads or more (the run's ``--threads``; the
 editor's and sampler's one-thread blocks and the trainer's own batch split cap BLAS at one, so
@@ -14,12 +16,15 @@ nothing nests) and its work is worth the hand-off (:data:`MIN_FLOPS`).
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
 
 MIN_FLOPS = 4e6  # below this the ~50 µs hand-off and the halves' smaller GEMMs do not pay
+CHUNKS = 4  # blocks per split op: two per thread, so a late or slow thread costs little
 
 
 @cache
@@ -47,21 +52,41 @@ def ways(rows: int, flops: float) -> int:
 
 
 def halves(rows: int, fn: Callable[[int, int], Any]) -> list:
-    """``[fn(0, h), fn(h, rows)]`` (h = rows // 2) at once: the first half on this thread,
-    the second on the helper, BLAS at one thread meanwhile. Errors are raised after both
-    halves have stopped."""
-    h = rows // 2
+    """``fn(lo, hi)`` over *rows* cut into :data:`CHUNKS` contiguous blocks, shared between
+    this thread and the helper, BLAS at one thread meanwhile; returns the results in block
+    order. Each thread takes the next unclaimed block until none is left, and this thread waits
+    only for blocks the helper has claimed: if the helper is not scheduled (a busy host), this
+    thread does every block itself instead of waiting, so a step is never held up by a core it
+    did not get. Errors are raised after every claimed block has stopped."""
+    ways = min(CHUNKS, rows)
+    bounds = [rows * i // ways for i in range(ways + 1)]
+    results: list = [None] * ways
+    errors: list = [None] * ways
+    done = [threading.Event() for _ in range(ways)]
+    claim = itertools.count()  # next() is atomic under the GIL
+
+    def work() -> None:
+        while (i := next(claim)) < ways:
+            try:
+                results[i] = fn(bounds[i], bounds[i + 1])
+            except BaseException as exc:  # re-raised by the calling thread
+                errors[i] = exc
+            finally:
+                done[i].set()
+
     libs = _blas()
     before = [lib.num_threads for lib in libs]
     for lib in libs:
         lib.set_num_threads(1)
     try:
-        second = _pool().submit(fn, h, rows)
-        try:
-            first = fn(0, h)
-        finally:
-            result = second.result()
+        _pool().submit(work)
+        work()
+        for event in done:
+            event.wait()
     finally:
         for lib, n in zip(libs, before):
             lib.set_num_threads(n)
-    return [first, result]
+    for exc in errors:
+        if exc is not None:
+            raise exc
+    return results
