@@ -155,3 +155,28 @@ def test_kernels_equal_numpy_twins():
         np.testing.assert_allclose(out_a, out_b, **tol)
         assert sq_a == pytest.approx(sq_b, rel=1e-6) and sq_a > 0
         np.testing.assert_allclose(out_a, 0.25 * base[0] + 0.75 * base[1], rtol=1e-6, atol=1e-6)
+
+
+def test_adam_folds_the_clip_factor_into_its_pass():
+    """Adam's kernel multiplies each gradient by the clipping factor as it reads it: the same
+    bits as scaling the float32 gradient in place first (what clip_grad_norm_ does), and the
+    caller's gradient is left as it was."""
+    rng = np.random.default_rng(5)
+    p, g, m, v = (rng.standard_normal(777).astype(np.float32) for _ in range(4))
+    v = np.abs(v)
+    folded = [p.copy(), m.copy(), v.copy()]
+    kept = g.copy()
+    kernels.adam_update(folded[0], g, folded[1], folded[2], 1e-3, 0.9, 0.99, 1e-8, 0.1, True,
+                        3, np.float32(0.37))
+    np.testing.assert_array_equal(g, kept)
+    first = [p.copy(), m.copy(), v.copy()]
+    scaled = g.copy()
+    scaled *= 0.37
+    kernels.adam_update(first[0], scaled, first[1], first[2], 1e-3, 0.9, 0.99, 1e-8, 0.1, True,
+                        3)
+    for a, b in zip(folded, first):
+        np.testing.assert_array_equal(a, b)
+    ref = [p.copy(), m.copy(), v.copy()]
+    kernels.adam_update_ref(ref[0], g.copy(), ref[1], ref[2], 1e-3, 0.9, 0.99, 1e-8, 0.1, True,
+                            3, 0.37)
+    np.testing.assert_allclose(folded[0], ref[0], rtol=1e-5, atol=1e-6)

@@ -21,14 +21,17 @@ _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
-def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
-    """Adam / AdamW on flat arrays (p, g, m, v all 1-D, same length), in place."""
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step,
+                grad_scale=1.0):
+    """Adam / AdamW on flat arrays (p, g, m, v all 1-D, same length), in place. *grad_scale*
+    (clipping's factor, given in g's dtype) multiplies each gradient as it is read, as
+    ``g *= grad_scale`` before the update would, without that extra pass over g."""
     bc1 = 1.0 - beta1**step
     bc2 = 1.0 - beta2**step
     step_size = lr / bc1
     bc2_sqrt = math.sqrt(bc2)
     for i in range(p.shape[0]):
-        grad = g[i]
+        grad = g[i] * grad_scale
         if decoupled:
             p[i] = p[i] * (1.0 - lr * weight_decay)
         elif weight_decay != 0.0:
@@ -39,7 +42,10 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step
         p[i] = p[i] - step_size * m[i] / denom
 
 
-def adam_update_ref(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
+def adam_update_ref(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step,
+                    grad_scale=1.0):
+    if grad_scale != 1.0:
+        g = g * g.dtype.type(grad_scale)
     bc1 = 1.0 - beta1**step
     bc2 = 1.0 - beta2**step
     if decoupled:

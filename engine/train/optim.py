@@ -90,9 +90,11 @@ class Optimizer:
              grad_scale: float = 1.0, run: Callable | None = None) -> None:
         """Update *params* in place from *grads* (arrays must be C-contiguous).
 
-        *grad_scale* < 1 (the clipping factor, :func:`clip_coefficient`) first scales each
-        gradient in place, like ``clip_grad_norm_``; *run(fn, names)* may spread the
-        per-parameter work over threads (:meth:`engine.train.batch_split.BatchSplit.run`)."""
+        *grad_scale* < 1 (the clipping factor, :func:`clip_coefficient`) scales each gradient
+        like ``clip_grad_norm_`` (SGD and RMSprop scale *grads* in place first; Adam and AdamW
+        multiply each gradient as their kernel reads it and leave *grads* as they are);
+        *run(fn, names)* may spread the per-parameter work over threads
+        (:meth:`engine.train.batch_split.BatchSplit.run`)."""
         self.step_count += 1
         names = [n for n in params if grads.get(n) is not None]
         work = partial(self._update, params, grads, grad_scale, self.step_count)
@@ -104,18 +106,19 @@ class Optimizer:
     def _update(self, params: dict, grads: dict, grad_scale: float, t: int,
                 names: list[str]) -> None:
         k = _kernels()
+        adam = self.kind in ("adam", "adamw")
         for name in names:
             p, g = params[name], grads[name]
-            if grad_scale < 1.0:
+            if grad_scale < 1.0 and not adam:  # Adam folds the factor into its one pass
                 g *= grad_scale
             wd = self.weight_decay if name in self.decay_names else 0.0
             pf = p.reshape(-1)
             gf = np.ascontiguousarray(g, dtype=p.dtype).reshape(-1)
-            if self.kind in ("adam", "adamw"):
+            if adam:
                 m = self._slot(name, "exp_avg", p).reshape(-1)
                 v = self._slot(name, "exp_avg_sq", p).reshape(-1)
                 k.adam_update(pf, gf, m, v, self.lr, self.betas[0], self.betas[1], self.eps, wd,
-                              self.kind == "adamw", t)
+                              self.kind == "adamw", t, gf.dtype.type(min(grad_scale, 1.0)))
             elif self.kind == "sgd":
                 first = f"{name}.momentum_buffer" not in self.state
                 buf = self._slot(name, "momentum_buffer", p).reshape(-1)
