@@ -152,6 +152,10 @@ class DocumentFiles(QObject):
     def save_to(self, path: Path) -> bool:
         doc = api.embed_layer_definitions(self.controller.model.snapshot())
         try:
+            # a BPE node's tokenizer trained by a run (or cached) goes into the file, so the
+            # saved graph samples without its corpus / TSV; Save never trains one itself
+            base = Path(self.path).parent if self.path is not None else Path(path).parent
+            doc = api.store_tokenizers(doc, base, train=False)
             document.save(doc, path)
         except (errors.WiregradError, OSError) as exc:
             dialogs.error(self.window, "Cannot save graph", str(exc))

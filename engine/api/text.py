@@ -95,15 +95,18 @@ def tokenize(doc: dict, text: str, base_dir: str | Path | None = None) -> list[d
             for i in tok.encode(text, "the text", node["id"])]
 
 
-def store_tokenizers(doc: dict, base_dir: str | Path | None = None) -> dict:
+def store_tokenizers(doc: dict, base_dir: str | Path | None = None, *,
+                     train: bool = True) -> dict:
     """A copy of *doc* whose BPE text nodes carry their trained tokenizer (trains it on the
     corpus, or reads the cache), so the saved document samples without the corpus; BPE
-    ``sequence_pairs`` nodes likewise (decoding then needs no TSV file)."""
+    ``sequence_pairs`` nodes likewise (decoding then needs no TSV file). *train* False
+    (the editor's Save) stores only tokenizers trained before — by a run or in the cache —
+    and never raises for a node whose corpus cannot be read."""
     from engine.data.sequence_pairs import store_tokenizers as _store_pairs
     from engine.data.tokenizers import store_tokenizers as _store
 
     base = Path(base_dir) if base_dir is not None else None
-    return _store_pairs(_store(doc, base), base)
+    return _store_pairs(_store(doc, base, train), base, train)
 
 
 

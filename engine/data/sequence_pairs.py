@@ -23,7 +23,7 @@ from engine.core import registry
 from engine.data import dates
 from engine.data.common import MAX_FILE_BYTES, SPLIT, Dataset, frozen, resolve_path, seeded_rng
 from engine.data.pair_tokenizer import PairTokenizer, checked, classes_of, stored
-from engine.data.tokenizers import BPETokenizer, _bpe_from_data, trained_bpe
+from engine.data.tokenizers import BPETokenizer, _bpe_from_data, cached_bpe, trained_bpe
 from engine.ops.seq2seq import BOS, EOS, IGNORE, PAD, SPECIALS
 
 
@@ -223,10 +223,31 @@ def pair_tokenizer(params: dict, train: list[tuple[str, str]],
     without the file)."""
     if params.get("tokenizer", "char") != "bpe" or params.get("tokenizer_data"):
         return stored(params, node)
-    text = "".join(f"{a}\n{b}\n" for a, b in train)
-    data = trained_bpe(text, int(params.get("vocab_size", 512)))
+    data = trained_bpe(_pairs_text(train), int(params.get("vocab_size", 512)))
     _TRAINED[_params_key(params)] = data
     return checked(PairTokenizer(_bpe_from_data(data)), params, node)
+
+
+def _pairs_text(train: list[tuple[str, str]]) -> str:
+    """The text a pairs BPE is trained on: each side of each training pair a line."""
+    return "".join(f"{a}\n{b}\n" for a, b in train)
+
+
+def cached_tokenizer(params: dict, base: Path | None = None) -> str | None:
+    """A BPE pairs node's tokenizer JSON if it was trained before (this process's run, the
+    cache), without training one; None when it was not, or its file cannot be read."""
+    known = _TRAINED.get(_params_key(params))
+    if known is not None:
+        return known
+    if params["source"] == "dates":
+        train = dates.generate(params["n_train"], params["n_val"], params["seed"])[0]
+    else:
+        try:
+            lines = read_lines(_tsv(params, base, None), None)
+        except WiregradError:
+            return None
+        train, _ = _split([(a, b) for _, a, b in lines], params)
+    return cached_bpe(_pairs_text(train), int(params.get("vocab_size", 512)))
 
 
 def tokenizer_for(params: dict, base: Path | None = None,
@@ -246,9 +267,14 @@ def tokenizer_for(params: dict, base: Path | None = None,
     return pair_tokenizer(params, train, node)
 
 
-def store_tokenizers(doc: dict, base: Path | None = None) -> dict:
+def _known(data: str | None) -> dict:
+    return {"tokenizer_data": data} if data else {}
+
+
+def store_tokenizers(doc: dict, base: Path | None = None, train: bool = True) -> dict:
     """A copy of *doc* whose BPE ``sequence_pairs`` nodes carry their trained tokenizer
-    (``tokenizer_data``), so that it decodes without its TSV file."""
+    (``tokenizer_data``), so that it decodes without its TSV file. *train* False stores only
+    tokenizers trained before (the editor's Save: no training, no error)."""
     import copy
 
     out = copy.deepcopy(doc)
@@ -257,6 +283,9 @@ def store_tokenizers(doc: dict, base: Path | None = None) -> dict:
         if node.get("type") == "sequence_pairs" and params.get("tokenizer") == "bpe" \
                 and not params.get("tokenizer_data"):
             full = {**registry.get("sequence_pairs").defaults(), **params}
+            if not train:
+                params.update(_known(cached_tokenizer(full, base)))
+                continue
             tok = tokenizer_for(full, base, node.get("id"))
             if isinstance(tok.inner, BPETokenizer):
                 params["tokenizer_data"] = tok.inner.data

@@ -230,13 +230,22 @@ def cache_key(text: str, vocab_size: int) -> str:
     return hashlib.sha256((text_sha256(text) + settings).encode()).hexdigest()[:24]
 
 
+def cached_bpe(text: str, vocab_size: int) -> str | None:
+    """The BPE :func:`trained_bpe` trained on *text* before (from the cache), else None."""
+    path = _cache_dir() / f"bpe-{cache_key(text, vocab_size)}.json"
+    with contextlib.suppress(OSError, UnicodeDecodeError):  # no cache yet, or unreadable
+        return path.read_text(encoding="utf-8")
+    return None
+
+
 def trained_bpe(text: str, vocab_size: int) -> str:
     """:func:`train_bpe`, cached on disk (``cache/tokenizers/bpe-<key>.json``)."""
     from engine.base.io import atomic_write_text
 
+    known = cached_bpe(text, vocab_size)
+    if known is not None:
+        return known
     path = _cache_dir() / f"bpe-{cache_key(text, vocab_size)}.json"
-    with contextlib.suppress(OSError, UnicodeDecodeError):  # no cache yet, or unreadable
-        return path.read_text(encoding="utf-8")
     data = train_bpe(text, vocab_size)
     with contextlib.suppress(OSError):  # a cache that cannot be written is skipped
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -353,17 +362,33 @@ def tokenizer_for(params: dict, base: Path | None = None, node: str | None = Non
     the corpus, which a document with ``tokenizer_data`` never does)."""
     if params.get("tokenizer", "char") != "bpe" or params.get("tokenizer_data"):
         return from_params(params, node)
+    return _bpe_from_data(trained_bpe(*_training_text(params, base, node)))
+
+
+def _training_text(params: dict, base: Path | None, node: str | None) -> tuple[str, int]:
+    """(the text a BPE node's tokenizer is trained on: its corpus's training split,
+    vocab_size)."""
     from engine.data.text import corpus_text
 
     full = {"source": "shakespeare", "path": "", "val_fraction": 0.1, "vocab_size": 2048,
             **params}
     train_text, _ = _split_text(corpus_text(full, base, node), float(full["val_fraction"]))
-    return _bpe_from_data(trained_bpe(train_text, int(full["vocab_size"])))
+    return train_text, int(full["vocab_size"])
 
 
-def store_tokenizers(doc: dict, base: Path | None = None) -> dict:
+def cached_tokenizer(params: dict, base: Path | None = None) -> str | None:
+    """A BPE text node's tokenizer JSON if it was trained before (a run, the cache), without
+    training one; None when it was not, or its corpus cannot be read."""
+    try:
+        return cached_bpe(*_training_text(params, base, None))
+    except WiregradError:
+        return None
+
+
+def store_tokenizers(doc: dict, base: Path | None = None, train: bool = True) -> dict:
     """A copy of *doc* whose BPE text nodes carry their trained tokenizer (``tokenizer_data``),
-    so that sampling, export and the embedding explorer need no corpus."""
+    so that sampling, export and the embedding explorer need no corpus. *train* False stores
+    only tokenizers trained before (the editor's Save: no training, no error)."""
     import copy
 
     out = copy.deepcopy(doc)
@@ -371,6 +396,11 @@ def store_tokenizers(doc: dict, base: Path | None = None) -> dict:
         params = node.get("params", {})
         if node.get("type") == "text_corpus" and params.get("tokenizer") == "bpe" \
                 and not params.get("tokenizer_data"):
+            if not train:
+                data = cached_tokenizer(params, base)
+                if data:
+                    params["tokenizer_data"] = data
+                continue
             tok = tokenizer_for(params, base, node.get("id"))
             if not isinstance(tok, BPETokenizer):  # tokenizer_for trains one for a bpe node
                 raise WiregradError("this BPE node's tokenizer could not be trained",
