@@ -148,6 +148,12 @@ class TokenView(QTextEdit):
     def generated_text(self) -> str:
         return "".join(span.text for span in self.spans)
 
+    @property
+    def token_count(self) -> int:
+        """Tokens generated: a span holds several when a character was split over byte-level
+        tokens, and a character left unfinished at the end has tokens but no span."""
+        return sum(len(span.tokens) for span in self.spans) + len(self._pending)
+
     def span_at(self, position: int) -> Span | None:
         """The span holding the character at document *position*."""
         i = bisect.bisect_right([s.start for s in self.spans], position) - 1
@@ -333,7 +339,7 @@ class SamplingPanel(QWidget):
 
     def _finished(self) -> None:
         if not self.status.text().startswith("sampling failed"):
-            n = len(self.output.tokens)
+            n = self.output.token_count
             what = "word pieces" if self.output.word_pieces else "characters"
             one = "token" if self.output.word_pieces else "character"
             shades = (" Alternating shades mark where one token ends and the next begins."
