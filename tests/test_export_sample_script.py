@@ -67,6 +67,7 @@ def test_sample_py_continues_like_wiregrad_sample(preset, kind, tmp_path, capsys
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 2
         assert "cannot be encoded by this char tokenizer" in done.stderr
+        assert "'日本'" in done.stderr and "[UNK]" not in done.stderr  # names the characters
 
 
 def test_only_text_graphs_get_a_tokenizer_and_only_language_models_sample_py(tmp_path,

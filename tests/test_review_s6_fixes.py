@@ -204,3 +204,12 @@ def test_evaluate_reports_the_loss_of_a_graph_the_decoder_cannot_read(tmp_path, 
         assert result["val_loss"] > 0 and "target_in" in result["exact_match_note"]
     else:
         assert "val_loss: " in out and "exact_match_note: exact match not measured" in out
+
+
+def test_decode_pairs_names_the_panels_input_not_a_command_line_option():
+    from engine import api
+
+    doc, path = api.open_graph("seq2seq_dates")
+    with pytest.raises(WiregradError) as info:
+        api.decode_pairs(doc, api.document_weights(doc, path), "")
+    assert info.value.field == "Input" and "--input" not in str(info.value)

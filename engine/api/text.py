@@ -131,4 +131,9 @@ def decode_pairs(doc: dict, weights: dict, text: str, beam: int = 1, temperature
     from engine.sample.seq2seq_trace import decode_trace
 
     model = load_model(doc, weights, np.float64)
-    return decode_trace(model, text, beam, temperature, top_k, top_p, seed, max_tokens)
+    try:
+        return decode_trace(model, text, beam, temperature, top_k, top_p, seed, max_tokens)
+    except WiregradError as exc:  # the editor's panel has an Input box, not an --input
+        if exc.field != "--input":
+            raise
+        raise WiregradError(exc.message, node=exc.node, port=exc.port, field="Input") from None

@@ -103,9 +103,13 @@ def main(argv=None) -> int:
         parser.error("temperature >= 0, 0 < top-p <= 1, top-k >= 0 and n >= 1 are required")
     tokenizer = Tokenizer.from_file(os.path.join(HERE, CONFIG["tokenizer"]))
     prompt = args.prompt or "\n"
+    unknown = sorted(set(prompt) - set(tokenizer.get_vocab())) if CONFIG["kind"] == "char" else []
+    if unknown:  # a character model meets characters outside its vocabulary
+        parser.error(f"the prompt cannot be encoded by this char tokenizer: characters "
+                     f"{''.join(unknown)!r} are not in the model's vocabulary")
     try:
         ids = tokenizer.encode(prompt).ids
-    except Exception as exc:  # a character model meets a character outside its vocabulary
+    except Exception as exc:
         parser.error(f"the prompt cannot be encoded by this {CONFIG['kind']} tokenizer: {exc}")
     model = load_model(args.weights)
     if not args.no_echo:
