@@ -46,10 +46,11 @@ def _bpe_lm(tokenizer_data: str, vocab_size: int = 300) -> dict:
                   tokenizer_data=tokenizer_data),
              node("emb", "Embedding", (200, 0), num_embeddings=vocab_size, embedding_dim=8),
              node("head", "Linear", (400, 0), in_features=8, out_features=vocab_size),
-             node("loss", "cross_entropy", (600, 0))]
+             node("loss", "cross_entropy", (600, 0)),
+             node("optimizer", "optimizer", (800, 0), algorithm="adam", lr=3e-3)]
     edges = [("text:tokens", "emb:ids"), ("emb:y", "head:x"), ("head:y", "loss:logits"),
-             ("text:targets", "loss:labels")]
-    return finish("bpe text", "", nodes, edges, {"steps": 1})
+             ("text:targets", "loss:labels"), ("loss:loss", "optimizer:loss")]
+    return finish("bpe text", "", nodes, edges, {"steps": 1, "eval_every": 0})
 
 
 def _trained(vocab_size: int = 300) -> str:
@@ -213,3 +214,37 @@ def test_decode_pairs_names_the_panels_input_not_a_command_line_option():
     with pytest.raises(WiregradError) as info:
         api.decode_pairs(doc, api.document_weights(doc, path), "")
     assert info.value.field == "Input" and "--input" not in str(info.value)
+
+
+# ------------------------------------------------ vocab_size larger than BPE learns (fix 10)
+
+def test_a_bpe_smaller_than_vocab_size_is_noted_in_the_data_summary(tmp_path):
+    from engine import api
+
+    (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
+    summary = api.dataset_summary(_bpe_lm("", 5000), "text", tmp_path)
+    assert "learned 293 pieces of the 5,000" in summary["note"]
+    assert "vocab_size is a maximum" in summary["note"]
+    assert "note" not in api.dataset_summary(_bpe_lm("", 290), "text", tmp_path)
+
+
+def test_a_bpe_pairs_node_smaller_than_vocab_size_is_noted(tmp_path):
+    from engine.core import registry
+    from engine.data.sequence_pairs import build
+
+    params = {**registry.get("sequence_pairs").defaults(), "source": "file",
+              "path": _pairs_file(tmp_path), "val_fraction": 0.2, "tokenizer": "bpe",
+              "vocab_size": 4000}
+    assert "of the 4,000 vocab_size allows" in build(params, tmp_path, "pairs").info["note"]
+
+
+def test_train_tells_the_user_that_bpe_learned_fewer_pieces(tmp_path, capsys):
+    from engine.cli import main
+    from engine.core import document
+
+    (tmp_path / "corpus.txt").write_text(TEXT, encoding="utf-8")
+    document.save(_bpe_lm("", 5000), tmp_path / "g.json")
+    assert main(["train", str(tmp_path / "g.json"), "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "note: node 'text': the BPE learned 293 pieces of the 5,000" in err

@@ -124,7 +124,8 @@ def _input_class_names(doc: dict, model, base_dir) -> list[str] | None:
 
 def dataset_summary(doc: dict, node_id: str, base_dir: str | Path | None = None) -> dict:
     """What a data node holds: ``examples``, ``train``, ``val``, ``classes`` (None for
-    regression), ``description`` and, for a text corpus, ``characters`` and ``vocab_size``.
+    regression), ``description`` and, for a text corpus, ``characters`` and ``vocab_size``;
+    ``note`` where the user should know something (a BPE smaller than its ``vocab_size``).
 
     Raises :class:`WiregradError` (naming the node) when the data are unavailable — a missing
     file, a missing optional package — or the node is not a data source.
@@ -143,7 +144,7 @@ def dataset_summary(doc: dict, node_id: str, base_dir: str | Path | None = None)
     ds = load_dataset(node["type"], dict(node.get("params", {})),
                       Path(base_dir) if base_dir else None, node=node_id)
     keys = ("examples", "train", "val", "classes", "class_names", "characters", "vocab_size",
-            "description", "file", "columns", "task")
+            "description", "file", "columns", "task", "note")
     out = {k: ds.info[k] for k in keys if k in ds.info}
     out.setdefault("classes", None)
     out["ports"] = {k: list(v.shape[1:]) for k, v in ds.train.items()}

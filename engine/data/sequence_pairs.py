@@ -23,7 +23,13 @@ from engine.core import registry
 from engine.data import dates
 from engine.data.common import MAX_FILE_BYTES, SPLIT, Dataset, frozen, resolve_path, seeded_rng
 from engine.data.pair_tokenizer import PairTokenizer, checked, classes_of, stored
-from engine.data.tokenizers import BPETokenizer, _bpe_from_data, cached_bpe, trained_bpe
+from engine.data.tokenizers import (
+    BPETokenizer,
+    _bpe_from_data,
+    cached_bpe,
+    size_note,
+    trained_bpe,
+)
 from engine.ops.seq2seq import BOS, EOS, IGNORE, PAD, SPECIALS
 
 
@@ -316,4 +322,7 @@ def build(params: dict, base: Path | None, node: str | None) -> Dataset:
             "ports": {k: [None, *v.shape[1:]] for k, v in train_arrays.items()}}
     if tok is not None and isinstance(tok.inner, BPETokenizer):
         info["tokenizer_data"] = tok.inner.data
+        note = size_note(tok.inner.vocab_size, int(params.get("vocab_size", 512)))
+        if note:
+            info["note"] = note
     return Dataset(train_arrays, val_arrays, info)

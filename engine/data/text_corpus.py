@@ -15,7 +15,7 @@ import numpy as np
 from engine.base.errors import WiregradError
 from engine.data.common import Dataset
 from engine.data.text import corpus_text
-from engine.data.tokenizers import corpus_streams
+from engine.data.tokenizers import corpus_streams, size_note
 
 
 class WindowBatcher:
@@ -85,6 +85,9 @@ def build(params: dict, base: Path | None, node: str | None) -> Dataset:
             "tokenizer": streams.tokenizer.kind,
             "val_characters": streams.val_characters,  # bpc = loss·val/(val_characters·ln 2)
             "description": f"{len(corpus):,} characters, {vocab} {unit}"}
+    note = size_note(vocab, classes) if streams.tokenizer.kind == "bpe" else None
+    if note:
+        info["note"] = note
     seed = params["seed"]
     return Dataset(
         train={"stream": train}, val={"stream": val}, info=info,

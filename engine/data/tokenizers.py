@@ -253,6 +253,17 @@ def trained_bpe(text: str, vocab_size: int) -> str:
     return data
 
 
+def size_note(learned: int, asked: int) -> str | None:
+    """What to tell the user when a trained BPE holds fewer pieces than ``vocab_size`` (a
+    small text has no more merges to learn): the model keeps its *asked* classes."""
+    if learned >= asked:
+        return None
+    return (f"the BPE learned {learned:,} pieces of the {asked:,} vocab_size allows (the text "
+            f"has no more merges to learn): vocab_size is a maximum, so the model keeps "
+            f"{asked:,} classes of which {asked - learned:,} are never a target; set "
+            f"vocab_size to {learned} for a smaller model")
+
+
 @lru_cache(maxsize=4)
 def _bpe_from_data(data: str) -> BPETokenizer:
     return BPETokenizer(data)

@@ -157,6 +157,8 @@ def train_command(args: argparse.Namespace,
             metrics = _open_metrics(args.metrics, append=bool(args.resume))
             if args.resume:
                 notes.append(f"appending to {args.metrics} (--resume)")
+        notes += [f"note: node '{node}': {ds.info['note']}"
+                  for node, ds in trainer.graph.datasets.items() if ds.info.get("note")]
         for note in notes:
             print(note, file=sys.stderr)
         try:

@@ -56,6 +56,8 @@ def summary_html(s: dict) -> str:
             rows.append("regression targets")
     if s.get("description"):
         rows.append(f"<i>{html.escape(s['description'])}</i>")
+    if s.get("note"):
+        rows.append(f"<span style='color:#d08a1c'>note: {html.escape(s['note'])}</span>")
     return "<b>Data</b><br>" + "<br>".join(rows)
 
 
