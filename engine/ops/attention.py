@@ -88,7 +88,10 @@ def _forward(ctx, params, q, k, v, key_mask=None):
     keep = _keep(key_mask, q)
     lse = np.empty(q3.shape[:2])
     if _use_blas(q3, k3):
-        p = np.matmul(q3, k3.transpose(0, 2, 1))  # (BH, Tq, Tk) raw scores
+        # every product in a layout OpenBLAS runs fast at these sizes: a @ b or aᵀ @ b, never
+        # a @ bᵀ (48×64×32 @ 32×64: 0.12 ms as a @ b, 0.20 ms as a @ bᵀ, one thread)
+        kt3 = np.ascontiguousarray(k3.transpose(0, 2, 1))  # (BH, D, Tk)
+        p = np.matmul(q3, kt3)  # (BH, Tq, Tk) raw scores
         kernels("attention").attention_probs32(p, keep, scale, causal, offset, lse)
         out = np.matmul(p, v3)  # (BH, Tq, Dv)
         ctx.save(q3, k3, v3, out, p, q.shape, k.shape, v.shape, keep)
@@ -105,7 +108,7 @@ def _backward(ctx, params, g):
     g3 = np.ascontiguousarray(g, q3.dtype).reshape(out.shape)
     if saved.ndim == 3:  # the BLAS path kept the probabilities
         p = saved
-        ds = np.matmul(g3, v3.transpose(0, 2, 1))  # dP (BH, Tq, Tk)
+        ds = np.matmul(g3, np.ascontiguousarray(v3.transpose(0, 2, 1)))  # dP (BH, Tq, Tk)
         kernels("attention").attention_dscores(p, ds, g3, out, scale)
         gv = np.matmul(p.transpose(0, 2, 1), g3)
         gq = np.matmul(ds, k3)
