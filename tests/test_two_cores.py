@@ -121,3 +121,37 @@ def test_the_whole_batch_route_splits_too(monkeypatch):
     assert split[3] is None and whole[3] is None  # no bias
     for got, want in zip(split[:3], whole[:3]):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def _cnn_trainer():
+    from engine.graphs import builders
+    from engine.train.trainer import Trainer
+
+    doc = builders.shapes_cnn(steps=3)
+    doc["training"]["dtype"] = "float64"
+    for n in doc["nodes"]:
+        if n["type"] == "shapes_images":
+            n["params"].update(n_samples=200, batch_size=64)
+    return Trainer(doc, steps=3)
+
+
+def test_an_unsplit_cnn_step_lets_its_convolutions_own_the_threads(monkeypatch):
+    seen = []
+    real = two_cores.halves
+
+    def spy(rows, fn):
+        seen.append(two_cores.blas_threads())  # BLAS is at one thread around the split op
+        return real(rows, fn)
+
+    monkeypatch.setattr(two_cores, "halves", spy)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = _cnn_trainer()
+        losses_one = [one.train_step()["loss"] for _ in range(2)]
+    assert not seen and "convolutions split" not in one.split_note
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = _cnn_trainer()
+        losses_two = [two.train_step()["loss"] for _ in range(2)]
+        assert two_cores.blas_threads() == 2  # restored after the step
+    assert "batch_norm" in two.split_note and "convolutions split over 2 threads" in two.split_note
+    assert seen and set(seen) == {1}
+    np.testing.assert_allclose(losses_two, losses_one, rtol=1e-10)

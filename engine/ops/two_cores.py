@@ -41,6 +41,9 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="wiregrad-half")
 
 
+_OWN: list[int] = []  # threads granted by own_threads() (innermost last)
+
+
 def blas_threads() -> int:
     """BLAS threads in effect now (1 without a BLAS library); about a microsecond."""
     return max((lib.num_threads or 1 for lib in _blas()), default=1)
@@ -48,7 +51,32 @@ def blas_threads() -> int:
 
 def ways(rows: int, flops: float) -> int:
     """2 when an op of *rows* batch rows and *flops* work should run as two halves, else 1."""
-    return 2 if rows >= 2 and flops >= MIN_FLOPS and blas_threads() >= 2 else 1
+    threads = _OWN[-1] if _OWN else blas_threads()
+    return 2 if rows >= 2 and flops >= MIN_FLOPS and threads >= 2 else 1
+
+
+class own_threads:  # noqa: N801  (used like a function: ``with own_threads(2):``)
+    """A reusable block (a CNN's training step) in which the split ops own *threads* and every
+    other BLAS call runs on one thread: a two-thread OpenBLAS GEMM elsewhere in the step (a
+    fully-connected layer) leaves its worker spinning on the second core, against the split
+    ops' helper thread (``cnn_rgb32``, per-op wall profile at load 2.7: the convolution's
+    backward 8.9 ms on one thread, 18.9 ms split next to two-thread FC GEMMs)."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._before: list[list[int]] = []
+
+    def __enter__(self) -> None:
+        libs = _blas()
+        self._before.append([lib.num_threads for lib in libs])
+        for lib in libs:
+            lib.set_num_threads(1)
+        _OWN.append(self.threads)
+
+    def __exit__(self, *exc) -> None:
+        _OWN.pop()
+        for lib, n in zip(_blas(), self._before.pop()):
+            lib.set_num_threads(n)
 
 
 def halves(rows: int, fn: Callable[[int, int], Any]) -> list:

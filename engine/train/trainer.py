@@ -18,10 +18,12 @@ Records (plain dicts):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -117,6 +119,8 @@ class Trainer:
         self._split_request = batch_split
         self._split: BatchSplit | None = None  # a BatchSplit once decided for
         self._split_decided = batch_split == 1
+        # unsplit CNN steps: the convolutions own the threads (engine.ops.two_cores)
+        self._op_threads: AbstractContextManager = contextlib.nullcontext()
         self.split_note = ("unsplit: asked for one part" if batch_split == 1
                            else "undecided (at the first step)")
 
@@ -300,13 +304,15 @@ class Trainer:
                 raise NonFiniteError(f"training stopped at step {self.step + 1}: the loss "
                                      "is NaN or Inf", node=self.graph.loss_value.split(":")[0])
             return loss, grads, squares, tapes
-        tape = self.executor.forward(feeds, self.params, self.state, training=True,
-                                     seed=seed, skip=self._unused)
-        loss = float(tape.values[self.graph.loss_value])
-        if self.anomaly or not np.isfinite(loss):
-            self._check_forward(tape)
-        one = np.ones((), dtype=self.executor.dtype)
-        grads, _ = self.executor.backward(tape, {self.graph.loss_value: one}, release=True)
+        with self._op_threads:  # a CNN: its convolutions use the cores, BLAS one thread
+            tape = self.executor.forward(feeds, self.params, self.state, training=True,
+                                         seed=seed, skip=self._unused)
+            loss = float(tape.values[self.graph.loss_value])
+            if self.anomaly or not np.isfinite(loss):
+                self._check_forward(tape)
+            one = np.ones((), dtype=self.executor.dtype)
+            grads, _ = self.executor.backward(tape, {self.graph.loss_value: one},
+                                              release=True)
         grads = _owned(grads, self.executor.dtype)
         return loss, grads, squared_norm(grads), [tape]
 
@@ -321,6 +327,12 @@ class Trainer:
         decision = batch_split.analyse(self.program, self.graph.loss_value, self._unused)
         if not decision.ok:
             self.split_note = f"unsplit: {decision.reason}"
+            threads = batch_split.blas_threads()
+            if threads >= 2 and any(eq.op.name == "conv2d" for eq in self.program.equations):
+                from engine.ops import two_cores
+
+                self._op_threads = two_cores.own_threads(threads)  # see engine.ops.two_cores
+                self.split_note += f"; convolutions split over {threads} threads, BLAS on one"
             return
         rows = min(self.graph.batch_sizes.get(node, 0) for node in decision.data)
         if self._split_request:
