@@ -92,7 +92,9 @@ def evaluate_metrics(doc: dict, trainer: Trainer, pairs: int | None
                                 "sequence_pairs data source) only", field="--pairs")
         return {}
     try:
-        return decode_metrics(doc, trainer.graph.datasets, {**trainer.params, **trainer.state},
-                              EVALUATE_PAIRS if pairs is None else pairs)
+        measured = decode_metrics(doc, trainer.graph.datasets,
+                                  {**trainer.params, **trainer.state},
+                                  EVALUATE_PAIRS if pairs is None else pairs)
+        return dict(measured.items())
     except WiregradError as exc:
         return {"exact_match_note": f"exact match not measured: {exc}"}

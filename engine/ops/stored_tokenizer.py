@@ -21,15 +21,16 @@ def stored_pieces(data: str) -> int:
     """The number of pieces of a stored BPE tokenizer JSON; ShapeError when it is none."""
     try:
         doc = json.loads(data)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise ShapeError(f"'{FIELD}' is not a tokenizer JSON ({exc.msg}, character "
                          f"{exc.pos}): train the graph again to store a new one") from None
     model = doc.get("model") if isinstance(doc, dict) else None
-    vocab = model.get("vocab") if isinstance(model, dict) else None
-    if not isinstance(vocab, dict) or model.get("type") != "BPE":
+    if not isinstance(model, dict) or model.get("type") != "BPE" \
+            or not isinstance(model.get("vocab"), dict):
         raise ShapeError(f"'{FIELD}' is not a BPE tokenizer JSON (no model of type BPE with a "
                          "vocab): train the graph again to store a new one")
-    added = doc.get("added_tokens") or []
+    added = doc.get("added_tokens") if isinstance(doc.get("added_tokens"), list) else []
+    vocab = model["vocab"]
     extra = {a.get("content") for a in added if isinstance(a, dict)} - set(vocab)
     return len(vocab) + len(extra)
 
