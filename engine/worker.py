@@ -148,6 +148,17 @@ class _RecordingBatcher:
         return getattr(self.inner, name)
 
 
+def _with_trained_tokenizers(doc: dict, base_dir: str | None) -> dict:
+    """*doc* with the BPE tokenizers its run trained (or the cache holds) stored in it, so a
+    bundle samples and decodes without its corpus or TSV file — as ``wiregrad pack`` does.
+    Never trains one and never fails for an unreadable corpus."""
+    from engine.data.sequence_pairs import store_tokenizers as store_pairs
+    from engine.data.tokenizers import store_tokenizers
+
+    base = Path(base_dir) if base_dir is not None else None
+    return store_pairs(store_tokenizers(doc, base, train=False), base, train=False)
+
+
 class Worker:
     def __init__(self, conn) -> None:
         self.conn = conn
@@ -160,6 +171,7 @@ class Worker:
         self.last_flush = time.perf_counter()
         self.last_eval: dict = {}
         self.model: Model | None = None  # the trainer's inference model, for predictions
+        self.base_dir: str | None = None  # the run's document folder (data paths, tokenizers)
         self.quit = False
 
     # ------------------------------------------------------------------ messaging
@@ -287,6 +299,7 @@ class Worker:
             restore(trainer, msg["resume"])
         trainer.batchers = {k: _RecordingBatcher(b) for k, b in trainer.batchers.items()}
         self.trainer, self.doc, self.model = trainer, doc, None
+        self.base_dir = msg.get("base_dir")
         self.manager = CheckpointManager(Path(msg["run_dir"]))
         p = trainer.graph.optimizer_params
         self.send("started", run_id=msg.get("run_id"), graph_hash=graph_hash(doc),
@@ -383,7 +396,8 @@ class Worker:
 
         trainer, _, _ = self._need_trainer()
         weights = {**trainer.params, **trainer.state}
-        path = pack(trainer.doc, weights, msg["path"], model_metadata(trainer))
+        path = pack(_with_trained_tokenizers(trainer.doc, self.base_dir), weights, msg["path"],
+                    model_metadata(trainer))
         self.send("saved", what="bundle", path=str(path), step=trainer.step)
 
     def cmd_inspect(self, msg: dict) -> None:

@@ -84,3 +84,23 @@ def test_a_packed_bpe_language_model_samples_without_its_corpus(tmp_path, capsys
     capsys.readouterr()
     assert cli.main(["sample", str(bundle), "--prompt", "Über", "-n", "4", "--seed", "1"]) == 0
     assert capsys.readouterr().out.startswith("Über")
+
+
+def test_the_editors_save_as_bundle_carries_the_trained_bpe(tmp_path):
+    """The editor's "save as bundle" (the worker's ``save_bundle``) stores the tokenizer its
+    run trained, so the bundle decodes without the TSV, as ``wiregrad pack`` does."""
+    from engine.worker import Worker
+
+    graph, _ = _bpe_pairs_graph(tmp_path)
+    sent: list[tuple[str, dict]] = []
+    worker = Worker(conn=None)
+    worker.send = lambda kind, **fields: sent.append((kind, fields))  # type: ignore[method-assign]
+    worker.cmd_train({"doc": document.load(graph), "base_dir": str(tmp_path), "steps": 2,
+                      "run_dir": str(tmp_path / "run")})
+    bundle = tmp_path / "model.wgz"
+    worker.cmd_save_bundle({"path": str(bundle)})
+    assert ("saved", {"what": "bundle", "path": str(bundle), "step": 0}) in sent
+    with zipfile.ZipFile(bundle) as zf:
+        packed = json.loads(zf.read("graph.json"))
+    pairs = next(n for n in packed["nodes"] if n["type"] == "sequence_pairs")
+    assert pairs["params"].get("tokenizer_data"), "the run's trained BPE is not in the bundle"
