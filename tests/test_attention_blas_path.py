@@ -72,9 +72,12 @@ def test_unmasked_float32_probs_equal_the_masked_path_and_ignore_hidden_keys(cau
         s[:, hidden] = np.nan
         s[0, 0, -1] = np.inf
     fast, lse_fast = s.copy(), np.empty((3, tq))
-    A.attention_probs32(fast, A.no_mask(3), 0.7, causal, tk - tq, lse_fast)
+    A.attention_probs32_unmasked(fast, 0.7, causal, tk - tq, lse_fast)
     slow, lse_slow = s.copy(), np.empty((3, tq))
     A.attention_probs32(slow, np.ones((3, tk), np.bool_), 0.7, causal, tk - tq, lse_slow)
+    empty, lse_empty = s.copy(), np.empty((3, tq))  # the masked kernel with an empty mask
+    A.attention_probs32(empty, A.no_mask(3), 0.7, causal, tk - tq, lse_empty)
+    np.testing.assert_array_equal(empty, slow)
     assert np.isfinite(fast).all()
     np.testing.assert_allclose(fast, slow, rtol=2e-6, atol=1e-9)
     np.testing.assert_allclose(lse_fast, lse_slow, rtol=1e-6)

@@ -181,7 +181,7 @@ def attention_probs(s, keep, scale, causal, offset, lse):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
-def _probs32_unmasked(s, scale, causal, offset, lse):
+def attention_probs32_unmasked(s, scale, causal, offset, lse):
     # attention_probs32 without a key mask: the exp pass runs over the whole row (Tk, a fixed
     # trip count LLVM vectorises) and zeroes the hidden keys by a select, instead of a loop of
     # the causal limit's length (1 … Tk, mostly remainder iterations) plus a zeroing loop.
@@ -217,11 +217,10 @@ def _probs32_unmasked(s, scale, causal, offset, lse):
 def attention_probs32(s, keep, scale, causal, offset, lse):
     # float32 twin of attention_probs computed in float32 lanes (the float32 exp of
     # engine.kernels.elementwise, ≤ 2 ulps): per char-GPT layer (48×64×64) 0.42 → 0.26 ms;
-    # without a key mask whole-row passes (_probs32_unmasked): 0.36 → 0.19 ms (CPU time).
+    # without a key mask the op calls attention_probs32_unmasked (whole-row passes: 0.36 →
+    # 0.19 ms); a separate kernel, so a graph without masks never compiles this one (0.45 s
+    # of a cold first step). An empty (BH, 0) mask here hides nothing.
     bh_n, tq, tk = s.shape
-    if keep.shape[1] == 0:
-        _probs32_unmasked(s, scale, causal, offset, lse)
-        return
     sc = F32(scale)
     for bh in range(bh_n):
         for i in range(tq):
