@@ -231,6 +231,19 @@ def test_ways_follow_the_threads_rows_and_work():
     assert batch_split.choose_ways(batch_split.MAX_WAYS + 1, 12, big) == 1  # BLAS keeps them
 
 
+def test_many_small_ops_stay_unsplit_few_large_ones_split():
+    """The parts share the GIL between ops: a step of many small equations (a width-32
+    encoder-decoder: ~91 MFLOP over 232 equations) runs slower split than whole, a step of
+    large ones (the char GPT: ~1.25 GFLOP over 105) or of fused recurrent kernels gains."""
+    assert batch_split.choose_ways(2, 32, 91e6, equations=232) == 1
+    assert batch_split.choose_ways(2, 12, 1254e6, equations=105) == 2
+    assert batch_split.choose_ways(2, 16, 97e6, equations=26) == 2
+    small = 2 * batch_split.MIN_PART_FLOPS
+    per_part_op = batch_split.MIN_EQUATION_FLOPS
+    assert batch_split.choose_ways(2, 12, small, equations=int(small / 2 / per_part_op)) == 2
+    assert batch_split.choose_ways(2, 12, small, equations=int(small / per_part_op)) == 1
+
+
 def test_a_loss_must_pair_each_example_with_its_own_target():
     rule = next(op for op in all_ops() if op.name == "mse").batch_rule
     column, row = TensorType(("B", 1)), TensorType((1, "B"))

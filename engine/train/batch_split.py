@@ -34,6 +34,11 @@ from engine.ops.dims import bind_symbols, factor
 
 MAX_WAYS = 4  # measured on 2 cores; with more threads BLAS keeps them (one unsplit step)
 MIN_PART_FLOPS = 20e6  # forward FLOPs per part below which the thread hand-off does not pay
+# Forward FLOPs per equation and part below which the parts mostly wait for each other's GIL
+# (per-op Python work) instead of computing at once. Measured on 2 quiet cores, wall per step,
+# split vs whole: seq2seq_dates (0.2 MFLOP per equation and part) 17.0–23.8 vs 12.3–12.9 ms;
+# char_lstm (1.9) 31.1–31.3 vs 39.4–41.3 ms; the char GPT (6.0) gains as before.
+MIN_EQUATION_FLOPS = 0.5e6
 
 
 @dataclass(frozen=True)
@@ -156,13 +161,15 @@ def blas_threads() -> int:
     return max(counts, default=1)
 
 
-def choose_ways(threads: int, rows: int, flops: float) -> int:
+def choose_ways(threads: int, rows: int, flops: float, equations: int = 1) -> int:
     """Parts for a step: one per thread (2…MAX_WAYS), each with at least one row and enough
-    work to pay for the hand-off; 1 means unsplit."""
+    work to pay for the hand-off — in all (*flops* forward) and per equation of the program
+    (*equations*) — 1 means unsplit."""
     if not 2 <= threads <= MAX_WAYS:
         return 1
     ways = min(threads, rows)
-    while ways > 1 and flops / ways < MIN_PART_FLOPS:
+    while ways > 1 and (flops / ways < MIN_PART_FLOPS
+                        or flops / ways / max(equations, 1) < MIN_EQUATION_FLOPS):
         ways -= 1
     return ways
 

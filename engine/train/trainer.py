@@ -346,10 +346,11 @@ class Trainer:
             if decision.symbol is not None:
                 sizes[decision.symbol] = rows
             flops = batch_split.step_flops(self.program, sizes)
-            ways = batch_split.choose_ways(threads, rows, flops)
+            equations = len(self.program.equations)
+            ways = batch_split.choose_ways(threads, rows, flops, equations)
             if ways < 2:
                 self.split_note = (f"unsplit: {threads} BLAS thread(s), {rows} rows, "
-                                   f"{flops / 1e6:.1f} MFLOP forward")
+                                   f"{flops / 1e6:.1f} MFLOP forward in {equations} ops")
                 return
         self._split = batch_split.BatchSplit(self.executor, decision, self.graph.loss_value,
                                              ways)
