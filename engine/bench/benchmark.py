@@ -55,17 +55,10 @@ def _trainer(doc: dict):
 
 
 def _gpt_pair(doc: dict):
-    import torch
-
-    from engine.bench.gpt_twin import build_twin, twin_optimizer, twin_step
+    from engine.bench.gpt_twin import twin_step_for
 
     trainer = _trainer(doc)
-    model = build_twin(doc, {**trainer.params, **trainer.state})
-    opt, sched = twin_optimizer(model, trainer.graph.optimizer_params, trainer.schedule)
-    shadow = copy.deepcopy(next(iter(trainer.batchers.values())))
-    clip = trainer.clip_norm
-    torch.manual_seed(0)
-    return trainer, lambda: twin_step(model, opt, sched, shadow.next(), clip)
+    return trainer, twin_step_for(trainer, doc)
 
 
 def _classifier_pair(doc: dict, twin: Callable):

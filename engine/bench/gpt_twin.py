@@ -169,3 +169,18 @@ def twin_eval(model, batches) -> float:
 
 def perplexity(loss: float) -> float:
     return math.exp(loss)
+
+
+def twin_step_for(trainer, doc: dict):
+    """The PyTorch twin of *trainer*'s GPT *doc*, as a no-argument step: the trainer's
+    initial weights, its optimizer, schedule and clipping, and a copy of its batcher (so both
+    sides see the same batches)."""
+    import copy
+
+    torch = _torch()
+    model = build_twin(doc, {**trainer.params, **trainer.state})
+    opt, sched = twin_optimizer(model, trainer.graph.optimizer_params, trainer.schedule)
+    shadow = copy.deepcopy(next(iter(trainer.batchers.values())))
+    clip = trainer.clip_norm
+    torch.manual_seed(0)
+    return lambda: twin_step(model, opt, sched, shadow.next(), clip)

@@ -93,17 +93,11 @@ def decode_pair(texts: list[str] = TEXTS):
     return ours, theirs, sum(a.shape[1] for a in mine), same
 
 
-def per_token(res: dict, tokens: int) -> dict:
-    """alternate()'s summaries per output token."""
-    return {k: {s: v[s] / tokens for s in ("median", "min", "max")} | {"n": v["n"]}
-            for k, v in res.items()}
-
-
 def bench_cases(quick: bool, log, tools) -> dict:
     """``seq2seq_step`` and ``seq2seq_decode`` (see the module docstring). *tools* is
     :mod:`engine.bench.benchmark` (its ``_line`` and ``_trainer``), passed in so that this
     module does not import it back."""
-    from engine.bench.timing import alternate, case_record
+    from engine.bench.timing import alternate, case_record, per_token
 
     rounds, per = (2, 3) if quick else (6, 10)
     cases = {}
@@ -133,12 +127,13 @@ def cpu_cases(quick: bool = False) -> dict:
     from threadpoolctl import threadpool_limits
 
     from engine.bench.cnn_cpu import alternate_cpu
+    from engine.bench.timing import cpu_record, one_thread_trainer
 
     torch.set_num_threads(1)
     rounds, per = (2, 3) if quick else (4, 6)
     out = {}
     with threadpool_limits(limits=1):
-        trainer, torch_step = step_pair(lambda doc: _one_thread_trainer(doc))
+        trainer, torch_step = step_pair(one_thread_trainer)
         res = alternate_cpu({"w": trainer.train_step, "t": torch_step}, rounds, per)
         out["seq2seq_step"] = cpu_record(res, 1)
         ours, theirs, tokens, same = decode_pair()
@@ -146,22 +141,6 @@ def cpu_cases(quick: bool = False) -> dict:
         out["seq2seq_decode"] = cpu_record(res, tokens) | {"tokens": tokens,
                                                            "same_output": same}
     return out
-
-
-def _one_thread_trainer(doc: dict):
-    """A trainer whose whole step runs in the calling thread (no batch split), so that
-    ``time.thread_time()`` sees all of its work."""
-    from engine.graphs import presets
-    from engine.train.trainer import Trainer
-
-    return Trainer(doc, base_dir=presets.presets_dir(), steps=100_000, batch_split=1)
-
-
-def cpu_record(res: dict, tokens: int) -> dict:
-    """CPU ms (per token when *tokens* > 1) of both sides and their ratio."""
-    w, t = res["w"][0] / tokens, res["t"][0] / tokens
-    return {"wiregrad_cpu_ms": w, "torch_cpu_ms": t, "ratio": w / t, "speedup": t / w,
-            "wiregrad_min_cpu_ms": res["w"][1] / tokens, "torch_min_cpu_ms": res["t"][1] / tokens}
 
 
 def wall_cases(bench_cases: Callable, quick: bool, threads: int) -> dict:

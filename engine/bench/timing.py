@@ -45,3 +45,26 @@ def case_record(ours: dict | None, theirs: dict | None, **extra) -> dict:
         case["torch_min_ms"], case["torch_max_ms"] = theirs["min"], theirs["max"]
     case.update(extra)
     return case
+
+
+def per_token(res: dict, tokens: int) -> dict:
+    """alternate()'s summaries per output token."""
+    return {k: {s: v[s] / tokens for s in ("median", "min", "max")} | {"n": v["n"]}
+            for k, v in res.items()}
+
+
+def cpu_record(res: dict, tokens: int) -> dict:
+    """CPU ms (per token when *tokens* > 1) of both sides and their ratio, from
+    ``engine.bench.cnn_cpu.alternate_cpu``'s (median, min) pairs."""
+    w, t = res["w"][0] / tokens, res["t"][0] / tokens
+    return {"wiregrad_cpu_ms": w, "torch_cpu_ms": t, "ratio": w / t, "speedup": t / w,
+            "wiregrad_min_cpu_ms": res["w"][1] / tokens, "torch_min_cpu_ms": res["t"][1] / tokens}
+
+
+def one_thread_trainer(doc: dict):
+    """A trainer of preset *doc* whose whole step runs in the calling thread (no batch
+    split), so that ``time.thread_time()`` sees all of its work."""
+    from engine.graphs import presets
+    from engine.train.trainer import Trainer
+
+    return Trainer(doc, base_dir=presets.presets_dir(), steps=100_000, batch_split=1)

@@ -18,7 +18,6 @@ two cases alone in wall clock (``--wall THREADS``)::
 
 from __future__ import annotations
 
-import copy
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -28,21 +27,14 @@ PROMPT = "ROMEO:\n"
 
 def step_pair(make_trainer: Callable[[dict], Any] | None = None):
     """(trainer, PyTorch step): the preset's training step on both sides, same batches."""
-    import torch
-
-    from engine.bench.gpt_twin import build_twin, twin_optimizer, twin_step
+    from engine.bench.gpt_twin import twin_step_for
     from engine.graphs import presets
     from engine.train.trainer import Trainer
 
     doc, path = presets.load("word_gpt")
     trainer = (make_trainer(doc) if make_trainer is not None
                else Trainer(doc, base_dir=path.parent, steps=100_000))
-    model = build_twin(doc, {**trainer.params, **trainer.state})
-    opt, sched = twin_optimizer(model, trainer.graph.optimizer_params, trainer.schedule)
-    shadow = copy.deepcopy(next(iter(trainer.batchers.values())))
-    clip = trainer.clip_norm
-    torch.manual_seed(0)
-    return trainer, lambda: twin_step(model, opt, sched, shadow.next(), clip)
+    return trainer, twin_step_for(trainer, doc)
 
 
 def sample_pair(n: int):
@@ -70,8 +62,7 @@ def sample_pair(n: int):
 def bench_cases(quick: bool, log, tools) -> dict:
     """``word_gpt_step`` and ``word_gpt_sample`` (see the module docstring). *tools* is
     :mod:`engine.bench.benchmark` (its ``_line`` and ``_trainer``)."""
-    from engine.bench.seq2seq_bench import per_token
-    from engine.bench.timing import alternate, case_record
+    from engine.bench.timing import alternate, case_record, per_token
 
     rounds, per = (2, 3) if quick else (6, 10)
     cases = {}
@@ -98,13 +89,13 @@ def cpu_cases(quick: bool = False) -> dict:
     from threadpoolctl import threadpool_limits
 
     from engine.bench.cnn_cpu import alternate_cpu
-    from engine.bench.seq2seq_bench import cpu_record
+    from engine.bench.timing import cpu_record, one_thread_trainer
 
     torch.set_num_threads(1)
     rounds, per = (2, 3) if quick else (4, 6)
     out = {}
     with threadpool_limits(limits=1):
-        trainer, torch_step = step_pair(_one_thread_trainer)
+        trainer, torch_step = step_pair(one_thread_trainer)
         res = alternate_cpu({"w": trainer.train_step, "t": torch_step}, rounds, per)
         out["word_gpt_step"] = cpu_record(res, 1)
         n = 80 if quick else 200
@@ -112,14 +103,6 @@ def cpu_cases(quick: bool = False) -> dict:
         res = alternate_cpu({"w": ours, "t": theirs}, rounds, 1 if quick else 2)
         out["word_gpt_sample"] = cpu_record(res, n) | {"tokens": n}
     return out
-
-
-def _one_thread_trainer(doc: dict):
-    """A trainer whose whole step runs in the calling thread (no batch split)."""
-    from engine.graphs import presets
-    from engine.train.trainer import Trainer
-
-    return Trainer(doc, base_dir=presets.presets_dir(), steps=100_000, batch_split=1)
 
 
 if __name__ == "__main__":
