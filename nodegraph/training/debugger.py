@@ -18,7 +18,6 @@ from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
     QComboBox,
     QGraphicsPathItem,
-    QHBoxLayout,
     QLabel,
     QScrollArea,
     QTabWidget,
@@ -27,8 +26,8 @@ from PySide6.QtWidgets import (
 )
 
 from nodegraph.editing import events as ev
+from nodegraph.training.heatmaps import BG, header, probability_map
 
-BG = (30, 32, 36)
 HEAT = pg.ColorMap([0.0, 0.5, 1.0], [(60, 110, 240), (250, 220, 70), (235, 50, 50)])
 
 
@@ -228,14 +227,9 @@ class AttentionPanel(QWidget):
         super().__init__(parent)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
-        row = QHBoxLayout()
-        self.info = QLabel(self.HINT)
-        self.info.setWordWrap(True)
-        row.addWidget(self.info, 1)
         self.layer = QComboBox()
         self.layer.currentTextChanged.connect(lambda _t: self._draw())
-        row.addWidget(self.layer)
-        box.addLayout(row)
+        self.info = header(box, self.HINT, self.layer)
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground(BG)
         self.canvas.setMinimumHeight(420)
@@ -277,12 +271,8 @@ class AttentionPanel(QWidget):
         for h in range(heads):
             p = self.canvas.addPlot(row=h // cols, col=h % cols)
             p.setTitle(f"head {h}", size="8pt", color="#c8ccd4")
-            p.invertY(True)
             p.setAspectLocked(True)
-            item = pg.ImageItem(maps[h].T)
-            item.setColorMap(pg.colormap.get("viridis"))
-            item.setLevels((0.0, 1.0))
-            p.addItem(item)
+            probability_map(p, maps[h])
             shifted = [[(i + 0.5, c) for i, c in ticks[0]]]
             p.getAxis("bottom").setTicks(shifted)
             p.getAxis("left").setTicks(shifted)

@@ -26,8 +26,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine import api
+from nodegraph.training.heatmaps import BG, header, probability_map
 
-BG = (30, 32, 36)
 EXAMPLE = "3rd of March, 1987"
 NO_WEIGHTS = "no trained weights: train first or open weights…"
 
@@ -63,19 +63,13 @@ class CrossAttentionView(QWidget):
         super().__init__(parent)
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
-        row = QHBoxLayout()
-        self.info = QLabel(self.HINT)
-        self.info.setWordWrap(True)
-        row.addWidget(self.info, 1)
         self.layer = QComboBox()
         self.head = QComboBox()
         self.layer.setToolTip("decoder block (its cross-attention)")
         self.head.setToolTip("attention head")
         self.layer.currentTextChanged.connect(lambda _t: self._draw())
         self.head.currentIndexChanged.connect(lambda _i: self._draw())
-        row.addWidget(self.layer)
-        row.addWidget(self.head)
-        box.addLayout(row)
+        self.info = header(box, self.HINT, self.layer, self.head)
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground(BG)
         box.addWidget(self.canvas, 1)
@@ -128,12 +122,8 @@ class CrossAttentionView(QWidget):
         p = self.canvas.addPlot()
         p.setTitle(f"{self.layer.currentText()} · {self.head.currentText()}", size="8pt",
                    color="#c8ccd4")
-        p.invertY(True)
         p.setMouseEnabled(False, False)
-        self.image = pg.ImageItem(m.T)
-        self.image.setColorMap(pg.colormap.get("viridis"))
-        self.image.setLevels((0.0, 1.0))
-        p.addItem(self.image)
+        self.image = probability_map(p, m)
         p.getAxis("bottom").setTicks([[(i + 0.5, _shown(c)) for i, c in enumerate(self.cols)]])
         p.getAxis("left").setTicks([[(i + 0.5, _shown(c)) for i, c in enumerate(self.rows)]])
 
