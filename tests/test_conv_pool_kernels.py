@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.core import registry
-from engine.kernels import conv as C
+from engine.kernels import pool as P
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -18,18 +18,18 @@ def test_avg_pool_kernels_equal_their_twins(dtype, k, stride, size):
     ho, wo = (size - k) // stride + 1, (size + 1 - k) // stride + 1
     out = np.empty((2, 3, ho, wo), dtype)
     div = dtype(k * k)
-    C.avg_pool_fwd(xp, k, stride, div, out)
-    np.testing.assert_allclose(out, C.avg_pool_fwd_ref(xp, k, stride, ho, wo) / div,
+    P.avg_pool_fwd(xp, k, stride, div, out)
+    np.testing.assert_allclose(out, P.avg_pool_fwd_ref(xp, k, stride, ho, wo) / div,
                                rtol=1e-6, atol=1e-7)
     gd = rng.standard_normal((2, 3, ho, wo)).astype(dtype)
     dxp = np.zeros_like(xp)
-    C.avg_pool_bwd(gd, k, stride, dxp)
-    np.testing.assert_allclose(dxp, C.avg_pool_bwd_ref(gd, k, stride, size, size + 1),
+    P.avg_pool_bwd(gd, k, stride, dxp)
+    np.testing.assert_allclose(dxp, P.avg_pool_bwd_ref(gd, k, stride, size, size + 1),
                                rtol=1e-6, atol=1e-6)
     if k == stride == 2:
         out2, dxp2 = np.empty_like(out), np.zeros_like(xp)
-        C.avg_pool2_fwd(xp, div, out2)
-        C.avg_pool2_bwd(gd, dxp2)
+        P.avg_pool2_fwd(xp, div, out2)
+        P.avg_pool2_bwd(gd, dxp2)
         np.testing.assert_array_equal(out2, out)
         np.testing.assert_array_equal(dxp2, dxp)
 
@@ -74,8 +74,8 @@ def test_the_2x2_max_pool_equals_the_general_kernels(dtype, size):
     y = spec.forward(ctx, {"kernel": 2, "stride": None, "padding": 0}, x)
     assert ctx.saved[0].dtype == np.uint8  # the 2×2 kernels' positions
     ho, wo = size[0] // 2, size[1] // 2
-    ref_out, ref_arg = C.max_pool_fwd_ref(x, 2, 2, 2, ho, wo)
+    ref_out, ref_arg = P.max_pool_fwd_ref(x, 2, 2, 2, ho, wo)
     np.testing.assert_array_equal(y, ref_out)
     g = rng.standard_normal(y.shape).astype(dtype)
     (gx,) = spec.backward(ctx, {"kernel": 2, "stride": None, "padding": 0}, g)
-    np.testing.assert_array_equal(gx, C.max_pool_bwd_ref(g, ref_arg, *size))
+    np.testing.assert_array_equal(gx, P.max_pool_bwd_ref(g, ref_arg, *size))

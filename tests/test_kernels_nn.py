@@ -22,6 +22,7 @@ from engine.kernels import conv as C
 from engine.kernels import embedding as E
 from engine.kernels import loss as L
 from engine.kernels import norm as N
+from engine.kernels import pool as P
 from engine.kernels import softmax as S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,14 +168,14 @@ def test_col2im_matches_twin(dtype, stride, dilation):
 def test_max_pool_kernels_match_twin(dtype):
     xp = randn(2, 3, 7, 7, dtype=dtype)
     out, arg = np.empty((2, 3, 3, 3), dtype), np.empty((2, 3, 3, 3), np.int64)
-    C.max_pool_fwd(xp, 3, 3, 2, out, arg)
-    ref_out, ref_arg = C.max_pool_fwd_ref(xp, 3, 3, 2, 3, 3)
+    P.max_pool_fwd(xp, 3, 3, 2, out, arg)
+    ref_out, ref_arg = P.max_pool_fwd_ref(xp, 3, 3, 2, 3, 3)
     np.testing.assert_array_equal(out, ref_out)
     np.testing.assert_array_equal(arg, ref_arg)
     g = randn(2, 3, 3, 3, dtype=dtype)
     dxp = np.zeros_like(xp)
-    C.max_pool_bwd(g, arg, dxp)
-    np.testing.assert_allclose(dxp, C.max_pool_bwd_ref(g, arg, 7, 7), **tol(dtype))
+    P.max_pool_bwd(g, arg, dxp)
+    np.testing.assert_allclose(dxp, P.max_pool_bwd_ref(g, arg, 7, 7), **tol(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

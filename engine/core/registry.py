@@ -213,6 +213,7 @@ OP_MODULES = (
     "engine.ops.sequence",
     "engine.ops.nn",
     "engine.ops.conv",
+    "engine.ops.pool",
     "engine.ops.attention",
     "engine.ops.recurrent",
     "engine.ops.norm",
