@@ -64,3 +64,45 @@ def test_the_ops_agree_with_their_float64_formulas_in_float32(name):
         results.append((y, gx))
     for a, b in zip(results[0], results[1]):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_kernels_equal_their_twins_bit_for_bit(dtype):
+    x = _x(dtype).reshape(1, -1)
+    g = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    g[0, :3] = np.nan  # a NaN gradient where x <= 0 stays NaN, as in numpy's product
+    out = A.relu(x)
+    assert out.dtype == dtype and out.shape == x.shape
+    np.testing.assert_array_equal(out, A.relu_fwd_ref(x))
+    np.testing.assert_array_equal(A.relu_grad(x, g), A.relu_bwd_ref(x, g))
+    assert np.isnan(out[0, -1])
+    assert (out[x <= 0] == 0).all() and (out[x > 0] == x[x > 0]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_relu_op_gives_the_same_numbers_on_both_routes(dtype, monkeypatch):
+    from engine.ops import elementwise
+
+    spec = registry.get("relu")
+
+    class Ctx:
+        training = True
+
+        def save(self, *arrays) -> None:
+            self.saved = arrays
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 4, 6, 6)).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    calls = []
+    monkeypatch.setattr(elementwise, "_act", lambda: calls.append(1) or A)
+    routes = []
+    for least in (x.size + 1, x.size):  # numpy, then the kernels
+        monkeypatch.setattr(elementwise, "RELU_KERNEL_MIN", least)
+        ctx = Ctx()
+        y = spec.forward(ctx, {}, x)
+        routes.append((y, *spec.backward(ctx, {}, g)))
+    assert len(calls) == 2  # the kernels ran on the second route only, forward and backward
+    for got, want in zip(routes[1], routes[0]):
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
