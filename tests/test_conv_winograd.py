@@ -91,6 +91,26 @@ def test_winograd_equals_the_gemm_route_in_float64(shape, wshape, pad, monkeypat
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("needs", [(), (False, True)])
+def test_blocks_of_images_give_the_one_block_numbers(needs, monkeypatch):
+    """Five images in blocks of two (the last block partial, its buffers' tails unused) equal
+    one block of all five, with and without the image gradient."""
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal((5, 8, 7, 6)), rng.standard_normal((4, 8, 3, 3))
+    b = rng.standard_normal(4)
+    one = _run(x, w, b, P1, True, monkeypatch, needs=needs)
+    per_image = 16 * (8 * 3 + 4) * 4 * 3 * 8  # the backward's arrays per image, float64
+    assert conv_winograd.block_images(8 * 3 + 4, 12, 8) == conv_winograd.BLOCK_BYTES // per_image
+    monkeypatch.setattr(conv_winograd, "BLOCK_BYTES", 2 * per_image)
+    assert conv_winograd.block_images(8 * 3 + 4, 12, 8) == 2
+    blocked = _run(x, w, b, P1, True, monkeypatch, needs=needs)
+    for got, want in zip(blocked, one):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
 def test_float32_winograd_stays_within_tolerance_of_float64(monkeypatch):
     rng = np.random.default_rng(4)
     x, w = rng.standard_normal((4, 16, 12, 12)), rng.standard_normal((32, 16, 3, 3)) * 0.1
