@@ -101,17 +101,21 @@ def test_layer_norm_kernels_match_twin(dtype):
 def test_batch_norm_kernels_match_twin(dtype):
     x, g = randn(4, 3, 10, dtype=dtype, scale=2.0) + 5, randn(4, 3, 10, dtype=dtype)
     w, b = randn(3, dtype=dtype), randn(3, dtype=dtype)
-    mean, var = np.empty(3), np.empty(3)
-    N.batch_norm_stats(x, mean, var)
+    mean, var, invstd = np.empty(3), np.empty(3), np.empty(3)
+    out = np.empty_like(x)
+    N.batch_norm_train_fwd(x, w, b, 1e-5, out, mean, var, invstd, 0, 1)  # channel blocks
+    N.batch_norm_train_fwd(x, w, b, 1e-5, out, mean, var, invstd, 1, 3)
     ref_out, ref_mean, ref_var = N.batch_norm_fwd_ref(x, w, b, 1e-5)
     np.testing.assert_allclose(mean, ref_mean, rtol=1e-6)
     np.testing.assert_allclose(var, ref_var, rtol=1e-5)
-    invstd = 1.0 / np.sqrt(var + 1e-5)
-    out = np.empty_like(x)
-    N.batch_norm_apply(x, mean, invstd, w, b, out)
+    np.testing.assert_allclose(invstd, 1.0 / np.sqrt(var + 1e-5), rtol=1e-15)
     np.testing.assert_allclose(out, ref_out, **tol(dtype))
+    applied = np.empty_like(x)
+    N.batch_norm_apply(x, mean, invstd, w, b, applied)
+    np.testing.assert_allclose(applied, ref_out, **tol(dtype))
     gx, gw, gb = np.empty_like(x), np.empty(3), np.empty(3)
-    N.batch_norm_bwd(g, x, mean, invstd, w, gx, gw, gb)
+    N.batch_norm_bwd(g, x, mean, invstd, w, gx, gw, gb, 0, 2)
+    N.batch_norm_bwd(g, x, mean, invstd, w, gx, gw, gb, 2, 3)
     for ours, ref in zip((gx, gw, gb), N.batch_norm_bwd_ref(g, x, mean, invstd, w)):
         np.testing.assert_allclose(ours, ref, rtol=1e-4 if dtype == np.float32 else 1e-10,
                                    atol=1e-5 if dtype == np.float32 else 1e-12)

@@ -61,10 +61,13 @@ def layer_norm_bwd(g, x, mean, rstd, w, gx, gw, gb):  # gw, gb: (D,) float64 acc
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def batch_norm_stats(x, mean, var):  # x: (N, C, S) → biased per-channel mean, var
+def batch_norm_train_fwd(x, w, b, eps, out, mean, var, invstd, c0, c1):
+    # x, out: (N, C, S); channels c0 … c1 − 1 only (two threads take disjoint blocks). Per
+    # channel: biased mean and var in float64, then out = (x − mean)·invstd·w + b in x's dtype
+    # while the channel's values are still in cache
     n, c, s = x.shape
     m = n * s
-    for ch in range(c):
+    for ch in range(c0, c1):
         acc = 0.0
         for i in range(n):
             for k in range(s):
@@ -75,8 +78,15 @@ def batch_norm_stats(x, mean, var):  # x: (N, C, S) → biased per-channel mean,
             for k in range(s):
                 t = x[i, ch, k] - mu
                 acc += t * t
+        v = acc / m
+        r = 1.0 / math.sqrt(v + eps)
         mean[ch] = mu
-        var[ch] = acc / m
+        var[ch] = v
+        invstd[ch] = r
+        mu_x, a_x, b_x = x.dtype.type(mu), x.dtype.type(r * w[ch]), x.dtype.type(b[ch])
+        for i in range(n):
+            for k in range(s):
+                out[i, ch, k] = (x[i, ch, k] - mu_x) * a_x + b_x
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
@@ -91,10 +101,11 @@ def batch_norm_apply(x, mean, invstd, w, b, out):  # out = (x - mean)·invstd·w
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def batch_norm_bwd(g, x, mean, invstd, w, gx, gw, gb):  # training-mode backward
+def batch_norm_bwd(g, x, mean, invstd, w, gx, gw, gb, c0, c1):
+    # training-mode backward of channels c0 … c1 − 1: sums in float64, gx in x's dtype
     n, c, s = x.shape
     m = n * s
-    for ch in range(c):
+    for ch in range(c0, c1):
         mu = mean[ch]
         r = invstd[ch]
         sg = 0.0
@@ -106,11 +117,12 @@ def batch_norm_bwd(g, x, mean, invstd, w, gx, gw, gb):  # training-mode backward
         gw[ch] = sgx
         gb[ch] = sg
         a = w[ch] * r
-        mg = sg / m
-        mgx = sgx / m
+        ft = x.dtype.type
+        mu_x, a_x, c_x = ft(mu), ft(a), ft(-a * sg / m)
+        d_x = ft(-a * r * sgx / m)  # gx = a·g − a·mean(g) − a·r·mean(g·x̂)·(x − mean)
         for i in range(n):
             for k in range(s):
-                gx[i, ch, k] = a * (g[i, ch, k] - mg - (x[i, ch, k] - mu) * r * mgx)
+                gx[i, ch, k] = a_x * g[i, ch, k] + c_x + d_x * (x[i, ch, k] - mu_x)
 
 
 # ------------------------------------------------------------------ numpy twins

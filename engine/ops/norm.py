@@ -10,7 +10,7 @@ import numpy as np
 
 from engine.base.errors import WiregradError
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, WeightSpec, register
-from engine.ops import batch_rules
+from engine.ops import batch_rules, two_cores
 from engine.ops._util import elementwise_flops, require_float
 from engine.ops.kernel_choice import kernels
 
@@ -115,6 +115,20 @@ def _bn_infer(inputs, params):
     return [x]
 
 
+# Both cores per op (engine.ops.two_cores): the statistics are per channel, so a large batch
+# norm runs as blocks of channels on two threads (not blocks of rows, which would need every
+# row's sums first); forward ~6 and backward ~10 flops per element, against MIN_FLOPS
+_FWD_FLOPS, _BWD_FLOPS = 6.0, 10.0
+
+
+def _by_channels(c: int, work: float, fn) -> None:
+    """``fn(c0, c1)`` over the *c* channels: two threads in blocks when *work* pays."""
+    if two_cores.ways(c, work) == 2:
+        two_cores.halves(c, fn)
+    else:
+        fn(0, c)
+
+
 def _bn_forward(ctx, params, x, weight=None, bias=None):
     n, c = x.shape[:2]
     x3 = np.ascontiguousarray(x).reshape(n, c, -1)  # (N, C, S)
@@ -122,15 +136,16 @@ def _bn_forward(ctx, params, x, weight=None, bias=None):
     k = kernels("norm")
     eps = float(params["eps"])
     rm, rv = ctx.state["running_mean"], ctx.state["running_var"]
+    out = np.empty(x3.shape, x.dtype)
     if ctx.training:
         m = n * x3.shape[2]
         if m < 2:
             raise WiregradError("batch norm needs more than one value per channel while "
                                 f"training (got input {list(x.shape)})", node=ctx.eq.path,
                                 port="x")
-        mean = np.empty(c)
-        var = np.empty(c)
-        k.batch_norm_stats(x3, mean, var)
+        mean, var, invstd = np.empty(c), np.empty(c), np.empty(c)
+        _by_channels(c, _FWD_FLOPS * x3.size, lambda c0, c1: k.batch_norm_train_fwd(
+            x3, w, b, eps, out, mean, var, invstd, c0, c1))
         mom = float(params["momentum"])
         rm *= 1.0 - mom
         rm += (mom * mean).astype(rm.dtype)
@@ -138,9 +153,8 @@ def _bn_forward(ctx, params, x, weight=None, bias=None):
         rv += (mom * var * (m / (m - 1))).astype(rv.dtype)
     else:
         mean, var = rm.astype(np.float64), rv.astype(np.float64)
-    invstd = 1.0 / np.sqrt(var + eps)
-    out = np.empty(x3.shape, x.dtype)
-    k.batch_norm_apply(x3, mean, invstd, w, b, out)
+        invstd = 1.0 / np.sqrt(var + eps)
+        k.batch_norm_apply(x3, mean, invstd, w, b, out)
     ctx.save(x3, mean, invstd, w, ctx.training, weight is not None, bias is not None)
     return out.reshape(x.shape)
 
@@ -153,7 +167,9 @@ def _bn_backward(ctx, params, g):
         gx = np.empty(x3.shape, x3.dtype)
         gw = np.empty(c)
         gb = np.empty(c)
-        kernels("norm").batch_norm_bwd(g3, x3, mean, invstd, w, gx, gw, gb)
+        k = kernels("norm")
+        _by_channels(c, _BWD_FLOPS * x3.size, lambda c0, c1: k.batch_norm_bwd(
+            g3, x3, mean, invstd, w, gx, gw, gb, c0, c1))
     else:  # running statistics are constants: a per-channel affine map
         scale = (w * invstd)[:, None]
         gx = (g3 * scale).astype(x3.dtype)

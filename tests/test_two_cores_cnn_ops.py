@@ -1,0 +1,62 @@
+"""The rest of a CNN step on both cores (engine.ops.two_cores): batch norm in blocks of
+channels, pooling in blocks of rows. Forced onto two threads, each op gives the unsplit
+numbers bit for bit (every block computes the same per-channel or per-row arithmetic), and
+the split is asked for with the blocks' axis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.core import registry
+from engine.ops import two_cores
+
+
+class _Ctx:
+    training = True
+    needs_input_grad: tuple = ()
+
+    def __init__(self, state: dict | None = None) -> None:
+        self.state = state or {}
+
+    def save(self, *arrays) -> None:
+        self.saved = arrays
+
+
+def _run(name: str, params: dict, inputs: list, state: dict | None = None):
+    spec = registry.get(name)
+    ctx = _Ctx({k: v.copy() for k, v in (state or {}).items()})
+    y = spec.forward(ctx, params, *inputs)
+    g = np.random.default_rng(7).standard_normal(y.shape).astype(y.dtype)
+    grads = spec.backward(ctx, params, g)
+    return [y, *[a for a in grads if a is not None], *ctx.state.values()]
+
+
+def _both(name, params, inputs, monkeypatch, state=None):
+    """(unsplit results, split results, the row counts halves() was called with)."""
+    monkeypatch.setattr(two_cores, "MIN_FLOPS", 1e30)
+    whole = _run(name, params, inputs, state)
+    calls: list[int] = []
+    real = two_cores.halves
+    monkeypatch.setattr(two_cores, "MIN_FLOPS", 0.0)
+    monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
+    monkeypatch.setattr(two_cores, "halves", lambda n, fn: calls.append(n) or real(n, fn))
+    split = _run(name, params, inputs, state)
+    return whole, split, calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(6, 5, 4, 3), (7, 9)])
+def test_batch_norm_in_blocks_of_channels_gives_the_unsplit_numbers(dtype, shape, monkeypatch):
+    rng = np.random.default_rng(1)
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    state = {"running_mean": np.zeros(c, dtype), "running_var": np.ones(c, dtype)}
+    params = {"eps": 1e-5, "momentum": 0.1}
+    whole, split, calls = _both("batch_norm", params, [x, w, b], monkeypatch, state)
+    assert calls == [c, c]  # forward and backward, in blocks of channels
+    assert len(whole) == 6  # out, gx, gw, gb, running mean and var
+    for got, want in zip(split, whole, strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
