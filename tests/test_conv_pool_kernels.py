@@ -29,7 +29,7 @@ def test_avg_pool_kernels_equal_their_twins(dtype, k, stride, size):
     if k == stride == 2:
         out2, dxp2 = np.empty_like(out), np.zeros_like(xp)
         P.avg_pool2_fwd(xp, div, out2)
-        P.avg_pool2_bwd(gd, dxp2)
+        P.avg_pool2_bwd(gd * div, 1.0 / float(div), dxp2)  # g · ¼ = (g · 4) / 4 exactly
         np.testing.assert_array_equal(out2, out)
         np.testing.assert_array_equal(dxp2, dxp)
 

@@ -60,3 +60,25 @@ def test_batch_norm_in_blocks_of_channels_gives_the_unsplit_numbers(dtype, shape
     for got, want in zip(split, whole, strict=True):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,params,shape", [
+    ("max_pool2d", {"kernel": 2, "stride": None, "padding": 0}, (5, 3, 7, 6)),
+    ("avg_pool2d", {"kernel": 2, "stride": None, "padding": 0, "count_include_pad": True},
+     (6, 2, 6, 9)),
+    ("avg_pool2d", {"kernel": 2, "stride": 2, "padding": 1, "count_include_pad": False},
+     (4, 3, 5, 5)),
+])
+def test_pooling_in_blocks_of_images_gives_the_unsplit_numbers(dtype, name, params, shape,
+                                                               monkeypatch):
+    x = np.random.default_rng(2).standard_normal(shape).astype(dtype)
+    whole, split, calls = _both(name, params, [x], monkeypatch)
+    assert calls == [shape[0], shape[0]]  # forward and backward, in blocks of images
+    for got, want in zip(split, whole, strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    gx = whole[1]
+    ho, wo = whole[0].shape[2:]
+    if params["padding"] == 0:  # odd sizes: the row / column in no window gets no gradient
+        assert not gx[:, :, 2 * ho:].any() and not gx[:, :, :, 2 * wo:].any()

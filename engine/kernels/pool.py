@@ -175,21 +175,24 @@ def avg_pool2_fwd(xp, div, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def avg_pool2_bwd(gd, dxp):
-    # the 2×2, stride-2 window: every gradient to its four pixels, into zero-filled dxp
-    n, c, ho, wo = gd.shape
+def avg_pool2_bwd(g, scale, dx):
+    # the 2×2, stride-2 window: every gradient times *scale* (1 / 4, exact) written to its four
+    # pixels, one pass without a zero-fill (the windows do not overlap); rows/columns past
+    # 2·Ho, 2·Wo are left to the caller
+    n, c, ho, wo = g.shape
+    sc = g.dtype.type(scale)
     for b in range(n):
         for ch in range(c):
             for y in range(ho):
-                r0 = dxp[b, ch, 2 * y]
-                r1 = dxp[b, ch, 2 * y + 1]
-                gr = gd[b, ch, y]
+                r0 = dx[b, ch, 2 * y]
+                r1 = dx[b, ch, 2 * y + 1]
+                gr = g[b, ch, y]
                 for x in range(wo):
-                    v = gr[x]
-                    r0[2 * x] += v
-                    r0[2 * x + 1] += v
-                    r1[2 * x] += v
-                    r1[2 * x + 1] += v
+                    v = gr[x] * sc
+                    r0[2 * x] = v
+                    r0[2 * x + 1] = v
+                    r1[2 * x] = v
+                    r1[2 * x + 1] = v
 
 
 def avg_pool_fwd_ref(xp: np.ndarray, k: int, stride: int, ho: int, wo: int) -> np.ndarray:
