@@ -113,3 +113,38 @@ def test_col2im_by_image_matches_its_twin(stride, dilation):
     C.col2im_by_image(cols, stride, dilation, dxp)
     np.testing.assert_allclose(dxp, C.col2im_by_image_ref(cols, stride, dilation, 9, 8),
                                rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("needs", [(), (False, True, True)])
+def test_columns_in_blocks_of_images_give_the_one_block_numbers(per_image, needs, monkeypatch):
+    """Both GEMM routes with five images in blocks of two (the last block partial, the
+    backward rebuilding each block's columns from the saved image) equal one block of all
+    five (its columns kept from the forward), with and without the image gradient."""
+    from engine.core import registry
+    from engine.ops import conv, conv_whole
+
+    monkeypatch.setattr(conv, "by_image", lambda *a: per_image)
+
+    class Ctx:
+        needs_input_grad: tuple = needs
+
+        def save(self, *arrays):
+            self.saved = arrays
+
+    rng = np.random.default_rng(9)
+    x, w, b = rng.standard_normal((5, 2, 7, 6)), rng.standard_normal((3, 2, 3, 3)), None
+    params = {"stride": 2, "padding": 1, "dilation": 1, "groups": 1}  # 4×3 outputs
+    g = rng.standard_normal((5, 3, 4, 3))
+    runs = []
+    for block_bytes in (10**9, 2 * 18 * 12 * 8 * (1 if needs else 2)):
+        monkeypatch.setattr(conv_whole, "BLOCK_BYTES", block_bytes)
+        spec, ctx = registry.get("conv2d"), Ctx()
+        y = spec.forward(ctx, params, x, w, b)
+        assert (ctx.saved[1].ndim == 4) is (block_bytes < 10**9)  # the image, not columns
+        runs.append((y, *spec.backward(ctx, params, g)))
+    for got, want in zip(*runs):
+        if want is None:
+            assert got is None
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)

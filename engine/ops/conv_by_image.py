@@ -2,8 +2,13 @@
 
 Columns laid out by image ``(N, C·kh·kw, Ho·Wo)`` and one GEMM per image, whose result is
 already NCHW (no output transpose, no gradient transpose, col2im reading its columns in order).
-Large batches run as two halves at once (:mod:`engine.ops.two_cores`): the images are
-independent, the halves' weight gradients are summed.
+The columns are built one block of images at a time in a buffer reused from block to block
+(:func:`engine.ops.conv_whole.block_images`), so they stay in cache rather than streaming
+kh·kw times the image through memory (and faulting it in) every call; the backward rebuilds
+each block's columns from the padded image it saved, unless one block held the whole batch
+(then those columns are kept). Large batches run as two halves at once
+(:mod:`engine.ops.two_cores`): the images are independent, the halves' weight gradients are
+summed.
 """
 
 from __future__ import annotations
@@ -11,53 +16,71 @@ from __future__ import annotations
 import numpy as np
 
 from engine.ops import two_cores
+from engine.ops.conv_whole import block_images, blocks
 from engine.ops.kernel_choice import kernels
 
 
 def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
             ho: int, wo: int) -> np.ndarray:
-    """conv2d of the padded image *xp* on the per-image route; saves the columns."""
+    """conv2d of the padded image *xp* on the per-image route; saves the columns or *xp*."""
     s, d = params["stride"], params["dilation"]
     n, c = xp.shape[:2]
     cout, cg, kh, kw = weight.shape
     k = cg * kh * kw
-    cols = np.empty((n, k, ho * wo), xp.dtype)
     out = np.empty((n, cout, ho * wo), xp.dtype)
     wmat = weight.reshape(cout, k)
     win = kernels("conv").windows_by_image(xp, kh, kw, s, d, ho, wo)  # (N, C, kh, kw, Ho, Wo)
+    nb = block_images(k * ho * wo, xp.dtype.itemsize)
+    # one block holds the whole batch: its columns are kept for the backward (not rebuilt)
+    kept = np.empty((n, k, ho * wo), xp.dtype) if n <= nb else None
 
     def part(lo: int, hi: int) -> None:  # images lo … hi-1
-        cols[lo:hi].reshape(hi - lo, c, kh, kw, ho, wo)[...] = win[lo:hi]
-        np.matmul(wmat, cols[lo:hi], out=out[lo:hi])  # (n, Cout, Ho·Wo)
-        if bias is not None:
-            out[lo:hi] += bias.reshape(1, cout, 1)
+        buf = np.empty((min(nb, hi - lo), k, ho * wo), xp.dtype) if kept is None else None
+        for a, b in blocks(lo, hi, nb):
+            cols = kept[a:b] if kept is not None else buf[:b - a]  # type: ignore[index]
+            cols.reshape(b - a, c, kh, kw, ho, wo)[...] = win[a:b]
+            np.matmul(wmat, cols, out=out[a:b])  # (n, Cout, Ho·Wo)
+            if bias is not None:
+                out[a:b] += bias.reshape(1, cout, 1)
 
     if two_cores.ways(n, 2.0 * cout * k * n * ho * wo) == 2:
         two_cores.halves(n, part)
     else:
         part(0, n)
-    ctx.save(True, cols, weight, xp.shape, bias is not None)
+    ctx.save(True, xp if kept is None else kept, weight, xp.shape, bias is not None)
     return out.reshape(n, cout, ho, wo)
 
 
 def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
     """(padded image gradient or None, weight gradient) on the per-image route."""
-    _, cols, weight, xp_shape, _ = ctx.saved
+    _, saved, weight, xp_shape, _ = ctx.saved
     s, d = params["stride"], params["dilation"]
     n, c = xp_shape[:2]
     cout, cg, kh, kw = weight.shape
     ho, wo = g.shape[2], g.shape[3]
     k = cg * kh * kw
+    kept = saved if saved.ndim == 3 else None  # else the padded image
+    win = kernels("conv").windows_by_image(saved, kh, kw, s, d, ho, wo) if kept is None else None
     g3 = np.ascontiguousarray(g).reshape(n, cout, ho * wo)
     wt = weight.reshape(cout, k).T
     gxp = np.zeros(xp_shape, g.dtype) if need_x else None
+    nb = n if kept is not None else block_images(k * ho * wo * (2 if need_x else 1),
+                                                 g.dtype.itemsize)
 
     def part(lo: int, hi: int) -> np.ndarray:  # images lo … hi-1; returns their (k, Cout)
-        # (colsᵀ-side GEMM, then transpose): BLAS runs it 10–35 % faster than g · colsᵀ
-        gwt = np.matmul(cols[lo:hi], g3[lo:hi].transpose(0, 2, 1)).sum(axis=0)
-        if gxp is not None:
-            gcols = np.matmul(wt, g3[lo:hi]).reshape(hi - lo, c, kh, kw, ho, wo)
-            kernels("conv").col2im_by_image(gcols, s, d, gxp[lo:hi])
+        buf = np.empty((min(nb, hi - lo), k, ho * wo), g.dtype) if win is not None else None
+        gwt = np.zeros((k, cout), g.dtype)
+        for a, b in blocks(lo, hi, nb):
+            if win is not None and buf is not None:
+                cols = buf[:b - a]
+                cols.reshape(b - a, c, kh, kw, ho, wo)[...] = win[a:b]
+            else:
+                cols = kept[a:b]  # type: ignore[index]
+            # (colsᵀ-side GEMM, then transpose): BLAS runs it 10–35 % faster than g · colsᵀ
+            gwt += np.matmul(cols, g3[a:b].transpose(0, 2, 1)).sum(axis=0)
+            if gxp is not None:
+                gcols = np.matmul(wt, g3[a:b]).reshape(b - a, c, kh, kw, ho, wo)
+                kernels("conv").col2im_by_image(gcols, s, d, gxp[a:b])
         return gwt
 
     flops = 2.0 * cout * k * n * ho * wo * (2 if need_x else 1)

@@ -1,10 +1,13 @@
 """The whole-batch GEMM route of conv2d (wide inputs, tiny outputs, groups, dilation).
 
-Columns ``(C, kh, kw, N, Ho, Wo)`` so that ``reshape(groups, C/groups·kh·kw, N·Ho·Wo)`` feeds
-one large GEMM per group; the result ``(Cout, N, Ho, Wo)`` is transposed to NCHW. Large
-batches run as two halves at once (:mod:`engine.ops.two_cores`): a half's images are a
-contiguous block of the GEMM's columns, so each half im2cols, multiplies and col2ims its own
-block; the halves' weight gradients are summed.
+Columns ``(C, kh, kw, n, Ho, Wo)`` for a block of *n* images, so that
+``reshape(groups, C/groups·kh·kw, n·Ho·Wo)`` feeds one large GEMM per group; the result
+``(Cout, N, Ho, Wo)`` is transposed to NCHW. The columns are built one block of images at a
+time in a buffer reused from block to block (:func:`block_images`), so they stay in cache
+instead of streaming a column matrix kh·kw times the image through memory (and faulting it in
+every call); the backward rebuilds each block's columns from the padded image it saved. Large
+batches run as two halves at once (:mod:`engine.ops.two_cores`): each half im2cols,
+multiplies and col2ims its own blocks; the halves' weight gradients are summed.
 """
 
 from __future__ import annotations
@@ -14,23 +17,57 @@ import numpy as np
 from engine.ops import two_cores
 from engine.ops.kernel_choice import kernels
 
+# Bytes of columns per block of images. Measured, CPU ms of forward + backward on one thread,
+# float32, unblocked (the whole batch's columns at once) → blocks of 256 KiB / 1 / 4 MiB: see
+# the commit that set it (wide28's 128×32×12² → 64 5×5 and issue24's 64×32×6² → 32 stride 2).
+BLOCK_BYTES = 1024 * 1024
+
+
+def block_images(values_per_image: int, itemsize: int) -> int:
+    """Images per block: as many as keep their ``values_per_image`` column values within
+    :data:`BLOCK_BYTES`, at least 1."""
+    return max(1, BLOCK_BYTES // (values_per_image * itemsize))
+
+
+def blocks(lo: int, hi: int, nb: int):
+    """``(start, stop)`` of each block of at most *nb* images in ``lo … hi-1``."""
+    return ((a, min(a + nb, hi)) for a in range(lo, hi, nb))
+
+
+def _columns(win: np.ndarray, a: int, b: int, groups: int, kept: np.ndarray | None,
+             buf: np.ndarray | None) -> np.ndarray:
+    """Columns ``(groups, k, (b-a)·Ho·Wo)`` of images a … b-1 copied from the windows *win*
+    into the whole batch's *kept* columns, or else into the block buffer *buf*."""
+    c, kh, kw, _, ho, wo = win.shape
+    if kept is not None:
+        kept[:, :, :, a:b] = win[:, :, :, a:b]
+        return kept.reshape(groups, -1, kept[0, 0, 0].size)[:, :, a * ho * wo:b * ho * wo]
+    assert buf is not None
+    cols = buf[:c * kh * kw * (b - a) * ho * wo].reshape(c, kh, kw, b - a, ho, wo)
+    cols[...] = win[:, :, :, a:b]
+    return cols.reshape(groups, -1, (b - a) * ho * wo)
+
 
 def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
             ho: int, wo: int) -> np.ndarray:
-    """conv2d of the padded image *xp* on the whole-batch route; saves the columns."""
+    """conv2d of the padded image *xp* on the whole-batch route; saves *xp*."""
     s, d, groups = params["stride"], params["dilation"], params["groups"]
     n, c = xp.shape[:2]
     cout, cg, kh, kw = weight.shape
     k, px = cg * kh * kw, ho * wo
     win = kernels("conv").windows(xp, kh, kw, s, d, ho, wo)  # (C, kh, kw, N, Ho, Wo)
-    cols = np.empty(win.shape, xp.dtype)
-    cols_g = cols.reshape(groups, k, n * px)
     w_g = weight.reshape(groups, cout // groups, k)
     out = np.empty((groups, cout // groups, n * px), xp.dtype)
+    nb = block_images(c * kh * kw * px, xp.dtype.itemsize)
+    # one block holds the whole batch: its columns are kept for the backward (not rebuilt)
+    kept = np.empty(win.shape, xp.dtype) if n <= nb else None
 
     def part(lo: int, hi: int) -> None:  # images lo … hi-1: columns lo·px … hi·px-1
-        cols[:, :, :, lo:hi] = win[:, :, :, lo:hi]
-        np.matmul(w_g, cols_g[:, :, lo * px:hi * px], out=out[:, :, lo * px:hi * px])
+        buf = None if kept is not None else np.empty(c * kh * kw * min(nb, hi - lo) * px,
+                                                     xp.dtype)
+        for a, b in blocks(lo, hi, nb):
+            cols = _columns(win, a, b, groups, kept, buf)
+            np.matmul(w_g, cols, out=out[:, :, a * px:b * px])
 
     if two_cores.ways(n, 2.0 * cout * k * n * px) == 2:
         two_cores.halves(n, part)
@@ -39,28 +76,40 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
     out4 = out.reshape(cout, n, ho, wo)
     if bias is not None:
         out4 += bias.reshape(cout, 1, 1, 1)
-    ctx.save(False, cols_g, weight, xp.shape, bias is not None)
+    ctx.save(False, xp if kept is None else kept, weight, xp.shape, bias is not None)
     return np.ascontiguousarray(out4.transpose(1, 0, 2, 3))
 
 
 def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
     """(padded image gradient or None, weight gradient) on the whole-batch route."""
-    _, cols, weight, xp_shape, _ = ctx.saved
+    _, saved, weight, xp_shape, _ = ctx.saved
     s, d, groups = params["stride"], params["dilation"], params["groups"]
     n, c = xp_shape[:2]
     cout, cg, kh, kw = weight.shape
     ho, wo = g.shape[2], g.shape[3]
     k, px = cg * kh * kw, ho * wo
+    kept = saved.reshape(groups, k, n * px) if saved.ndim == 6 else None  # else the image
+    win = kernels("conv").windows(saved, kh, kw, s, d, ho, wo) if kept is None else None
     g_g = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, cout // groups, -1)
     w_t = weight.reshape(groups, cout // groups, k).transpose(0, 2, 1)
     gxp = np.zeros(xp_shape, g.dtype) if need_x else None
+    nb = n if kept is not None else block_images(c * kh * kw * px * (2 if need_x else 1),
+                                                 g.dtype.itemsize)
 
     def part(lo: int, hi: int) -> np.ndarray:  # images lo … hi-1; returns their (G, k, Cout/G)
-        cs, gs = cols[:, :, lo * px:hi * px], g_g[:, :, lo * px:hi * px]
-        gw_t = np.matmul(cs, gs.transpose(0, 2, 1))
-        if gxp is not None:
-            gcols = np.matmul(w_t, gs).reshape(c, kh, kw, hi - lo, ho, wo)
-            kernels("conv").col2im(gcols, s, d, gxp[lo:hi])
+        buf = np.empty(c * kh * kw * min(nb, hi - lo) * px, g.dtype) if win is not None else None
+        gw_t = np.zeros((groups, k, cout // groups), g.dtype)
+        for a, b in blocks(lo, hi, nb):
+            if win is not None:
+                cols = _columns(win, a, b, groups, None, buf)
+            else:
+                assert kept is not None
+                cols = kept[:, :, a * px:b * px]
+            gs = g_g[:, :, a * px:b * px]
+            gw_t += np.matmul(cols, gs.transpose(0, 2, 1))
+            if gxp is not None:
+                gcols = np.matmul(w_t, gs).reshape(c, kh, kw, b - a, ho, wo)
+                kernels("conv").col2im(gcols, s, d, gxp[a:b])
         return gw_t
 
     flops = 2.0 * cout * k * n * px * (2 if need_x else 1)

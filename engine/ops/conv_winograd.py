@@ -12,7 +12,8 @@ Both passes run in blocks of images (:func:`block_images`): pad → transform �
 transform for one block at a time, in buffers reused from block to block, so the
 Winograd-domain arrays (4× the image) stay in the L2 cache instead of streaming through memory,
 and no multi-MB array is allocated (and page-faulted in) per call. The backward recomputes
-``V`` per block from x rather than saving it (the input transform is the cheapest pass).
+``V`` per block from x rather than saving it (the input transform is the cheapest pass),
+unless one block held the whole batch (then that ``V`` is kept).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def block_images(channels: int, tiles: int, itemsize: int) -> int:
     return max(1, BLOCK_BYTES // (16 * channels * tiles * itemsize))
 
 
-def _blocks(lo: int, hi: int, nb: int):
+def blocks(lo: int, hi: int, nb: int):
     """``(start, stop)`` of each block of at most *nb* images in ``lo … hi-1``."""
     return ((a, min(a + nb, hi)) for a in range(lo, hi, nb))
 
@@ -67,16 +68,19 @@ def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
     u = wk.weights(weight)  # (16, Cout, C)
     y = np.empty((n, cout, 2 * th, 2 * tw), x.dtype)
     nb = block_images(c + cout, t, x.dtype.itemsize)
+    # one block holds the whole batch: its V is kept for the backward (not recomputed)
+    kept = wk.domain(c, n * t, x.dtype) if n <= nb else None
 
     def part(lo: int, hi: int) -> None:  # images lo … hi-1, in blocks of ≤ nb
         size = min(nb, hi - lo)
         xp = np.zeros((size, c, 2 * th + 2, 2 * tw + 2), x.dtype)  # the border stays zero
-        v = wk.domain(c, size * t, x.dtype)  # (16, C, P)
+        v = wk.domain(c, size * t, x.dtype) if kept is None else kept  # (16, C, P)
         m = wk.domain(cout, size * t, x.dtype)  # (16, Cout, P)
-        for a, b in _blocks(lo, hi, size):
+        for a, b in blocks(lo, hi, size):
             k = b - a
             xp[:k, :, p:p + h, p:p + w_] = x[a:b]
-            vk, mk = v[:, :, :k * t], m[:, :, :k * t]
+            vk = v[:, :, :k * t] if kept is None else v[:, :, a * t:b * t]
+            mk = m[:, :, :k * t]
             wk.transform_in(xp[:k], th, tw, vk)
             np.matmul(u, vk, out=mk)
             wk.transform_out(mk, th, tw, y[a:b])
@@ -89,7 +93,7 @@ def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
         y = np.ascontiguousarray(y[:, :, :ho, :wo])
     if bias is not None:
         y += bias.reshape(1, cout, 1, 1)
-    ctx.save("winograd", x, u, x.shape, bias is not None)
+    ctx.save("winograd", x if kept is None else kept, u, x.shape, bias is not None)
     return y
 
 
@@ -97,7 +101,8 @@ def backward(ctx, params: dict, g: np.ndarray):
     """(gx or None when x is data, gw, gb or None) on the Winograd route, two halves at once
     for large batches (their weight gradients summed)."""
     wk = kernels("winograd")
-    _, x, u, x_shape, has_bias = ctx.saved
+    _, saved, u, x_shape, has_bias = ctx.saved
+    kept = saved if saved.ndim == 3 else None  # V (16, C, P), else the image x
     p = params["padding"]
     n, c, h, w_ = x_shape
     cout = u.shape[1]
@@ -113,21 +118,26 @@ def backward(ctx, params: dict, g: np.ndarray):
     need_x = not ctx.needs_input_grad or ctx.needs_input_grad[0]  # False: x is data
     gx = np.empty(x_shape, g.dtype) if need_x else None
     ut = u.transpose(0, 2, 1)  # (16, C, Cout)
-    nb = block_images(c * (3 if need_x else 1) + cout, t, g.dtype.itemsize)
+    nb = n if kept is not None else block_images(c * (3 if need_x else 1) + cout, t,
+                                                 g.dtype.itemsize)
 
     def part(lo: int, hi: int) -> np.ndarray:  # images lo … hi-1; returns their dU
         size = min(nb, hi - lo)
         xp = np.zeros((size, c, 2 * th + 2, 2 * tw + 2), g.dtype)  # the border stays zero
-        v = wk.domain(c, size * t, g.dtype)  # (16, C, P)
+        v = wk.domain(c, size * t, g.dtype) if kept is None else kept  # (16, C, P)
         dm = wk.domain(cout, size * t, g.dtype)  # (16, Cout, P)
         dv = wk.domain(c, size * t, g.dtype) if need_x else None  # (16, C, P)
         dxp = np.empty_like(xp) if need_x else None  # the block's padded input gradient
         du = np.zeros((16, cout, c), g.dtype)
-        for a, b in _blocks(lo, hi, size):
+        for a, b in blocks(lo, hi, size):
             k = b - a
-            xp[:k, :, p:p + h, p:p + w_] = x[a:b]
-            vk, dmk = v[:, :, :k * t], dm[:, :, :k * t]
-            wk.transform_in(xp[:k], th, tw, vk)
+            dmk = dm[:, :, :k * t]
+            if kept is None:
+                vk = v[:, :, :k * t]
+                xp[:k, :, p:p + h, p:p + w_] = saved[a:b]
+                wk.transform_in(xp[:k], th, tw, vk)
+            else:
+                vk = v[:, :, a * t:b * t]
             wk.grad_out(gp[a:b], th, tw, dmk)
             du += np.matmul(dmk, vk.transpose(0, 2, 1))  # (16, Cout, C)
             if dv is not None and dxp is not None and gx is not None:
