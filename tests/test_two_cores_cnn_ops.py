@@ -82,3 +82,42 @@ def test_pooling_in_blocks_of_images_gives_the_unsplit_numbers(dtype, name, para
     ho, wo = whole[0].shape[2:]
     if params["padding"] == 0:  # odd sizes: the row / column in no window gets no gradient
         assert not gx[:, :, 2 * ho:].any() and not gx[:, :, :, 2 * wo:].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,params,kernel_calls", [
+    ("relu", {}, 2),  # forward and backward kernels
+    ("leaky_relu", {"negative_slope": 0.1}, 2),
+    ("silu", {}, 1),  # float32: one forward kernel gives the slope; the backward is g · slope
+])
+def test_activations_in_blocks_of_elements_give_the_unsplit_numbers(dtype, name, params,
+                                                                    kernel_calls, monkeypatch):
+    from engine.ops import elementwise
+
+    monkeypatch.setattr(elementwise, "RELU_KERNEL_MIN", 0)
+    x = (np.random.default_rng(3).standard_normal((3, 4, 5, 7)) * 3).astype(dtype)
+    whole, split, calls = _both(name, params, [x], monkeypatch)
+    uses_kernels = name != "silu" or dtype == np.float32  # float64 SiLU: the numpy formula
+    assert calls == ([x.size] * kernel_calls if uses_kernels else [])
+    for got, want in zip(split, whole, strict=True):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+def test_small_ops_stay_whole_at_two_threads(monkeypatch):
+    """Below the measured sizes nothing splits: the hand-off would cost more than it saves."""
+    calls: list[int] = []
+    real = two_cores.halves
+    monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
+    monkeypatch.setattr(two_cores, "halves", lambda n, fn: calls.append(n) or real(n, fn))
+    x = np.random.default_rng(4).standard_normal((8, 16, 24, 24)).astype(np.float32)  # 74k
+    c = x.shape[1]
+    state = {"running_mean": np.zeros(c, np.float32), "running_var": np.ones(c, np.float32)}
+    _run("batch_norm", {"eps": 1e-5, "momentum": 0.1}, [x], state)
+    _run("max_pool2d", {"kernel": 2, "stride": None, "padding": 0}, [x])
+    _run("relu", {}, [x])
+    assert calls == []
+    big = np.zeros((64, 16, 32, 32), np.float32)  # 1M elements: pool and relu split
+    _run("max_pool2d", {"kernel": 2, "stride": None, "padding": 0}, [big])
+    _run("relu", {}, [big])
+    assert calls == [64, 64, big.size, big.size]

@@ -12,10 +12,14 @@ float32 kernel returns the output and its slope in one pass (the backward is the
 ``g · slope``), with ``e^(−|x|)`` from the libm-free float32 exponential of
 :mod:`engine.kernels.elementwise` (within ~1 ulp); float64 keeps the exact numpy formula.
 
-Kernels take flat contiguous arrays and are serial (see :mod:`engine.kernels.elementwise`).
+Kernels take flat contiguous arrays and are serial (see :mod:`engine.kernels.elementwise`); the
+entry points take an optional *blocks* runner, with which the op runs a large array as
+contiguous element blocks on both cores (:mod:`engine.ops.two_cores`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit
@@ -106,43 +110,58 @@ def _flat(a: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    """ReLU of *x* (any shape), one pass."""
+Blocks = Callable[[int, Callable[[int, int], object]], object]  # runs fn(lo, hi) over range(n)
+
+
+def _each(n: int, fn: Callable[[int, int], object], blocks: Blocks | None) -> None:
+    """``fn(0, n)``, or *blocks* (the op's two-core runner) over contiguous element blocks."""
+    if blocks is None:
+        fn(0, n)
+    else:
+        blocks(n, fn)
+
+
+def relu(x: np.ndarray, blocks: Blocks | None = None) -> np.ndarray:
+    """ReLU of *x* (any shape), one pass (in element blocks through *blocks*, if given)."""
     flat = _flat(x, x.dtype)
     out = np.empty_like(flat)
-    relu_fwd(flat, out)
+    _each(flat.size, lambda lo, hi: relu_fwd(flat[lo:hi], out[lo:hi]), blocks)
     return out.reshape(x.shape)
 
 
-def relu_grad(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+def relu_grad(x: np.ndarray, g: np.ndarray, blocks: Blocks | None = None) -> np.ndarray:
     """``g · (x > 0)``, one pass; *g* broadcasts to x's shape."""
     dtype = np.result_type(x.dtype, g.dtype)
     gf = _flat(np.broadcast_to(g, x.shape), dtype)
+    xf = _flat(x, x.dtype)
     out = np.empty_like(gf)
-    relu_bwd(_flat(x, x.dtype), gf, out)
+    _each(xf.size, lambda lo, hi: relu_bwd(xf[lo:hi], gf[lo:hi], out[lo:hi]), blocks)
     return out.reshape(x.shape)
 
 
-def leaky_relu(x: np.ndarray, slope: float) -> np.ndarray:
+def leaky_relu(x: np.ndarray, slope: float, blocks: Blocks | None = None) -> np.ndarray:
     """Leaky ReLU of *x* (any shape), one pass."""
     flat = _flat(x, x.dtype)
     out = np.empty_like(flat)
-    leaky_fwd(flat, slope, out)
+    _each(flat.size, lambda lo, hi: leaky_fwd(flat[lo:hi], slope, out[lo:hi]), blocks)
     return out.reshape(x.shape)
 
 
-def leaky_relu_grad(x: np.ndarray, g: np.ndarray, slope: float) -> np.ndarray:
+def leaky_relu_grad(x: np.ndarray, g: np.ndarray, slope: float,
+                    blocks: Blocks | None = None) -> np.ndarray:
     """``g · leaky'(x)``, one pass; *g* broadcasts to x's shape."""
     dtype = np.result_type(x.dtype, g.dtype)
     gf = _flat(np.broadcast_to(g, x.shape), dtype)
+    xf = _flat(x, x.dtype)
     out = np.empty_like(gf)
-    leaky_bwd(_flat(x, x.dtype), gf, slope, out)
+    _each(xf.size, lambda lo, hi: leaky_bwd(xf[lo:hi], gf[lo:hi], slope, out[lo:hi]), blocks)
     return out.reshape(x.shape)
 
 
-def silu_and_slope32(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def silu_and_slope32(x: np.ndarray,
+                     blocks: Blocks | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(SiLU(x), SiLU'(x)) of a float32 *x* in one pass."""
     flat = _flat(x, np.float32)
     out, d = np.empty_like(flat), np.empty_like(flat)
-    silu_fwd_d32(flat, out, d)
+    _each(flat.size, lambda lo, hi: silu_fwd_d32(flat[lo:hi], out[lo:hi], d[lo:hi]), blocks)
     return out.reshape(x.shape), d.reshape(x.shape)

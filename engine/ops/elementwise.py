@@ -21,7 +21,7 @@ from engine.core.registry import (
     broadcast_shapes,
     register,
 )
-from engine.ops import batch_rules
+from engine.ops import batch_rules, two_cores
 from engine.ops._util import elementwise_flops, require_float, unbroadcast
 from engine.ops.kernel_choice import kernels
 
@@ -119,14 +119,27 @@ binary("mul", "Element-wise a × b (broadcasting).", np.multiply,
 # faster than numpy on 1M floats, while small graphs (spiral_mlp: 0.7 s of compile on a cold
 # kernel cache) never load them; the same numbers either way
 RELU_KERNEL_MIN = 1 << 16
+# A one-pass activation kernel counts as 4 flops per element against two_cores.MIN_FLOPS: it
+# runs as element blocks on both cores from 1M elements (relu backward, float32, cache-cold,
+# one thread vs split on a host at load 3.5: 262k 59 -> 94 us, a loss; 589k 247 -> 198 us;
+# 1M 573 -> 480 us)
+_PASS_FLOPS = 4.0
+
+
+def _blocks(x: np.ndarray):
+    """The two-core runner (:func:`engine.ops.two_cores.halves`) for a one-pass kernel over
+    *x*, or None to run it whole."""
+    return two_cores.halves if two_cores.ways(x.size, _PASS_FLOPS * x.size) == 2 else None
 
 
 def _relu_fwd(x, p):
-    return _act().relu(x) if x.size >= RELU_KERNEL_MIN else np.maximum(x, 0)
+    return _act().relu(x, _blocks(x)) if x.size >= RELU_KERNEL_MIN else np.maximum(x, 0)
 
 
 def _relu_grad(x, o, g, p):
-    return _act().relu_grad(x, g) if x.size >= RELU_KERNEL_MIN else g * (x > 0)
+    if x.size >= RELU_KERNEL_MIN:
+        return _act().relu_grad(x, g, _blocks(x))
+    return g * (x > 0)
 
 
 unary("relu", "Rectified linear unit: max(x, 0).", _relu_fwd, _relu_grad)
@@ -215,8 +228,8 @@ unary("clamp", """Clamp x into [min, max]; either bound may be left empty.
       ])
 
 unary("leaky_relu", "Leaky ReLU: x for x > 0, negative_slope·x otherwise.",
-      lambda x, p: _act().leaky_relu(x, p["negative_slope"]),
-      lambda x, o, g, p: _act().leaky_relu_grad(x, g, p["negative_slope"]),
+      lambda x, p: _act().leaky_relu(x, p["negative_slope"], _blocks(x)),
+      lambda x, o, g, p: _act().leaky_relu_grad(x, g, p["negative_slope"], _blocks(x)),
       params=[Param("negative_slope", "float", 0.01, doc="Slope for x ≤ 0.")],
       examples=[Example([((3, 4), "float")]),
                 Example([((2, 3, 5), "float")], {"negative_slope": 0.2}),
@@ -241,11 +254,13 @@ def _silu_grad(x, out, g, p):
 
 
 def _silu_slope(x, p):
-    return _act().silu_and_slope32(x) if x.dtype == np.float32 else None
+    return _act().silu_and_slope32(x, _blocks(x)) if x.dtype == np.float32 else None
 
 
 def _silu_fwd(x, p):  # float32: the training kernel, so training and inference agree
-    return _act().silu_and_slope32(x)[0] if x.dtype == np.float32 else x * _sigmoid(x)
+    if x.dtype == np.float32:
+        return _act().silu_and_slope32(x, _blocks(x))[0]
+    return x * _sigmoid(x)
 
 
 unary("silu", "SiLU (swish): x · sigmoid(x).", _silu_fwd, _silu_grad,
