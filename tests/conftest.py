@@ -23,6 +23,9 @@ pytest_plugins = ["ci_skip_rule"]
 KEEP_HOME = bool(os.environ.get("WIREGRAD_TEST_KEEP_HOME"))
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# No cold-start kernel helper process per Trainer (engine.kernels.precompile): tests that
+# exercise it turn it on themselves.
+os.environ.setdefault("WIREGRAD_PRECOMPILE", "0")
 
 if not KEEP_HOME:
     _SESSION_HOME = Path(tempfile.mkdtemp(prefix="wiregrad-test-home-"))

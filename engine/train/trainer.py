@@ -85,6 +85,7 @@ class Trainer:
         self.total_steps = self.settings["steps"] if steps is None else steps
         self.dtype = dtype or self.settings["dtype"]
         self.program = compile_document(doc, self.dtype)
+        start_precompile(self.program, self.dtype)
         self.graph: TrainingGraph = analyse(doc, self.program, base_dir)
         check_training_memory(self.program, max(self.graph.batch_sizes.values(), default=1),
                               self.dtype)
@@ -476,6 +477,16 @@ class Trainer:
 
     def _early_stopped(self) -> bool:
         return self.patience > 0 and self._since_best >= self.patience
+
+
+def start_precompile(program, dtype: str) -> None:
+    """Compile the kernels the first step needs in a helper process on the idle core while
+    this one loads data and starts (engine.kernels.precompile; nothing when they are cached)."""
+    from engine.kernels import precompile
+
+    algorithm = next((eq.params.get("algorithm") for eq in program.equations
+                      if eq.op.category == "optimizer"), None)
+    precompile.start([eq.op.name for eq in program.equations], dtype, algorithm)
 
 
 def frozen_parameters(doc: dict, program) -> frozenset[str]:

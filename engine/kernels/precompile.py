@@ -1,0 +1,313 @@
+"""Cold start off the critical path: compile a graph's kernels in a helper process.
+
+A fresh install has an empty Numba cache, so the first training step compiles every kernel it
+calls, one after another on one core. Numba's ``cache=True`` lets a second process help: a
+dispatcher meeting a new signature first re-reads its on-disk index, so a kernel the helper
+has compiled and saved is *loaded* (tens of ms) instead of compiled. The helper
+(``python -m engine.kernels.precompile``, started by :func:`start`) compiles the needed
+signatures in reverse first-use order while the main process compiles forward; they meet in
+the middle.
+
+What to compile comes from ``signatures.json`` (beside this module), written by
+``python tools/kernel_signatures.py``: per op name, training dtype and phase, the
+``[module, kernel, argument types]`` the op's kernels were first called with. Types are
+rebuilt from a small description (:func:`describe` / :func:`rebuild`), never evaluated.
+
+Skipped (no helper) when every needed signature is already in the cache, on one core, when
+``WIREGRAD_PRECOMPILE=0``, or when the cache folder is not writable. The helper runs at low
+priority, exits when its stdin closes (the parent ended) and changes nothing but speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+MANIFEST = Path(__file__).with_name("signatures.json")
+OPT_OUT = "WIREGRAD_PRECOMPILE"
+# the helper's nice increment: below the process it helps, yet not starved on a busy host
+# (at +10 it got ~10% of a core beside load 4 and finished nothing before the main did)
+HELPER_NICE = 3
+LOG = "WIREGRAD_PRECOMPILE_LOG"  # a file the helper appends "end seconds module.kernel" to
+# array dtypes and scalar kinds a description may name (anything else is refused)
+DTYPES = frozenset({"float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+                    "uint16", "uint32", "uint64", "bool"})
+SCALARS = frozenset({"float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+                     "uint16", "uint32", "uint64", "bool", "none"})
+Entry = tuple[str, str, tuple]  # (module, kernel, argument descriptions)
+_helper: subprocess.Popen | None = None
+
+
+# ------------------------------------------------------------------ type descriptions
+
+def describe(t: Any) -> Any:
+    """A JSON-able description of a Numba argument type (see :func:`rebuild`)."""
+    from numba.core import types
+
+    if isinstance(t, types.Array):
+        d: dict = {"a": str(t.dtype), "nd": t.ndim, "l": t.layout}
+        if not t.mutable:
+            d["ro"] = True
+        if not t.aligned:
+            d["unaligned"] = True
+        return d
+    if isinstance(t, types.UniTuple):
+        return {"unituple": describe(t.dtype), "n": t.count}
+    if isinstance(t, types.Tuple):
+        return {"tuple": [describe(x) for x in t.types]}
+    if isinstance(t, types.NoneType):
+        return "none"
+    if isinstance(t, (types.Integer, types.Float, types.Boolean)) and str(t) in SCALARS:
+        return str(t)
+    raise ValueError(f"no description for the Numba type {t!r}")
+
+
+def rebuild(d: Any) -> Any:
+    """The Numba type a :func:`describe` description stands for; ValueError if malformed."""
+    import numpy as np
+    from numba import from_dtype
+    from numba.core import types
+
+    if isinstance(d, str):
+        if d not in SCALARS:
+            raise ValueError(f"unknown scalar kind {d!r}")
+        return {"none": types.none, "bool": types.boolean}.get(d) or getattr(types, d)
+    if isinstance(d, dict) and "a" in d:
+        if d["a"] not in DTYPES or d.get("l") not in ("C", "F", "A"):
+            raise ValueError(f"bad array description {d!r}")
+        nd = d.get("nd")
+        if not isinstance(nd, int) or not 0 <= nd <= 8:
+            raise ValueError(f"bad array rank in {d!r}")
+        return types.Array(from_dtype(np.dtype(d["a"])), nd, d["l"],
+                           readonly=bool(d.get("ro")), aligned=not d.get("unaligned"))
+    if isinstance(d, dict) and "unituple" in d:
+        return types.UniTuple(rebuild(d["unituple"]), int(d["n"]))
+    if isinstance(d, dict) and "tuple" in d:
+        return types.Tuple([rebuild(x) for x in d["tuple"]])
+    raise ValueError(f"bad type description {d!r}")
+
+
+def dispatcher(module: str, kernel: str) -> Any:
+    """The ``@njit`` dispatcher *module*.*kernel* (an ``engine.kernels`` module only)."""
+    if not module.startswith("engine.kernels."):
+        raise ValueError(f"{module!r} is not a kernel module")
+    obj = getattr(importlib.import_module(module), kernel)
+    if not hasattr(obj, "compile") or not hasattr(obj, "py_func"):
+        raise ValueError(f"{module}.{kernel} is not a Numba dispatcher")
+    return obj
+
+
+# ------------------------------------------------------------------ the manifest
+
+@cache
+def manifest() -> dict:
+    """The shipped manifest ({} when missing or unreadable: then nothing is precompiled)."""
+    try:
+        return json.loads(MANIFEST.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _entries(items: Iterable) -> list[Entry]:
+    return [(m, k, tuple(json.dumps(a, sort_keys=True) for a in args)) for m, k, args in items]
+
+
+def needed(ops: Sequence[str], dtype: str, optimizer: str | None) -> list[Entry]:
+    """The signatures a step of a graph with *ops* (its primitive op names in program order)
+    calls, in the order the main process meets them: forward in op order, backward in
+    reverse op order, then the trainer's and the optimizer's kernels."""
+    m = manifest()
+    per_op = m.get("ops", {})
+    order: list = []
+    for phase, names in (("forward", ops), ("backward", list(reversed(ops)))):
+        for name in dict.fromkeys(names):
+            order += per_op.get(name, {}).get(dtype, {}).get(phase, [])
+    order += m.get("trainer", {}).get(dtype, [])
+    if optimizer is not None:
+        order += m.get("optimizers", {}).get(optimizer, {}).get(dtype, [])
+    return list(dict.fromkeys(_entries(order)))
+
+
+def signature(entry: Entry) -> tuple:
+    """The Numba argument types of *entry*."""
+    return tuple(rebuild(json.loads(a)) for a in entry[2])
+
+
+def cached_signatures(disp: Any) -> set[tuple]:
+    """Argument-type tuples in *disp*'s on-disk index for its current source (no compile)."""
+    impl = getattr(disp, "_cache", None)
+    cache_file = getattr(impl, "_cache_file", None)
+    if cache_file is None:
+        return set()
+    with contextlib.suppress(Exception):  # a torn or foreign index counts as empty
+        return {tuple(key[0]) for key in cache_file._load_index()}
+    return set()
+
+
+def missing(entries: Sequence[Entry]) -> list[Entry]:
+    """The *entries* neither compiled in this process nor in the on-disk cache."""
+    out = []
+    indexes: dict[tuple[str, str], set] = {}
+    for entry in entries:
+        try:
+            disp = dispatcher(entry[0], entry[1])
+            sig = signature(entry)
+        except (ImportError, AttributeError, ValueError):
+            continue  # a stale manifest entry: nothing to help with
+        if sig in disp.overloads:
+            continue
+        key = (entry[0], entry[1])
+        if key not in indexes:
+            indexes[key] = cached_signatures(disp)
+        if sig not in indexes[key]:
+            out.append(entry)
+    return out
+
+
+# ------------------------------------------------------------------ the helper
+
+def _writable(folder: str | None) -> bool:
+    if not folder:
+        return False
+    path = Path(folder)
+    with contextlib.suppress(OSError):
+        path.mkdir(parents=True, exist_ok=True)
+    return os.access(path, os.W_OK | os.X_OK)
+
+
+def enabled() -> bool:
+    """Whether a helper may run here: two cores or more, not opted out, a writable cache."""
+    if os.environ.get(OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return (os.cpu_count() or 1) >= 2 and _writable(os.environ.get("NUMBA_CACHE_DIR"))
+
+
+def start(ops: Sequence[str], dtype: str, optimizer: str | None = None
+          ) -> subprocess.Popen | None:
+    """Start the helper for a graph's kernels unless it is not needed or not allowed; returns
+    it (or None). Never raises: a helper that cannot start only costs speed."""
+    global _helper
+    try:
+        if not enabled() or (_helper is not None and _helper.poll() is None):
+            return None
+        todo = missing(needed(ops, dtype, optimizer))
+        if not todo:
+            return None
+        lock_cache_saves()
+        _helper = _launch([[m, k, [json.loads(a) for a in args]]
+                           for m, k, args in reversed(todo)])
+        return _helper
+    except Exception:  # noqa: BLE001 - the helper is an optimisation only
+        return None
+
+
+def _launch(jobs: list) -> subprocess.Popen:
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+    proc = subprocess.Popen([sys.executable, "-m", "engine.kernels.precompile"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env, close_fds=True)
+    assert proc.stdin is not None
+    proc.stdin.write((json.dumps(jobs) + "\n").encode())
+    proc.stdin.flush()  # stdin stays open: the helper exits when it closes
+    return proc
+
+
+def stop() -> None:
+    """End this process's helper now (tests; a run that wants its core back)."""
+    global _helper
+    proc, _helper = _helper, None
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+# ------------------------------------------------------------------ cache writes under a lock
+
+def lock_cache_saves() -> None:
+    """Make Numba's cache-index update (read index, add key, write index and data) atomic
+    across processes with an ``fcntl`` lock in the cache folder: two processes saving kernels
+    of one function at once could otherwise lose an entry or share a data file name."""
+    from numba.core import caching
+
+    cls = caching.IndexDataCacheFile
+    if getattr(cls.save, "_wiregrad_locked", False):
+        return
+    original = cls.save
+
+    def save(self, key, data):
+        with _locked(os.path.join(self._cache_path, ".wiregrad-save.lock")):
+            return original(self, key, data)
+
+    save._wiregrad_locked = True  # type: ignore[attr-defined]
+    cls.save = save  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield  # no lock file possible: Numba's own (atomic-rename) writes still apply
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _exit_when_parent_ends() -> None:
+    """Block on stdin until the parent closes it (or dies), then end this process."""
+    with contextlib.suppress(Exception):
+        while sys.stdin.buffer.read(4096):
+            continue
+    os._exit(0)
+
+
+def compile_jobs(jobs: Iterable) -> int:
+    """Compile (or load) each ``[module, kernel, argument descriptions]``; returns how many
+    succeeded. A job that fails is skipped: the main process compiles it itself."""
+    done = 0
+    log = os.environ.get(LOG)
+    for module, kernel, args in jobs:
+        t0 = time.time()
+        try:
+            dispatcher(module, kernel).compile(tuple(rebuild(a) for a in args))
+            done += 1
+            note = "ok"
+        except Exception as exc:  # noqa: BLE001 - the main process compiles it itself
+            note = f"failed: {type(exc).__name__}"
+        if log:
+            with contextlib.suppress(OSError), open(log, "a") as f:
+                f.write(f"{time.time():.3f} {time.time() - t0:.3f} {module}.{kernel} {note}\n")
+    return done
+
+
+def main() -> None:
+    """The helper: read the job list (one JSON line), compile it, exit."""
+    with contextlib.suppress(OSError):
+        os.nice(HELPER_NICE)
+    line = sys.stdin.buffer.readline()
+    if not line.strip():
+        os._exit(0)  # the parent closed the pipe before sending work
+    threading.Thread(target=_exit_when_parent_ends, daemon=True).start()
+    lock_cache_saves()
+    compile_jobs(json.loads(line))
+    os._exit(0)  # not a normal shutdown: the stdin watcher thread is still reading
+
+
+if __name__ == "__main__":
+    main()
