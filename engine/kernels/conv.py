@@ -40,8 +40,13 @@ def col2im(cols, stride, dilation, dxp):
                 for b in range(n):
                     for y in range(ho):
                         row = y * stride + i * dilation
-                        for x in range(wo):
-                            dxp[b, ch, row, x * stride + j * dilation] += cols[ch, i, j, b, y, x]
+                        if stride == 1:  # a contiguous row: the loop vectorises
+                            for x in range(wo):
+                                dxp[b, ch, row, x + j * dilation] += cols[ch, i, j, b, y, x]
+                        else:
+                            for x in range(wo):
+                                dxp[b, ch, row, x * stride + j * dilation] += \
+                                    cols[ch, i, j, b, y, x]
 
 
 def col2im_ref(cols: np.ndarray, stride: int, dilation: int, hp: int, wp: int) -> np.ndarray:
@@ -76,8 +81,13 @@ def col2im_by_image(cols, stride, dilation, dxp):
                 for j in range(kw):
                     for y in range(ho):
                         row = y * stride + i * dilation
-                        for x in range(wo):
-                            dxp[b, ch, row, x * stride + j * dilation] += cols[b, ch, i, j, y, x]
+                        if stride == 1:  # a contiguous row: the loop vectorises
+                            for x in range(wo):
+                                dxp[b, ch, row, x + j * dilation] += cols[b, ch, i, j, y, x]
+                        else:
+                            for x in range(wo):
+                                dxp[b, ch, row, x * stride + j * dilation] += \
+                                    cols[b, ch, i, j, y, x]
 
 
 def col2im_by_image_ref(cols: np.ndarray, stride: int, dilation: int, hp: int,
