@@ -31,7 +31,8 @@ def test_probability_and_dscore_kernels_match_twins(dtype, causal, tq, tk):
         (3, tq, 5)).astype(dtype)
     dp = RNG.standard_normal((3, tq, tk)).astype(dtype)
     ref_ds = A.attention_dscores_ref(probs, dp, g, out, 0.7)
-    A.attention_dscores(probs, dp, g, out, 0.7)
+    A.attention_dscores(probs[None], dp[None], g[None].swapaxes(1, 2).copy(),
+                        out[None].swapaxes(1, 2).copy(), 0.7)  # (1, Tq, H, Dv) g and out
     np.testing.assert_allclose(dp, ref_ds, rtol=rtol, atol=rtol * 1e-2)
 
 
@@ -83,3 +84,44 @@ def test_unmasked_float32_probs_equal_the_masked_path_and_ignore_hidden_keys(cau
     np.testing.assert_allclose(lse_fast, lse_slow, rtol=1e-6)
     if causal:
         assert (fast[:, hidden] == 0.0).all()
+
+
+@pytest.mark.parametrize("causal,tq,tk", [(True, 8, 8), (False, 4, 9)])
+def test_float32_op_on_strided_heads_writes_the_merged_heads_layout(causal, tq, tk):
+    """q, k, v as a qkv projection's permuted views: the float32 op reads them in place, its
+    output (and q, k, v gradients) come laid out as (B, T, H, D), so the heads' merge
+    permute is contiguous; values equal the float64 op's on contiguous copies."""
+    b, h, d = 2, 3, 8
+    kv = RNG.standard_normal((b, tk, 2, h, d))
+    qs = RNG.standard_normal((b, tq, h, d))
+    g = RNG.standard_normal((b, h, tq, d))
+    heads = kv.astype(np.float32).transpose(2, 0, 3, 1, 4)  # (2, B, H, Tk, D) strided
+    q32 = qs.astype(np.float32).transpose(0, 2, 1, 3)
+    o32, grads32 = run_op("scaled_dot_product_attention", [q32, heads[0], heads[1]],
+                          {"causal": causal}, grad=g.astype(np.float32))
+    assert not heads[0].flags.c_contiguous and not q32.flags.c_contiguous
+    assert o32.dtype == np.float32 and o32.transpose(0, 2, 1, 3).flags.c_contiguous
+    for ours in grads32[:3]:
+        assert ours.transpose(0, 2, 1, 3).flags.c_contiguous
+    x64 = kv.transpose(2, 0, 3, 1, 4)
+    o64, grads64 = run_op("scaled_dot_product_attention",
+                          [np.ascontiguousarray(qs.transpose(0, 2, 1, 3)),
+                           np.ascontiguousarray(x64[0]), np.ascontiguousarray(x64[1])],
+                          {"causal": causal}, grad=g)
+    np.testing.assert_allclose(o32, o64, rtol=1e-4, atol=1e-5)
+    for ours, ref in zip(grads32, grads64):
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_float32_op_on_three_axes_stays_contiguous():
+    """(BH, T, D) inputs (no head axis) take the same BLAS path with plain layouts."""
+    q, k, v, g = (RNG.standard_normal((4, 6, 5)) for _ in range(4))
+    o32, grads32 = run_op("scaled_dot_product_attention",
+                          [a.astype(np.float32) for a in (q, k, v)], {"causal": True},
+                          grad=g.astype(np.float32))
+    o64, grads64 = run_op("scaled_dot_product_attention", [q, k, v], {"causal": True}, grad=g)
+    assert o32.shape == (4, 6, 5) and o32.flags.c_contiguous
+    np.testing.assert_allclose(o32, o64, rtol=1e-4, atol=1e-5)
+    for ours, ref in zip(grads32, grads64):
+        assert ours.shape == (4, 6, 5)
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)

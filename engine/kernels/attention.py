@@ -256,16 +256,21 @@ def attention_probs32(s, keep, scale, causal, offset, lse):
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def attention_dscores(p, dp, g, out, scale):
-    # dp: (BH, Tq, Tk) = g·vᵀ, replaced in place by dS = scale·P ∘ (dP − rowsum(g ∘ out))
-    bh_n, tq, tk = p.shape
-    dv = g.shape[2]
-    for bh in range(bh_n):
-        for i in range(tq):
-            di = 0.0
-            for e in range(dv):
-                di += g[bh, i, e] * out[bh, i, e]
-            for j in range(tk):
-                dp[bh, i, j] = p[bh, i, j] * (dp[bh, i, j] - di) * scale
+    # p, dp: (N, H, Tq, Tk); g, out: (N, Tq, H, Dv), the merged-heads layout of the op's
+    # output and its gradient (contiguous there). dp = g·vᵀ is replaced in place by
+    # dS = scale·P ∘ (dP − rowsum(g ∘ out)), in the arrays' dtype: float32 lanes for float32
+    # (the row sum was float64 before; char-GPT part, 6×4×64×64, one thread: 39 → 16 µs)
+    n_n, h_n, tq, tk = p.shape
+    dv = g.shape[3]
+    sc = p.dtype.type(scale)
+    for n in range(n_n):
+        for h in range(h_n):
+            for i in range(tq):
+                di = p.dtype.type(0.0)
+                for e in range(dv):
+                    di += g[n, i, h, e] * out[n, i, h, e]
+                for j in range(tk):
+                    dp[n, h, i, j] = p[n, h, i, j] * (dp[n, h, i, j] - di) * sc
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
@@ -316,6 +321,8 @@ def attention_probs_ref(s, scale, causal, offset, keep=None):
 
 
 def attention_dscores_ref(p, dp, g, out, scale):
+    """The twin of :func:`attention_dscores` for p, dp (…, Tq, Tk) and g, out (…, Tq, Dv)
+    (the kernel's g and out with their Tq and H axes swapped back)."""
     return (p * (dp - np.sum(g * out, axis=-1, keepdims=True)) * scale).astype(p.dtype)
 
 
