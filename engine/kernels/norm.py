@@ -61,10 +61,9 @@ def layer_norm_bwd(g, x, mean, rstd, w, gx, gw, gb):  # gw, gb: (D,) float64 acc
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def batch_norm_train_fwd(x, w, b, eps, out, mean, var, invstd, c0, c1):
-    # x, out: (N, C, S); channels c0 … c1 − 1 only (two threads take disjoint blocks). Per
-    # channel: biased mean and var in float64, then out = (x − mean)·invstd·w + b in x's dtype
-    # while the channel's values are still in cache
+def batch_norm_stats(x, mean, var, invstd, eps, c0, c1):
+    # x: (N, C, S) → biased per-channel mean, var and 1 / √(var + eps) in float64, channels
+    # c0 … c1 − 1 only (two threads take disjoint blocks)
     n, c, s = x.shape
     m = n * s
     for ch in range(c0, c1):
@@ -78,22 +77,19 @@ def batch_norm_train_fwd(x, w, b, eps, out, mean, var, invstd, c0, c1):
             for k in range(s):
                 t = x[i, ch, k] - mu
                 acc += t * t
-        v = acc / m
-        r = 1.0 / math.sqrt(v + eps)
         mean[ch] = mu
-        var[ch] = v
-        invstd[ch] = r
-        mu_x, a_x, b_x = x.dtype.type(mu), x.dtype.type(r * w[ch]), x.dtype.type(b[ch])
-        for i in range(n):
-            for k in range(s):
-                out[i, ch, k] = (x[i, ch, k] - mu_x) * a_x + b_x
+        var[ch] = acc / m
+        invstd[ch] = 1.0 / math.sqrt(acc / m + eps)
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
-def batch_norm_apply(x, mean, invstd, w, b, out):  # out = (x - mean)·invstd·w + b per channel
+def batch_norm_apply(x, mean, invstd, w, b, out, c0, c1):
+    # out = (x − mean)·invstd·w + b for channels c0 … c1 − 1, image by image (a sequential
+    # sweep: in a training step 0.22 ms against 0.31 for the output written channel by channel
+    # right after each channel's statistics, on 64×16×24×24)
     n, c, s = x.shape
     for i in range(n):
-        for ch in range(c):
+        for ch in range(c0, c1):
             a = invstd[ch] * w[ch]
             sh = b[ch] - mean[ch] * a
             for k in range(s):

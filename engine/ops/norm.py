@@ -144,8 +144,12 @@ def _bn_forward(ctx, params, x, weight=None, bias=None):
                                 f"training (got input {list(x.shape)})", node=ctx.eq.path,
                                 port="x")
         mean, var, invstd = np.empty(c), np.empty(c), np.empty(c)
-        _by_channels(c, _FWD_FLOPS * x3.size, lambda c0, c1: k.batch_norm_train_fwd(
-            x3, w, b, eps, out, mean, var, invstd, c0, c1))
+
+        def part(c0: int, c1: int) -> None:
+            k.batch_norm_stats(x3, mean, var, invstd, eps, c0, c1)
+            k.batch_norm_apply(x3, mean, invstd, w, b, out, c0, c1)
+
+        _by_channels(c, _FWD_FLOPS * x3.size, part)
         mom = float(params["momentum"])
         rm *= 1.0 - mom
         rm += (mom * mean).astype(rm.dtype)
@@ -154,7 +158,7 @@ def _bn_forward(ctx, params, x, weight=None, bias=None):
     else:
         mean, var = rm.astype(np.float64), rv.astype(np.float64)
         invstd = 1.0 / np.sqrt(var + eps)
-        k.batch_norm_apply(x3, mean, invstd, w, b, out)
+        k.batch_norm_apply(x3, mean, invstd, w, b, out, 0, c)
     ctx.save(x3, mean, invstd, w, ctx.training, weight is not None, bias is not None)
     return out.reshape(x.shape)
 
