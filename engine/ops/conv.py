@@ -97,13 +97,12 @@ def _conv_forward(ctx, params, x, weight, bias=None):
 def _conv_backward(ctx, params, g):
     if ctx.saved[0] == "winograd":
         return conv_winograd.backward(ctx, params, g)
-    per_image, _, _, xp_shape, has_bias = ctx.saved
+    per_image, _, _, xp_shape, _ = ctx.saved
     p = params["padding"]
     hp, wp = xp_shape[2], xp_shape[3]
-    gb = g.sum(axis=(0, 2, 3)) if has_bias else None
     need_x = not ctx.needs_input_grad or ctx.needs_input_grad[0]
     route = conv_by_image if per_image else conv_whole
-    gxp, gw = route.backward(ctx, params, g, need_x)
+    gxp, gw, gb = route.backward(ctx, params, g, need_x)
     if gxp is None:
         return None, gw, gb  # x is data (the first convolution): no input gradient
     gx = gxp[:, :, p:hp - p, p:wp - p] if p else gxp

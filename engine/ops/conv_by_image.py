@@ -8,7 +8,7 @@ kh·kw times the image through memory (and faulting it in) every call; the backw
 each block's columns from the padded image it saved, unless one block held the whole batch
 (then those columns are kept). Large batches run as two halves at once
 (:mod:`engine.ops.two_cores`): the images are independent, the halves' weight gradients are
-summed.
+summed, and so are their bias gradients (each block's summed while it is in cache).
 """
 
 from __future__ import annotations
@@ -52,8 +52,9 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
 
 
 def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
-    """(padded image gradient or None, weight gradient) on the per-image route."""
-    _, saved, weight, xp_shape, _ = ctx.saved
+    """(padded image gradient or None, weight gradient, bias gradient or None) on the
+    per-image route."""
+    _, saved, weight, xp_shape, has_bias = ctx.saved
     s, d = params["stride"], params["dilation"]
     n, c = xp_shape[:2]
     cout, cg, kh, kw = weight.shape
@@ -67,10 +68,13 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
     nb = n if kept is not None else block_images(k * ho * wo * (2 if need_x else 1),
                                                  g.dtype.itemsize)
 
-    def part(lo: int, hi: int) -> np.ndarray:  # images lo … hi-1; returns their (k, Cout)
+    def part(lo: int, hi: int) -> tuple:  # images lo … hi-1: their (k, Cout), (Cout,)
         buf = np.empty((min(nb, hi - lo), k, ho * wo), g.dtype) if win is not None else None
         gwt = np.zeros((k, cout), g.dtype)
+        gb = np.zeros(cout, g.dtype)
         for a, b in blocks(lo, hi, nb):
+            if has_bias:
+                gb += g3[a:b].sum(axis=2).sum(axis=0)
             if win is not None and buf is not None:
                 cols = buf[:b - a]
                 cols.reshape(b - a, c, kh, kw, ho, wo)[...] = win[a:b]
@@ -81,11 +85,10 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
             if gxp is not None:
                 gcols = np.matmul(wt, g3[a:b]).reshape(b - a, c, kh, kw, ho, wo)
                 kernels("conv").col2im_by_image(gcols, s, d, gxp[a:b])
-        return gwt
+        return gwt, gb
 
     flops = 2.0 * cout * k * n * ho * wo * (2 if need_x else 1)
-    if two_cores.ways(n, flops) == 2:
-        gwt = sum(two_cores.halves(n, part))
-    else:
-        gwt = part(0, n)
-    return gxp, gwt.T.reshape(weight.shape)
+    parts = two_cores.halves(n, part) if two_cores.ways(n, flops) == 2 else [part(0, n)]
+    gwt = sum(p[0] for p in parts)
+    gb = sum(p[1] for p in parts) if has_bias else None
+    return gxp, gwt.T.reshape(weight.shape), gb

@@ -1,13 +1,15 @@
 """The whole-batch GEMM route of conv2d (wide inputs, tiny outputs, groups, dilation).
 
 Columns ``(C, kh, kw, n, Ho, Wo)`` for a block of *n* images, so that
-``reshape(groups, C/groups·kh·kw, n·Ho·Wo)`` feeds one large GEMM per group; the result
-``(Cout, N, Ho, Wo)`` is transposed to NCHW. The columns are built one block of images at a
-time in a buffer reused from block to block (:func:`block_images`), so they stay in cache
-instead of streaming a column matrix kh·kw times the image through memory (and faulting it in
-every call); the backward rebuilds each block's columns from the padded image it saved. Large
-batches run as two halves at once (:mod:`engine.ops.two_cores`): each half im2cols,
-multiplies and col2ims its own blocks; the halves' weight gradients are summed.
+``reshape(groups, C/groups·kh·kw, n·Ho·Wo)`` feeds one large GEMM per group; the block's
+result ``(Cout, n, Ho, Wo)`` is transposed to NCHW (the bias added on the way) and the
+block's gradient back, while they are in cache (and on both cores, below). The columns are
+built one block of images at a time in a buffer reused from block to block
+(:func:`block_images`), so they stay in cache instead of streaming a column matrix kh·kw
+times the image through memory (and faulting it in every call); the backward rebuilds each
+block's columns from the padded image it saved. Large batches run as two halves at once
+(:mod:`engine.ops.two_cores`): each half im2cols, multiplies and col2ims its own blocks; the
+halves' weight and bias gradients are summed.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
     k, px = cg * kh * kw, ho * wo
     win = kernels("conv").windows(xp, kh, kw, s, d, ho, wo)  # (C, kh, kw, N, Ho, Wo)
     w_g = weight.reshape(groups, cout // groups, k)
-    out = np.empty((groups, cout // groups, n * px), xp.dtype)
+    y = np.empty((n, cout, ho, wo), xp.dtype)
     nb = block_images(c * kh * kw * px, xp.dtype.itemsize)
     # one block holds the whole batch: its columns are kept for the backward (not rebuilt)
     kept = np.empty(win.shape, xp.dtype) if n <= nb else None
@@ -67,24 +69,29 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
     def part(lo: int, hi: int) -> None:  # images lo … hi-1: columns lo·px … hi·px-1
         buf = None if kept is not None else np.empty(c * kh * kw * min(nb, hi - lo) * px,
                                                      xp.dtype)
+        out = np.empty(cout * min(nb, hi - lo) * px, xp.dtype)
         for a, b in blocks(lo, hi, nb):
             cols = _columns(win, a, b, groups, kept, buf)
-            np.matmul(w_g, cols, out=out[:, :, a * px:b * px])
+            o = out[:cout * (b - a) * px].reshape(groups, cout // groups, (b - a) * px)
+            np.matmul(w_g, cols, out=o)
+            o4 = o.reshape(cout, b - a, ho, wo).transpose(1, 0, 2, 3)  # the block's NCHW
+            if bias is None:
+                y[a:b] = o4
+            else:
+                np.add(o4, bias.reshape(1, cout, 1, 1), out=y[a:b])
 
     if two_cores.ways(n, 2.0 * cout * k * n * px) == 2:
         two_cores.halves(n, part)
     else:
         part(0, n)
-    out4 = out.reshape(cout, n, ho, wo)
-    if bias is not None:
-        out4 += bias.reshape(cout, 1, 1, 1)
     ctx.save(False, xp if kept is None else kept, weight, xp.shape, bias is not None)
-    return np.ascontiguousarray(out4.transpose(1, 0, 2, 3))
+    return y
 
 
 def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
-    """(padded image gradient or None, weight gradient) on the whole-batch route."""
-    _, saved, weight, xp_shape, _ = ctx.saved
+    """(padded image gradient or None, weight gradient, bias gradient or None) on the
+    whole-batch route."""
+    _, saved, weight, xp_shape, has_bias = ctx.saved
     s, d, groups = params["stride"], params["dilation"], params["groups"]
     n, c = xp_shape[:2]
     cout, cg, kh, kw = weight.shape
@@ -92,31 +99,34 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
     k, px = cg * kh * kw, ho * wo
     kept = saved.reshape(groups, k, n * px) if saved.ndim == 6 else None  # else the image
     win = kernels("conv").windows(saved, kh, kw, s, d, ho, wo) if kept is None else None
-    g_g = np.ascontiguousarray(g.transpose(1, 0, 2, 3)).reshape(groups, cout // groups, -1)
     w_t = weight.reshape(groups, cout // groups, k).transpose(0, 2, 1)
     gxp = np.zeros(xp_shape, g.dtype) if need_x else None
     nb = n if kept is not None else block_images(c * kh * kw * px * (2 if need_x else 1),
                                                  g.dtype.itemsize)
 
-    def part(lo: int, hi: int) -> np.ndarray:  # images lo … hi-1; returns their (G, k, Cout/G)
+    def part(lo: int, hi: int) -> tuple:  # images lo … hi-1: their (G, k, Cout/G), (Cout,)
         buf = np.empty(c * kh * kw * min(nb, hi - lo) * px, g.dtype) if win is not None else None
+        gbuf = np.empty(cout * min(nb, hi - lo) * px, g.dtype)
         gw_t = np.zeros((groups, k, cout // groups), g.dtype)
+        gb = np.zeros(cout, g.dtype)
         for a, b in blocks(lo, hi, nb):
+            gcn = gbuf[:cout * (b - a) * px].reshape(cout, b - a, ho, wo)
+            gcn[...] = g[a:b].transpose(1, 0, 2, 3)  # the block's gradient, channels first
+            gb += gcn.reshape(cout, -1).sum(axis=1)
             if win is not None:
                 cols = _columns(win, a, b, groups, None, buf)
             else:
                 assert kept is not None
                 cols = kept[:, :, a * px:b * px]
-            gs = g_g[:, :, a * px:b * px]
+            gs = gcn.reshape(groups, cout // groups, (b - a) * px)
             gw_t += np.matmul(cols, gs.transpose(0, 2, 1))
             if gxp is not None:
                 gcols = np.matmul(w_t, gs).reshape(c, kh, kw, b - a, ho, wo)
                 kernels("conv").col2im(gcols, s, d, gxp[a:b])
-        return gw_t
+        return gw_t, gb
 
     flops = 2.0 * cout * k * n * px * (2 if need_x else 1)
-    if two_cores.ways(n, flops) == 2:
-        gw_t = sum(two_cores.halves(n, part))
-    else:
-        gw_t = part(0, n)
-    return gxp, gw_t.transpose(0, 2, 1).reshape(weight.shape)
+    parts = two_cores.halves(n, part) if two_cores.ways(n, flops) == 2 else [part(0, n)]
+    gw_t = sum(p[0] for p in parts)
+    gb = sum(p[1] for p in parts) if has_bias else None
+    return gxp, gw_t.transpose(0, 2, 1).reshape(weight.shape), gb

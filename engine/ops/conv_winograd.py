@@ -84,6 +84,8 @@ def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
             wk.transform_in(xp[:k], th, tw, vk)
             np.matmul(u, vk, out=mk)
             wk.transform_out(mk, th, tw, y[a:b])
+            if bias is not None:
+                y[a:b] += bias.reshape(1, cout, 1, 1)  # while the block is in cache
 
     if two_cores.ways(n, 32.0 * cout * c * n * t) == 2:
         two_cores.halves(n, part)
@@ -91,8 +93,6 @@ def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
         part(0, n)
     if ho != 2 * th or wo != 2 * tw:
         y = np.ascontiguousarray(y[:, :, :ho, :wo])
-    if bias is not None:
-        y += bias.reshape(1, cout, 1, 1)
     ctx.save("winograd", x if kept is None else kept, u, x.shape, bias is not None)
     return y
 
@@ -109,7 +109,6 @@ def backward(ctx, params: dict, g: np.ndarray):
     ho, wo = g.shape[2], g.shape[3]
     th, tw = (ho + 1) // 2, (wo + 1) // 2
     t = th * tw
-    gb = g.sum(axis=(0, 2, 3)) if has_bias else None
     if ho != 2 * th or wo != 2 * tw:
         gp = np.zeros((n, cout, 2 * th, 2 * tw), g.dtype)
         gp[:, :, :ho, :wo] = g
@@ -121,7 +120,7 @@ def backward(ctx, params: dict, g: np.ndarray):
     nb = n if kept is not None else block_images(c * (3 if need_x else 1) + cout, t,
                                                  g.dtype.itemsize)
 
-    def part(lo: int, hi: int) -> np.ndarray:  # images lo … hi-1; returns their dU
+    def part(lo: int, hi: int) -> tuple:  # images lo … hi-1: their dU, bias gradient
         size = min(nb, hi - lo)
         xp = np.zeros((size, c, 2 * th + 2, 2 * tw + 2), g.dtype)  # the border stays zero
         v = wk.domain(c, size * t, g.dtype) if kept is None else kept  # (16, C, P)
@@ -129,8 +128,11 @@ def backward(ctx, params: dict, g: np.ndarray):
         dv = wk.domain(c, size * t, g.dtype) if need_x else None  # (16, C, P)
         dxp = np.empty_like(xp) if need_x else None  # the block's padded input gradient
         du = np.zeros((16, cout, c), g.dtype)
+        gb = np.zeros(cout, g.dtype)
         for a, b in blocks(lo, hi, size):
             k = b - a
+            if has_bias:  # (the padded rows and columns of gp are zeros)
+                gb += gp[a:b].reshape(k, cout, -1).sum(axis=2).sum(axis=0)
             dmk = dm[:, :, :k * t]
             if kept is None:
                 vk = v[:, :, :k * t]
@@ -146,12 +148,9 @@ def backward(ctx, params: dict, g: np.ndarray):
                 dxp[:k] = 0.0
                 wk.grad_in(dvk, th, tw, dxp[:k])
                 gx[a:b] = dxp[:k, :, p:p + h, p:p + w_]
-        return du
+        return du, gb
 
     flops = 32.0 * cout * c * n * t * (2 if need_x else 1)
-    if two_cores.ways(n, flops) == 2:
-        du = sum(two_cores.halves(n, part))
-    else:
-        du = part(0, n)
-    gw = wk.weights_grad(du, cout, c)  # (Cout, C, 3, 3)
-    return gx, gw, gb
+    parts = two_cores.halves(n, part) if two_cores.ways(n, flops) == 2 else [part(0, n)]
+    gw = wk.weights_grad(sum(p[0] for p in parts), cout, c)  # (Cout, C, 3, 3)
+    return gx, gw, sum(p[1] for p in parts) if has_bias else None
