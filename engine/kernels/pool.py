@@ -84,25 +84,25 @@ def max_pool2_fwd(x, out, pos):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def max_pool2_bwd(g, pos, dx):
-    # the 2×2, stride-2 window: every covered pixel of dx written, g times a 0/1 mask (no
-    # zero-fill, no scatter; a select here measured 3.2 ms against 1.15 on 128×32×24×24, as
-    # LLVM does not vectorise it); rows/columns past 2·Ho, 2·Wo are left to the caller
+    # the 2×2, stride-2 window: each image plane's covered pixels zeroed (a vectorised sweep),
+    # then every gradient stored at its window's maximum (one scattered store each; g times a
+    # 0/1 mask per pixel measured 0.46 ms against 0.23 on 32×32×32×32, one thread); rows /
+    # columns past 2·Ho, 2·Wo are left to the caller
     n, c, ho, wo = g.shape
-    ft = g.dtype.type  # bool → 0.0 / 1.0
+    z = dx.dtype.type(0)
     for b in range(n):
         for ch in range(c):
+            plane = dx[b, ch]
+            for y in range(2 * ho):
+                row = plane[y]
+                for x in range(2 * wo):
+                    row[x] = z
             for y in range(ho):
-                r0 = dx[b, ch, 2 * y]
-                r1 = dx[b, ch, 2 * y + 1]
                 gr = g[b, ch, y]
                 q = pos[b, ch, y]
                 for j in range(wo):
-                    v = gr[j]
-                    a = np.int64(q[j])
-                    r0[2 * j] = v * ft(a == 0)
-                    r0[2 * j + 1] = v * ft(a == 1)
-                    r1[2 * j] = v * ft(a == 2)
-                    r1[2 * j + 1] = v * ft(a == 3)
+                    a = q[j]
+                    plane[2 * y + (a >> 1), 2 * j + (a & 1)] = gr[j]
 
 
 def max_pool_fwd_ref(xp: np.ndarray, kh: int, kw: int, stride: int, ho: int, wo: int):
