@@ -358,6 +358,39 @@ def test_the_first_failing_part_s_error_is_raised_after_all_parts_stop(failing):
     assert finished == ([] if failing == 0 else [True])
 
 
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_part_failing_in_a_step_stops_the_other_at_the_barrier(failing, monkeypatch):
+    """The parts meet at a barrier before summing their gradients: a part that fails breaks
+    it, so the other part returns instead of waiting for ever, and the error is raised."""
+    import threading
+
+    trainer = Trainer(_ignoring_classifier(8), batch_split=2)
+    trainer.train_step()
+    split = trainer._split
+    real = split._part
+
+    def part(*args):
+        if args[-1] == failing:
+            raise ValueError(f"part {failing} failed")
+        return real(*args)
+
+    monkeypatch.setattr(split, "_part", part)
+    raised: list = []
+
+    def step() -> None:
+        try:
+            trainer.train_step()
+        except ValueError as exc:
+            raised.append(str(exc))
+
+    runner = threading.Thread(target=step, daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive() and raised == [f"part {failing} failed"]
+    monkeypatch.setattr(split, "_part", real)
+    assert np.isfinite(trainer.train_step()["loss"])  # the next step runs as before
+
+
 def _side_batch_norm() -> dict:
     """A classifier whose hidden layer also feeds a BatchNorm1d that only a metric reads: the
     batch norm still runs each step (its running statistics move, as in PyTorch)."""

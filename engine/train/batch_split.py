@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -237,36 +238,62 @@ class BatchSplit:
     def run(self, fn: Callable[[list[str]], object], names: list[str]) -> list:
         """``fn(chunk)`` for *names* cut into one chunk per part of about equal parameter
         count, at once (the optimizer's per-parameter work)."""
-        key = tuple(names)
-        chunks = self._chunks.get(key)
-        if chunks is None:
-            chunks = self._chunks[key] = balanced(names, self._sizes, self.ways)
-        return self._spread([partial(fn, chunk) for chunk in chunks])
+        return self._spread([partial(fn, chunk) for chunk in self._chunks_of(names)])
 
     def step(self, feeds: dict, params: dict, state: dict, seed: int,
              skip: frozenset[str]) -> tuple[float, dict | None, float, list]:
         """Forward and backward of every part; returns ``(loss, summed weight gradients,
         their squared global norm, tapes)``. The gradients are None when a part's loss is not
-        finite (the caller looks for the op in the tapes)."""
-        parts = split_rows(feeds, self.ways, self.data)
-        with self._blas.limit(limits=1):
-            results = self._spread([partial(self._part, parts[i], params, state, seed, skip, i)
-                                    for i in range(self.ways)])
-        counts = [r[1] for r in results]
-        total = sum(counts)
-        weights = ([c / total for c in counts] if total > 0
-                   else [1.0 / len(results)] * len(results))
-        loss = math.fsum(w * r[0] for w, r in zip(weights, results))
-        tapes = [r[3] for r in results]
-        if any(r[2] is None for r in results):
-            return loss, None, math.nan, tapes
-        grads = [r[2] for r in results]
-        names = list(dict.fromkeys(n for g in grads for n in g))
-        pieces = self.run(partial(combine, grads, weights, self.executor.dtype), names)
-        summed = {k: v for piece, _ in pieces for k, v in piece.items()}
-        return loss, summed, math.fsum(sq for _, sq in pieces), tapes
+        finite (the caller looks for the op in the tapes).
 
-    def _part(self, feeds, params, state, seed, skip, index):
+        Each part's thread, once every part has its gradients (a barrier), sums its own share
+        of the weights' gradients at once: no second hand-off to the pool for the sum."""
+        parts = split_rows(feeds, self.ways, self.data)
+        joint = _Joint(self.ways)
+        with self._blas.limit(limits=1):
+            shares = self._spread([partial(self._part_and_share, joint, i, parts[i], params,
+                                           state, seed, skip) for i in range(self.ways)])
+        outcomes = joint.outcomes
+        weights = _weights([o[1] for o in outcomes])
+        loss = math.fsum(w * o[0] for w, o in zip(weights, outcomes))
+        tapes = [o[3] for o in outcomes]
+        if any(o[2] is None for o in outcomes):
+            return loss, None, math.nan, tapes
+        summed = {k: v for piece, _ in shares for k, v in piece.items()}
+        return loss, summed, math.fsum(sq for _, sq in shares), tapes
+
+    def _part_and_share(self, joint: _Joint, index: int, *args
+                        ) -> tuple[dict[str, np.ndarray], float]:
+        """Part *index*'s forward and backward, then (after every part's) its share of the
+        summed gradients: ``(name -> sum, their sum of squares)``; empty when a part's loss
+        is not finite. A failing part breaks the barrier, so the others stop too."""
+        try:
+            joint.outcomes[index] = self._part(*args, index)
+        except BaseException:
+            joint.barrier.abort()
+            raise
+        try:
+            joint.barrier.wait()
+        except threading.BrokenBarrierError:  # another part failed: its error is raised
+            return {}, 0.0
+        outcomes = joint.outcomes
+        if any(o[2] is None for o in outcomes):
+            return {}, 0.0
+        grads = [o[2] for o in outcomes]
+        names = list(dict.fromkeys(n for g in grads for n in g))
+        chunk = self._chunks_of(names)[index]
+        return combine(grads, _weights([o[1] for o in outcomes]), self.executor.dtype, chunk)
+
+    def _chunks_of(self, names: list[str]) -> list[list[str]]:
+        """*names* cut into one chunk per part of about equal parameter count (cached)."""
+        key = tuple(names)
+        chunks = self._chunks.get(key)
+        if chunks is None:
+            chunks = self._chunks[key] = balanced(names, self._sizes, self.ways)
+        return chunks
+
+    def _part(self, feeds, params, state, seed, skip, index) -> tuple:
+        """``(loss, count, weight gradients or None, tape)`` of one part."""
         ex = self.executor
         tape = ex.forward(feeds, params, state, training=True,
                           seed=(seed + index * 1_000_003) & 0x7FFFFFFF, skip=skip)
@@ -278,6 +305,20 @@ class BatchSplit:
             return loss, count, None, tape
         grads, _ = ex.backward(tape, {self.loss_value: np.ones((), ex.dtype)}, release=True)
         return loss, count, grads, tape
+
+
+class _Joint:
+    """What the parts of one step share: their outcomes and the barrier they meet at."""
+
+    def __init__(self, ways: int) -> None:
+        self.outcomes: list = [None] * ways  # per part: (loss, count, grads, tape)
+        self.barrier = threading.Barrier(ways)
+
+
+def _weights(counts: list[int]) -> list[float]:
+    """Each part's weight in the whole batch's mean: its share of the loss's count."""
+    total = sum(counts)
+    return [c / total for c in counts] if total > 0 else [1.0 / len(counts)] * len(counts)
 
 
 def balanced(names: list[str], sizes: dict[str, int], parts: int) -> list[list[str]]:
