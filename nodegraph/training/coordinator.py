@@ -33,9 +33,10 @@ from nodegraph.training.runs import RunData
 from nodegraph.training.sampling import SamplingPanel
 from nodegraph.training.session import TrainingSession
 from nodegraph.training.settings import SettingsBinder
+from nodegraph.training.visible import on_screen
 from nodegraph.training.warmup import KernelWarmer
 
-REFRESH_MS = 100  # progress at 10 Hz; the five plots round robin: each at 2 Hz
+REFRESH_MS = 100  # the step counter at 10 Hz; the plots at most every plots.PLOT_S
 INSPECT_MS = 1500
 
 
@@ -132,13 +133,13 @@ class TrainingUI(QObject):
         self.lock.changed.connect(lambda _on: self.host.inspector.schedule())
         self.controller.document_replaced.connect(self.reset_for_document)
         self.controller.validated.connect(lambda _r: self._mark_changed())
+        self.docks[0].visibilityChanged.connect(self._training_dock_visible)
         self.refresh_timer = QTimer(self)
         self.refresh_timer.setInterval(REFRESH_MS)
         self.refresh_timer.timeout.connect(self.refresh)
         self.inspect_timer = QTimer(self)
         self.inspect_timer.setInterval(INSPECT_MS)
-        self.inspect_timer.timeout.connect(self.inspection.request_inspection)
-        self.inspect_timer.timeout.connect(self.inspection.request_predictions)
+        self.inspect_timer.timeout.connect(self.inspection.tick)
 
     # ------------------------------------------------------------------ training
 
@@ -255,8 +256,14 @@ class TrainingUI(QObject):
             self.dock_widget.controls.set_progress(run.step, run.total_steps, left,
                                                    self.session.state)
             self.dock_widget.runs.update_run(run)
-        if not self.session.active and self.dock_widget.plots.up_to_date:
-            self.refresh_timer.stop()
+        plots = self.dock_widget.plots
+        if not self.session.active and (plots.up_to_date or not on_screen(plots)):
+            self.refresh_timer.stop()  # hidden plots draw what is pending when shown
+
+    def _training_dock_visible(self, visible: bool) -> None:
+        """The Training dock raised (over Sampling, say): draw what arrived while hidden."""
+        if visible:
+            QTimer.singleShot(0, self.refresh)
 
     def on_state(self, state: str) -> None:
         if self.current is not None and state in ("running", "paused"):
