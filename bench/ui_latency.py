@@ -3,8 +3,9 @@ and the editor's training speed against the CLI's (issue 20: at least 0.9x).
 
 A 10 ms QTimer runs in the editor's main window while ``presets/char_gpt.json`` trains in the
 worker; each tick's lateness (actual interval − 10 ms) is recorded. The target: p99 ≤ 50 ms.
-Then the CLI's trainer (``python -m engine.bench.train_rate``) trains the same graph for as
-long, and the two steps-per-second figures are compared. The GUI waits in Qt's event loop as
+Then the CLI's trainer (``python -m engine.bench.train_rate``: the trainer's loop as ``wiregrad
+train`` runs it, evaluations and checkpoints included, as in the worker) trains the same graph
+for as long, and the two steps-per-second figures are compared. The GUI waits in Qt's event loop as
 the editor does (``QEventLoop.exec``, not a polling loop that would take CPU from the worker),
 and the CPU seconds of the GUI process and of the worker during the measured window are
 recorded: where the editor's time goes.
@@ -60,6 +61,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured training time")
     parser.add_argument("--graph", default="char_gpt")
+    parser.add_argument("--profile", metavar="PSTATS",
+                        help="also write a cProfile of the GUI process over the window")
     parser.add_argument("--out", default=str(
         ROOT / "bench" / "runs" / f"{time.strftime('%Y-%m-%d')}-ui-latency.json"))
     args = parser.parse_args()
@@ -109,7 +112,13 @@ def main() -> int:
     state["measuring"] = True
     cpu0, worker0 = time.process_time(), cpu_seconds(ui.session.pid)
     begin = time.perf_counter()
+    profile = __import__("cProfile").Profile() if args.profile else None
+    if profile is not None:
+        profile.enable()
     spin(app, args.seconds)
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(args.profile)
     state["measuring"] = False
     took = time.perf_counter() - begin
     gui_cpu, worker_cpu = time.process_time() - cpu0, cpu_seconds(ui.session.pid) - worker0
@@ -141,9 +150,16 @@ def main() -> int:
         "editor_vs_cli": editor_rate / cli["steps_per_s"],
         "target_editor_vs_cli": 0.9,
         "cli_split": cli["split"],
+        "cli_loop": cli.get("loop", "train_step"),
+        "editor_evals": sum(1 for r in run.records if r["kind"] == "eval"
+                            and first_step < r["step"] <= first_step + steps),
+        "cli_evals": cli.get("evals"),
         "gui_cpu_s": gui_cpu,
         "worker_cpu_s": worker_cpu,
         "cli_cpu_s": cli.get("cpu_s"),
+        "gui_cpu_per_s": gui_cpu / took,
+        "worker_cpu_ms_per_step": 1e3 * worker_cpu / max(steps, 1),
+        "cli_cpu_ms_per_step": 1e3 * cli.get("cpu_s", 0.0) / max(cli["steps"], 1),
         "load_average": os.getloadavg(),
         "worker_threads": __import__("engine.api", fromlist=["x"]).default_worker_threads(),
         "cpus": os.cpu_count(),
@@ -154,7 +170,10 @@ def main() -> int:
     print(json.dumps(result["latency_ms"]), "pass" if result["pass"] else "FAIL",
           f"({len(lat)} ticks, {steps} steps; editor {editor_rate:.1f} steps/s, CLI "
           f"{cli['steps_per_s']:.1f} steps/s: {result['editor_vs_cli']:.2f}x; CPU s: GUI "
-          f"{gui_cpu:.1f}, worker {worker_cpu:.1f}, CLI {cli.get('cpu_s', 0.0):.1f})")
+          f"{gui_cpu:.1f}, worker {worker_cpu:.1f}, CLI {cli.get('cpu_s', 0.0):.1f}; per step "
+          f"worker {result['worker_cpu_ms_per_step']:.1f} ms, CLI "
+          f"{result['cli_cpu_ms_per_step']:.1f} ms; evaluations editor "
+          f"{result['editor_evals']}, CLI {result['cli_evals']})")
     win.training.shutdown()
     win.close()
     return 0 if result["pass"] else 1

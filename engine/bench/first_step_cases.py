@@ -6,7 +6,8 @@
   (:mod:`engine.bench.torch_first_step`) in the same run;
 * ``editor_train_rate`` (full runs only: it trains for 2 × :data:`EDITOR_SECONDS` per graph) —
   ``bench/ui_latency.py`` offscreen: steps per second of the editor's worker against
-  ``wiregrad train``'s trainer on the same graph, with the event loop's p99 lateness. Its
+  ``wiregrad train``'s trainer loop (evaluations included, as in the worker) on the same
+  graph, with the event loop's p99 lateness and the CPU each side spends per step. Its
   ``ratio`` is editor / CLI (higher is better; the target is ≥ 0.9).
 """
 
@@ -74,7 +75,10 @@ def editor_train_rate(log) -> dict:
         graphs[graph] = {"editor_steps_per_s": res["editor_steps_per_s"],
                          "cli_steps_per_s": res["cli_steps_per_s"],
                          "editor_vs_cli": res["editor_vs_cli"],
-                         "event_loop_p99_ms": res["latency_ms"]["p99"]}
+                         "event_loop_p99_ms": res["latency_ms"]["p99"],
+                         **{k: res.get(k) for k in ("gui_cpu_per_s", "worker_cpu_ms_per_step",
+                                                    "cli_cpu_ms_per_step", "editor_evals",
+                                                    "cli_evals", "cli_loop")}}
         log(f"editor_train_rate      {graph:10s} editor {res['editor_steps_per_s']:8.1f} "
             f"steps/s   CLI {res['cli_steps_per_s']:8.1f} steps/s   "
             f"{res['editor_vs_cli']:.2f}x   p99 {res['latency_ms']['p99']:.1f} ms")
