@@ -94,6 +94,18 @@ def test_a_graph_needs_forward_then_backward_in_reverse_then_the_optimizer():
         [], "float32", None)
 
 
+def test_a_fresh_install_is_recognised_from_file_names_alone(tmp_path):
+    entries = precompile.needed(["relu"], "float32", None)
+    assert precompile.never_cached(entries, None)
+    assert precompile.never_cached(entries, str(tmp_path / "absent"))
+    folder = tmp_path / "numba" / "kernels_abc"
+    folder.mkdir(parents=True)
+    (folder / "loss.cross_entropy_fwd32-94.py311.nbi").write_bytes(b"")
+    assert precompile.never_cached(entries, str(tmp_path / "numba"))
+    (folder / "activations.relu_fwd-28.py311.nbi").write_bytes(b"")
+    assert not precompile.never_cached(entries, str(tmp_path / "numba"))
+
+
 # ------------------------------------------------------------------ when it runs
 
 def test_it_runs_only_with_two_cores_a_writable_cache_and_no_opt_out(monkeypatch, tmp_path):
@@ -110,6 +122,18 @@ def test_it_runs_only_with_two_cores_a_writable_cache_and_no_opt_out(monkeypatch
     (tmp_path / "file").write_text("x")
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "file" / "numba"))
     assert not precompile.enabled()
+
+
+def test_by_default_it_runs_only_with_a_core_to_spare(monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.delenv(precompile.OPT_OUT, raising=False)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    assert precompile.enabled()
+    monkeypatch.setattr(os, "getloadavg", lambda: (3.5, 3.0, 3.0))
+    assert not precompile.enabled()
+    monkeypatch.setenv(precompile.OPT_OUT, "1")  # forced
+    assert precompile.enabled()
 
 
 HELPER_ROUND = """

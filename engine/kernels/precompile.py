@@ -14,7 +14,8 @@ What to compile comes from ``signatures.json`` (beside this module), written by
 rebuilt from a small description (:func:`describe` / :func:`rebuild`), never evaluated.
 
 Skipped (no helper) when every needed signature is already in the cache, on one core, when
-``WIREGRAD_PRECOMPILE=0``, or when the cache folder is not writable. The helper runs at low
+``WIREGRAD_PRECOMPILE=0``, when the cache folder is not writable, or when the host has no core
+to spare (``WIREGRAD_PRECOMPILE=1`` starts it anyway). The helper runs at low
 priority, exits when its stdin closes (the parent ended) and changes nothing but speed.
 """
 
@@ -39,7 +40,7 @@ OPT_OUT = "WIREGRAD_PRECOMPILE"
 # the helper's nice increment: below the process it helps, yet not starved on a busy host
 # (at +10 it got ~10% of a core beside load 4 and finished nothing before the main did)
 HELPER_NICE = 3
-LOG = "WIREGRAD_PRECOMPILE_LOG"  # a file the helper appends "end seconds module.kernel" to
+LOG = "WIREGRAD_PRECOMPILE_LOG"  # a file the helper appends "time seconds what" lines to
 # array dtypes and scalar kinds a description may name (anything else is refused)
 DTYPES = frozenset({"float32", "float64", "int8", "int16", "int32", "int64", "uint8",
                     "uint16", "uint32", "uint64", "bool"})
@@ -155,8 +156,21 @@ def cached_signatures(disp: Any) -> set[tuple]:
     return set()
 
 
+def never_cached(entries: Sequence[Entry], folder: str | None) -> bool:
+    """Whether no kernel of *entries* has an index file in the cache *folder* (a fresh
+    install): decided from file names alone, without importing Numba, so the helper starts
+    before this process pays for that import."""
+    if not folder or not Path(folder).is_dir():
+        return True
+    names = [p.name for p in Path(folder).glob("*/*.nbi")]
+    return not any(n.startswith(f"{m.rsplit('.', 1)[-1]}.{k}-") for m, k, _ in entries
+                   for n in names)
+
+
 def missing(entries: Sequence[Entry]) -> list[Entry]:
     """The *entries* neither compiled in this process nor in the on-disk cache."""
+    if "numba" not in sys.modules and never_cached(entries, os.environ.get("NUMBA_CACHE_DIR")):
+        return list(entries)
     out = []
     indexes: dict[tuple[str, str], set] = {}
     for entry in entries:
@@ -187,10 +201,24 @@ def _writable(folder: str | None) -> bool:
 
 
 def enabled() -> bool:
-    """Whether a helper may run here: two cores or more, not opted out, a writable cache."""
-    if os.environ.get(OPT_OUT, "1").strip().lower() in ("0", "false", "no", "off"):
+    """Whether a helper may run here: two cores or more, not opted out, a writable cache, and
+    (unless ``WIREGRAD_PRECOMPILE=1`` forces it) a core to spare: a 1-minute load average
+    below cores + 1. On an oversubscribed host the helper would only take CPU from the run it
+    helps (measured at load 5.5 on 2 cores: char_gpt's cold first step 15-18 s with it,
+    12-14 s without)."""
+    setting = os.environ.get(OPT_OUT, "auto").strip().lower()
+    if setting in ("0", "false", "no", "off"):
         return False
-    return (os.cpu_count() or 1) >= 2 and _writable(os.environ.get("NUMBA_CACHE_DIR"))
+    cores = os.cpu_count() or 1
+    if cores < 2 or not _writable(os.environ.get("NUMBA_CACHE_DIR")):
+        return False
+    return setting in ("1", "true", "yes", "on") or _load() < cores + 1
+
+
+def _load() -> float:
+    with contextlib.suppress(OSError, AttributeError):
+        return os.getloadavg()[0]
+    return 0.0
 
 
 def start(ops: Sequence[str], dtype: str, optimizer: str | None = None
@@ -277,11 +305,17 @@ def _exit_when_parent_ends() -> None:
     os._exit(0)
 
 
+def _log(line: str) -> None:
+    log = os.environ.get(LOG)
+    if log:
+        with contextlib.suppress(OSError), open(log, "a") as f:
+            f.write(f"{time.time():.3f} {line}\n")
+
+
 def compile_jobs(jobs: Iterable) -> int:
     """Compile (or load) each ``[module, kernel, argument descriptions]``; returns how many
     succeeded. A job that fails is skipped: the main process compiles it itself."""
     done = 0
-    log = os.environ.get(LOG)
     for module, kernel, args in jobs:
         t0 = time.time()
         try:
@@ -290,9 +324,7 @@ def compile_jobs(jobs: Iterable) -> int:
             note = "ok"
         except Exception as exc:  # noqa: BLE001 - the main process compiles it itself
             note = f"failed: {type(exc).__name__}"
-        if log:
-            with contextlib.suppress(OSError), open(log, "a") as f:
-                f.write(f"{time.time():.3f} {time.time() - t0:.3f} {module}.{kernel} {note}\n")
+        _log(f"{time.time() - t0:.3f} {module}.{kernel} {note}")
     return done
 
 
@@ -300,6 +332,7 @@ def main() -> None:
     """The helper: read the job list (one JSON line), compile it, exit."""
     with contextlib.suppress(OSError):
         os.nice(HELPER_NICE)
+    _log("0 started")
     line = sys.stdin.buffer.readline()
     if not line.strip():
         os._exit(0)  # the parent closed the pipe before sending work
