@@ -1,7 +1,8 @@
 """conv2d against ``torch.nn.functional.conv2d`` on random shapes (float64): forward, image,
-weight and bias gradients through every route — Winograd, per image, whole batch — each in
-one block and in several blocks of images (the block sizes shrunk so small shapes split), with
-and without the image gradient, strides, paddings, dilations, groups and 1×1 to 5×5 kernels."""
+weight and bias gradients through every route — Winograd 3×3 and 5×5, per image, whole batch
+— each in one block and in several blocks of images (the block sizes shrunk so small shapes
+split), with and without the image gradient, strides, paddings, dilations, groups and 1×1 to
+5×5 kernels."""
 
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ def _case(seed: int) -> tuple:
     pad = int(rng.integers(0, 3))
     cin = groups * int(rng.choice([1, 2, 3, 8, 9]))
     cout = groups * int(rng.integers(1, 5))
+    if seed % 6 == 0:  # every sixth case a 5×5 one for the F(2×2, 5×5) route
+        groups, k, stride, dilation, cin = 1, 5, 1, 1, 16
+        cout = int(rng.integers(1, 5))
     span = dilation * (k - 1) + 1
     h = int(rng.integers(max(1, span - 2 * pad), span - 2 * pad + 9))
     w = int(rng.integers(max(1, span - 2 * pad), span - 2 * pad + 9))
@@ -80,7 +84,7 @@ def test_the_random_shapes_reach_every_route():
     for seed in range(SHAPES):
         xs, ws, params, small = _case(seed)
         if conv_winograd.applies(params, xs, ws):
-            seen.add(("winograd", small))
+            seen.add((f"winograd{ws[2]}", small))
             continue
         ho = (xs[2] + 2 * params["padding"] - params["dilation"] * (ws[2] - 1) - 1)
         ho = ho // params["stride"] + 1
@@ -88,4 +92,5 @@ def test_the_random_shapes_reach_every_route():
         wo = wo // params["stride"] + 1
         per_image = conv.by_image(params["groups"], ws[1] * ws[2] * ws[3], ho, wo)
         seen.add(("by_image" if per_image else "whole", small))
-    assert seen == {(r, s) for r in ("winograd", "by_image", "whole") for s in (True, False)}
+    routes = ("winograd3", "winograd5", "by_image", "whole")
+    assert seen == {(r, s) for r in routes for s in (True, False)}

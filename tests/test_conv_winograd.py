@@ -139,4 +139,113 @@ def test_the_route_choice_follows_the_measured_rule():
     assert not conv_winograd.applies({**P1, "stride": 2}, (64, 32, 6, 6), (32, 32, 3, 3))
     assert not conv_winograd.applies({**P1, "dilation": 2}, (8, 16, 9, 9), (8, 16, 3, 3))
     assert not conv_winograd.applies({**P1, "groups": 2}, (8, 16, 9, 9), (8, 8, 3, 3))
-    assert not conv_winograd.applies(P1, (8, 16, 9, 9), (8, 16, 5, 5))
+    assert not conv_winograd.applies(P1, (8, 16, 9, 9), (8, 16, 7, 7))
+
+
+# ---------------------------------------------------------------- F(2×2, 5×5)
+
+
+@pytest.mark.parametrize("th,tw", [(1, 1), (3, 2)])
+def test_every_5x5_transform_equals_its_numpy_twin(th, tw):
+    from engine.kernels import winograd_f25 as W5
+
+    rng = np.random.default_rng(10)
+    n, c = 2, 3
+    xp = rng.standard_normal((n, c, 2 * th + 4, 2 * tw + 4))
+    v = W5.domain(c, n * th * tw, xp.dtype)
+    W5.transform_in(xp, th, tw, v)
+    np.testing.assert_allclose(v, W5.transform_in_ref(xp, th, tw), rtol=0, atol=1e-12)
+    m = rng.standard_normal((36, c, n * th * tw))
+    y = np.empty((n, c, 2 * th, 2 * tw))
+    W5.transform_out(m, th, tw, y)
+    np.testing.assert_allclose(y, W5.transform_out_ref(m, n, th, tw), rtol=0, atol=1e-12)
+    g = rng.standard_normal((n, c, 2 * th, 2 * tw))
+    dm = W5.domain(c, n * th * tw, g.dtype)
+    W5.grad_out(g, th, tw, dm)
+    np.testing.assert_allclose(dm, W5.grad_out_ref(g, th, tw), rtol=0, atol=1e-12)
+    dxp = np.zeros_like(xp)
+    W5.grad_in(m, th, tw, dxp)
+    np.testing.assert_allclose(dxp, W5.grad_in_ref(m, n, th, tw), rtol=0, atol=1e-12)
+    # float32 inputs: the float32 kernels equal the float64 twins to float32 rounding
+    v32 = W5.domain(c, n * th * tw, np.float32)
+    W5.transform_in(xp.astype(np.float32), th, tw, v32)
+    np.testing.assert_allclose(v32, W5.transform_in_ref(xp, th, tw), rtol=0, atol=1e-5)
+
+
+def test_the_5x5_transforms_compute_a_convolution_and_their_transposes():
+    from engine.kernels import winograd_f25 as W5
+
+    rng = np.random.default_rng(11)
+    n, c, cout, th, tw = 2, 3, 4, 2, 3
+    xp = rng.standard_normal((n, c, 2 * th + 4, 2 * tw + 4))
+    w = rng.standard_normal((cout, c, 5, 5))
+    y = W5.transform_out_ref(np.matmul(W5.weights(w), W5.transform_in_ref(xp, th, tw)),
+                             n, th, tw)
+    windows = np.lib.stride_tricks.sliding_window_view(xp, (5, 5), axis=(2, 3))
+    np.testing.assert_allclose(y, np.einsum("nchwij,ocij->nohw", windows, w), atol=1e-12)
+    dv = rng.standard_normal((36, c, n * th * tw))
+    lhs = np.vdot(W5.transform_in_ref(xp, th, tw), dv)
+    np.testing.assert_allclose(lhs, np.vdot(xp, W5.grad_in_ref(dv, n, th, tw)), rtol=1e-12)
+    m, g = rng.standard_normal((36, c, n * th * tw)), rng.standard_normal((n, c, 2 * th, 2 * tw))
+    lhs = np.vdot(W5.transform_out_ref(m, n, th, tw), g)
+    np.testing.assert_allclose(lhs, np.vdot(m, W5.grad_out_ref(g, th, tw)), rtol=1e-12)
+    du = rng.standard_normal((36, cout, c))
+    lhs = np.vdot(W5.weights(w), du)
+    np.testing.assert_allclose(lhs, np.vdot(w, W5.weights_grad(du, cout, c)), rtol=1e-12)
+
+
+def _run5(x, w, b, params, winograd: bool, monkeypatch, g, needs=()):
+    monkeypatch.setattr(conv_winograd, "MIN_CHANNELS_5X5", 1 if winograd else 10**9)
+    spec, ctx = registry.get("conv2d"), _Ctx(needs)
+    y = spec.forward(ctx, params, x, w, b)
+    assert (ctx.saved[0] == "winograd") is winograd
+    return (y, *spec.backward(ctx, params, g))
+
+
+@pytest.mark.parametrize("shape,wshape,pad,small_blocks", [
+    ((3, 8, 7, 6), (4, 8, 5, 5), 2, False),  # odd output width
+    ((2, 9, 9, 9), (5, 9, 5, 5), 0, True),  # odd output, one image a block
+    ((5, 16, 8, 8), (3, 16, 5, 5), 1, True),
+])
+def test_5x5_winograd_equals_the_gemm_route_in_float64(shape, wshape, pad, small_blocks,
+                                                       monkeypatch):
+    rng = np.random.default_rng(12)
+    x, w, b = rng.standard_normal(shape), rng.standard_normal(wshape), rng.standard_normal(
+        wshape[0])
+    params = {**P1, "padding": pad}
+    ho, wo = shape[2] + 2 * pad - 4, shape[3] + 2 * pad - 4
+    g = rng.standard_normal((shape[0], wshape[0], ho, wo))
+    if small_blocks:
+        monkeypatch.setattr(conv_winograd, "BLOCK_BYTES", 1)
+    for needs in ((), (False, True, True)):
+        wino = _run5(x, w, b, params, True, monkeypatch, g, needs)
+        gemm = _run5(x, w, b, params, False, monkeypatch, g, needs)
+        for got, want in zip(wino, gemm):
+            if want is None:
+                assert got is None
+                continue
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-11)
+
+
+def test_float32_5x5_winograd_stays_within_tolerance_of_float64(monkeypatch):
+    """F(2×2, 5×5) loses more than the 3×3 one in float32 (transform entries up to 5, kernel
+    fractions down to 1/24): within 1e-5 of the largest value (measured ~3e-6; GEMM ~7e-7)."""
+    rng = np.random.default_rng(13)
+    x, w = rng.standard_normal((5, 32, 12, 12)), rng.standard_normal((16, 32, 5, 5)) * 0.1
+    g = rng.standard_normal((5, 16, 8, 8))
+    exact = _run5(x, w, None, P1 | {"padding": 0}, False, monkeypatch, g)
+    got = _run5(x.astype(np.float32), w.astype(np.float32), None, P1 | {"padding": 0}, True,
+                monkeypatch, g.astype(np.float32))
+    for a, e in zip(got[:3], exact[:3]):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, e, rtol=0, atol=1e-5 * np.abs(e).max())
+
+
+def test_the_5x5_route_choice_follows_the_measured_rule():
+    assert conv_winograd.applies(P1, (128, 32, 12, 12), (64, 32, 5, 5))  # cnn_wide28's conv2
+    assert conv_winograd.applies(P1, (64, 16, 12, 12), (32, 16, 5, 5))
+    assert not conv_winograd.applies(P1, (32, 8, 16, 16), (16, 8, 5, 5))  # ~even at 8
+    assert not conv_winograd.applies(P1, (128, 1, 28, 28), (32, 1, 5, 5))  # first layers
+    assert not conv_winograd.applies({**P1, "stride": 2}, (8, 32, 12, 12), (8, 32, 5, 5))
+    assert not conv_winograd.applies(P1, (8, 32, 12, 12), (8, 32, 5, 3))

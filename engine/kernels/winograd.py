@@ -33,6 +33,9 @@ import numpy as np
 from numba import njit
 from numpy.lib.stride_tricks import as_strided
 
+POSITIONS = 16  # 4×4 transformed values per tile
+HALO = 2  # input rows and columns a tile reads beyond its 2×2 outputs
+
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)

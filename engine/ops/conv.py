@@ -1,7 +1,7 @@
 """2-D convolution over NCHW images.
 
 conv2d takes the Winograd F(2×2, 3×3) route for 3×3 stride-1 convolutions of ≥ 8 channels
-(:mod:`engine.ops.conv_winograd`); otherwise it
+and F(2×2, 5×5) for 5×5 ones of ≥ 16 (:mod:`engine.ops.conv_winograd`); otherwise it
 lowers to im2col (a strided view copied once) + BLAS GEMMs, on one of two routes chosen
 per shape (:func:`by_image`): a batched GEMM per image (few input channels) or one GEMM per
 group over the whole batch; the backward uses two GEMMs and a Numba col2im scatter-add, and
@@ -153,6 +153,9 @@ register(OpSpec(
                 {"padding": 1}, note="Winograd route (3×3, stride 1, ≥ 8 channels), odd output"),
         Example([((1, 9, 6, 6), "float"), ((2, 9, 3, 3), "float")],
                 {"padding": 0}, note="Winograd route, no padding"),
+        Example([((1, 16, 5, 4), "float"), ((2, 16, 5, 5), "float"), ((2,), "float")],
+                {"padding": 1}, note="Winograd F(2×2, 5×5) route (5×5, stride 1, ≥ 16 channels), "
+                "odd output"),
     ],
     batch_rule=batch_rules.first_input_only(batch_rules.leading_only),
     family="conv",

@@ -1,4 +1,5 @@
-"""The Winograd F(2×2, 3×3) route of conv2d (3×3, stride 1, no dilation, one group).
+"""The Winograd routes of conv2d: F(2×2, 3×3) and F(2×2, 5×5) (stride 1, no dilation, one
+group).
 
 Forward: pad the image into whole 4×4 tiles, transform (``V = Bᵀ d B``, Numba), 16 batched
 GEMMs ``M = U @ V`` in BLAS (``U = G w Gᵀ``), transform back (``Aᵀ M A``). Backward:
@@ -6,7 +7,11 @@ GEMMs ``M = U @ V`` in BLAS (``U = G w Gᵀ``), transform back (``Aᵀ M A``). B
 ``dV = Uᵀ @ dM`` scattered back as ``B dV Bᵀ``. 16 multiplications per output pair of channels
 and 2×2 tile instead of 36 (2.25× fewer), and every coefficient is 0, ±1 or ½, so float64
 stays at rounding level (the float64 gradient check and torch parity run through it).
-See :mod:`engine.kernels.winograd`.
+See :mod:`engine.kernels.winograd`. 5×5 kernels take F(2×2, 5×5)
+(:mod:`engine.kernels.winograd_f25`): 6×6 input tiles, 36 GEMMs, 2.8× fewer multiplications
+than im2col, at the cost of costlier transforms and float32 within ~1e-5 (relative to the
+largest value) of float64 instead of ~1e-6; the code below is the same for both, with 16 or
+36 positions and a halo of 2 or 4.
 
 Both passes run in blocks of images (:func:`block_images`): pad → transform → 16 GEMMs →
 transform for one block at a time, in buffers reused from block to block, so the
@@ -37,16 +42,33 @@ MIN_CHANNELS = 8
 BLOCK_BYTES = 2 * 1024 * 1024
 
 
+# 5×5 kernels: below this many input channels the GEMM routes win. Measured, CPU ms of
+# forward + backward, one thread, float32, median / min (GEMM route → F(2×2, 5×5)):
+# 128×32×12² → 64 (cnn_wide28's second conv) 55.9 / 44.5 → 34.7 / 30.0, without the image
+# gradient 30.1 / 28.0 → 25.2 / 22.1; 64×16×12² → 32 pad 2 17.0 / 16.3 → 14.2 / 13.8;
+# 32×8×16² → 16 5.7 / 5.4 → 6.1 / 5.5; 64×4×16² → 16 5.0 → 6.8; 128×2×28² → 16 5.9 → 18.0.
+MIN_CHANNELS_5X5 = 16
+
+
 def applies(params: dict, x_shape: tuple, w_shape: tuple) -> bool:
-    """Whether conv2d takes the Winograd route for this shape (see :data:`MIN_CHANNELS`)."""
-    return (params["stride"] == 1 and params["dilation"] == 1 and params["groups"] == 1
-            and w_shape[2] == 3 and w_shape[3] == 3 and x_shape[1] >= MIN_CHANNELS)
+    """Whether conv2d takes a Winograd route for this shape (see :data:`MIN_CHANNELS`)."""
+    if params["stride"] != 1 or params["dilation"] != 1 or params["groups"] != 1:
+        return False
+    if w_shape[2] == 3 and w_shape[3] == 3:
+        return x_shape[1] >= MIN_CHANNELS
+    return w_shape[2] == 5 and w_shape[3] == 5 and x_shape[1] >= MIN_CHANNELS_5X5
 
 
-def block_images(channels: int, tiles: int, itemsize: int) -> int:
-    """Images per block: as many as keep ``16 · channels · tiles`` domain values per image
-    (*channels* summed over the arrays a block holds) within :data:`BLOCK_BYTES`, at least 1."""
-    return max(1, BLOCK_BYTES // (16 * channels * tiles * itemsize))
+def _transforms(r: int):
+    """The transform kernels for an r×r kernel (3 or 5)."""
+    return kernels("winograd" if r == 3 else "winograd_f25")
+
+
+def block_images(channels: int, tiles: int, itemsize: int, positions: int = 16) -> int:
+    """Images per block: as many as keep ``positions · channels · tiles`` domain values per
+    image (*channels* summed over the arrays a block holds) within :data:`BLOCK_BYTES`, at
+    least 1."""
+    return max(1, BLOCK_BYTES // (positions * channels * tiles * itemsize))
 
 
 def blocks(lo: int, hi: int, nb: int):
@@ -58,22 +80,22 @@ def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
             bias: np.ndarray | None) -> np.ndarray:
     """conv2d forward on the Winograd route; saves x and ``U`` for the backward. Large
     batches run as two halves at once (:mod:`engine.ops.two_cores`)."""
-    wk = kernels("winograd")
-    p = params["padding"]
+    wk = _transforms(weight.shape[2])
+    p, halo = params["padding"], wk.HALO
     n, c, h, w_ = x.shape
     cout = weight.shape[0]
-    ho, wo = h + 2 * p - 2, w_ + 2 * p - 2
+    ho, wo = h + 2 * p - halo, w_ + 2 * p - halo
     th, tw = (ho + 1) // 2, (wo + 1) // 2
     t = th * tw  # tiles per image
-    u = wk.weights(weight)  # (16, Cout, C)
+    u = wk.weights(weight)  # (16 or 36, Cout, C)
     y = np.empty((n, cout, 2 * th, 2 * tw), x.dtype)
-    nb = block_images(c + cout, t, x.dtype.itemsize)
+    nb = block_images(c + cout, t, x.dtype.itemsize, wk.POSITIONS)
     # one block holds the whole batch: its V is kept for the backward (not recomputed)
     kept = wk.domain(c, n * t, x.dtype) if n <= nb else None
 
     def part(lo: int, hi: int) -> None:  # images lo … hi-1, in blocks of ≤ nb
         size = min(nb, hi - lo)
-        xp = np.zeros((size, c, 2 * th + 2, 2 * tw + 2), x.dtype)  # the border stays zero
+        xp = np.zeros((size, c, 2 * th + halo, 2 * tw + halo), x.dtype)  # border stays 0
         v = wk.domain(c, size * t, x.dtype) if kept is None else kept  # (16, C, P)
         m = wk.domain(cout, size * t, x.dtype)  # (16, Cout, P)
         for a, b in blocks(lo, hi, size):
@@ -87,7 +109,7 @@ def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
             if bias is not None:
                 y[a:b] += bias.reshape(1, cout, 1, 1)  # while the block is in cache
 
-    if two_cores.ways(n, 32.0 * cout * c * n * t) == 2:
+    if two_cores.ways(n, 2.0 * wk.POSITIONS * cout * c * n * t) == 2:
         two_cores.halves(n, part)
     else:
         part(0, n)
@@ -100,8 +122,9 @@ def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
 def backward(ctx, params: dict, g: np.ndarray):
     """(gx or None when x is data, gw, gb or None) on the Winograd route, two halves at once
     for large batches (their weight gradients summed)."""
-    wk = kernels("winograd")
     _, saved, u, x_shape, has_bias = ctx.saved
+    wk = _transforms(3 if u.shape[0] == 16 else 5)
+    halo = wk.HALO
     kept = saved if saved.ndim == 3 else None  # V (16, C, P), else the image x
     p = params["padding"]
     n, c, h, w_ = x_shape
@@ -116,18 +139,18 @@ def backward(ctx, params: dict, g: np.ndarray):
         gp = np.ascontiguousarray(g)
     need_x = not ctx.needs_input_grad or ctx.needs_input_grad[0]  # False: x is data
     gx = np.empty(x_shape, g.dtype) if need_x else None
-    ut = u.transpose(0, 2, 1)  # (16, C, Cout)
+    ut = u.transpose(0, 2, 1)  # (16 or 36, C, Cout)
     nb = n if kept is not None else block_images(c * (3 if need_x else 1) + cout, t,
-                                                 g.dtype.itemsize)
+                                                 g.dtype.itemsize, wk.POSITIONS)
 
     def part(lo: int, hi: int) -> tuple:  # images lo … hi-1: their dU, bias gradient
         size = min(nb, hi - lo)
-        xp = np.zeros((size, c, 2 * th + 2, 2 * tw + 2), g.dtype)  # the border stays zero
+        xp = np.zeros((size, c, 2 * th + halo, 2 * tw + halo), g.dtype)  # border stays 0
         v = wk.domain(c, size * t, g.dtype) if kept is None else kept  # (16, C, P)
         dm = wk.domain(cout, size * t, g.dtype)  # (16, Cout, P)
         dv = wk.domain(c, size * t, g.dtype) if need_x else None  # (16, C, P)
         dxp = np.empty_like(xp) if need_x else None  # the block's padded input gradient
-        du = np.zeros((16, cout, c), g.dtype)
+        du = np.zeros((wk.POSITIONS, cout, c), g.dtype)
         gb = np.zeros(cout, g.dtype)
         for a, b in blocks(lo, hi, size):
             k = b - a
@@ -150,7 +173,7 @@ def backward(ctx, params: dict, g: np.ndarray):
                 gx[a:b] = dxp[:k, :, p:p + h, p:p + w_]
         return du, gb
 
-    flops = 32.0 * cout * c * n * t * (2 if need_x else 1)
+    flops = 2.0 * wk.POSITIONS * cout * c * n * t * (2 if need_x else 1)
     parts = two_cores.halves(n, part) if two_cores.ways(n, flops) == 2 else [part(0, n)]
-    gw = wk.weights_grad(sum(p[0] for p in parts), cout, c)  # (Cout, C, 3, 3)
+    gw = wk.weights_grad(sum(p[0] for p in parts), cout, c)  # (Cout, C, r, r)
     return gx, gw, sum(p[1] for p in parts) if has_bias else None

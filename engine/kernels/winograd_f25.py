@@ -1,0 +1,215 @@
+"""Winograd F(2×2, 5×5) transforms for 5×5 stride-1 convolutions, each with a numpy twin.
+
+The 5×5 sibling of :mod:`engine.kernels.winograd`: each 2×2 output tile comes from a 6×6
+input tile, and in the Winograd domain the 100 multiplications per tile and channel pair
+become 36 — 36 independent GEMMs ``M[ξν] = U[ξν] @ V[ξν]`` (BLAS) between the transforms here:
+
+    Y = Aᵀ [ Σ_c (G w Gᵀ) ⊙ (Bᵀ d B) ] A
+
+with the Toom-Cook matrices of the points 0, ±1, ±2 and ∞ (Lavin & Gray 2015; the same
+``Bᵀ`` as F(4, 3)). ``Bᵀ`` has entries up to 5 and ``G`` fractions down to 1/24, so float32
+loses a little more than F(2×2, 3×3) does (measured: forward and gradients within ~1e-5 of
+the float64 result relative to their largest value); float64 stays at rounding level.
+
+Backward, as for 3×3: ``dM = A dY Aᵀ`` (:func:`grad_out`), ``dU = dM @ Vᵀ`` (``dW = Gᵀ dU G``),
+``dV = Uᵀ @ dM`` scattered back as ``B dV Bᵀ`` onto overlapping 6×6 input tiles
+(:func:`grad_in`). Layouts: padded input ``xp (N, C, 2·th + 4, 2·tw + 4)``, outputs
+``(N, Cout, 2·th, 2·tw)``, Winograd arrays ``(36, channels, P)`` with ``P`` ordered
+``(n, ty, tx)`` and rows padded apart by :func:`domain` (see the 3×3 module on L1 aliasing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from engine.kernels.winograd import _tiles
+
+POSITIONS = 36  # 6×6 transformed values per tile
+HALO = 4  # input rows and columns a tile reads beyond its 2×2 outputs
+
+BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64)
+G = np.array([[1 / 4, 0, 0, 0, 0],
+              [-1 / 6, -1 / 6, -1 / 6, -1 / 6, -1 / 6],
+              [-1 / 6, 1 / 6, -1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6, 1 / 3, 2 / 3],
+              [1 / 24, -1 / 12, 1 / 6, -1 / 3, 2 / 3],
+              [0, 0, 0, 0, 1]], np.float64)
+AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1]], np.float64)
+
+
+def domain(channels: int, tiles: int, dtype) -> np.ndarray:
+    """An uninitialised Winograd-domain array ``(36, channels, tiles)`` whose 36 position
+    rows start 320 bytes (mod 4 KiB) apart, so the transforms' streams do not alias."""
+    item = np.dtype(dtype).itemsize
+    row = channels * tiles
+    pad = ((320 - row * item) % 4096) // item
+    return np.empty((POSITIONS, row + pad), dtype)[:, :row].reshape(POSITIONS, channels, tiles)
+
+
+def weights(w: np.ndarray) -> np.ndarray:
+    """Transformed kernels ``U (36, Cout, C)`` of ``w (Cout, C, 5, 5)``: ``G w Gᵀ``."""
+    g = G.astype(w.dtype)
+    u = np.einsum("xi,ocij,yj->xyoc", g, w, g, optimize=True)  # (6, 6, Cout, C)
+    return np.ascontiguousarray(u.reshape(POSITIONS, w.shape[0], w.shape[1]))
+
+
+def weights_grad(du: np.ndarray, cout: int, c: int) -> np.ndarray:
+    """``dW (Cout, C, 5, 5) = Gᵀ dU G`` from ``dU (36, Cout, C)``."""
+    g = G.astype(du.dtype)
+    return np.einsum("xi,xyoc,yj->ocij", g, du.reshape(6, 6, cout, c), g, optimize=True)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _bt(d0, d1, d2, d3, d4, d5):
+    """Bᵀ applied to a 6-vector (in float64: every entry a product with a float64
+    constant, so the tuple is one type for float32 input too)."""
+    return (4.0 * d0 - 5.0 * d2 + d4, d3 + d4 - 4.0 * (d1 + d2), 4.0 * (d1 - d2) - d3 + d4,
+            2.0 * (d3 - d1) - d2 + d4, 2.0 * (d1 - d3) - d2 + d4, 4.0 * d1 - 5.0 * d3 + d5)
+
+
+@njit(cache=True, nogil=True)
+def transform_in(xp, th, tw, v):
+    # xp: (N, C, 2·th+4, 2·tw+4) → v: (36, C, N·th·tw), v[:, c, p] = Bᵀ d B of tile p
+    n, c = xp.shape[0], xp.shape[1]
+    t = np.empty((6, 6), xp.dtype)  # Bᵀ d of one tile
+    for b in range(n):
+        for ch in range(c):
+            for ty in range(th):
+                base = (b * th + ty) * tw
+                y = 2 * ty
+                for tx in range(tw):
+                    x = 2 * tx
+                    p = base + tx
+                    for j in range(6):
+                        e = _bt(xp[b, ch, y, x + j], xp[b, ch, y + 1, x + j],
+                                xp[b, ch, y + 2, x + j], xp[b, ch, y + 3, x + j],
+                                xp[b, ch, y + 4, x + j], xp[b, ch, y + 5, x + j])
+                        for i in range(6):
+                            t[i, j] = e[i]
+                    for i in range(6):
+                        e = _bt(t[i, 0], t[i, 1], t[i, 2], t[i, 3], t[i, 4], t[i, 5])
+                        for j in range(6):
+                            v[6 * i + j, ch, p] = e[j]
+
+
+def transform_in_ref(xp: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """Numpy twin of :func:`transform_in`: ``V (36, C, N·th·tw)``."""
+    n, c = xp.shape[:2]
+    bt = BT.astype(xp.dtype)
+    v = np.einsum("xi,nctsij,yj->xycnts", bt, _tiles(xp, 6, 2, th, tw), bt)
+    return v.reshape(POSITIONS, c, n * th * tw)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _at(a0, a1, a2, a3, a4, a5):
+    """Aᵀ applied to a 6-vector."""
+    return 1.0 * (a0 + a1 + a2 + a3 + a4), a1 - a2 + 2.0 * (a3 - a4) + a5
+
+
+@njit(cache=True, nogil=True)
+def transform_out(m, th, tw, y):
+    # m: (36, Cout, N·th·tw) → y: (N, Cout, 2·th, 2·tw), tile = Aᵀ m A
+    n, c = y.shape[0], y.shape[1]
+    k = np.empty((2, 6), m.dtype)  # Aᵀ m of one tile
+    for b in range(n):
+        for ch in range(c):
+            for ty in range(th):
+                base = (b * th + ty) * tw
+                for tx in range(tw):
+                    p = base + tx
+                    for j in range(6):
+                        e = _at(m[j, ch, p], m[6 + j, ch, p], m[12 + j, ch, p],
+                                m[18 + j, ch, p], m[24 + j, ch, p], m[30 + j, ch, p])
+                        k[0, j] = e[0]
+                        k[1, j] = e[1]
+                    for i in range(2):
+                        r = _at(k[i, 0], k[i, 1], k[i, 2], k[i, 3], k[i, 4], k[i, 5])
+                        y[b, ch, 2 * ty + i, 2 * tx] = r[0]
+                        y[b, ch, 2 * ty + i, 2 * tx + 1] = r[1]
+
+
+def transform_out_ref(m: np.ndarray, n: int, th: int, tw: int) -> np.ndarray:
+    """Numpy twin of :func:`transform_out`: ``(N, Cout, 2·th, 2·tw)``."""
+    c = m.shape[1]
+    at = AT.astype(m.dtype)
+    t = np.einsum("ix,xycnts,jy->cntsij", at, m.reshape(6, 6, c, n, th, tw), at)
+    return np.ascontiguousarray(t.transpose(1, 0, 2, 4, 3, 5)).reshape(n, c, 2 * th, 2 * tw)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _a(g0, g1):
+    """A applied to a 2-vector."""
+    return 1.0 * g0, 1.0 * (g0 + g1), 1.0 * (g0 - g1), g0 + 2.0 * g1, g0 - 2.0 * g1, 1.0 * g1
+
+
+@njit(cache=True, nogil=True)
+def grad_out(g, th, tw, dm):
+    # g: (N, Cout, 2·th, 2·tw) → dm: (36, Cout, N·th·tw), dm tile = A g Aᵀ (the transpose
+    # of transform_out)
+    n, c = g.shape[0], g.shape[1]
+    for b in range(n):
+        for ch in range(c):
+            for ty in range(th):
+                base = (b * th + ty) * tw
+                for tx in range(tw):
+                    p = base + tx
+                    s0 = _a(g[b, ch, 2 * ty, 2 * tx], g[b, ch, 2 * ty + 1, 2 * tx])
+                    s1 = _a(g[b, ch, 2 * ty, 2 * tx + 1], g[b, ch, 2 * ty + 1, 2 * tx + 1])
+                    for i in range(6):
+                        e = _a(s0[i], s1[i])
+                        for j in range(6):
+                            dm[6 * i + j, ch, p] = e[j]
+
+
+def grad_out_ref(g: np.ndarray, th: int, tw: int) -> np.ndarray:
+    """Numpy twin of :func:`grad_out`: ``dM (36, Cout, N·th·tw)``."""
+    n, c = g.shape[:2]
+    at = AT.astype(g.dtype)
+    dm = np.einsum("ix,nctsij,jy->xycnts", at, _tiles(g, 2, 2, th, tw), at)
+    return dm.reshape(POSITIONS, c, n * th * tw)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _b(e0, e1, e2, e3, e4, e5):
+    """B applied to a 6-vector (the transpose of :func:`_bt`)."""
+    return (4.0 * e0, 4.0 * (e2 - e1 + e5) + 2.0 * (e4 - e3), -5.0 * e0 - 4.0 * (e1 + e2) - e3 - e4,
+            e1 - e2 + 2.0 * (e3 - e4) - 5.0 * e5, 1.0 * (e0 + e1 + e2 + e3 + e4), 1.0 * e5)
+
+
+@njit(cache=True, nogil=True)
+def grad_in(dv, th, tw, dxp):
+    # dv: (36, C, N·th·tw) → accumulated into dxp: (N, C, 2·th+4, 2·tw+4) (zero-filled),
+    # tile += B dv Bᵀ (the transpose of transform_in)
+    n, c = dxp.shape[0], dxp.shape[1]
+    t = np.empty((6, 6), dv.dtype)  # B dv of one tile
+    for b in range(n):
+        for ch in range(c):
+            for ty in range(th):
+                base = (b * th + ty) * tw
+                y = 2 * ty
+                for tx in range(tw):
+                    x = 2 * tx
+                    p = base + tx
+                    for j in range(6):
+                        e = _b(dv[j, ch, p], dv[6 + j, ch, p], dv[12 + j, ch, p],
+                               dv[18 + j, ch, p], dv[24 + j, ch, p], dv[30 + j, ch, p])
+                        for i in range(6):
+                            t[i, j] = e[i]
+                    for i in range(6):
+                        e = _b(t[i, 0], t[i, 1], t[i, 2], t[i, 3], t[i, 4], t[i, 5])
+                        for j in range(6):
+                            dxp[b, ch, y + i, x + j] += e[j]
+
+
+def grad_in_ref(dv: np.ndarray, n: int, th: int, tw: int) -> np.ndarray:
+    """Numpy twin of :func:`grad_in`: the padded image gradient ``(N, C, 2·th+4, 2·tw+4)``."""
+    c = dv.shape[1]
+    bt = BT.astype(dv.dtype)
+    tiles = np.einsum("xi,xycnts,yj->nctsij", bt, dv.reshape(6, 6, c, n, th, tw), bt)
+    dxp = np.zeros((n, c, 2 * th + HALO, 2 * tw + HALO), dv.dtype)
+    for ty in range(th):
+        for tx in range(tw):
+            dxp[:, :, 2 * ty:2 * ty + 6, 2 * tx:2 * tx + 6] += tiles[:, :, ty, tx]
+    return dxp
