@@ -71,27 +71,37 @@ def _bt(d0, d1, d2, d3, d4, d5):
 
 @njit(cache=True, nogil=True)
 def transform_in(xp, th, tw, v):
-    # xp: (N, C, 2·th+4, 2·tw+4) → v: (36, C, N·th·tw), v[:, c, p] = Bᵀ d B of tile p
-    n, c = xp.shape[0], xp.shape[1]
-    t = np.empty((6, 6), xp.dtype)  # Bᵀ d of one tile
+    # xp: (N, C, 2·th+4, 2·tw+4) → v: (36, C, N·th·tw), v[:, c, p] = Bᵀ d B of tile p.
+    # Bᵀ down the six rows of a tile row first, along whole image rows (contiguous in x, so
+    # the loop vectorises; 1.5-1.8× faster than tile by tile), then Bᵀ across each tile.
+    n, c, _, wp = xp.shape
+    t = np.empty((6, wp), xp.dtype)  # Bᵀ d of one tile row
     for b in range(n):
         for ch in range(c):
             for ty in range(th):
-                base = (b * th + ty) * tw
                 y = 2 * ty
-                for tx in range(tw):
-                    x = 2 * tx
-                    p = base + tx
-                    for j in range(6):
-                        e = _bt(xp[b, ch, y, x + j], xp[b, ch, y + 1, x + j],
-                                xp[b, ch, y + 2, x + j], xp[b, ch, y + 3, x + j],
-                                xp[b, ch, y + 4, x + j], xp[b, ch, y + 5, x + j])
-                        for i in range(6):
-                            t[i, j] = e[i]
-                    for i in range(6):
-                        e = _bt(t[i, 0], t[i, 1], t[i, 2], t[i, 3], t[i, 4], t[i, 5])
-                        for j in range(6):
-                            v[6 * i + j, ch, p] = e[j]
+                for x in range(wp):
+                    e = _bt(xp[b, ch, y, x], xp[b, ch, y + 1, x], xp[b, ch, y + 2, x],
+                            xp[b, ch, y + 3, x], xp[b, ch, y + 4, x], xp[b, ch, y + 5, x])
+                    t[0, x] = e[0]
+                    t[1, x] = e[1]
+                    t[2, x] = e[2]
+                    t[3, x] = e[3]
+                    t[4, x] = e[4]
+                    t[5, x] = e[5]
+                base = (b * th + ty) * tw
+                for i in range(6):
+                    for tx in range(tw):
+                        x = 2 * tx
+                        e = _bt(t[i, x], t[i, x + 1], t[i, x + 2], t[i, x + 3], t[i, x + 4],
+                                t[i, x + 5])
+                        p = base + tx
+                        v[6 * i, ch, p] = e[0]
+                        v[6 * i + 1, ch, p] = e[1]
+                        v[6 * i + 2, ch, p] = e[2]
+                        v[6 * i + 3, ch, p] = e[3]
+                        v[6 * i + 4, ch, p] = e[4]
+                        v[6 * i + 5, ch, p] = e[5]
 
 
 def transform_in_ref(xp: np.ndarray, th: int, tw: int) -> np.ndarray:
@@ -181,26 +191,36 @@ def _b(e0, e1, e2, e3, e4, e5):
 @njit(cache=True, nogil=True)
 def grad_in(dv, th, tw, dxp):
     # dv: (36, C, N·th·tw) → accumulated into dxp: (N, C, 2·th+4, 2·tw+4) (zero-filled),
-    # tile += B dv Bᵀ (the transpose of transform_in)
-    n, c = dxp.shape[0], dxp.shape[1]
-    t = np.empty((6, 6), dv.dtype)  # B dv of one tile
+    # tile += B dv Bᵀ (the transpose of transform_in, in the reverse order: B across each tile
+    # into a tile row's six rows, then B down them along whole image rows, vectorised)
+    n, c, _, wp = dxp.shape
+    t = np.empty((6, wp), dxp.dtype)  # dv Bᵀ of one tile row, overlapping tiles summed
     for b in range(n):
         for ch in range(c):
             for ty in range(th):
                 base = (b * th + ty) * tw
+                t[:, :] = 0.0
+                for i in range(6):
+                    for tx in range(tw):
+                        p = base + tx
+                        e = _b(dv[6 * i, ch, p], dv[6 * i + 1, ch, p], dv[6 * i + 2, ch, p],
+                               dv[6 * i + 3, ch, p], dv[6 * i + 4, ch, p], dv[6 * i + 5, ch, p])
+                        x = 2 * tx
+                        t[i, x] += e[0]
+                        t[i, x + 1] += e[1]
+                        t[i, x + 2] += e[2]
+                        t[i, x + 3] += e[3]
+                        t[i, x + 4] += e[4]
+                        t[i, x + 5] += e[5]
                 y = 2 * ty
-                for tx in range(tw):
-                    x = 2 * tx
-                    p = base + tx
-                    for j in range(6):
-                        e = _b(dv[j, ch, p], dv[6 + j, ch, p], dv[12 + j, ch, p],
-                               dv[18 + j, ch, p], dv[24 + j, ch, p], dv[30 + j, ch, p])
-                        for i in range(6):
-                            t[i, j] = e[i]
-                    for i in range(6):
-                        e = _b(t[i, 0], t[i, 1], t[i, 2], t[i, 3], t[i, 4], t[i, 5])
-                        for j in range(6):
-                            dxp[b, ch, y + i, x + j] += e[j]
+                for x in range(wp):
+                    e = _b(t[0, x], t[1, x], t[2, x], t[3, x], t[4, x], t[5, x])
+                    dxp[b, ch, y, x] += e[0]
+                    dxp[b, ch, y + 1, x] += e[1]
+                    dxp[b, ch, y + 2, x] += e[2]
+                    dxp[b, ch, y + 3, x] += e[3]
+                    dxp[b, ch, y + 4, x] += e[4]
+                    dxp[b, ch, y + 5, x] += e[5]
 
 
 def grad_in_ref(dv: np.ndarray, n: int, th: int, tw: int) -> np.ndarray:
