@@ -76,7 +76,7 @@ def test_every_manifest_entry_names_a_kernel_and_rebuilds_to_a_signature():
     rows = [e for op in m["ops"].values() for d in op.values() for p in d.values() for e in p]
     rows += [e for o in m["optimizers"].values() for d in o.values() for e in d]
     rows += [e for d in m["trainer"].values() for e in d]
-    for module, kernel, args in rows:
+    for module, kernel, args, *_ in rows:
         disp = precompile.dispatcher(module, kernel)
         assert disp.py_func.__name__ == kernel
         sig = tuple(precompile.rebuild(a) for a in args)
@@ -92,6 +92,16 @@ def test_a_graph_needs_forward_then_backward_in_reverse_then_the_optimizer():
     assert names[-1] == "adam_update"
     assert precompile.needed(["no_such_op"], "float32", None) == precompile.needed(
         [], "float32", None)
+
+
+def test_an_op_gets_the_signatures_recorded_under_its_params_or_all_when_unseen():
+    rows = precompile.manifest()["ops"]["gelu"]["float32"]["forward"]
+    assert len(rows) >= 2, "both GELU approximations are recorded"
+    key = rows[0][3][0]
+    one = precompile.needed([("gelu", key)], "float32", None)
+    every = precompile.needed([("gelu", "params never seen")], "float32", None)
+    assert len(one) < len(every) == len(precompile.needed(["gelu"], "float32", None))
+    assert one[0][1] == rows[0][1]
 
 
 def test_a_fresh_install_is_recognised_from_file_names_alone(tmp_path):

@@ -27,7 +27,7 @@ def _recorded(preset: str) -> list:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _program_ops(preset: str) -> tuple[list[str], str, str | None]:
+def _program_ops(preset: str) -> tuple[list[tuple[str, str]], str, str | None]:
     from engine.core.compile import compile_document
     from engine.core.document import training_settings
     from engine.graphs import presets
@@ -37,7 +37,8 @@ def _program_ops(preset: str) -> tuple[list[str], str, str | None]:
     program = compile_document(doc, dtype)
     algorithm = next((eq.params.get("algorithm") for eq in program.equations
                       if eq.op.category == "optimizer"), None)
-    return [eq.op.name for eq in program.equations], dtype, algorithm
+    return ([(eq.op.name, precompile.params_key(eq.params)) for eq in program.equations],
+            dtype, algorithm)
 
 
 def _check(preset: str) -> None:
@@ -47,7 +48,7 @@ def _check(preset: str) -> None:
                                  for e in precompile.needed(ops, dtype, algorithm)]}
     rows = _recorded(preset)
     assert rows, f"{preset}: its first step called no kernel from Python?"
-    stale = [f"{op} {phase}: {m}.{k}{tuple(args)}" for op, phase, _, (m, k, args) in rows
+    stale = [f"{op} {phase}: {m}.{k}{tuple(args)}" for op, phase, _, (m, k, args, *_) in rows
              if (m, k, tuple(json.dumps(a, sort_keys=True) for a in args)) not in needed]
     assert not stale, (f"{preset}'s first step calls kernel signatures the manifest lacks; "
                        f"rerun python tools/kernel_signatures.py:\n" + "\n".join(stale))

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 OUT = ROOT / "engine" / "kernels" / "signatures.json"
-TRAINER = ("trainer", "")
+TRAINER = ("trainer", "", "")  # (op, phase, params key) outside any op
 
 
 class Recorder:
@@ -30,19 +30,20 @@ class Recorder:
     found no compiled overload in this process, under the current (op, phase) label."""
 
     def __init__(self) -> None:
-        self.calls: dict[tuple[str, str, str], list] = {}  # (op, phase, dtype) -> entries
+        # (op, phase, dtype) -> [module, kernel, argument types, params keys]
+        self.calls: dict[tuple[str, str, str], list] = {}
         self.dtype = "float32"  # the dtype of the run being recorded (set by the driver)
         self._where = threading.local()
         self._last = TRAINER
 
     @property
-    def label(self) -> tuple[str, str]:
+    def label(self) -> tuple[str, str, str]:
         """This thread's (op, phase); in a thread the step spawned (the batch split, a
         convolution's second core), the one last entered by any thread."""
         return getattr(self._where, "label", None) or self._last
 
     @contextmanager
-    def under(self, label: tuple[str, str]) -> Iterator[None]:
+    def under(self, label: tuple[str, str, str]) -> Iterator[None]:
         before = getattr(self._where, "label", None)
         self._where.label = self._last = label
         try:
@@ -52,9 +53,13 @@ class Recorder:
             self._last = before or TRAINER
 
     def wrap(self, fn: Callable, label: tuple[str, str]) -> Callable:
-        def wrapped(*args, **kwargs):
-            with self.under(label):
-                return fn(*args, **kwargs)
+        """*fn* (an op's ``forward(ctx, params, *inputs)`` or backward) recording under
+        *label* and the call's params key."""
+        from engine.kernels.precompile import params_key
+
+        def wrapped(ctx, params, *args, **kwargs):
+            with self.under((*label, params_key(params))):
+                return fn(ctx, params, *args, **kwargs)
         return wrapped
 
     @contextmanager
@@ -85,7 +90,7 @@ class Recorder:
         step = Optimizer.step
 
         def optimizer_step(opt, *args, **kwargs):
-            with recorder.under(("optimizer:" + opt.kind, "")):
+            with recorder.under(("optimizer:" + opt.kind, "", "")):
                 return step(opt, *args, **kwargs)
 
         base._compile_for_args = compile_for_args
@@ -102,9 +107,18 @@ class Recorder:
         from engine.kernels.precompile import describe
 
         entry = [disp.py_func.__module__, disp.py_func.__name__, [describe(t) for t in types]]
-        calls = self.calls.setdefault((*self.label, self.dtype), [])
-        if entry not in calls:
-            calls.append(entry)
+        op, phase, key = self.label
+        _merge(self.calls.setdefault((op, phase, self.dtype), []), entry, key)
+
+
+def _merge(rows: list, entry: list, key: str) -> None:
+    """Add *entry* to *rows* (first-use order), noting params *key* once."""
+    for row in rows:
+        if row[:3] == entry[:3]:
+            if key and key not in row[3]:
+                row[3].append(key)
+            return
+    rows.append([*entry[:3], [key] if key else []])
 
 
 def first_step(recorder: Recorder, name: str) -> None:
@@ -190,8 +204,8 @@ def record(units: list[str]) -> tuple[dict, list[str]]:
     calls: dict = {}
     for op, phase, dtype, entry in rows:
         got = calls.setdefault((op, phase, dtype), [])
-        if entry not in got:
-            got.append(entry)
+        for key in entry[3] or [""]:
+            _merge(got, entry, key)
     return build(calls), failed
 
 
@@ -203,11 +217,11 @@ def build(calls: dict[tuple[str, str, str], list]) -> dict:
                  "numba": numba.__version__, "ops": {}, "optimizers": {}, "trainer": {}}
     for (name, phase, dtype), entries in calls.items():
         for entry in entries:
-            if (name, phase) == TRAINER:
-                out["trainer"].setdefault(dtype, []).append(entry)
+            if name == TRAINER[0]:
+                out["trainer"].setdefault(dtype, []).append(entry[:3])
             elif name.startswith("optimizer:"):
                 kind = name.split(":", 1)[1]
-                out["optimizers"].setdefault(kind, {}).setdefault(dtype, []).append(entry)
+                out["optimizers"].setdefault(kind, {}).setdefault(dtype, []).append(entry[:3])
             else:
                 out["ops"].setdefault(name, {}).setdefault(dtype, {}).setdefault(
                     phase, []).append(entry)

@@ -10,7 +10,8 @@ the middle.
 
 What to compile comes from ``signatures.json`` (beside this module), written by
 ``python tools/kernel_signatures.py``: per op name, training dtype and phase, the
-``[module, kernel, argument types]`` the op's kernels were first called with. Types are
+``[module, kernel, argument types, params keys]`` the op's kernels were called with (and under
+which of the op's params, :func:`params_key`). Types are
 rebuilt from a small description (:func:`describe` / :func:`rebuild`), never evaluated.
 
 Skipped (no helper) when every needed signature is already in the cache, on one core, when
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib
 import json
 import os
@@ -121,19 +123,36 @@ def manifest() -> dict:
 
 
 def _entries(items: Iterable) -> list[Entry]:
-    return [(m, k, tuple(json.dumps(a, sort_keys=True) for a in args)) for m, k, args in items]
+    return [(e[0], e[1], tuple(json.dumps(a, sort_keys=True) for a in e[2])) for e in items]
 
 
-def needed(ops: Sequence[str], dtype: str, optimizer: str | None) -> list[Entry]:
-    """The signatures a step of a graph with *ops* (its primitive op names in program order)
-    calls, in the order the main process meets them: forward in op order, backward in
-    reverse op order, then the trainer's and the optimizer's kernels."""
+def params_key(params: dict) -> str:
+    """A short, stable key of an equation's params: the manifest notes under which params an
+    op called each signature (a GELU's approximation, a causal mask), so a graph's helper
+    compiles what its own ops call rather than every variant the op has."""
+    text = json.dumps(params, sort_keys=True, default=repr)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _for_params(rows: list, key: str | None) -> list:
+    """*rows* recorded under params *key*, or all of them when none was (params unseen)."""
+    chosen = [r for r in rows if key is not None and len(r) > 3 and key in r[3]]
+    return chosen or rows
+
+
+def needed(ops: Sequence[str | tuple[str, str]], dtype: str, optimizer: str | None
+           ) -> list[Entry]:
+    """The signatures a step of a graph with *ops* (its primitive ops in program order: names,
+    or ``(name, params_key(params))``) calls, in the order the main process meets them:
+    forward in op order, backward in reverse op order, then the trainer's and the optimizer's
+    kernels."""
     m = manifest()
     per_op = m.get("ops", {})
+    pairs = [(op, None) if isinstance(op, str) else (op[0], op[1]) for op in ops]
     order: list = []
-    for phase, names in (("forward", ops), ("backward", list(reversed(ops)))):
-        for name in dict.fromkeys(names):
-            order += per_op.get(name, {}).get(dtype, {}).get(phase, [])
+    for phase, seq in (("forward", pairs), ("backward", pairs[::-1])):
+        for name, key in dict.fromkeys(seq):
+            order += _for_params(per_op.get(name, {}).get(dtype, {}).get(phase, []), key)
     order += m.get("trainer", {}).get(dtype, [])
     if optimizer is not None:
         order += m.get("optimizers", {}).get(optimizer, {}).get(dtype, [])
@@ -221,7 +240,7 @@ def _load() -> float:
     return 0.0
 
 
-def start(ops: Sequence[str], dtype: str, optimizer: str | None = None
+def start(ops: Sequence[str | tuple[str, str]], dtype: str, optimizer: str | None = None
           ) -> subprocess.Popen | None:
     """Start the helper for a graph's kernels unless it is not needed or not allowed; returns
     it (or None). Never raises: a helper that cannot start only costs speed."""

@@ -486,7 +486,8 @@ def start_precompile(program, dtype: str) -> None:
 
     algorithm = next((eq.params.get("algorithm") for eq in program.equations
                       if eq.op.category == "optimizer"), None)
-    precompile.start([eq.op.name for eq in program.equations], dtype, algorithm)
+    precompile.start([(eq.op.name, precompile.params_key(eq.params))
+                      for eq in program.equations], dtype, algorithm)
 
 
 def frozen_parameters(doc: dict, program) -> frozenset[str]:
