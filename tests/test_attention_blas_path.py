@@ -125,3 +125,28 @@ def test_float32_op_on_three_axes_stays_contiguous():
     for ours, ref in zip(grads32, grads64):
         assert ours.shape == (4, 6, 5)
         np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("t,lowered", [(64, False), (65, False), (7, True), (4, True)])
+def test_causal_halves_skip_the_hidden_block_and_match_float64(t, lowered, monkeypatch):
+    """Causal self-attention from MIN_HALVED_T on computes its products in two halves (the
+    first half of the queries against the first half of the keys only): the same values and
+    gradients as the float64 op, odd lengths included; also at small lengths with the
+    threshold lowered, so every split point is exercised."""
+    if lowered:
+        monkeypatch.setattr(op_attention, "MIN_HALVED_T", 2)
+    assert op_attention._causal_half(True, 0, t, t) == t // 2 > 0
+    assert op_attention._causal_half(False, 0, t, t) == 0
+    assert op_attention._causal_half(True, 1, t - 1, t) == 0
+    b, h, d = 2, 2, 8
+    x = RNG.standard_normal((b, t, 3, h, d))
+    g = RNG.standard_normal((b, h, t, d))
+    heads32 = x.astype(np.float32).transpose(2, 0, 3, 1, 4)
+    o32, grads32 = run_op("scaled_dot_product_attention", list(heads32), {"causal": True},
+                          grad=g.astype(np.float32))
+    heads64 = [np.ascontiguousarray(a) for a in x.transpose(2, 0, 3, 1, 4)]
+    o64, grads64 = run_op("scaled_dot_product_attention", heads64, {"causal": True}, grad=g)
+    np.testing.assert_allclose(o32, o64, rtol=1e-4, atol=1e-5)
+    for ours, ref in zip(grads32, grads64):
+        assert np.isfinite(ours).all()
+        np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=2e-5)
