@@ -63,23 +63,32 @@ def layer_norm_bwd(g, x, mean, rstd, w, gx, gw, gb):  # gw, gb: (D,) float64 acc
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def batch_norm_stats(x, mean, var, invstd, eps, c0, c1):
     # x: (N, C, S) → biased per-channel mean, var and 1 / √(var + eps) in float64, channels
-    # c0 … c1 − 1 only (two threads take disjoint blocks)
+    # c0 … c1 − 1 only (two threads take disjoint blocks). Two sequential sweeps (sums, then
+    # squared deviations): channel by channel, an image plane of 4 KiB (32×32) puts every
+    # image's rows of one channel in the same L2 sets
     n, c, s = x.shape
     m = n * s
-    for ch in range(c0, c1):
-        acc = 0.0
-        for i in range(n):
+    acc = np.zeros(c1 - c0)
+    for i in range(n):
+        for ch in range(c0, c1):
+            a = 0.0
             for k in range(s):
-                acc += x[i, ch, k]
-        mu = acc / m
-        acc = 0.0
-        for i in range(n):
+                a += x[i, ch, k]
+            acc[ch - c0] += a
+    for ch in range(c0, c1):
+        mean[ch] = acc[ch - c0] / m
+        acc[ch - c0] = 0.0
+    for i in range(n):
+        for ch in range(c0, c1):
+            mu = mean[ch]
+            a = 0.0
             for k in range(s):
                 t = x[i, ch, k] - mu
-                acc += t * t
-        mean[ch] = mu
-        var[ch] = acc / m
-        invstd[ch] = 1.0 / math.sqrt(acc / m + eps)
+                a += t * t
+            acc[ch - c0] += a
+    for ch in range(c0, c1):
+        var[ch] = acc[ch - c0] / m
+        invstd[ch] = 1.0 / math.sqrt(acc[ch - c0] / m + eps)
 
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
@@ -98,25 +107,33 @@ def batch_norm_apply(x, mean, invstd, w, b, out, c0, c1):
 
 @njit(cache=True, nogil=True, fastmath=_FAST)
 def batch_norm_bwd(g, x, mean, invstd, w, gx, gw, gb, c0, c1):
-    # training-mode backward of channels c0 … c1 − 1: sums in float64, gx in x's dtype
+    # training-mode backward of channels c0 … c1 − 1 in two sequential sweeps (the sums in
+    # float64, then gx in x's dtype), as batch_norm_stats
     n, c, s = x.shape
     m = n * s
     for ch in range(c0, c1):
-        mu = mean[ch]
-        r = invstd[ch]
-        sg = 0.0
-        sgx = 0.0
-        for i in range(n):
+        gw[ch] = 0.0
+        gb[ch] = 0.0
+    for i in range(n):
+        for ch in range(c0, c1):
+            mu = mean[ch]
+            a = 0.0
+            b = 0.0
             for k in range(s):
-                sg += g[i, ch, k]
-                sgx += g[i, ch, k] * (x[i, ch, k] - mu) * r
-        gw[ch] = sgx
-        gb[ch] = sg
-        a = w[ch] * r
-        ft = x.dtype.type
-        mu_x, a_x, c_x = ft(mu), ft(a), ft(-a * sg / m)
-        d_x = ft(-a * r * sgx / m)  # gx = a·g − a·mean(g) − a·r·mean(g·x̂)·(x − mean)
-        for i in range(n):
+                a += g[i, ch, k]
+                b += g[i, ch, k] * (x[i, ch, k] - mu)
+            gb[ch] += a
+            gw[ch] += b
+    for ch in range(c0, c1):
+        gw[ch] *= invstd[ch]  # Σ g·x̂
+    ft = x.dtype.type
+    for i in range(n):
+        for ch in range(c0, c1):
+            r = invstd[ch]
+            a = w[ch] * r
+            # gx = a·g − a·mean(g) − a·r·mean(g·x̂)·(x − mean)
+            mu_x, a_x, c_x = ft(mean[ch]), ft(a), ft(-a * gb[ch] / m)
+            d_x = ft(-a * r * gw[ch] / m)
             for k in range(s):
                 gx[i, ch, k] = a_x * g[i, ch, k] + c_x + d_x * (x[i, ch, k] - mu_x)
 
