@@ -171,7 +171,7 @@ class RunList(QTreeWidget):
         step += " · graph changed since" if run.changed else ""
         for col, text in enumerate((run.name, run.status + step, run.graph_hash,
                                     run.hparam_text(), run.summary(), run.folder)):
-            if item.text(col) != text:  # at 10 Hz while training: only what changed
+            if item.text(col) != text:  # at 5 Hz while training: only what changed
                 item.setText(col, text)
                 item.setToolTip(col, text)
         self.blockSignals(False)

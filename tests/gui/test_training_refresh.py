@@ -55,7 +55,7 @@ def test_live_plots_redraw_together_at_most_every_plot_s_and_only_on_screen(qtbo
     run.add(_records(11, 10))
     assert not plots.refresh(now=t + PLOT_S / 2)  # too soon: kept for later
     assert not plots.up_to_date and len(plots.curve_data("loss")[0]) == 10
-    assert plots.refresh(now=t + PLOT_S)
+    assert plots.refresh(now=t + PLOT_S * 1.01)
     assert len(plots.curve_data("loss")[0]) == 20 and len(plots.curve_data("speed")[0]) == 20
     assert not plots.refresh(now=t + 100.0)  # nothing new: nothing drawn
     plots.hide()
@@ -136,3 +136,21 @@ def test_periodic_inspection_and_predictions_follow_what_is_on_screen(make_windo
     clock["now"] += 1.5
     insp.tick()
     assert asked.predictions == shown + 1
+
+
+def test_plots_behind_another_dock_draw_when_their_dock_is_raised(make_window, qtbot):
+    win = make_window("spiral_mlp")
+    ui = win.training
+    run = RunData(1, "run 1")
+    ui.runs.append(run)
+    ui.current = run
+    ui.dock_widget.plots.show_run(run)
+    ui.docks[1].raise_()  # Sampling over Training
+    plots = ui.dock_widget.plots
+    qtbot.waitUntil(lambda: not on_screen(plots))
+    run.add(_records(1, 30))
+    ui.refresh()
+    assert not plots.up_to_date and len(plots.curve_data("loss")[0]) == 0  # not drawn
+    ui.docks[0].raise_()
+    qtbot.waitUntil(lambda: plots.up_to_date)
+    assert len(plots.curve_data("loss")[0]) == 30
