@@ -146,6 +146,14 @@ def test_by_default_it_runs_only_with_a_core_to_spare(monkeypatch, tmp_path):
     assert precompile.enabled()
 
 
+def test_a_helper_starts_only_when_much_of_the_step_must_compile():
+    assert precompile.worth_a_helper(11, 11)  # a fresh install
+    assert precompile.worth_a_helper(6, 11)
+    assert not precompile.worth_a_helper(1, 11)  # a warm cache but one variant
+    assert not precompile.worth_a_helper(2, 3)
+    assert not precompile.worth_a_helper(0, 0)
+
+
 HELPER_ROUND = """
     import json, numpy as np
     from engine.kernels import precompile

@@ -240,6 +240,14 @@ def _load() -> float:
     return 0.0
 
 
+def worth_a_helper(missing_count: int, needed_count: int) -> bool:
+    """Whether a helper pays for its start-up (~0.45 s of CPU, about as long as this process
+    takes to reach its first kernel): only when a good part of the step's kernels must compile
+    (a fresh install, a new dtype) — not for one or two (an edited graph, or variants a run
+    may never call: the batch split's sum, another convolution route)."""
+    return missing_count >= max(3, needed_count // 2)
+
+
 def start(ops: Sequence[str | tuple[str, str]], dtype: str, optimizer: str | None = None
           ) -> subprocess.Popen | None:
     """Start the helper for a graph's kernels unless it is not needed or not allowed; returns
@@ -248,8 +256,9 @@ def start(ops: Sequence[str | tuple[str, str]], dtype: str, optimizer: str | Non
     try:
         if not enabled() or (_helper is not None and _helper.poll() is None):
             return None
-        todo = missing(needed(ops, dtype, optimizer))
-        if not todo:
+        wanted = needed(ops, dtype, optimizer)
+        todo = missing(wanted)
+        if not worth_a_helper(len(todo), len(wanted)):
             return None
         lock_cache_saves()
         _helper = _launch([[m, k, [json.loads(a) for a in args]]
