@@ -23,7 +23,6 @@ priority, exits when its stdin closes (the parent ended) and changes nothing but
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib
 import json
@@ -314,9 +313,11 @@ def lock_cache_saves() -> None:
 @contextlib.contextmanager
 def _locked(path: str) -> Iterator[None]:
     try:
+        import fcntl  # POSIX only
+
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
-        yield  # no lock file possible: Numba's own (atomic-rename) writes still apply
+    except (ImportError, OSError):
+        yield  # no lock possible: Numba's own (atomic-rename) writes still apply
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -358,7 +359,7 @@ def compile_jobs(jobs: Iterable) -> int:
 
 def main() -> None:
     """The helper: read the job list (one JSON line), compile it, exit."""
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
         os.nice(HELPER_NICE)
     _log("0 started")
     line = sys.stdin.buffer.readline()
