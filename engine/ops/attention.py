@@ -181,7 +181,8 @@ def _blas_backward(ctx, scale, g):
     g4 = np.asarray(g, q4.dtype).reshape(out.shape)  # a view: strided like out, or not
 
     def merged(like: np.ndarray) -> np.ndarray | None:
-        return _merged_heads(*like.shape, like.dtype) if len(qs) == 4 else None
+        n, h, t, d = like.shape
+        return _merged_heads(n, h, t, d, like.dtype) if len(qs) == 4 else None
 
     ds = _scores(g4, np.ascontiguousarray(np.swapaxes(v4, -1, -2)), half)  # dP (N, H, Tq, Tk)
     kernels("attention").attention_dscores(p, ds, _tokens_first(g4), _tokens_first(out), scale)

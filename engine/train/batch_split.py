@@ -251,8 +251,8 @@ class BatchSplit:
         parts = split_rows(feeds, self.ways, self.data)
         joint = _Joint(self.ways)
         with self._blas.limit(limits=1):
-            shares = self._spread([partial(self._part_and_share, joint, i, parts[i], params,
-                                           state, seed, skip) for i in range(self.ways)])
+            shares = self._spread([partial(self._part_and_share, joint, parts[i], params, state,
+                                           seed, skip, i) for i in range(self.ways)])
         outcomes = joint.outcomes
         weights = _weights([o[1] for o in outcomes])
         loss = math.fsum(w * o[0] for w, o in zip(weights, outcomes))
@@ -262,13 +262,14 @@ class BatchSplit:
         summed = {k: v for piece, _ in shares for k, v in piece.items()}
         return loss, summed, math.fsum(sq for _, sq in shares), tapes
 
-    def _part_and_share(self, joint: _Joint, index: int, *args
+    def _part_and_share(self, joint: _Joint, feeds: dict, params: dict, state: dict,
+                        seed: int, skip: frozenset[str], index: int
                         ) -> tuple[dict[str, np.ndarray], float]:
         """Part *index*'s forward and backward, then (after every part's) its share of the
         summed gradients: ``(name -> sum, their sum of squares)``; empty when a part's loss
         is not finite. A failing part breaks the barrier, so the others stop too."""
         try:
-            joint.outcomes[index] = self._part(*args, index)
+            joint.outcomes[index] = self._part(feeds, params, state, seed, skip, index)
         except BaseException:
             joint.barrier.abort()
             raise
