@@ -227,6 +227,34 @@ def test_two_processes_compiling_one_kernel_at_once_leave_a_good_cache(tmp_path)
     assert json.loads(_python(check, env)) == [[True, True], 2]
 
 
+def test_a_held_cache_lock_stalls_the_helper_but_not_the_process_it_helps(tmp_path,
+                                                                       monkeypatch):
+    import fcntl
+    import threading
+
+    path = str(tmp_path / ".lock")
+    holder = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # e.g. a starved helper in the middle of a save
+    saved = []
+
+    def save(patience):
+        monkeypatch.setattr(precompile, "_patience", patience)
+        with precompile._locked(path):
+            saved.append(patience)
+
+    helped = threading.Thread(target=save, args=(0.05,))
+    helped.start()
+    helped.join(timeout=30)
+    assert saved == [0.05]  # went on without the lock
+    helper = threading.Thread(target=save, args=(None,), daemon=True)
+    helper.start()
+    helper.join(timeout=0.3)
+    assert helper.is_alive()  # the helper waits for it
+    os.close(holder)
+    helper.join(timeout=30)
+    assert saved == [0.05, None]
+
+
 PARENT = """
     import os, sys
     from engine.kernels import precompile

@@ -41,6 +41,8 @@ OPT_OUT = "WIREGRAD_PRECOMPILE"
 # the helper's nice increment: below the process it helps, yet not starved on a busy host
 # (at +10 it got ~10% of a core beside load 4 and finished nothing before the main did)
 HELPER_NICE = 3
+LOCK_PATIENCE = 0.2  # seconds the helped process waits for the cache lock (see _acquire)
+_patience: float | None = LOCK_PATIENCE  # None in the helper: it waits for the lock
 LOG = "WIREGRAD_PRECOMPILE_LOG"  # a file the helper appends "time seconds what" lines to
 # array dtypes and scalar kinds a description may name (anything else is refused)
 DTYPES = frozenset({"float32", "float64", "int8", "int16", "int32", "int64", "uint8",
@@ -320,10 +322,28 @@ def _locked(path: str) -> Iterator[None]:
         yield  # no lock possible: Numba's own (atomic-rename) writes still apply
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _acquire(fd, fcntl)
         yield
     finally:
         os.close(fd)
+
+
+def _acquire(fd: int, fcntl: Any) -> None:
+    """Lock *fd*: the helper waits as long as it takes; the process it helps waits at most
+    :data:`LOCK_PATIENCE` seconds (a starved, lower-priority helper holding the lock must not
+    stall it) and then saves unlocked, as Numba alone would."""
+    if _patience is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + _patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.002)
 
 
 def _exit_when_parent_ends() -> None:
@@ -361,6 +381,8 @@ def main() -> None:
     """The helper: read the job list (one JSON line), compile it, exit."""
     with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
         os.nice(HELPER_NICE)
+    global _patience
+    _patience = None
     _log("0 started")
     line = sys.stdin.buffer.readline()
     if not line.strip():
