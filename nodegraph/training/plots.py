@@ -209,8 +209,9 @@ class TrainingPlots(QWidget):
                 "speed": self.speed}
 
     def _set_log(self, on: bool) -> None:
-        self.loss.setLogMode(y=on)
+        self.loss.setLogMode(y=on)  # pyqtgraph turns autorange back on: ranges set anew
         self._y_range.pop("loss", None)
+        self._x_top.pop("loss", None)
         self.refresh(force=True)
 
     # ------------------------------------------------------------------ data
