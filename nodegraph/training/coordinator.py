@@ -264,7 +264,8 @@ class TrainingUI(QObject):
     def _training_dock_visible(self, visible: bool) -> None:
         """The Training dock raised (over Sampling, say): draw what arrived while hidden."""
         if visible:
-            QTimer.singleShot(0, self.dock_widget.plots.draw_pending)
+            plots = self.dock_widget.plots
+            QTimer.singleShot(0, plots, plots.draw_pending)  # skipped if the window went
 
     def on_state(self, state: str) -> None:
         if self.current is not None and state in ("running", "paused"):

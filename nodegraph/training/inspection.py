@@ -88,7 +88,7 @@ class Inspection(QObject):
 
     def _dock_visible(self, visible: bool) -> None:
         if visible:  # after the dock's tabs are shown too
-            QTimer.singleShot(0, self._shown)
+            QTimer.singleShot(0, self, self._shown)  # skipped if the window went
 
     def _shown(self) -> None:
         """The Debugger dock or one of its tabs came on screen: bring it up to date."""
