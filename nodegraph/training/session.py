@@ -45,7 +45,8 @@ class TrainingSession(QObject):
     """One window's training session. States: idle, starting, running, paused, stopping."""
 
     started = Signal(dict)
-    records = Signal(list)
+    records = Signal(object)  # a list of plain records; as ``list``, PySide converted each
+    # record to a QVariantMap and back at every emit (0.26 ms per 50 records)
     state_changed = Signal(str)
     finished = Signal(dict)
     failed = Signal(dict)  # {"where", "message", "node", "traceback", "crashed"?}

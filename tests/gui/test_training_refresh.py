@@ -154,3 +154,14 @@ def test_plots_behind_another_dock_draw_when_their_dock_is_raised(make_window, q
     ui.docks[0].raise_()
     qtbot.waitUntil(lambda: plots.up_to_date)
     assert len(plots.curve_data("loss")[0]) == 30
+
+
+def test_records_reach_the_training_ui_without_a_copy_per_record(qtbot):
+    from nodegraph.training.session import TrainingSession
+
+    session = TrainingSession()
+    got: list = []
+    session.records.connect(got.append)
+    batch = _records(1, 50)
+    session.records.emit(batch)  # as a Signal(list), PySide rebuilt every record (QVariant)
+    assert got[0] is batch
