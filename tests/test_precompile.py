@@ -94,6 +94,16 @@ def test_a_graph_needs_forward_then_backward_in_reverse_then_the_optimizer():
         [], "float32", None)
 
 
+def test_params_keys_are_stable_and_never_raise():
+    assert precompile.params_key({"b": 1, "a": (2, 3)}) == precompile.params_key(
+        {"a": [2, 3], "b": 1})
+    assert precompile.params_key({"a": 1}) != precompile.params_key({"a": 2})
+    looped: dict = {}
+    looped["self"] = looped
+    assert precompile.params_key(looped) == ""
+    assert precompile.params_key({1: "x", "y": 2}) == ""
+
+
 def test_an_op_gets_the_signatures_recorded_under_its_params_or_all_when_unseen():
     rows = precompile.manifest()["ops"]["gelu"]["float32"]["forward"]
     assert len(rows) >= 2, "both GELU approximations are recorded"

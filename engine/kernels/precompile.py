@@ -131,7 +131,10 @@ def params_key(params: dict) -> str:
     """A short, stable key of an equation's params: the manifest notes under which params an
     op called each signature (a GELU's approximation, a causal mask), so a graph's helper
     compiles what its own ops call rather than every variant the op has."""
-    text = json.dumps(params, sort_keys=True, default=repr)
+    try:
+        text = json.dumps(params, sort_keys=True, default=repr)
+    except (TypeError, ValueError):  # unsortable keys or a cycle: treated as params unseen
+        return ""
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
