@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.kernels import precompile
+from engine.kernels import cache_lock, precompile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -205,7 +205,8 @@ def test_no_helper_when_opted_out(tmp_path):
 RACE = """
     import json, sys
     from engine.kernels import precompile
-    precompile.lock_cache_saves()
+    from engine.kernels import cache_lock
+    cache_lock.lock_cache_saves()
     jobs = json.loads(sys.argv[1])
     print(precompile.compile_jobs(jobs))
 """
@@ -248,8 +249,8 @@ def test_a_held_cache_lock_stalls_the_helper_but_not_the_process_it_helps(tmp_pa
     saved = []
 
     def save(patience):
-        monkeypatch.setattr(precompile, "_patience", patience)
-        with precompile._locked(path):
+        monkeypatch.setattr(cache_lock, "_patience", patience)
+        with cache_lock._locked(path):
             saved.append(patience)
 
     helped = threading.Thread(target=save, args=(0.05,))

@@ -31,18 +31,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from engine.kernels import cache_lock
 
 MANIFEST = Path(__file__).with_name("signatures.json")
 OPT_OUT = "WIREGRAD_PRECOMPILE"
 # the helper's nice increment: below the process it helps, yet not starved on a busy host
 # (at +10 it got ~10% of a core beside load 4 and finished nothing before the main did)
 HELPER_NICE = 3
-LOCK_PATIENCE = 0.2  # seconds the helped process waits for the cache lock (see _acquire)
-_patience: float | None = LOCK_PATIENCE  # None in the helper: it waits for the lock
 LOG = "WIREGRAD_PRECOMPILE_LOG"  # a file the helper appends "time seconds what" lines to
 # array dtypes and scalar kinds a description may name (anything else is refused)
 DTYPES = frozenset({"float32", "float64", "int8", "int16", "int32", "int64", "uint8",
@@ -264,7 +264,7 @@ def start(ops: Sequence[str | tuple[str, str]], dtype: str, optimizer: str | Non
         todo = missing(wanted)
         if not worth_a_helper(len(todo), len(wanted)):
             return None
-        lock_cache_saves()
+        cache_lock.lock_cache_saves()
         _helper = _launch([[m, k, [json.loads(a) for a in args]]
                            for m, k, args in reversed(todo)])
         return _helper
@@ -292,61 +292,6 @@ def stop() -> None:
     if proc is not None and proc.poll() is None:
         proc.kill()
         proc.wait()
-
-
-# ------------------------------------------------------------------ cache writes under a lock
-
-def lock_cache_saves() -> None:
-    """Make Numba's cache-index update (read index, add key, write index and data) atomic
-    across processes with an ``fcntl`` lock in the cache folder: two processes saving kernels
-    of one function at once could otherwise lose an entry or share a data file name."""
-    from numba.core import caching
-
-    cls = caching.IndexDataCacheFile
-    if getattr(cls.save, "_wiregrad_locked", False):
-        return
-    original = cls.save
-
-    def save(self, key, data):
-        with _locked(os.path.join(self._cache_path, ".wiregrad-save.lock")):
-            return original(self, key, data)
-
-    save._wiregrad_locked = True  # type: ignore[attr-defined]
-    cls.save = save  # type: ignore[method-assign]
-
-
-@contextlib.contextmanager
-def _locked(path: str) -> Iterator[None]:
-    try:
-        import fcntl  # POSIX only
-
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except (ImportError, OSError):
-        yield  # no lock possible: Numba's own (atomic-rename) writes still apply
-        return
-    try:
-        _acquire(fd, fcntl)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _acquire(fd: int, fcntl: Any) -> None:
-    """Lock *fd*: the helper waits as long as it takes; the process it helps waits at most
-    :data:`LOCK_PATIENCE` seconds (a starved, lower-priority helper holding the lock must not
-    stall it) and then saves unlocked, as Numba alone would."""
-    if _patience is None:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return
-    deadline = time.monotonic() + _patience
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except OSError:
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.002)
 
 
 def _exit_when_parent_ends() -> None:
@@ -384,14 +329,13 @@ def main() -> None:
     """The helper: read the job list (one JSON line), compile it, exit."""
     with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
         os.nice(HELPER_NICE)
-    global _patience
-    _patience = None
+    cache_lock.wait_for_lock()
     _log("0 started")
     line = sys.stdin.buffer.readline()
     if not line.strip():
         os._exit(0)  # the parent closed the pipe before sending work
     threading.Thread(target=_exit_when_parent_ends, daemon=True).start()
-    lock_cache_saves()
+    cache_lock.lock_cache_saves()
     compile_jobs(json.loads(line))
     os._exit(0)  # not a normal shutdown: the stdin watcher thread is still reading
 
