@@ -92,7 +92,7 @@ def _cold_run(preset: str, helper: bool) -> dict:
         record["load"] = load
         record["helper"] = [f"{float(t) - start:.2f} {what.rsplit('.', 1)[-1]}"
                             for t, _, what, *_ in (ln.split() for ln in lines)
-                            if what != "started"] if helper else []
+                            if what not in ("started", "ready")] if helper else []
     return record
 
 

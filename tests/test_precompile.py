@@ -169,6 +169,8 @@ HELPER_ROUND = """
     from engine.kernels import precompile
     ops = ["relu", "cross_entropy"]
     before = len(precompile.missing(precompile.needed(ops, "float32", "sgd")))
+    precompile.prestart()  # a fresh install: it starts before the graph is known
+    early = precompile._helper
     helper = precompile.start(ops, "float32", "sgd")
     code = helper.wait(timeout=240)
     after = len(precompile.missing(precompile.needed(ops, "float32", "sgd")))
@@ -179,6 +181,7 @@ HELPER_ROUND = """
     activations.relu_fwd(x, out)
     loaded = sum(activations.relu_fwd._cache_hits.values())
     print(json.dumps({"before": before, "code": code, "after": after,
+                      "prestarted": early is not None and helper is early,
                       "again": again is None, "loaded": loaded,
                       "right": bool(np.array_equal(out, np.maximum(x, 0)))}))
 """
@@ -186,10 +189,34 @@ HELPER_ROUND = """
 
 def test_the_helper_fills_the_cache_the_main_process_then_loads(tmp_path):
     got = json.loads(_python(HELPER_ROUND, _env(tmp_path)))
-    assert got["before"] >= 3 and got["code"] == 0
+    assert got["before"] >= 3 and got["code"] == 0 and got["prestarted"]
     assert got["after"] == 0  # every needed signature is now in the on-disk cache
     assert got["again"]  # a warm cache starts no helper
     assert got["loaded"] == 1 and got["right"]  # loaded, not compiled, and correct
+
+
+def test_a_prestarted_helper_is_sent_away_when_little_must_compile(tmp_path):
+    code = """
+        import json
+        from engine.kernels import precompile
+        precompile.prestart()
+        early = precompile._helper
+        got = precompile.start([], "float32", None)  # the trainer's two kernels alone
+        print(json.dumps([early is not None, got is None, early.wait(timeout=60) != 0]))
+    """
+    assert json.loads(_python(code, _env(tmp_path))) == [True, True, True]
+
+
+def test_no_prestart_once_the_cache_holds_kernels(tmp_path):
+    folder = tmp_path / "numba" / "kernels_abc"
+    folder.mkdir(parents=True)
+    (folder / "optim.adam_update-23.py311.nbi").write_bytes(b"")
+    code = """
+        from engine.kernels import precompile
+        precompile.prestart()
+        print(precompile._helper is None)
+    """
+    assert _python(code, _env(tmp_path)) == "True"
 
 
 def test_no_helper_when_opted_out(tmp_path):

@@ -18,6 +18,9 @@ import time
 def main(argv: list[str]) -> None:
     start = float(argv[1])
     preset = argv[2] if len(argv) > 2 else "char_gpt"
+    from engine.kernels import precompile
+
+    precompile.prestart()  # as `wiregrad train` does: the cold-start helper starts now
     from engine.graphs import presets
     from engine.train.trainer import Trainer
 

@@ -51,6 +51,7 @@ SCALARS = frozenset({"float32", "float64", "int8", "int16", "int32", "int64", "u
                      "uint16", "uint32", "uint64", "bool", "none"})
 Entry = tuple[str, str, tuple]  # (module, kernel, argument descriptions)
 _helper: subprocess.Popen | None = None
+_waiting = False  # _helper was prestarted and waits for its jobs
 
 
 # ------------------------------------------------------------------ type descriptions
@@ -252,37 +253,54 @@ def worth_a_helper(missing_count: int, needed_count: int) -> bool:
     return missing_count >= max(3, needed_count // 2)
 
 
+def prestart() -> None:
+    """On a fresh install (no kernel in the cache), start the helper now, before the graph is
+    known, so that its Python, Numba and compiler start-up overlaps this process's; the first
+    :func:`start` then hands it the work, or sends it away. Never raises."""
+    global _helper, _waiting
+    with contextlib.suppress(Exception):
+        folder = os.environ.get("NUMBA_CACHE_DIR")
+        if (_helper is None and enabled()
+                and not (folder and any(Path(folder).glob("*/*.nbi")))):
+            _helper, _waiting = _spawn(), True
+
+
 def start(ops: Sequence[str | tuple[str, str]], dtype: str, optimizer: str | None = None
           ) -> subprocess.Popen | None:
-    """Start the helper for a graph's kernels unless it is not needed or not allowed; returns
-    it (or None). Never raises: a helper that cannot start only costs speed."""
-    global _helper
+    """Start the helper for a graph's kernels (or hand them to the one :func:`prestart`
+    started) unless it is not needed or not allowed; returns it (or None). Never raises: a
+    helper that cannot start only costs speed."""
+    global _helper, _waiting
     try:
-        if not enabled() or (_helper is not None and _helper.poll() is None):
+        waiting, _waiting = _waiting and _helper is not None and _helper.poll() is None, False
+        if not waiting and (not enabled() or (_helper is not None and _helper.poll() is None)):
             return None
         wanted = needed(ops, dtype, optimizer)
         todo = missing(wanted)
         if not worth_a_helper(len(todo), len(wanted)):
+            if waiting:
+                stop()
             return None
         cache_lock.lock_cache_saves()
-        _helper = _launch([[m, k, [json.loads(a) for a in args]]
-                           for m, k, args in reversed(todo)])
+        if not waiting:
+            _helper = _spawn()
+        assert _helper is not None and _helper.stdin is not None
+        jobs = [[m, k, [json.loads(a) for a in args]] for m, k, args in reversed(todo)]
+        _helper.stdin.write((json.dumps(jobs) + "\n").encode())
+        _helper.stdin.flush()  # stdin stays open: the helper exits when it closes
         return _helper
     except Exception:  # noqa: BLE001 - the helper is an optimisation only
         return None
 
 
-def _launch(jobs: list) -> subprocess.Popen:
+def _spawn() -> subprocess.Popen:
+    """The helper process, waiting for its job line on stdin."""
     root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.kernels.precompile"],
+    return subprocess.Popen([sys.executable, "-m", "engine.kernels.precompile"],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=env, close_fds=True)
-    assert proc.stdin is not None
-    proc.stdin.write((json.dumps(jobs) + "\n").encode())
-    proc.stdin.flush()  # stdin stays open: the helper exits when it closes
-    return proc
 
 
 def stop() -> None:
@@ -331,6 +349,11 @@ def main() -> None:
         os.nice(HELPER_NICE)
     cache_lock.wait_for_lock()
     _log("0 started")
+    with contextlib.suppress(Exception):  # ready the compiler while the jobs are decided
+        from numba.core.registry import cpu_target
+
+        cpu_target.target_context.refresh()
+    _log("0 ready")
     line = sys.stdin.buffer.readline()
     if not line.strip():
         os._exit(0)  # the parent closed the pipe before sending work

@@ -132,6 +132,9 @@ def train_command(args: argparse.Namespace,
 
     *eval_hooks* gives the document's evaluation hooks (metrics this stage cannot compute,
     such as a seq2seq graph's exact match: the face that calls this passes them in)."""
+    from engine.kernels import precompile
+
+    precompile.prestart()  # a fresh install: the kernel-compiling helper starts up meanwhile
     from engine.graphs import presets
     from engine.train.checkpoint import CheckpointManager, restore
     from engine.train.trainer import Trainer
