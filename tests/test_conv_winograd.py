@@ -249,3 +249,30 @@ def test_the_5x5_route_choice_follows_the_measured_rule():
     assert not conv_winograd.applies(P1, (128, 1, 28, 28), (32, 1, 5, 5))  # first layers
     assert not conv_winograd.applies({**P1, "stride": 2}, (8, 32, 12, 12), (8, 32, 5, 5))
     assert not conv_winograd.applies(P1, (8, 32, 12, 12), (8, 32, 5, 3))
+
+
+@pytest.mark.parametrize("block_bytes", [None, 1])
+def test_the_5x5_route_split_over_two_threads_gives_the_unsplit_numbers(block_bytes,
+                                                                         monkeypatch):
+    """F(2×2, 5×5) as two halves (:mod:`engine.ops.two_cores`), in one block per half or one
+    image a block, equals the unsplit route; the halves' weight and bias gradients summed."""
+    from engine.ops import two_cores
+
+    rng = np.random.default_rng(14)
+    x, w, b = rng.standard_normal((5, 16, 7, 6)), rng.standard_normal((3, 16, 5, 5)), \
+        rng.standard_normal(3)
+    g = rng.standard_normal((5, 3, 5, 4))
+    params = {**P1, "padding": 1}
+    if block_bytes is not None:
+        monkeypatch.setattr(conv_winograd, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(two_cores, "MIN_FLOPS", 1e30)
+    whole = _run5(x, w, b, params, True, monkeypatch, g)
+    calls = []
+    real = two_cores.halves
+    monkeypatch.setattr(two_cores, "MIN_FLOPS", 0.0)
+    monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
+    monkeypatch.setattr(two_cores, "halves", lambda n, fn: calls.append(n) or real(n, fn))
+    split = _run5(x, w, b, params, True, monkeypatch, g)
+    assert calls == [5, 5]  # forward and backward each split
+    for got, want in zip(split, whole):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
