@@ -7,9 +7,10 @@ and the host's load before and after:
 
 ``--helper PRESET`` instead times the cold-start helper (engine.kernels.precompile): process
 start to the first finished step of PRESET with an empty kernel cache, ``--runs`` times with
-the helper off (``WIREGRAD_PRECOMPILE=0``) and on, alternating; each run prints its wall
-seconds, the main process's CPU seconds, the load average and when the helper finished each
-kernel:
+the helper off (``WIREGRAD_PRECOMPILE=0``) and on (forced, ``=1``; with ``--auto`` left to
+decide, as for a user), alternating; each run prints its wall
+seconds, the main process's CPU seconds, the load average, whether a helper started and when
+it finished each kernel:
 
     python bench/first_step_bench.py --helper spiral_mlp --runs 1
 """
@@ -38,9 +39,11 @@ def main() -> int:
     parser.add_argument("--helper", default=None, metavar="PRESET",
                         help="time the cold start with the compile helper off and on")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--auto", action="store_true",
+                        help="with --helper: 'on' lets the helper decide (no forcing)")
     args = parser.parse_args()
     if args.helper:
-        return helper_ab(args.helper, args.runs, args.json)
+        return helper_ab(args.helper, args.runs, args.json, "auto" if args.auto else "1")
     before = os.getloadavg()
     cases = first_step_cases.bench_cases(not args.editor, os.cpu_count() or 1, print,
                                          benchmark)
@@ -55,32 +58,34 @@ def main() -> int:
     return 0
 
 
-def helper_ab(preset: str, runs: int, out: str | None) -> int:
-    """Cold first steps of *preset*, helper off then on, *runs* times; prints and returns 0."""
+def helper_ab(preset: str, runs: int, out: str | None, on: str = "1") -> int:
+    """Cold first steps of *preset*, helper off then on (``WIREGRAD_PRECOMPILE`` = *on*),
+    *runs* times; prints and returns 0."""
     records: dict[str, list] = {"off": [], "on": []}
     for _ in range(runs):
         for mode in ("off", "on"):
-            record = _cold_run(preset, mode == "on")
+            record = _cold_run(preset, on if mode == "on" else "0")
             records[mode].append(record)
             print(mode, json.dumps(record), flush=True)
     summary = {m: {"wall_s": sorted(r["s"] for r in rs), "cpu_s": sorted(r["cpu_s"] for r in rs)}
                for m, rs in records.items()}
     print(json.dumps(summary))
     if out:
+        auto = " --auto" if on == "auto" else ""
         made = {"command": f"python bench/first_step_bench.py --helper {preset} --runs {runs}"
-                           f" --json {out}", "date": time.strftime("%Y-%m-%d %H:%M")}
+                           f"{auto} --json {out}", "date": time.strftime("%Y-%m-%d %H:%M")}
         Path(out).write_text(json.dumps({"runs": records, "summary": summary,
                                          "provenance": made}, indent=2) + "\n")
     return 0
 
 
-def _cold_run(preset: str, helper: bool) -> dict:
+def _cold_run(preset: str, setting: str) -> dict:
     """One fresh process on an empty kernel cache; the probe's record, the load average and
     the helper's log (seconds after start, kernel)."""
     with tempfile.TemporaryDirectory(prefix="wiregrad-cold-") as home:
         log = Path(home) / "helper.log"
         env = {**os.environ, "WIREGRAD_HOME": home, "NUMBA_CACHE_DIR": f"{home}/numba",
-               "WIREGRAD_PRECOMPILE": "1" if helper else "0", "WIREGRAD_PRECOMPILE_LOG": str(log)}
+               "WIREGRAD_PRECOMPILE": setting, "WIREGRAD_PRECOMPILE_LOG": str(log)}
         load = os.getloadavg()[0]
         start = time.time()
         proc = subprocess.run([sys.executable, "-m", "engine.bench.first_step", str(start),
@@ -90,9 +95,10 @@ def _cold_run(preset: str, helper: bool) -> dict:
         time.sleep(1.0)  # the helper notices its parent ended
         lines = log.read_text().splitlines() if log.exists() else []
         record["load"] = load
+        record["helper_started"] = any(ln.split()[2:3] == ["started"] for ln in lines)
         record["helper"] = [f"{float(t) - start:.2f} {what.rsplit('.', 1)[-1]}"
                             for t, _, what, *_ in (ln.split() for ln in lines)
-                            if what not in ("started", "ready")] if helper else []
+                            if what not in ("started", "ready")]
     return record
 
 

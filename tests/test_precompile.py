@@ -209,6 +209,32 @@ def test_the_helper_fills_the_cache_the_main_process_then_loads(tmp_path):
     assert got["loaded"] == 1 and got["right"]  # loaded, not compiled, and correct
 
 
+def test_a_prestarted_helper_is_kept_only_if_it_had_a_core_to_itself(monkeypatch):
+    class Proc:
+        pid = 12345
+
+    real_cpu_seconds = precompile._cpu_seconds
+    monkeypatch.setattr(precompile, "_helper", Proc())
+    monkeypatch.delenv(precompile.OPT_OUT, raising=False)
+    now = time.monotonic()
+    used = {"s": 0.35}
+    monkeypatch.setattr(precompile, "_cpu_seconds", lambda pid: used["s"])
+    monkeypatch.setattr(precompile, "_spawned_at", now - 0.4)
+    assert precompile._got_a_core()  # 0.35 s of CPU in 0.4 s
+    used["s"] = 0.1  # a quarter of a core: the host is busy
+    assert not precompile._got_a_core()
+    monkeypatch.setattr(precompile, "_spawned_at", now - 3.0)
+    used["s"] = 0.45  # its start-up done long ago, then waiting for work
+    assert precompile._got_a_core()
+    used["s"] = 0.1
+    monkeypatch.setenv(precompile.OPT_OUT, "1")  # forced
+    assert precompile._got_a_core()
+    monkeypatch.delenv(precompile.OPT_OUT)
+    used["s"] = None  # no /proc: the load rule alone decided
+    assert precompile._got_a_core()
+    assert (real_cpu_seconds(os.getpid()) or 0) > 0
+
+
 def test_a_prestarted_helper_is_sent_away_when_little_must_compile(tmp_path):
     code = """
         import json

@@ -52,6 +52,8 @@ SCALARS = frozenset({"float32", "float64", "int8", "int16", "int32", "int64", "u
 Entry = tuple[str, str, tuple]  # (module, kernel, argument descriptions)
 _helper: subprocess.Popen | None = None
 _waiting = False  # _helper was prestarted and waits for its jobs
+_spawned_at = 0.0  # when (time.monotonic()) it was
+CORE_SHARE = 0.5  # the prestarted helper's CPU share that shows a core to spare (_got_a_core)
 
 
 # ------------------------------------------------------------------ type descriptions
@@ -266,12 +268,12 @@ def prestart() -> None:
     """On a fresh install (no kernel in the cache), start the helper now, before the graph is
     known, so that its Python, Numba and compiler start-up overlaps this process's; the first
     :func:`start` then hands it the work, or sends it away. Never raises."""
-    global _helper, _waiting
+    global _helper, _waiting, _spawned_at
     with contextlib.suppress(Exception):
         folder = os.environ.get("NUMBA_CACHE_DIR")
         if (_helper is None and enabled()
                 and not (folder and any(Path(folder).glob("*/*.nbi")))):
-            _helper, _waiting = _spawn(), True
+            _helper, _waiting, _spawned_at = _spawn(), True, time.monotonic()
 
 
 def start(ops: Sequence[str | tuple[str, str]], dtype: str, optimizer: str | None = None
@@ -282,6 +284,9 @@ def start(ops: Sequence[str | tuple[str, str]], dtype: str, optimizer: str | Non
     global _helper, _waiting
     try:
         waiting, _waiting = _waiting and _helper is not None and _helper.poll() is None, False
+        if waiting and not _got_a_core():
+            stop()
+            return None
         if not waiting and (not enabled() or (_helper is not None and _helper.poll() is None)):
             return None
         wanted = needed(ops, dtype, optimizer)
@@ -299,6 +304,29 @@ def start(ops: Sequence[str | tuple[str, str]], dtype: str, optimizer: str | Non
         _helper.stdin.flush()  # stdin stays open: the helper exits when it closes
         return _helper
     except Exception:  # noqa: BLE001 - the helper is an optimisation only
+        return None
+
+
+def _got_a_core() -> bool:
+    """Whether the prestarted helper ran as if it had a core of its own since it started (at
+    least half of the wall time, counted up to the ~0.6 s its start-up takes): the 1-minute
+    load average lags, this is the last fraction of a second. Forced helpers, other systems
+    and too short a look count as yes."""
+    if _helper is None or os.environ.get(OPT_OUT, "").strip() == "1":
+        return True
+    elapsed = time.monotonic() - _spawned_at
+    used = _cpu_seconds(_helper.pid)
+    if used is None or elapsed < 0.15:
+        return True
+    return used >= CORE_SHARE * min(elapsed, 0.6)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process *pid* (Linux ``/proc``; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
         return None
 
 
