@@ -50,17 +50,33 @@ def domain(channels: int, tiles: int, dtype) -> np.ndarray:
     return np.empty((16, row + pad), dtype)[:, :row].reshape(16, channels, tiles)
 
 
+def kernel_transform(g: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``U (k·k, Cout, C)`` of ``w (Cout, C, r, r)``: ``G w Gᵀ`` for a ``G (k, r)`` (any
+    F(m, r)). Two tensordots: about twice as fast as one ``einsum`` for the bench's sizes
+    (16×8 … 64×32 channels, one-thread CPU 45 → 18 … 152 → 81 µs; called every step)."""
+    k = g.shape[0]
+    t = np.tensordot(g, w, axes=(1, 2))  # (k, Cout, C, r)
+    u = np.tensordot(t, g, axes=(3, 1))  # (k, Cout, C, k)
+    return np.ascontiguousarray(u.transpose(0, 3, 1, 2)).reshape(k * k, w.shape[0], w.shape[1])
+
+
+def kernel_transform_grad(g: np.ndarray, du: np.ndarray, cout: int, c: int) -> np.ndarray:
+    """``dW (Cout, C, r, r) = Gᵀ dU G`` from ``dU (k·k, Cout, C)`` (the adjoint of
+    :func:`kernel_transform`)."""
+    k = g.shape[0]
+    t = np.tensordot(g, du.reshape(k, k, cout, c), axes=(0, 0))  # (r, k, Cout, C)
+    u = np.tensordot(t, g, axes=(1, 0))  # (r, Cout, C, r)
+    return np.ascontiguousarray(u.transpose(1, 2, 0, 3))
+
+
 def weights(w: np.ndarray) -> np.ndarray:
     """Transformed kernels ``U (16, Cout, C)`` of ``w (Cout, C, 3, 3)``: ``G w Gᵀ``."""
-    g = G.astype(w.dtype)
-    u = np.einsum("xi,ocij,yj->xyoc", g, w, g, optimize=True)  # (4, 4, Cout, C)
-    return np.ascontiguousarray(u.reshape(16, w.shape[0], w.shape[1]))
+    return kernel_transform(G.astype(w.dtype), w)
 
 
 def weights_grad(du: np.ndarray, cout: int, c: int) -> np.ndarray:
     """``dW (Cout, C, 3, 3) = Gᵀ dU G`` from ``dU (16, Cout, C)``."""
-    g = G.astype(du.dtype)
-    return np.einsum("xi,xyoc,yj->ocij", g, du.reshape(4, 4, cout, c), g, optimize=True)
+    return kernel_transform_grad(G.astype(du.dtype), du, cout, c)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.kernels.winograd import _tiles
+from engine.kernels.winograd import _tiles, kernel_transform, kernel_transform_grad
 
 POSITIONS = 36  # 6×6 transformed values per tile
 HALO = 4  # input rows and columns a tile reads beyond its 2×2 outputs
@@ -54,15 +54,12 @@ def domain(channels: int, tiles: int, dtype) -> np.ndarray:
 
 def weights(w: np.ndarray) -> np.ndarray:
     """Transformed kernels ``U (36, Cout, C)`` of ``w (Cout, C, 5, 5)``: ``G w Gᵀ``."""
-    g = G.astype(w.dtype)
-    u = np.einsum("xi,ocij,yj->xyoc", g, w, g, optimize=True)  # (6, 6, Cout, C)
-    return np.ascontiguousarray(u.reshape(POSITIONS, w.shape[0], w.shape[1]))
+    return kernel_transform(G.astype(w.dtype), w)
 
 
 def weights_grad(du: np.ndarray, cout: int, c: int) -> np.ndarray:
     """``dW (Cout, C, 5, 5) = Gᵀ dU G`` from ``dU (36, Cout, C)``."""
-    g = G.astype(du.dtype)
-    return np.einsum("xi,xyoc,yj->ocij", g, du.reshape(6, 6, cout, c), g, optimize=True)
+    return kernel_transform_grad(G.astype(du.dtype), du, cout, c)
 
 
 @njit(cache=True, nogil=True, inline="always")
