@@ -20,12 +20,13 @@ class Context:
     """Per-equation scratch space handed to an op's forward and backward."""
 
     __slots__ = ("eq", "weights", "weight_grads", "state", "training", "_rng", "_rng_seed",
-                 "feed", "saved", "needs_input_grad", "dtype")
+                 "feed", "saved", "needs_input_grad", "dtype", "wiring")
 
     def __init__(self, eq: Equation, weights: dict, state: dict, training: bool,
                  rng: np.random.Generator | None, feed=None, dtype=np.float32,
-                 rng_seed: list[int] | None = None) -> None:
+                 rng_seed: list[int] | None = None, wiring: _Wiring | None = None) -> None:
         self.eq = eq
+        self.wiring = wiring  # the executor's prepared reading of eq (None: built on demand)
         self.weights = weights  # spec name -> array
         self.weight_grads: dict[str, np.ndarray] = {}
         self.state = state  # spec name -> array (updated in place by e.g. batch norm)
@@ -74,7 +75,7 @@ class _Wiring:
     instead of lists, weight/state name pairs, whether it is a data source."""
 
     __slots__ = ("eq", "forward", "inputs", "outputs", "weights", "state", "data", "path",
-                 "needs")
+                 "needs", "backward", "scatter", "weight_names")
 
     def __init__(self, eq: Equation) -> None:
         if eq.op.forward is None:  # only layers lack one, and compile expands them
@@ -89,6 +90,9 @@ class _Wiring:
         self.data = eq.op.category == "data"
         self.path = eq.path
         self.needs: tuple = ()  # per input: does it depend on a weight? () = all count
+        self.backward: Callable | None = eq.op.backward
+        self.scatter: Callable | None = eq.op.scatter_grad
+        self.weight_names: dict[str, str] = dict(eq.weights)  # spec name -> full name
 
 
 def _mark_needs(wirings: list[_Wiring]) -> list[_Wiring]:
@@ -140,7 +144,6 @@ class Executor:
             if skip and w.path in skip:
                 continue
             eq = w.eq
-            ins = [env[v] if v is not None else None for v in w.inputs]
             ctx = Context(
                 eq,
                 {k: weights[n] for k, n in w.weights} if w.weights else {},
@@ -150,8 +153,10 @@ class Executor:
                 feeds.get(w.path) if w.data else None,
                 dtype,
                 [seed32, index],
+                w,
             )
-            outs = w.forward(ctx, eq.params, *ins)
+            outs = w.forward(ctx, eq.params, *[env[v] if v is not None else None
+                                               for v in w.inputs])
             if isinstance(outs, tuple):
                 for name, arr in zip(w.outputs, outs):
                     env[name] = arr
@@ -176,8 +181,8 @@ class Executor:
         producers: dict[str, Context] | None = None  # value -> its context, on first scatter
         fresh: dict[str, _Fresh] = {}  # scatter sums written only at disjoint positions
         for ctx in reversed(tape.contexts):
-            eq = ctx.eq
-            outputs = eq.outputs
+            w = ctx.wiring if ctx.wiring is not None else _Wiring(ctx.eq)
+            outputs = w.outputs
             if len(outputs) == 1:  # the common case, without list building
                 g = grads.get(outputs[0])
                 if g is None:
@@ -192,34 +197,47 @@ class Executor:
                     owned.discard(id(g))
                 gouts = [g if g is not None else np.zeros_like(tape.values[o])
                          for g, o in zip(maybe, outputs)]
-            if eq.op.backward is None:
+            if w.backward is None:
                 continue
-            scatter = eq.op.scatter_grad(ctx) if eq.op.scatter_grad is not None else None
-            if scatter is not None and eq.inputs[0] is not None:
+            scatter = w.scatter(ctx) if w.scatter is not None else None
+            if scatter is not None and w.inputs[0] is not None:
                 if producers is None:
                     producers = {o: c for c in tape.contexts for o in c.eq.outputs}
-                _accumulate_at(grads, eq.inputs[0], scatter, gouts[0], owned,
-                               producers.get(eq.inputs[0]), fresh)
+                _accumulate_at(grads, w.inputs[0], scatter, gouts[0], owned,
+                               producers.get(w.inputs[0]), fresh)
                 if release:
                     ctx.saved = ()
-                    grads.pop(eq.outputs[0], None)
+                    grads.pop(outputs[0], None)
                 continue
             if not release:  # inspection and gradient checks want every input's gradient
                 ctx.needs_input_grad = ()
-            gins = eq.op.backward(ctx, eq.params, *gouts)
+            gins = w.backward(ctx, w.eq.params, *gouts)
             if not isinstance(gins, tuple):
                 gins = (gins,)
             if release:
                 del gouts
                 ctx.saved = ()
-                for o in eq.outputs:
+                for o in outputs:
                     grads.pop(o, None)
-            for name, g in zip(eq.inputs, gins):
+            for name, g in zip(w.inputs, gins):
                 if name is None or g is None:
                     continue
-                _accumulate(grads, name, g, owned, fresh)
-            for spec_name, g in ctx.weight_grads.items():
-                _accumulate(weight_grads, eq.weights[spec_name], g, owned)
+                if name in grads:
+                    _accumulate(grads, name, g, owned, fresh)
+                else:  # the first gradient (the common case): no sum yet, as _accumulate
+                    grads[name] = g
+                    owned.discard(id(g))  # a dead sum's id may have been reused by this array
+                    if fresh:
+                        fresh.pop(name, None)
+            if ctx.weight_grads:
+                names = w.weight_names
+                for spec_name, g in ctx.weight_grads.items():
+                    full = names[spec_name]
+                    if full in weight_grads:  # a weight shared by several equations
+                        _accumulate(weight_grads, full, g, owned)
+                    else:
+                        weight_grads[full] = g
+                        owned.discard(id(g))
         return weight_grads, grads
 
 
