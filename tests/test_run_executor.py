@@ -3,12 +3,14 @@ the trainer's releasing pass and tapes whose contexts carry no prepared wiring."
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 
 from engine.core.compile import compile_document
-from engine.core.run import Executor, init_weights
+from engine.core.run import Executor, collection_paused, init_weights
 from engine.data.examples import example_feeds
-from tests.helpers import doc_of, e, input_mlp, n
+from tests.helpers import doc_of, e, input_mlp, n, spiral
 
 
 def _fan_out_program():
@@ -58,3 +60,58 @@ def test_contexts_without_wiring_give_the_same_gradients():
     assert wired.keys() == unwired.keys() and wired
     for name, g in wired.items():
         np.testing.assert_array_equal(unwired[name], g)
+
+
+def test_collection_paused_nests_and_restores_the_collector():
+    assert gc.isenabled()
+    outer, inner = collection_paused(), collection_paused()
+    with outer:
+        assert not gc.isenabled()
+        with inner:
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer block is still inside
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collection_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # off before the first block: stays off
+    finally:
+        gc.enable()
+
+
+def test_a_training_step_runs_without_collections_and_leaves_the_collector_on():
+    from engine.train.trainer import Trainer
+
+    trainer = Trainer(spiral())
+    trainer.train_step()
+    inside = [False]
+    inside_collections: list[int] = []
+    outside_collections: list[int] = []
+    forward_backward = trainer._forward_backward
+
+    def marked(*args, **kwargs):
+        inside[0] = True
+        try:
+            return forward_backward(*args, **kwargs)
+        finally:
+            inside[0] = False
+
+    def note(phase: str, info: dict) -> None:
+        if phase == "start":
+            (inside_collections if inside[0] else outside_collections).append(1)
+
+    trainer._forward_backward = marked
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)  # any allocation trips a collection where one is allowed
+    gc.callbacks.append(note)
+    try:
+        for _ in range(3):
+            trainer.train_step()
+            assert gc.isenabled()
+            _ = [[] for _ in range(10)]  # outside the step: collections happen again
+    finally:
+        gc.callbacks.remove(note)
+        gc.set_threshold(*threshold)
+    assert not inside_collections
+    assert outside_collections

@@ -36,7 +36,7 @@ from engine.core.hot import hot_targets, param_specs
 from engine.core.memory import check_training_memory
 from engine.core.params import check_value
 from engine.core.program import off_loss_path
-from engine.core.run import Executor, Tape, init_weights
+from engine.core.run import Executor, Tape, collection_paused, init_weights
 from engine.train.bpc import graph_bpc
 from engine.train.graph import TrainingGraph, analyse
 from engine.train.optim import Optimizer, Schedule, clip_coefficient, squared_norm
@@ -260,7 +260,13 @@ class Trainer:
                 for node, batch in batches.items()}
 
     def train_step(self) -> dict:
-        """One optimizer step on the next batch; returns its record."""
+        """One optimizer step on the next batch; returns its record. The garbage collector
+        waits meanwhile: the step's tapes are freed by the time it is back on
+        (:class:`engine.core.run.collection_paused`)."""
+        with collection_paused():
+            return self._train_step()
+
+    def _train_step(self) -> dict:
         start = time.perf_counter()
         batches = {node: b.next() for node, b in self.batchers.items()}
         lr = self.schedule(self.step)
