@@ -9,6 +9,7 @@ import pytest
 
 from engine.core import registry
 from engine.kernels import winograd as W
+from engine.kernels import winograd_f25 as W5
 from engine.ops import conv_winograd
 
 P1 = {"stride": 1, "padding": 1, "dilation": 1, "groups": 1}
@@ -276,3 +277,31 @@ def test_the_5x5_route_split_over_two_threads_gives_the_unsplit_numbers(block_by
     assert calls == [5, 5]  # forward and backward each split
     for got, want in zip(split, whole):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("wk", [W, W5], ids=["3x3", "5x5"])
+def test_output_transform_reads_the_first_tiles_of_a_padded_product(wk):
+    """The forward hands the output transform a C-contiguous product with more tiles per row
+    than the block has (``out_domain``'s padding); only the first n·th·tw are read."""
+    rng = np.random.default_rng(3)
+    n, c, th, tw = 2, 3, 2, 3
+    q = n * th * tw
+    buf = rng.standard_normal(wk.POSITIONS * c * (q + 64))
+    m = conv_winograd.out_domain(buf, wk.POSITIONS, c, q)
+    assert m.flags.c_contiguous and m.shape[2] >= q
+    y = np.empty((n, c, 2 * th, 2 * tw))
+    wk.transform_out(m, th, tw, y)
+    want = wk.transform_out_ref(np.ascontiguousarray(m[:, :, :q]), n, th, tw)
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels,tiles,itemsize", [(16, 64, 4), (32, 648, 4), (64, 320, 4),
+                                                     (48, 25, 8), (3, 7, 4)])
+def test_padded_product_rows_spread_over_line_sets(channels, tiles, itemsize):
+    """16 position rows of the padded product start in ≥ 16 different 64-byte line sets of a
+    4 KiB page (rows exactly 4 KiB apart would share one), at most 63 tiles of padding."""
+    padded = conv_winograd.padded_tiles(channels, tiles, itemsize)
+    assert tiles <= padded < tiles + 64
+    row = channels * padded * itemsize
+    if row % 64 == 0:
+        assert len({(r * row) % 4096 // 64 for r in range(16)}) == 16

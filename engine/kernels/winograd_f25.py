@@ -122,24 +122,33 @@ def _at(a0, a1, a2, a3, a4, a5):
 
 @njit(cache=True, nogil=True)
 def transform_out(m, th, tw, y):
-    # m: (36, Cout, N·th·tw) → y: (N, Cout, 2·th, 2·tw), tile = Aᵀ m A
+    # m: (36, Cout, N·th·tw) → y: (N, Cout, 2·th, 2·tw), tile = Aᵀ m A. Per channel in passes
+    # along the tiles (contiguous rows: vectorised): Aᵀ down the tile's six columns, Aᵀ along
+    # its two rows, then the four outputs interleaved into the image.
     n, c = y.shape[0], y.shape[1]
-    k = np.empty((2, 6), m.dtype)  # Aᵀ m of one tile
-    for b in range(n):
-        for ch in range(c):
+    q = n * th * tw  # m may hold more tiles per row (padding): the first q are read
+    assert m.shape[2] >= q
+    k = np.empty((2, 6, q), m.dtype)  # Aᵀ m of every tile of one channel
+    o = np.empty((2, 2, q), m.dtype)  # (row, column, tile) of the output
+    for ch in range(c):
+        for j in range(6):
+            m0, m1, m2 = m[j, ch], m[6 + j, ch], m[12 + j, ch]
+            m3, m4, m5 = m[18 + j, ch], m[24 + j, ch], m[30 + j, ch]
+            k0, k1 = k[0, j], k[1, j]
+            for p in range(q):
+                k0[p], k1[p] = _at(m0[p], m1[p], m2[p], m3[p], m4[p], m5[p])
+        for i in range(2):
+            a0, a1, a2, a3, a4, a5 = k[i, 0], k[i, 1], k[i, 2], k[i, 3], k[i, 4], k[i, 5]
+            e0, e1 = o[i, 0], o[i, 1]
+            for p in range(q):
+                e0[p], e1[p] = _at(a0[p], a1[p], a2[p], a3[p], a4[p], a5[p])
+        for b in range(n):
             for ty in range(th):
                 base = (b * th + ty) * tw
-                for tx in range(tw):
-                    p = base + tx
-                    for j in range(6):
-                        e = _at(m[j, ch, p], m[6 + j, ch, p], m[12 + j, ch, p],
-                                m[18 + j, ch, p], m[24 + j, ch, p], m[30 + j, ch, p])
-                        k[0, j] = e[0]
-                        k[1, j] = e[1]
-                    for i in range(2):
-                        r = _at(k[i, 0], k[i, 1], k[i, 2], k[i, 3], k[i, 4], k[i, 5])
-                        y[b, ch, 2 * ty + i, 2 * tx] = r[0]
-                        y[b, ch, 2 * ty + i, 2 * tx + 1] = r[1]
+                for i in range(2):
+                    r, e0, e1 = y[b, ch, 2 * ty + i], o[i, 0], o[i, 1]
+                    for tx in range(tw):
+                        r[2 * tx], r[2 * tx + 1] = e0[base + tx], e1[base + tx]
 
 
 def transform_out_ref(m: np.ndarray, n: int, th: int, tw: int) -> np.ndarray:

@@ -23,6 +23,8 @@ unless one block held the whole batch (then that ``V`` is kept).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from engine.ops import two_cores
@@ -76,6 +78,25 @@ def blocks(lo: int, hi: int, nb: int):
     return ((a, min(a + nb, hi)) for a in range(lo, hi, nb))
 
 
+def padded_tiles(channels: int, tiles: int, itemsize: int) -> int:
+    """Tiles per channel row of the forward's product ``M``: at least *tiles*, so many that
+    its 16 or 36 position rows (``channels × padded`` values apart) fall in ≥ 16 different
+    64-byte line sets mod 4 KiB, as :func:`engine.kernels.winograd.domain` spaces its rows —
+    while ``M`` stays C-contiguous, which the output transform needs to run vectorised."""
+    for padded in range(tiles, tiles + 64):
+        lines = channels * padded * itemsize // 64
+        if (channels * padded * itemsize) % 64 or math.gcd(lines % 64, 64) <= 4:
+            return padded
+    return tiles
+
+
+def out_domain(buf: np.ndarray, positions: int, channels: int, tiles: int) -> np.ndarray:
+    """C-contiguous ``(positions, channels, padded_tiles(…))`` view at the start of *buf*
+    (which holds ``positions · channels · (tiles + 64)`` values or more)."""
+    padded = padded_tiles(channels, tiles, buf.itemsize)
+    return buf[:positions * channels * padded].reshape(positions, channels, padded)
+
+
 def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
             bias: np.ndarray | None) -> np.ndarray:
     """conv2d forward on the Winograd route; saves x and ``U`` for the backward. Large
@@ -97,15 +118,15 @@ def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
         size = min(nb, hi - lo)
         xp = np.zeros((size, c, 2 * th + halo, 2 * tw + halo), x.dtype)  # border stays 0
         v = wk.domain(c, size * t, x.dtype) if kept is None else kept  # (16, C, P)
-        m = wk.domain(cout, size * t, x.dtype)  # (16, Cout, P)
+        mbuf = np.empty(wk.POSITIONS * cout * (size * t + 64), x.dtype)  # see out_domain
         for a, b in blocks(lo, hi, size):
             k = b - a
+            m = out_domain(mbuf, wk.POSITIONS, cout, k * t)  # (16, Cout, ≥ k·t)
             xp[:k, :, p:p + h, p:p + w_] = x[a:b]
             vk = v[:, :, :k * t] if kept is None else v[:, :, a * t:b * t]
-            mk = m[:, :, :k * t]
             wk.transform_in(xp[:k], th, tw, vk)
-            np.matmul(u, vk, out=mk)
-            wk.transform_out(mk, th, tw, y[a:b])
+            np.matmul(u, vk, out=m[:, :, :k * t])
+            wk.transform_out(m, th, tw, y[a:b])  # reads the first k·t tiles
             if bias is not None:
                 y[a:b] += bias.reshape(1, cout, 1, 1)  # while the block is in cache
 
