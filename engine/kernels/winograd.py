@@ -184,23 +184,45 @@ def _a(g0, g1):
 
 @njit(cache=True, nogil=True)
 def grad_out(g, th, tw, dm):
-    # g: (N, Cout, 2·th, 2·tw) → dm: (16, Cout, N·th·tw), dm tile = A g Aᵀ (the transpose
-    # of transform_out)
+    # g: (N, Cout, 2·th, 2·tw) → dm: (16, Cout, ≥ N·th·tw), dm tile = A g Aᵀ (the transpose
+    # of transform_out). Per channel: the tiles' four gradients gathered into rows, then
+    # A down the columns and along the rows in passes along the tiles, each writing one
+    # contiguous row (vectorised; one stream stored per loop keeps LLVM's alias checks few):
+    # 1.3-1.7× the tile-by-tile loop (one-thread CPU, float32, 18×32 channels×6² tiles 96 →
+    # 64 µs, 27×48×5² 152 → 115, 5×64×8² 94 → 56) when dm is C-contiguous (out_domain).
     n, c = g.shape[0], g.shape[1]
-    for b in range(n):
-        for ch in range(c):
+    q = n * th * tw  # dm may hold more tiles per row (padding): the first q are written
+    assert dm.shape[2] >= q
+    s = np.empty((8, q), g.dtype)  # rows 0-3: A (g00, g10) of every tile; 4-7: A (g01, g11)
+    for ch in range(c):
+        g00, g01, g10, g11 = s[0], s[4], s[1], s[5]
+        for b in range(n):
             for ty in range(th):
                 base = (b * th + ty) * tw
+                r0, r1 = g[b, ch, 2 * ty], g[b, ch, 2 * ty + 1]
                 for tx in range(tw):
-                    p = base + tx
-                    s0 = _a(g[b, ch, 2 * ty, 2 * tx], g[b, ch, 2 * ty + 1, 2 * tx])
-                    s1 = _a(g[b, ch, 2 * ty, 2 * tx + 1], g[b, ch, 2 * ty + 1, 2 * tx + 1])
-                    for i in range(4):
-                        e = _a(s0[i], s1[i])
-                        dm[4 * i, ch, p] = e[0]
-                        dm[4 * i + 1, ch, p] = e[1]
-                        dm[4 * i + 2, ch, p] = e[2]
-                        dm[4 * i + 3, ch, p] = e[3]
+                    g00[base + tx], g01[base + tx] = r0[2 * tx], r0[2 * tx + 1]
+                    g10[base + tx], g11[base + tx] = r1[2 * tx], r1[2 * tx + 1]
+        for half in range(2):  # A (x0, x1) = (x0, x0 + x1, x0 - x1, -x1), in place
+            x0, x1 = s[4 * half], s[4 * half + 1]
+            t2, t3 = s[4 * half + 2], s[4 * half + 3]
+            for p in range(q):
+                t2[p] = x0[p] - x1[p]
+            for p in range(q):
+                t3[p] = -x1[p]
+            for p in range(q):
+                x1[p] = x0[p] + x1[p]
+        for i in range(4):  # row i of the tile: A (s0[i], s1[i])
+            u0, u1 = s[i], s[4 + i]
+            e0, e1, e2, e3 = dm[4 * i, ch], dm[4 * i + 1, ch], dm[4 * i + 2, ch], dm[4 * i + 3, ch]
+            for p in range(q):
+                e0[p] = u0[p]
+            for p in range(q):
+                e1[p] = u0[p] + u1[p]
+            for p in range(q):
+                e2[p] = u0[p] - u1[p]
+            for p in range(q):
+                e3[p] = -u1[p]
 
 
 def grad_out_ref(g: np.ndarray, th: int, tw: int) -> np.ndarray:

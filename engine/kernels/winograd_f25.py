@@ -167,7 +167,7 @@ def _a(g0, g1):
 
 @njit(cache=True, nogil=True)
 def grad_out(g, th, tw, dm):
-    # g: (N, Cout, 2·th, 2·tw) → dm: (36, Cout, N·th·tw), dm tile = A g Aᵀ (the transpose
+    # g: (N, Cout, 2·th, 2·tw) → dm: (36, Cout, ≥ N·th·tw), dm tile = A g Aᵀ (the transpose
     # of transform_out)
     n, c = g.shape[0], g.shape[1]
     for b in range(n):

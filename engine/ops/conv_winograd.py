@@ -168,7 +168,7 @@ def backward(ctx, params: dict, g: np.ndarray):
         size = min(nb, hi - lo)
         xp = np.zeros((size, c, 2 * th + halo, 2 * tw + halo), g.dtype)  # border stays 0
         v = wk.domain(c, size * t, g.dtype) if kept is None else kept  # (16, C, P)
-        dm = wk.domain(cout, size * t, g.dtype)  # (16, Cout, P)
+        dmbuf = np.empty(wk.POSITIONS * cout * (size * t + 64), g.dtype)  # see out_domain
         dv = wk.domain(c, size * t, g.dtype) if need_x else None  # (16, C, P)
         dxp = np.empty_like(xp) if need_x else None  # the block's padded input gradient
         du = np.zeros((wk.POSITIONS, cout, c), g.dtype)
@@ -177,6 +177,7 @@ def backward(ctx, params: dict, g: np.ndarray):
             k = b - a
             if has_bias:  # (the padded rows and columns of gp are zeros)
                 gb += gp[a:b].reshape(k, cout, -1).sum(axis=2).sum(axis=0)
+            dm = out_domain(dmbuf, wk.POSITIONS, cout, k * t)  # (16, Cout, ≥ k·t), C order
             dmk = dm[:, :, :k * t]
             if kept is None:
                 vk = v[:, :, :k * t]
@@ -184,7 +185,7 @@ def backward(ctx, params: dict, g: np.ndarray):
                 wk.transform_in(xp[:k], th, tw, vk)
             else:
                 vk = v[:, :, a * t:b * t]
-            wk.grad_out(gp[a:b], th, tw, dmk)
+            wk.grad_out(gp[a:b], th, tw, dm)  # writes the first k·t tiles
             du += np.matmul(dmk, vk.transpose(0, 2, 1))  # (16, Cout, C)
             if dv is not None and dxp is not None and gx is not None:
                 dvk = dv[:, :, :k * t]
