@@ -428,3 +428,21 @@ def test_a_nan_in_a_split_step_still_names_the_op():
         list(trainer.run())
     assert trainer.split_note.startswith("split into 2")
     assert info.value.node == "bad_log" and "'log' produced NaN or Inf" in str(info.value)
+
+
+@pytest.mark.parametrize("preset", ["char_gpt", "spiral_mlp"])
+def test_the_parts_update_their_share_of_the_weights_as_one_optimizer_step(preset):
+    # BatchSplit.step's update: each part steps its chunk of the weights after the second
+    # barrier; the same numbers (bits) as the trainer's own optimizer step after the parts.
+    doc = presets.load(preset)[0]
+    folded, unfolded = Trainer(doc, batch_split=2), Trainer(doc, batch_split=2)
+    unfolded._update_share = None  # the trainer then passes no update: it steps itself
+    for _ in range(3):
+        assert folded.train_step()["loss"] == unfolded.train_step()["loss"]
+        assert folded._folded and not unfolded._folded
+    assert folded.optimizer.step_count == unfolded.optimizer.step_count == 3
+    for name in folded.params:
+        np.testing.assert_array_equal(folded.params[name], unfolded.params[name])
+    assert folded.optimizer.state.keys() == unfolded.optimizer.state.keys()
+    for key, value in folded.optimizer.state.items():
+        np.testing.assert_array_equal(value, unfolded.optimizer.state[key])

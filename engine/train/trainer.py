@@ -119,6 +119,7 @@ class Trainer:
         # the BLAS thread count and the batch's work; 1 keeps every step unsplit.
         self._split_request = batch_split
         self._split: BatchSplit | None = None  # a BatchSplit once decided for
+        self._folded = False  # this step's optimizer update ran in the batch parts
         self._split_decided = batch_split == 1
         # unsplit CNN steps: the convolutions own the threads (engine.ops.two_cores)
         self._op_threads: AbstractContextManager = contextlib.nullcontext()
@@ -271,6 +272,7 @@ class Trainer:
         batches = {node: b.next() for node, b in self.batchers.items()}
         lr = self.schedule(self.step)
         self.optimizer.lr = lr
+        self._folded = False
         loss, grads, squares, tapes = self._forward_backward(
             self._feeds(batches), _node_seed(self.seed, str(self.step)))
         if self.frozen:  # like requires_grad=False: no update, no share of the global norm
@@ -282,8 +284,11 @@ class Trainer:
                 self._check_forward(tape)
             self._raise_nonfinite_grad(grads)
         self._check_state()
-        self.optimizer.step(self.params, grads, clip_coefficient(norm, self.clip_norm),
-                            run=self._split.run if self._split is not None else None)
+        if self._folded:  # the parts updated the weights (BatchSplit.step's update)
+            self.optimizer.step_count += 1
+        else:
+            self.optimizer.step(self.params, grads, clip_coefficient(norm, self.clip_norm),
+                                run=self._split.run if self._split is not None else None)
         self.step += 1
         elapsed = max(time.perf_counter() - start, 1e-9)
         examples = self.graph.batch_examples(batches)
@@ -303,8 +308,11 @@ class Trainer:
             self._split_decided = True
             self._decide_split(feeds)
         if self._split is not None and not self.anomaly and self._split.fits(feeds):
+            update = None if self.frozen or self.state else self._update_share
             loss, grads, squares, tapes = self._split.step(feeds, self.params, self.state,
-                                                           seed, self._unused)
+                                                           seed, self._unused, update)
+            self._folded = update is not None and grads is not None \
+                and math.isfinite(squares) and np.isfinite(loss)
             if grads is None or not np.isfinite(loss):
                 for tape in tapes:
                     self._check_forward(tape)
@@ -322,6 +330,14 @@ class Trainer:
                                               release=True)
         grads = _owned(grads, self.executor.dtype)
         return loss, grads, squared_norm(grads), [tape]
+
+    def _update_share(self, squares: float, grads: dict[str, np.ndarray]) -> None:
+        """The optimizer's step on one batch part's share of the summed gradients, run by
+        that part's thread (:meth:`engine.train.batch_split.BatchSplit.step`): the same
+        per-parameter update as ``optimizer.step`` with the same clipping factor."""
+        scale = clip_coefficient(math.sqrt(squares), self.clip_norm)
+        self.optimizer._update(self.params, grads, scale, self.optimizer.step_count + 1,
+                               [n for n in self.params if grads.get(n) is not None])
 
     def _decide_split(self, feeds: dict) -> None:
         """Before the first step: split the steps when the graph keeps examples apart and,
