@@ -71,6 +71,10 @@ SLOW = {
         "20 PyTorch steps of the exported seq2seq_dates project (needs torch)",
     "wiregrad evaluate seq2seq_dates --weights dates_project/run/ckpt.safetensors --pairs 200":
         "evaluates the checkpoint the PyTorch run before writes",
+    "wiregrad train presets/seq2seq_dates.json --out runs/seq2seq_dates --metrics "
+    "runs/seq2seq_dates.jsonl":
+        "the shipped seq2seq weights' recipe, 3,000 steps with exact-match evaluations: minutes "
+        "on a busy host (287 s in a full suite beside two other jobs)",
     "python tools/screenshots.py":
         "renders every README screenshot offscreen (a minute or more; runs the GUI tests' code)",
 }
