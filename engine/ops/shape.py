@@ -8,6 +8,8 @@ time from the input's actual shape, so targets such as ``["B", -1]`` work for an
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from engine.core.registry import (
@@ -71,15 +73,26 @@ def _permute_infer(inputs, params):
     return [TensorType(tuple(x.shape[a] for a in perm), x.dtype)]
 
 
+@lru_cache(maxsize=512)
+def _cached_permutation(axes: tuple, ndim: int) -> tuple[int, ...]:
+    """:func:`permutation` once per (axes, rank): it runs at every step's forward."""
+    return permutation(axes, ndim)
+
+
 def _permute_forward(ctx, params, x):
-    perm = permutation(params["axes"], x.ndim)
+    perm = _cached_permutation(tuple(params["axes"]), x.ndim)
     ctx.save(perm, x.dtype)
     return np.transpose(x, perm)
 
 
+@lru_cache(maxsize=512)
+def _inverse_permutation(perm: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.argsort(perm))
+
+
 def _permute_backward(ctx, params, g):
     perm, dtype = ctx.saved
-    return (_grad(dtype, np.transpose(g, np.argsort(perm))),)
+    return (_grad(dtype, np.transpose(g, _inverse_permutation(perm))),)
 
 
 _shape_op("permute", """Reorder axes: out axis i is input axis axes[i] (a view, no copy).""",
@@ -192,12 +205,20 @@ def _reshape_batch(params, in_axes, out_axes, in_types):
     return batch_rules.ROWWISE if in_axes[0] == 0 and plain and out_axes[0] == 0 else None
 
 
+@lru_cache(maxsize=1024)
+def _reshape_target(declared: tuple | None, shape: tuple, actual: tuple) -> tuple:
+    """The concrete target of a reshape of an *actual*-shaped input declared *declared* to
+    the *shape* parameter (-1 where numpy infers it); cached: it runs at every forward."""
+    sizes = dims.bind_symbols(declared, actual)
+    target = (unify_target(declared, list(shape), actual) if declared is not None
+              and len(declared) == len(actual) else shape)
+    return tuple(d if isinstance(d, int) else sizes.get(d, -1) for d in target)
+
+
 def _reshape_forward(ctx, params, x):
     declared = _input_shape(ctx)
-    sizes = dims.bind_symbols(declared, x.shape)
-    target = (unify_target(declared, params["shape"], x.shape) if declared is not None
-              and len(declared) == x.ndim else params["shape"])
-    target = [d if isinstance(d, int) else sizes.get(d, -1) for d in target]
+    target = _reshape_target(None if declared is None else tuple(declared),
+                             tuple(params["shape"]), x.shape)
     try:
         out = np.reshape(x, target)
     except ValueError as exc:
