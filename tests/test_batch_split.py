@@ -446,3 +446,27 @@ def test_the_parts_update_their_share_of_the_weights_as_one_optimizer_step(prese
     assert folded.optimizer.state.keys() == unfolded.optimizer.state.keys()
     for key, value in folded.optimizer.state.items():
         np.testing.assert_array_equal(value, unfolded.optimizer.state[key])
+
+
+def test_the_parts_run_with_a_short_gil_switch_interval_and_restore_it():
+    import sys
+
+    trainer = Trainer(_ignoring_classifier(16), batch_split=2)
+    trainer.train_step()
+    seen: list[float] = []
+    part = trainer._split._part
+
+    def noting(*args):
+        seen.append(sys.getswitchinterval())
+        return part(*args)
+
+    trainer._split._part = noting
+    before = sys.getswitchinterval()
+    trainer.train_step()
+    assert seen and all(abs(s - batch_split.SWITCH_INTERVAL) < 1e-9 for s in seen)
+    assert sys.getswitchinterval() == before
+    with batch_split.switch_interval(1e-3):
+        with batch_split.switch_interval(2e-3):  # nested: the outer one's setting holds
+            assert abs(sys.getswitchinterval() - 1e-3) < 1e-9
+        assert abs(sys.getswitchinterval() - 1e-3) < 1e-9
+    assert sys.getswitchinterval() == before
