@@ -266,11 +266,13 @@ def test_the_5x5_route_split_over_two_threads_gives_the_unsplit_numbers(block_by
     params = {**P1, "padding": 1}
     if block_bytes is not None:
         monkeypatch.setattr(conv_winograd, "BLOCK_BYTES", block_bytes)
-    monkeypatch.setattr(two_cores, "MIN_FLOPS", 1e30)
+    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
+        monkeypatch.setattr(two_cores, limit, 1e30)
     whole = _run5(x, w, b, params, True, monkeypatch, g)
     calls = []
     real = two_cores.halves
-    monkeypatch.setattr(two_cores, "MIN_FLOPS", 0.0)
+    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
+        monkeypatch.setattr(two_cores, limit, 0.0)
     monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
     monkeypatch.setattr(two_cores, "halves", lambda n, fn: calls.append(n) or real(n, fn))
     split = _run5(x, w, b, params, True, monkeypatch, g)

@@ -38,12 +38,14 @@ def test_two_halves_give_the_unsplit_numbers(shape, wshape, params, route, monke
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal(shape), rng.standard_normal(wshape), rng.standard_normal(
         wshape[0])
-    monkeypatch.setattr(two_cores, "MIN_FLOPS", 1e30)
+    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
+        monkeypatch.setattr(two_cores, limit, 1e30)
     saved, whole = _conv(x, w, b, params)
     assert saved == route
     calls = []
     real = two_cores.halves
-    monkeypatch.setattr(two_cores, "MIN_FLOPS", 0.0)
+    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
+        monkeypatch.setattr(two_cores, limit, 0.0)
     monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
     monkeypatch.setattr(two_cores, "halves", lambda n, fn: calls.append(n) or real(n, fn))
     _, split = _conv(x, w, b, params)
@@ -112,10 +114,12 @@ def test_the_whole_batch_route_splits_too(monkeypatch):
     params = {"stride": 2, "padding": 1, "dilation": 1, "groups": 2}
     rng = np.random.default_rng(4)
     x, w = rng.standard_normal((5, 4, 7, 7)), rng.standard_normal((6, 2, 3, 3))
-    monkeypatch.setattr(two_cores, "MIN_FLOPS", 1e30)
+    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
+        monkeypatch.setattr(two_cores, limit, 1e30)
     saved, whole = _conv(x, w, None, params)
     assert saved is False  # groups: the whole-batch route
-    monkeypatch.setattr(two_cores, "MIN_FLOPS", 0.0)
+    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
+        monkeypatch.setattr(two_cores, limit, 0.0)
     monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
     _, split = _conv(x, w, None, params)
     assert split[3] is None and whole[3] is None  # no bias
@@ -144,6 +148,8 @@ def test_an_unsplit_cnn_step_lets_its_convolutions_own_the_threads(monkeypatch):
         return real(rows, fn)
 
     monkeypatch.setattr(two_cores, "halves", spy)
+    for limit in ("GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):  # this small CNN's convs split too
+        monkeypatch.setattr(two_cores, limit, two_cores.MIN_FLOPS)
     with threadpool_limits(limits=1, user_api="blas"):
         one = _cnn_trainer()
         losses_one = [one.train_step()["loss"] for _ in range(2)]

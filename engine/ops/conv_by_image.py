@@ -43,7 +43,7 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
             if bias is not None:
                 out[a:b] += bias.reshape(1, cout, 1)
 
-    if two_cores.ways(n, 2.0 * cout * k * n * ho * wo) == 2:
+    if two_cores.ways(n, 2.0 * cout * k * n * ho * wo, two_cores.GEMM_MIN_FLOPS) == 2:
         two_cores.halves(n, part)
     else:
         part(0, n)
@@ -87,8 +87,8 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
                 kernels("conv").col2im_by_image(gcols, s, d, gxp[a:b])
         return gwt, gb
 
-    flops = 2.0 * cout * k * n * ho * wo * (2 if need_x else 1)
-    parts = two_cores.halves(n, part) if two_cores.ways(n, flops) == 2 else [part(0, n)]
+    split = two_cores.ways(n, 2.0 * cout * k * n * ho * wo, two_cores.GEMM_MIN_FLOPS) == 2
+    parts = two_cores.halves(n, part) if split else [part(0, n)]
     gwt = sum(p[0] for p in parts)
     gb = sum(p[1] for p in parts) if has_bias else None
     return gxp, gwt.T.reshape(weight.shape), gb

@@ -80,7 +80,7 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
             else:
                 np.add(o4, bias.reshape(1, cout, 1, 1), out=y[a:b])
 
-    if two_cores.ways(n, 2.0 * cout * k * n * px) == 2:
+    if two_cores.ways(n, 2.0 * cout * k * n * px, two_cores.GEMM_MIN_FLOPS) == 2:
         two_cores.halves(n, part)
     else:
         part(0, n)
@@ -125,8 +125,8 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
                 kernels("conv").col2im(gcols, s, d, gxp[a:b])
         return gw_t, gb
 
-    flops = 2.0 * cout * k * n * px * (2 if need_x else 1)
-    parts = two_cores.halves(n, part) if two_cores.ways(n, flops) == 2 else [part(0, n)]
+    split = two_cores.ways(n, 2.0 * cout * k * n * px, two_cores.GEMM_MIN_FLOPS) == 2
+    parts = two_cores.halves(n, part) if split else [part(0, n)]
     gw_t = sum(p[0] for p in parts)
     gb = sum(p[1] for p in parts) if has_bias else None
     return gxp, gw_t.transpose(0, 2, 1).reshape(weight.shape), gb

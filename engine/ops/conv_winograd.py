@@ -130,7 +130,8 @@ def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
             if bias is not None:
                 y[a:b] += bias.reshape(1, cout, 1, 1)  # while the block is in cache
 
-    if two_cores.ways(n, 2.0 * wk.POSITIONS * cout * c * n * t) == 2:
+    if two_cores.ways(n, 2.0 * wk.POSITIONS * cout * c * n * t,
+                      two_cores.WINOGRAD_MIN_FLOPS) == 2:
         two_cores.halves(n, part)
     else:
         part(0, n)
@@ -195,7 +196,8 @@ def backward(ctx, params: dict, g: np.ndarray):
                 gx[a:b] = dxp[:k, :, p:p + h, p:p + w_]
         return du, gb
 
-    flops = 2.0 * wk.POSITIONS * cout * c * n * t * (2 if need_x else 1)
-    parts = two_cores.halves(n, part) if two_cores.ways(n, flops) == 2 else [part(0, n)]
+    split = two_cores.ways(n, 2.0 * wk.POSITIONS * cout * c * n * t,
+                           two_cores.WINOGRAD_MIN_FLOPS) == 2  # as the forward decided
+    parts = two_cores.halves(n, part) if split else [part(0, n)]
     gw = wk.weights_grad(sum(p[0] for p in parts), cout, c)  # (Cout, C, r, r)
     return gx, gw, sum(p[1] for p in parts) if has_bias else None

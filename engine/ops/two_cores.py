@@ -26,6 +26,18 @@ from typing import Any
 MIN_FLOPS = 4e6  # below this the ~50 µs hand-off and the halves' smaller GEMMs do not pay
 CHUNKS = 4  # blocks per split op: two per thread, so a late or slow thread costs little
 
+# The convolutions' two-core break-even, in forward FLOPs (both passes decide on the forward's
+# work). Measured on two quiet cores (09:44 UTC, session 7): forward + backward wall time, the
+# op split over both cores against one thread, alternating (/tmp/s7/splitcheck.py):
+#   GEMM routes: 64×32×6² 3×3 s2 → 32 (10.6 MFLOP) 1.27×, 96×2×20² s2 → 24 (8.3) 1.40×,
+#   64×8×8² → 16 (9.4) 1.50× slower split; 64×1×24² 5×5 → 16 (29.5) 0.87, 32×3×32² → 32
+#   (56.6) 0.89, 128×1×28² 5×5 → 32 (118) 0.81, 128×32×12² 5×5 → 64 (839) 0.56 faster.
+#   Winograd (16 products per tile): 64×16×12² → 32 (37.7 in its count) 1.14×, 64×16×16² → 32
+#   (67) 1.01, 64×32×12² → 32 (75.5) 1.04 slower; 96×24×10² → 48 (88.5) 0.79, 32×32×16² → 64
+#   (134) 0.78 faster.
+GEMM_MIN_FLOPS = 2e7
+WINOGRAD_MIN_FLOPS = 8e7
+
 
 @cache
 def _blas() -> list:
@@ -49,10 +61,12 @@ def blas_threads() -> int:
     return max((lib.num_threads or 1 for lib in _blas()), default=1)
 
 
-def ways(rows: int, flops: float) -> int:
-    """2 when an op of *rows* batch rows and *flops* work should run as two halves, else 1."""
+def ways(rows: int, flops: float, min_flops: float | None = None) -> int:
+    """2 when an op of *rows* batch rows and *flops* work should run as two halves, else 1
+    (*min_flops*: the op family's own measured break-even, :data:`MIN_FLOPS` by default)."""
     threads = _OWN[-1] if _OWN else blas_threads()
-    return 2 if rows >= 2 and flops >= MIN_FLOPS and threads >= 2 else 1
+    least = MIN_FLOPS if min_flops is None else min_flops
+    return 2 if rows >= 2 and flops >= least and threads >= 2 else 1
 
 
 class own_threads:  # noqa: N801  (used like a function: ``with own_threads(2):``)
