@@ -34,11 +34,13 @@ def _run(name: str, params: dict, inputs: list, state: dict | None = None):
 
 def _both(name, params, inputs, monkeypatch, state=None):
     """(unsplit results, split results, the row counts halves() was called with)."""
-    monkeypatch.setattr(two_cores, "MIN_FLOPS", 1e30)
+    for limit in ("MIN_FLOPS", "PASS_MIN_FLOPS"):
+        monkeypatch.setattr(two_cores, limit, 1e30)
     whole = _run(name, params, inputs, state)
     calls: list[int] = []
     real = two_cores.halves
-    monkeypatch.setattr(two_cores, "MIN_FLOPS", 0.0)
+    for limit in ("MIN_FLOPS", "PASS_MIN_FLOPS"):
+        monkeypatch.setattr(two_cores, limit, 0.0)
     monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
     monkeypatch.setattr(two_cores, "halves", lambda n, fn: calls.append(n) or real(n, fn))
     split = _run(name, params, inputs, state)
@@ -117,7 +119,11 @@ def test_small_ops_stay_whole_at_two_threads(monkeypatch):
     _run("max_pool2d", {"kernel": 2, "stride": None, "padding": 0}, [x])
     _run("relu", {}, [x])
     assert calls == []
-    big = np.zeros((64, 16, 32, 32), np.float32)  # 1M elements: pool and relu split
+    big = np.zeros((64, 16, 32, 32), np.float32)  # 1M elements: still whole (see PASS_MIN_FLOPS)
     _run("max_pool2d", {"kernel": 2, "stride": None, "padding": 0}, [big])
     _run("relu", {}, [big])
-    assert calls == [64, 64, big.size, big.size]
+    assert calls == []
+    huge = np.zeros((64, 64, 64, 64), np.float32)  # 16M elements: pool and relu split
+    _run("max_pool2d", {"kernel": 2, "stride": None, "padding": 0}, [huge])
+    _run("relu", {}, [huge])
+    assert calls == [64, 64, huge.size, huge.size]

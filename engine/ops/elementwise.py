@@ -129,7 +129,8 @@ _PASS_FLOPS = 4.0
 def _blocks(x: np.ndarray):
     """The two-core runner (:func:`engine.ops.two_cores.halves`) for a one-pass kernel over
     *x*, or None to run it whole."""
-    return two_cores.halves if two_cores.ways(x.size, _PASS_FLOPS * x.size) == 2 else None
+    split = two_cores.ways(x.size, _PASS_FLOPS * x.size, two_cores.PASS_MIN_FLOPS) == 2
+    return two_cores.halves if split else None
 
 
 def _relu_fwd(x, p):

@@ -123,7 +123,7 @@ _FWD_FLOPS, _BWD_FLOPS = 6.0, 10.0
 
 def _by_channels(c: int, work: float, fn) -> None:
     """``fn(c0, c1)`` over the *c* channels: two threads in blocks when *work* pays."""
-    if two_cores.ways(c, work) == 2:
+    if two_cores.ways(c, work, two_cores.PASS_MIN_FLOPS) == 2:
         two_cores.halves(c, fn)
     else:
         fn(0, c)

@@ -43,7 +43,7 @@ _FLOPS_PER_ELEMENT = 8.0
 
 def _by_rows(n: int, elements: int, fn) -> None:
     """``fn(lo, hi)`` over the *n* images: two threads in blocks when the work pays."""
-    if two_cores.ways(n, _FLOPS_PER_ELEMENT * elements) == 2:
+    if two_cores.ways(n, _FLOPS_PER_ELEMENT * elements, two_cores.PASS_MIN_FLOPS) == 2:
         two_cores.halves(n, fn)
     else:
         fn(0, n)

@@ -28,7 +28,7 @@ CHUNKS = 4  # blocks per split op: two per thread, so a late or slow thread cost
 
 # The convolutions' two-core break-even, in forward FLOPs (both passes decide on the forward's
 # work). Measured on two quiet cores (09:44 UTC, session 7): forward + backward wall time, the
-# op split over both cores against one thread, alternating (/tmp/s7/splitcheck.py):
+# op split over both cores against one thread, alternating:
 #   GEMM routes: 64×32×6² 3×3 s2 → 32 (10.6 MFLOP) 1.27×, 96×2×20² s2 → 24 (8.3) 1.40×,
 #   64×8×8² → 16 (9.4) 1.50× slower split; 64×1×24² 5×5 → 16 (29.5) 0.87, 32×3×32² → 32
 #   (56.6) 0.89, 128×1×28² 5×5 → 32 (118) 0.81, 128×32×12² 5×5 → 64 (839) 0.56 faster.
@@ -37,6 +37,12 @@ CHUNKS = 4  # blocks per split op: two per thread, so a late or slow thread cost
 #   (134) 0.78 faster.
 GEMM_MIN_FLOPS = 2e7
 WINOGRAD_MIN_FLOPS = 8e7
+# Memory-bound passes (batch norm by channels, 2×2 pools by images, activation kernels by
+# elements): inside real CNN steps on two quiet cores their splits did not pay at the bench's
+# sizes (≤ 1M elements; bench/two_cores_ops.py, split / whole per step: cnn_rgb32 1.056 and
+# 1.027, cnn_issue24 0.997 and 1.048, cnn_stride20 0.993), though alone, with the data in
+# cache, they do (batch norm over 1M elements 1.19 → 0.59 ms): only far larger arrays split.
+PASS_MIN_FLOPS = 4e7
 
 
 @cache
