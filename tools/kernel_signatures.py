@@ -87,19 +87,21 @@ class Recorder:
                 s.forward = self.wrap(s.forward, (s.name, "forward"))
             if s.backward is not None:
                 s.backward = self.wrap(s.backward, (s.name, "backward"))
-        step = Optimizer.step
+        step, update = Optimizer.step, Optimizer._update
 
-        def optimizer_step(opt, *args, **kwargs):
-            with recorder.under(("optimizer:" + opt.kind, "", "")):
-                return step(opt, *args, **kwargs)
+        def labelled(fn: Callable) -> Callable:  # the batch parts call _update themselves
+            def optimizer_call(opt, *args, **kwargs):
+                with recorder.under(("optimizer:" + opt.kind, "", "")):
+                    return fn(opt, *args, **kwargs)
+            return optimizer_call
 
         base._compile_for_args = compile_for_args
-        Optimizer.step = optimizer_step
+        Optimizer.step, Optimizer._update = labelled(step), labelled(update)
         try:
             yield self
         finally:
             base._compile_for_args = original
-            Optimizer.step = step
+            Optimizer.step, Optimizer._update = step, update
             for s, fwd, bwd in saved:
                 s.forward, s.backward = fwd, bwd
 
