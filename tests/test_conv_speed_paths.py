@@ -7,17 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.graphs import builders
 from engine.train.trainer import Trainer
+from tests.split_help import shapes_cnn_trainer
 
 
 def _conv_trainer() -> Trainer:
-    doc = builders.shapes_cnn(steps=2)
-    doc["training"]["dtype"] = "float64"
-    for n in doc["nodes"]:
-        if n["type"] == "shapes_images":
-            n["params"].update(n_samples=40, batch_size=6)
-    return Trainer(doc, steps=2)
+    return shapes_cnn_trainer(40, 6, 2)
 
 
 def _step_grads(trainer: Trainer, release: bool):

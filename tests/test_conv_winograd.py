@@ -11,6 +11,7 @@ from engine.core import registry
 from engine.kernels import winograd as W
 from engine.kernels import winograd_f25 as W5
 from engine.ops import conv_winograd
+from tests.split_help import force_split, set_split_limits
 
 P1 = {"stride": 1, "padding": 1, "dilation": 1, "groups": 1}
 
@@ -257,7 +258,6 @@ def test_the_5x5_route_split_over_two_threads_gives_the_unsplit_numbers(block_by
                                                                          monkeypatch):
     """F(2×2, 5×5) as two halves (:mod:`engine.ops.two_cores`), in one block per half or one
     image a block, equals the unsplit route; the halves' weight and bias gradients summed."""
-    from engine.ops import two_cores
 
     rng = np.random.default_rng(14)
     x, w, b = rng.standard_normal((5, 16, 7, 6)), rng.standard_normal((3, 16, 5, 5)), \
@@ -266,15 +266,9 @@ def test_the_5x5_route_split_over_two_threads_gives_the_unsplit_numbers(block_by
     params = {**P1, "padding": 1}
     if block_bytes is not None:
         monkeypatch.setattr(conv_winograd, "BLOCK_BYTES", block_bytes)
-    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
-        monkeypatch.setattr(two_cores, limit, 1e30)
+    set_split_limits(monkeypatch, 1e30)
     whole = _run5(x, w, b, params, True, monkeypatch, g)
-    calls = []
-    real = two_cores.halves
-    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
-        monkeypatch.setattr(two_cores, limit, 0.0)
-    monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
-    monkeypatch.setattr(two_cores, "halves", lambda n, fn: calls.append(n) or real(n, fn))
+    calls = force_split(monkeypatch)
     split = _run5(x, w, b, params, True, monkeypatch, g)
     assert calls == [5, 5]  # forward and backward each split
     for got, want in zip(split, whole):

@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_limits
 
 from engine.core import registry
 from engine.ops import two_cores
+from tests.split_help import force_split, set_split_limits, shapes_cnn_trainer
 
 
 class _Ctx:
@@ -38,16 +39,10 @@ def test_two_halves_give_the_unsplit_numbers(shape, wshape, params, route, monke
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal(shape), rng.standard_normal(wshape), rng.standard_normal(
         wshape[0])
-    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
-        monkeypatch.setattr(two_cores, limit, 1e30)
+    set_split_limits(monkeypatch, 1e30)
     saved, whole = _conv(x, w, b, params)
     assert saved == route
-    calls = []
-    real = two_cores.halves
-    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
-        monkeypatch.setattr(two_cores, limit, 0.0)
-    monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
-    monkeypatch.setattr(two_cores, "halves", lambda n, fn: calls.append(n) or real(n, fn))
+    calls = force_split(monkeypatch)
     _, split = _conv(x, w, b, params)
     assert calls == [shape[0], shape[0]]  # forward and backward each split
     for got, want in zip(split, whole):
@@ -114,13 +109,10 @@ def test_the_whole_batch_route_splits_too(monkeypatch):
     params = {"stride": 2, "padding": 1, "dilation": 1, "groups": 2}
     rng = np.random.default_rng(4)
     x, w = rng.standard_normal((5, 4, 7, 7)), rng.standard_normal((6, 2, 3, 3))
-    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
-        monkeypatch.setattr(two_cores, limit, 1e30)
+    set_split_limits(monkeypatch, 1e30)
     saved, whole = _conv(x, w, None, params)
     assert saved is False  # groups: the whole-batch route
-    for limit in ("MIN_FLOPS", "GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):
-        monkeypatch.setattr(two_cores, limit, 0.0)
-    monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
+    force_split(monkeypatch, spy=False)
     _, split = _conv(x, w, None, params)
     assert split[3] is None and whole[3] is None  # no bias
     for got, want in zip(split[:3], whole[:3]):
@@ -128,15 +120,7 @@ def test_the_whole_batch_route_splits_too(monkeypatch):
 
 
 def _cnn_trainer():
-    from engine.graphs import builders
-    from engine.train.trainer import Trainer
-
-    doc = builders.shapes_cnn(steps=3)
-    doc["training"]["dtype"] = "float64"
-    for n in doc["nodes"]:
-        if n["type"] == "shapes_images":
-            n["params"].update(n_samples=200, batch_size=64)
-    return Trainer(doc, steps=3)
+    return shapes_cnn_trainer(200, 64, 3)
 
 
 def test_an_unsplit_cnn_step_lets_its_convolutions_own_the_threads(monkeypatch):

@@ -10,6 +10,7 @@ import pytest
 
 from engine.core import registry
 from engine.ops import two_cores
+from tests.split_help import force_split, set_split_limits
 
 
 class _Ctx:
@@ -34,15 +35,9 @@ def _run(name: str, params: dict, inputs: list, state: dict | None = None):
 
 def _both(name, params, inputs, monkeypatch, state=None):
     """(unsplit results, split results, the row counts halves() was called with)."""
-    for limit in ("MIN_FLOPS", "PASS_MIN_FLOPS"):
-        monkeypatch.setattr(two_cores, limit, 1e30)
+    set_split_limits(monkeypatch, 1e30)
     whole = _run(name, params, inputs, state)
-    calls: list[int] = []
-    real = two_cores.halves
-    for limit in ("MIN_FLOPS", "PASS_MIN_FLOPS"):
-        monkeypatch.setattr(two_cores, limit, 0.0)
-    monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
-    monkeypatch.setattr(two_cores, "halves", lambda n, fn: calls.append(n) or real(n, fn))
+    calls = force_split(monkeypatch)
     split = _run(name, params, inputs, state)
     return whole, split, calls
 

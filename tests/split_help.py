@@ -1,0 +1,43 @@
+"""Test helpers for engine.ops.two_cores: force every op to split, or never, whatever the
+measured break-evens (every ``*MIN_FLOPS`` limit of the module, so a new limit needs no test
+edits)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.ops import two_cores
+
+
+def set_split_limits(monkeypatch: pytest.MonkeyPatch, value: float) -> None:
+    """Every two-core break-even set to *value* (0: everything splits, 1e30: nothing does)."""
+    for name in dir(two_cores):
+        if name.endswith("MIN_FLOPS"):
+            monkeypatch.setattr(two_cores, name, value)
+
+
+def force_split(monkeypatch: pytest.MonkeyPatch, spy: bool = True) -> list[int]:
+    """Make every op split over two threads; returns the list that records the row count of
+    each :func:`two_cores.halves` call (left empty with ``spy=False``)."""
+    calls: list[int] = []
+    set_split_limits(monkeypatch, 0.0)
+    monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
+    if spy:
+        real = two_cores.halves
+        monkeypatch.setattr(two_cores, "halves",
+                            lambda n, fn: calls.append(n) or real(n, fn))
+    return calls
+
+
+def shapes_cnn_trainer(samples: int, batch: int, steps: int):
+    """A float64 trainer of the shapes CNN on *samples* images in batches of *batch* (a CNN
+    step with batch norm, so its convolutions split inside the op, not by rows)."""
+    from engine.graphs import builders
+    from engine.train.trainer import Trainer
+
+    doc = builders.shapes_cnn(steps=steps)
+    doc["training"]["dtype"] = "float64"
+    for n in doc["nodes"]:
+        if n["type"] == "shapes_images":
+            n["params"].update(n_samples=samples, batch_size=batch)
+    return Trainer(doc, steps=steps)
