@@ -19,6 +19,7 @@ Records (plain dicts):
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 import zlib
@@ -121,6 +122,7 @@ class Trainer:
         self._split: BatchSplit | None = None  # a BatchSplit once decided for
         self._folded = False  # this step's optimizer update ran in the batch parts
         self._split_decided = batch_split == 1
+        self._eval_ways: int | None = None  # threads for evaluation batches, decided once
         # unsplit CNN steps: the convolutions own the threads (engine.ops.two_cores)
         self._op_threads: AbstractContextManager = contextlib.nullcontext()
         self.split_note = ("unsplit: asked for one part" if batch_split == 1
@@ -418,27 +420,41 @@ class Trainer:
                     f"'{name}' became NaN or Inf", node=node.split(".")[0])
 
     def evaluate(self, max_batches: int | None = None) -> dict:
-        """Validation loss and metrics, averaged over evaluation batches (weighted)."""
+        """Validation loss and metrics, averaged over evaluation batches (weighted); the
+        batches run on the run's threads at once when they are worth it
+        (:mod:`engine.train.evaluation`)."""
         from engine.data.datasets import eval_batches_for
+        from engine.train import evaluation
 
         limit = self.settings["eval_batches"] if max_batches is None else max_batches
         iters = {node: eval_batches_for(ds, self.graph.batch_sizes[node], limit)
                  for node, ds in self.graph.datasets.items()}
+        state = {k: v.copy() for k, v in self.state.items()}
+
+        def batches() -> Iterator[dict]:
+            while True:
+                try:
+                    yield {node: next(it) for node, it in iters.items()}
+                except StopIteration:
+                    return
+
+        def one(batch: dict) -> tuple[dict[str, float], int]:
+            tape = self.executor.forward(self._feeds(batch), self.params, state,
+                                         training=False)
+            values = {"val_loss": float(tape.values[self.graph.loss_value])}
+            values.update({k: float(tape.values[v])
+                           for k, v in self.graph.metric_values.items()})
+            return values, self.graph.batch_examples(batch)
+
+        stream = batches()
+        first = next(stream, None)
+        results = [] if first is None else evaluation.map_batches(
+            one, itertools.chain([first], stream), self._eval_threads(first))
         totals: dict[str, float] = {}
         count = 0
-        state = {k: v.copy() for k, v in self.state.items()}
-        while True:
-            try:
-                batches = {node: next(it) for node, it in iters.items()}
-            except StopIteration:
-                break
-            tape = self.executor.forward(self._feeds(batches), self.params, state,
-                                         training=False)
-            n = self.graph.batch_examples(batches)
-            values = {"val_loss": tape.values[self.graph.loss_value]}
-            values.update({k: tape.values[v] for k, v in self.graph.metric_values.items()})
+        for values, n in results:  # summed in batch order, whatever thread ran each
             for k, v in values.items():
-                totals[k] = totals.get(k, 0.0) + float(v) * n
+                totals[k] = totals.get(k, 0.0) + v * n
             count += n
         if count == 0:
             raise WiregradError("the validation split is empty (raise val_fraction)",
@@ -448,6 +464,22 @@ class Trainer:
         if bpc is not None:
             result["bpc"] = bpc
         return result
+
+    def _eval_threads(self, batch: dict) -> int:
+        """Threads for the evaluation batches: the run's BLAS threads when a forward of
+        *batch* is worth a hand-off (:data:`engine.train.batch_split.MIN_PART_FLOPS`),
+        else 1; decided once."""
+        if self._eval_ways is None:
+            from engine.ops import two_cores
+            from engine.train import batch_split
+
+            threads = two_cores.blas_threads()
+            if threads >= 2:
+                sizes = batch_split.feed_sizes(self.program, self._feeds(batch))
+                if batch_split.step_flops(self.program, sizes) < batch_split.MIN_PART_FLOPS:
+                    threads = 1
+            self._eval_ways = threads
+        return self._eval_ways
 
     # ------------------------------------------------------------------ the loop
 
