@@ -2,10 +2,15 @@
 
     python -m engine.bench.cnn_cpu [--json PATH] [CASE …]
     python -m engine.bench.cnn_cpu --wall [--threads N] [CASE …]
+    python -m engine.bench.cnn_cpu --scaling [--threads N] [CASE …]
 
 ``--wall`` times wall-clock steps instead, as ``wiregrad bench`` does for its CNN cases:
 Wiregrad at *N* threads (default: every core), Wiregrad on one thread and PyTorch at *N*,
 in alternating blocks, with ``threads_vs_one`` per case (meaningful on a quiet host only).
+
+``--scaling`` asks how each side gains from its threads: Wiregrad and PyTorch each at *N*
+threads and at one, four callables in alternating wall-clock blocks, with each side's speedup
+(one thread ÷ N threads) and the two ratios (quiet host only).
 
 On a host shared with other jobs, wall-clock steps measure the queue for the cores more than
 the code (two-thread steps there stretch 10-100×, PyTorch's more than Wiregrad's). With one
@@ -96,18 +101,69 @@ def wall(names: list[str], threads: int) -> dict:
         return C.bench_cases(False, lambda s: print(s, flush=True), line, tuple(names))
 
 
+def scaling(names: list[str], threads: int) -> dict:
+    """Wall ms per step of both sides at *threads* and at one (alternating blocks), with
+    each side's speedup from its threads and the Wiregrad / PyTorch ratio at each count."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from engine.bench import cnn_cases as C
+    from engine.bench.timing import alternate
+
+    def torch_at(count: int, step):
+        def run() -> None:
+            if torch.get_num_threads() != count:  # once per block: its first call is untimed
+                torch.set_num_threads(count)
+            step()
+        return run
+
+    out = {}
+    with threadpool_limits(limits=threads), tempfile.TemporaryDirectory() as tmp:
+        runs = [(f"cnn_{p.split('_')[0]}", *C._preset_case(p, 64))
+                for p in ("shapes_cnn", "digits_cnn")]
+        runs += [(c.name, C.document(c, C.write_data(c, Path(tmp))), Path(tmp),
+                  lambda w, c=c: C.torch_twin(c, w)) for c in C.CASES]
+        for name, doc, base, twin in runs:
+            if names and name not in names:
+                continue
+            trainer, torch_step = C._pair(doc, base, twin)
+            one = C._one_thread_trainer(doc, base)
+            res = alternate({"w": trainer.train_step, "w1": one,
+                             "t": torch_at(threads, torch_step),
+                             "t1": torch_at(1, torch_step)}, 5, 8, 3)
+            ms = {k: v["median"] for k, v in res.items()}
+            out[name] = {"wiregrad_ms": ms["w"], "wiregrad_one_thread_ms": ms["w1"],
+                         "torch_ms": ms["t"], "torch_one_thread_ms": ms["t1"],
+                         "wiregrad_speedup": ms["w1"] / ms["w"],
+                         "torch_speedup": ms["t1"] / ms["t"],
+                         "ratio": ms["w"] / ms["t"], "one_thread_ratio": ms["w1"] / ms["t1"],
+                         "wiregrad_steps": trainer.split_note}
+            r = out[name]
+            print(f"{name:14s} {threads} threads: wiregrad {ms['w']:6.2f} torch {ms['t']:6.2f} ms "
+                  f"(ratio {r['ratio']:.2f})   1 thread: wiregrad {ms['w1']:6.2f} torch "
+                  f"{ms['t1']:6.2f} ms (ratio {r['one_thread_ratio']:.2f})   speedup: wiregrad "
+                  f"{r['wiregrad_speedup']:.2f}× torch {r['torch_speedup']:.2f}×", flush=True)
+    return out
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", nargs="*", help="case names (default: all)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--wall", action="store_true", help="wall-clock steps at --threads")
+    ap.add_argument("--scaling", action="store_true",
+                    help="wall-clock steps at --threads and at one thread, both sides")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                    help="threads for --wall (default: every core)")
+                    help="threads for --wall and --scaling (default: every core)")
     args = ap.parse_args(argv)
-    cases = wall(args.cases, args.threads) if args.wall else run(args.cases)
+    if args.scaling:
+        cases = scaling(args.cases, args.threads)
+    else:
+        cases = wall(args.cases, args.threads) if args.wall else run(args.cases)
     if args.json:
-        unit = (f"wall ms per training step, {args.threads} threads" if args.wall
-                else "CPU ms per training step, one thread")
+        unit = ("wall ms per training step, {t} threads and one" if args.scaling
+                else "wall ms per training step, {t} threads" if args.wall
+                else "CPU ms per training step, one thread").format(t=args.threads)
         result = {"cases": cases, "unit": unit,
                   "command": "python -m engine.bench.cnn_cpu " + " ".join(argv),
                   "load_average": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M")}
