@@ -85,6 +85,35 @@ def test_float32_exp_helper_within_two_ulps():
     assert np.max(np.abs(ours - exact) / exact) < 2 * 2.0**-23
 
 
+def test_float32_exp_in_compiled_lanes_at_every_power_of_two():
+    """Inside a compiled loop (the SIMD path the kernels take), 2^-k comes from its exponent
+    bits: exact for every k the exponential meets (0 … 52), and e^y within two ulps at and
+    between the points where k steps."""
+    from numba import njit
+
+    @njit
+    def powers(k):  # k: (N,) int32
+        out = np.empty(k.size, np.float32)
+        for i in range(k.size):
+            out[i] = K._f32_from_bits((np.int32(127) - k[i]) << np.int32(23))
+        return out
+
+    @njit
+    def exps(y):  # y: (N,) float32
+        out = np.empty_like(y)
+        for i in range(y.size):
+            out[i] = K._exp_nonpos32(y[i])
+        return out
+
+    k = np.arange(0, 53, dtype=np.int32)
+    np.testing.assert_array_equal(powers(k), np.ldexp(np.float32(1), -k))
+    assert K._f32_from_bits(np.int32(127 - 3) << 23) == np.float32(0.125)  # the plain function
+    steps = -(k[:, None] + np.array([-0.5, -0.499, 0.0, 0.499, 0.5])) * np.log(2.0)
+    y = np.clip(steps.ravel(), -36, 0).astype(np.float32)
+    exact = np.exp(y.astype(np.float64))
+    assert np.max(np.abs(exps(y) - exact) / exact) < 2 * 2.0**-23
+
+
 @pytest.mark.parametrize("form", FORMS)
 def test_float32_lanes_within_a_few_ulps_of_exact(form):
     """The float32 kernels: GELU within 3 ulps of x, the slope within 4 ulps of 1, everywhere;

@@ -36,7 +36,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
 from numpy.polynomial import chebyshev
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -190,38 +192,48 @@ def gelu_erf_fwd_d(x, out, d):  # x, out, d: (N,); out = gelu(x), d = gelu'(x)
 # ------------------------------------------------------------------ float32 lanes
 # The float64 kernels above cost ~3.3 ns per element at 4 doubles per AVX2 register. These
 # compute in float32 (8 lanes) with float32-sized approximations: e^y by range reduction
-# y = −k·ln2 + r (|r| ≤ ln2/2, degree-7 Taylor, error 5e-9) times 2^−k built from six exact
-# power-of-two selects (a table lookup blocks vectorisation), and erfcx of degree 9. Error
+# y = −k·ln2 + r (|r| ≤ ln2/2, degree-7 Taylor, error 5e-9) times 2^−k made from its exponent
+# bits (a table lookup would block vectorisation), and erfcx of degree 9. Error
 # against the exact float64 GELU: ≤ 3 float32 ulps of x. GELU forward + slope on 393k floats:
 # 1.32 → 0.65 ms.
 
 
+def _f32_from_bits(bits):
+    """The float32 whose IEEE bits are the integer *bits* (plain Python; compiled code uses
+    an LLVM bitcast, free in SIMD lanes, see ``_f32_bitcast``)."""
+    return np.array(bits, np.int32).view(np.float32)[()]
+
+
+@intrinsic
+def _f32_bitcast(typingctx, bits):
+    """int32 → float32 reinterpreting the bits (LLVM ``bitcast``)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        word = context.cast(builder, args[0], signature.args[0], types.int32)
+        return builder.bitcast(word, ir.FloatType())
+
+    return types.float32(bits), codegen
+
+
+@overload(_f32_from_bits, inline="always")
+def _f32_from_bits_compiled(bits):
+    """``_f32_from_bits`` inside Numba kernels (the plain function runs with the JIT off)."""
+    return lambda bits: _f32_bitcast(bits)  # type: ignore[call-arg]  # typingctx is Numba's
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST, inline="always")
 def _exp_nonpos32(y):
-    """e^y for float32 y in [-36, 0]."""
+    """e^y for float32 y in [-36, 0]: e^r · 2^-k with 2^-k built from its exponent bits
+    (k ≤ 52, a normal float32). The same numbers, bit for bit, as the six power-of-two selects
+    it replaced, in fewer lanes' instructions: GELU (erf) forward + slope on 393k float32,
+    one thread, 360 → 259 µs; the exponential alone 172 → 73 µs."""
     k = np.floor(y * (-INV_LN2_32) + F32(0.5))  # 0 … 52
     r = y + k * LN2_HI_32 + k * LN2_LO_32
     p = F32(1.0) + r * (F32(1.0) + r * (F32(1.0 / 2) + r * (F32(1.0 / 6) + r * (
         F32(1.0 / 24) + r * (F32(1.0 / 120) + r * (F32(1.0 / 720) + r * F32(1.0 / 5040)))))))
-    scale = F32(1.0)  # 2^-k = Π 2^-b over the bits b of k, written out (a loop blocks SIMD)
-    if k >= F32(32.0):
-        k -= F32(32.0)
-        scale *= F32(2.0 ** -32)
-    if k >= F32(16.0):
-        k -= F32(16.0)
-        scale *= F32(2.0 ** -16)
-    if k >= F32(8.0):
-        k -= F32(8.0)
-        scale *= F32(2.0 ** -8)
-    if k >= F32(4.0):
-        k -= F32(4.0)
-        scale *= F32(2.0 ** -4)
-    if k >= F32(2.0):
-        k -= F32(2.0)
-        scale *= F32(0.25)
-    if k >= F32(1.0):
-        scale *= F32(0.5)
-    return p * scale
+    return p * _f32_from_bits((np.int32(127) - np.int32(k)) << np.int32(23))
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST, inline="always")
