@@ -66,7 +66,9 @@ def test_float32_op_matches_the_float64_op(causal, tq, tk):
 @pytest.mark.parametrize("causal,tq,tk", [(True, 64, 64), (True, 5, 9), (False, 7, 7)])
 def test_unmasked_float32_probs_equal_the_masked_path_and_ignore_hidden_keys(causal, tq, tk):
     """Without a key mask the float32 softmax runs whole-row passes: hidden (future) keys get
-    exactly 0 whatever their raw score (inf, NaN), and the result matches the masked loop."""
+    exactly 0 whatever their raw score (inf, NaN), and the result matches the masked loop;
+    asked for no log-sum-exp (an lse without columns) it gives the same probabilities (to
+    float32 rounding: the two loops are compiled apart)."""
     s = (RNG.standard_normal((3, tq, tk)) * 4).astype(np.float32)
     hidden = ~A.causal_allowed(tq, tk, tk - tq)
     if causal:
@@ -74,6 +76,9 @@ def test_unmasked_float32_probs_equal_the_masked_path_and_ignore_hidden_keys(cau
         s[0, 0, -1] = np.inf
     fast, lse_fast = s.copy(), np.empty((3, tq))
     A.attention_probs32_unmasked(fast, 0.7, causal, tk - tq, lse_fast)
+    bare = s.copy()  # an lse without columns: the probabilities only (what the op keeps)
+    A.attention_probs32_unmasked(bare, 0.7, causal, tk - tq, np.empty((3, 0)))
+    np.testing.assert_allclose(bare, fast, rtol=2e-6, atol=1e-9)  # its own lanes' rounding
     slow, lse_slow = s.copy(), np.empty((3, tq))
     A.attention_probs32(slow, np.ones((3, tk), np.bool_), 0.7, causal, tk - tq, lse_slow)
     empty, lse_empty = s.copy(), np.empty((3, tq))  # the masked kernel with an empty mask

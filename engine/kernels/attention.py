@@ -180,36 +180,55 @@ def attention_probs(s, keep, scale, causal, offset, lse):
             lse[bh, i] = m + math.log(tot)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST, inline="always")
+def _probs_row32(row, lim, sc):
+    """Row *row* (Tk,) of raw scores → its softmax over the first *lim* keys (0 after), in
+    place, in whole-row passes (a fixed trip count LLVM vectorises, hidden keys dropped by
+    selects); returns (max scaled score, Σ e) for the log-sum-exp. *lim* ≥ 1."""
+    m = row[0]  # the max over the raw scores times scale (≥ 0) = the max of the scaled ones
+    for j in range(1, row.size):
+        m = max(m, row[j] if j < lim else row[0])
+    ms = m * sc
+    tot = F32(0.0)
+    for j in range(row.size):  # hidden keys (j ≥ lim) may hold anything: the select drops it
+        y = row[j] * sc - ms
+        y = max(y if j < lim else F32(-EXP_FLOOR), F32(-EXP_FLOOR))
+        e = _exp_nonpos32(y)
+        e = e if y > F32(-EXP_FLOOR) else F32(0.0)
+        row[j] = e
+        tot += e
+    inv = F32(1.0) / tot
+    for j in range(row.size):
+        row[j] = row[j] * inv
+    return ms, tot
+
+
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def attention_probs32_unmasked(s, scale, causal, offset, lse):
-    # attention_probs32 without a key mask: the exp pass runs over the whole row (Tk, a fixed
-    # trip count LLVM vectorises) and zeroes the hidden keys by a select, instead of a loop of
-    # the causal limit's length (1 … Tk, mostly remainder iterations) plus a zeroing loop.
-    # The max over the raw scores times scale (≥ 0) equals the max of the scaled scores.
+    # attention_probs32 without a key mask: the passes run over whole rows (Tk, a fixed
+    # trip count LLVM vectorises; see _probs_row32) instead of loops of the causal limit's
+    # length (1 … Tk, mostly remainder iterations) plus a zeroing loop. An lse with no columns
+    # (BH, 0) asks for the probabilities only (the op keeps those, not lse): no scalar log
+    # per row. Per char-GPT layer (48×64×64 causal, one thread, CPU time, with a fresh copy of
+    # the scores): 218 → 175 µs.
     bh_n, tq, tk = s.shape
     sc = F32(scale)
     for bh in range(bh_n):
+        if lse.shape[1] == 0:
+            for i in range(tq):
+                lim = _limit(i, tk, causal, offset)
+                if lim == 0:
+                    s[bh, i, :] = F32(0.0)
+                else:
+                    _probs_row32(s[bh, i], lim, sc)
+            continue
         for i in range(tq):
             lim = _limit(i, tk, causal, offset)
-            row = s[bh, i]
             if lim == 0:
-                row[:] = F32(0.0)
+                s[bh, i, :] = F32(0.0)
                 lse[bh, i] = -np.inf
                 continue
-            m = row[0]
-            for j in range(1, lim):
-                m = max(m, row[j])
-            ms = m * sc
-            tot = F32(0.0)
-            for j in range(tk):  # hidden keys (j ≥ lim) may hold anything: the select drops it
-                y = max(row[j] * sc - ms, F32(-EXP_FLOOR))
-                e = _exp_nonpos32(y)
-                e = e if (y > F32(-EXP_FLOOR) and j < lim) else F32(0.0)
-                row[j] = e
-                tot += e
-            inv = F32(1.0) / tot
-            for j in range(tk):
-                row[j] = row[j] * inv
+            ms, tot = _probs_row32(s[bh, i], lim, sc)
             lse[bh, i] = ms + math.log(tot)
 
 

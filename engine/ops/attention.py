@@ -163,11 +163,12 @@ def _blas_forward(ctx, scale, causal, offset, q, k, v, keep):
     half = _causal_half(causal, offset, tq, tk)
     p = _scores(q4, np.ascontiguousarray(np.swapaxes(k4, -1, -2)), half)  # (N, H, Tq, Tk)
     p3 = p.reshape(n * h, tq, tk)
-    lse = np.empty((n * h, tq))
     if keep.shape[1] == 0:  # no key mask: whole-row passes, its own kernel to compile
-        kernels("attention").attention_probs32_unmasked(p3, scale, causal, offset, lse)
+        kernels("attention").attention_probs32_unmasked(p3, scale, causal, offset,
+                                                        np.empty((n * h, 0)))  # no lse kept
     else:
-        kernels("attention").attention_probs32(p3, keep, scale, causal, offset, lse)
+        kernels("attention").attention_probs32(p3, keep, scale, causal, offset,
+                                               np.empty((n * h, tq)))
     out = _rows(p, v4, _merged_heads(n, h, tq, v4.shape[3], q.dtype) if q.ndim == 4 else None,
                 half)  # (N, H, Tq, Dv)
     ctx.save(q4, k4, v4, out, p, q.shape, k.shape, v.shape, (keep, half))
