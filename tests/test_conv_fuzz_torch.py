@@ -1,6 +1,6 @@
 """conv2d against ``torch.nn.functional.conv2d`` on random shapes (float64): forward, image,
-weight and bias gradients through every route — Winograd 3×3 and 5×5, per image, whole batch
-— each in one block and in several blocks of images (the block sizes shrunk so small shapes
+weight and bias gradients through every route — Winograd 3×3 and 5×5, per image, whole batch,
+depthwise — each in one block and in several blocks of images (the block sizes shrunk so small shapes
 split), with and without the image gradient, strides, paddings, dilations, groups and 1×1 to
 5×5 kernels."""
 
@@ -35,6 +35,9 @@ def _case(seed: int) -> tuple:
     pad = int(rng.integers(0, 3))
     cin = groups * int(rng.choice([1, 2, 3, 8, 9]))
     cout = groups * int(rng.integers(1, 5))
+    if seed % 5 == 2:  # every fifth case a depthwise one (one input channel per group)
+        groups = cin = int(rng.choice([2, 3, 8]))
+        cout = cin * int(rng.integers(1, 4))
     if seed % 6 == 0:  # every sixth case a 5×5 one for the F(2×2, 5×5) route
         groups, k, stride, dilation, cin = 1, 5, 1, 1, 16
         cout = int(rng.integers(1, 5))
@@ -77,12 +80,16 @@ def test_conv2d_matches_torch_on_random_shapes(seed, monkeypatch):
 
 
 def test_the_random_shapes_reach_every_route():
-    """The fuzz covers the Winograd route and both GEMM routes, in one block and in several."""
-    from engine.ops import conv
+    """The fuzz covers the Winograd, depthwise and both GEMM routes, in one block and in
+    several."""
+    from engine.ops import conv, conv_depthwise
 
     seen = set()
     for seed in range(SHAPES):
         xs, ws, params, small = _case(seed)
+        if conv_depthwise.applies(params, xs, ws):
+            seen.add(("depthwise", small))
+            continue
         if conv_winograd.applies(params, xs, ws):
             seen.add((f"winograd{ws[2]}", small))
             continue
@@ -92,5 +99,5 @@ def test_the_random_shapes_reach_every_route():
         wo = wo // params["stride"] + 1
         per_image = conv.by_image(params["groups"], ws[1] * ws[2] * ws[3], ho, wo)
         seen.add(("by_image" if per_image else "whole", small))
-    routes = ("winograd3", "winograd5", "by_image", "whole")
+    routes = ("winograd3", "winograd5", "by_image", "whole", "depthwise")
     assert seen == {(r, s) for r in routes for s in (True, False)}

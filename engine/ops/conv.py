@@ -1,7 +1,8 @@
 """2-D convolution over NCHW images.
 
 conv2d takes the Winograd F(2×2, 3×3) route for 3×3 stride-1 convolutions of ≥ 8 channels
-and F(2×2, 5×5) for 5×5 ones of ≥ 16 (:mod:`engine.ops.conv_winograd`); otherwise it
+and F(2×2, 5×5) for 5×5 ones of ≥ 16 (:mod:`engine.ops.conv_winograd`), direct loops for
+depthwise ones (one input channel per group, :mod:`engine.ops.conv_depthwise`); otherwise it
 lowers to im2col (a strided view copied once) + BLAS GEMMs, on one of two routes chosen
 per shape (:func:`by_image`): a batched GEMM per image (few input channels) or one GEMM per
 group over the whole batch; the backward uses two GEMMs and a Numba col2im scatter-add, and
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
-from engine.ops import batch_rules, conv_by_image, conv_whole, conv_winograd
+from engine.ops import batch_rules, conv_by_image, conv_depthwise, conv_whole, conv_winograd
 from engine.ops._util import per_example, require_float
 
 
@@ -89,6 +90,8 @@ def _conv_forward(ctx, params, x, weight, bias=None):
     wo = (w_ + 2 * p - d * (kw - 1) - 1) // s + 1
     xp = _pad(x, p)
     k = cg * kh * kw
+    if conv_depthwise.applies(params, x.shape, weight.shape):
+        return conv_depthwise.forward(ctx, params, xp, weight, bias, ho, wo)
     if by_image(groups, k, ho, wo):
         return conv_by_image.forward(ctx, params, xp, weight, bias, ho, wo)
     return conv_whole.forward(ctx, params, xp, weight, bias, ho, wo)
@@ -97,12 +100,16 @@ def _conv_forward(ctx, params, x, weight, bias=None):
 def _conv_backward(ctx, params, g):
     if ctx.saved[0] == "winograd":
         return conv_winograd.backward(ctx, params, g)
-    per_image, _, _, xp_shape, _ = ctx.saved
+    need_x = not ctx.needs_input_grad or ctx.needs_input_grad[0]
+    if ctx.saved[0] == "depthwise":
+        xp_shape = ctx.saved[1].shape
+        gxp, gw, gb = conv_depthwise.backward(ctx, params, g, need_x)
+    else:
+        per_image, _, _, xp_shape, _ = ctx.saved
+        route = conv_by_image if per_image else conv_whole
+        gxp, gw, gb = route.backward(ctx, params, g, need_x)
     p = params["padding"]
     hp, wp = xp_shape[2], xp_shape[3]
-    need_x = not ctx.needs_input_grad or ctx.needs_input_grad[0]
-    route = conv_by_image if per_image else conv_whole
-    gxp, gw, gb = route.backward(ctx, params, g, need_x)
     if gxp is None:
         return None, gw, gb  # x is data (the first convolution): no input gradient
     gx = gxp[:, :, p:hp - p, p:wp - p] if p else gxp
@@ -156,6 +163,11 @@ register(OpSpec(
         Example([((1, 16, 5, 4), "float"), ((2, 16, 5, 5), "float"), ((2,), "float")],
                 {"padding": 1}, note="Winograd F(2×2, 5×5) route (5×5, stride 1, ≥ 16 channels), "
                 "odd output"),
+        Example([((2, 3, 6, 5), "float"), ((3, 1, 3, 3), "float"), ((3,), "float")],
+                {"groups": 3, "padding": 1}, note="depthwise route (one input channel per group)"),
+        Example([((1, 2, 7, 7), "float"), ((6, 1, 3, 2), "float")],
+                {"groups": 2, "stride": 2, "dilation": 2, "padding": 2},
+                note="depthwise route, 3 outputs per channel, stride, dilation"),
     ],
     batch_rule=batch_rules.first_input_only(batch_rules.leading_only),
     family="conv",
