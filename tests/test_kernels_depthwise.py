@@ -44,15 +44,15 @@ def test_kernels_match_their_twins(shape, dtype):
     tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == np.float64 else {"rtol": 1e-5,
                                                                          "atol": 1e-5}
     out = np.empty((n, c * m, ho, wo), dtype)
-    k.depthwise_forward(xp, w, b, s, d, out, k._phase_buffer(xp.shape, s, dtype), 0, n)
+    k.depthwise_forward(xp, w, b, s, d, out, k.phase_buffer(xp.shape, s, dtype), 0, n)
     np.testing.assert_allclose(out, k.depthwise_forward_ref(xp, w, b, s, d, ho, wo), **tol)
 
     dxp = np.zeros(xp.shape, dtype)
-    k.depthwise_input_grad(g, w, s, d, dxp, k._phase_buffer(xp.shape, s, dtype), 0, n)
+    k.depthwise_input_grad(g, w, s, d, dxp, k.phase_buffer(xp.shape, s, dtype), 0, n)
     np.testing.assert_allclose(dxp, k.depthwise_input_grad_ref(g, w, s, d, xp.shape), **tol)
 
     dw, db = np.empty((c * m, kh, kw)), np.empty(c * m)
-    k.depthwise_weight_grad(g, xp, s, d, dw, db, k._phase_buffer(xp.shape, s, dtype), 0, n)
+    k.depthwise_weight_grad(g, xp, s, d, dw, db, k.phase_buffer(xp.shape, s, dtype), 0, n)
     ref_dw, ref_db = k.depthwise_weight_grad_ref(g, xp, s, d, kh, kw)
     np.testing.assert_allclose(dw, ref_dw, **tol)
     np.testing.assert_allclose(db, ref_db, **tol)
@@ -65,7 +65,7 @@ def test_image_ranges_touch_only_their_images():
     n, c, hp, wp, m, kh, kw, s, d = shape
     xp, w, b, g, ho, wo = _arrays(shape, np.float64, seed=3)
     out = np.full((n, c * m, ho, wo), np.nan)
-    ph = k._phase_buffer(xp.shape, s, np.float64)
+    ph = k.phase_buffer(xp.shape, s, np.float64)
     k.depthwise_forward(xp, w, b, s, d, out, ph, 0, 2)
     assert np.isnan(out[2:]).all() and not np.isnan(out[:2]).any()
     k.depthwise_forward(xp, w, b, s, d, out, ph, 2, 5)

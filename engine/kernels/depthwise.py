@@ -23,7 +23,7 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _phases(plane, stride, buf):
+def split_phases(plane, stride, buf):
     """*plane* (Hp, Wp) as its stride × stride phases ``buf[pi, pj, Y, X] =
     plane[stride·Y + pi, stride·X + pj]`` (zero past the plane): at a stride, tap (i, j) reads
     one phase at a stride of 1."""
@@ -39,8 +39,8 @@ def _phases(plane, stride, buf):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _add_phases(buf, stride, plane):
-    """The inverse of :func:`_phases`, added: ``plane[stride·Y + pi, stride·X + pj] +=
+def add_phases(buf, stride, plane):
+    """The inverse of :func:`split_phases`, added: ``plane[stride·Y + pi, stride·X + pj] +=
     buf[pi, pj, Y, X]``."""
     hp, wp = plane.shape
     for pi in range(stride):
@@ -53,7 +53,7 @@ def _add_phases(buf, stride, plane):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _tap_offset(i, j, stride, dilation, pitch, rows):
+def tap_offset(i, j, stride, dilation, pitch, rows):
     """Where tap (i, j)'s run starts in the flat source: the plane (stride 1, row pitch
     *pitch*) or the phases (stride × stride planes of *rows* × *pitch*)."""
     ii, jj = i * dilation, j * dilation
@@ -63,7 +63,7 @@ def _tap_offset(i, j, stride, dilation, pitch, rows):
     return (phase * rows + ii // stride) * pitch + jj // stride
 
 
-def _phase_buffer(shape, stride, dtype):
+def phase_buffer(shape, stride, dtype):
     """The phases' buffer for planes of *shape* ``(…, Hp, Wp)``, or a 1-element stand-in at
     stride 1 (no phases)."""
     hp, wp = shape[-2], shape[-1]
@@ -75,7 +75,7 @@ def _phase_buffer(shape, stride, dtype):
 @njit(cache=True, nogil=True, error_model="numpy")
 def depthwise_forward(xp, w, bias, stride, dilation, out, phases, lo, hi):
     # xp: (N, C, Hp, Wp), w: (Cout, kh, kw), bias: (Cout,) → out[lo:hi]: (N, Cout, Ho, Wo);
-    # phases: scratch from _phase_buffer
+    # phases: scratch from phase_buffer
     cout, ho, wo = out.shape[1], out.shape[2], out.shape[3]
     m = cout // xp.shape[1]
     kh, kw = w.shape[1], w.shape[2]
@@ -88,7 +88,7 @@ def depthwise_forward(xp, w, bias, stride, dilation, out, phases, lo, hi):
         for o in range(cout):
             plane = xp[b, o // m]
             if stride > 1:
-                _phases(plane, stride, phases)
+                split_phases(plane, stride, phases)
                 flat = every_phase
             else:
                 flat = plane.reshape(-1)
@@ -96,7 +96,7 @@ def depthwise_forward(xp, w, bias, stride, dilation, out, phases, lo, hi):
             for i in range(kh):
                 for j in range(kw):
                     wv = w[o, i, j]
-                    src = flat[_tap_offset(i, j, stride, dilation, pitch, rows):]
+                    src = flat[tap_offset(i, j, stride, dilation, pitch, rows):]
                     for q in range(span):  # plain indices: no wraparound checks, vectorises
                         acc[q] += wv * src[q]
             for y in range(ho):
@@ -121,7 +121,7 @@ def _pitched(g, b, o, pitch, buf):
 @njit(cache=True, nogil=True, error_model="numpy")
 def depthwise_input_grad(g, w, stride, dilation, dxp, phases, lo, hi):
     # g: (N, Cout, Ho, Wo), w: (Cout, kh, kw) → accumulated into dxp[lo:hi] (zero-filled);
-    # phases: scratch from _phase_buffer
+    # phases: scratch from phase_buffer
     cout, ho, wo = g.shape[1], g.shape[2], g.shape[3]
     m = cout // dxp.shape[1]
     kh, kw = w.shape[1], w.shape[2]
@@ -142,11 +142,11 @@ def depthwise_input_grad(g, w, stride, dilation, dxp, phases, lo, hi):
             for i in range(kh):
                 for j in range(kw):
                     wv = w[o, i, j]
-                    dst = flat[_tap_offset(i, j, stride, dilation, pitch, rows):]
+                    dst = flat[tap_offset(i, j, stride, dilation, pitch, rows):]
                     for q in range(span):
                         dst[q] += wv * buf[q]
             if stride > 1:
-                _add_phases(phases, stride, plane)
+                add_phases(phases, stride, plane)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -160,7 +160,7 @@ def _sum64(lanes):
 @njit(cache=True, nogil=True, error_model="numpy")
 def depthwise_weight_grad(g, xp, stride, dilation, dw, db, phases, lo, hi):
     # g: (N, Cout, Ho, Wo), xp: (N, C, Hp, Wp) → dw: (Cout, kh, kw), db: (Cout,) (float64),
-    # the sums over images lo … hi-1 (written, not accumulated); phases: from _phase_buffer
+    # the sums over images lo … hi-1 (written, not accumulated); phases: from phase_buffer
     cout, ho, wo = g.shape[1], g.shape[2], g.shape[3]
     m = cout // xp.shape[1]
     kh, kw = dw.shape[1], dw.shape[2]
@@ -177,7 +177,7 @@ def depthwise_weight_grad(g, xp, stride, dilation, dw, db, phases, lo, hi):
         for b in range(lo, hi):
             plane = xp[b, o // m]
             if stride > 1:
-                _phases(plane, stride, phases)
+                split_phases(plane, stride, phases)
                 flat = every_phase
             else:
                 flat = plane.reshape(-1)
@@ -187,7 +187,7 @@ def depthwise_weight_grad(g, xp, stride, dilation, dw, db, phases, lo, hi):
             for i in range(kh):
                 for j in range(kw):
                     acc = taps[i * kw + j]
-                    src = flat[_tap_offset(i, j, stride, dilation, pitch, rows):]
+                    src = flat[tap_offset(i, j, stride, dilation, pitch, rows):]
                     for q in range(span):
                         acc[q] += buf[q] * src[q]
         for t in range(kh * kw):

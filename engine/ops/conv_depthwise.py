@@ -45,7 +45,7 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
     k = kernels("depthwise")
     _by_images(n, _FLOPS_PER_TAP * kh * kw * out.size,
                lambda lo, hi: k.depthwise_forward(xp, w3, b, s, d, out,
-                                                  k._phase_buffer(xp.shape, s, xp.dtype), lo, hi))
+                                                  k.phase_buffer(xp.shape, s, xp.dtype), lo, hi))
     ctx.save("depthwise", xp, w3, weight.shape, bias is not None)
     return out
 
@@ -64,7 +64,7 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
     def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         dw = np.empty(w3.shape)  # float64 sums
         db = np.empty(w3.shape[0])
-        phases = k._phase_buffer(xp.shape, s, xp.dtype)
+        phases = k.phase_buffer(xp.shape, s, xp.dtype)
         k.depthwise_weight_grad(g, xp, s, d, dw, db, phases, lo, hi)
         if gxp is not None:
             k.depthwise_input_grad(g, w3, s, d, gxp, phases, lo, hi)
