@@ -1,6 +1,6 @@
 """Per-op time of a training step: where a Wiregrad step spends its milliseconds.
 
-    python bench/op_profile.py [preset] [--steps N] [--warmup N] [--cpu]
+    python bench/op_profile.py [preset] [--steps N] [--warmup N] [--cpu | --split]
 
 Wraps every equation's forward and backward with a timer, runs the trainer's real
 ``train_step`` and prints, per op type, the median over steps of the summed forward and
@@ -11,16 +11,26 @@ runs, so the cache is dropped after wrapping (without that only backward entries
 ``--cpu`` runs one unsplit thread (BLAS limited to one) and times ``time.thread_time()``:
 CPU time the thread got, meaningful on a shared host. Otherwise wall time at the trainer's
 defaults: run it alone on the machine.
+
+``--split`` times the trainer's default two-part step instead of ops: per step its wall, the
+process CPU and voluntary context switches (``getrusage``), and per batch part the wall and
+thread CPU of its phases — forward + backward, summing its share of the gradients, the
+optimizer on that share, and the rest of the part's span (barrier waits, freeing the tape).
+Wall above CPU inside a phase is time off the core: GIL waits (and, on a busy host, the run
+queue). The process CPU and the switches are the figures that survive a loaded host.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
+import threading
 import time
 from collections import defaultdict
 
 from engine.graphs import presets
+from engine.train import batch_split
 from engine.train.trainer import Trainer
 
 CLOCK = time.perf_counter
@@ -80,6 +90,77 @@ def profile(preset: str, steps: int, warmup: int, cpu: bool = False) -> None:
         print(f"  {k:32s} {v:8.3f} ms  {v / total:6.1%}")
 
 
+class _Phases:
+    """Per-thread (wall, CPU) spans of the split step's phases, summed per step."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.step: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        self.parts: dict[int, int] = {}  # thread id -> part index in this step
+
+    def timed(self, fn, phase: str):
+        def wrapper(*args, **kwargs):
+            w0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                w, c = time.perf_counter() - w0, time.thread_time() - c0
+                with self.lock:
+                    key = f"part {self.parts.get(threading.get_ident(), '?')} {phase}"
+                    self.step[key][0] += w
+                    self.step[key][1] += c
+        return wrapper
+
+
+def profile_split(preset: str, steps: int, warmup: int) -> None:
+    """The default two-part training step's phases per part (see the module's docstring)."""
+    doc, _ = presets.load(preset)
+    trainer = Trainer(doc)
+    for _ in range(warmup):
+        trainer.train_step()
+    split = trainer._split
+    if split is None:
+        print(f"{preset}: the trainer does not split this graph's steps")
+        return
+    ph = _Phases()
+    part_and_share = split._part_and_share
+
+    def whole(joint, feeds, params, state, seed, skip, index, update=None):
+        ph.parts[threading.get_ident()] = index
+        return ph.timed(part_and_share, "(span)")(joint, feeds, params, state, seed, skip,
+                                                   index, update)
+
+    split._part_and_share = whole
+    split._part = ph.timed(split._part, "forward + backward")
+    combine = batch_split.combine
+    batch_split.combine = ph.timed(combine, "sum of its gradient share")
+    trainer._update_share = ph.timed(trainer._update_share, "optimizer on its share")
+    per: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    walls, cpus, switches = [], [], []
+    try:
+        for _ in range(steps):
+            ph.step.clear()
+            r0, w0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            trainer.train_step()
+            walls.append(time.perf_counter() - w0)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            cpus.append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+            switches.append(r1.ru_nvcsw - r0.ru_nvcsw)
+            for key, (w, c) in list(ph.step.items()):
+                per[key].append((w, c))
+    finally:
+        batch_split.combine = combine
+    wall, cpu = statistics.median(walls) * 1e3, statistics.median(cpus) * 1e3
+    print(f"{preset}: {split.ways}-part step, median over {steps} steps: wall {wall:.2f} ms, "
+          f"process CPU {cpu:.2f} ms (wall / (CPU / {split.ways}) "
+          f"{wall / (cpu / split.ways):.3f}), voluntary switches "
+          f"{statistics.median(switches):.0f}")
+    for key in sorted(per):
+        w = statistics.median(v[0] for v in per[key]) * 1e3
+        c = statistics.median(v[1] for v in per[key]) * 1e3
+        print(f"  {key:38s} wall {w:7.3f} ms  CPU {c:7.3f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("preset", nargs="?", default="char_gpt")
@@ -87,8 +168,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--cpu", action="store_true",
                     help="one unsplit thread, thread CPU time (for a shared host)")
+    ap.add_argument("--split", action="store_true",
+                    help="the default two-part step's phases per part, process CPU, switches")
     a = ap.parse_args()
-    if a.cpu:
+    if a.split:
+        profile_split(a.preset, a.steps, a.warmup)
+    elif a.cpu:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=1):
