@@ -1,8 +1,8 @@
 """conv2d against ``torch.nn.functional.conv2d`` on random shapes (float64): forward, image,
 weight and bias gradients through every route — Winograd 3×3 and 5×5, per image, whole batch,
-depthwise — each in one block and in several blocks of images (the block sizes shrunk so small shapes
-split), with and without the image gradient, strides, paddings, dilations, groups and 1×1 to
-5×5 kernels."""
+depthwise, group by group — each in one block and in several blocks of images (the block
+sizes shrunk so small shapes split), with and without the image gradient, strides, paddings,
+dilations, groups and 1×1 to 5×5 kernels."""
 
 from __future__ import annotations
 
@@ -80,9 +80,9 @@ def test_conv2d_matches_torch_on_random_shapes(seed, monkeypatch):
 
 
 def test_the_random_shapes_reach_every_route():
-    """The fuzz covers the Winograd, depthwise and both GEMM routes, in one block and in
-    several."""
-    from engine.ops import conv, conv_depthwise
+    """The fuzz covers the Winograd, depthwise, grouped and both GEMM routes, in one block
+    and in several."""
+    from engine.ops import conv, conv_depthwise, conv_grouped
 
     seen = set()
     for seed in range(SHAPES):
@@ -90,6 +90,11 @@ def test_the_random_shapes_reach_every_route():
         if conv_depthwise.applies(params, xs, ws):
             seen.add(("depthwise", small))
             continue
+        if conv_grouped.applies(params, ws):  # then each group takes one of the routes below
+            seen.add(("grouped", small))
+            xs, ws = (xs[0], xs[1] // params["groups"], *xs[2:]), (ws[0] // params["groups"],
+                                                                 *ws[1:])
+            params = {**params, "groups": 1}
         if conv_winograd.applies(params, xs, ws):
             seen.add((f"winograd{ws[2]}", small))
             continue
@@ -99,5 +104,5 @@ def test_the_random_shapes_reach_every_route():
         wo = wo // params["stride"] + 1
         per_image = conv.by_image(params["groups"], ws[1] * ws[2] * ws[3], ho, wo)
         seen.add(("by_image" if per_image else "whole", small))
-    routes = ("winograd3", "winograd5", "by_image", "whole", "depthwise")
+    routes = ("winograd3", "winograd5", "by_image", "whole", "depthwise", "grouped")
     assert seen == {(r, s) for r in routes for s in (True, False)}

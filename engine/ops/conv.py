@@ -2,7 +2,8 @@
 
 conv2d takes the Winograd F(2×2, 3×3) route for 3×3 stride-1 convolutions of ≥ 8 channels
 and F(2×2, 5×5) for 5×5 ones of ≥ 16 (:mod:`engine.ops.conv_winograd`), direct loops for
-depthwise ones (one input channel per group, :mod:`engine.ops.conv_depthwise`); otherwise it
+depthwise ones (one input channel per group, :mod:`engine.ops.conv_depthwise`), and takes
+groups of ≥ 8 channels one by one (:mod:`engine.ops.conv_grouped`); otherwise it
 lowers to im2col (a strided view copied once) + BLAS GEMMs, on one of two routes chosen
 per shape (:func:`by_image`): a batched GEMM per image (few input channels) or one GEMM per
 group over the whole batch; the backward uses two GEMMs and a Numba col2im scatter-add, and
@@ -15,7 +16,14 @@ from __future__ import annotations
 import numpy as np
 
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
-from engine.ops import batch_rules, conv_by_image, conv_depthwise, conv_whole, conv_winograd
+from engine.ops import (
+    batch_rules,
+    conv_by_image,
+    conv_depthwise,
+    conv_grouped,
+    conv_whole,
+    conv_winograd,
+)
 from engine.ops._util import per_example, require_float
 
 
@@ -81,6 +89,8 @@ def by_image(groups: int, k: int, ho: int, wo: int) -> bool:
 
 
 def _conv_forward(ctx, params, x, weight, bias=None):
+    if conv_grouped.applies(params, weight.shape):
+        return conv_grouped.forward(ctx, params, x, weight, bias, _conv_forward)
     if conv_winograd.applies(params, x.shape, weight.shape):
         return conv_winograd.forward(ctx, params, x, weight, bias)
     s, p, d, groups = params["stride"], params["padding"], params["dilation"], params["groups"]
@@ -98,6 +108,8 @@ def _conv_forward(ctx, params, x, weight, bias=None):
 
 
 def _conv_backward(ctx, params, g):
+    if ctx.saved[0] == "grouped":
+        return conv_grouped.backward(ctx, params, g, _conv_backward)
     if ctx.saved[0] == "winograd":
         return conv_winograd.backward(ctx, params, g)
     need_x = not ctx.needs_input_grad or ctx.needs_input_grad[0]
@@ -168,6 +180,8 @@ register(OpSpec(
         Example([((1, 2, 7, 7), "float"), ((6, 1, 3, 2), "float")],
                 {"groups": 2, "stride": 2, "dilation": 2, "padding": 2},
                 note="depthwise route, 3 outputs per channel, stride, dilation"),
+        Example([((2, 16, 4, 5), "float"), ((4, 8, 3, 3), "float"), ((4,), "float")],
+                {"groups": 2, "padding": 1}, note="group by group (≥ 8 channels per group)"),
     ],
     batch_rule=batch_rules.first_input_only(batch_rules.leading_only),
     family="conv",
