@@ -1,4 +1,5 @@
-"""Average-pool kernels: the general window and the 2×2 stride-2 one equal their numpy twins
+"""Average-pool kernels: the general window (output rows wider than the window, or windows
+wider than the output row: a global pool) and the 2×2 stride-2 one equal their numpy twins
 (the same additions in the same order), and the op equals the old strided-add formula."""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from engine.kernels import pool as P
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("k,stride,size", [(2, 2, 8), (3, 2, 9), (3, 1, 6), (2, 1, 5)])
+@pytest.mark.parametrize("k,stride,size", [(2, 2, 8), (3, 2, 9), (3, 1, 6), (2, 1, 5),
+                                           (8, 8, 8), (5, 1, 6), (4, 3, 10)])
 def test_avg_pool_kernels_equal_their_twins(dtype, k, stride, size):
     rng = np.random.default_rng(0)
     xp = rng.standard_normal((2, 3, size, size + 1)).astype(dtype)
@@ -42,7 +44,7 @@ def _strided_reference(x, k, s, ho, wo):
     return out / x.dtype.type(k * k)
 
 
-@pytest.mark.parametrize("kernel,stride", [(2, None), (3, 2)])
+@pytest.mark.parametrize("kernel,stride", [(2, None), (3, 2), (10, None), (5, 1)])
 def test_the_op_equals_the_strided_add_formula_bit_for_bit(kernel, stride):
     spec = registry.get("avg_pool2d")
 

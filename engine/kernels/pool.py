@@ -128,7 +128,9 @@ def max_pool_bwd_ref(g: np.ndarray, arg: np.ndarray, hp: int, wp: int) -> np.nda
 @njit(cache=True, nogil=True, error_model="numpy")
 def avg_pool_fwd(xp, k, stride, div, out):
     # xp: (N, C, Hp, Wp) zero-padded → out: (N, C, Ho, Wo) = window sums / div, the taps added
-    # in (i, j) order like the numpy twin; the output row innermost so LLVM vectorises it
+    # in (i, j) order like the numpy twin; the output row innermost so LLVM vectorises it, or,
+    # for windows wider than the output row (a global pool: 64×64×8² with k 8, 4.5× PyTorch's
+    # time that way), the window row innermost
     n, c, ho, wo = out.shape
     for b in range(n):
         for ch in range(c):
@@ -137,9 +139,17 @@ def avg_pool_fwd(xp, k, stride, div, out):
                 o[:] = 0
                 for i in range(k):
                     row = xp[b, ch, y * stride + i]
-                    for j in range(k):
+                    if wo >= k:
+                        for j in range(k):
+                            for x in range(wo):
+                                o[x] += row[x * stride + j]
+                    else:
                         for x in range(wo):
-                            o[x] += row[x * stride + j]
+                            window = row[x * stride:]
+                            acc = o[x]
+                            for j in range(k):
+                                acc += window[j]
+                            o[x] = acc
                 for x in range(wo):
                     o[x] = o[x] / div
 
@@ -155,9 +165,16 @@ def avg_pool_bwd(gd, k, stride, dxp):
                 gr = gd[b, ch, y]
                 for i in range(k):
                     row = dxp[b, ch, y * stride + i]
-                    for j in range(k):
+                    if wo >= k:
+                        for j in range(k):
+                            for x in range(wo):
+                                row[x * stride + j] += gr[x]
+                    else:  # windows wider than the output row: the window row innermost
                         for x in range(wo):
-                            row[x * stride + j] += gr[x]
+                            window = row[x * stride:]
+                            v = gr[x]
+                            for j in range(k):
+                                window[j] += v
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
