@@ -126,3 +126,52 @@ def test_transformer_block_matches_torch_forward_and_backward():
     for ours, theirs in BLOCK_NAMES.items():
         np.testing.assert_allclose(wgrads[f"blk.{ours}"], params[theirs].grad.numpy(),
                                    rtol=1e-9, atol=1e-11, err_msg=ours)
+
+
+@pytest.mark.parametrize("groups,cin,cout,stride", [(4, 4, 8, 2), (2, 16, 8, 1), (3, 6, 6, 1)])
+def test_conv2d_layer_groups_match_torch(groups, cin, cout, stride):
+    """Conv2d's ``groups``: depthwise (groups = in_channels, two outputs each), groups of ≥ 8
+    channels (run group by group) and small groups; its weight is (out, in / groups, k, k) and
+    PyTorch's fan-in init bound (in / groups · k²)."""
+    rng = np.random.default_rng(groups)
+    doc = doc_of([n("x", "input", shape=["B", cin, 7, 7]),
+                  n("conv", "Conv2d", in_channels=cin, out_channels=cout, kernel_size=3,
+                    padding=1, stride=stride, groups=groups)],
+                 [e("x:out", "conv:x")])
+    program = compile_document(doc, "float64")
+    assert program.parameters["conv.weight"].shape == (cout, cin // groups, 3, 3)
+    init = init_weights(program.parameters, 0, np.float64)
+    assert np.abs(init["conv.weight"]).max() <= 1 / np.sqrt(cin // groups * 9)
+    weights = {k: rng.uniform(-0.5, 0.5, v.shape) for k, v in program.parameters.items()}
+    x = rng.standard_normal((3, cin, 7, 7))
+    ex = Executor(program, "float64")
+    tape = ex.forward({"x": x}, weights, {}, training=True, seed=0)
+    out = program.node_outputs["conv"][0]
+    g = rng.standard_normal(tape.values[out].shape)
+    wgrads, vgrads = ex.backward(tape, {out: g})
+
+    conv = torch.nn.Conv2d(cin, cout, 3, stride=stride, padding=1, groups=groups,
+                           dtype=torch.float64)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(weights["conv.weight"]))
+        conv.bias.copy_(torch.from_numpy(weights["conv.bias"]))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = conv(tx)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(tape.values[out], ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(vgrads["x:out"], tx.grad.numpy(), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(wgrads["conv.weight"], conv.weight.grad.numpy(), rtol=1e-9,
+                               atol=1e-11)
+    np.testing.assert_allclose(wgrads["conv.bias"], conv.bias.grad.numpy(), rtol=1e-9,
+                               atol=1e-11)
+
+
+def test_conv2d_layer_groups_that_do_not_divide_the_channels_are_named():
+    from engine.base.errors import WiregradError
+
+    doc = doc_of([n("x", "input", shape=["B", 6, 7, 7]),
+                  n("conv", "Conv2d", in_channels=6, out_channels=8, kernel_size=3, groups=4)],
+                 [e("x:out", "conv:x")])
+    with pytest.raises(WiregradError) as err:
+        compile_document(doc, "float64")
+    assert "conv" in str(err.value) and "groups" in str(err.value)

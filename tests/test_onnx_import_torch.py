@@ -42,6 +42,19 @@ class CNN(nn.Module):
         return self.head(torch.flatten(torch.relu(self.conv2(x)), 1))
 
 
+class Separable(nn.Module):
+    """A depthwise convolution (two outputs per channel), a pointwise one and a grouped one."""
+
+    def __init__(self):
+        super().__init__()
+        self.dw, self.pw = nn.Conv2d(4, 8, 3, padding=1, groups=4), nn.Conv2d(8, 8, 1)
+        self.grouped, self.head = nn.Conv2d(8, 8, 3, groups=2), nn.Linear(8 * 4 * 4, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.pw(self.dw(x)))
+        return self.head(torch.flatten(torch.relu(self.grouped(x)), 1))
+
+
 class Block(nn.Module):
     """A pre-norm GPT block with PyTorch's fused attention."""
 
@@ -75,6 +88,7 @@ CASES = {  # model, example input, symbolic axes, layers that must come back
     "mlp": (MLP, (3, 6), {0: "batch"}, {"Linear": 2, "LayerNorm": 1}),
     "cnn": (CNN, (4, 2, 8, 8), {0: "batch"},
             {"Conv2d": 2, "BatchNorm2d": 1, "MaxPool2d": 1, "Linear": 1, "Flatten": 1}),
+    "separable": (Separable, (4, 4, 6, 6), {0: "batch"}, {"Conv2d": 3, "Linear": 1}),
     "gpt_block": (Block, (2, 5, 16), {0: "batch", 1: "seq"}, {"Linear": 4, "LayerNorm": 2}),
     "lstm": (LSTMHead, (2, 6, 5), {0: "batch", 1: "seq"}, {"Linear": 1}),
 }

@@ -147,7 +147,7 @@ def _layer_norm(b: Builder, ln: Node) -> str | None:
 
 
 def _conv(b: Builder, conv: Node) -> str | None:
-    if conv.type != "conv2d" or conv.params.get("groups", 1) != 1:
+    if conv.type != "conv2d":
         return None
     w = _sole_parameter(b, conv.ins.get("weight"))
     if w is None:
@@ -159,10 +159,11 @@ def _conv(b: Builder, conv: Node) -> str | None:
     if conv.ins.get("bias") and q is None:
         return None
     weights = {"weight": kernel} | ({"bias": b.weights[q.id]} if q else {})
-    params = {"in_channels": int(kernel.shape[1]), "out_channels": int(kernel.shape[0]),
+    groups = int(conv.params.get("groups", 1))
+    params = {"in_channels": int(kernel.shape[1]) * groups, "out_channels": int(kernel.shape[0]),
               "kernel_size": int(kernel.shape[2]), "stride": conv.params["stride"],
               "padding": conv.params["padding"], "dilation": conv.params["dilation"],
-              "bias": q is not None}
+              "groups": groups, "bias": q is not None}
     layer = _make(b, "Conv2d", _layer_id(b, w, conv), params, {"x": conv.ins["x"]},
                   {"y": conv.outs["out"]}, weights)
     _replace(b, [conv, w] + ([q] if q else []), layer)

@@ -103,8 +103,8 @@ MLP = {
 
 CONV2D = {
     "doc": "2-D convolution over NCHW images: y = conv(x, W) + b.\n\n"
-           "W is (out_channels, in_channels, k, k); stride, padding and dilation as in "
-           "PyTorch's nn.Conv2d.",
+           "W is (out_channels, in_channels / groups, k, k); stride, padding, dilation and "
+           "groups as in PyTorch's nn.Conv2d (groups = in_channels: a depthwise convolution).",
     "params": [
         param("in_channels", "int", 1, "Channels of x.", min=1),
         param("out_channels", "int", 8, "Channels of y.", min=1),
@@ -112,17 +112,21 @@ CONV2D = {
         param("stride", "int", 1, "Step between windows.", min=1),
         param("padding", "int", 0, "Zero padding on each side.", min=0),
         param("dilation", "int", 1, "Spacing between kernel taps.", min=1),
+        param("groups", "int", 1, "Channel groups: in_channels and out_channels divide by it "
+              "(in_channels: depthwise).", min=1),
         BIAS,
     ],
     "inputs": X_IN,
     "outputs": _out("conv"),
     "nodes": [
         node("weight", "parameter",
-             shape=["$out_channels", "$in_channels", "$kernel_size", "$kernel_size"],
+             shape=["$out_channels", "$in_channels//$groups", "$kernel_size", "$kernel_size"],
              init="fan_in_uniform"),
         {**node("bias", "parameter", shape=["$out_channels"], init="fan_in_uniform",
-                fan_in="$in_channels*$kernel_size*$kernel_size", decay=False), "when": "$bias"},
-        node("conv", "conv2d", stride="$stride", padding="$padding", dilation="$dilation"),
+                fan_in="$in_channels//$groups*$kernel_size*$kernel_size", decay=False),
+         "when": "$bias"},
+        node("conv", "conv2d", stride="$stride", padding="$padding", dilation="$dilation",
+             groups="$groups"),
     ],
     "edges": [edge("$in:x", "conv:x"), edge("weight:out", "conv:weight"),
               edge("bias:out", "conv:bias")],
