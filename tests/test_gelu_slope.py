@@ -31,3 +31,32 @@ def test_training_backward_uses_the_slope(form):
     np.testing.assert_array_equal(out_t, out_e)
     np.testing.assert_allclose(gx_t, gx_e, rtol=2e-7, atol=1e-9)
     assert gx_t.dtype == np.float32
+
+
+@pytest.mark.parametrize("name,params", [("gelu", {"approximate": "none"}),
+                                         ("gelu", {"approximate": "tanh"}), ("silu", {})])
+def test_training_backward_writes_into_the_slope_and_a_second_backward_agrees(name, params):
+    """The float32 training backward multiplies into the slope array the forward kept (no
+    fresh array) and drops it from the context; a second backward of the same context
+    recomputes the slope with the same kernel: the same gradient, bit for bit."""
+    from engine.core import registry
+
+    class Ctx:
+        training = True
+
+        def save(self, *arrays) -> None:
+            self.saved = arrays
+
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((5, 9)) * 3).astype(np.float32)
+    g = rng.standard_normal((5, 9)).astype(np.float32)
+    spec, ctx = registry.get(name), Ctx()
+    spec.forward(ctx, params, x)
+    slope = ctx.saved[2]
+    expected = np.multiply(g, slope, dtype=np.float32)
+    (first,) = spec.backward(ctx, params, g)
+    assert np.shares_memory(first, slope) and ctx.saved[2] is None
+    np.testing.assert_array_equal(first, expected)
+    (second,) = spec.backward(ctx, params, g)
+    assert second.dtype == np.float32
+    np.testing.assert_array_equal(second, expected)

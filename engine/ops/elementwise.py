@@ -97,8 +97,11 @@ def unary(name: str, doc: str, fwd, grad, examples=None, params=None, flops: int
 
     def backward(ctx, p, g):
         x, out, d = ctx.saved
-        if d is not None:
-            return (np.multiply(g, d, dtype=d.dtype),)
+        if d is not None:  # the product goes into the slope array, just read (no fresh one in
+            # cold memory: char-GPT's 768×512 GELU, one thread, ~0.2 → ~0.12 ms); a second
+            # backward of this context recomputes the slope through *grad*
+            ctx.saved = (x, out, None)
+            return (np.multiply(g, d, out=d, dtype=d.dtype),)
         return (grad(x, out, g, p),)
 
     return register(OpSpec(
@@ -250,6 +253,8 @@ unary("sigmoid", "Logistic sigmoid: 1 / (1 + e⁻ˣ).", lambda x, p: _sigmoid(x)
 
 
 def _silu_grad(x, out, g, p):
+    if x.dtype == np.float32:  # the training forward's slope kernel: every backward agrees
+        return np.multiply(g, _act().silu_and_slope32(x, _blocks(x))[1], dtype=np.float32)
     s = _sigmoid(x)
     return g * (s * (1 + x * (1 - s)))
 
