@@ -11,7 +11,7 @@ editor → worker (``{"cmd": ...}``)
     node, base_dir), ``warm`` (doc, base_dir: compile the kernels its training step needs
     before Train is pressed), ``ping``, ``quit``.
 worker → editor (``{"kind": ...}``)
-    ``ready``, ``started``, ``records`` (a batch of trainer records, at most every 0.1 s),
+    ``ready``, ``started``, ``records`` (a batch of trainer records, at most every 0.2 s),
     ``state`` (running / paused), ``done``, ``error`` (message, node, traceback),
     ``saved`` (what, path), ``inspection``, ``predictions`` (see
     :func:`engine.insight.predictions.live_predictions`), ``gradcheck``, ``warmed`` (ok,
@@ -43,7 +43,11 @@ if TYPE_CHECKING:
     from engine.train.checkpoint import CheckpointManager
     from engine.train.trainer import Trainer
 
-FLUSH_S = 0.1
+# Records go to the editor at most every FLUSH_S (its step counter shows them at 5 Hz): each
+# batch wakes the GUI, which takes CPU from one of the batch parts (at 0.1 s: 10 wake-ups a
+# second). Commands are read every COMMAND_S, so pause / step / stop answer as before.
+FLUSH_S = 0.2
+COMMAND_S = 0.1
 # Inspection and live predictions run beside the training steps, on one BLAS thread: with the
 # pool's two, char-GPT's whole-batch inspection took 1.07–1.20 s wall and 0.42–0.61 s CPU on a
 # busy 2-core host against 0.13–0.29 s and 0.07–0.08 s on one (a training step: 0.07 s CPU),
@@ -65,6 +69,7 @@ class WorkerHandle:
         self.process.start()
         child.close()
         self._dead_reported = False
+        self.eof = False  # the pipe closed (the worker went); poll() says so, then once crashed
 
     @property
     def pid(self) -> int | None:
@@ -85,11 +90,13 @@ class WorkerHandle:
         """Messages waiting now (bounded in time); a ``crashed`` message once if it died."""
         out: list[dict] = []
         end = time.perf_counter() + budget_s
-        with contextlib.suppress(EOFError, OSError, ValueError):
+        try:
             while len(out) < max_messages and self.conn.poll(0):
                 out.append(self.conn.recv())
                 if time.perf_counter() > end:
                     break
+        except (EOFError, OSError, ValueError):
+            self.eof = True
         if not out and not self._dead_reported and not self.process.is_alive():
             self._dead_reported = True
             code = self.process.exitcode
@@ -216,8 +223,9 @@ class Worker:
             self.quit = True  # the editor went away
 
     def advance(self, single: bool = False) -> None:
-        """Pull records for up to FLUSH_S (or until the trainer pauses)."""
-        end = time.perf_counter() + FLUSH_S
+        """Pull records for up to COMMAND_S (or until the trainer pauses); send them when the
+        last batch went FLUSH_S ago."""
+        end = time.perf_counter() + COMMAND_S
         while self.gen is not None:
             try:
                 record = next(self.gen)
