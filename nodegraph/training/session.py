@@ -1,18 +1,26 @@
 """The editor's end of the engine worker: a QObject that sends commands and turns the
 worker's plain-data messages into signals, without ever blocking the event loop.
 
-A QTimer drains the pipe every 30 ms for at most a few milliseconds. Warm workers are kept in
-a small process-wide pool, so the next run (in this window or another) skips the start-up and
-the kernel compilation.
+The pipe is drained (for at most a few milliseconds at a time) when it has something to read:
+a QSocketNotifier on its descriptor wakes the event loop only then, where the platform allows
+(a POSIX socket pair); a QTimer every :data:`SLOW_PUMP_MS` notices a worker that died. Elsewhere
+the timer drains it every :data:`PUMP_MS`. Polling at 30 ms woke the GUI 33 times a second
+while the worker sends 5 batches of records, each wake-up taking CPU from the worker's batch
+parts. Warm workers are kept in a small process-wide pool, so the next run (in this window or
+another) skips the start-up and the kernel compilation.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, QTimer, Signal
+import contextlib
+import os
+
+from PySide6.QtCore import QObject, QSocketNotifier, QTimer, Signal
 
 from engine import api
 
-PUMP_MS = 30
+PUMP_MS = 30  # without a notifier
+SLOW_PUMP_MS = 1000  # with one: only to notice a worker that died
 _idle_workers: list = []
 
 
@@ -65,6 +73,8 @@ class TrainingSession(QObject):
         self.timer = QTimer(self)
         self.timer.setInterval(PUMP_MS)
         self.timer.timeout.connect(self.pump)
+        self.notifier: QSocketNotifier | None = None
+        self._notified = None  # the handle the notifier watches
 
     # ------------------------------------------------------------------ state
 
@@ -84,9 +94,30 @@ class TrainingSession(QObject):
     def _ensure_worker(self):
         if self.handle is None or not self.handle.alive():
             self.handle = acquire_worker()
+        if self._notified is not self.handle:
+            self._watch(self.handle)
         if not self.timer.isActive():
             self.timer.start()
         return self.handle
+
+    def _watch(self, handle) -> None:
+        """Pump when *handle*'s pipe is readable (a notifier), else every PUMP_MS."""
+        self._unwatch()
+        self._notified = handle
+        fd = _socket_fd(handle.conn)
+        if fd is None:
+            self.timer.setInterval(PUMP_MS)
+            return
+        self.notifier = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
+        self.notifier.activated.connect(self.pump)
+        self.timer.setInterval(SLOW_PUMP_MS)
+
+    def _unwatch(self) -> None:
+        if self.notifier is not None:
+            self.notifier.setEnabled(False)
+            self.notifier.deleteLater()
+            self.notifier = None
+        self._notified = None
 
     # ------------------------------------------------------------------ commands
 
@@ -165,6 +196,7 @@ class TrainingSession(QObject):
 
     def shutdown(self) -> None:
         self.timer.stop()
+        self._unwatch()
         if self.handle is not None:
             release_worker(self.handle)
             self.handle = None
@@ -176,7 +208,10 @@ class TrainingSession(QObject):
         if self.handle is None:
             return
         batch: list[dict] = []
-        for msg in self.handle.poll():
+        messages = self.handle.poll()
+        if getattr(self.handle, "eof", False) and self.notifier is not None:
+            self.notifier.setEnabled(False)  # a closed pipe stays readable: the timer notices
+        for msg in messages:
             if msg["kind"] == "records":
                 batch.extend(msg["records"])
                 continue
@@ -207,6 +242,7 @@ class TrainingSession(QObject):
             self.handle = None
             self.has_trainer = False
             self.timer.stop()
+            self._unwatch()
             self._set_state("idle")
             self.failed.emit({**msg, "where": "worker", "node": None, "crashed": True})
         elif kind == "inspection":
@@ -219,3 +255,13 @@ class TrainingSession(QObject):
             self.predicted.emit(msg)
         elif kind == "warmed":
             self.warmed.emit(msg)
+
+
+def _socket_fd(conn) -> int | None:
+    """The descriptor of *conn* when it is a socket a QSocketNotifier can watch (a POSIX
+    ``multiprocessing`` pipe: a socket pair); None elsewhere (Windows' named pipes)."""
+    if os.name != "posix":
+        return None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return conn.fileno()
+    return None
