@@ -37,7 +37,7 @@ from nodegraph.training.visible import on_screen
 from nodegraph.training.warmup import KernelWarmer
 
 REFRESH_MS = 200  # the step counter at 5 Hz (1.3 ms a repaint of the bar), the plots every
-# second tick (plots.PLOT_S)
+# fifth tick (plots.PLOT_S)
 INSPECT_MS = 1500
 
 

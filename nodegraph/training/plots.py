@@ -35,8 +35,10 @@ GROUPS = ("loss", "metrics", "lr", "grad", "speed")
 METRIC_COLORS = [(110, 230, 140), (240, 170, 80), (200, 120, 240), (90, 220, 200)]
 # Live plots redraw together at most this often, and only while on screen: the five share
 # one canvas, so one redraw is one paint of it (a round robin of one plot per 100 ms painted
-# it ~18 times a second, ~7 ms each, 2/3 of the GUI's CPU while a CNN trained).
-PLOT_S = 0.35  # every second tick of the training UI's 200 ms timer
+# it ~18 times a second, ~7 ms each, 2/3 of the GUI's CPU while a CNN trained). Once a second
+# (every fifth tick of the training UI's 200 ms timer): at every 0.4 s the paints were ~1/3 of
+# the GUI's CPU while char-GPT trained, and each ms of it stalls one of the worker's batch parts.
+PLOT_S = 0.95
 
 
 def nice_ceiling(v: float) -> float:
