@@ -117,3 +117,12 @@ def test_small_graphs_evaluate_on_one_thread():
         result = trainer.evaluate()
     assert trainer._eval_ways == 1  # a few kFLOP per batch: no hand-off
     assert result["val_loss"] > 0
+
+
+def test_a_gpt_evaluates_on_the_runs_two_threads():
+    doc, path = presets.load("char_gpt")
+    doc["training"]["eval_batches"] = 2
+    trainer = Trainer(doc, base_dir=path.parent, steps=10)
+    with threadpool_limits(limits=2):
+        trainer.evaluate()
+    assert trainer._eval_ways == 2  # ~0.5 GFLOP per batch: worth a thread each
