@@ -4,7 +4,8 @@ TorchScript-era exporters compute reshape targets at run time (``Shape`` → ``G
 ``Concat``), so ONNX's own inference leaves later sizes unknown (``?unk__3``). Once the constant
 folder knows such a target as a list of sizes and symbols, :func:`propagate` carries shapes
 through the ops around attention heads — reshape, transpose, split, matmul and elementwise
-ops — in graph order.
+ops — and through convolutions and pools (an image reshaped from table rows, then a Flatten's
+``[B, -1]`` target), in graph order.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ Shape = list  # of int | str
 SAME_SHAPE = {"Relu", "Tanh", "Sigmoid", "Exp", "Log", "Sqrt", "Neg", "Abs", "Gelu", "Erf",
               "Softmax", "LogSoftmax", "LayerNormalization", "Dropout", "Identity", "Cast",
               "LeakyRelu", "Clip", "BatchNormalization"}
+WINDOWED = {"Conv", "AveragePool", "MaxPool"}
 BROADCAST = {"Add", "Sub", "Mul", "Div", "Pow", "Where", "Max", "Min"}
 
 
@@ -64,11 +66,40 @@ def _rule(node, ins: list, values: dict) -> list[Shape | None] | None:
         return [list(a[:-1]) + [b[-1]]]
     if op == "Split" and ins[0] is not None:
         return _split(node, ins[0], values)
+    if op in WINDOWED and ins[0] is not None and len(ins[0]) == 4:
+        return [_windowed(node, ins[0], ins[1] if len(ins) > 1 else None, values)]
+    if op in ("GlobalAveragePool", "GlobalMaxPool") and ins[0] is not None:
+        return [list(ins[0][:2]) + [1] * (len(ins[0]) - 2)]
     if op == "Gather" and ins[0] is not None and node.input[1] in values:
         index = np.asarray(values[node.input[1]])
         axis = int(_attr(node, "axis", 0)) % len(ins[0])
         return [list(ins[0][:axis]) + list(index.shape) + list(ins[0][axis + 1:])]
     return None
+
+
+def _windowed(node, source: Shape, weight: Shape | None, values: dict) -> Shape | None:
+    """A 2-D Conv's or pool's NCHW output shape from its attributes (explicit pads only)."""
+    if node.op_type == "Conv":
+        w = values.get(node.input[1])
+        weight = list(np.shape(w)) if isinstance(w, np.ndarray) else weight
+        if weight is None or len(weight) != 4 or not isinstance(weight[0], int):
+            return None
+    kernel = _attr(node, "kernel_shape") or (weight[2:] if weight else None)
+    if kernel is None or _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        return None
+    pads = _attr(node, "pads") or [0, 0, 0, 0]
+    strides = _attr(node, "strides") or [1, 1]
+    dilations = _attr(node, "dilations") or [1, 1]
+    rnd = (lambda a, b: -(-a // b)) if _attr(node, "ceil_mode", 0) else (lambda a, b: a // b)
+    channels = weight[0] if node.op_type == "Conv" and weight is not None else source[1]
+    out: Shape = [source[0], channels]
+    for k in range(2):
+        size = source[2 + k]
+        if not isinstance(size, int):
+            return None
+        span = dilations[k] * (kernel[k] - 1) + 1
+        out.append(rnd(size + pads[k] + pads[k + 2] - span, strides[k]) + 1)
+    return out
 
 
 def _broadcast(shapes: list[Shape]) -> Shape | None:
