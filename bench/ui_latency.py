@@ -5,7 +5,10 @@ A 10 ms QTimer runs in the editor's main window while ``presets/char_gpt.json`` 
 worker; each tick's lateness (actual interval − 10 ms) is recorded. The target: p99 ≤ 50 ms.
 Then the CLI's trainer (``python -m engine.bench.train_rate``: the trainer's loop as ``wiregrad
 train`` runs it, evaluations and checkpoints included, as in the worker) trains the same graph
-for as long, and the two steps-per-second figures are compared. The GUI waits in Qt's event loop as
+for as long, and the two steps-per-second figures are compared. With ``--steps N`` both sides
+instead time the same N steps (a multiple of the graph's ``eval_every``: the same number of
+evaluations on each side, wherever the window starts), the editor's from its records' own
+``wall`` stamps (the trainer's clock, not the pipe's delivery). The GUI waits in Qt's event loop as
 the editor does (``QEventLoop.exec``, not a polling loop that would take CPU from the worker),
 and the CPU seconds of the GUI process and of the worker during the measured window are
 recorded: where the editor's time goes.
@@ -29,15 +32,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def cli_rate(graph: str, seconds: float, nice: int = 0) -> dict:
+def cli_rate(graph: str, seconds: float, nice: int = 0, steps: int = 0) -> dict:
     """Steps per second of the CLI's trainer on *graph* (``engine.bench.train_rate``), run
-    *nice* steps nicer than this script."""
+    *nice* steps nicer than this script; over *steps* steps when given."""
     import subprocess
 
     proc = subprocess.run([sys.executable, "-m", "engine.bench.train_rate", str(time.time()),
-                           graph, str(seconds)], capture_output=True, text=True, cwd=ROOT,
+                           graph, str(seconds), "loop", str(steps)],
+                          capture_output=True, text=True, cwd=ROOT,
                           check=True, preexec_fn=(lambda: os.nice(nice)) if nice else None)
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def window_rate(records: list[dict], first: int, steps: int) -> tuple[int, float]:
+    """(steps, steps per second) from the train record of step *first* to that of
+    *first* + *steps*, by the records' ``wall`` stamps (fewer steps when the run ended
+    sooner: up to the last train record)."""
+    walls = {r["step"]: r["wall"] for r in records if r["kind"] == "train"}
+    last = min(first + steps, max(walls))
+    took = walls[last] - walls[first]
+    return last - first, (last - first) / took if took > 0 else 0.0
+
+
+def in_window(step: int, first: int, steps: int, by_records: bool) -> bool:
+    """Whether an evaluation after *step* falls in the window: between the train records of
+    steps *first* and *first* + *steps* (*by_records*), else after the first step seen."""
+    return first <= step < first + steps if by_records else first < step <= first + steps
 
 
 def cpu_seconds(pid: int | None) -> float:
@@ -62,6 +82,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="measured training time")
     parser.add_argument("--graph", default="char_gpt")
+    parser.add_argument("--steps", type=int, default=0, metavar="N",
+                        help="time N steps on each side instead of --seconds (then a cap ×10)")
     parser.add_argument("--cli-nice", type=int, default=0, metavar="N",
                         help="run the CLI's trainer N steps nicer (5: the worker's priority; "
                              "on a host other jobs load, the fair share of the two)")
@@ -119,20 +141,28 @@ def main() -> int:
     profile = __import__("cProfile").Profile() if args.profile else None
     if profile is not None:
         profile.enable()
-    spin(app, args.seconds)
+    if args.steps:
+        while run.step < first_step + args.steps and time.perf_counter() - begin < \
+                10 * args.seconds and ui.session.state != "idle":
+            spin(app, 0.05)
+    else:
+        spin(app, args.seconds)
     if profile is not None:
         profile.disable()
         profile.dump_stats(args.profile)
     state["measuring"] = False
     took = time.perf_counter() - begin
     gui_cpu, worker_cpu = time.process_time() - cpu0, cpu_seconds(ui.session.pid) - worker0
-    steps = run.step - first_step
+    steps = spun = run.step - first_step  # spun: the steps the CPU window saw
     editor_rate = steps / took
+    if args.steps:
+        steps, editor_rate = window_rate(run.records, first_step, args.steps)
     ui.session.stop()
-    while ui.session.state != "idle" and time.perf_counter() - begin < args.seconds + 60:
+    while ui.session.state != "idle" and time.perf_counter() - begin < took + 60:
         spin(app, 0.02)
     lat = np.maximum(np.asarray(ticks), 0.0)
-    cli = cli_rate(args.graph, args.seconds, args.cli_nice)  # same graph, same length
+    cli = cli_rate(args.graph, args.seconds * (10 if args.steps else 1), args.cli_nice,
+                   args.steps)  # same graph, same length
     result = {
         "benchmark": "editor event-loop latency while the char-GPT trains in the worker",
         "command": "QT_QPA_PLATFORM=offscreen "
@@ -140,6 +170,7 @@ def main() -> int:
                    + "python bench/ui_latency.py "
                    f"--seconds {args.seconds:g}"
                    + (f" --graph {args.graph}" if args.graph != "char_gpt" else "")
+                   + (f" --steps {args.steps}" if args.steps else "")
                    + (f" --cli-nice {args.cli_nice}" if args.cli_nice else ""),
         "graph": args.graph,
         "seconds": args.seconds,
@@ -157,14 +188,15 @@ def main() -> int:
         "cli_split": cli["split"],
         "cli_loop": cli.get("loop", "train_step"),
         "cli_nice": args.cli_nice,
+        "window_steps": args.steps or None,
         "editor_evals": sum(1 for r in run.records if r["kind"] == "eval"
-                            and first_step < r["step"] <= first_step + steps),
+                            and in_window(r["step"], first_step, steps, bool(args.steps))),
         "cli_evals": cli.get("evals"),
         "gui_cpu_s": gui_cpu,
         "worker_cpu_s": worker_cpu,
         "cli_cpu_s": cli.get("cpu_s"),
         "gui_cpu_per_s": gui_cpu / took,
-        "worker_cpu_ms_per_step": 1e3 * worker_cpu / max(steps, 1),
+        "worker_cpu_ms_per_step": 1e3 * worker_cpu / max(spun, 1),
         "cli_cpu_ms_per_step": 1e3 * cli.get("cpu_s", 0.0) / max(cli["steps"], 1),
         "load_average": os.getloadavg(),
         "worker_threads": __import__("engine.api", fromlist=["x"]).default_worker_threads(),

@@ -1,10 +1,15 @@
 """Bench probe: training steps per second of ``wiregrad train`` (the CLI's trainer at its
 default threads), for comparison with the editor's worker (``bench/ui_latency.py``).
 
-``python -m engine.bench.train_rate START GRAPH SECONDS [loop|steps]`` trains GRAPH (a preset
-name or a document path) for three warm-up steps, then for SECONDS, and prints one JSON line
+``python -m engine.bench.train_rate START GRAPH SECONDS [loop|steps] [STEPS]`` trains GRAPH (a
+preset name or a document path) for three warm-up steps, then for SECONDS — or, with STEPS,
+for exactly STEPS steps (SECONDS then only caps the window) — and prints one JSON line
 ``{"steps", "seconds", "steps_per_s", "split", "cpu_s", "evals", "loop"}`` (cpu_s: the
 process's CPU seconds over the measured steps, all threads; evals: evaluations in the window).
+A window of STEPS steps, a multiple of the graph's ``eval_every``, holds the same number of
+evaluations wherever it starts, so the editor's and the CLI's windows do the same work; a
+window of SECONDS holds one more or one fewer at its edges (char_gpt: 0 or 1 in 10 s, each
+worth 10–35 steps).
 
 ``loop`` (the default) runs the trainer's loop as ``wiregrad train`` and the editor's worker
 do — its evaluations every ``eval_every`` steps and its checkpoints into a temporary folder
@@ -36,6 +41,7 @@ def _train_records(trainer, folder: str, loop: bool) -> Iterator[dict]:
 def main(argv: list[str]) -> None:
     graph, seconds = argv[2], float(argv[3])
     loop = (argv[4] if len(argv) > 4 else "loop") == "loop"
+    want = int(argv[5]) if len(argv) > 5 else 0  # 0: a time window
     from engine.graphs import presets
     from engine.train.trainer import Trainer
 
@@ -52,7 +58,7 @@ def main(argv: list[str]) -> None:
         while trainer.step < 3:  # compile, decide the batch split
             next(records)
         steps, evals, t0, cpu0 = 0, 0, time.perf_counter(), time.process_time()
-        while time.perf_counter() - t0 < seconds:
+        while time.perf_counter() - t0 < seconds and not (want and steps >= want):
             kind = next(records)["kind"]
             steps += kind == "train"
             evals += kind == "eval"
