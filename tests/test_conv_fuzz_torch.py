@@ -38,6 +38,9 @@ def _case(seed: int) -> tuple:
     if seed % 5 == 2:  # every fifth case a depthwise one (one input channel per group)
         groups = cin = int(rng.choice([2, 3, 8]))
         cout = cin * int(rng.integers(1, 4))
+    if seed % 7 == 3:  # every seventh case groups that each take the Winograd 3×3 route
+        groups, k, stride, dilation = 2, 3, 1, 1
+        cin, cout = 2 * int(rng.choice([8, 9])), 2 * int(rng.integers(1, 4))
     if seed % 6 == 0:  # every sixth case a 5×5 one for the F(2×2, 5×5) route
         groups, k, stride, dilation, cin = 1, 5, 1, 1, 16
         cout = int(rng.integers(1, 5))
@@ -90,7 +93,7 @@ def test_the_random_shapes_reach_every_route():
         if conv_depthwise.applies(params, xs, ws):
             seen.add(("depthwise", small))
             continue
-        if conv_grouped.applies(params, ws):  # then each group takes one of the routes below
+        if conv_grouped.applies(params, xs, ws):  # then each group takes one of the routes below
             seen.add(("grouped", small))
             xs, ws = (xs[0], xs[1] // params["groups"], *xs[2:]), (ws[0] // params["groups"],
                                                                  *ws[1:])

@@ -3,7 +3,7 @@
 conv2d takes the Winograd F(2×2, 3×3) route for 3×3 stride-1 convolutions of ≥ 8 channels
 and F(2×2, 5×5) for 5×5 ones of ≥ 16 (:mod:`engine.ops.conv_winograd`), direct loops for
 depthwise ones (one input channel per group, :mod:`engine.ops.conv_depthwise`), and takes
-groups of ≥ 8 channels one by one (:mod:`engine.ops.conv_grouped`); otherwise it
+groups one by one where each gets a Winograd route (:mod:`engine.ops.conv_grouped`); otherwise it
 lowers to im2col (a strided view copied once) + BLAS GEMMs, on one of two routes chosen
 per shape (:func:`by_image`): a batched GEMM per image (few input channels) or one GEMM per
 group over the whole batch; the backward uses two GEMMs and a Numba col2im scatter-add, and
@@ -89,7 +89,7 @@ def by_image(groups: int, k: int, ho: int, wo: int) -> bool:
 
 
 def _conv_forward(ctx, params, x, weight, bias=None):
-    if conv_grouped.applies(params, weight.shape):
+    if conv_grouped.applies(params, x.shape, weight.shape):
         return conv_grouped.forward(ctx, params, x, weight, bias, _conv_forward)
     if conv_winograd.applies(params, x.shape, weight.shape):
         return conv_winograd.forward(ctx, params, x, weight, bias)
@@ -181,7 +181,7 @@ register(OpSpec(
                 {"groups": 2, "stride": 2, "dilation": 2, "padding": 2},
                 note="depthwise route, 3 outputs per channel, stride, dilation"),
         Example([((2, 16, 4, 5), "float"), ((4, 8, 3, 3), "float"), ((4,), "float")],
-                {"groups": 2, "padding": 1}, note="group by group (≥ 8 channels per group)"),
+                {"groups": 2, "padding": 1}, note="group by group (Winograd per group)"),
     ],
     batch_rule=batch_rules.first_input_only(batch_rules.leading_only),
     family="conv",

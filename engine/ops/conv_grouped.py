@@ -5,11 +5,12 @@ per image, whole batch; :mod:`engine.ops.conv`).
 The whole-batch GEMM route takes groups too, but its columns copy every group's image kh·kw
 times for GEMMs of one group's channels: 32×32×16² 3×3 with 4 groups took 6.9 ms CPU forward
 and backward against PyTorch's 2.5 ms. Cut into groups, each is a 32×8×16² convolution that
-the Winograd route takes. With few channels per group the per-group calls cost more than the
-copies save (one-thread CPU, forward and backward, whole-batch route → group by group):
-4 groups of 8 channels 5.7 → 3.0–4.0 ms, 2 of 32 19.1 → 9.7–11.8, a 1×1 with 4 groups of 12
-2.4 → 1.6; but 8 groups of 4 channels 6.1 → 6.7–7.3, 32 of 4 4.4 → 5.9–6.3 (32×32×16², 32×64×16²,
-32×48×12², 32×32×16², 16×128×8²): so only from :data:`MIN_GROUP_CHANNELS`.
+the Winograd route takes. It pays only where each group gets that route (one-thread CPU,
+forward and backward, whole-batch route → group by group): 3×3 with 4 groups of 8 channels
+5.5–8.1 → 2.9–3.0 ms, 2 groups of 32 19.1 → 9.7–11.8, 5×5 with 4 groups of 16 19.3–19.7 →
+12.6–13.2 (32×32×16², 32×64×16², 16×64×15²); with groups of 4 channels, at stride 2 or for
+1×1 kernels the per-group calls cost more than the copies save (8 groups of 4 6.1 → 6.7–7.3,
+stride 2 with 4 groups of 16 5.0–5.1 → 5.8–7.1, 1×1 stride 2 0.34 → 0.63).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from engine.ops import conv_winograd
 
 
 class _GroupContext:
@@ -32,13 +35,14 @@ class _GroupContext:
         self.saved = arrays
 
 
-MIN_GROUP_CHANNELS = 8  # input channels per group from which group by group pays
-
-
-def applies(params: dict, w_shape: tuple) -> bool:
-    """Whether conv2d runs group by group: several groups of at least
-    :data:`MIN_GROUP_CHANNELS` input channels each."""
-    return params["groups"] > 1 and w_shape[1] >= MIN_GROUP_CHANNELS
+def applies(params: dict, x_shape: tuple, w_shape: tuple) -> bool:
+    """Whether conv2d runs group by group: several groups, each of which the Winograd route
+    takes (3×3 or 5×5, stride 1, enough channels per group)."""
+    groups = params["groups"]
+    if groups <= 1:
+        return False
+    one = (x_shape[0], x_shape[1] // groups, *x_shape[2:])
+    return conv_winograd.applies({**params, "groups": 1}, one, w_shape)
 
 
 def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
