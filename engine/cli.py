@@ -325,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "in training)")
     p.add_argument("--pairs", type=count, default=None, help="seq2seq graphs: validation "
                    "pairs decoded greedily for exact_match and cer (0: all; default: 1000)")
+    p.add_argument("--threads", type=positive_int, help="compute threads (BLAS and kernels; "
+                   "evaluation batches run one per thread)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("sample", help="generate text from a language model (or seq2seq graph)")

@@ -126,3 +126,26 @@ def test_a_gpt_evaluates_on_the_runs_two_threads():
     with threadpool_limits(limits=2):
         trainer.evaluate()
     assert trainer._eval_ways == 2  # ~0.5 GFLOP per batch: worth a thread each
+
+
+def test_wiregrad_evaluate_threads_give_the_same_numbers(tmp_path, capsys):
+    """``wiregrad evaluate --threads 1`` (batches one after another) and the default (one per
+    thread) print the same JSON; a bad thread count is named."""
+    import json
+
+    from engine import cli
+
+    doc, path = presets.load("char_gpt")
+    trainer = Trainer(doc, base_dir=path.parent, steps=10)
+    weights = tmp_path / "w.safetensors"
+    from safetensors.numpy import save_file
+
+    save_file({k: v.copy() for k, v in trainer.params.items()}, str(weights))
+    runs = []
+    for extra in (["--threads", "1"], ["--threads", "2"]):
+        assert cli.main(["evaluate", "char_gpt", "--weights", str(weights), "--batches", "3",
+                         "--json", *extra]) == 0
+        runs.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert runs[0] == runs[1]
+    assert cli.main(["evaluate", "char_gpt", "--weights", str(weights), "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err

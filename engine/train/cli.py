@@ -338,14 +338,15 @@ def evaluate_command(args: argparse.Namespace,
     if weights is None:
         raise WiregradError("no weights to evaluate: pass --weights or open a document that "
                             "references its weights")
-    trainer = Trainer(doc, base_dir=doc_path.parent, weights=weights)
-    batches = args.batches
-    if batches is None:  # text windows: the document's eval_batches, as the training run used
-        windowed = any(ds.eval_batches is not None for ds in trainer.graph.datasets.values())
-        batches = None if windowed else 0
-    result = trainer.evaluate(batches)
-    if extra is not None:
-        result.update(extra(doc, trainer, args))
+    with _threads(getattr(args, "threads", None)):
+        trainer = Trainer(doc, base_dir=doc_path.parent, weights=weights)
+        batches = args.batches
+        if batches is None:  # text windows: the document's eval_batches, as the run used
+            windowed = any(ds.eval_batches is not None for ds in trainer.graph.datasets.values())
+            batches = None if windowed else 0
+        result = trainer.evaluate(batches)
+        if extra is not None:
+            result.update(extra(doc, trainer, args))
     if args.json:
         print(json.dumps(result))
     else:
