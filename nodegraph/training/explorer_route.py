@@ -3,7 +3,8 @@
 Before any run the explorer shows the weights the Debugger shows: those File ▸ Load
 Weights… loaded, else the document's own (shipped) file. A run's weights take over: at each
 evaluation point of a live run the worker writes them (``save_weights`` with the request
-``"explorer"``) while the dock is visible, and at the run's end its final weights. Plain data
+``"explorer"``) while the dock is on screen (else it is marked stale and refreshed when
+raised), and at the run's end its final weights. Plain data
 only: the document snapshot and a dict of arrays go to :class:`EmbeddingExplorer`.
 """
 
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import QDockWidget, QTabWidget
 from engine import api
 from nodegraph.training.explorer import EmbeddingExplorer
 from nodegraph.training.tokenview import TokenizerView
+from nodegraph.training.visible import on_screen
 
 REQUEST = "explorer"
 POLL_MS = 1000  # while shown and no run is live: did other weights become the latest?
@@ -74,8 +76,8 @@ class ExplorerRoute(QObject):
 
     def follow(self) -> bool:
         """Refresh when the latest weights changed (File ▸ Load Weights…, a run's end) while
-        the dock is shown and no run is live; True when it did."""
-        if not self.dock.isVisible() or self.training.session.active:
+        the dock is on screen and no run is live; True when it did."""
+        if self.training.session.active or not on_screen(self.widget):
             return False
         best = self.best_weights()
         if (best[0] if best else None) == self.source:
@@ -86,7 +88,7 @@ class ExplorerRoute(QObject):
         self.source, self.stale = None, True
         self.explorer.clear()
         self.widget.tokenizer.update_tokens()
-        if self.dock.isVisible():
+        if on_screen(self.widget):
             self.refresh()
 
     def best_weights(self) -> tuple[str, str] | None:
@@ -116,9 +118,11 @@ class ExplorerRoute(QObject):
         return self.explorer.set_source(self.host.snapshot(), weights, source[1])
 
     def on_records(self, records: list) -> None:
-        """At a live run's evaluation point, ask the worker for its weights (dock shown)."""
+        """At a live run's evaluation point, ask the worker for its weights when the dock is
+        on screen (not behind another tab: ``isVisible`` stays true there, and each request
+        cost the worker a weights file and the GUI a ~170 ms projection on char_gpt)."""
         if any(r.get("kind") == "eval" for r in records):
-            if self.dock.isVisible() and has_tokens(self.host.controller.model.doc):
+            if on_screen(self.widget) and has_tokens(self.host.controller.model.doc):
                 self.training.session.save_weights(request=REQUEST)
             else:
                 self.stale = True

@@ -165,3 +165,27 @@ def test_records_reach_the_training_ui_without_a_copy_per_record(qtbot):
     batch = _records(1, 50)
     session.records.emit(batch)  # as a Signal(list), PySide rebuilt every record (QVariant)
     assert got[0] is batch
+
+
+def test_the_tokens_dock_behind_another_tab_asks_for_no_weights_at_evaluations(
+        make_window, qtbot, monkeypatch):
+    """At a live run's evaluation point the embedding explorer asks the worker to write its
+    weights and projects them (a PCA on the GUI thread: ~170 ms on char_gpt, the event loop's
+    longest block while training) only when the Tokens tab is on screen; behind the Inspector
+    (as the editor opens) it is marked stale and brought up to date when raised."""
+    win = make_window("char_gpt")
+    route = win.explorer
+    asked: list = []
+    monkeypatch.setattr(win.training.session, "save_weights",
+                        lambda request=None: asked.append(request) or True)
+    assert not on_screen(route.widget)  # tabified behind the Inspector
+    route.stale = False
+    route.on_records([{"kind": "eval", "step": 250, "val_loss": 1.0}])
+    assert asked == [] and route.stale
+    refreshed: list = []
+    monkeypatch.setattr(route, "refresh", lambda: refreshed.append(True) or True)
+    route.dock.raise_()
+    qtbot.waitUntil(lambda: on_screen(route.widget))
+    qtbot.waitUntil(lambda: bool(refreshed))  # raised: what it missed is shown
+    route.on_records([{"kind": "eval", "step": 500, "val_loss": 0.9}])
+    assert asked == ["explorer"]
