@@ -53,6 +53,21 @@ def alternate_cpu(fns: dict, rounds: int = 4, per: int = 6) -> dict:
     return {k: (statistics.median(v), min(v)) for k, v in times.items()}
 
 
+def _cases(tmp: Path, names: list[str]):
+    """``(name, document, base folder, twin)`` of every CNN bench case (or those in *names*):
+    the two presets at batch 64, then :data:`engine.bench.cnn_cases.CASES` with data in *tmp*."""
+    from engine.bench import cnn_cases as C
+
+    for p in ("shapes_cnn", "digits_cnn"):
+        name = f"cnn_{p.split('_')[0]}"
+        if not names or name in names:
+            yield (name, *C._preset_case(p, 64))
+    for c in C.CASES:
+        if not names or c.name in names:
+            yield (c.name, C.document(c, C.write_data(c, tmp)), tmp,
+                   lambda w, c=c: C.torch_twin(c, w))
+
+
 def run(names: list[str]) -> dict:
     """Every CNN case (or those in *names*): CPU ms per step on one thread, both sides."""
     import torch
@@ -63,13 +78,7 @@ def run(names: list[str]) -> dict:
     torch.set_num_threads(1)
     out = {}
     with threadpool_limits(limits=1), tempfile.TemporaryDirectory() as tmp:
-        runs = [(f"cnn_{p.split('_')[0]}", *C._preset_case(p, 64))
-                for p in ("shapes_cnn", "digits_cnn")]
-        runs += [(c.name, C.document(c, C.write_data(c, Path(tmp))), Path(tmp),
-                  lambda w, c=c: C.torch_twin(c, w)) for c in C.CASES]
-        for name, doc, base, twin in runs:
-            if names and name not in names:
-                continue
+        for name, doc, base, twin in _cases(Path(tmp), names):
             trainer, torch_step = C._pair(doc, base, twin)
             torch_step()  # loads PyTorch's own BLAS, which a cap set before it does not cover
             with threadpool_limits(limits=1):  # so the trainer's first step decides unsplit
@@ -119,13 +128,7 @@ def scaling(names: list[str], threads: int) -> dict:
 
     out = {}
     with threadpool_limits(limits=threads), tempfile.TemporaryDirectory() as tmp:
-        runs = [(f"cnn_{p.split('_')[0]}", *C._preset_case(p, 64))
-                for p in ("shapes_cnn", "digits_cnn")]
-        runs += [(c.name, C.document(c, C.write_data(c, Path(tmp))), Path(tmp),
-                  lambda w, c=c: C.torch_twin(c, w)) for c in C.CASES]
-        for name, doc, base, twin in runs:
-            if names and name not in names:
-                continue
+        for name, doc, base, twin in _cases(Path(tmp), names):
             trainer, torch_step = C._pair(doc, base, twin)
             one = C._one_thread_trainer(doc, base)
             res = alternate({"w": trainer.train_step, "w1": one,
