@@ -138,6 +138,22 @@ def _mark_needs(wirings: list[_Wiring]) -> list[_Wiring]:
     return wirings
 
 
+# What an op's numpy code raises when its inputs do not fit it at run time: shapes that
+# inference could not pin down (a symbolic batch against a folded B·T), a bad index.
+_OP_FAILURES = (ValueError, IndexError, TypeError, ArithmeticError)
+
+
+def _op_failed(w: _Wiring | None, env: dict, phase: str, exc: BaseException) -> Exception:
+    """*exc*, raised inside an op, as a :class:`WiregradError` naming the op, its node and its
+    inputs' shapes (a WiregradError is passed on as it is)."""
+    if isinstance(exc, WiregradError) or w is None:
+        return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+    shapes = ", ".join(str(list(np.shape(env[v]))) if v in env else "-"
+                       for v in w.inputs if v is not None)
+    return WiregradError(f"'{w.eq.op.name}' at {w.path}{phase} failed on inputs of shapes "
+                         f"{shapes}: {exc}", node=w.eq.top)
+
+
 class Executor:
     """Runs a program forward and backward on numpy arrays."""
 
@@ -172,30 +188,34 @@ class Executor:
         env = tape.values
         contexts = tape.contexts
         dtype, seed32 = self.dtype, seed & 0xFFFFFFFF
-        for index, w in enumerate(self._wired(equations)):
-            if skip and w.path in skip:
-                continue
-            eq = w.eq
-            ctx = Context(
-                eq,
-                {k: weights[n] for k, n in w.weights} if w.weights else {},
-                {k: state[n] for k, n in w.state} if w.state else {},
-                training,
-                None,
-                feeds.get(w.path) if w.data else None,
-                dtype,
-                [seed32, index],
-                w,
-            )
-            outs = w.forward(ctx, eq.params, *[env[v] if v is not None else None
-                                               for v in w.inputs])
-            if isinstance(outs, tuple):
-                for name, arr in zip(w.outputs, outs):
-                    env[name] = arr
-            else:
-                env[w.outputs[0]] = outs
-            ctx.needs_input_grad = w.needs
-            contexts.append(ctx)
+        w: _Wiring | None = None
+        try:
+            for index, w in enumerate(self._wired(equations)):
+                if skip and w.path in skip:
+                    continue
+                eq = w.eq
+                ctx = Context(
+                    eq,
+                    {k: weights[n] for k, n in w.weights} if w.weights else {},
+                    {k: state[n] for k, n in w.state} if w.state else {},
+                    training,
+                    None,
+                    feeds.get(w.path) if w.data else None,
+                    dtype,
+                    [seed32, index],
+                    w,
+                )
+                outs = w.forward(ctx, eq.params, *[env[v] if v is not None else None
+                                                   for v in w.inputs])
+                if isinstance(outs, tuple):
+                    for name, arr in zip(w.outputs, outs):
+                        env[name] = arr
+                else:
+                    env[w.outputs[0]] = outs
+                ctx.needs_input_grad = w.needs
+                contexts.append(ctx)
+        except _OP_FAILURES as exc:
+            raise _op_failed(w, env, "", exc) from exc
         return tape
 
     def backward(self, tape: Tape, seeds: dict[str, np.ndarray], *,
