@@ -143,15 +143,15 @@ def _mark_needs(wirings: list[_Wiring]) -> list[_Wiring]:
 _OP_FAILURES = (ValueError, IndexError, TypeError, ArithmeticError)
 
 
-def _op_failed(w: _Wiring | None, env: dict, phase: str, exc: BaseException) -> Exception:
+def _op_failed(w: _Wiring | None, env: dict, exc: Exception) -> Exception:
     """*exc*, raised inside an op, as a :class:`WiregradError` naming the op, its node and its
     inputs' shapes (a WiregradError is passed on as it is)."""
     if isinstance(exc, WiregradError) or w is None:
-        return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+        return exc
     shapes = ", ".join(str(list(np.shape(env[v]))) if v in env else "-"
                        for v in w.inputs if v is not None)
-    return WiregradError(f"'{w.eq.op.name}' at {w.path}{phase} failed on inputs of shapes "
-                         f"{shapes}: {exc}", node=w.eq.top)
+    return WiregradError(f"'{w.eq.op.name}' at {w.path} failed on inputs of shapes {shapes}: "
+                         f"{exc}", node=w.eq.top)
 
 
 class Executor:
@@ -215,7 +215,7 @@ class Executor:
                 ctx.needs_input_grad = w.needs
                 contexts.append(ctx)
         except _OP_FAILURES as exc:
-            raise _op_failed(w, env, "", exc) from exc
+            raise _op_failed(w, env, exc) from exc
         return tape
 
     def backward(self, tape: Tape, seeds: dict[str, np.ndarray], *,

@@ -10,6 +10,7 @@ the GUI) a two-thread GEMM whose second thread lost its core waits for it: a cha
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +44,7 @@ def map_batches(fn: Callable[[Batch], Result], batches: Iterator[Batch], threads
     results: dict[int, Result] = {}
     errors: dict[int, BaseException] = {}
     lock = threading.Lock()
-    counter = iter(range(1 << 62))
+    counter = itertools.count()
 
     def work() -> None:
         while True:
