@@ -26,6 +26,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # No cold-start kernel helper process per Trainer (engine.kernels.precompile): tests that
 # exercise it turn it on themselves.
 os.environ.setdefault("WIREGRAD_PRECOMPILE", "0")
+# A parallel kernel an op may use compiles before it is used, not on a helper thread
+# (engine.kernels.parallel.ready): which route a test takes must not depend on timing.
+os.environ.setdefault("WIREGRAD_COMPILE_AT_ONCE", "1")
 
 if not KEEP_HOME:
     _SESSION_HOME = Path(tempfile.mkdtemp(prefix="wiregrad-test-home-"))

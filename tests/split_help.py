@@ -16,16 +16,32 @@ def set_split_limits(monkeypatch: pytest.MonkeyPatch, value: float) -> None:
             monkeypatch.setattr(two_cores, name, value)
 
 
-def force_split(monkeypatch: pytest.MonkeyPatch, spy: bool = True) -> list[int]:
+def force_split(monkeypatch: pytest.MonkeyPatch, spy: bool = True,
+                native: bool = True) -> list[int]:
     """Make every op split over two threads; returns the list that records the row count of
-    each :func:`two_cores.halves` call (left empty with ``spy=False``)."""
+    each split (left empty with ``spy=False``): each :func:`two_cores.halves` call and each
+    op that runs a parallel Numba kernel (:func:`two_cores.native_threads` above 1).
+    ``native=False``: no parallel Numba kernels (the ops that have them split by halves)."""
     calls: list[int] = []
     set_split_limits(monkeypatch, 0.0)
     monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
+    if not native:
+        from engine.kernels import parallel
+
+        monkeypatch.setattr(parallel, "available", lambda: False)
     if spy:
         real = two_cores.halves
         monkeypatch.setattr(two_cores, "halves",
                             lambda n, fn: calls.append(n) or real(n, fn))
+        real_native = two_cores.native_threads
+
+        def native_threads(rows, flops, min_flops=None):
+            threads = real_native(rows, flops, min_flops)
+            if threads > 1:
+                calls.append(rows)
+            return threads
+
+        monkeypatch.setattr(two_cores, "native_threads", native_threads)
     return calls
 
 

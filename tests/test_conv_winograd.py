@@ -254,10 +254,13 @@ def test_the_5x5_route_choice_follows_the_measured_rule():
 
 
 @pytest.mark.parametrize("block_bytes", [None, 1])
-def test_the_5x5_route_split_over_two_threads_gives_the_unsplit_numbers(block_bytes,
-                                                                         monkeypatch):
-    """F(2×2, 5×5) as two halves (:mod:`engine.ops.two_cores`), in one block per half or one
-    image a block, equals the unsplit route; the halves' weight and bias gradients summed."""
+@pytest.mark.parametrize("native", [True, False], ids=["numba-threads", "python-halves"])
+@pytest.mark.parametrize("needs", [(), (False, True, True)], ids=["x-grad", "x-is-data"])
+def test_the_5x5_route_split_over_two_threads_gives_the_unsplit_numbers(block_bytes, native,
+                                                                         needs, monkeypatch):
+    """F(2×2, 5×5) split over two threads (:mod:`engine.ops.two_cores`: Numba's threads or
+    two Python halves), in one block per half or one image a block, equals the unsplit route;
+    the parts' weight and bias gradients summed."""
 
     rng = np.random.default_rng(14)
     x, w, b = rng.standard_normal((5, 16, 7, 6)), rng.standard_normal((3, 16, 5, 5)), \
@@ -267,11 +270,15 @@ def test_the_5x5_route_split_over_two_threads_gives_the_unsplit_numbers(block_by
     if block_bytes is not None:
         monkeypatch.setattr(conv_winograd, "BLOCK_BYTES", block_bytes)
     set_split_limits(monkeypatch, 1e30)
-    whole = _run5(x, w, b, params, True, monkeypatch, g)
-    calls = force_split(monkeypatch)
-    split = _run5(x, w, b, params, True, monkeypatch, g)
+    whole = _run5(x, w, b, params, True, monkeypatch, g, needs)
+    calls = force_split(monkeypatch, native=native)
+    split = _run5(x, w, b, params, True, monkeypatch, g, needs)
     assert calls == [5, 5]  # forward and backward each split
+    assert (split[1] is None) == (needs == (False, True, True))
     for got, want in zip(split, whole):
+        if want is None:  # no image gradient: x is data
+            assert got is None
+            continue
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 

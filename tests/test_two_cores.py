@@ -33,8 +33,13 @@ def _conv(x, w, b, params):
     ((5, 8, 6, 7), (4, 8, 3, 3), {"stride": 1, "padding": 1}, "winograd"),
     ((4, 2, 9, 8), (3, 2, 3, 3), {"stride": 1, "padding": 1}, True),  # per image (C < 8)
     ((3, 1, 11, 11), (4, 1, 5, 5), {"stride": 2, "padding": 2}, True),
+    ((7, 3, 6, 5), (2, 3, 2, 3), {"stride": 1, "padding": 1, "dilation": 2}, True),
+    # columns too large to keep for the backward (rebuilt from the padded image)
+    ((5, 8, 40, 40), (3, 8, 3, 3), {"stride": 2, "padding": 1}, True),
 ])
-def test_two_halves_give_the_unsplit_numbers(shape, wshape, params, route, monkeypatch):
+@pytest.mark.parametrize("native", [True, False], ids=["numba-threads", "python-halves"])
+def test_two_halves_give_the_unsplit_numbers(shape, wshape, params, route, native,
+                                             monkeypatch):
     params = {"dilation": 1, "groups": 1, **params}
     rng = np.random.default_rng(3)
     x, w, b = rng.standard_normal(shape), rng.standard_normal(wshape), rng.standard_normal(
@@ -42,7 +47,7 @@ def test_two_halves_give_the_unsplit_numbers(shape, wshape, params, route, monke
     set_split_limits(monkeypatch, 1e30)
     saved, whole = _conv(x, w, b, params)
     assert saved == route
-    calls = force_split(monkeypatch)
+    calls = force_split(monkeypatch, native=native)
     _, split = _conv(x, w, b, params)
     assert calls == [shape[0], shape[0]]  # forward and backward each split
     for got, want in zip(split, whole):
@@ -131,8 +136,18 @@ def test_an_unsplit_cnn_step_lets_its_convolutions_own_the_threads(monkeypatch):
         seen.append(two_cores.blas_threads())  # BLAS is at one thread around the split op
         return real(rows, fn)
 
+    real_native = two_cores.native_threads
+
+    def spy_native(rows, flops, min_flops=None):  # an op running Numba's threads
+        threads = real_native(rows, flops, min_flops)
+        if threads > 1:
+            seen.append(two_cores.blas_threads())
+        return threads
+
     monkeypatch.setattr(two_cores, "halves", spy)
-    for limit in ("GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS"):  # this small CNN's convs split too
+    monkeypatch.setattr(two_cores, "native_threads", spy_native)
+    for limit in ("GEMM_MIN_FLOPS", "WINOGRAD_MIN_FLOPS", "NATIVE_MIN_FLOPS"):  # this small
+        # CNN's convs split too
         monkeypatch.setattr(two_cores, limit, two_cores.MIN_FLOPS)
     with threadpool_limits(limits=1, user_api="blas"):
         one = _cnn_trainer()

@@ -11,12 +11,17 @@ Rerun it after adding a kernel or changing the arrays an op hands its kernels
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# A fresh install's first step: the ops' parallel kernels are compiled on a helper thread,
+# not in the step (engine.kernels.parallel.ready), so they are not the helper's to compile.
+os.environ["WIREGRAD_COMPILE_AT_ONCE"] = "0"
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from engine.kernels.parallel import pin_blas  # noqa: F401  (the ops call k.pin_blas())
+
 RELU, TANH = 0, 1
-_PINNED: list | None = None  # the BLAS libraries Numba's np.dot calls, once found
 EXP_FLOOR = 36.0  # e^-36 < 3e-16: beyond it the exponential counts as 0
 # Reassociation and contraction let LLVM vectorise the passes (no nnan/ninf: the saturation
 # below relies on exact comparisons).
@@ -68,27 +69,6 @@ def _exp_neg(y):
     if k >= 1.0:
         scale *= 0.5
     return p * scale
-
-
-def pin_blas() -> None:
-    """Run the BLAS that Numba's ``np.dot`` calls (scipy's, through ``scipy.linalg.cython_blas``
-    — a library of its own, which thread limits set before it loaded never reached) on one
-    thread. The per-step products are small (e.g. 768×192 by 192×16): a second thread costs
-    more than it brings, and on a loaded machine a thread waiting for a busy core made a step
-    20× slower; the two-core batch split already runs one part per core. A library numpy
-    shares is left alone. Cheap after the first call (one query per library)."""
-    global _PINNED
-    if _PINNED is None:
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the library Numba calls)
-        from threadpoolctl import ThreadpoolController
-
-        libs = ThreadpoolController().select(user_api="blas").lib_controllers
-        _PINNED = [lib for lib in libs
-                   if "scipy" in lib.filepath.replace("\\", "/").rsplit("/", 2)[-2].lower()
-                   and "numpy" not in lib.filepath.lower()]
-    for lib in _PINNED:
-        if lib.num_threads != 1:
-            lib.set_num_threads(1)
 
 
 @njit(inline="always", **_JIT)

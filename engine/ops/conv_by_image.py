@@ -29,6 +29,10 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
     k = cg * kh * kw
     out = np.empty((n, cout, ho * wo), xp.dtype)
     wmat = weight.reshape(cout, k)
+    threads = two_cores.native_threads(n, 2.0 * cout * k * n * ho * wo)
+    if threads > 1 and _forward_native(ctx, params, xp, wmat, weight, bias, ho, wo, out,
+                                       threads):
+        return out.reshape(n, cout, ho, wo)
     win = kernels("conv").windows_by_image(xp, kh, kw, s, d, ho, wo)  # (N, C, kh, kw, Ho, Wo)
     nb = block_images(k * ho * wo, xp.dtype.itemsize)
     # one block holds the whole batch: its columns are kept for the backward (not rebuilt)
@@ -60,6 +64,11 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
     cout, cg, kh, kw = weight.shape
     ho, wo = g.shape[2], g.shape[3]
     k = cg * kh * kw
+    threads = two_cores.native_threads(n, 2.0 * cout * k * n * ho * wo)  # as the forward
+    if threads > 1:
+        grads = _backward_native(params, g, saved, weight, xp_shape, has_bias, need_x, threads)
+        if grads is not None:
+            return grads
     kept = saved if saved.ndim == 3 else None  # else the padded image
     win = kernels("conv").windows_by_image(saved, kh, kw, s, d, ho, wo) if kept is None else None
     g3 = np.ascontiguousarray(g).reshape(n, cout, ho * wo)
@@ -92,3 +101,63 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
     gwt = sum(p[0] for p in parts)
     gb = sum(p[1] for p in parts) if has_bias else None
     return gxp, gwt.T.reshape(weight.shape), gb
+
+
+def _forward_native(ctx, params: dict, xp: np.ndarray, wmat: np.ndarray, weight: np.ndarray,
+                    bias: np.ndarray | None, ho: int, wo: int, out: np.ndarray,
+                    threads: int) -> bool:
+    """The forward into *out* as one parallel Numba call, its images split over *threads*
+    (:mod:`engine.kernels.conv_by_image`); keeps the columns when they fit one block. False
+    (nothing done) while the kernel is not compiled yet (:func:`parallel.ready`)."""
+    from engine.kernels import parallel
+
+    n = xp.shape[0]
+    cout, k = wmat.shape
+    kh, kw = weight.shape[2:]
+    px = ho * wo
+    xp = np.ascontiguousarray(xp)
+    keep = n <= block_images(k * px, xp.dtype.itemsize)
+    kept = np.empty((n if keep else 0, k, px), xp.dtype)
+    b = np.empty(0, xp.dtype) if bias is None else np.ascontiguousarray(bias, xp.dtype)
+    kernel = kernels("conv_by_image").forward_parallel
+    args = (xp, np.ascontiguousarray(wmat), b, kh, kw, params["stride"], params["dilation"],
+            ho, wo, out, kept, parallel.bounds(n, threads))
+    if not parallel.ready(kernel, args, xp.dtype):
+        return False
+    with parallel.launch():
+        kernel(*args)
+    ctx.save(True, kept if keep else xp, weight, xp.shape, bias is not None)
+    return True
+
+
+def _backward_native(params: dict, g: np.ndarray, saved: np.ndarray, weight: np.ndarray,
+                     xp_shape: tuple, has_bias: bool, need_x: bool, threads: int
+                     ) -> tuple | None:
+    """The backward as one parallel Numba call; each part's weight and bias gradients are
+    summed here (in part order). None while the kernel is not compiled yet."""
+    from engine.kernels import parallel
+
+    n = xp_shape[0]
+    cout, cg, kh, kw = weight.shape
+    ho, wo = g.shape[2], g.shape[3]
+    k, px = cg * kh * kw, ho * wo
+    dt = g.dtype
+    if saved.ndim == 3:  # the forward kept the columns
+        kept, xp = saved, np.empty((0, 1, 1, 1), dt)
+    else:
+        kept, xp = np.empty((0, k, px), dt), saved
+    bounds = parallel.bounds(n, threads)
+    parts = bounds.shape[0] - 1
+    gws = np.zeros((parts, cout, k), dt)
+    gbs = np.zeros((parts, cout if has_bias else 0), dt)
+    gxp = np.zeros(xp_shape if need_x else (0, 1, 1, 1), dt)
+    kernel = kernels("conv_by_image").backward_parallel
+    args = (xp, kept, np.ascontiguousarray(weight.reshape(cout, k)), kh, kw, params["stride"],
+            params["dilation"], ho, wo, np.ascontiguousarray(g).reshape(n, cout, px), gws, gbs,
+            gxp, bounds)
+    if not parallel.ready(kernel, args, dt):
+        return None
+    with parallel.launch():
+        kernel(*args)
+    gb = gbs.sum(axis=0) if has_bias else None
+    return (gxp if need_x else None), gws.sum(axis=0).reshape(weight.shape), gb

@@ -78,14 +78,21 @@ def blocks(lo: int, hi: int, nb: int):
     return ((a, min(a + nb, hi)) for a in range(lo, hi, nb))
 
 
-def padded_tiles(channels: int, tiles: int, itemsize: int) -> int:
+def _spread(channels: int, padded: int, itemsize: int) -> bool:
+    """Whether position rows ``channels × padded`` values apart fall in ≥ 16 different 64-byte
+    line sets mod 4 KiB (see :func:`padded_tiles`)."""
+    lines = channels * padded * itemsize // 64
+    return bool((channels * padded * itemsize) % 64) or math.gcd(lines % 64, 64) <= 4
+
+
+def padded_tiles(channels: int, tiles: int, itemsize: int, *others: int) -> int:
     """Tiles per channel row of the forward's product ``M``: at least *tiles*, so many that
     its 16 or 36 position rows (``channels × padded`` values apart) fall in ≥ 16 different
     64-byte line sets mod 4 KiB, as :func:`engine.kernels.winograd.domain` spaces its rows —
-    while ``M`` stays C-contiguous, which the output transform needs to run vectorised."""
+    while ``M`` stays C-contiguous, which the output transform needs to run vectorised.
+    *others*: further channel counts whose rows must spread too (arrays sharing the count)."""
     for padded in range(tiles, tiles + 64):
-        lines = channels * padded * itemsize // 64
-        if (channels * padded * itemsize) % 64 or math.gcd(lines % 64, 64) <= 4:
+        if all(_spread(ch, padded, itemsize) for ch in (channels, *others)):
             return padded
     return tiles
 
@@ -111,6 +118,12 @@ def forward(ctx, params: dict, x: np.ndarray, weight: np.ndarray,
     u = wk.weights(weight)  # (16 or 36, Cout, C)
     y = np.empty((n, cout, 2 * th, 2 * tw), x.dtype)
     nb = block_images(c + cout, t, x.dtype.itemsize, wk.POSITIONS)
+    threads = two_cores.native_threads(n, 2.0 * wk.POSITIONS * cout * c * n * t)
+    if threads > 1 and _native_forward(wk, x, u, bias, p, th, tw, nb, y, threads):
+        if ho != 2 * th or wo != 2 * tw:
+            y = np.ascontiguousarray(y[:, :, :ho, :wo])
+        ctx.save("winograd", x, u, x.shape, bias is not None)
+        return y
     # one block holds the whole batch: its V is kept for the backward (not recomputed)
     kept = wk.domain(c, n * t, x.dtype) if n <= nb else None
 
@@ -160,6 +173,11 @@ def backward(ctx, params: dict, g: np.ndarray):
     else:
         gp = np.ascontiguousarray(g)
     need_x = not ctx.needs_input_grad or ctx.needs_input_grad[0]  # False: x is data
+    threads = two_cores.native_threads(n, 2.0 * wk.POSITIONS * cout * c * n * t)  # as forward
+    if threads > 1 and kept is None:
+        grads = _native_backward(wk, saved, u, gp, p, th, tw, has_bias, need_x, threads)
+        if grads is not None:
+            return grads
     gx = np.empty(x_shape, g.dtype) if need_x else None
     ut = u.transpose(0, 2, 1)  # (16 or 36, C, Cout)
     nb = n if kept is not None else block_images(c * (3 if need_x else 1) + cout, t,
@@ -201,3 +219,56 @@ def backward(ctx, params: dict, g: np.ndarray):
     parts = two_cores.halves(n, part) if split else [part(0, n)]
     gw = wk.weights_grad(sum(p[0] for p in parts), cout, c)  # (Cout, C, r, r)
     return gx, gw, sum(p[1] for p in parts) if has_bias else None
+
+
+def _native_padding(wk, c: int, cout: int, t: int, nb: int, itemsize: int) -> np.ndarray:
+    """int64 ``padded[k]``: tile columns of a block of k ≤ nb images (see
+    :mod:`engine.kernels.winograd_parts`)."""
+    return np.array([padded_tiles(c, k * t, itemsize, cout) for k in range(nb + 1)], np.int64)
+
+
+def _native_forward(wk, x: np.ndarray, u: np.ndarray, bias: np.ndarray | None, p: int,
+                    th: int, tw: int, nb: int, y: np.ndarray, threads: int) -> bool:
+    """The forward into *y* as one parallel Numba call, its images split over *threads*;
+    False (nothing done) while the kernel is not compiled yet (:func:`parallel.ready`)."""
+    from engine.kernels import parallel
+
+    n, c = x.shape[:2]
+    nb = min(nb, -(-n // threads))  # a part of fewer images takes its blocks that size
+    padded = _native_padding(wk, c, u.shape[1], th * tw, nb, x.itemsize)
+    b = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    kernel = kernels("winograd_parts").forward_parallel
+    args = (wk.HALO + 1, np.ascontiguousarray(x), u, b, p, th, tw, nb, padded, y,
+            parallel.bounds(n, threads))
+    if not parallel.ready(kernel, args, x.dtype):
+        return False
+    with parallel.launch():
+        kernel(*args)
+    return True
+
+
+def _native_backward(wk, x: np.ndarray, u: np.ndarray, gp: np.ndarray, p: int, th: int,
+                     tw: int, has_bias: bool, need_x: bool, threads: int) -> tuple | None:
+    """The backward as one parallel Numba call; the parts' dU and bias gradients are summed
+    here (in part order). None while the kernel is not compiled yet."""
+    from engine.kernels import parallel
+
+    n, c = x.shape[:2]
+    cout, dt = u.shape[1], gp.dtype
+    nb = block_images(c * (3 if need_x else 1) + cout, th * tw, dt.itemsize, wk.POSITIONS)
+    nb = min(nb, -(-n // threads))
+    padded = _native_padding(wk, c, cout, th * tw, nb, dt.itemsize)
+    bounds = parallel.bounds(n, threads)
+    parts = bounds.shape[0] - 1
+    dus = np.zeros((parts, wk.POSITIONS, cout, c), dt)
+    gbs = np.zeros((parts, cout if has_bias else 0), dt)
+    gx = np.empty(x.shape if need_x else (0, 1, 1, 1), dt)
+    kernel = kernels("winograd_parts").backward_parallel
+    args = (wk.HALO + 1, np.ascontiguousarray(x), np.ascontiguousarray(u.transpose(0, 2, 1)),
+            gp, p, th, tw, nb, padded, dus, gbs, gx, bounds)
+    if not parallel.ready(kernel, args, dt):
+        return None
+    with parallel.launch():
+        kernel(*args)
+    gw = wk.weights_grad(dus.sum(axis=0), cout, c)
+    return (gx if need_x else None), gw, gbs.sum(axis=0) if has_bias else None

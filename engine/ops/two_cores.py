@@ -75,6 +75,25 @@ def ways(rows: int, flops: float, min_flops: float | None = None) -> int:
     return 2 if rows >= 2 and flops >= least and threads >= 2 else 1
 
 
+# Ops whose kernels run both cores inside one Numba call (engine.kernels.parallel): the
+# fork and join cost microseconds, not a Python hand-off, so far smaller ops pay.
+NATIVE_MIN_FLOPS = 2e6
+
+
+def native_threads(rows: int, flops: float, min_flops: float | None = None) -> int:
+    """Threads (≥ 2) for an op of *rows* batch rows and *flops* work to run its parallel
+    Numba kernel on, or 1 (its serial kernel): two cores are owned as for :func:`ways`, the
+    work reaches *min_flops* (:data:`NATIVE_MIN_FLOPS` by default) and Numba's OpenMP layer
+    loads (:func:`engine.kernels.parallel.available`)."""
+    threads = _OWN[-1] if _OWN else blas_threads()
+    least = NATIVE_MIN_FLOPS if min_flops is None else min_flops
+    if rows < 2 or flops < least or threads < 2:
+        return 1
+    from engine.kernels import parallel
+
+    return min(threads, rows) if parallel.available() else 1
+
+
 class own_threads:  # noqa: N801  (used like a function: ``with own_threads(2):``)
     """A reusable block (a CNN's training step) in which the split ops own *threads* and every
     other BLAS call runs on one thread: a two-thread OpenBLAS GEMM elsewhere in the step (a
