@@ -34,11 +34,19 @@ def _run(name: str, params: dict, inputs: list, state: dict | None = None):
 
 
 def _both(name, params, inputs, monkeypatch, state=None):
-    """(unsplit results, split results, the row counts halves() was called with)."""
+    """(unsplit results, split results, the row counts each split was asked for with). The
+    split runs on Numba's threads (engine.kernels.parallel) and again as two Python halves:
+    both give the same numbers bit for bit."""
     set_split_limits(monkeypatch, 1e30)
     whole = _run(name, params, inputs, state)
+    with monkeypatch.context() as m:
+        halves_calls = force_split(m, native=False)
+        halves = _run(name, params, inputs, state)
     calls = force_split(monkeypatch)
     split = _run(name, params, inputs, state)
+    assert calls == halves_calls
+    for a, b in zip(split, halves, strict=True):
+        np.testing.assert_array_equal(a, b)
     return whole, split, calls
 
 
@@ -102,11 +110,21 @@ def test_activations_in_blocks_of_elements_give_the_unsplit_numbers(dtype, name,
 
 
 def test_small_ops_stay_whole_at_two_threads(monkeypatch):
-    """Below the measured sizes nothing splits: the hand-off would cost more than it saves."""
-    calls: list[int] = []
-    real = two_cores.halves
+    """Below the measured sizes nothing splits: the hand-off would cost more than it saves.
+    Numba's threads (cheap to start) take a memory pass from NATIVE_PASS_MIN_FLOPS, the two
+    Python halves only from PASS_MIN_FLOPS (when Numba's threads are not available)."""
+    calls: list = []
+    real, real_native = two_cores.halves, two_cores.native_threads
+
+    def native(rows, flops, min_flops=None):
+        threads = real_native(rows, flops, min_flops)
+        if threads > 1:
+            calls.append(("numba", rows))
+        return threads
+
     monkeypatch.setattr(two_cores, "blas_threads", lambda: 2)
     monkeypatch.setattr(two_cores, "halves", lambda n, fn: calls.append(n) or real(n, fn))
+    monkeypatch.setattr(two_cores, "native_threads", native)
     x = np.random.default_rng(4).standard_normal((8, 16, 24, 24)).astype(np.float32)  # 74k
     c = x.shape[1]
     state = {"running_mean": np.zeros(c, np.float32), "running_var": np.ones(c, np.float32)}
@@ -114,11 +132,22 @@ def test_small_ops_stay_whole_at_two_threads(monkeypatch):
     _run("max_pool2d", {"kernel": 2, "stride": None, "padding": 0}, [x])
     _run("relu", {}, [x])
     assert calls == []
-    big = np.zeros((64, 16, 32, 32), np.float32)  # 1M elements: still whole (see PASS_MIN_FLOPS)
+    big = np.zeros((64, 16, 32, 32), np.float32)  # 1M elements (see NATIVE_PASS_MIN_FLOPS)
+    _run("max_pool2d", {"kernel": 2, "stride": None, "padding": 0}, [big])  # 8 per element
+    _run("relu", {}, [big])  # 4 per element: stays whole
+    assert calls == [("numba", 64)] * 2  # the pool's forward and backward
+    calls.clear()
+    huge = np.zeros((64, 64, 64, 64), np.float32)  # 16M elements: pool and relu split
+    _run("max_pool2d", {"kernel": 2, "stride": None, "padding": 0}, [huge])
+    _run("relu", {}, [huge])
+    assert calls == [("numba", 64)] * 2 + [("numba", huge.size)] * 2
+    calls.clear()
+    from engine.kernels import parallel
+
+    monkeypatch.setattr(parallel, "available", lambda: False)
     _run("max_pool2d", {"kernel": 2, "stride": None, "padding": 0}, [big])
     _run("relu", {}, [big])
-    assert calls == []
-    huge = np.zeros((64, 64, 64, 64), np.float32)  # 16M elements: pool and relu split
+    assert calls == []  # 1M elements: still whole on Python threads (see PASS_MIN_FLOPS)
     _run("max_pool2d", {"kernel": 2, "stride": None, "padding": 0}, [huge])
     _run("relu", {}, [huge])
     assert calls == [64, 64, huge.size, huge.size]

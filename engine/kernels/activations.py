@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
+from engine.kernels import parallel
 from engine.kernels.elementwise import _FAST, F32, _exp_nonpos32
 
 SILU_SATURATE = 36.0  # e^-36 < float32 eps²: beyond, sigmoid is exactly 0 or 1
@@ -73,6 +74,42 @@ def silu_fwd_d32(x, out, d):  # x, out, d: (N,) float32; out = x·σ(x), d = sil
         d[i] = s * (F32(1.0) + v * c)
 
 
+@njit(cache=True, nogil=True, parallel=True)
+def relu_fwd_parallel(x, out, bounds):
+    # relu_fwd over element blocks bounds[t] … bounds[t+1] − 1, one per thread
+    for t in prange(bounds.shape[0] - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        relu_fwd(x[lo:hi], out[lo:hi])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def relu_bwd_parallel(x, g, out, bounds):
+    for t in prange(bounds.shape[0] - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        relu_bwd(x[lo:hi], g[lo:hi], out[lo:hi])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def leaky_fwd_parallel(x, slope, out, bounds):
+    for t in prange(bounds.shape[0] - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        leaky_fwd(x[lo:hi], slope, out[lo:hi])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def leaky_bwd_parallel(x, g, slope, out, bounds):
+    for t in prange(bounds.shape[0] - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        leaky_bwd(x[lo:hi], g[lo:hi], slope, out[lo:hi])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def silu_fwd_d32_parallel(x, out, d, bounds):
+    for t in prange(bounds.shape[0] - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        silu_fwd_d32(x[lo:hi], out[lo:hi], d[lo:hi])
+
+
 def relu_fwd_ref(x: np.ndarray) -> np.ndarray:
     """Numpy twin of :func:`relu_fwd`."""
     return np.maximum(x, x.dtype.type(0))
@@ -113,55 +150,69 @@ def _flat(a: np.ndarray, dtype) -> np.ndarray:
 Blocks = Callable[[int, Callable[[int, int], object]], object]  # runs fn(lo, hi) over range(n)
 
 
-def _each(n: int, fn: Callable[[int, int], object], blocks: Blocks | None) -> None:
-    """``fn(0, n)``, or *blocks* (the op's two-core runner) over contiguous element blocks."""
+def _each(n: int, fn: Callable[[int, int], object], blocks: Blocks | None, threads: int = 1,
+          kernel=None, args: tuple = ()) -> None:
+    """``kernel(*args, bounds)`` on *threads* of Numba's (:func:`parallel.run`, when ≥ 2 and
+    compiled), else ``fn(0, n)``, or *blocks* (the op's two-core runner) over contiguous
+    element blocks."""
+    if kernel is not None and parallel.run(kernel, args, n, threads, args[0].dtype):
+        return
     if blocks is None:
         fn(0, n)
     else:
         blocks(n, fn)
 
 
-def relu(x: np.ndarray, blocks: Blocks | None = None) -> np.ndarray:
-    """ReLU of *x* (any shape), one pass (in element blocks through *blocks*, if given)."""
+def relu(x: np.ndarray, blocks: Blocks | None = None, threads: int = 1) -> np.ndarray:
+    """ReLU of *x* (any shape), one pass (in element blocks through *blocks*, if given, or on
+    *threads* of Numba's)."""
     flat = _flat(x, x.dtype)
     out = np.empty_like(flat)
-    _each(flat.size, lambda lo, hi: relu_fwd(flat[lo:hi], out[lo:hi]), blocks)
+    _each(flat.size, lambda lo, hi: relu_fwd(flat[lo:hi], out[lo:hi]), blocks, threads,
+          relu_fwd_parallel, (flat, out))
     return out.reshape(x.shape)
 
 
-def relu_grad(x: np.ndarray, g: np.ndarray, blocks: Blocks | None = None) -> np.ndarray:
+def relu_grad(x: np.ndarray, g: np.ndarray, blocks: Blocks | None = None,
+              threads: int = 1) -> np.ndarray:
     """``g · (x > 0)``, one pass; *g* broadcasts to x's shape."""
     dtype = np.result_type(x.dtype, g.dtype)
     gf = _flat(np.broadcast_to(g, x.shape), dtype)
     xf = _flat(x, x.dtype)
     out = np.empty_like(gf)
-    _each(xf.size, lambda lo, hi: relu_bwd(xf[lo:hi], gf[lo:hi], out[lo:hi]), blocks)
+    _each(xf.size, lambda lo, hi: relu_bwd(xf[lo:hi], gf[lo:hi], out[lo:hi]), blocks,
+          threads if xf.dtype == gf.dtype else 1, relu_bwd_parallel, (xf, gf, out))
     return out.reshape(x.shape)
 
 
-def leaky_relu(x: np.ndarray, slope: float, blocks: Blocks | None = None) -> np.ndarray:
+def leaky_relu(x: np.ndarray, slope: float, blocks: Blocks | None = None,
+               threads: int = 1) -> np.ndarray:
     """Leaky ReLU of *x* (any shape), one pass."""
     flat = _flat(x, x.dtype)
     out = np.empty_like(flat)
-    _each(flat.size, lambda lo, hi: leaky_fwd(flat[lo:hi], slope, out[lo:hi]), blocks)
+    _each(flat.size, lambda lo, hi: leaky_fwd(flat[lo:hi], slope, out[lo:hi]), blocks,
+          threads, leaky_fwd_parallel, (flat, float(slope), out))
     return out.reshape(x.shape)
 
 
 def leaky_relu_grad(x: np.ndarray, g: np.ndarray, slope: float,
-                    blocks: Blocks | None = None) -> np.ndarray:
+                    blocks: Blocks | None = None, threads: int = 1) -> np.ndarray:
     """``g · leaky'(x)``, one pass; *g* broadcasts to x's shape."""
     dtype = np.result_type(x.dtype, g.dtype)
     gf = _flat(np.broadcast_to(g, x.shape), dtype)
     xf = _flat(x, x.dtype)
     out = np.empty_like(gf)
-    _each(xf.size, lambda lo, hi: leaky_bwd(xf[lo:hi], gf[lo:hi], slope, out[lo:hi]), blocks)
+    _each(xf.size, lambda lo, hi: leaky_bwd(xf[lo:hi], gf[lo:hi], slope, out[lo:hi]), blocks,
+          threads if xf.dtype == gf.dtype else 1, leaky_bwd_parallel,
+          (xf, gf, float(slope), out))
     return out.reshape(x.shape)
 
 
-def silu_and_slope32(x: np.ndarray,
-                     blocks: Blocks | None = None) -> tuple[np.ndarray, np.ndarray]:
+def silu_and_slope32(x: np.ndarray, blocks: Blocks | None = None,
+                     threads: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(SiLU(x), SiLU'(x)) of a float32 *x* in one pass."""
     flat = _flat(x, np.float32)
     out, d = np.empty_like(flat), np.empty_like(flat)
-    _each(flat.size, lambda lo, hi: silu_fwd_d32(flat[lo:hi], out[lo:hi], d[lo:hi]), blocks)
+    _each(flat.size, lambda lo, hi: silu_fwd_d32(flat[lo:hi], out[lo:hi], d[lo:hi]), blocks,
+          threads, silu_fwd_d32_parallel, (flat, out, d))
     return out.reshape(x.shape), d.reshape(x.shape)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 # Reassociation lets LLVM vectorise the row sums (float64 accumulators; rounding-level change).
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
@@ -136,6 +136,22 @@ def batch_norm_bwd(g, x, mean, invstd, w, gx, gw, gb, c0, c1):
             d_x = ft(-a * r * gw[ch] / m)
             for k in range(s):
                 gx[i, ch, k] = a_x * g[i, ch, k] + c_x + d_x * (x[i, ch, k] - mu_x)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def batch_norm_fwd_parallel(x, mean, var, invstd, eps, w, b, out, bounds):
+    # training forward (stats, then apply) of channel blocks bounds[t] … bounds[t+1] − 1, one
+    # block per thread (engine.kernels.parallel)
+    for t in prange(bounds.shape[0] - 1):
+        batch_norm_stats(x, mean, var, invstd, eps, bounds[t], bounds[t + 1])
+        batch_norm_apply(x, mean, invstd, w, b, out, bounds[t], bounds[t + 1])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def batch_norm_bwd_parallel(g, x, mean, invstd, w, gx, gw, gb, bounds):
+    # training backward of channel blocks, one per thread (see batch_norm_fwd_parallel)
+    for t in prange(bounds.shape[0] - 1):
+        batch_norm_bwd(g, x, mean, invstd, w, gx, gw, gb, bounds[t], bounds[t + 1])
 
 
 # ------------------------------------------------------------------ numpy twins

@@ -166,3 +166,17 @@ def _compile_elsewhere(kernel, sig: tuple):
         return proc
     except Exception:  # noqa: BLE001  (the op keeps its serial route)
         return None
+
+
+def run(kernel, args: tuple, rows: int, threads: int, dtype) -> bool:
+    """``kernel(*args, bounds)``: the parallel *kernel* over *rows* cut into one block per
+    thread, when *threads* ≥ 2 and the kernel is :func:`ready`; False (nothing run)
+    otherwise."""
+    if threads < 2:
+        return False
+    full = (*args, bounds(rows, threads))
+    if not ready(kernel, full, dtype):
+        return False
+    with launch():
+        kernel(*full)
+    return True

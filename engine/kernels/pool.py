@@ -8,7 +8,7 @@ stride and (pre-applied) padding, max pooling keeping the flat argmax.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from engine.kernels.conv import col2im_ref, im2col, windows
 
@@ -103,6 +103,35 @@ def max_pool2_bwd(g, pos, dx):
                 for j in range(wo):
                     a = q[j]
                     plane[2 * y + (a >> 1), 2 * j + (a & 1)] = gr[j]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def max_pool2_fwd_parallel(x, out, pos, bounds):
+    # max_pool2_fwd over blocks of images bounds[t] … bounds[t+1] − 1, one per thread
+    for t in prange(bounds.shape[0] - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        max_pool2_fwd(x[lo:hi], out[lo:hi], pos[lo:hi])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def max_pool2_bwd_parallel(g, pos, dx, bounds):
+    for t in prange(bounds.shape[0] - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        max_pool2_bwd(g[lo:hi], pos[lo:hi], dx[lo:hi])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def avg_pool2_fwd_parallel(xp, div, out, bounds):
+    for t in prange(bounds.shape[0] - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        avg_pool2_fwd(xp[lo:hi], div, out[lo:hi])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def avg_pool2_bwd_parallel(g, scale, dx, bounds):
+    for t in prange(bounds.shape[0] - 1):
+        lo, hi = bounds[t], bounds[t + 1]
+        avg_pool2_bwd(g[lo:hi], scale, dx[lo:hi])
 
 
 def max_pool_fwd_ref(xp: np.ndarray, kh: int, kw: int, stride: int, ho: int, wo: int):

@@ -136,13 +136,22 @@ def _blocks(x: np.ndarray):
     return two_cores.halves if split else None
 
 
+def _threads(x: np.ndarray) -> int:
+    """Numba threads for a one-pass kernel over *x* (1: not on Numba's threads; see
+    :func:`engine.ops.two_cores.native_threads`)."""
+    return two_cores.native_threads(x.size, _PASS_FLOPS * x.size,
+                                    two_cores.NATIVE_PASS_MIN_FLOPS)
+
+
 def _relu_fwd(x, p):
-    return _act().relu(x, _blocks(x)) if x.size >= RELU_KERNEL_MIN else np.maximum(x, 0)
+    if x.size < RELU_KERNEL_MIN:
+        return np.maximum(x, 0)
+    return _act().relu(x, _blocks(x), _threads(x))
 
 
 def _relu_grad(x, o, g, p):
     if x.size >= RELU_KERNEL_MIN:
-        return _act().relu_grad(x, g, _blocks(x))
+        return _act().relu_grad(x, g, _blocks(x), _threads(x))
     return g * (x > 0)
 
 
@@ -232,8 +241,9 @@ unary("clamp", """Clamp x into [min, max]; either bound may be left empty.
       ])
 
 unary("leaky_relu", "Leaky ReLU: x for x > 0, negative_slope·x otherwise.",
-      lambda x, p: _act().leaky_relu(x, p["negative_slope"], _blocks(x)),
-      lambda x, o, g, p: _act().leaky_relu_grad(x, g, p["negative_slope"], _blocks(x)),
+      lambda x, p: _act().leaky_relu(x, p["negative_slope"], _blocks(x), _threads(x)),
+      lambda x, o, g, p: _act().leaky_relu_grad(x, g, p["negative_slope"], _blocks(x),
+                                                _threads(x)),
       params=[Param("negative_slope", "float", 0.01, doc="Slope for x ≤ 0.")],
       examples=[Example([((3, 4), "float")]),
                 Example([((2, 3, 5), "float")], {"negative_slope": 0.2}),
@@ -254,18 +264,19 @@ unary("sigmoid", "Logistic sigmoid: 1 / (1 + e⁻ˣ).", lambda x, p: _sigmoid(x)
 
 def _silu_grad(x, out, g, p):
     if x.dtype == np.float32:  # the training forward's slope kernel: every backward agrees
-        return np.multiply(g, _act().silu_and_slope32(x, _blocks(x))[1], dtype=np.float32)
+        slope = _act().silu_and_slope32(x, _blocks(x), _threads(x))[1]
+        return np.multiply(g, slope, dtype=np.float32)
     s = _sigmoid(x)
     return g * (s * (1 + x * (1 - s)))
 
 
 def _silu_slope(x, p):
-    return _act().silu_and_slope32(x, _blocks(x)) if x.dtype == np.float32 else None
+    return _act().silu_and_slope32(x, _blocks(x), _threads(x)) if x.dtype == np.float32 else None
 
 
 def _silu_fwd(x, p):  # float32: the training kernel, so training and inference agree
     if x.dtype == np.float32:
-        return _act().silu_and_slope32(x, _blocks(x))[0]
+        return _act().silu_and_slope32(x, _blocks(x), _threads(x))[0]
     return x * _sigmoid(x)
 
 

@@ -121,8 +121,13 @@ def _bn_infer(inputs, params):
 _FWD_FLOPS, _BWD_FLOPS = 6.0, 10.0
 
 
-def _by_channels(c: int, work: float, fn) -> None:
-    """``fn(c0, c1)`` over the *c* channels: two threads in blocks when *work* pays."""
+def _by_channels(c: int, work: float, fn, kernel=None, args: tuple = (), dtype=None) -> None:
+    """``fn(c0, c1)`` over the *c* channels, or the parallel Numba *kernel* ``(*args,
+    bounds)`` over blocks of channels on Numba's threads (:func:`two_cores.run_native`), or
+    two Python threads in blocks when *work* pays."""
+    if kernel is not None and two_cores.run_native(c, work, kernel, args, dtype,
+                                                   two_cores.NATIVE_PASS_MIN_FLOPS):
+        return
     if two_cores.ways(c, work, two_cores.PASS_MIN_FLOPS) == 2:
         two_cores.halves(c, fn)
     else:
@@ -149,7 +154,8 @@ def _bn_forward(ctx, params, x, weight=None, bias=None):
             k.batch_norm_stats(x3, mean, var, invstd, eps, c0, c1)
             k.batch_norm_apply(x3, mean, invstd, w, b, out, c0, c1)
 
-        _by_channels(c, _FWD_FLOPS * x3.size, part)
+        _by_channels(c, _FWD_FLOPS * x3.size, part, k.batch_norm_fwd_parallel,
+                     (x3, mean, var, invstd, eps, w, b, out), x.dtype)
         mom = float(params["momentum"])
         rm *= 1.0 - mom
         rm += (mom * mean).astype(rm.dtype)
@@ -173,7 +179,8 @@ def _bn_backward(ctx, params, g):
         gb = np.empty(c)
         k = kernels("norm")
         _by_channels(c, _BWD_FLOPS * x3.size, lambda c0, c1: k.batch_norm_bwd(
-            g3, x3, mean, invstd, w, gx, gw, gb, c0, c1))
+            g3, x3, mean, invstd, w, gx, gw, gb, c0, c1), k.batch_norm_bwd_parallel,
+            (g3, x3, mean, invstd, w, gx, gw, gb), x3.dtype)
     else:  # running statistics are constants: a per-channel affine map
         scale = (w * invstd)[:, None]
         gx = (g3 * scale).astype(x3.dtype)

@@ -41,8 +41,14 @@ def _geometry(x: np.ndarray, params) -> tuple[int, int, int, int, int]:
 _FLOPS_PER_ELEMENT = 8.0
 
 
-def _by_rows(n: int, elements: int, fn) -> None:
-    """``fn(lo, hi)`` over the *n* images: two threads in blocks when the work pays."""
+def _by_rows(n: int, elements: int, fn, kernel=None, args: tuple = (), dtype=None) -> None:
+    """``fn(lo, hi)`` over the *n* images, or the parallel Numba *kernel* ``(*args, bounds)``
+    over blocks of images on Numba's threads (:func:`two_cores.run_native`), or two Python
+    threads in blocks when the work pays."""
+    if kernel is not None and two_cores.run_native(n, _FLOPS_PER_ELEMENT * elements, kernel,
+                                                   args, dtype,
+                                                   two_cores.NATIVE_PASS_MIN_FLOPS):
+        return
     if two_cores.ways(n, _FLOPS_PER_ELEMENT * elements, two_cores.PASS_MIN_FLOPS) == 2:
         two_cores.halves(n, fn)
     else:
@@ -63,7 +69,8 @@ def _max_forward(ctx, params, x):
         pos = np.empty(out.shape, np.uint8)
         pool = kernels("pool")
         _by_rows(x.shape[0], x.size, lambda lo, hi: pool.max_pool2_fwd(
-            x[lo:hi], out[lo:hi], pos[lo:hi]))
+            x[lo:hi], out[lo:hi], pos[lo:hi]), pool.max_pool2_fwd_parallel, (x, out, pos),
+            x.dtype)
         ctx.save(pos, x.shape, None)
         return out
     xp = np.ascontiguousarray(_pad(x, p, -np.inf))
@@ -81,7 +88,8 @@ def _max_backward(ctx, params, g):
         g = np.ascontiguousarray(g)
         pool = kernels("pool")
         _by_rows(g.shape[0], gx.size, lambda lo, hi: pool.max_pool2_bwd(
-            g[lo:hi], arg[lo:hi], gx[lo:hi]))
+            g[lo:hi], arg[lo:hi], gx[lo:hi]), pool.max_pool2_bwd_parallel, (g, arg, gx),
+            g.dtype)
         _zero_tail(gx, g.shape[2], g.shape[3])
         return (gx,)
     gxp = np.zeros(xp_shape, g.dtype)
@@ -116,7 +124,7 @@ def _avg_forward(ctx, params, x):
     if k == s == 2:  # 5-7× faster than the general loop (measured on 64×16×24×24)
         pool = kernels("pool")
         _by_rows(x.shape[0], xp.size, lambda lo, hi: pool.avg_pool2_fwd(
-            xp[lo:hi], d, out[lo:hi]))
+            xp[lo:hi], d, out[lo:hi]), pool.avg_pool2_fwd_parallel, (xp, d, out), x.dtype)
     else:
         kernels("pool").avg_pool_fwd(xp, k, s, d, out)
     ctx.save(x.shape, div)
@@ -135,7 +143,8 @@ def _avg_backward(ctx, params, g):
         gxp = np.empty(padded, g.dtype)
         pool = kernels("pool")
         _by_rows(g.shape[0], gxp.size, lambda lo, hi: pool.avg_pool2_bwd(
-            gd[lo:hi], scale, gxp[lo:hi]))
+            gd[lo:hi], scale, gxp[lo:hi]), pool.avg_pool2_bwd_parallel, (gd, scale, gxp),
+            g.dtype)
         _zero_tail(gxp, g.shape[2], g.shape[3])
     else:
         gxp = np.zeros(padded, g.dtype)

@@ -78,6 +78,16 @@ def ways(rows: int, flops: float, min_flops: float | None = None) -> int:
 # Ops whose kernels run both cores inside one Numba call (engine.kernels.parallel): the
 # fork and join cost microseconds, not a Python hand-off, so far smaller ops pay.
 NATIVE_MIN_FLOPS = 2e6
+# Memory-bound passes on Numba's threads (batch norm, 2×2 pools, activation kernels; their
+# flops counted as above: 6–10 per element for batch norm, 8 for pools, 4 for activations).
+# Forward + backward wall ms, one thread → Numba's two, alternating in one process (session
+# 9, bench/RESULTS.md): 64×16×24² (590k elements) max pool 0.348 → 0.256, avg pool 0.263 →
+# 0.193, leaky 0.213 → 0.160, SiLU 0.348 → 0.395; 64×32×12² (295k) max pool 0.246 → 0.256,
+# avg pool 0.168 → 0.201; 96×48×10² (461k) max pool 0.407 → 0.414, avg 0.263 → 0.298. Batch
+# norm (fwd 6 + bwd 10 per element) 590k 0.51 → 0.36, 295k 0.32 → 0.29, 461k 0.57 → 0.37
+# alone, but inside cnn_stride20's step its 461k backward ran 0.34 → 0.43 ms (cnn_issue24's
+# 590k 0.55 → 0.47): from 5 MFLOP, about 500k elements of batch norm's backward.
+NATIVE_PASS_MIN_FLOPS = 5e6
 
 
 def native_threads(rows: int, flops: float, min_flops: float | None = None) -> int:
@@ -92,6 +102,19 @@ def native_threads(rows: int, flops: float, min_flops: float | None = None) -> i
     from engine.kernels import parallel
 
     return min(threads, rows) if parallel.available() else 1
+
+
+def run_native(rows: int, flops: float, kernel, args: tuple, dtype,
+               min_flops: float | None = None) -> bool:
+    """Run the parallel Numba *kernel* as ``kernel(*args, bounds)`` over *rows* cut into one
+    block per thread, when :func:`native_threads` says it pays and the kernel is compiled
+    (:func:`engine.kernels.parallel.run`); False (nothing run) otherwise."""
+    threads = native_threads(rows, flops, min_flops)
+    if threads < 2:
+        return False
+    from engine.kernels import parallel
+
+    return parallel.run(kernel, args, rows, threads, dtype)
 
 
 class own_threads:  # noqa: N801  (used like a function: ``with own_threads(2):``)
