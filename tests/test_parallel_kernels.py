@@ -42,7 +42,7 @@ def test_a_kernel_compiles_at_once_when_asked(monkeypatch):
 def test_a_fresh_install_runs_serial_while_a_helper_process_compiles(monkeypatch):
     """The first ask starts one helper process with the kernel's signature and answers no;
     asks within LOOK_EVERY do not look again; once the cache has the kernel, yes."""
-    from engine.kernels import conv_by_image, precompile
+    from engine.kernels import conv_gemm, precompile
 
     _fresh(monkeypatch, background=True)
     jobs: list = []
@@ -58,7 +58,7 @@ def test_a_fresh_install_runs_serial_while_a_helper_process_compiles(monkeypatch
             pass
 
     monkeypatch.setattr(precompile, "_spawn", _Proc)
-    kernel = conv_by_image.forward_parallel
+    kernel = conv_gemm.forward_parallel
     xp, wmat = np.ones((2, 1, 5, 5), np.float32), np.ones((3, 4), np.float32)
     args = (xp, wmat, np.empty(0, np.float32), 2, 2, 1, 1, 4, 4,
             np.empty((2, 3, 16), np.float32), np.empty((0, 4, 16), np.float32),
@@ -70,7 +70,7 @@ def test_a_fresh_install_runs_serial_while_a_helper_process_compiles(monkeypatch
     clock = [100.0]
     monkeypatch.setattr(parallel.time, "monotonic", lambda: clock[0])
     assert not parallel.ready(kernel, args, np.float32)
-    assert len(jobs) == 1 and jobs[0][0][:2] == ["engine.kernels.conv_by_image",
+    assert len(jobs) == 1 and jobs[0][0][:2] == ["engine.kernels.conv_gemm",
                                                  "forward_parallel"]
     assert tuple(precompile.rebuild(a) for a in jobs[0][0][2]) == sig
     cached.add(sig)  # the helper has saved it

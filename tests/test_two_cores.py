@@ -34,8 +34,11 @@ def _conv(x, w, b, params):
     ((4, 2, 9, 8), (3, 2, 3, 3), {"stride": 1, "padding": 1}, True),  # per image (C < 8)
     ((3, 1, 11, 11), (4, 1, 5, 5), {"stride": 2, "padding": 2}, True),
     ((7, 3, 6, 5), (2, 3, 2, 3), {"stride": 1, "padding": 1, "dilation": 2}, True),
-    # columns too large to keep for the backward (rebuilt from the padded image)
+    # columns too large to keep on the Python-halves route (rebuilt from the padded image)
     ((5, 8, 40, 40), (3, 8, 3, 3), {"stride": 2, "padding": 1}, True),
+    # wide input, tiny output: the whole-batch route (blocks of images side by side)
+    ((7, 20, 6, 6), (5, 20, 3, 3), {"stride": 2, "padding": 1}, False),
+    ((3, 2, 5, 4), (4, 2, 5, 3), {"stride": 1, "padding": 0, "dilation": 1}, False),
 ])
 @pytest.mark.parametrize("native", [True, False], ids=["numba-threads", "python-halves"])
 def test_two_halves_give_the_unsplit_numbers(shape, wshape, params, route, native,
@@ -108,6 +111,61 @@ def test_nothing_splits_under_a_one_thread_cap_or_for_small_work():
         assert two_cores.ways(64, 1e12) == 2
         assert two_cores.ways(1, 1e12) == 1  # one image
         assert two_cores.ways(64, two_cores.MIN_FLOPS / 2) == 1
+
+
+def _numba_threads_against_one(shapes, params, needs, route, patch, monkeypatch):
+    """conv2d forward + backward of random (x, w, b, g) of *shapes* on one thread, then on
+    Numba's threads with *patch* ``(module, name, value)`` applied: the same numbers, the
+    expected route, one split per pass, no image gradient when x is data."""
+    params = {"dilation": 1, "groups": 1, **params}
+    rng = np.random.default_rng(9)
+    x, w, b, g = (rng.standard_normal(shape) for shape in shapes)
+    spec = registry.get("conv2d")
+
+    def run():
+        ctx = _Ctx()
+        ctx.needs_input_grad = needs
+        y = spec.forward(ctx, params, x, w, b)
+        assert ctx.saved[0] is route
+        return (y, *spec.backward(ctx, params, g))
+
+    set_split_limits(monkeypatch, 1e30)
+    whole = run()
+    monkeypatch.setattr(*patch)
+    calls = force_split(monkeypatch)
+    split = run()
+    assert calls == [x.shape[0], x.shape[0]]
+    assert (split[1] is None) == (needs == (False, True, True))
+    for got, want in zip(split, whole, strict=True):
+        if want is None:
+            assert got is None
+            continue
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+NEEDS = pytest.mark.parametrize("needs", [(), (False, True, True)], ids=["x-grad", "x-is-data"])
+
+
+@pytest.mark.parametrize("keep_bytes", [0, 1 << 30], ids=["rebuilt", "kept"])
+@NEEDS
+def test_the_per_image_route_on_numba_threads_with_and_without_kept_columns(keep_bytes, needs,
+                                                                          monkeypatch):
+    """Columns kept from the forward for the backward, or (past KEEP_BYTES) rebuilt there."""
+    from engine.ops import conv_by_image
+
+    _numba_threads_against_one(((5, 3, 11, 10), (4, 3, 3, 3), (4,), (5, 4, 5, 4)),
+                               {"stride": 2, "padding": 1, "dilation": 2}, needs, True,
+                               (conv_by_image, "KEEP_BYTES", keep_bytes), monkeypatch)
+
+
+@NEEDS
+def test_the_whole_batch_route_in_one_image_blocks_on_numba_threads(needs, monkeypatch):
+    """Wide input, tiny output: blocks of one image each (BLOCK_BYTES 1)."""
+    from engine.ops import conv_whole
+
+    _numba_threads_against_one(((5, 20, 6, 6), (3, 20, 3, 3), (3,), (5, 3, 3, 3)),
+                               {"stride": 2, "padding": 1}, needs, False,
+                               (conv_whole, "BLOCK_BYTES", 1), monkeypatch)
 
 
 def test_the_whole_batch_route_splits_too(monkeypatch):

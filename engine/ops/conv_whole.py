@@ -59,9 +59,13 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
     n, c = xp.shape[:2]
     cout, cg, kh, kw = weight.shape
     k, px = cg * kh * kw, ho * wo
+    y = np.empty((n, cout, ho, wo), xp.dtype)
+    threads = two_cores.native_threads(n, 2.0 * cout * k * n * px) if groups == 1 else 1
+    if threads > 1 and _forward_native(params, xp, weight, bias, y, threads):
+        ctx.save(False, xp, weight, xp.shape, bias is not None)
+        return y
     win = kernels("conv").windows(xp, kh, kw, s, d, ho, wo)  # (C, kh, kw, N, Ho, Wo)
     w_g = weight.reshape(groups, cout // groups, k)
-    y = np.empty((n, cout, ho, wo), xp.dtype)
     nb = block_images(c * kh * kw * px, xp.dtype.itemsize)
     # one block holds the whole batch: its columns are kept for the backward (not rebuilt)
     kept = np.empty(win.shape, xp.dtype) if n <= nb else None
@@ -97,6 +101,11 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
     cout, cg, kh, kw = weight.shape
     ho, wo = g.shape[2], g.shape[3]
     k, px = cg * kh * kw, ho * wo
+    threads = two_cores.native_threads(n, 2.0 * cout * k * n * px) if groups == 1 else 1
+    if threads > 1 and saved.ndim == 4:  # as the forward decided; it saved the image
+        grads = _backward_native(params, g, saved, weight, has_bias, need_x, threads)
+        if grads is not None:
+            return grads
     kept = saved.reshape(groups, k, n * px) if saved.ndim == 6 else None  # else the image
     win = kernels("conv").windows(saved, kh, kw, s, d, ho, wo) if kept is None else None
     w_t = weight.reshape(groups, cout // groups, k).transpose(0, 2, 1)
@@ -130,3 +139,46 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
     gw_t = sum(p[0] for p in parts)
     gb = sum(p[1] for p in parts) if has_bias else None
     return gxp, gw_t.transpose(0, 2, 1).reshape(weight.shape), gb
+
+
+def _forward_native(params: dict, xp: np.ndarray, weight: np.ndarray,
+                    bias: np.ndarray | None, y: np.ndarray, threads: int) -> bool:
+    """The forward into *y* as one parallel Numba call, its images split over *threads* in
+    blocks of columns (:mod:`engine.kernels.conv_gemm`); False (nothing done) while the
+    kernel is not compiled yet."""
+    from engine.kernels import parallel
+
+    n = xp.shape[0]
+    cout, cg, kh, kw = weight.shape
+    k, px = cg * kh * kw, y.shape[2] * y.shape[3]
+    nb = min(block_images(k * px, xp.dtype.itemsize), -(-n // threads))
+    b = np.empty(0, xp.dtype) if bias is None else np.ascontiguousarray(bias, xp.dtype)
+    args = (np.ascontiguousarray(xp), np.ascontiguousarray(weight.reshape(cout, k)), b, kh, kw,
+            params["stride"], params["dilation"], y.shape[2], y.shape[3], nb,
+            y.reshape(n, cout, px))
+    return parallel.run(kernels("conv_gemm").block_forward_parallel, args, n, threads,
+                        xp.dtype)
+
+
+def _backward_native(params: dict, g: np.ndarray, xp: np.ndarray, weight: np.ndarray,
+                     has_bias: bool, need_x: bool, threads: int) -> tuple | None:
+    """The backward as one parallel Numba call; the parts' weight and bias gradients are
+    summed here (in part order). None while the kernel is not compiled yet."""
+    from engine.kernels import parallel
+
+    n = xp.shape[0]
+    cout, cg, kh, kw = weight.shape
+    ho, wo = g.shape[2], g.shape[3]
+    k, px, dt = cg * kh * kw, ho * wo, g.dtype
+    nb = min(block_images(k * px * (2 if need_x else 1), dt.itemsize), -(-n // threads))
+    parts = parallel.bounds(n, threads).shape[0] - 1
+    gws = np.zeros((parts, cout, k), dt)
+    gbs = np.zeros((parts, cout if has_bias else 0), dt)
+    gxp = np.zeros(xp.shape if need_x else (0, 1, 1, 1), dt)
+    args = (np.ascontiguousarray(xp), np.ascontiguousarray(weight.reshape(cout, k)), kh, kw,
+            params["stride"], params["dilation"], ho, wo, nb,
+            np.ascontiguousarray(g).reshape(n, cout, px), gws, gbs, gxp)
+    if not parallel.run(kernels("conv_gemm").block_backward_parallel, args, n, threads, dt):
+        return None
+    gb = gbs.sum(axis=0) if has_bias else None
+    return (gxp if need_x else None), gws.sum(axis=0).reshape(weight.shape), gb

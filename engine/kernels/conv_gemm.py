@@ -1,0 +1,192 @@
+"""The GEMM routes of conv2d as one Numba call per pass, their images split over the cores
+(:mod:`engine.kernels.parallel`).
+
+Per image (``forward_part`` / ``backward_part``): its columns ``(C·kh·kw, Ho·Wo)`` built in a
+buffer that stays in cache, one GEMM (``np.dot``: SciPy's BLAS, one thread inside each worker)
+straight into the NCHW output, the bias added while the output is in cache. The backward
+rebuilds each image's columns (or reads the ones the forward kept), adds its weight-gradient
+GEMM into its part's accumulator and scatters ``Wᵀ·g`` back into the image gradient (col2im).
+
+Whole blocks of images (``block_forward_part`` / ``block_backward_part``, for wide inputs and
+tiny outputs, where a GEMM per image would be too thin): the columns of *nb* images side by
+side ``(C·kh·kw, nb·Ho·Wo)``, one GEMM per block, the result moved into NCHW.
+
+Parts own disjoint images, so only the weight and bias gradients are summed, per part, by the
+caller. Layouts: padded image ``xp (N, C, Hp, Wp)``; weights ``wmat (Cout, C·kh·kw)``; output
+and gradient ``(N, Cout, Ho·Wo)``; kept columns ``(N, C·kh·kw, Ho·Wo)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True)
+def _windows(img, b, kh, kw, s, d, ho, wo, cols, off, scatter):
+    # scatter False (im2col): image b of img (N, C, Hp, Wp) → columns off … off + Ho·Wo − 1
+    # of cols (C·kh·kw, ≥ Ho·Wo); True (col2im): those columns accumulated into image b
+    r = 0
+    for ch in range(img.shape[1]):
+        for i in range(kh):
+            for j in range(kw):
+                for y in range(ho):
+                    row = y * s + i * d
+                    q = off + y * wo
+                    if s == 1:  # contiguous rows: the loops vectorise
+                        if scatter:
+                            for x in range(wo):
+                                img[b, ch, row, x + j * d] += cols[r, q + x]
+                        else:
+                            for x in range(wo):
+                                cols[r, q + x] = img[b, ch, row, x + j * d]
+                    elif scatter:
+                        for x in range(wo):
+                            img[b, ch, row, x * s + j * d] += cols[r, q + x]
+                    else:
+                        for x in range(wo):
+                            cols[r, q + x] = img[b, ch, row, x * s + j * d]
+                r += 1
+
+
+@njit(cache=True, nogil=True)
+def _columns(xp, b, kh, kw, s, d, ho, wo, cols, off=0):
+    _windows(xp, b, kh, kw, s, d, ho, wo, cols, off, False)
+
+
+@njit(cache=True, nogil=True)
+def _scatter(gcols, b, kh, kw, s, d, ho, wo, gxp, off=0):
+    _windows(gxp, b, kh, kw, s, d, ho, wo, gcols, off, True)
+
+
+@njit(cache=True, nogil=True)
+def forward_part(xp, wmat, bias, kh, kw, s, d, ho, wo, out, kept, lo, hi):
+    # images lo … hi-1: out[b] = wmat @ cols(b) (+ bias); the columns written to kept[b] when
+    # kept.shape[0] == N (kept for the backward), else kept is a (0, k, px) placeholder and
+    # each image's columns go to a buffer
+    keep = kept.shape[0] == out.shape[0]
+    buf = np.empty((wmat.shape[1], ho * wo), out.dtype)
+    for b in range(lo, hi):
+        cols = kept[b] if keep else buf
+        _columns(xp, b, kh, kw, s, d, ho, wo, cols)
+        o = out[b]
+        np.dot(wmat, cols, o)
+        if bias.shape[0]:
+            for co in range(o.shape[0]):
+                o[co] += bias[co]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def forward_parallel(xp, wmat, bias, kh, kw, s, d, ho, wo, out, kept, bounds):
+    for t in prange(bounds.shape[0] - 1):
+        forward_part(xp, wmat, bias, kh, kw, s, d, ho, wo, out, kept, bounds[t], bounds[t + 1])
+
+
+@njit(cache=True, nogil=True)
+def backward_part(xp, kept, wmat, kh, kw, s, d, ho, wo, g3, gw, gb, gxp, lo, hi):
+    # images lo … hi-1: gw (Cout, k) += g(b) @ cols(b)ᵀ, gb (Cout,) += Σ g(b) (when
+    # gb.shape[0] > 0), and unless gxp is a (0, …) placeholder, gxp[b] += col2im(wmatᵀ @ g(b));
+    # columns from kept (N, k, px) when it holds the batch, else rebuilt from xp
+    keep = kept.shape[0] == g3.shape[0]
+    k, px = wmat.shape[1], ho * wo
+    buf = np.empty((k, px), g3.dtype)
+    gcols = np.empty((k, px), g3.dtype)
+    gwb = np.empty(gw.shape, g3.dtype)
+    wt = wmat.T
+    for b in range(lo, hi):
+        if keep:
+            cols = kept[b]
+        else:
+            _columns(xp, b, kh, kw, s, d, ho, wo, buf)
+            cols = buf
+        gimg = g3[b]
+        np.dot(gimg, cols.T, gwb)
+        gw += gwb
+        for co in range(gb.shape[0]):
+            acc = 0.0
+            for q in range(px):
+                acc += gimg[co, q]
+            gb[co] += acc
+        if gxp.shape[0]:
+            np.dot(wt, gimg, gcols)
+            _scatter(gcols, b, kh, kw, s, d, ho, wo, gxp)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def backward_parallel(xp, kept, wmat, kh, kw, s, d, ho, wo, g3, gws, gbs, gxp, bounds):
+    # part t accumulates into gws[t] (Cout, k) and gbs[t] (Cout,)
+    for t in prange(bounds.shape[0] - 1):
+        backward_part(xp, kept, wmat, kh, kw, s, d, ho, wo, g3, gws[t], gbs[t], gxp,
+                      bounds[t], bounds[t + 1])
+
+
+@njit(cache=True, nogil=True)
+def block_forward_part(xp, wmat, bias, kh, kw, s, d, ho, wo, nb, out, lo, hi):
+    # images lo … hi-1 in blocks of ≤ nb: out[b] = wmat @ cols(b) (+ bias), one GEMM a block
+    cout, k = wmat.shape
+    px = ho * wo
+    size = min(nb, hi - lo)
+    colbuf = np.empty(k * size * px, xp.dtype)
+    obuf = np.empty(cout * size * px, xp.dtype)
+    for a in range(lo, hi, size):
+        m = min(size, hi - a)
+        cols = colbuf[:k * m * px].reshape(k, m * px)
+        o = obuf[:cout * m * px].reshape(cout, m * px)
+        for i in range(m):
+            _columns(xp, a + i, kh, kw, s, d, ho, wo, cols, i * px)
+        np.dot(wmat, cols, o)
+        for i in range(m):
+            for co in range(cout):
+                bc = bias[co] if bias.shape[0] else 0.0
+                for q in range(px):
+                    out[a + i, co, q] = o[co, i * px + q] + bc
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def block_forward_parallel(xp, wmat, bias, kh, kw, s, d, ho, wo, nb, out, bounds):
+    for t in prange(bounds.shape[0] - 1):
+        block_forward_part(xp, wmat, bias, kh, kw, s, d, ho, wo, nb, out, bounds[t],
+                           bounds[t + 1])
+
+
+@njit(cache=True, nogil=True)
+def block_backward_part(xp, wmat, kh, kw, s, d, ho, wo, nb, g3, gw, gb, gxp, lo, hi):
+    # images lo … hi-1 in blocks of ≤ nb: gw (Cout, k) += g @ colsᵀ, gb += Σ g (when
+    # gb.shape[0] > 0), gxp[b] += col2im(wmatᵀ @ g) unless gxp is a (0, …) placeholder
+    cout, k = wmat.shape
+    px = ho * wo
+    size = min(nb, hi - lo)
+    colbuf = np.empty(k * size * px, g3.dtype)
+    gbuf = np.empty(cout * size * px, g3.dtype)
+    gcolbuf = np.empty(k * size * px if gxp.shape[0] else 0, g3.dtype)
+    gwb = np.empty(gw.shape, g3.dtype)
+    wt = wmat.T
+    for a in range(lo, hi, size):
+        m = min(size, hi - a)
+        cols = colbuf[:k * m * px].reshape(k, m * px)
+        gm = gbuf[:cout * m * px].reshape(cout, m * px)
+        for i in range(m):
+            _columns(xp, a + i, kh, kw, s, d, ho, wo, cols, i * px)
+            for co in range(cout):
+                acc = 0.0
+                for q in range(px):
+                    v = g3[a + i, co, q]
+                    gm[co, i * px + q] = v
+                    acc += v
+                if gb.shape[0]:
+                    gb[co] += acc
+        np.dot(gm, cols.T, gwb)
+        gw += gwb
+        if gxp.shape[0]:
+            gcols = gcolbuf[:k * m * px].reshape(k, m * px)
+            np.dot(wt, gm, gcols)
+            for i in range(m):
+                _scatter(gcols, a + i, kh, kw, s, d, ho, wo, gxp, i * px)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def block_backward_parallel(xp, wmat, kh, kw, s, d, ho, wo, nb, g3, gws, gbs, gxp, bounds):
+    # part t accumulates into gws[t] (Cout, k) and gbs[t] (Cout,)
+    for t in prange(bounds.shape[0] - 1):
+        block_backward_part(xp, wmat, kh, kw, s, d, ho, wo, nb, g3, gws[t], gbs[t], gxp,
+                            bounds[t], bounds[t + 1])
