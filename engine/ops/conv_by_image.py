@@ -127,8 +127,8 @@ def _forward_native(ctx, params: dict, xp: np.ndarray, wmat: np.ndarray, weight:
     kept = np.empty((n if keep else 0, k, px), xp.dtype)
     b = np.empty(0, xp.dtype) if bias is None else np.ascontiguousarray(bias, xp.dtype)
     kernel = kernels("conv_gemm").forward_parallel
-    args = (xp, np.ascontiguousarray(wmat), b, kh, kw, params["stride"], params["dilation"],
-            ho, wo, out, kept, parallel.bounds(n, threads))
+    args = (xp, np.ascontiguousarray(wmat, xp.dtype), b, kh, kw, params["stride"],
+            params["dilation"], ho, wo, out, kept, parallel.bounds(n, threads))
     if not parallel.ready(kernel, args, xp.dtype):
         return False
     with parallel.launch():
@@ -149,6 +149,7 @@ def _backward_native(params: dict, g: np.ndarray, saved: np.ndarray, weight: np.
     ho, wo = g.shape[2], g.shape[3]
     k, px = cg * kh * kw, ho * wo
     dt = g.dtype
+    saved = np.ascontiguousarray(saved, dt)  # (every array in g's dtype, as numpy would)
     if saved.ndim == 3:  # the forward kept the columns
         kept, xp = saved, np.empty((0, 1, 1, 1), dt)
     else:
@@ -159,7 +160,7 @@ def _backward_native(params: dict, g: np.ndarray, saved: np.ndarray, weight: np.
     gbs = np.zeros((parts, cout if has_bias else 0), dt)
     gxp = np.zeros(xp_shape if need_x else (0, 1, 1, 1), dt)
     kernel = kernels("conv_gemm").backward_parallel
-    args = (xp, kept, np.ascontiguousarray(weight.reshape(cout, k)), kh, kw, params["stride"],
+    args = (xp, kept, np.ascontiguousarray(weight.reshape(cout, k), dt), kh, kw, params["stride"],
             params["dilation"], ho, wo, np.ascontiguousarray(g).reshape(n, cout, px), gws, gbs,
             gxp, bounds)
     if not parallel.ready(kernel, args, dt):

@@ -153,9 +153,9 @@ def _forward_native(params: dict, xp: np.ndarray, weight: np.ndarray,
     k, px = cg * kh * kw, y.shape[2] * y.shape[3]
     nb = min(block_images(k * px, xp.dtype.itemsize), -(-n // threads))
     b = np.empty(0, xp.dtype) if bias is None else np.ascontiguousarray(bias, xp.dtype)
-    args = (np.ascontiguousarray(xp), np.ascontiguousarray(weight.reshape(cout, k)), b, kh, kw,
-            params["stride"], params["dilation"], y.shape[2], y.shape[3], nb,
-            y.reshape(n, cout, px))
+    wmat = np.ascontiguousarray(weight.reshape(cout, k), xp.dtype)
+    args = (np.ascontiguousarray(xp), wmat, b, kh, kw, params["stride"], params["dilation"],
+            y.shape[2], y.shape[3], nb, y.reshape(n, cout, px))
     return parallel.run(kernels("conv_gemm").block_forward_parallel, args, n, threads,
                         xp.dtype)
 
@@ -175,7 +175,7 @@ def _backward_native(params: dict, g: np.ndarray, xp: np.ndarray, weight: np.nda
     gws = np.zeros((parts, cout, k), dt)
     gbs = np.zeros((parts, cout if has_bias else 0), dt)
     gxp = np.zeros(xp.shape if need_x else (0, 1, 1, 1), dt)
-    args = (np.ascontiguousarray(xp), np.ascontiguousarray(weight.reshape(cout, k)), kh, kw,
+    args = (np.ascontiguousarray(xp, dt), np.ascontiguousarray(weight.reshape(cout, k), dt), kh, kw,
             params["stride"], params["dilation"], ho, wo, nb,
             np.ascontiguousarray(g).reshape(n, cout, px), gws, gbs, gxp)
     if not parallel.run(kernels("conv_gemm").block_backward_parallel, args, n, threads, dt):

@@ -238,8 +238,8 @@ def _native_forward(wk, x: np.ndarray, u: np.ndarray, bias: np.ndarray | None, p
     padded = _native_padding(wk, c, u.shape[1], th * tw, nb, x.itemsize)
     b = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
     kernel = kernels("winograd_parts").forward_parallel
-    args = (wk.HALO + 1, np.ascontiguousarray(x), u, b, p, th, tw, nb, padded, y,
-            parallel.bounds(n, threads))
+    args = (wk.HALO + 1, np.ascontiguousarray(x), np.ascontiguousarray(u, x.dtype), b, p, th,
+            tw, nb, padded, y, parallel.bounds(n, threads))
     if not parallel.ready(kernel, args, x.dtype):
         return False
     with parallel.launch():
@@ -264,8 +264,9 @@ def _native_backward(wk, x: np.ndarray, u: np.ndarray, gp: np.ndarray, p: int, t
     gbs = np.zeros((parts, cout if has_bias else 0), dt)
     gx = np.empty(x.shape if need_x else (0, 1, 1, 1), dt)
     kernel = kernels("winograd_parts").backward_parallel
-    args = (wk.HALO + 1, np.ascontiguousarray(x), np.ascontiguousarray(u.transpose(0, 2, 1)),
-            gp, p, th, tw, nb, padded, dus, gbs, gx, bounds)
+    ut = np.ascontiguousarray(u.transpose(0, 2, 1), dt)
+    args = (wk.HALO + 1, np.ascontiguousarray(x, dt), ut, gp, p, th, tw, nb, padded, dus, gbs, gx,
+            bounds)
     if not parallel.ready(kernel, args, dt):
         return None
     with parallel.launch():
