@@ -216,8 +216,12 @@ def _pair(doc: dict, base_dir: Path, twin):
 
     from engine.bench.gpt_twin import twin_optimizer
     from engine.bench.twins import classifier_step
+    from engine.kernels import parallel
     from engine.train.trainer import Trainer
 
+    # steady-state steps: the ops' parallel kernels compile during the warm-up steps, not in a
+    # helper process while steps are timed (engine.kernels.parallel.ready)
+    parallel.BACKGROUND = False
     trainer = Trainer(doc, base_dir=base_dir, steps=100_000)
     model = twin({**trainer.params, **trainer.state})
     opt, sched = twin_optimizer(model, trainer.graph.optimizer_params, trainer.schedule)
