@@ -57,3 +57,28 @@ def shapes_cnn_trainer(samples: int, batch: int, steps: int):
         if n["type"] == "shapes_images":
             n["params"].update(n_samples=samples, batch_size=batch)
     return Trainer(doc, steps=steps)
+
+
+def cnn_losses_one_thread_and_split(case, samples: int, dtype, tmp_path, monkeypatch):
+    """Three training steps' losses of the CNN bench-style *case* (``engine.bench.cnn_cases``)
+    on *samples* random images in *dtype*: on one BLAS thread, then with every split forced
+    (Numba's threads, compiled at once); returns ``(one, split, calls)``."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from engine.bench import cnn_cases
+    from engine.kernels import parallel
+    from engine.train.trainer import Trainer
+
+    doc = cnn_cases.document(case, cnn_cases.write_data(case, tmp_path, n=samples))
+    doc["training"]["dtype"] = np.dtype(dtype).name
+
+    def losses() -> list[float]:
+        trainer = Trainer(doc, base_dir=tmp_path, steps=3)
+        return [trainer.train_step()["loss"] for _ in range(3)]
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = losses()
+    monkeypatch.setattr(parallel, "BACKGROUND", False)
+    calls = force_split(monkeypatch)
+    return one, losses(), calls

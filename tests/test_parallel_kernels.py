@@ -105,29 +105,15 @@ def test_the_numba_threads_and_one_thread_give_the_same_cnn_step(dtype, monkeypa
     """A CNN unlike the presets (3 input channels, a 5×5 Winograd layer, a strided per-image
     layer, no bias on one layer) trained two steps on two cores with the parallel kernels
     forced on, against the same steps on one thread."""
-    from threadpoolctl import threadpool_limits
-
     from engine.bench import cnn_cases
-    from engine.train.trainer import Trainer
-    from tests.split_help import force_split
+    from tests.split_help import cnn_losses_one_thread_and_split
 
     case = cnn_cases.CnnCase(
         "cnn_test_native", (3, 14, 14), 4, 6,
         (("conv", 16, 3, 2, 1), ("bn2",), ("relu",),
          ("conv", 16, 5, 1, 2), ("bn2",), ("silu",), ("avg", 2),
          ("conv", 8, 3, 1, 1), ("relu",), ("flatten",), ("fc", 4)))
-    doc = cnn_cases.document(case, cnn_cases.write_data(case, tmp_path, n=24))
-    doc["training"]["dtype"] = np.dtype(dtype).name
-
-    def losses() -> list[float]:
-        trainer = Trainer(doc, base_dir=tmp_path, steps=3)
-        return [trainer.train_step()["loss"] for _ in range(3)]
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        one = losses()
-    monkeypatch.setattr(parallel, "BACKGROUND", False)
-    calls = force_split(monkeypatch)
-    two = losses()
+    one, two, calls = cnn_losses_one_thread_and_split(case, 24, dtype, tmp_path, monkeypatch)
     assert len(calls) >= 3 * 3 * 2  # three convolutions, forward and backward, every step
     tol = 1e-5 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(two, one, rtol=tol)

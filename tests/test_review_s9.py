@@ -350,29 +350,16 @@ def test_cnn_steps_forced_splits_match_one_thread(dtype, monkeypatch, tmp_path):
     """A CNN unlike the presets (batch 3, no padding 5×5 Winograd on 16 channels, odd sizes
     into 2×2 pools, leaky ReLU, a strided dilation-free per-image first layer) trained three
     steps with every split forced, against one thread."""
-    from threadpoolctl import threadpool_limits
-
     from engine.bench import cnn_cases
-    from engine.train.trainer import Trainer
+    from tests.split_help import cnn_losses_one_thread_and_split
 
     case = cnn_cases.CnnCase(
         "cnn_review_s9", (2, 15, 13), 3, 3,
         (("conv", 16, 3, 1, 1), ("bn2",), ("leaky",),
          ("conv", 16, 5, 1, 0), ("bn2",), ("silu",), ("max", 2),
          ("conv", 8, 3, 2, 1), ("relu",), ("avg", 2), ("flatten",), ("fc", 3)))
-    doc = cnn_cases.document(case, cnn_cases.write_data(case, tmp_path, n=9))
-    doc["training"]["dtype"] = np.dtype(dtype).name
-
-    def losses() -> list[float]:
-        trainer = Trainer(doc, base_dir=tmp_path, steps=3)
-        return [trainer.train_step()["loss"] for _ in range(3)]
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        one = losses()
-    monkeypatch.setattr(parallel, "BACKGROUND", False)
-    calls = force_split(monkeypatch)
     seen = _launches(monkeypatch)
-    two = losses()
+    one, two, calls = cnn_losses_one_thread_and_split(case, 9, dtype, tmp_path, monkeypatch)
     assert calls and seen
     tol = 1e-5 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(two, one, rtol=tol)
