@@ -46,6 +46,7 @@ def test_a_fresh_install_runs_serial_while_a_helper_process_compiles(monkeypatch
 
     _fresh(monkeypatch, background=True)
     jobs: list = []
+    flushed: list = []  # jobs written when stdin was flushed (the helper waits for the line)
 
     class _Proc:
         def __init__(self) -> None:
@@ -55,7 +56,7 @@ def test_a_fresh_install_runs_serial_while_a_helper_process_compiles(monkeypatch
             jobs.append(json.loads(data))
 
         def flush(self) -> None:
-            pass
+            flushed.append(len(jobs))
 
     monkeypatch.setattr(precompile, "_spawn", _Proc)
     kernel = conv_gemm.forward_parallel
@@ -73,6 +74,7 @@ def test_a_fresh_install_runs_serial_while_a_helper_process_compiles(monkeypatch
     assert len(jobs) == 1 and jobs[0][0][:2] == ["engine.kernels.conv_gemm",
                                                  "forward_parallel"]
     assert tuple(precompile.rebuild(a) for a in jobs[0][0][2]) == sig
+    assert flushed == [1]  # the job line reached the helper, not a buffer
     cached.add(sig)  # the helper has saved it
     assert not parallel.ready(kernel, args, np.float32)  # not looked at again yet
     clock[0] += parallel.LOOK_EVERY
