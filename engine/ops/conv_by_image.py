@@ -126,13 +126,10 @@ def _forward_native(ctx, params: dict, xp: np.ndarray, wmat: np.ndarray, weight:
     keep = n * k * px * xp.dtype.itemsize <= KEEP_BYTES
     kept = np.empty((n if keep else 0, k, px), xp.dtype)
     b = np.empty(0, xp.dtype) if bias is None else np.ascontiguousarray(bias, xp.dtype)
-    kernel = kernels("conv_gemm").forward_parallel
     args = (xp, np.ascontiguousarray(wmat, xp.dtype), b, kh, kw, params["stride"],
-            params["dilation"], ho, wo, out, kept, parallel.bounds(n, threads))
-    if not parallel.ready(kernel, args, xp.dtype):
+            params["dilation"], ho, wo, out, kept)
+    if not parallel.run(kernels("conv_gemm").forward_parallel, args, n, threads, xp.dtype):
         return False
-    with parallel.launch():
-        kernel(*args)
     ctx.save(True, kept if keep else xp, weight, xp.shape, bias is not None)
     return True
 
@@ -154,18 +151,14 @@ def _backward_native(params: dict, g: np.ndarray, saved: np.ndarray, weight: np.
         kept, xp = saved, np.empty((0, 1, 1, 1), dt)
     else:
         kept, xp = np.empty((0, k, px), dt), saved
-    bounds = parallel.bounds(n, threads)
-    parts = bounds.shape[0] - 1
+    parts = parallel.bounds(n, threads).shape[0] - 1
     gws = np.zeros((parts, cout, k), dt)
     gbs = np.zeros((parts, cout if has_bias else 0), dt)
     gxp = np.zeros(xp_shape if need_x else (0, 1, 1, 1), dt)
-    kernel = kernels("conv_gemm").backward_parallel
     args = (xp, kept, np.ascontiguousarray(weight.reshape(cout, k), dt), kh, kw, params["stride"],
             params["dilation"], ho, wo, np.ascontiguousarray(g).reshape(n, cout, px), gws, gbs,
-            gxp, bounds)
-    if not parallel.ready(kernel, args, dt):
+            gxp)
+    if not parallel.run(kernels("conv_gemm").backward_parallel, args, n, threads, dt):
         return None
-    with parallel.launch():
-        kernel(*args)
     gb = gbs.sum(axis=0) if has_bias else None
     return (gxp if need_x else None), gws.sum(axis=0).reshape(weight.shape), gb

@@ -24,6 +24,7 @@ unless one block held the whole batch (then that ``V`` is kept).
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 
@@ -221,10 +222,16 @@ def backward(ctx, params: dict, g: np.ndarray):
     return gx, gw, sum(p[1] for p in parts) if has_bias else None
 
 
-def _native_padding(wk, c: int, cout: int, t: int, nb: int, itemsize: int) -> np.ndarray:
+@cache
+def _padding_table(c: int, cout: int, t: int, nb: int, itemsize: int) -> tuple[int, ...]:
+    return tuple(padded_tiles(c, k * t, itemsize, cout) for k in range(nb + 1))
+
+
+def _native_padding(c: int, cout: int, t: int, nb: int, itemsize: int) -> np.ndarray:
     """int64 ``padded[k]``: tile columns of a block of k ≤ nb images (see
-    :mod:`engine.kernels.winograd_parts`)."""
-    return np.array([padded_tiles(c, k * t, itemsize, cout) for k in range(nb + 1)], np.int64)
+    :mod:`engine.kernels.winograd_parts`); the table is worked out once per shape (~60 µs of
+    Python, twice a step per layer otherwise)."""
+    return np.array(_padding_table(c, cout, t, nb, itemsize), np.int64)
 
 
 def _native_forward(wk, x: np.ndarray, u: np.ndarray, bias: np.ndarray | None, p: int,
@@ -235,16 +242,11 @@ def _native_forward(wk, x: np.ndarray, u: np.ndarray, bias: np.ndarray | None, p
 
     n, c = x.shape[:2]
     nb = min(nb, -(-n // threads))  # a part of fewer images takes its blocks that size
-    padded = _native_padding(wk, c, u.shape[1], th * tw, nb, x.itemsize)
+    padded = _native_padding(c, u.shape[1], th * tw, nb, x.itemsize)
     b = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
-    kernel = kernels("winograd_parts").forward_parallel
     args = (wk.HALO + 1, np.ascontiguousarray(x), np.ascontiguousarray(u, x.dtype), b, p, th,
-            tw, nb, padded, y, parallel.bounds(n, threads))
-    if not parallel.ready(kernel, args, x.dtype):
-        return False
-    with parallel.launch():
-        kernel(*args)
-    return True
+            tw, nb, padded, y)
+    return parallel.run(kernels("winograd_parts").forward_parallel, args, n, threads, x.dtype)
 
 
 def _native_backward(wk, x: np.ndarray, u: np.ndarray, gp: np.ndarray, p: int, th: int,
@@ -257,19 +259,14 @@ def _native_backward(wk, x: np.ndarray, u: np.ndarray, gp: np.ndarray, p: int, t
     cout, dt = u.shape[1], gp.dtype
     nb = block_images(c * (3 if need_x else 1) + cout, th * tw, dt.itemsize, wk.POSITIONS)
     nb = min(nb, -(-n // threads))
-    padded = _native_padding(wk, c, cout, th * tw, nb, dt.itemsize)
-    bounds = parallel.bounds(n, threads)
-    parts = bounds.shape[0] - 1
+    padded = _native_padding(c, cout, th * tw, nb, dt.itemsize)
+    parts = parallel.bounds(n, threads).shape[0] - 1
     dus = np.zeros((parts, wk.POSITIONS, cout, c), dt)
     gbs = np.zeros((parts, cout if has_bias else 0), dt)
     gx = np.empty(x.shape if need_x else (0, 1, 1, 1), dt)
-    kernel = kernels("winograd_parts").backward_parallel
     ut = np.ascontiguousarray(u.transpose(0, 2, 1), dt)
-    args = (wk.HALO + 1, np.ascontiguousarray(x, dt), ut, gp, p, th, tw, nb, padded, dus, gbs, gx,
-            bounds)
-    if not parallel.ready(kernel, args, dt):
+    args = (wk.HALO + 1, np.ascontiguousarray(x, dt), ut, gp, p, th, tw, nb, padded, dus, gbs, gx)
+    if not parallel.run(kernels("winograd_parts").backward_parallel, args, n, threads, dt):
         return None
-    with parallel.launch():
-        kernel(*args)
     gw = wk.weights_grad(dus.sum(axis=0), cout, c)
     return (gx if need_x else None), gw, gbs.sum(axis=0) if has_bias else None
