@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from engine.base import heap
 from engine.base.argtypes import count, non_negative, positive_int, probability, seed
 from engine.base.errors import GraphError, WiregradError
 
@@ -414,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return _flushed(2)
+    heap.keep_freed_memory()  # a step's freed arrays serve the next step (engine.base.heap)
     try:
         code = SUBCOMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe shows up here, not in the interpreter's last flush

@@ -34,6 +34,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.base import heap
 from engine.base.runtime import default_threads, limit_threads, limited_blas
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ def main(conn, threads: int = 1, nice: int = 5) -> None:
         with contextlib.suppress(OSError):
             os.nice(nice)
     limit_threads(threads)
+    heap.keep_freed_memory()  # a step's freed arrays serve the next step
     Worker(conn).loop()
 
 
@@ -266,6 +268,7 @@ class Worker:
             self.error(exc, "save")
         final = {k: v for k, v in self.last_eval.items() if k not in ("kind", "wall", "best")}
         self.send("done", **out, final=final, folder=str(manager.folder))
+        heap.release_freed_memory()  # the run's working memory goes back between runs
 
     # ------------------------------------------------------------------ commands
 
