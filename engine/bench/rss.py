@@ -37,7 +37,10 @@ def _step(which: str, threads: int, steps: int):
     trainer = Trainer(doc, base_dir=path.parent, steps=steps)
     bare = rss()[0]
     if which != "torch":  # Numba's JIT runtime starts with the first kernel: part of import
+        from engine.base import heap
         from engine.kernels import optim
+
+        heap.keep_freed_memory()  # as in `wiregrad train`: its peak is what this measures
 
         optim.sum_of_squares(numpy.ones(4, numpy.float32))
         return trainer.train_step, bare
