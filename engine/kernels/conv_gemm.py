@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from engine.kernels.lane_sums import total
+
 
 @njit(cache=True, nogil=True)
 def _windows(img, b, kh, kw, s, d, ho, wo, cols, off, scatter):
@@ -103,10 +105,7 @@ def backward_part(xp, kept, wmat, kh, kw, s, d, ho, wo, g3, gw, gb, gxp, lo, hi)
         np.dot(gimg, cols.T, gwb)
         gw += gwb
         for co in range(gb.shape[0]):
-            acc = 0.0
-            for q in range(px):
-                acc += gimg[co, q]
-            gb[co] += acc
+            gb[co] += total(gimg[co])
         if gxp.shape[0]:
             np.dot(wt, gimg, gcols)
             _scatter(gcols, b, kh, kw, s, d, ho, wo, gxp)
@@ -168,13 +167,10 @@ def block_backward_part(xp, wmat, kh, kw, s, d, ho, wo, nb, g3, gw, gb, gxp, lo,
         for i in range(m):
             _columns(xp, a + i, kh, kw, s, d, ho, wo, cols, i * px)
             for co in range(cout):
-                acc = 0.0
                 for q in range(px):
-                    v = g3[a + i, co, q]
-                    gm[co, i * px + q] = v
-                    acc += v
+                    gm[co, i * px + q] = g3[a + i, co, q]
                 if gb.shape[0]:
-                    gb[co] += acc
+                    gb[co] += total(g3[a + i, co])
         np.dot(gm, cols.T, gwb)
         gw += gwb
         if gxp.shape[0]:

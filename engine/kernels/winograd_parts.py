@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from engine.kernels import winograd, winograd_f25
+from engine.kernels.lane_sums import total
 
 
 @njit(cache=True, nogil=True)
@@ -141,11 +142,7 @@ def backward_part(r, x, ut, gp, pad, th, tw, nb, padded, du, gb, gx, lo, hi):
         dm = dmbuf[:positions * cout * kp].reshape(positions, cout, kp)
         for i in range(a, a + k):  # (the padded rows and columns of gp are zeros)
             for co in range(gb.shape[0]):
-                acc = 0.0
-                for row in range(gp.shape[2]):
-                    for col in range(gp.shape[3]):
-                        acc += gp[i, co, row, col]
-                gb[co] += acc
+                gb[co] += total(gp[i, co])
         _pad_block(x, a, k, pad, xp)
         _transform_in(r, xp[:k], th, tw, v)
         _grad_out(r, gp[a:a + k], th, tw, dm)
