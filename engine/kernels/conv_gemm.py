@@ -25,40 +25,55 @@ from engine.kernels.lane_sums import total
 
 
 @njit(cache=True, nogil=True)
-def _windows(img, b, kh, kw, s, d, ho, wo, cols, off, scatter):
-    # scatter False (im2col): image b of img (N, C, Hp, Wp) → columns off … off + Ho·Wo − 1
-    # of cols (C·kh·kw, ≥ Ho·Wo); True (col2im): those columns accumulated into image b
+def _columns(xp, b, kh, kw, s, d, ho, wo, cols, off=0):
+    # im2col: image b of xp (N, C, Hp, Wp) → columns off … off + Ho·Wo − 1 of cols
+    # (C·kh·kw, ≥ Ho·Wo). The stride-1 loops are a nest of their own, with no branch inside:
+    # they vectorise (forward of 64×1×24² 5×5 → 16 on one thread, GEMMs and bias included:
+    # 0.92 → 0.39 ms against one nest branching on the stride per row)
     r = 0
-    for ch in range(img.shape[1]):
+    for ch in range(xp.shape[1]):
+        plane = xp[b, ch]
         for i in range(kh):
             for j in range(kw):
-                for y in range(ho):
-                    row = y * s + i * d
-                    q = off + y * wo
-                    if s == 1:  # contiguous rows: the loops vectorise
-                        if scatter:
-                            for x in range(wo):
-                                img[b, ch, row, x + j * d] += cols[r, q + x]
-                        else:
-                            for x in range(wo):
-                                cols[r, q + x] = img[b, ch, row, x + j * d]
-                    elif scatter:
+                line = cols[r]
+                if s == 1 and d == 1:
+                    for y in range(ho):
+                        src = plane[y + i]
+                        q = off + y * wo
                         for x in range(wo):
-                            img[b, ch, row, x * s + j * d] += cols[r, q + x]
-                    else:
+                            line[q + x] = src[x + j]
+                else:
+                    for y in range(ho):
+                        src = plane[y * s + i * d]
+                        q = off + y * wo
                         for x in range(wo):
-                            cols[r, q + x] = img[b, ch, row, x * s + j * d]
+                            line[q + x] = src[x * s + j * d]
                 r += 1
 
 
 @njit(cache=True, nogil=True)
-def _columns(xp, b, kh, kw, s, d, ho, wo, cols, off=0):
-    _windows(xp, b, kh, kw, s, d, ho, wo, cols, off, False)
-
-
-@njit(cache=True, nogil=True)
 def _scatter(gcols, b, kh, kw, s, d, ho, wo, gxp, off=0):
-    _windows(gxp, b, kh, kw, s, d, ho, wo, gcols, off, True)
+    # col2im: columns off … off + Ho·Wo − 1 of gcols accumulated into image b of gxp, the
+    # loops as in _columns
+    r = 0
+    for ch in range(gxp.shape[1]):
+        plane = gxp[b, ch]
+        for i in range(kh):
+            for j in range(kw):
+                line = gcols[r]
+                if s == 1 and d == 1:
+                    for y in range(ho):
+                        dst = plane[y + i]
+                        q = off + y * wo
+                        for x in range(wo):
+                            dst[x + j] += line[q + x]
+                else:
+                    for y in range(ho):
+                        dst = plane[y * s + i * d]
+                        q = off + y * wo
+                        for x in range(wo):
+                            dst[x * s + j * d] += line[q + x]
+                r += 1
 
 
 @njit(cache=True, nogil=True)
@@ -75,7 +90,9 @@ def forward_part(xp, wmat, bias, kh, kw, s, d, ho, wo, out, kept, lo, hi):
         np.dot(wmat, cols, o)
         if bias.shape[0]:
             for co in range(o.shape[0]):
-                o[co] += bias[co]
+                bc = bias[co]
+                for q in range(o.shape[1]):
+                    o[co, q] += bc
 
 
 @njit(cache=True, nogil=True, parallel=True)
