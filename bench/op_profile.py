@@ -162,6 +162,9 @@ def profile_split(preset: str, steps: int, warmup: int) -> None:
 
 
 def main() -> None:
+    from engine.base import heap
+
+    heap.keep_freed_memory()  # as `wiregrad train` does
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("preset", nargs="?", default="char_gpt")
     ap.add_argument("--steps", type=int, default=30)

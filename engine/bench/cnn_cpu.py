@@ -150,6 +150,9 @@ def scaling(names: list[str], threads: int) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    from engine.base import heap
+
+    heap.keep_freed_memory()  # the memory policy of `wiregrad train` and the bench
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", nargs="*", help="case names (default: all)")
     ap.add_argument("--json", help="write the results here")

@@ -42,8 +42,11 @@ def main(argv: list[str]) -> None:
     graph, seconds = argv[2], float(argv[3])
     loop = (argv[4] if len(argv) > 4 else "loop") == "loop"
     want = int(argv[5]) if len(argv) > 5 else 0  # 0: a time window
+    from engine.base import heap
     from engine.graphs import presets
     from engine.train.trainer import Trainer
+
+    heap.keep_freed_memory()  # as `wiregrad train` does
 
     if Path(graph).suffix == ".json":
         from engine.core import document
