@@ -52,6 +52,10 @@ def test_switched_off_by_the_environment():
     assert _probe("keep", WIREGRAD_KEEP_FREED_MEMORY="0")["kept"] is False
     # the user's own glibc setting is theirs: the policy stays off
     assert _probe("keep", MALLOC_TRIM_THRESHOLD_="1000000")["kept"] is False
+    assert _probe("keep", GLIBC_TUNABLES="glibc.malloc.mmap_threshold=65536")["kept"] is False
+    # a tunable that is not malloc's leaves the policy on
+    assert _probe("keep", GLIBC_TUNABLES="glibc.cpu.x86_rep_movsb_threshold=4096")["kept"] \
+        is _GLIBC
 
 
 _RELEASE = r"""

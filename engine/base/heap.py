@@ -13,7 +13,8 @@ are still mapped) and its trim threshold so that freed memory stays in the proce
 wiregrad processes call it at their start (the CLI, the editor's worker); the peak a step
 needs is held until :func:`release_freed_memory` (the worker calls it after a run). It does
 nothing off glibc, when ``WIREGRAD_KEEP_FREED_MEMORY=0``, or when the user set glibc's own
-``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` (their choice is kept).
+``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` or a ``glibc.malloc.*`` tunable (their
+choice is kept).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import os
 import platform
 
 ENV = "WIREGRAD_KEEP_FREED_MEMORY"
-_GLIBC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+_GLIBC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 32 * 2**20  # glibc's largest (HEAP_MAX_SIZE / 2 on 64-bit)
@@ -44,12 +45,19 @@ def _libc():
     return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
+def _users_malloc_settings() -> bool:
+    """Whether the environment sets glibc's malloc thresholds (its own variables, or
+    ``glibc.malloc.*`` in ``GLIBC_TUNABLES``; other tunables leave the policy on)."""
+    return any(k in os.environ for k in _GLIBC_ENV) or \
+        "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "")
+
+
 def keep_freed_memory() -> bool:
     """Keep freed memory in the process (see the module docstring); True when the policy is
     on after the call."""
     if _state["kept"]:
         return True
-    if os.environ.get(ENV, "1").strip() == "0" or any(k in os.environ for k in _GLIBC_ENV):
+    if os.environ.get(ENV, "1").strip() == "0" or _users_malloc_settings():
         return False
     libc = _libc()
     if libc is None:
