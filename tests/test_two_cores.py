@@ -218,3 +218,53 @@ def test_an_unsplit_cnn_step_lets_its_convolutions_own_the_threads(monkeypatch):
     assert "batch_norm" in two.split_note and "convolutions split over 2 threads" in two.split_note
     assert seen and set(seen) == {1}
     np.testing.assert_allclose(losses_two, losses_one, rtol=1e-10)
+
+
+def _lenet_like_doc(tmp_path):
+    """A CNN with no batch norm (its step could split by rows) and an FC head."""
+    from engine.bench import cnn_cases
+
+    case = cnn_cases.CnnCase(
+        "cnn_lenet_like", (1, 12, 12), 4, 16,
+        (("conv", 4, 5, 1, 2), ("relu",), ("max", 2), ("conv", 6, 3, 1, 0), ("relu",),
+         ("flatten",), ("fc", 20), ("relu",), ("fc", 4)))
+    return cnn_cases.document(case, cnn_cases.write_data(case, tmp_path, n=64))
+
+
+def test_a_cnn_without_batch_norm_runs_unsplit_on_numba_threads(tmp_path, monkeypatch):
+    """Where Numba's threads load, a graph with convolutions is not cut into batch parts on
+    Python threads (whose convolutions take the one-thread numpy routes): its ops own the
+    threads, and it learns the same as on one thread."""
+    from engine.kernels import parallel
+    from engine.train.trainer import Trainer
+
+    doc = _lenet_like_doc(tmp_path)
+    doc["training"]["dtype"] = "float64"
+    monkeypatch.setattr(parallel, "BACKGROUND", False)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = Trainer(doc, base_dir=tmp_path, steps=3)
+        losses_one = [one.train_step()["loss"] for _ in range(3)]
+    with threadpool_limits(limits=2, user_api="blas"):
+        monkeypatch.setattr(parallel, "available", lambda: True)
+        two = Trainer(doc, base_dir=tmp_path, steps=3)
+        losses_two = [two.train_step()["loss"] for _ in range(3)]
+        assert two.split_note.startswith("unsplit: convolutions on Numba's threads")
+        assert "convolutions split over 2 threads, BLAS on one" in two.split_note
+        # without Numba's threads the row-split rule decides, as before: this graph is too
+        # small to split, and an unsplit step's convolutions own the threads there too
+        monkeypatch.setattr(parallel, "available", lambda: False)
+        small = Trainer(doc, base_dir=tmp_path, steps=3)
+        losses_small = [small.train_step()["loss"] for _ in range(3)]
+        assert small.split_note.startswith("unsplit: 2 BLAS thread(s), 16 rows")
+        assert "convolutions split over 2 threads, BLAS on one" in small.split_note
+    np.testing.assert_allclose(losses_two, losses_one, rtol=1e-10)
+    np.testing.assert_allclose(losses_small, losses_one, rtol=1e-10)
+
+
+def test_asking_for_parts_still_splits_a_cnn(tmp_path):
+    from engine.train.trainer import Trainer
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        trainer = Trainer(_lenet_like_doc(tmp_path), base_dir=tmp_path, steps=2, batch_split=2)
+        trainer.train_step()
+    assert trainer.split_note.startswith("split into 2 parts")

@@ -352,12 +352,11 @@ class Trainer:
         decision = batch_split.analyse(self.program, self.graph.loss_value, self._unused)
         if not decision.ok:
             self.split_note = f"unsplit: {decision.reason}"
-            threads = batch_split.blas_threads()
-            if threads >= 2 and any(eq.op.name == "conv2d" for eq in self.program.equations):
-                from engine.ops import two_cores
-
-                self._op_threads = two_cores.own_threads(threads)  # see engine.ops.two_cores
-                self.split_note += f"; convolutions split over {threads} threads, BLAS on one"
+            self._ops_own_threads()
+            return
+        if not self._split_request and self._convolutions_on_numba_threads():
+            self.split_note = "unsplit: convolutions on Numba's threads"
+            self._ops_own_threads()
             return
         rows = min(self.graph.batch_sizes.get(node, 0) for node in decision.data)
         if self._split_request:
@@ -376,10 +375,43 @@ class Trainer:
             if ways < 2:
                 self.split_note = (f"unsplit: {threads} BLAS thread(s), {rows} rows, "
                                    f"{flops / 1e6:.1f} MFLOP forward in {equations} ops")
+                self._ops_own_threads()
                 return
         self._split = batch_split.BatchSplit(self.executor, decision, self.graph.loss_value,
                                              ways)
         self.split_note = f"split into {ways} parts of ~{rows / ways:.1f} rows"
+
+    def _has_convolutions(self) -> bool:
+        return any(eq.op.name == "conv2d" for eq in self.program.equations)
+
+    def _convolutions_on_numba_threads(self) -> bool:
+        """Whether a graph with convolutions runs unsplit, its convolutions, pools and
+        activations each one parallel Numba call (:mod:`engine.kernels.parallel`), rather
+        than as batch parts on Python threads, whose convolutions take the one-thread numpy
+        routes. Two threads, wall ms a step, alternating in one process (session 10,
+        bench/RESULTS.md): LeNet-5 (batch 64) split 7.1 → 4.0, a 16-channel 5×5 layer
+        before a 3136→128 FC 7.3 → 4.9, an 8-channel 3×3 layer before FC 1568→512→128 8.7
+        → 6.4, a 3→32→64 CNN without batch norm 9.9 → 9.9, one 3→8 layer before FC
+        2048→512→256 8.5–10.0 against 8.7–10.1."""
+        from engine.kernels import parallel
+        from engine.train.batch_split import blas_threads
+
+        if blas_threads() < 2 or not self._has_convolutions():
+            return False
+
+        return parallel.available()
+
+    def _ops_own_threads(self) -> None:
+        """An unsplit step of a graph with convolutions: its ops own the threads and every
+        other BLAS call runs on one (see :class:`engine.ops.two_cores.own_threads`)."""
+        from engine.ops import two_cores
+        from engine.train.batch_split import blas_threads
+
+        threads = blas_threads()
+        if threads >= 2 and self._has_convolutions():
+
+            self._op_threads = two_cores.own_threads(threads)
+            self.split_note += f"; convolutions split over {threads} threads, BLAS on one"
 
     def _epoch(self) -> float:
         b = next(iter(self.batchers.values()), None)
