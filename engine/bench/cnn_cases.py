@@ -56,6 +56,12 @@ CASES = (
              ("conv", 48, 3, 1, 1), ("bn2",), ("relu",), ("avg", 2),
              ("flatten",), ("fc", 5)),
             note="2×20×20, 3×3 stride 2 pad 1, 24 and 48 channels, average pool, batch 96"),
+    CnnCase("cnn_lenet5", (1, 28, 28), 10, 64,
+            (("conv", 6, 5, 1, 2), ("relu",), ("max", 2),
+             ("conv", 16, 5, 1, 0), ("relu",), ("max", 2),
+             ("flatten",), ("fc", 120), ("relu",), ("fc", 84), ("relu",), ("fc", 10)),
+            note="LeNet-5 (1×28×28, 6 and 16 channels 5×5, FC 120/84/10), no batch norm: "
+                 "a step that could split by rows"),
 )
 
 
