@@ -261,6 +261,20 @@ def test_a_cnn_without_batch_norm_runs_unsplit_on_numba_threads(tmp_path, monkey
     np.testing.assert_allclose(losses_small, losses_one, rtol=1e-10)
 
 
+def test_large_convolutions_leave_the_decision_to_the_row_split(tmp_path, monkeypatch):
+    from engine.kernels import parallel
+    from engine.train import trainer as trainer_module
+
+    monkeypatch.setattr(parallel, "available", lambda: True)
+    monkeypatch.setattr(trainer_module, "NUMBA_THREADS_MAX_CONV_FLOPS", 0.0)
+    monkeypatch.setattr("engine.train.batch_split.choose_ways", lambda *a, **k: 2)
+    with threadpool_limits(limits=2, user_api="blas"):
+        trainer = trainer_module.Trainer(_lenet_like_doc(tmp_path), base_dir=tmp_path,
+                                         steps=2)
+        trainer.train_step()
+    assert trainer.split_note == "split into 2 parts of ~8.0 rows"
+
+
 def test_asking_for_parts_still_splits_a_cnn(tmp_path):
     from engine.train.trainer import Trainer
 

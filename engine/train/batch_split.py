@@ -142,8 +142,9 @@ def feed_sizes(program: Program, feeds: dict[str, tuple]) -> dict[str, int]:
     return sizes
 
 
-def step_flops(program: Program, sizes: dict[str, int]) -> float:
-    """Forward FLOPs of one step with the symbols at *sizes* (a symbol not bound counts 1)."""
+def step_flops(program: Program, sizes: dict[str, int], only: str | None = None) -> float:
+    """Forward FLOPs of one step with the symbols at *sizes* (a symbol not bound counts 1);
+    of the ops named *only* when given."""
 
     def concrete(t: TensorType | None) -> TensorType | None:
         if t is None:
@@ -156,7 +157,7 @@ def step_flops(program: Program, sizes: dict[str, int]) -> float:
 
     total = 0.0
     for eq in program.equations:
-        if eq.op.flops is not None:
+        if eq.op.flops is not None and (only is None or eq.op.name == only):
             with contextlib.suppress(Exception):  # a counter that cannot size it adds nothing
                 total += float(eq.op.flops([concrete(t) for t in eq.input_types],
                                            [concrete(t) for t in eq.output_types], eq.params))

@@ -46,6 +46,11 @@ if TYPE_CHECKING:
     from engine.train.batch_split import BatchSplit
 
 
+# Forward MFLOP of a step's convolutions from which a graph that could split by rows does so
+# even where Numba's threads load (Trainer._convolutions_on_numba_threads): below it, one whole
+# step on Numba's threads ran 1.2–1.8× faster than two parts; from ~380 MFLOP they tied.
+NUMBA_THREADS_MAX_CONV_FLOPS = 200e6
+
 # An evaluation hook: called with the trainer at each evaluation point, after the validation
 # batches; returns more fields for the eval record (numbers are metrics). A hook may carry
 # ``higher_is_better`` (metric names an early stop maximises).
@@ -354,11 +359,15 @@ class Trainer:
             self.split_note = f"unsplit: {decision.reason}"
             self._ops_own_threads()
             return
-        if not self._split_request and self._convolutions_on_numba_threads():
+        rows = min(self.graph.batch_sizes.get(node, 0) for node in decision.data)
+        sizes = batch_split.feed_sizes(self.program, feeds)
+        if decision.symbol is not None:
+            sizes[decision.symbol] = rows
+        if not self._split_request and self._convolutions_on_numba_threads(
+                batch_split.step_flops(self.program, sizes, only="conv2d")):
             self.split_note = "unsplit: convolutions on Numba's threads"
             self._ops_own_threads()
             return
-        rows = min(self.graph.batch_sizes.get(node, 0) for node in decision.data)
         if self._split_request:
             ways = min(self._split_request, rows)
             if ways < 2:
@@ -366,9 +375,6 @@ class Trainer:
                 return
         else:
             threads = batch_split.blas_threads()
-            sizes = batch_split.feed_sizes(self.program, feeds)
-            if decision.symbol is not None:
-                sizes[decision.symbol] = rows
             flops = batch_split.step_flops(self.program, sizes)
             equations = len(self.program.equations)
             ways = batch_split.choose_ways(threads, rows, flops, equations)
@@ -384,19 +390,23 @@ class Trainer:
     def _has_convolutions(self) -> bool:
         return any(eq.op.name == "conv2d" for eq in self.program.equations)
 
-    def _convolutions_on_numba_threads(self) -> bool:
-        """Whether a graph with convolutions runs unsplit, its convolutions, pools and
-        activations each one parallel Numba call (:mod:`engine.kernels.parallel`), rather
-        than as batch parts on Python threads, whose convolutions take the one-thread numpy
-        routes. Two threads, wall ms a step, alternating in one process (session 10,
-        bench/RESULTS.md): LeNet-5 (batch 64) split 7.1 → 4.0, a 16-channel 5×5 layer
-        before a 3136→128 FC 7.3 → 4.9, an 8-channel 3×3 layer before FC 1568→512→128 8.7
-        → 6.4, a 3→32→64 CNN without batch norm 9.9 → 9.9, one 3→8 layer before FC
-        2048→512→256 8.5–10.0 against 8.7–10.1."""
+    def _convolutions_on_numba_threads(self, conv_flops: float) -> bool:
+        """Whether a graph whose convolutions do *conv_flops* of forward work a step runs
+        unsplit, its convolutions, pools and activations each one parallel Numba call
+        (:mod:`engine.kernels.parallel`), rather than as batch parts on Python threads,
+        whose convolutions take the one-thread numpy routes. Two threads, wall ms a step,
+        alternating in one process (session 10, bench/RESULTS.md), convolution MFLOP in
+        brackets: LeNet-5 (46) split 7.1–7.8 → whole 4.0–4.6, a 16-channel 5×5 layer before
+        a 3136→128 FC (40) 7.3 → 4.9, an 8-channel 3×3 layer before FC 1568→512→128 (7)
+        8.7 → 6.4, one 3→8 layer before FC 2048→512→256 (7) 8.5–10.0 against 8.7–10.1; with
+        large convolutions the parts lose nothing: a 3→32→64 CNN without batch norm (380)
+        9.9 either way, ``cnn_wide28`` (960) 23.9–26.1 against 25.1–26.2 (and 24.9 against
+        21.2), so from :data:`NUMBA_THREADS_MAX_CONV_FLOPS` the row split decides as before."""
         from engine.kernels import parallel
         from engine.train.batch_split import blas_threads
 
-        if blas_threads() < 2 or not self._has_convolutions():
+        if blas_threads() < 2 or not self._has_convolutions() \
+                or conv_flops >= NUMBA_THREADS_MAX_CONV_FLOPS:
             return False
 
         return parallel.available()
