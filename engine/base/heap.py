@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import platform
 
@@ -34,15 +35,21 @@ TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: trim only past 2 GiB free at
 _state = {"kept": False}
 
 
+@functools.cache
 def _libc():
-    """glibc's handle, or None elsewhere (musl, macOS, Windows)."""
+    """glibc's handle (its ``mallopt`` and ``malloc_trim`` typed), or None elsewhere (musl,
+    macOS, Windows)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
-    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
+        return None
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return libc
 
 
 def _users_malloc_settings() -> bool:
@@ -62,10 +69,8 @@ def keep_freed_memory() -> bool:
     libc = _libc()
     if libc is None:
         return False
-    mallopt = libc.mallopt
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-    ok = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
+    ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    ok = libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and ok
     _state["kept"] = ok
     return ok
 
@@ -75,7 +80,6 @@ def release_freed_memory() -> None:
     the policy stays on for the next run."""
     libc = _libc()
     if libc is not None and _state["kept"]:
-        libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
         libc.malloc_trim(0)
 
 

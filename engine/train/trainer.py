@@ -363,8 +363,7 @@ class Trainer:
         sizes = batch_split.feed_sizes(self.program, feeds)
         if decision.symbol is not None:
             sizes[decision.symbol] = rows
-        if not self._split_request and self._convolutions_on_numba_threads(
-                batch_split.step_flops(self.program, sizes, only="conv2d")):
+        if not self._split_request and self._convolutions_on_numba_threads(sizes):
             self.split_note = "unsplit: convolutions on Numba's threads"
             self._ops_own_threads()
             return
@@ -390,9 +389,10 @@ class Trainer:
     def _has_convolutions(self) -> bool:
         return any(eq.op.name == "conv2d" for eq in self.program.equations)
 
-    def _convolutions_on_numba_threads(self, conv_flops: float) -> bool:
-        """Whether a graph whose convolutions do *conv_flops* of forward work a step runs
-        unsplit, its convolutions, pools and activations each one parallel Numba call
+    def _convolutions_on_numba_threads(self, sizes: dict[str, int]) -> bool:
+        """Whether a graph whose convolutions (at the symbol *sizes*) do under
+        :data:`NUMBA_THREADS_MAX_CONV_FLOPS` of forward work a step runs unsplit, its
+        convolutions, pools and activations each one parallel Numba call
         (:mod:`engine.kernels.parallel`), rather than as batch parts on Python threads,
         whose convolutions take the one-thread numpy routes. Two threads, wall ms a step,
         alternating in one process (session 10, bench/RESULTS.md), convolution MFLOP in
@@ -401,15 +401,14 @@ class Trainer:
         8.7 → 6.4, one 3→8 layer before FC 2048→512→256 (7) 8.5–10.0 against 8.7–10.1; with
         large convolutions the parts lose nothing: a 3→32→64 CNN without batch norm (380)
         9.9 either way, ``cnn_wide28`` (960) 23.9–26.1 against 25.1–26.2 (and 24.9 against
-        21.2), so from :data:`NUMBA_THREADS_MAX_CONV_FLOPS` the row split decides as before."""
+        21.2), so from there the row split decides as before."""
         from engine.kernels import parallel
-        from engine.train.batch_split import blas_threads
+        from engine.train import batch_split
 
-        if blas_threads() < 2 or not self._has_convolutions() \
-                or conv_flops >= NUMBA_THREADS_MAX_CONV_FLOPS:
+        if batch_split.blas_threads() < 2 or not self._has_convolutions():
             return False
-
-        return parallel.available()
+        conv_flops = batch_split.step_flops(self.program, sizes, only="conv2d")
+        return conv_flops < NUMBA_THREADS_MAX_CONV_FLOPS and parallel.available()
 
     def _ops_own_threads(self) -> None:
         """An unsplit step of a graph with convolutions: its ops own the threads and every
@@ -419,7 +418,6 @@ class Trainer:
 
         threads = blas_threads()
         if threads >= 2 and self._has_convolutions():
-
             self._op_threads = two_cores.own_threads(threads)
             self.split_note += f"; convolutions split over {threads} threads, BLAS on one"
 
