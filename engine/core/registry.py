@@ -169,6 +169,10 @@ class OpSpec:
     # For a "mean" loss: ``(ctx) -> int``, how many elements the forward averaged (default:
     # every element of its first input), so the parts of a split batch weigh in exactly.
     mean_count: Callable | None = None
+    # The op's one output is its one weight, unchanged (``parameter``): the executor puts the
+    # weight in the values itself and hands the output's summed gradient to the weight, with
+    # no context, call or backward of its own (27 of char-GPT's 105 equations).
+    weight_value: bool = False
 
     @property
     def summary(self) -> str:

@@ -60,6 +60,9 @@ class Tape:
 
     values: dict[str, np.ndarray]
     contexts: list[Context] = field(default_factory=list)
+    # (value, weight's full name) of each ``weight_value`` equation run (no context of its
+    # own): the backward hands the value's gradient to the weight
+    weight_values: list[tuple[str, str]] = field(default_factory=list)
 
 
 class collection_paused:  # noqa: N801  (used like a function: ``with collection_paused():``)
@@ -107,7 +110,7 @@ class _Wiring:
     instead of lists, weight/state name pairs, whether it is a data source."""
 
     __slots__ = ("eq", "forward", "inputs", "outputs", "weights", "state", "data", "path",
-                 "needs", "backward", "scatter", "weight_names")
+                 "needs", "backward", "scatter", "weight_names", "weight_value")
 
     def __init__(self, eq: Equation) -> None:
         if eq.op.forward is None:  # only layers lack one, and compile expands them
@@ -125,6 +128,9 @@ class _Wiring:
         self.backward: Callable | None = eq.op.backward
         self.scatter: Callable | None = eq.op.scatter_grad
         self.weight_names: dict[str, str] = dict(eq.weights)  # spec name -> full name
+        # a ``weight_value`` op (parameter): its weight's full name, read without a context
+        self.weight_value: str | None = (next(iter(eq.weights.values()))
+                                         if eq.op.weight_value and eq.weights else None)
 
 
 def _mark_needs(wirings: list[_Wiring]) -> list[_Wiring]:
@@ -188,10 +194,15 @@ class Executor:
         env = tape.values
         contexts = tape.contexts
         dtype, seed32 = self.dtype, seed & 0xFFFFFFFF
+        weight_values = tape.weight_values
         w: _Wiring | None = None
         try:
             for index, w in enumerate(self._wired(equations)):
                 if skip and w.path in skip:
+                    continue
+                if w.weight_value is not None:  # a parameter: the weight is the value
+                    env[w.outputs[0]] = weights[w.weight_value]
+                    weight_values.append((w.outputs[0], w.weight_value))
                     continue
                 eq = w.eq
                 ctx = Context(
@@ -290,6 +301,15 @@ class Executor:
                     else:
                         weight_grads[full] = g
                         owned.discard(id(g))
+        for value, full in tape.weight_values:  # parameters: their values' summed gradients
+            g = grads.pop(value, None) if release else grads.get(value)
+            if g is None:
+                continue
+            if full in weight_grads:
+                _accumulate(weight_grads, full, g, owned)
+            else:
+                weight_grads[full] = g
+                owned.discard(id(g))
         return weight_grads, grads
 
 

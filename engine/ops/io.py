@@ -103,6 +103,7 @@ register(OpSpec(
     forward=_param_forward,
     backward=_param_backward,
     weights=[WeightSpec("", _param_shape, init="$init")],
+    weight_value=True,
     examples=[Example([], {"shape": [3, 4], "init": "normal", "std": 1.0})],
     family="io",
 ))
