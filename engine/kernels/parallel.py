@@ -113,7 +113,7 @@ def pin_blas() -> None:
             lib.set_num_threads(1)
 
 
-def ready(kernel, args: tuple, dtype) -> bool:
+def ready(kernel, args: tuple, dtype, variant: str = "") -> bool:
     """Whether the parallel *kernel* (a Numba dispatcher) can run on *args* now: compiled in
     this process or in the on-disk cache (loaded on the call, tens of ms). A parallel kernel
     compiles for 10–25 s, so a fresh install does not wait for it: the first time an op asks,
@@ -121,9 +121,9 @@ def ready(kernel, args: tuple, dtype) -> bool:
     it into the cache and the op runs its serial route until the cache has it (looked up at
     most once a second). In this process the compile would hold Numba's compiler lock, and
     the GIL, against the run's own kernels. Where the cache cannot be written it never runs.
-    Keyed by (kernel, dtype): the ops pass C-contiguous arrays, so the dtype fixes the
-    signature."""
-    key = (kernel, np.dtype(dtype).str)
+    Keyed by (kernel, dtype, *variant*): the ops pass C-contiguous arrays, so the dtype fixes
+    the signature; a kernel that takes another layout too names it in *variant*."""
+    key = (kernel, np.dtype(dtype).str, variant)
     if _READY.get(key):
         return True
     now = time.monotonic()
@@ -168,14 +168,14 @@ def _compile_elsewhere(kernel, sig: tuple):
         return None
 
 
-def run(kernel, args: tuple, rows: int, threads: int, dtype) -> bool:
+def run(kernel, args: tuple, rows: int, threads: int, dtype, variant: str = "") -> bool:
     """``kernel(*args, bounds)``: the parallel *kernel* over *rows* cut into one block per
-    thread, when *threads* ≥ 2 and the kernel is :func:`ready`; False (nothing run)
-    otherwise."""
+    thread, when *threads* ≥ 2 and the kernel is :func:`ready` (for *variant*); False
+    (nothing run) otherwise."""
     if threads < 2:
         return False
     full = (*args, bounds(rows, threads))
-    if not ready(kernel, full, dtype):
+    if not ready(kernel, full, dtype, variant):
         return False
     with launch():
         kernel(*full)

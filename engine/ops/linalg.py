@@ -15,8 +15,12 @@ from engine.core.registry import (
     numel,
     register,
 )
-from engine.ops import batch_rules
+from engine.ops import batch_rules, two_cores
 from engine.ops._util import unbroadcast
+
+# A GEMM's FLOPs from which it runs on Numba's two threads when the step's ops own both cores
+# (a CNN's unsplit step, BLAS on one thread there).
+SPLIT_MIN_FLOPS = 4e6
 
 
 def _effective(shape: tuple, transpose: bool) -> tuple:
@@ -50,12 +54,43 @@ def _folds(a: np.ndarray, b: np.ndarray, params: dict) -> bool:
     return a.ndim > 2 and b.ndim == 2 and not params["transpose_a"]
 
 
+def _product(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """x (M, K) @ y (K, N). Inside a step whose ops own both cores (a CNN's unsplit step,
+    :class:`engine.ops.two_cores.own_threads`, where BLAS runs on one thread), a GEMM of at
+    least :data:`SPLIT_MIN_FLOPS` runs on Numba's threads (:mod:`engine.kernels.gemm`), one
+    block of output rows each; when N > M and y is a transposed weight, the blocks are rows of
+    outᵀ = yᵀ·xᵀ instead, so each thread reads only its own part of the weight."""
+    m, k = x.shape
+    n = y.shape[1]
+    transposed = n > m and y.flags.f_contiguous and not y.flags.c_contiguous
+    rows = n if transposed else m
+    if two_cores.owned_ways(rows, 2.0 * m * k * n, SPLIT_MIN_FLOPS) < 2:
+        return x @ y
+    from engine.kernels import gemm, parallel
+
+    dtype = np.result_type(x, y)
+    if transposed:  # outᵀ (N, M) = yᵀ (N, K, C-contiguous) · xᵀ
+        a, b = y.T, x.T
+    else:
+        a, b = x, y
+    a = np.ascontiguousarray(a, dtype)
+    if not (b.flags.c_contiguous or b.flags.f_contiguous) or b.dtype != dtype:
+        b = np.ascontiguousarray(b, dtype)
+    out = np.empty((rows, b.shape[1]), dtype)
+    variant = "C" if b.flags.c_contiguous else "F"
+    if not parallel.run(gemm.rows_parallel, (a, b, out), rows, 2, dtype, variant):
+        return x @ y  # the kernel is still compiling (a fresh install)
+    return np.ascontiguousarray(out.T) if transposed else out
+
+
 def _forward(ctx, params, a, b):
     ctx.save(a, b)
     b_eff = _t(b, params["transpose_b"])
     if _folds(a, b, params):
         k = a.shape[-1]
-        return (a.reshape(-1, k) @ b_eff).reshape(a.shape[:-1] + (b_eff.shape[-1],))
+        return _product(a.reshape(-1, k), b_eff).reshape(a.shape[:-1] + (b_eff.shape[-1],))
+    if a.ndim == 2 and b.ndim == 2:
+        return _product(_t(a, params["transpose_a"]), b_eff)
     return np.matmul(_t(a, params["transpose_a"]), b_eff)
 
 
@@ -64,7 +99,7 @@ def _grad_b_folded(a_eff: np.ndarray, g: np.ndarray) -> np.ndarray:
     the arguments swapped it gives dBᵀ, the gradient of a transposed B)."""
     a2 = a_eff.reshape(-1, a_eff.shape[-1])  # (N, k)
     g2 = g.reshape(-1, g.shape[-1])  # (N, n)
-    return a2.T @ g2  # (k, n)
+    return _product(a2.T, g2)  # (k, n)
 
 
 def _backward(ctx, params, g):
@@ -72,20 +107,21 @@ def _backward(ctx, params, g):
     ta, tb = params["transpose_a"], params["transpose_b"]
     a_eff, b_eff = _t(a, ta), _t(b, tb)
     # C = A_eff @ B_eff  →  dA_eff = g @ B_effᵀ, dB_eff = A_effᵀ @ g
+    flat = a.ndim == 2 and b.ndim == 2 and g.ndim == 2  # 2-D: one GEMM, maybe on two threads
     if _folds(a, b, params):
-        ga = (g.reshape(-1, g.shape[-1]) @ b_eff.T).reshape(a.shape)
+        ga = _product(g.reshape(-1, g.shape[-1]), b_eff.T).reshape(a.shape)
     elif ta:
-        ga = np.matmul(b_eff, np.swapaxes(g, -1, -2))  # = (g @ B_effᵀ)ᵀ
+        ga = (_product if flat else np.matmul)(b_eff, np.swapaxes(g, -1, -2))  # (g·B_effᵀ)ᵀ
     else:
-        ga = np.matmul(g, np.swapaxes(b_eff, -1, -2))
+        ga = (_product if flat else np.matmul)(g, np.swapaxes(b_eff, -1, -2))
     if b.ndim == 2 and a.ndim > 2 and tb:  # dB = gᵀ·A directly: C-contiguous, no transpose
         gb = _grad_b_folded(g, a_eff)
     elif b.ndim == 2 and a.ndim > 2:
         gb = _grad_b_folded(a_eff, g)
     elif tb:
-        gb = np.matmul(np.swapaxes(g, -1, -2), a_eff)  # = (A_effᵀ @ g)ᵀ
+        gb = (_product if flat else np.matmul)(np.swapaxes(g, -1, -2), a_eff)  # (A_effᵀ·g)ᵀ
     else:
-        gb = np.matmul(np.swapaxes(a_eff, -1, -2), g)
+        gb = (_product if flat else np.matmul)(np.swapaxes(a_eff, -1, -2), g)
     return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
 
 

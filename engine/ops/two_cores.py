@@ -75,6 +75,13 @@ def ways(rows: int, flops: float, min_flops: float | None = None) -> int:
     return 2 if rows >= 2 and flops >= least and threads >= 2 else 1
 
 
+def owned_ways(rows: int, flops: float, min_flops: float) -> int:
+    """2 when an op of *rows* rows and *flops* work should run as two halves inside a block
+    that owns two threads or more (:class:`own_threads`: a CNN's unsplit step, where BLAS is
+    held at one thread), else 1. Outside such a block BLAS keeps its own threads."""
+    return 2 if _OWN and _OWN[-1] >= 2 and rows >= 2 and flops >= min_flops else 1
+
+
 # Ops whose kernels run both cores inside one Numba call (engine.kernels.parallel): the
 # fork and join cost microseconds, not a Python hand-off, so far smaller ops pay.
 NATIVE_MIN_FLOPS = 2e6
