@@ -12,6 +12,7 @@ import pytest
 from engine.core.registry import get
 from engine.kernels import parallel
 from engine.ops import linalg, two_cores
+from engine.train.optim import PARALLEL_MIN_ELEMENTS, Optimizer
 
 pytestmark = pytest.mark.skipif(not parallel.available(), reason="needs Numba's OpenMP layer")
 
@@ -76,3 +77,34 @@ def test_small_gemms_and_gemms_outside_owned_threads_stay_on_blas(monkeypatch):
         linalg._product(a, b)  # 2 kFLOP: not worth a fork
     linalg._product(big, big.T)  # no owned threads: BLAS keeps its own
     assert ran == []
+
+
+@pytest.mark.parametrize("kind,extra", [("adamw", {"weight_decay": 0.1}), ("adam", {}),
+                                        ("sgd", {"momentum": 0.9, "nesterov": True,
+                                                 "weight_decay": 1e-3})])
+def test_a_large_weights_update_on_numba_threads_matches_one_thread(monkeypatch, kind, extra):
+    rng = np.random.default_rng(3)
+    shape = (PARALLEL_MIN_ELEMENTS // 64 + 3, 64)  # just over the threshold, uneven blocks
+    start = {"w": rng.standard_normal(shape).astype(np.float32),
+             "b": rng.standard_normal(10).astype(np.float32)}
+    runs = []
+    for owned in (False, True):
+        opt = Optimizer(kind=kind, lr=1e-2, decay_names=frozenset({"w"}), **extra)
+        params = {k: v.copy() for k, v in start.items()}
+        ran = _native_calls(monkeypatch) if owned else []
+        for step in range(3):
+            grads = {k: np.random.default_rng(step).standard_normal(v.shape).astype(np.float32)
+                     for k, v in start.items()}
+            if owned:
+                with two_cores.own_threads(2):
+                    opt.step(params, grads, grad_scale=0.5)
+            else:
+                opt.step(params, grads, grad_scale=0.5)
+        runs.append((params, opt.state))
+        if owned:
+            assert len(ran) == 3  # the large weight, each step; the bias stays serial
+    (p0, s0), (p1, s1) = runs
+    for name in p0:
+        np.testing.assert_array_equal(p1[name], p0[name])
+    for key in s0:
+        np.testing.assert_array_equal(s1[key], s0[key])

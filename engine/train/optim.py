@@ -15,6 +15,10 @@ from functools import partial
 
 import numpy as np
 
+# Elements of one weight from which its update runs on Numba's two threads inside a step whose
+# ops own both cores (below, the fork costs about what half the pass saves).
+PARALLEL_MIN_ELEMENTS = 1 << 17
+
 
 def _kernels():
     from engine.kernels import optim
@@ -106,6 +110,9 @@ class Optimizer:
     def _update(self, params: dict, grads: dict, grad_scale: float, t: int,
                 names: list[str]) -> None:
         k = _kernels()
+        from engine.kernels import parallel
+        from engine.ops import two_cores
+
         adam = self.kind in ("adam", "adamw")
         for name in names:
             p, g = params[name], grads[name]
@@ -114,16 +121,25 @@ class Optimizer:
             wd = self.weight_decay if name in self.decay_names else 0.0
             pf = p.reshape(-1)
             gf = np.ascontiguousarray(g, dtype=p.dtype).reshape(-1)
+            # a large weight while the step's ops own both cores: its elements on two threads
+            split = two_cores.owned_ways(pf.size, pf.size, PARALLEL_MIN_ELEMENTS) == 2
             if adam:
                 m = self._slot(name, "exp_avg", p).reshape(-1)
                 v = self._slot(name, "exp_avg_sq", p).reshape(-1)
-                k.adam_update(pf, gf, m, v, self.lr, self.betas[0], self.betas[1], self.eps, wd,
-                              self.kind == "adamw", t, gf.dtype.type(min(grad_scale, 1.0)))
+                args = (pf, gf, m, v, float(self.lr), float(self.betas[0]),
+                        float(self.betas[1]), float(self.eps), float(wd),
+                        self.kind == "adamw", int(t), gf.dtype.type(min(grad_scale, 1.0)))
+                if not (split and parallel.run(k.adam_update_parallel, args, pf.size, 2,
+                                               pf.dtype)):
+                    k.adam_update(*args)
             elif self.kind == "sgd":
                 first = f"{name}.momentum_buffer" not in self.state
                 buf = self._slot(name, "momentum_buffer", p).reshape(-1)
-                k.sgd_update(pf, gf, buf, self.lr, self.momentum, self.dampening, wd,
-                             self.nesterov, first)
+                sgd = (pf, gf, buf, float(self.lr), float(self.momentum),
+                       float(self.dampening), float(wd), bool(self.nesterov), first)
+                if not (split and parallel.run(k.sgd_update_parallel, sgd, pf.size, 2,
+                                               pf.dtype)):
+                    k.sgd_update(*sgd)
             elif self.kind == "rmsprop":
                 sq = self._slot(name, "square_avg", p).reshape(-1)
                 buf = self._slot(name, "momentum_buffer", p).reshape(-1)

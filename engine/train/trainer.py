@@ -294,8 +294,9 @@ class Trainer:
         if self._folded:  # the parts updated the weights (BatchSplit.step's update)
             self.optimizer.step_count += 1
         else:
-            self.optimizer.step(self.params, grads, clip_coefficient(norm, self.clip_norm),
-                                run=self._split.run if self._split is not None else None)
+            with self._op_threads:  # a CNN: a large weight's update on both cores
+                self.optimizer.step(self.params, grads, clip_coefficient(norm, self.clip_norm),
+                                    run=self._split.run if self._split is not None else None)
         self.step += 1
         elapsed = max(time.perf_counter() - start, 1e-9)
         examples = self.graph.batch_examples(batches)
