@@ -62,6 +62,11 @@ CASES = (
              ("flatten",), ("fc", 120), ("relu",), ("fc", 84), ("relu",), ("fc", 10)),
             note="LeNet-5 (1×28×28, 6 and 16 channels 5×5, FC 120/84/10), no batch norm: "
                  "a step that could split by rows"),
+    CnnCase("cnn_fchead", (3, 16, 16), 10, 64,
+            (("conv", 8, 3, 1, 1), ("relu",), ("flatten",),
+             ("fc", 512), ("relu",), ("fc", 256), ("relu",), ("fc", 10)),
+            note="3×16×16, one 3×3 layer of 8 channels, then FC 2048 → 512 → 256 → 10: a CNN "
+                 "whose work is mostly its fully-connected layers"),
 )
 
 
