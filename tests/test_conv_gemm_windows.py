@@ -1,6 +1,6 @@
 """The im2col / col2im loops inside the parallel GEMM kernels (engine.kernels.conv_gemm) against
-numpy slicing, on both of their loop nests (stride 1 and dilation 1, and every other stride
-and dilation), at a column offset, and as each other's adjoint."""
+numpy slicing, on each of their loop nests (stride 1 and dilation 1; a larger stride through
+the image's stride phases; any dilation), at a column offset, and as each other's adjoint."""
 
 from __future__ import annotations
 
@@ -20,11 +20,15 @@ def _columns_ref(xp, b, kh, kw, s, d, ho, wo):
     return np.stack(rows)
 
 
-@pytest.mark.parametrize("s,d", [(1, 1), (1, 2), (2, 1), (2, 3), (3, 1)])
+@pytest.mark.parametrize("s,d,kh,kw", [(1, 1, 3, 2), (1, 2, 3, 2), (2, 1, 3, 2), (2, 3, 3, 2),
+                                        (3, 1, 3, 2), (2, 1, 7, 7), (2, 1, 1, 1), (3, 1, 4, 5),
+                                        (4, 1, 3, 6)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_columns_and_scatter_match_slicing(s, d, dtype):
-    rng = np.random.default_rng(s * 10 + d)
-    n, c, kh, kw, hp, wp = 3, 2, 3, 2, 11, 9
+def test_columns_and_scatter_match_slicing(s, d, kh, kw, dtype):
+    # a stride > 1 with dilation 1 reads the image's stride phases: kernels smaller, equal to
+    # and larger than the stride, odd image sizes (ragged phases)
+    rng = np.random.default_rng(s * 10 + d + kh)
+    n, c, hp, wp = 3, 2, 11 + kh, 9 + kw
     ho, wo = (hp - d * (kh - 1) - 1) // s + 1, (wp - d * (kw - 1) - 1) // s + 1
     xp = rng.standard_normal((n, c, hp, wp)).astype(dtype)
     off = 5  # the image's columns start past others' (the block routes)

@@ -25,55 +25,122 @@ from engine.kernels.lane_sums import total
 
 
 @njit(cache=True, nogil=True)
+def _phases(xp, b, s):
+    # image b of xp (N, C, Hp, Wp) split into its stride-s phases (C, s, s, ⌈Hp/s⌉, ⌈Wp/s⌉):
+    # ph[c, pi, pj, y, x] = xp[b, c, y·s + pi, x·s + pj] (entries past the image unset)
+    c_n, hp, wp = xp.shape[1], xp.shape[2], xp.shape[3]
+    ph = np.empty((c_n, s, s, (hp + s - 1) // s, (wp + s - 1) // s), xp.dtype)
+    for ch in range(c_n):
+        for y in range(hp):
+            row = xp[b, ch, y]
+            for pj in range(s):
+                dst = ph[ch, y % s, pj, y // s]
+                for x in range((wp - pj + s - 1) // s):
+                    dst[x] = row[x * s + pj]
+    return ph
+
+
+@njit(cache=True, nogil=True)
 def _columns(xp, b, kh, kw, s, d, ho, wo, cols, off=0):
     # im2col: image b of xp (N, C, Hp, Wp) → columns off … off + Ho·Wo − 1 of cols
     # (C·kh·kw, ≥ Ho·Wo). The stride-1 loops are a nest of their own, with no branch inside:
     # they vectorise (forward of 64×1×24² 5×5 → 16 on one thread, GEMMs and bias included:
-    # 0.92 → 0.39 ms against one nest branching on the stride per row)
+    # 0.92 → 0.39 ms against one nest branching on the stride per row). A larger stride
+    # (dilation 1) reads the image's stride phases (_phases) with the same unit-stride copies:
+    # tap (i, j) of output (y, x) is phase (i mod s, j mod s) at (y + i div s, x + j div s)
+    # (3×54² 7×7 stride 2 → 147 × 24² columns: 73 → 25 µs).
     r = 0
-    for ch in range(xp.shape[1]):
-        plane = xp[b, ch]
-        for i in range(kh):
-            for j in range(kw):
-                line = cols[r]
-                if s == 1 and d == 1:
+    if s == 1 and d == 1:
+        for ch in range(xp.shape[1]):
+            plane = xp[b, ch]
+            for i in range(kh):
+                for j in range(kw):
+                    line = cols[r]
                     for y in range(ho):
                         src = plane[y + i]
                         q = off + y * wo
                         for x in range(wo):
                             line[q + x] = src[x + j]
-                else:
+                    r += 1
+    elif d == 1:
+        ph = _phases(xp, b, s)
+        for ch in range(xp.shape[1]):  # taps i = a·s + pi, j = c·s + pj: loop counters, so
+            for pi in range(s):  # LLVM sees a, c ≥ 0 and drops the negative-index checks
+                for a in range((kh - pi + s - 1) // s):
+                    for pj in range(s):
+                        plane = ph[ch, pi, pj]
+                        for c in range((kw - pj + s - 1) // s):
+                            line = cols[(ch * kh + a * s + pi) * kw + c * s + pj]
+                            for y in range(ho):
+                                src = plane[y + a]
+                                q = off + y * wo
+                                for x in range(wo):
+                                    line[q + x] = src[x + c]
+    else:
+        for ch in range(xp.shape[1]):
+            plane = xp[b, ch]
+            for i in range(kh):
+                for j in range(kw):
+                    line = cols[r]
                     for y in range(ho):
                         src = plane[y * s + i * d]
                         q = off + y * wo
                         for x in range(wo):
                             line[q + x] = src[x * s + j * d]
-                r += 1
+                    r += 1
 
 
 @njit(cache=True, nogil=True)
 def _scatter(gcols, b, kh, kw, s, d, ho, wo, gxp, off=0):
     # col2im: columns off … off + Ho·Wo − 1 of gcols accumulated into image b of gxp, the
-    # loops as in _columns
+    # loops as in _columns (a larger stride sums into zeroed phases, then adds them back)
     r = 0
-    for ch in range(gxp.shape[1]):
-        plane = gxp[b, ch]
-        for i in range(kh):
-            for j in range(kw):
-                line = gcols[r]
-                if s == 1 and d == 1:
+    if s == 1 and d == 1:
+        for ch in range(gxp.shape[1]):
+            plane = gxp[b, ch]
+            for i in range(kh):
+                for j in range(kw):
+                    line = gcols[r]
                     for y in range(ho):
                         dst = plane[y + i]
                         q = off + y * wo
                         for x in range(wo):
                             dst[x + j] += line[q + x]
-                else:
+                    r += 1
+    elif d == 1:
+        c_n, hp, wp = gxp.shape[1], gxp.shape[2], gxp.shape[3]
+        ph = np.zeros((c_n, s, s, (hp + s - 1) // s, (wp + s - 1) // s), gxp.dtype)
+        for ch in range(c_n):
+            for pi in range(s):
+                for a in range((kh - pi + s - 1) // s):
+                    for pj in range(s):
+                        plane = ph[ch, pi, pj]
+                        for c in range((kw - pj + s - 1) // s):
+                            line = gcols[(ch * kh + a * s + pi) * kw + c * s + pj]
+                            for y in range(ho):
+                                dst = plane[y + a]
+                                q = off + y * wo
+                                for x in range(wo):
+                                    dst[x + c] += line[q + x]
+        for ch in range(c_n):
+            for y in range(hp):
+                row = gxp[b, ch, y]
+                for pj in range(s):
+                    src = ph[ch, y % s, pj, y // s]
+                    for x in range((wp - pj + s - 1) // s):
+                        row[x * s + pj] += src[x]
+    else:
+        for ch in range(gxp.shape[1]):
+            plane = gxp[b, ch]
+            for i in range(kh):
+                for j in range(kw):
+                    line = gcols[r]
                     for y in range(ho):
                         dst = plane[y * s + i * d]
                         q = off + y * wo
                         for x in range(wo):
                             dst[x * s + j * d] += line[q + x]
-                r += 1
+                    r += 1
 
 
 @njit(cache=True, nogil=True)
