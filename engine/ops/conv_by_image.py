@@ -104,9 +104,14 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
 
 
 # Columns kept for the backward on the parallel route (written by the forward's parts, read
-# by the backward's instead of rebuilt): at most this many bytes (64×1×24² 5×5 pad 2,
-# float32: 3.7 MB; its backward 0.74 → 0.62 ms, in-process A/B).
-KEEP_BYTES = 16 * 1024 * 1024
+# by the backward's instead of rebuilt): at most this many bytes. Alone, keeping 64×1×24²
+# 5×5 pad 2's 3.7 MB sped its backward up (0.74 → 0.62 ms); inside whole training steps,
+# where the columns are written and read back from memory, rebuilding them is faster since
+# im2col vectorises (stride phases included): wall per step, kept (≤ 16 MB) → rebuilt,
+# in-process A/B, 10 blocks: cnn_issue24 (3.7 MB) 8.38 → 7.60 ms, cnn_lenet5 (5.0 MB) 3.52 →
+# 3.22, a 3×48² 7×7 stride-2 stem (10.8 MB) 5.92 → 5.26; shapes_cnn, digits_cnn, cnn_rgb32,
+# cnn_stride20 0.98–1.01. Columns that fit in a core's cache are still kept.
+KEEP_BYTES = 1024 * 1024
 
 
 def _forward_native(ctx, params: dict, xp: np.ndarray, wmat: np.ndarray, weight: np.ndarray,
