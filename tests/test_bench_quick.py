@@ -24,7 +24,7 @@ TIMED = ("gpt_step", "gpt6x256_step", "mlp_step", "sample", "sgemm_1024",
          # issue 20 §2: the spiral MLP's first step, cold and warm kernel cache
          "first_step_spiral_cold", "first_step_spiral_warm")
 CNN = ("cnn_shapes", "cnn_digits", "cnn_issue24", "cnn_rgb32", "cnn_wide28", "cnn_stride20",
-       "cnn_lenet5", "cnn_fchead")
+       "cnn_lenet5", "cnn_fchead", "cnn_stem48")
 
 
 @pytest.mark.timeout(900)  # the subprocess's own 600 s limit must be the one that counts

@@ -67,6 +67,11 @@ CASES = (
              ("fc", 512), ("relu",), ("fc", 256), ("relu",), ("fc", 10)),
             note="3×16×16, one 3×3 layer of 8 channels, then FC 2048 → 512 → 256 → 10: a CNN "
                  "whose work is mostly its fully-connected layers"),
+    CnnCase("cnn_stem48", (3, 48, 48), 5, 32,
+            (("conv", 16, 7, 2, 3), ("bn2",), ("relu",), ("max", 2),
+             ("conv", 32, 3, 1, 1), ("relu",), ("avg", 2), ("flatten",), ("fc", 5)),
+            note="3×48×48, a ResNet-like stem (7×7 stride 2 pad 3 → BN → ReLU → max pool), "
+                 "3×3 → 32, average pool, FC; batch 32"),
 )
 
 
