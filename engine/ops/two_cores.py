@@ -78,8 +78,14 @@ def ways(rows: int, flops: float, min_flops: float | None = None) -> int:
 def owned_ways(rows: int, flops: float, min_flops: float) -> int:
     """2 when an op of *rows* rows and *flops* work should run as two halves inside a block
     that owns two threads or more (:class:`own_threads`: a CNN's unsplit step, where BLAS is
-    held at one thread), else 1. Outside such a block BLAS keeps its own threads."""
-    return 2 if _OWN and _OWN[-1] >= 2 and rows >= 2 and flops >= min_flops else 1
+    held at one thread) and Numba's threads can run (:func:`engine.kernels.parallel.available`:
+    not opted out with ``WIREGRAD_NATIVE_THREADS=0``, the OpenMP layer loads), else 1. Outside
+    such a block BLAS keeps its own threads."""
+    if not (_OWN and _OWN[-1] >= 2 and rows >= 2 and flops >= min_flops):
+        return 1
+    from engine.kernels import parallel
+
+    return 2 if parallel.available() else 1
 
 
 # Ops whose kernels run both cores inside one Numba call (engine.kernels.parallel): the
