@@ -39,3 +39,21 @@ def input_mlp() -> dict:
     edges = [e("points:out", "fc1:x"), e("fc1:y", "act1:x"), e("act1:out", "fc2:x"),
              e("fc2:y", "loss:logits"), e("labels:out", "loss:labels")]
     return doc_of(nodes, edges)
+
+
+def record_native_runs(monkeypatch) -> list[str]:
+    """engine.kernels.parallel.run as it is (the real parallel kernels), recording the name of
+    each kernel that ran."""
+    from engine.kernels import parallel
+
+    ran: list[str] = []
+    real = parallel.run
+
+    def run(kernel, *args, **kwargs):
+        done = real(kernel, *args, **kwargs)
+        if done:
+            ran.append(kernel.py_func.__name__)
+        return done
+
+    monkeypatch.setattr(parallel, "run", run)
+    return ran

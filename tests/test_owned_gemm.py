@@ -13,6 +13,7 @@ from engine.core.registry import get
 from engine.kernels import parallel
 from engine.ops import linalg, two_cores
 from engine.train.optim import PARALLEL_MIN_ELEMENTS, Optimizer
+from tests.helpers import record_native_runs
 
 pytestmark = pytest.mark.skipif(not parallel.available(), reason="needs Numba's OpenMP layer")
 
@@ -22,19 +23,7 @@ class _Ctx:
         self.saved = arrays
 
 
-def _native_calls(monkeypatch) -> list:
-    """Records each parallel.run that ran its kernel."""
-    ran: list = []
-    real = parallel.run
-
-    def noting(kernel, *args, **kwargs):
-        done = real(kernel, *args, **kwargs)
-        if done:
-            ran.append(kernel.py_func.__name__)
-        return done
-
-    monkeypatch.setattr(parallel, "run", noting)
-    return ran
+_native_calls = record_native_runs  # engine.kernels.parallel.run, recording the kernels that ran
 
 
 def _matmul(a, b, params, g):

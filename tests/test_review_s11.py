@@ -30,7 +30,7 @@ from engine.core.run import Executor, init_weights
 from engine.data.examples import example_feeds
 from engine.kernels import parallel
 from engine.ops import two_cores
-from tests.helpers import doc_of, e, n
+from tests.helpers import doc_of, e, n, record_native_runs
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +40,7 @@ def torch():
     return _torch
 
 
-def _record_native(monkeypatch) -> list[str]:
-    """parallel.run as it is (the real parallel kernels), recording each kernel that ran."""
-    ran: list[str] = []
-    real = parallel.run
-
-    def run(kernel, *args, **kwargs):
-        done = real(kernel, *args, **kwargs)
-        if done:
-            ran.append(kernel.py_func.__name__)
-        return done
-
-    monkeypatch.setattr(parallel, "run", run)
-    return ran
+_record_native = record_native_runs  # engine.kernels.parallel.run, recording the kernels that ran
 
 
 def _close(got, want, dtype, what: str, tol32: float = 2e-5) -> None:
