@@ -223,3 +223,23 @@ def test_the_editors_worker_checks_the_flagship_preset():
     assert sent[0]["ok"] and sent[0]["node"] == "head"
     assert [r["id"] for r in sent[0]["nodes"]] == ["head"]
     assert "max_abs_err" in sent[0]["nodes"][0] and sent[0]["atol"] == ATOL
+
+
+def test_nodes_reading_scalar_sums_are_checked():
+    """``add`` of two 0-d values gives a numpy scalar; the nodes reading it must still be
+    perturbable (a 0-d array), and the whole graph passes."""
+    doc = doc_of([
+        n("x", "input", shape=["B", 3]), n("W", "parameter", shape=[3, 2]),
+        n("mm", "matmul"), n("t", "tanh"), n("sa", "sum"), n("sb", "mean"),
+        n("both", "add"), n("sq", "mul"), n("out", "exp"),
+    ], [
+        e("x:out", "mm:a"), e("W:out", "mm:b"), e("mm:out", "t:x"),
+        e("t:out", "sa:x"), e("mm:out", "sb:x"), e("sa:out", "both:a"),
+        e("sb:out", "both:b"), e("both:out", "sq:a"), e("both:out", "sq:b"),
+        e("sq:out", "out:x"),
+    ])
+    reports = gradcheck_document(doc, seed=3)
+    checked = {r.id: r for r in reports}
+    assert {"both", "sq", "out"} <= set(checked)
+    assert all(r.ok for r in reports), [(r.id, r.max_excess, r.worst) for r in reports]
+    assert checked["sq"].checked > 0 and checked["out"].checked > 0

@@ -160,15 +160,15 @@ def test_repeated_backward_of_one_tape_does_not_double_the_parameter_gradients()
 
 
 def test_gradcheck_document_checks_inline_parameters():
-    """Node by node (the scalar adds at the end are left out: gradcheck_document cannot
-    perturb the numpy scalar that ``add`` of two 0-d arrays gives, before this change too)."""
+    """Node by node, the scalar adds at the end included (``add`` of two 0-d arrays gives a
+    numpy scalar, which gradcheck_document perturbs as a 0-d array)."""
     from engine.core.gradcheck import gradcheck_document
 
     doc = _tied_doc()
     program = compile_document(doc, "float64")
     feeds = example_feeds(program, seed=0, sizes={"B": 4})
     nodes = ["W", "E", "Z", "mm1", "t1", "Wt", "mm2", "mm3", "row_a", "row_b", "scaled",
-             "shifted", "s1", "Wr", "sq", "Ws", "emb", "proj", "s4"]
+             "shifted", "s1", "Wr", "sq", "Ws", "emb", "proj", "s4", "a12", "a34", "loss"]
     reports = {}
     for node in nodes:
         (report,) = gradcheck_document(doc, node=node, feeds=feeds)

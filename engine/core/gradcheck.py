@@ -117,7 +117,7 @@ def _coordinate_errors(objective: Callable, store: dict, key: str, values: dict,
     idx = np.unravel_index(c, base.shape)
     fs = []
     for step in (EPS, -EPS):
-        moved = base.copy()
+        moved = np.array(base)  # a copy that is an array even where *base* is a numpy scalar
         moved[idx] += step
         fs.append(objective({**values, key: moved} if store is values else values,
                             {**weights, key: moved} if store is weights else weights))
@@ -195,7 +195,8 @@ def gradcheck_document(doc: dict, node: str | None = None, seed: int = 0,
             continue
         produced = {o for e in eqs for o in e.outputs}
         needed = {v for e in eqs for v in e.inputs if v is not None and v not in produced}
-        vals = {v: untie(tape.values[v], np.random.default_rng([seed, i]))
+        # np.asarray: an op on 0-d arrays (``add`` of two sums) may give a numpy scalar
+        vals = {v: untie(np.asarray(tape.values[v]), np.random.default_rng([seed, i]))
                 for i, v in enumerate(sorted(needed))}
         report = GradReport(nid)
         check_equations(eqs, vals, weights, state, program.node_outputs[nid], report, seed)
