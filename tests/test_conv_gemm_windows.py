@@ -48,18 +48,18 @@ def test_columns_and_scatter_match_slicing(s, d, kh, kw, dtype):
     assert not gxp[0].any() and not gxp[2].any()
 
 
-@pytest.mark.parametrize("cout,k,p", [(16, 147, 576), (16, 108, 64), (32, 27, 1024),
-                                      (16, 150, 36), (64, 288, 256)])
+@pytest.mark.parametrize("cout,k,p", [(16, 147, 576), (64, 100, 1024), (16, 108, 64),
+                                      (32, 27, 1024), (16, 150, 36), (64, 288, 256)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_weight_gradient_in_either_orientation_adds_g_times_columns_transposed(cout, k, p,
                                                                                dtype):
-    # both sides of the orientation rule (k ≥ 96 and P ≥ 4·Cout: cols · gᵀ, else g · colsᵀ)
+    # both sides of the orientation rule (k ≥ 96 and P ≥ 16·Cout: cols · gᵀ, else g · colsᵀ)
     rng = np.random.default_rng(k + p)
     g = rng.standard_normal((cout, p)).astype(dtype)
     cols = rng.standard_normal((k, p)).astype(dtype)
     start = rng.standard_normal((cout, k)).astype(dtype)
     gw = start.copy()
-    conv_gemm._weight_gradient(g, cols, gw, np.empty((cout, k), dtype),
+    conv_gemm._weight_gradient(g, cols, gw,
                                np.empty((k, cout), dtype))
     want = start.astype(np.float64) + g.astype(np.float64) @ cols.astype(np.float64).T
     np.testing.assert_allclose(gw, want, rtol=1e-4 if dtype == np.float32 else 1e-12,

@@ -2,10 +2,11 @@
 (:mod:`engine.kernels.parallel`).
 
 Per image (``forward_part`` / ``backward_part``): its columns ``(C·kh·kw, Ho·Wo)`` built in a
-buffer that stays in cache, one GEMM (``np.dot``: SciPy's BLAS, one thread inside each worker)
-straight into the NCHW output, the bias added while the output is in cache. The backward
-rebuilds each image's columns (or reads the ones the forward kept), adds its weight-gradient
-GEMM into its part's accumulator and scatters ``Wᵀ·g`` back into the image gradient (col2im).
+buffer that stays in cache, one GEMM (:func:`engine.kernels.blas.gemm`, one thread inside
+each worker) straight into the NCHW output, the bias added while the output is in cache. The
+backward rebuilds each image's columns (or reads the ones the forward kept), adds its
+weight-gradient GEMM into its part's accumulator and scatters ``Wᵀ·g`` back into the image
+gradient (col2im).
 
 Whole blocks of images (``block_forward_part`` / ``block_backward_part``, for wide inputs and
 tiny outputs, where a GEMM per image would be too thin): the columns of *nb* images side by
@@ -21,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from engine.kernels.blas import gemm
 from engine.kernels.lane_sums import total
 
 
@@ -144,21 +146,18 @@ def _scatter(gcols, b, kh, kw, s, d, ho, wo, gxp, off=0):
 
 
 @njit(cache=True, nogil=True)
-def _weight_gradient(g, cols, gw, gwb, gwb_t):
-    # gw (Cout, k) += g (Cout, P) · cols (k, P)ᵀ, through the scratch gwb (Cout, k) or
-    # gwb_t (k, Cout). With many column rows and pixels, cols · gᵀ (transposed) is what
-    # OpenBLAS runs faster (one thread, ratio transposed / direct): Cout 16, k 108–288:
-    # P 100–576 0.69–0.82, P 1024 0.43–0.48; Cout 32: P 144–576 0.81–0.94; Cout 64: P 256
-    # 0.97–0.99, P 576 0.92–0.97; but k 36–72 P ≤ 576 1.05–1.36 and P 36 1.04–1.55.
-    # backward_part over a batch: 32×3×48² 7×7 s2 → 16 (k 147, P 576) 2.27 → 1.66 ms,
-    # 64×6×14² 5×5 → 16 (k 150, P 100) 1.19 → 1.00 ms.
+def _weight_gradient(g, cols, gw, gwb_t):
+    # gw (Cout, k) += g (Cout, P) · cols (k, P)ᵀ, directly or through the scratch
+    # gwb_t (k, Cout): with many column rows and pixels, cols · gᵀ (transposed, then added)
+    # is what OpenBLAS runs faster. One thread, time transposed / direct: Cout 16, k 108–288:
+    # P 256–576 0.83–0.89, P 1024 0.47–0.53; Cout 32, P 576 0.90–0.94, P 1024 0.62–0.78;
+    # Cout 64, P 1024 0.80–0.89; but P ≤ 144 1.0–2.0, k 36–72 mostly 1.0–1.4.
     cout, k, p = g.shape[0], cols.shape[0], cols.shape[1]
-    if k >= 96 and p >= 4 * cout:
-        np.dot(cols, g.T, gwb_t)
+    if k >= 96 and p >= 16 * cout:
+        gemm(cols, g.T, gwb_t)
         gw += gwb_t.T
     else:
-        np.dot(g, cols.T, gwb)
-        gw += gwb
+        gemm(g, cols.T, gw, True)
 
 
 @njit(cache=True, nogil=True)
@@ -172,7 +171,7 @@ def forward_part(xp, wmat, bias, kh, kw, s, d, ho, wo, out, kept, lo, hi):
         cols = kept[b] if keep else buf
         _columns(xp, b, kh, kw, s, d, ho, wo, cols)
         o = out[b]
-        np.dot(wmat, cols, o)
+        gemm(wmat, cols, o)
         if bias.shape[0]:
             for co in range(o.shape[0]):
                 bc = bias[co]
@@ -195,8 +194,7 @@ def backward_part(xp, kept, wmat, kh, kw, s, d, ho, wo, g3, gw, gb, gxp, lo, hi)
     k, px = wmat.shape[1], ho * wo
     buf = np.empty((k, px), g3.dtype)
     gcols = np.empty((k, px), g3.dtype)
-    gwb = np.empty(gw.shape, g3.dtype)  # this image's weight gradient (Cout, k) …
-    gwb_t = np.empty((k, gw.shape[0]), g3.dtype)  # … or its transpose (see _weight_gradient)
+    gwb_t = np.empty((k, gw.shape[0]), g3.dtype)  # an image's weight gradient, transposed
     wt = wmat.T
     for b in range(lo, hi):
         if keep:
@@ -205,11 +203,11 @@ def backward_part(xp, kept, wmat, kh, kw, s, d, ho, wo, g3, gw, gb, gxp, lo, hi)
             _columns(xp, b, kh, kw, s, d, ho, wo, buf)
             cols = buf
         gimg = g3[b]
-        _weight_gradient(gimg, cols, gw, gwb, gwb_t)
+        _weight_gradient(gimg, cols, gw, gwb_t)
         for co in range(gb.shape[0]):
             gb[co] += total(gimg[co])
         if gxp.shape[0]:
-            np.dot(wt, gimg, gcols)
+            gemm(wt, gimg, gcols)
             _scatter(gcols, b, kh, kw, s, d, ho, wo, gxp)
 
 
@@ -235,7 +233,7 @@ def block_forward_part(xp, wmat, bias, kh, kw, s, d, ho, wo, nb, out, lo, hi):
         o = obuf[:cout * m * px].reshape(cout, m * px)
         for i in range(m):
             _columns(xp, a + i, kh, kw, s, d, ho, wo, cols, i * px)
-        np.dot(wmat, cols, o)
+        gemm(wmat, cols, o)
         for i in range(m):
             for co in range(cout):
                 bc = bias[co] if bias.shape[0] else 0.0
@@ -260,8 +258,7 @@ def block_backward_part(xp, wmat, kh, kw, s, d, ho, wo, nb, g3, gw, gb, gxp, lo,
     colbuf = np.empty(k * size * px, g3.dtype)
     gbuf = np.empty(cout * size * px, g3.dtype)
     gcolbuf = np.empty(k * size * px if gxp.shape[0] else 0, g3.dtype)
-    gwb = np.empty(gw.shape, g3.dtype)  # this block's weight gradient (Cout, k) …
-    gwb_t = np.empty((k, cout), g3.dtype)  # … or its transpose (see _weight_gradient)
+    gwb_t = np.empty((k, cout), g3.dtype)  # a block's weight gradient, transposed
     wt = wmat.T
     for a in range(lo, hi, size):
         m = min(size, hi - a)
@@ -274,10 +271,10 @@ def block_backward_part(xp, wmat, kh, kw, s, d, ho, wo, nb, g3, gw, gb, gxp, lo,
                     gm[co, i * px + q] = g3[a + i, co, q]
                 if gb.shape[0]:
                     gb[co] += total(g3[a + i, co])
-        _weight_gradient(gm, cols, gw, gwb, gwb_t)
+        _weight_gradient(gm, cols, gw, gwb_t)
         if gxp.shape[0]:
             gcols = gcolbuf[:k * m * px].reshape(k, m * px)
-            np.dot(wt, gm, gcols)
+            gemm(wt, gm, gcols)
             for i in range(m):
                 _scatter(gcols, a + i, kh, kw, s, d, ho, wo, gxp, i * px)
 

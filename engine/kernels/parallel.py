@@ -111,6 +111,9 @@ def pin_blas() -> None:
     for lib in _PINNED:
         if lib.num_threads != 1:
             lib.set_num_threads(1)
+    from engine.kernels import blas
+
+    blas.one_thread()  # and the kernels' own GEMM library (engine.kernels.blas)
 
 
 def ready(kernel, args: tuple, dtype, variant: str = "") -> bool:

@@ -4,7 +4,7 @@ F(2×2, 5×5) (:mod:`.winograd_f25`).
 
 Each part runs the images ``lo … hi-1`` in blocks of at most *nb*, as
 :mod:`engine.ops.conv_winograd` does on one thread: pad the block, transform it, one GEMM per
-tile position (``np.dot``: SciPy's BLAS, one thread inside each worker), transform back. A
+tile position (:func:`engine.kernels.blas.gemm`, one thread inside each worker), transform back. A
 block's Winograd arrays are ``(positions, channels, kp)`` with ``kp = padded[k]`` tile columns
 for a block of *k* images (``≥ k·tiles``, chosen by the caller so that the position rows do not
 alias in the L1 cache); the columns past ``k·tiles`` are zero, so every GEMM operand is one
@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from engine.kernels import winograd, winograd_f25
+from engine.kernels.blas import gemm
 from engine.kernels.lane_sums import total
 
 
@@ -102,7 +103,7 @@ def forward_part(r, x, u, bias, pad, th, tw, nb, padded, y, lo, hi):
         _transform_in(r, xp[:k], th, tw, v)
         _zero_columns(v, kt)
         for q in range(positions):
-            np.dot(u[q], v[q], m[q])
+            gemm(u[q], v[q], m[q])
         _transform_out(r, m, th, tw, y[a:a + k])
         if bias.shape[0]:
             for i in range(a, a + k):
@@ -134,7 +135,6 @@ def backward_part(r, x, ut, gp, pad, th, tw, nb, padded, du, gb, gx, lo, hi):
     dmbuf = np.empty(positions * cout * padded[size], x.dtype)
     dvbuf = np.empty(positions * c * padded[size] if need_x else 0, x.dtype)
     dxp = np.empty(xp.shape if need_x else (0, 1, 1, 1), x.dtype)
-    dub = np.empty((cout, c), x.dtype)
     for a in range(lo, hi, size):
         k = min(size, hi - a)
         kp, kt = padded[k], k * t
@@ -149,12 +149,11 @@ def backward_part(r, x, ut, gp, pad, th, tw, nb, padded, du, gb, gx, lo, hi):
         _zero_columns(v, kt)
         _zero_columns(dm, kt)
         for q in range(positions):
-            np.dot(dm[q], v[q].T, dub)
-            du[q] += dub
+            gemm(dm[q], v[q].T, du[q], True)
         if need_x:
             dv = dvbuf[:positions * c * kp].reshape(positions, c, kp)
             for q in range(positions):
-                np.dot(ut[q], dm[q], dv[q])
+                gemm(ut[q], dm[q], dv[q])
             dxp[:k] = 0.0
             _grad_in(r, dv, th, tw, dxp[:k])
             _crop_block(dxp, k, pad, gx, a)
