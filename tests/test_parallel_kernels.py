@@ -91,6 +91,25 @@ def test_opting_out_turns_the_parallel_kernels_off(monkeypatch):
         parallel.available.cache_clear()
 
 
+def test_without_the_kernels_gemm_library_the_parallel_kernels_are_off(monkeypatch):
+    """scipy-openblas64 missing or broken: the ops keep their one-thread routes (a
+    convolution still trains) instead of failing on the kernels' import."""
+    import sys
+
+    import engine.kernels
+
+    parallel.available.cache_clear()
+    monkeypatch.delitem(sys.modules, "engine.kernels.blas", raising=False)
+    monkeypatch.delattr(engine.kernels, "blas", raising=False)
+    monkeypatch.setitem(sys.modules, "scipy_openblas64", None)  # import fails
+    try:
+        assert not parallel.available()
+    finally:
+        parallel.available.cache_clear()
+        monkeypatch.undo()
+    assert parallel.available() == (parallel.os.environ.get(parallel.OPT_OUT, "1") != "0")
+
+
 def test_the_blas_numba_calls_runs_on_one_thread_inside_a_launch():
     from threadpoolctl import threadpool_limits
 

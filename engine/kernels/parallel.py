@@ -53,9 +53,14 @@ _HELPERS: dict[tuple, object] = {}  # (kernel, dtype) → its compiling helper p
 
 @cache
 def available() -> bool:
-    """Whether Numba's OpenMP layer can run this process's parallel kernels (selects it)."""
+    """Whether Numba's OpenMP layer can run this process's parallel kernels (selects it), and
+    the GEMM library they call loads (:mod:`engine.kernels.blas`)."""
     if os.environ.get(OPT_OUT, "1") == "0":
         return False
+    try:
+        from engine.kernels import blas  # noqa: F401
+    except (ImportError, OSError, AttributeError):
+        return False  # the ops keep their one-thread routes
     import numba
 
     layer = numba.config.THREADING_LAYER  # type: ignore[attr-defined]
