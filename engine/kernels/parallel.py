@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -116,9 +117,9 @@ def pin_blas() -> None:
     for lib in _PINNED:
         if lib.num_threads != 1:
             lib.set_num_threads(1)
-    from engine.kernels import blas
-
-    blas.one_thread()  # and the kernels' own GEMM library (engine.kernels.blas)
+    ours = sys.modules.get("engine.kernels.blas")  # the kernels' own GEMM library, once
+    if ours is not None:  # loaded (it loads on one thread; the recurrent ops never load it)
+        ours.one_thread()
 
 
 def ready(kernel, args: tuple, dtype, variant: str = "") -> bool:
