@@ -35,9 +35,9 @@ from tests.helpers import doc_of, e, n, record_native_runs
 
 @pytest.fixture(scope="module")
 def torch():
-    import torch as _torch  # installed here (2.13); imported only by the tests that use it
-
-    return _torch
+    # skipped where PyTorch is not installed (README's test command runs without it; on CI,
+    # which installs it, a skip fails the run)
+    return pytest.importorskip("torch")
 
 
 _record_native = record_native_runs  # engine.kernels.parallel.run, recording the kernels that ran
