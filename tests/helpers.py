@@ -1,8 +1,11 @@
-"""Small builders for documents in tests."""
+"""Small builders for documents in tests, and stand-ins and references for calling ops
+directly."""
 
 from __future__ import annotations
 
 import copy
+
+import numpy as np
 
 from engine.core import document
 from engine.graphs.presets import presets_dir
@@ -57,3 +60,65 @@ def record_native_runs(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(parallel, "run", run)
     return ran
+
+
+class OpCtx:
+    """Stands in for the executor's per-op context when a test calls an op's forward and
+    backward itself: what the forward saves, and which inputs need a gradient."""
+
+    def __init__(self, needs: tuple = (True, True, True)) -> None:
+        self.needs_input_grad = needs
+
+    def save(self, *arrays) -> None:
+        self.saved = arrays
+
+
+def run_matmul(a, b, params: dict, g):
+    """The registry's matmul on *a*, *b*: (out, grad a, grad b) for the output gradient *g*."""
+    from engine.core.registry import get
+
+    op = get("matmul")
+    ctx = OpCtx()
+    out = op.forward(ctx, params, a, b)
+    ga, gb = op.backward(ctx, params, g)
+    return out, ga, gb
+
+
+def torch_conv(torch, x, w, b, g, s: int, p: int, d: int, groups: int = 1):
+    """PyTorch's conv2d in float64 on the same values: (y, gx, gw, gb or None)."""
+    f = torch.nn.functional
+    xt = torch.tensor(np.ascontiguousarray(x, np.float64), requires_grad=True)
+    wt = torch.tensor(w.astype(np.float64), requires_grad=True)
+    bt = None if b is None else torch.tensor(b.astype(np.float64), requires_grad=True)
+    y = f.conv2d(xt, wt, bt, stride=s, padding=p, dilation=d, groups=groups)
+    y.backward(torch.tensor(np.asarray(g, np.float64)))
+    return (y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(),
+            None if bt is None else bt.grad.numpy())
+
+
+def assert_close(got, want, dtype, what: str, tol32: float = 2e-5) -> None:
+    """*got* (of *dtype*) against the float64 *want*, relative to want's largest magnitude."""
+    assert got is not None, what
+    assert got.shape == want.shape, (what, got.shape, want.shape)
+    assert got.dtype == np.dtype(dtype), (what, got.dtype)
+    tol = tol32 if np.dtype(dtype) == np.float32 else 1e-12
+    scale = max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
+    err = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
+    assert err <= tol * scale, f"{what}: max error {err:.3g} (scale {scale:.3g})"
+
+
+def assert_conv_matches_torch(torch, x, w, b, g, s: int, p: int, d: int, needs: tuple,
+                              y, grads) -> None:
+    """conv2d's output *y* and *grads* (input — None where not *needs*[0] —, weight, bias)
+    against PyTorch's on the same values and output gradient *g*."""
+    ry, rgx, rgw, rgb = torch_conv(torch, x, w, b, g, s, p, d)
+    assert_close(y, ry, x.dtype, "forward")
+    if needs[0]:
+        assert_close(grads[0], rgx, x.dtype, "input gradient")
+    else:
+        assert grads[0] is None
+    assert_close(grads[1], rgw, x.dtype, "weight gradient")
+    if b is None:
+        assert len(grads) < 3 or grads[2] is None
+    else:
+        assert_close(grads[2], rgb, x.dtype, "bias gradient")

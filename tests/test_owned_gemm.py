@@ -9,29 +9,15 @@ import itertools
 import numpy as np
 import pytest
 
-from engine.core.registry import get
 from engine.kernels import parallel
 from engine.ops import linalg, two_cores
 from engine.train.optim import PARALLEL_MIN_ELEMENTS, Optimizer
-from tests.helpers import record_native_runs
+from tests.helpers import record_native_runs, run_matmul
 
 pytestmark = pytest.mark.skipif(not parallel.available(), reason="needs Numba's OpenMP layer")
 
 
-class _Ctx:
-    def save(self, *arrays) -> None:
-        self.saved = arrays
-
-
 _native_calls = record_native_runs  # engine.kernels.parallel.run, recording the kernels that ran
-
-
-def _matmul(a, b, params, g):
-    op = get("matmul")
-    ctx = _Ctx()
-    out = op.forward(ctx, params, a, b)
-    ga, gb = op.backward(ctx, params, g)
-    return out, ga, gb
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -45,10 +31,10 @@ def test_a_large_matmul_on_numba_threads_matches_one_thread(monkeypatch, dtype, 
     b = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
     g = rng.standard_normal((3, 16, n) if batched else (m, n)).astype(dtype)
     params = {"transpose_a": ta, "transpose_b": tb}
-    expected = _matmul(a, b, params, g)
+    expected = run_matmul(a, b, params, g)
     ran = _native_calls(monkeypatch)
     with two_cores.own_threads(2):
-        got = _matmul(a, b, params, g)
+        got = run_matmul(a, b, params, g)
     assert len(ran) == 3  # forward, dA and dB each ran on Numba's threads
     tol = 1e-4 if dtype == np.float32 else 1e-12
     for x, y in zip(got, expected):

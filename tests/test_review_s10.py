@@ -20,6 +20,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.helpers import OpCtx, assert_close, assert_conv_matches_torch
 from tests.split_help import force_split
 
 _GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
@@ -28,14 +29,6 @@ _GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 @pytest.fixture(scope="module")
 def torch():
     return pytest.importorskip("torch")
-
-
-class _Ctx:
-    def __init__(self, needs: tuple = (True, True, True)) -> None:
-        self.needs_input_grad = needs
-
-    def save(self, *arrays) -> None:
-        self.saved = arrays
 
 
 def _emulated_parallel(monkeypatch) -> list[str]:
@@ -83,28 +76,6 @@ def _inputs(x_shape, w_shape, bias: bool, dtype, seed: int = 0):
     return x, w, b
 
 
-def _torch_conv(torch, x, w, b, g, s, p, d):
-    """PyTorch's conv2d in float64 on the same values: (y, gx, gw, gb or None)."""
-    f = torch.nn.functional
-    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
-    wt = torch.tensor(w.astype(np.float64), requires_grad=True)
-    bt = None if b is None else torch.tensor(b.astype(np.float64), requires_grad=True)
-    y = f.conv2d(xt, wt, bt, stride=s, padding=p, dilation=d)
-    y.backward(torch.tensor(g.astype(np.float64)))
-    return (y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(),
-            None if bt is None else bt.grad.numpy())
-
-
-def _close(got, want, dtype, what: str) -> None:
-    assert got is not None, what
-    assert got.shape == want.shape, (what, got.shape, want.shape)
-    assert got.dtype == np.dtype(dtype), (what, got.dtype)
-    tol = 2e-5 if np.dtype(dtype) == np.float32 else 1e-12
-    scale = max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
-    err = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
-    assert err <= tol * scale, f"{what}: max error {err:.3g} (scale {scale:.3g})"
-
-
 def _strided(a: np.ndarray) -> np.ndarray:
     """The same values in a non-contiguous array (rows and columns swapped in memory)."""
     return np.ascontiguousarray(a.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
@@ -115,7 +86,7 @@ def _conv_vs_torch(torch, x, w, b, s, p, d, needs=(True, True, True), strided=Fa
     x and the output gradient non-contiguous)."""
     from engine.core import registry
 
-    spec, ctx = registry.get("conv2d"), _Ctx(needs)
+    spec, ctx = registry.get("conv2d"), OpCtx(needs)
     params = {"stride": s, "padding": p, "dilation": d, "groups": 1}
     xs = _strided(x) if strided else x
     if strided:
@@ -124,17 +95,7 @@ def _conv_vs_torch(torch, x, w, b, s, p, d, needs=(True, True, True), strided=Fa
     y = spec.forward(ctx, params, *args)
     g = np.random.default_rng(99).standard_normal(y.shape).astype(x.dtype)
     grads = spec.backward(ctx, params, _strided(g) if strided else g)
-    ry, rgx, rgw, rgb = _torch_conv(torch, x, w, b, g, s, p, d)
-    _close(y, ry, x.dtype, "forward")
-    if needs[0]:
-        _close(grads[0], rgx, x.dtype, "input gradient")
-    else:
-        assert grads[0] is None
-    _close(grads[1], rgw, x.dtype, "weight gradient")
-    if b is None:
-        assert len(grads) < 3 or grads[2] is None
-    else:
-        _close(grads[2], rgb, x.dtype, "bias gradient")
+    assert_conv_matches_torch(torch, x, w, b, g, s, p, d, needs, y, grads)
     return ctx
 
 
@@ -287,7 +248,7 @@ def test_bias_gradient_keeps_nan_and_inf(monkeypatch, route):
     dtype = np.float64 if route == "winograd" else np.float32  # (as compiled above)
     x, w, b = _inputs(x_shape, w_shape, True, dtype, seed=4)
     params = {"stride": s, "padding": 1, "dilation": 1, "groups": 1}
-    spec, ctx = registry.get("conv2d"), _Ctx()
+    spec, ctx = registry.get("conv2d"), OpCtx()
     y = spec.forward(ctx, params, x, w, b)
     g = np.random.default_rng(5).standard_normal(y.shape).astype(dtype)
     g[1, 0, 0, 0] = np.nan
@@ -326,7 +287,7 @@ def test_padded_pools_match_torch(torch, x_shape, k, s, p, dtype):
                                         {"count_include_pad": False}])]:
         for more in extra:
             params = {"kernel": k, "stride": s, "padding": p, **more}
-            spec, ctx = registry.get(name), _Ctx((True,))
+            spec, ctx = registry.get(name), OpCtx((True,))
             y = spec.forward(ctx, params, x)
             g = rng.standard_normal(y.shape).astype(dtype)
             (gx,) = spec.backward(ctx, params, g)
@@ -336,8 +297,8 @@ def test_padded_pools_match_torch(torch, x_shape, k, s, p, dtype):
             else:
                 yt = f.avg_pool2d(xt, k, s, p, count_include_pad=more["count_include_pad"])
             yt.backward(torch.tensor(g.astype(np.float64)))
-            _close(y, yt.detach().numpy(), dtype, f"{name} {more} forward")
-            _close(gx, xt.grad.numpy(), dtype, f"{name} {more} input gradient")
+            assert_close(y, yt.detach().numpy(), dtype, f"{name} {more} forward")
+            assert_close(gx, xt.grad.numpy(), dtype, f"{name} {more} input gradient")
             if name == "max_pool2d":
                 assert np.isfinite(y).all() and (y < 0).all()
 

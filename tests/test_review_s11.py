@@ -30,7 +30,16 @@ from engine.core.run import Executor, init_weights
 from engine.data.examples import example_feeds
 from engine.kernels import parallel
 from engine.ops import two_cores
-from tests.helpers import doc_of, e, n, record_native_runs
+from tests.helpers import (
+    OpCtx,
+    assert_close,
+    assert_conv_matches_torch,
+    doc_of,
+    e,
+    n,
+    record_native_runs,
+    run_matmul,
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +50,6 @@ def torch():
 
 
 _record_native = record_native_runs  # engine.kernels.parallel.run, recording the kernels that ran
-
-
-def _close(got, want, dtype, what: str, tol32: float = 2e-5) -> None:
-    """*got* (of *dtype*) against the float64 *want*, relative to want's largest magnitude."""
-    assert got is not None, what
-    assert got.shape == want.shape, (what, got.shape, want.shape)
-    assert got.dtype == np.dtype(dtype), (what, got.dtype)
-    tol = tol32 if np.dtype(dtype) == np.float32 else 1e-12
-    scale = max(1.0, float(np.max(np.abs(want))) if want.size else 1.0)
-    err = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
-    assert err <= tol * scale, f"{what}: max error {err:.3g} (scale {scale:.3g})"
 
 
 # =============================================================== 1. parameters, inline
@@ -456,19 +454,6 @@ def test_inspection_sees_each_parameters_summed_gradient_on_every_edge_it_feeds(
 
 # =============================================================== 2. GEMMs on Numba's threads
 
-class _MCtx:
-    def save(self, *arrays) -> None:
-        self.saved = arrays
-
-
-def _matmul_op(a, b, params, g):
-    op = get("matmul")
-    ctx = _MCtx()
-    out = op.forward(ctx, params, a, b)
-    ga, gb = op.backward(ctx, params, g)
-    return out, ga, gb
-
-
 # (M, K, N): one row, two rows with a huge N, K = 1, N = 1, a tall skinny one
 SHAPES = [(1, 1500, 1400), (2, 64, 40000), (3000, 1, 700), (1000, 2100, 1), (5, 900, 900)]
 
@@ -485,16 +470,16 @@ def test_owned_gemm_degenerate_shapes_match_float64_numpy(monkeypatch, mkn, ta, 
     params = {"transpose_a": ta, "transpose_b": tb}
     ran = _record_native(monkeypatch)
     with two_cores.own_threads(2):
-        out, ga, gb = _matmul_op(a, b, params, g)
+        out, ga, gb = run_matmul(a, b, params, g)
     assert ran and set(ran) == {"rows_parallel"}  # at least dB = Aᵀg (K·N work) goes native
     a64, b64, g64 = (v.astype(np.float64) for v in (a, b, g))
     ae = a64.T if ta else a64
     be = b64.T if tb else b64
     want_ga = g64 @ be.T
     want_gb = ae.T @ g64
-    _close(out, ae @ be, dtype, "forward", tol32=1e-4)
-    _close(ga, want_ga.T if ta else want_ga, dtype, "dA", tol32=1e-4)
-    _close(gb, want_gb.T if tb else want_gb, dtype, "dB", tol32=1e-4)
+    assert_close(out, ae @ be, dtype, "forward", tol32=1e-4)
+    assert_close(ga, want_ga.T if ta else want_ga, dtype, "dA", tol32=1e-4)
+    assert_close(gb, want_gb.T if tb else want_gb, dtype, "dB", tol32=1e-4)
     for x in (out, ga, gb):
         assert x.flags.c_contiguous
 
@@ -524,7 +509,7 @@ def test_product_on_any_layout_is_c_contiguous_and_matches_numpy(monkeypatch, dt
         with two_cores.own_threads(2):
             got = linalg._product(xv, yv)
         assert got.flags.c_contiguous, (nx, ny)
-        _close(got, want, dtype, f"x {nx}, y {ny}", tol32=1e-4)
+        assert_close(got, want, dtype, f"x {nx}, y {ny}", tol32=1e-4)
     assert len(ran) == 36  # every pair ran on Numba's threads
 
 
@@ -560,10 +545,10 @@ def test_owned_matmul_gradients_match_central_differences(monkeypatch, ta, tb):
 
     def loss(av, bv) -> float:
         with two_cores.own_threads(2):
-            return float(np.sum(r * op.forward(_MCtx(), params, av, bv)))
+            return float(np.sum(r * op.forward(OpCtx(), params, av, bv)))
 
     with two_cores.own_threads(2):
-        _, ga, gb = _matmul_op(a, b, params, r)
+        _, ga, gb = run_matmul(a, b, params, r)
     assert len(ran) == 3
     h = 1e-3
     for which, base, grad in (("a", a, ga), ("b", b, gb)):
@@ -598,10 +583,10 @@ def test_batched_and_broadcast_matmuls_inside_owned_threads(torch, case):
     g = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
     yt.backward(torch.tensor(g.astype(np.float64)))
     with two_cores.own_threads(2):
-        out, ga, gb = _matmul_op(a, b, params, g)
-    _close(out, yt.detach().numpy(), np.float32, "forward", tol32=1e-4)
-    _close(ga, at.grad.numpy(), np.float32, "dA", tol32=1e-4)
-    _close(gb, bt.grad.numpy(), np.float32, "dB", tol32=1e-4)
+        out, ga, gb = run_matmul(a, b, params, g)
+    assert_close(out, yt.detach().numpy(), np.float32, "forward", tol32=1e-4)
+    assert_close(ga, at.grad.numpy(), np.float32, "dA", tol32=1e-4)
+    assert_close(gb, bt.grad.numpy(), np.float32, "dB", tol32=1e-4)
 
 
 # =============================================================== 3. optimizer updates
@@ -787,28 +772,9 @@ def test_cnn_training_with_parallel_fc_and_updates_matches_it_without(tmp_path, 
 
 # =============================================================== 4. strided convolutions
 
-class _Ctx:
-    def __init__(self, needs: tuple = (True, True, True)) -> None:
-        self.needs_input_grad = needs
-
-    def save(self, *arrays) -> None:
-        self.saved = arrays
-
-
-def _torch_conv(torch, x, w, b, g, s, p, d):
-    f = torch.nn.functional
-    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
-    wt = torch.tensor(w.astype(np.float64), requires_grad=True)
-    bt = None if b is None else torch.tensor(b.astype(np.float64), requires_grad=True)
-    y = f.conv2d(xt, wt, bt, stride=s, padding=p, dilation=d)
-    y.backward(torch.tensor(g.astype(np.float64)))
-    return (y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(),
-            None if bt is None else bt.grad.numpy())
-
-
 def _conv_check(torch, x, w, b, s, p, d, needs, owned=True):
     """conv2d through the registry (inside own_threads when *owned*) against PyTorch."""
-    spec, ctx = get("conv2d"), _Ctx(needs)
+    spec, ctx = get("conv2d"), OpCtx(needs)
     params = {"stride": s, "padding": p, "dilation": d, "groups": 1}
     args = (x, w) if b is None else (x, w, b)
     if owned:
@@ -820,17 +786,7 @@ def _conv_check(torch, x, w, b, s, p, d, needs, owned=True):
         y = spec.forward(ctx, params, *args)
         g = np.random.default_rng(99).standard_normal(y.shape).astype(x.dtype)
         grads = spec.backward(ctx, params, g)
-    ry, rgx, rgw, rgb = _torch_conv(torch, x, w, b, g, s, p, d)
-    _close(y, ry, x.dtype, "forward")
-    if needs[0]:
-        _close(grads[0], rgx, x.dtype, "input gradient")
-    else:
-        assert grads[0] is None
-    _close(grads[1], rgw, x.dtype, "weight gradient")
-    if b is None:
-        assert len(grads) < 3 or grads[2] is None
-    else:
-        _close(grads[2], rgb, x.dtype, "bias gradient")
+    assert_conv_matches_torch(torch, x, w, b, g, s, p, d, needs, y, grads)
     return ctx, grads
 
 

@@ -40,7 +40,7 @@ from numba import njit
 from engine.core.registry import get
 from engine.kernels import blas, parallel
 from engine.ops import two_cores
-from tests.helpers import doc_of, e, n, record_native_runs
+from tests.helpers import OpCtx, doc_of, e, n, record_native_runs, torch_conv
 
 ROOT = Path(__file__).resolve().parents[1]
 native = pytest.mark.skipif(not parallel.available(), reason="needs Numba's OpenMP layer")
@@ -261,25 +261,6 @@ def test_a_cached_kernel_calling_gemm_runs_right_in_a_fresh_process(tmp_path):
 
 # =============================================================== 2. convolutions
 
-class _Ctx:
-    def __init__(self, needs: tuple = (True, True, True)) -> None:
-        self.needs_input_grad = needs
-
-    def save(self, *arrays) -> None:
-        self.saved = arrays
-
-
-def _torch_conv(torch, x, w, b, g, s, p, d, groups):
-    f = torch.nn.functional
-    xt = torch.tensor(np.ascontiguousarray(x, np.float64), requires_grad=True)
-    wt = torch.tensor(w.astype(np.float64), requires_grad=True)
-    bt = None if b is None else torch.tensor(b.astype(np.float64), requires_grad=True)
-    y = f.conv2d(xt, wt, bt, stride=s, padding=p, dilation=d, groups=groups)
-    y.backward(torch.tensor(np.asarray(g, np.float64)))
-    return (y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(),
-            None if bt is None else bt.grad.numpy())
-
-
 def _conv_against_torch(torch, case, dtype, need_x: bool, seed: int) -> None:
     nb, cin, h, w, cout, k, s, p, d, groups, bias = case
     rng = np.random.default_rng(seed)
@@ -287,13 +268,13 @@ def _conv_against_torch(torch, case, dtype, need_x: bool, seed: int) -> None:
     wt = (rng.standard_normal((cout, cin // groups, k, k)) / np.sqrt(cin * k * k / groups)
           ).astype(dtype)
     b = rng.standard_normal(cout).astype(dtype) if bias else None
-    spec, ctx = get("conv2d"), _Ctx((need_x, True, True))
+    spec, ctx = get("conv2d"), OpCtx((need_x, True, True))
     params = {"stride": s, "padding": p, "dilation": d, "groups": groups}
     with two_cores.own_threads(2):
         y = spec.forward(ctx, params, *((x, wt) if b is None else (x, wt, b)))
         g = rng.standard_normal(y.shape).astype(dtype)
         grads = spec.backward(ctx, params, g)
-    ry, rgx, rgw, rgb = _torch_conv(torch, x, wt, b, g, s, p, d, groups)
+    ry, rgx, rgw, rgb = torch_conv(torch, x, wt, b, g, s, p, d, groups)
     tol = 3e-6 if dtype == np.float32 else 1e-13
     if k == 5 and s == 1 and d == 1 and cin // groups >= 16:
         tol = 3e-5 if dtype == np.float32 else 1e-12  # F(2×2, 5×5): see conv_winograd
@@ -664,7 +645,7 @@ def test_recurrent_ops_run_without_the_kernels_gemm_library(monkeypatch):
         rng = np.random.default_rng(0)
         x = rng.standard_normal((2, 3, 4))
         w_ih, w_hh = rng.standard_normal((5, 4)), rng.standard_normal((5, 5))
-        ys = get("rnn").forward(_Ctx(), {"nonlinearity": "tanh"}, x, w_ih, w_hh)
+        ys = get("rnn").forward(OpCtx(), {"nonlinearity": "tanh"}, x, w_ih, w_hh)
         assert ys[0].shape == (2, 3, 5) and np.isfinite(ys[0]).all()
     finally:
         parallel.available.cache_clear()
