@@ -96,6 +96,31 @@ def torch_conv(torch, x, w, b, g, s: int, p: int, d: int, groups: int = 1):
             None if bt is None else bt.grad.numpy())
 
 
+def numpy_conv(x, w, b, g, s: int, p: int, d: int):
+    """conv2d (groups 1) in float64 numpy, tap by tap, on the same values as
+    :func:`torch_conv`: (y, gx, gw, gb or None) for the output gradient *g*."""
+    x64, w64 = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    n, c, h, wd = x64.shape
+    cout, _, kh, kw = w64.shape
+    ho, wo = (h + 2 * p - d * (kh - 1) - 1) // s + 1, (wd + 2 * p - d * (kw - 1) - 1) // s + 1
+    xp = np.zeros((n, c, h + 2 * p, wd + 2 * p))
+    xp[:, :, p:p + h, p:p + wd] = x64
+    g64 = np.asarray(g, np.float64).reshape(n, cout, ho, wo)
+    y = np.zeros((n, cout, ho, wo))
+    gxp, gw = np.zeros_like(xp), np.zeros_like(w64)
+    for i in range(kh):
+        for j in range(kw):
+            rows = slice(i * d, i * d + s * (ho - 1) + 1, s)
+            cols = slice(j * d, j * d + s * (wo - 1) + 1, s)
+            y += np.einsum("nchw,oc->nohw", xp[:, :, rows, cols], w64[:, :, i, j])
+            gw[:, :, i, j] = np.einsum("nchw,nohw->oc", xp[:, :, rows, cols], g64)
+            gxp[:, :, rows, cols] += np.einsum("nohw,oc->nchw", g64, w64[:, :, i, j])
+    if b is not None:
+        y += np.asarray(b, np.float64)[None, :, None, None]
+    gb = None if b is None else g64.sum(axis=(0, 2, 3))
+    return y, gxp[:, :, p:p + h, p:p + wd], gw, gb
+
+
 def assert_close(got, want, dtype, what: str, tol32: float = 2e-5) -> None:
     """*got* (of *dtype*) against the float64 *want*, relative to want's largest magnitude."""
     assert got is not None, what
@@ -111,7 +136,13 @@ def assert_conv_matches_torch(torch, x, w, b, g, s: int, p: int, d: int, needs: 
                               y, grads) -> None:
     """conv2d's output *y* and *grads* (input — None where not *needs*[0] —, weight, bias)
     against PyTorch's on the same values and output gradient *g*."""
-    ry, rgx, rgw, rgb = torch_conv(torch, x, w, b, g, s, p, d)
+    assert_conv_matches(torch_conv(torch, x, w, b, g, s, p, d), x, b, needs, y, grads)
+
+
+def assert_conv_matches(reference: tuple, x, b, needs: tuple, y, grads) -> None:
+    """conv2d's output *y* and *grads* (as :func:`assert_conv_matches_torch`) against a
+    float64 *reference* ``(y, gx, gw, gb)`` (:func:`torch_conv`, :func:`numpy_conv`)."""
+    ry, rgx, rgw, rgb = reference
     assert_close(y, ry, x.dtype, "forward")
     if needs[0]:
         assert_close(grads[0], rgx, x.dtype, "input gradient")

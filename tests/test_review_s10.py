@@ -149,6 +149,7 @@ def test_gemm_kernels_match_torch(torch, monkeypatch, case, dtype, variant):
     ran = _emulated_parallel(monkeypatch)
     monkeypatch.setattr(conv_winograd, "MIN_CHANNELS", 10**9)
     monkeypatch.setattr(conv_winograd, "MIN_CHANNELS_5X5", 10**9)
+    monkeypatch.setattr(conv_by_image, "DIRECT_MIN_TAPS", 10**9)  # (tests/test_conv_direct.py)
     if variant == "tight":
         monkeypatch.setattr(conv_by_image, "KEEP_BYTES", 0)
         monkeypatch.setattr(conv_whole, "block_images", lambda *a: 2)

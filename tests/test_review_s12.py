@@ -325,8 +325,8 @@ CONV_CASES = {
 }
 
 
-def _expected_kernels(case) -> list[str]:
-    from engine.ops import conv, conv_winograd
+def _expected_kernels(case, dtype) -> list[str]:
+    from engine.ops import conv, conv_by_image, conv_winograd
 
     nb, cin, h, w, cout, k, s, p, d, groups, bias = case
     if nb < 2:
@@ -339,7 +339,8 @@ def _expected_kernels(case) -> list[str]:
     ho = (h + 2 * p - d * (k - 1) - 1) // s + 1
     wo = (w + 2 * p - d * (k - 1) - 1) // s + 1
     if conv.by_image(groups, cg * k * k, ho, wo):
-        return ["conv_gemm.backward_parallel", "conv_gemm.forward_parallel"]
+        module = "conv_direct" if conv_by_image.direct(cg * k * k, dtype) else "conv_gemm"
+        return [f"{module}.backward_parallel", f"{module}.forward_parallel"]
     return ["conv_gemm.block_backward_parallel", "conv_gemm.block_forward_parallel"]
 
 
@@ -358,12 +359,19 @@ def test_conv_parallel_routes_match_torch(torch, monkeypatch, name, dtype):
     case = CONV_CASES[name]
     if name.endswith(("-T", "-D")) and "block" not in name:
         assert _orientation(case) == name[-1]  # the case is on the side its name says
+    from engine.ops import conv_by_image
+
     monkeypatch.setattr(two_cores, "NATIVE_MIN_FLOPS", 0.0)
     ran = _serial_runs(monkeypatch)
-    for need_x in (True, False):
-        ran.clear()
-        _conv_against_torch(torch, case, dtype, need_x, seed=len(name))
-        assert sorted(ran) == _expected_kernels(case), ran
+    # the float32 cases the direct kernels take run on the GEMM route as well
+    for min_taps in (conv_by_image.DIRECT_MIN_TAPS, 10**9):
+        monkeypatch.setattr(conv_by_image, "DIRECT_MIN_TAPS", min_taps)
+        for need_x in (True, False):
+            ran.clear()
+            _conv_against_torch(torch, case, dtype, need_x, seed=len(name))
+            assert sorted(ran) == _expected_kernels(case, dtype), ran
+        if not any(kernel.startswith("conv_direct") for kernel in ran):
+            break
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -468,7 +476,9 @@ def test_hand_written_cnn_trains_the_same_with_the_parallel_routes_on_and_off(
     assert "BLAS on one" in note, note
     assert {"conv_gemm.forward_parallel", "conv_gemm.backward_parallel",
             "conv_gemm.block_forward_parallel", "conv_gemm.block_backward_parallel"} <= set(ran)
-    assert ran.count("conv_gemm.backward_parallel") == 2 * steps  # stem and the 3×3 layer
+    per_image = ran.count("conv_gemm.backward_parallel") + ran.count(
+        "conv_direct.backward_parallel")  # (the float32 stem takes the direct kernels)
+    assert per_image == 2 * steps  # stem and the 3×3 layer
     with monkeypatch.context() as m:
         m.setattr(parallel, "available", lambda: False)
         off_ran = _serial_runs(m)

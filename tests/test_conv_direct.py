@@ -1,0 +1,232 @@
+"""The direct convolution kernels (engine.kernels.conv_direct) and their route in conv2d:
+every output, weight, bias and image gradient against float64 numpy, on shapes that stress
+the register blocks (output channels not a multiple of the block, fewer pixels or taps than a
+block, strides, dilations, batches of one), and a training step that takes them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numba import njit
+from numba.core.errors import TypingError
+
+from engine.kernels import conv_direct as D
+from engine.ops import conv_by_image
+from tests.helpers import OpCtx, assert_close, assert_conv_matches, numpy_conv
+from tests.split_help import force_split
+
+# (N, C, H, W, Cout, k, stride, padding, dilation)
+SHAPES = [
+    (2, 3, 48, 48, 16, 7, 2, 3, 1),  # a ResNet-like stem: one full channel block
+    (3, 1, 13, 11, 5, 3, 1, 1, 1),  # 5 channels of a 16-lane block, rows of 11 pixels
+    (2, 2, 20, 17, 24, 3, 2, 1, 1),  # 24 channels: a full block and a partial one
+    (1, 3, 9, 10, 33, 3, 1, 0, 2),  # dilation 2, 33 channels (three blocks), one image
+    (2, 5, 8, 8, 16, 1, 1, 0, 1),  # 1×1: 5 taps, fewer than a block of taps
+    (2, 1, 6, 6, 7, 5, 1, 2, 1),  # 5×5 on 6×6
+    (3, 2, 5, 4, 9, 3, 3, 1, 1),  # stride 3: 2×2 = 4 output pixels, fewer than a block
+    (2, 4, 11, 9, 16, 4, 2, 2, 1),  # an even kernel, odd sizes
+]
+
+
+def _direct_pass(shape, dtype, bias: bool, need_x: bool):
+    """(y, gx or None, gw, gb or None) of the serial direct kernels, with the inputs."""
+    n, c, h, w, cout, k, s, p, d = shape
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((cout, c, k, k)).astype(dtype)
+    b = rng.standard_normal(cout).astype(dtype) if bias else None
+    ho, wo = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
+    g = rng.standard_normal((n, cout, ho, wo)).astype(dtype)
+    xp = np.zeros((n, c, h + 2 * p, w + 2 * p), dtype)
+    xp[:, :, p:p + h, p:p + w] = x
+    taps, pixels = D.tables(c, h + 2 * p, w + 2 * p, k, k, s, d, ho, wo)
+    wmat = np.ascontiguousarray(wt.reshape(cout, -1))
+    out = np.empty((n, cout, ho * wo), dtype)
+    D.forward_part(xp.reshape(n, -1), taps, pixels, D.pack_weights(wmat),
+                   D.pack_bias(b, cout, dtype), out, 0, n)
+    gwpk = np.zeros((-(-cout // D.LANES), c * k * k, D.LANES), dtype)
+    gb = np.zeros(cout if bias else 0, dtype)
+    gxp = np.zeros(xp.shape if need_x else (0, 1, 1, 1), dtype)
+    D.backward_part(xp.reshape(n, -1), taps, pixels, wmat, k, k, s, d, ho, wo,
+                    g.reshape(n, cout, -1), gwpk, gb, gxp, 0, n)
+    gx = gxp[:, :, p:p + h, p:p + w] if need_x else None
+    grads = (gx, D.unpack_weights(gwpk, cout).reshape(wt.shape), gb if bias else None)
+    return (x, wt, b, g, (s, p, d)), (out.reshape(g.shape), *grads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_the_direct_kernels_match_a_float64_convolution(shape, dtype):
+    (x, w, b, g, (s, p, d)), (y, gx, gw, gb) = _direct_pass(shape, dtype, True, True)
+    ry, rgx, rgw, rgb = numpy_conv(x, w, b, g, s, p, d)
+    assert_close(y, ry, dtype, "forward")
+    assert_close(gx, rgx, dtype, "input gradient")
+    assert_close(gw, rgw, dtype, "weight gradient")
+    assert_close(gb, rgb, dtype, "bias gradient")
+
+
+def test_without_bias_or_image_gradient_only_the_weight_gradient_is_made():
+    (x, w, _, g, (s, p, d)), (y, gx, gw, gb) = _direct_pass(SHAPES[2], np.float32, False,
+                                                            False)
+    ry, _, rgw, _ = numpy_conv(x, w, None, g, s, p, d)
+    assert gx is None and gb is None
+    assert_close(y, ry, np.float32, "forward")
+    assert_close(gw, rgw, np.float32, "weight gradient")
+
+
+def test_weights_pack_into_zero_padded_channel_blocks_and_back():
+    wmat = np.arange(40 * 7, dtype=np.float32).reshape(40, 7)
+    packed = D.pack_weights(wmat)
+    assert packed.shape == (3, 7, D.LANES) and packed.flags.c_contiguous
+    assert packed[2, :, 40 - 32:].max() == 0  # lanes past Cout
+    np.testing.assert_array_equal(D.unpack_weights(packed, 40), wmat)
+    np.testing.assert_array_equal(D.pack_bias(None, 5, np.float32), np.zeros((1, D.LANES)))
+
+
+def test_a_stack_block_needs_its_size_at_compile_time():
+    from engine.kernels.stack import stack_block
+
+    @njit
+    def runtime_rows(a, rows):
+        return stack_block(a, rows, 4)
+
+    with pytest.raises(TypingError):
+        runtime_rows(np.zeros(3, np.float32), 2)
+
+
+def test_the_route_rule_takes_float32_convolutions_of_many_taps():
+    assert conv_by_image.direct(3 * 7 * 7, np.float32)
+    assert conv_by_image.direct(conv_by_image.DIRECT_MIN_TAPS, np.float32)
+    assert not conv_by_image.direct(conv_by_image.DIRECT_MIN_TAPS - 1, np.float32)
+    assert not conv_by_image.direct(3 * 7 * 7, np.float64)  # would spill on AVX2
+
+
+def _record_kernels(monkeypatch) -> list[str]:
+    """engine.kernels.parallel.run as it is, recording ``module.kernel`` of each that ran."""
+    from engine.kernels import parallel
+
+    ran: list[str] = []
+    real = parallel.run
+
+    def run(kernel, *args, **kwargs):
+        done = real(kernel, *args, **kwargs)
+        if done:
+            ran.append(f"{kernel.py_func.__module__.rsplit('.', 1)[-1]}.{kernel.py_func.__name__}")
+        return done
+
+    monkeypatch.setattr(parallel, "run", run)
+    return ran
+
+
+def _conv_op(x, w, b, params, needs):
+    from engine.core.registry import get
+
+    spec, ctx = get("conv2d"), OpCtx(needs)
+    y = spec.forward(ctx, params, x, w, b)
+    g = np.random.default_rng(9).standard_normal(y.shape).astype(x.dtype)
+    return g, y, spec.backward(ctx, params, g)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape,params,needs", [
+    ((5, 3, 23, 19), {"stride": 2, "padding": 3, "dilation": 1, "groups": 1}, (False, True)),
+    ((4, 6, 12, 13), {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}, (True, True)),
+    ((3, 2, 17, 15), {"stride": 1, "padding": 2, "dilation": 2, "groups": 1}, (True, True)),
+])
+def test_conv2d_takes_the_direct_kernels_on_two_cores(shape, params, needs, bias, monkeypatch):
+    """conv2d in float32 with ≥ 64 taps, its parallel kernels forced on: the direct kernels
+    run (forward and backward) and give float64's numbers."""
+    force_split(monkeypatch)
+    ran = _record_kernels(monkeypatch)
+    rng = np.random.default_rng(4)
+    cin = shape[1]
+    k = 7 if cin == 3 else 5 if cin == 6 else 6  # 147, 150 and 72 taps
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = (rng.standard_normal((20, cin, k, k)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(20).astype(np.float32) if bias else None
+    g, y, grads = _conv_op(x, w, b, params, (*needs, bias))
+    assert ran == ["conv_direct.forward_parallel", "conv_direct.backward_parallel"]
+    assert conv_by_image.direct(cin * k * k, np.float32)
+    reference = numpy_conv(x, w, b, g, params["stride"], params["padding"], params["dilation"])
+    assert_conv_matches(reference, x, b, needs, y, grads)
+
+
+def test_a_direct_forward_pairs_with_the_gemm_backward_while_it_compiles(monkeypatch):
+    """The forward ran on the direct kernel; the direct backward is not compiled yet (a fresh
+    install compiles it in the background): the GEMM route's backward gives the same
+    gradients from the saved image."""
+    from engine.kernels import conv_direct, parallel
+
+    force_split(monkeypatch, spy=False)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 3, 20, 18)).astype(np.float32)
+    w = (rng.standard_normal((16, 3, 7, 7)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    params = {"stride": 2, "padding": 3, "dilation": 1, "groups": 1}
+    g, y, direct_grads = _conv_op(x, w, b, params, (True, True, True))
+    real_ready = parallel.ready
+    monkeypatch.setattr(parallel, "ready", lambda kernel, *a, **k: kernel is not conv_direct.
+                        backward_parallel and real_ready(kernel, *a, **k))
+    ran = _record_kernels(monkeypatch)
+    g2, _, gemm_grads = _conv_op(x, w, b, params, (True, True, True))
+    assert ran == ["conv_direct.forward_parallel", "conv_gemm.backward_parallel"]
+    np.testing.assert_array_equal(g2, g)
+    for got, want in zip(gemm_grads, direct_grads):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+
+
+def test_a_cnn_trains_the_same_on_the_direct_and_the_gemm_kernels(monkeypatch, tmp_path):
+    """A CNN unlike the presets (3×26×22 images, a 7×7 stride-2 stem of 12 channels before
+    batch norm, a 3×3 stride-2 layer of 108 taps that needs its image gradient, then a 5×5
+    one of 200 taps on the whole-batch route) trained three float32 steps on two cores, with
+    the direct kernels and with the GEMM routes: the same losses."""
+    from engine.bench import cnn_cases
+    from engine.train.trainer import Trainer
+
+    case = cnn_cases.CnnCase(
+        "cnn_test_direct", (3, 26, 22), 3, 10,
+        (("conv", 12, 7, 2, 3), ("bn2",), ("relu",),
+         ("conv", 8, 3, 2, 1), ("relu",),
+         ("conv", 40, 5, 1, 2), ("silu",), ("avg", 2), ("flatten",), ("fc", 3)))
+    doc = cnn_cases.document(case, cnn_cases.write_data(case, tmp_path, n=30))
+    force_split(monkeypatch, spy=False)
+
+    def losses(min_taps: int) -> tuple[list[float], list[str]]:
+        monkeypatch.setattr(conv_by_image, "DIRECT_MIN_TAPS", min_taps)
+        ran = _record_kernels(monkeypatch)
+        trainer = Trainer(doc, base_dir=tmp_path, steps=3)
+        return [trainer.train_step()["loss"] for _ in range(3)], list(ran)
+
+    direct, ran_direct = losses(64)
+    gemm, ran_gemm = losses(10**9)
+    for kernel in ("conv_direct.forward_parallel", "conv_direct.backward_parallel"):
+        assert ran_direct.count(kernel) == 3 * 2  # the stem and the 108-tap layer, 3 steps
+        assert kernel not in ran_gemm
+    assert "conv_gemm.forward_parallel" in ran_gemm
+    np.testing.assert_allclose(direct, gemm, rtol=2e-5)
+    assert len(set(direct)) == 3  # the steps moved the weights
+
+
+def test_conv2d_on_the_direct_kernels_reads_strided_views(monkeypatch):
+    """x and the output gradient as non-contiguous views (a channel slice, every other
+    column): the direct route gives the numbers of the same values made contiguous."""
+    from engine.core.registry import get
+
+    force_split(monkeypatch, spy=False)
+    ran = _record_kernels(monkeypatch)
+    rng = np.random.default_rng(8)
+    big = rng.standard_normal((3, 5, 19, 34)).astype(np.float32)
+    x = big[:, 1:4, :, ::2]  # (3, 3, 19, 17), no unit stride along its rows
+    w = (rng.standard_normal((17, 3, 5, 5)) * 0.2).astype(np.float32)
+    params = {"stride": 2, "padding": 1, "dilation": 1, "groups": 1}
+    spec, ctx = get("conv2d"), OpCtx((True, True, False))
+    y = spec.forward(ctx, params, x, w)
+    gbig = rng.standard_normal((*y.shape[:3], 2 * y.shape[3])).astype(np.float32)
+    g = gbig[..., ::2]
+    gx, gw = spec.backward(ctx, params, g)[:2]
+    assert ran == ["conv_direct.forward_parallel", "conv_direct.backward_parallel"]
+    ry, rgx, rgw, _ = numpy_conv(np.ascontiguousarray(x), w, None, np.ascontiguousarray(g),
+                                 2, 1, 1)
+    assert_close(y, ry, np.float32, "forward")
+    assert_close(gx, rgx, np.float32, "input gradient")
+    assert_close(gw, rgw, np.float32, "weight gradient")
