@@ -11,7 +11,7 @@ from numba import njit
 from numba.core.errors import TypingError
 
 from engine.kernels import conv_direct as D
-from engine.ops import conv_by_image
+from engine.ops import conv_direct as route
 from tests.helpers import OpCtx, assert_close, assert_conv_matches, numpy_conv
 from tests.split_help import force_split
 
@@ -95,10 +95,14 @@ def test_a_stack_block_needs_its_size_at_compile_time():
 
 
 def test_the_route_rule_takes_float32_convolutions_of_many_taps():
-    assert conv_by_image.direct(3 * 7 * 7, np.float32)
-    assert conv_by_image.direct(conv_by_image.DIRECT_MIN_TAPS, np.float32)
-    assert not conv_by_image.direct(conv_by_image.DIRECT_MIN_TAPS - 1, np.float32)
-    assert not conv_by_image.direct(3 * 7 * 7, np.float64)  # would spill on AVX2
+    assert route.forward_applies(3 * 7 * 7, np.float32)
+    assert route.forward_applies(route.MIN_TAPS, np.float32)
+    assert not route.forward_applies(route.MIN_TAPS - 1, np.float32)
+    assert not route.forward_applies(3 * 7 * 7, np.float64)  # would spill on AVX2
+    assert route.backward_applies(1152, np.float32, 128, route.MIN_PIXELS)
+    assert route.backward_applies(1152, np.float32, route.MAX_LANES_TINY, 16)
+    assert not route.backward_applies(1152, np.float32, route.MAX_LANES_TINY + 1, 16)
+    assert not route.backward_applies(route.MIN_TAPS - 1, np.float32, 16, 576)
 
 
 def _record_kernels(monkeypatch) -> list[str]:
@@ -127,26 +131,37 @@ def _conv_op(x, w, b, params, needs):
     return g, y, spec.backward(ctx, params, g)
 
 
+def _params(stride: int, padding: int, dilation: int = 1) -> dict:
+    return {"stride": stride, "padding": padding, "dilation": dilation, "groups": 1}
+
+
+# (x shape, weight shape, params, needs, the kernels that run)
+ROUTE_CASES = [
+    ((5, 3, 23, 19), (20, 3, 7, 7), _params(2, 3), (False, True), ("direct", "direct")),
+    ((4, 6, 12, 13), (20, 6, 5, 5), _params(1, 0), (True, True), ("direct", "direct")),
+    ((3, 2, 17, 15), (20, 2, 6, 6), _params(1, 2, 2), (True, True), ("direct", "direct")),
+    # 288 taps: the whole-batch route's shapes
+    ((5, 32, 12, 11), (20, 32, 3, 3), _params(2, 1), (True, True), ("direct", "direct")),
+    # 16 output pixels of 72 channels: the weight gradient stays on the GEMM
+    ((3, 16, 8, 8), (72, 16, 3, 3), _params(2, 1), (True, True), ("direct", "gemm")),
+]
+
+
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape,params,needs", [
-    ((5, 3, 23, 19), {"stride": 2, "padding": 3, "dilation": 1, "groups": 1}, (False, True)),
-    ((4, 6, 12, 13), {"stride": 1, "padding": 0, "dilation": 1, "groups": 1}, (True, True)),
-    ((3, 2, 17, 15), {"stride": 1, "padding": 2, "dilation": 2, "groups": 1}, (True, True)),
-])
-def test_conv2d_takes_the_direct_kernels_on_two_cores(shape, params, needs, bias, monkeypatch):
+@pytest.mark.parametrize("shape,wshape,params,needs,kernels", ROUTE_CASES)
+def test_conv2d_takes_the_direct_kernels_on_two_cores(shape, wshape, params, needs, kernels,
+                                                      bias, monkeypatch):
     """conv2d in float32 with ≥ 64 taps, its parallel kernels forced on: the direct kernels
-    run (forward and backward) and give float64's numbers."""
+    run where the rule says (forward, backward) and give float64's numbers."""
     force_split(monkeypatch)
     ran = _record_kernels(monkeypatch)
     rng = np.random.default_rng(4)
-    cin = shape[1]
-    k = 7 if cin == 3 else 5 if cin == 6 else 6  # 147, 150 and 72 taps
     x = rng.standard_normal(shape).astype(np.float32)
-    w = (rng.standard_normal((20, cin, k, k)) * 0.2).astype(np.float32)
-    b = rng.standard_normal(20).astype(np.float32) if bias else None
+    w = (rng.standard_normal(wshape) * 0.2).astype(np.float32)
+    b = rng.standard_normal(wshape[0]).astype(np.float32) if bias else None
     g, y, grads = _conv_op(x, w, b, params, (*needs, bias))
-    assert ran == ["conv_direct.forward_parallel", "conv_direct.backward_parallel"]
-    assert conv_by_image.direct(cin * k * k, np.float32)
+    assert route.forward_applies(int(np.prod(wshape[1:])), np.float32)
+    assert [name.split(".")[0] for name in ran] == [f"conv_{kernels[0]}", f"conv_{kernels[1]}"]
     reference = numpy_conv(x, w, b, g, params["stride"], params["padding"], params["dilation"])
     assert_conv_matches(reference, x, b, needs, y, grads)
 
@@ -177,9 +192,10 @@ def test_a_direct_forward_pairs_with_the_gemm_backward_while_it_compiles(monkeyp
 
 def test_a_cnn_trains_the_same_on_the_direct_and_the_gemm_kernels(monkeypatch, tmp_path):
     """A CNN unlike the presets (3×26×22 images, a 7×7 stride-2 stem of 12 channels before
-    batch norm, a 3×3 stride-2 layer of 108 taps that needs its image gradient, then a 5×5
-    one of 200 taps on the whole-batch route) trained three float32 steps on two cores, with
-    the direct kernels and with the GEMM routes: the same losses."""
+    batch norm, a 3×3 stride-2 layer of 108 taps that needs its image gradient, a 5×5 one of
+    200 taps, on the whole-batch route's shapes, then a 1×1 one of 40 taps) trained three
+    float32 steps on two cores, with the direct kernels and with the GEMM routes: the same
+    losses."""
     from engine.bench import cnn_cases
     from engine.train.trainer import Trainer
 
@@ -187,12 +203,13 @@ def test_a_cnn_trains_the_same_on_the_direct_and_the_gemm_kernels(monkeypatch, t
         "cnn_test_direct", (3, 26, 22), 3, 10,
         (("conv", 12, 7, 2, 3), ("bn2",), ("relu",),
          ("conv", 8, 3, 2, 1), ("relu",),
-         ("conv", 40, 5, 1, 2), ("silu",), ("avg", 2), ("flatten",), ("fc", 3)))
+         ("conv", 40, 5, 1, 2), ("silu",), ("conv", 6, 1, 1, 0), ("avg", 2), ("flatten",),
+         ("fc", 3)))
     doc = cnn_cases.document(case, cnn_cases.write_data(case, tmp_path, n=30))
     force_split(monkeypatch, spy=False)
 
     def losses(min_taps: int) -> tuple[list[float], list[str]]:
-        monkeypatch.setattr(conv_by_image, "DIRECT_MIN_TAPS", min_taps)
+        monkeypatch.setattr(route, "MIN_TAPS", min_taps)
         ran = _record_kernels(monkeypatch)
         trainer = Trainer(doc, base_dir=tmp_path, steps=3)
         return [trainer.train_step()["loss"] for _ in range(3)], list(ran)
@@ -200,9 +217,10 @@ def test_a_cnn_trains_the_same_on_the_direct_and_the_gemm_kernels(monkeypatch, t
     direct, ran_direct = losses(64)
     gemm, ran_gemm = losses(10**9)
     for kernel in ("conv_direct.forward_parallel", "conv_direct.backward_parallel"):
-        assert ran_direct.count(kernel) == 3 * 2  # the stem and the 108-tap layer, 3 steps
+        assert ran_direct.count(kernel) == 3 * 3  # three layers, three steps
         assert kernel not in ran_gemm
-    assert "conv_gemm.forward_parallel" in ran_gemm
+    assert ran_direct.count("conv_gemm.forward_parallel") == 3  # the 1×1 layer
+    assert ran_gemm.count("conv_gemm.block_forward_parallel") == 3  # the 5×5 layer
     np.testing.assert_allclose(direct, gemm, rtol=2e-5)
     assert len(set(direct)) == 3  # the steps moved the weights
 

@@ -142,14 +142,14 @@ def test_gemm_kernels_match_torch(torch, monkeypatch, case, dtype, variant):
     forward keeps no columns (the backward rebuilds them) and the whole-batch route takes
     blocks of 2 images (a short last block per part); "no_x": x is data (no col2im);
     "strided": x and the output gradient are non-contiguous views."""
-    from engine.ops import conv_by_image, conv_whole, conv_winograd
+    from engine.ops import conv_by_image, conv_direct, conv_whole, conv_winograd
 
     x_shape, w_shape, s, p, d, bias, route = case
     force_split(monkeypatch, spy=False, native=True)
     ran = _emulated_parallel(monkeypatch)
     monkeypatch.setattr(conv_winograd, "MIN_CHANNELS", 10**9)
     monkeypatch.setattr(conv_winograd, "MIN_CHANNELS_5X5", 10**9)
-    monkeypatch.setattr(conv_by_image, "DIRECT_MIN_TAPS", 10**9)  # (tests/test_conv_direct.py)
+    monkeypatch.setattr(conv_direct, "MIN_TAPS", 10**9)  # (tests/test_conv_direct.py)
     if variant == "tight":
         monkeypatch.setattr(conv_by_image, "KEEP_BYTES", 0)
         monkeypatch.setattr(conv_whole, "block_images", lambda *a: 2)

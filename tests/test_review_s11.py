@@ -824,7 +824,7 @@ def _case_id(c) -> str:
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", STRIDED, ids=_case_id)
 def test_strided_conv_on_numba_threads_matches_torch(torch, monkeypatch, case, dtype):
-    from engine.ops import conv
+    from engine.ops import conv, conv_direct
 
     nb, cin, h, w, cout, kh, kw, s, p, bias, need_x = case
     monkeypatch.setattr(two_cores, "NATIVE_MIN_FLOPS", 0.0)  # tiny convs take the route too
@@ -836,9 +836,15 @@ def test_strided_conv_on_numba_threads_matches_torch(torch, monkeypatch, case, d
     _conv_check(torch, x, wt, b, s, p, 1, (need_x, True, True))
     ho, wo = (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1
     if conv.by_image(1, cin * kh * kw, ho, wo):
-        assert ran == ["forward_parallel", "backward_parallel"]
+        expected = ["forward_parallel", "backward_parallel"]
     else:
-        assert ran == ["block_forward_parallel", "block_backward_parallel"]
+        expected = ["block_forward_parallel", "block_backward_parallel"]
+    k = cin * kh * kw  # (the direct kernels' names are the per-image route's)
+    if conv_direct.forward_applies(k, dtype):
+        expected[0] = "forward_parallel"
+        if conv_direct.backward_applies(k, dtype, cout, ho * wo):
+            expected[1] = "backward_parallel"
+    assert ran == expected
 
 
 @pytest.mark.torch

@@ -326,7 +326,7 @@ CONV_CASES = {
 
 
 def _expected_kernels(case, dtype) -> list[str]:
-    from engine.ops import conv, conv_by_image, conv_winograd
+    from engine.ops import conv, conv_direct, conv_winograd
 
     nb, cin, h, w, cout, k, s, p, d, groups, bias = case
     if nb < 2:
@@ -339,9 +339,14 @@ def _expected_kernels(case, dtype) -> list[str]:
     ho = (h + 2 * p - d * (k - 1) - 1) // s + 1
     wo = (w + 2 * p - d * (k - 1) - 1) // s + 1
     if conv.by_image(groups, cg * k * k, ho, wo):
-        module = "conv_direct" if conv_by_image.direct(cg * k * k, dtype) else "conv_gemm"
-        return [f"{module}.backward_parallel", f"{module}.forward_parallel"]
-    return ["conv_gemm.block_backward_parallel", "conv_gemm.block_forward_parallel"]
+        gemm = ["conv_gemm.forward_parallel", "conv_gemm.backward_parallel"]
+    else:
+        gemm = ["conv_gemm.block_forward_parallel", "conv_gemm.block_backward_parallel"]
+    if groups == 1 and conv_direct.forward_applies(cg * k * k, dtype):
+        gemm[0] = "conv_direct.forward_parallel"
+        if conv_direct.backward_applies(cg * k * k, dtype, cout, ho * wo):
+            gemm[1] = "conv_direct.backward_parallel"
+    return sorted(gemm)
 
 
 # every case in float32, and in float64 but for the Winograd parts (their compile is ~15 s a
@@ -359,13 +364,13 @@ def test_conv_parallel_routes_match_torch(torch, monkeypatch, name, dtype):
     case = CONV_CASES[name]
     if name.endswith(("-T", "-D")) and "block" not in name:
         assert _orientation(case) == name[-1]  # the case is on the side its name says
-    from engine.ops import conv_by_image
+    from engine.ops import conv_direct
 
     monkeypatch.setattr(two_cores, "NATIVE_MIN_FLOPS", 0.0)
     ran = _serial_runs(monkeypatch)
-    # the float32 cases the direct kernels take run on the GEMM route as well
-    for min_taps in (conv_by_image.DIRECT_MIN_TAPS, 10**9):
-        monkeypatch.setattr(conv_by_image, "DIRECT_MIN_TAPS", min_taps)
+    # the float32 cases the direct kernels take run on the GEMM routes as well
+    for min_taps in (conv_direct.MIN_TAPS, 10**9):
+        monkeypatch.setattr(conv_direct, "MIN_TAPS", min_taps)
         for need_x in (True, False):
             ran.clear()
             _conv_against_torch(torch, case, dtype, need_x, seed=len(name))
@@ -474,11 +479,16 @@ def test_hand_written_cnn_trains_the_same_with_the_parallel_routes_on_and_off(
         ran = _serial_runs(m)
         on, on_params, note = run()
     assert "BLAS on one" in note, note
-    assert {"conv_gemm.forward_parallel", "conv_gemm.backward_parallel",
-            "conv_gemm.block_forward_parallel", "conv_gemm.block_backward_parallel"} <= set(ran)
-    per_image = ran.count("conv_gemm.backward_parallel") + ran.count(
-        "conv_direct.backward_parallel")  # (the float32 stem takes the direct kernels)
-    assert per_image == 2 * steps  # stem and the 3×3 layer
+    if dtype == "float32":  # the stem and the 5×5 layer (300 taps) take the direct kernels
+        assert {"conv_direct.forward_parallel", "conv_direct.backward_parallel",
+                "conv_gemm.forward_parallel", "conv_gemm.backward_parallel"} == set(ran)
+        assert ran.count("conv_direct.backward_parallel") == 2 * steps
+        assert ran.count("conv_gemm.backward_parallel") == steps  # the 3×3 layer
+    else:
+        assert {"conv_gemm.forward_parallel", "conv_gemm.backward_parallel",
+                "conv_gemm.block_forward_parallel", "conv_gemm.block_backward_parallel"} \
+            <= set(ran)
+        assert ran.count("conv_gemm.backward_parallel") == 2 * steps  # stem and the 3×3
     with monkeypatch.context() as m:
         m.setattr(parallel, "available", lambda: False)
         off_ran = _serial_runs(m)

@@ -9,17 +9,15 @@ each block's columns from the padded image it saved, unless one block held the w
 (then those columns are kept). Large batches run as two halves at once
 (:mod:`engine.ops.two_cores`): the images are independent, the halves' weight gradients are
 summed, and so are their bias gradients (each block's summed while it is in cache).
-On two cores, float32 convolutions of many taps (:func:`direct`) take the direct kernels of
-:mod:`engine.kernels.conv_direct` instead of columns and GEMMs.
+On two cores, float32 convolutions of many taps take the direct kernels instead of columns
+and GEMMs (:mod:`engine.ops.conv_direct`).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
-from engine.ops import two_cores
+from engine.ops import conv_direct, two_cores
 from engine.ops.conv_whole import block_images, blocks
 from engine.ops.kernel_choice import kernels
 
@@ -122,7 +120,7 @@ def _forward_native(ctx, params: dict, xp: np.ndarray, wmat: np.ndarray, weight:
                     bias: np.ndarray | None, ho: int, wo: int, out: np.ndarray,
                     threads: int) -> bool:
     """The forward into *out* as one parallel Numba call, its images split over *threads*
-    (:mod:`engine.kernels.conv_direct` where :func:`direct` says so, else
+    (:mod:`engine.ops.conv_direct` where it applies, else
     :mod:`engine.kernels.conv_gemm`, keeping the columns for the backward up to
     :data:`KEEP_BYTES`). False (nothing done) while the kernel is not compiled yet
     (:func:`parallel.ready`)."""
@@ -133,15 +131,9 @@ def _forward_native(ctx, params: dict, xp: np.ndarray, wmat: np.ndarray, weight:
     kh, kw = weight.shape[2:]
     px = ho * wo
     xp = np.ascontiguousarray(xp)
-    if direct(k, xp.dtype):
-        taps, pixels = _tables(xp.shape, kh, kw, params["stride"], params["dilation"], ho, wo)
-        cd = kernels("conv_direct")
-        direct_args = (xp.reshape(n, -1), taps, pixels,
-                       cd.pack_weights(np.ascontiguousarray(wmat, xp.dtype)),
-                       cd.pack_bias(bias, cout, xp.dtype), out)
-        if parallel.run(cd.forward_parallel, direct_args, n, threads, xp.dtype):
-            ctx.save(True, xp, weight, xp.shape, bias is not None)
-            return True
+    if conv_direct.forward(params, xp, weight, bias, out, threads):
+        ctx.save(True, xp, weight, xp.shape, bias is not None)
+        return True
     keep = n * k * px * xp.dtype.itemsize <= KEEP_BYTES
     kept = np.empty((n if keep else 0, k, px), xp.dtype)
     b = np.empty(0, xp.dtype) if bias is None else np.ascontiguousarray(bias, xp.dtype)
@@ -166,8 +158,8 @@ def _backward_native(params: dict, g: np.ndarray, saved: np.ndarray, weight: np.
     k, px = cg * kh * kw, ho * wo
     dt = g.dtype
     saved = np.ascontiguousarray(saved, dt)  # (every array in g's dtype, as numpy would)
-    if direct(k, dt) and saved.ndim == 4:
-        grads = _backward_direct(params, g, saved, weight, has_bias, need_x, threads)
+    if saved.ndim == 4:  # the padded image (else the forward kept the columns)
+        grads = conv_direct.backward(params, g, saved, weight, has_bias, need_x, threads)
         if grads is not None:
             return grads
     if saved.ndim == 3:  # the forward kept the columns
@@ -186,56 +178,3 @@ def _backward_native(params: dict, g: np.ndarray, saved: np.ndarray, weight: np.
     gb = gbs.sum(axis=0) if has_bias else None
     return (gxp if need_x else None), gws.sum(axis=0).reshape(weight.shape), gb
 
-
-# The direct kernels (engine.kernels.conv_direct: no columns, a 6-pixel × 16-channel block in
-# registers) take float32 convolutions of at least this many taps C·kh·kw on the parallel
-# route. One thread, direct / im2col + GEMM time (forward, backward), on the bench's and other
-# shapes: k = 147 (3×48² 7×7 stride 2 → 16) 0.67, 0.67–0.69; k = 150 (6×14² 5×5 → 16) 0.74,
-# 0.75; k = 144 stride 2, P = 64 0.52, 0.75; k = 108, P = 16 0.44, 0.70; k = 98 0.85, 0.75;
-# k = 81 0.92, 0.68; k = 75 stride 2 0.82–1.14, 0.70–0.74; k = 72 stride 2 0.79, 1.00;
-# k = 100 (4×24² 5×5 → 16) 1.08–1.14, 0.87–0.97; k = 147 → 64 channels 0.79–1.03, 0.86–0.88.
-# Below it the GEMM's own blocking wins: k = 50 1.0, k = 36 1.0 / 0.9, k ≤ 27 1.5–4.2 (the
-# block's stores and per-tap loads outweigh its few multiply-adds). Float64 stays on the
-# GEMM route (16 lanes of float64 are four AVX2 registers a row: the block would spill).
-DIRECT_MIN_TAPS = 64
-
-
-def direct(k: int, dtype) -> bool:
-    """Whether a convolution of *k* = C·kh·kw taps in *dtype* takes the direct kernels."""
-    return k >= DIRECT_MIN_TAPS and np.dtype(dtype) == np.float32
-
-
-@lru_cache(maxsize=64)
-def _tables(xp_shape: tuple, kh: int, kw: int, s: int, d: int, ho: int, wo: int) -> tuple:
-    """The direct kernels' (tap offsets, pixel bases) for padded images of *xp_shape*."""
-    _, c, hp, wp = xp_shape
-    taps, pixels = kernels("conv_direct").tables(c, hp, wp, kh, kw, s, d, ho, wo)
-    return taps, pixels  # shared between calls: never written
-
-
-def _backward_direct(params: dict, g: np.ndarray, xp: np.ndarray, weight: np.ndarray,
-                     has_bias: bool, need_x: bool, threads: int) -> tuple | None:
-    """The backward on the direct kernels (the padded image *xp* saved by the forward), as
-    one parallel Numba call; None while the kernel is not compiled yet."""
-    from engine.kernels import parallel
-
-    cd = kernels("conv_direct")
-    n = xp.shape[0]
-    cout, cg, kh, kw = weight.shape
-    ho, wo = g.shape[2], g.shape[3]
-    k = cg * kh * kw
-    dt = g.dtype
-    s, d = params["stride"], params["dilation"]
-    taps, pixels = _tables(xp.shape, kh, kw, s, d, ho, wo)
-    parts = parallel.bounds(n, threads).shape[0] - 1
-    gwpks = np.zeros((parts, -(-cout // cd.LANES), k, cd.LANES), dt)
-    gbs = np.zeros((parts, cout if has_bias else 0), dt)
-    gxp = np.zeros(xp.shape if need_x else (0, 1, 1, 1), dt)
-    args = (xp.reshape(n, -1), taps, pixels, np.ascontiguousarray(weight.reshape(cout, k), dt),
-            kh, kw, s, d, ho, wo, np.ascontiguousarray(g).reshape(n, cout, ho * wo), gwpks, gbs,
-            gxp)
-    if not parallel.run(cd.backward_parallel, args, n, threads, dt):
-        return None
-    gw = cd.unpack_weights(gwpks.sum(axis=0), cout).reshape(weight.shape)
-    gb = gbs.sum(axis=0) if has_bias else None
-    return (gxp if need_x else None), gw, gb

@@ -9,14 +9,15 @@ built one block of images at a time in a buffer reused from block to block
 times the image through memory (and faulting it in every call); the backward rebuilds each
 block's columns from the padded image it saved. Large batches run as two halves at once
 (:mod:`engine.ops.two_cores`): each half im2cols, multiplies and col2ims its own blocks; the
-halves' weight and bias gradients are summed.
+halves' weight and bias gradients are summed. On two cores, float32 convolutions of groups of
+one take the direct kernels instead (:mod:`engine.ops.conv_direct`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from engine.ops import two_cores
+from engine.ops import conv_direct, two_cores
 from engine.ops.kernel_choice import kernels
 
 # Bytes of columns per block of images (both GEMM routes). Measured, CPU ms of forward +
@@ -61,7 +62,9 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
     k, px = cg * kh * kw, ho * wo
     y = np.empty((n, cout, ho, wo), xp.dtype)
     threads = two_cores.native_threads(n, 2.0 * cout * k * n * px) if groups == 1 else 1
-    if threads > 1 and _forward_native(params, xp, weight, bias, y, threads):
+    if threads > 1 and (conv_direct.forward(params, np.ascontiguousarray(xp), weight, bias, y,
+                                            threads)
+                        or _forward_native(params, xp, weight, bias, y, threads)):
         ctx.save(False, xp, weight, xp.shape, bias is not None)
         return y
     win = kernels("conv").windows(xp, kh, kw, s, d, ho, wo)  # (C, kh, kw, N, Ho, Wo)
@@ -103,7 +106,9 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
     k, px = cg * kh * kw, ho * wo
     threads = two_cores.native_threads(n, 2.0 * cout * k * n * px) if groups == 1 else 1
     if threads > 1 and saved.ndim == 4:  # as the forward decided; it saved the image
-        grads = _backward_native(params, g, saved, weight, has_bias, need_x, threads)
+        grads = conv_direct.backward(params, g, saved, weight, has_bias, need_x, threads)
+        if grads is None:
+            grads = _backward_native(params, g, saved, weight, has_bias, need_x, threads)
         if grads is not None:
             return grads
     kept = saved.reshape(groups, k, n * px) if saved.ndim == 6 else None  # else the image

@@ -1,0 +1,115 @@
+"""The direct route of conv2d: float32 convolutions of many taps, on two cores, with no
+columns (:mod:`engine.kernels.conv_direct`).
+
+Both GEMM routes (:mod:`engine.ops.conv_by_image`, :mod:`engine.ops.conv_whole`) try it first
+on their parallel path, for groups of one; each saves the padded image as it would for its
+own backward, so either backward reads what the other forward saved. The forward and the
+backward decide separately (:func:`forward_applies`, :func:`backward_applies`), and a kernel
+still compiling (:func:`engine.kernels.parallel.ready`) leaves the pass to the GEMM route.
+
+Measured, one thread, direct / GEMM route time, float32 (forward, backward):
+
+- Per-image route shapes (k ≤ 160): k = 147 (3×54² 7×7 stride 2 → 16, ``cnn_stem48``'s stem)
+  0.67, 0.67–0.69; k = 150 (6×14² 5×5 → 16, ``cnn_lenet5``) 0.74, 0.75; k = 144 stride 2,
+  P = 64 0.52, 0.75; k = 108, P = 16 0.44, 0.70; k = 98 0.85, 0.75; k = 81 0.92, 0.68; k = 75
+  stride 2 0.82–1.14, 0.70–0.74; k = 72 stride 2 0.79, 1.00; k = 100 (4×24² 5×5 → 16) 1.08–1.14,
+  0.87–0.97; 3×54² 7×7 stride 2 → 64 0.79–1.03, 0.86–0.88.
+- Whole-batch route shapes (wide inputs, tiny outputs): 32×12² 3×3 stride 2 → 32
+  (``cnn_issue24``'s third layer) 0.29, 0.61; 16×16² 5×5 stride 2 → 32 0.38, 0.51; 8×20² 7×7 →
+  16 0.32, 0.44; 64×12² 5×5 stride 2 → 64 0.47, 0.84; 64×16² 3×3 stride 2 → 128 0.75, 0.85;
+  128×16² 3×3 stride 2 → 128 0.62, 0.81; 256×8² 1×1 → 64 0.53, 0.71.
+- Below :data:`MIN_TAPS` the GEMM's own blocking wins: k = 50 1.0, k = 36 1.0 / 0.9,
+  k ≤ 27 1.5–4.2 (the block's stores and per-tap loads outweigh its few multiply-adds).
+- The weight gradient's pixel loop is short on tiny outputs: with P < :data:`MIN_PIXELS` and
+  more than :data:`MAX_LANES_TINY` output channels, the GEMM's wide products win (P = 16:
+  128×8² 3×3 stride 2 → 128 1.09–1.11, → 256 1.26, 256×4² 1×1 → 256 1.37; but → 64 0.81–0.83).
+- Float64 stays on the GEMM routes (16 lanes of float64 are four AVX2 registers a row: the
+  block would spill).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from engine.ops.kernel_choice import kernels
+
+MIN_TAPS = 64  # C·kh·kw at least this: the direct kernels
+MIN_PIXELS = 32  # backward: outputs of fewer pixels …
+MAX_LANES_TINY = 64  # … and more output channels than this keep the GEMM's weight gradient
+
+
+def forward_applies(k: int, dtype) -> bool:
+    """Whether a groups-of-one convolution of *k* = C·kh·kw taps in *dtype* runs its forward
+    on the direct kernel."""
+    return k >= MIN_TAPS and np.dtype(dtype) == np.float32
+
+
+def backward_applies(k: int, dtype, cout: int, px: int) -> bool:
+    """Whether its backward does, for *cout* output channels of *px* pixels each."""
+    return forward_applies(k, dtype) and (px >= MIN_PIXELS or cout <= MAX_LANES_TINY)
+
+
+@lru_cache(maxsize=64)
+def _tables(xp_shape: tuple, kh: int, kw: int, s: int, d: int, ho: int, wo: int) -> tuple:
+    """The kernels' (tap offsets, pixel bases) for padded images of *xp_shape*."""
+    _, c, hp, wp = xp_shape
+    taps, pixels = kernels("conv_direct").tables(c, hp, wp, kh, kw, s, d, ho, wo)
+    return taps, pixels  # shared between calls: never written
+
+
+def forward(params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
+            out: np.ndarray, threads: int) -> bool:
+    """conv2d of the C-contiguous padded image *xp* into *out* (N, Cout, Ho·Wo) as one
+    parallel Numba call over *threads*; False (nothing done) where the route does not apply
+    or its kernel is not compiled yet."""
+    from engine.kernels import parallel
+
+    n = xp.shape[0]
+    cout, cg, kh, kw = weight.shape
+    if params["groups"] != 1 or threads < 2 or not forward_applies(cg * kh * kw, xp.dtype):
+        return False
+    ho, wo = _out_size(params, xp.shape, kh, kw)
+    taps, pixels = _tables(xp.shape, kh, kw, params["stride"], params["dilation"], ho, wo)
+    cd = kernels("conv_direct")
+    wmat = np.ascontiguousarray(weight.reshape(cout, -1), xp.dtype)
+    args = (xp.reshape(n, -1), taps, pixels, cd.pack_weights(wmat),
+            cd.pack_bias(bias, cout, xp.dtype), out.reshape(n, cout, ho * wo))
+    return parallel.run(cd.forward_parallel, args, n, threads, xp.dtype)
+
+
+def backward(params: dict, g: np.ndarray, xp: np.ndarray, weight: np.ndarray, has_bias: bool,
+             need_x: bool, threads: int) -> tuple | None:
+    """(padded image gradient or None, weight gradient, bias gradient or None) from the
+    padded image *xp* the forward saved, as one parallel Numba call; None where the route
+    does not apply or its kernel is not compiled yet."""
+    from engine.kernels import parallel
+
+    n = xp.shape[0]
+    cout, cg, kh, kw = weight.shape
+    ho, wo = g.shape[2], g.shape[3]
+    k, dt = cg * kh * kw, g.dtype
+    if params["groups"] != 1 or threads < 2 or not backward_applies(k, dt, cout, ho * wo):
+        return None
+    cd = kernels("conv_direct")
+    s, d = params["stride"], params["dilation"]
+    xp = np.ascontiguousarray(xp, dt)
+    taps, pixels = _tables(xp.shape, kh, kw, s, d, ho, wo)
+    parts = parallel.bounds(n, threads).shape[0] - 1
+    gwpks = np.zeros((parts, -(-cout // cd.LANES), k, cd.LANES), dt)
+    gbs = np.zeros((parts, cout if has_bias else 0), dt)
+    gxp = np.zeros(xp.shape if need_x else (0, 1, 1, 1), dt)
+    args = (xp.reshape(n, -1), taps, pixels, np.ascontiguousarray(weight.reshape(cout, k), dt),
+            kh, kw, s, d, ho, wo, np.ascontiguousarray(g).reshape(n, cout, ho * wo), gwpks, gbs,
+            gxp)
+    if not parallel.run(cd.backward_parallel, args, n, threads, dt):
+        return None
+    gw = cd.unpack_weights(gwpks.sum(axis=0), cout).reshape(weight.shape)
+    gb = gbs.sum(axis=0) if has_bias else None
+    return (gxp if need_x else None), gw, gb
+
+
+def _out_size(params: dict, xp_shape: tuple, kh: int, kw: int) -> tuple[int, int]:
+    s, d = params["stride"], params["dilation"]
+    return ((xp_shape[2] - d * (kh - 1) - 1) // s + 1, (xp_shape[3] - d * (kw - 1) - 1) // s + 1)
