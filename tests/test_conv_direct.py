@@ -166,28 +166,40 @@ def test_conv2d_takes_the_direct_kernels_on_two_cores(shape, wshape, params, nee
     assert_conv_matches(reference, x, b, needs, y, grads)
 
 
-def test_a_direct_forward_pairs_with_the_gemm_backward_while_it_compiles(monkeypatch):
-    """The forward ran on the direct kernel; the direct backward is not compiled yet (a fresh
-    install compiles it in the background): the GEMM route's backward gives the same
-    gradients from the saved image."""
+@pytest.mark.parametrize("image", [(4, 3, 20, 18), (4, 12, 9, 8)])  # per image, whole batch
+def test_while_a_direct_kernel_compiles_the_pass_runs_numpy_and_asks_for_no_gemm_kernel(
+        image, monkeypatch):
+    """A fresh install compiles the direct kernels in the background: until one is ready its
+    pass runs the route's numpy code (the same numbers) and never asks for the GEMM kernel
+    the direct one replaces (a second helper process compiling on a two-core host)."""
     from engine.kernels import conv_direct, parallel
 
     force_split(monkeypatch, spy=False)
     rng = np.random.default_rng(6)
-    x = rng.standard_normal((4, 3, 20, 18)).astype(np.float32)
-    w = (rng.standard_normal((16, 3, 7, 7)) * 0.2).astype(np.float32)
+    x = rng.standard_normal(image).astype(np.float32)
+    w = (rng.standard_normal((16, image[1], 7, 7)) * 0.2).astype(np.float32)
     b = rng.standard_normal(16).astype(np.float32)
     params = {"stride": 2, "padding": 3, "dilation": 1, "groups": 1}
     g, y, direct_grads = _conv_op(x, w, b, params, (True, True, True))
     real_ready = parallel.ready
-    monkeypatch.setattr(parallel, "ready", lambda kernel, *a, **k: kernel is not conv_direct.
-                        backward_parallel and real_ready(kernel, *a, **k))
-    ran = _record_kernels(monkeypatch)
-    g2, _, gemm_grads = _conv_op(x, w, b, params, (True, True, True))
-    assert ran == ["conv_direct.forward_parallel", "conv_gemm.backward_parallel"]
-    np.testing.assert_array_equal(g2, g)
-    for got, want in zip(gemm_grads, direct_grads):
-        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
+    asked: list[str] = []
+
+    def ready(kernel, *args, **kwargs):
+        asked.append(f"{kernel.py_func.__module__.rsplit('.', 1)[-1]}.{kernel.__name__}")
+        return real_ready(kernel, *args, **kwargs) and kernel is not compiling[0]
+
+    monkeypatch.setattr(parallel, "ready", ready)
+    for compiling in ([conv_direct.backward_parallel], [conv_direct.forward_parallel]):
+        asked.clear()
+        ran = _record_kernels(monkeypatch)
+        g2, y2, grads = _conv_op(x, w, b, params, (True, True, True))
+        assert all(name.startswith("conv_direct.") for name in asked), asked
+        assert ran == (["conv_direct.forward_parallel"]
+                       if compiling[0] is conv_direct.backward_parallel else [])
+        np.testing.assert_array_equal(g2, g)
+        np.testing.assert_allclose(y2, y, rtol=2e-5, atol=2e-5)
+        for got, want in zip(grads, direct_grads):
+            np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5)
 
 
 def test_a_cnn_trains_the_same_on_the_direct_and_the_gemm_kernels(monkeypatch, tmp_path):

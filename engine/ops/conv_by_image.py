@@ -131,9 +131,11 @@ def _forward_native(ctx, params: dict, xp: np.ndarray, wmat: np.ndarray, weight:
     kh, kw = weight.shape[2:]
     px = ho * wo
     xp = np.ascontiguousarray(xp)
-    if conv_direct.forward(params, xp, weight, bias, out, threads):
-        ctx.save(True, xp, weight, xp.shape, bias is not None)
-        return True
+    if conv_direct.takes_forward(params, weight.shape, xp.dtype):
+        done = conv_direct.forward(params, xp, weight, bias, out, threads)
+        if done:
+            ctx.save(True, xp, weight, xp.shape, bias is not None)
+        return done
     keep = n * k * px * xp.dtype.itemsize <= KEEP_BYTES
     kept = np.empty((n if keep else 0, k, px), xp.dtype)
     b = np.empty(0, xp.dtype) if bias is None else np.ascontiguousarray(bias, xp.dtype)
@@ -158,10 +160,10 @@ def _backward_native(params: dict, g: np.ndarray, saved: np.ndarray, weight: np.
     k, px = cg * kh * kw, ho * wo
     dt = g.dtype
     saved = np.ascontiguousarray(saved, dt)  # (every array in g's dtype, as numpy would)
-    if saved.ndim == 4:  # the padded image (else the forward kept the columns)
-        grads = conv_direct.backward(params, g, saved, weight, has_bias, need_x, threads)
-        if grads is not None:
-            return grads
+    if conv_direct.takes_backward(params, weight.shape, dt, px):
+        if saved.ndim == 3:  # the forward ran the numpy route, which kept the columns
+            return None
+        return conv_direct.backward(params, g, saved, weight, has_bias, need_x, threads)
     if saved.ndim == 3:  # the forward kept the columns
         kept, xp = saved, np.empty((0, 1, 1, 1), dt)
     else:

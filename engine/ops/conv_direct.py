@@ -1,11 +1,12 @@
 """The direct route of conv2d: float32 convolutions of many taps, on two cores, with no
 columns (:mod:`engine.kernels.conv_direct`).
 
-Both GEMM routes (:mod:`engine.ops.conv_by_image`, :mod:`engine.ops.conv_whole`) try it first
-on their parallel path, for groups of one; each saves the padded image as it would for its
-own backward, so either backward reads what the other forward saved. The forward and the
-backward decide separately (:func:`forward_applies`, :func:`backward_applies`), and a kernel
-still compiling (:func:`engine.kernels.parallel.ready`) leaves the pass to the GEMM route.
+Both GEMM routes (:mod:`engine.ops.conv_by_image`, :mod:`engine.ops.conv_whole`) hand their
+parallel path to it where it takes the pass (:func:`takes_forward`, :func:`takes_backward`:
+groups of one, the measured rules below); each saves the padded image as it would for its
+own backward, so either backward reads what the other forward saved. While a direct kernel
+compiles in the background (:func:`engine.kernels.parallel.ready`) the pass runs the route's
+numpy code, rather than asking for a GEMM kernel that the direct one is about to replace.
 
 Measured, one thread, direct / GEMM route time, float32 (forward, backward):
 
@@ -51,6 +52,18 @@ def backward_applies(k: int, dtype, cout: int, px: int) -> bool:
     return forward_applies(k, dtype) and (px >= MIN_PIXELS or cout <= MAX_LANES_TINY)
 
 
+def takes_forward(params: dict, w_shape: tuple, dtype) -> bool:
+    """Whether conv2d's forward with weights of *w_shape* in *dtype* is the direct kernel's
+    on the parallel path."""
+    return params["groups"] == 1 and forward_applies(int(np.prod(w_shape[1:])), dtype)
+
+
+def takes_backward(params: dict, w_shape: tuple, dtype, px: int) -> bool:
+    """Whether its backward is, for outputs of *px* pixels."""
+    return params["groups"] == 1 and backward_applies(int(np.prod(w_shape[1:])), dtype,
+                                                      w_shape[0], px)
+
+
 @lru_cache(maxsize=64)
 def _tables(xp_shape: tuple, kh: int, kw: int, s: int, d: int, ho: int, wo: int) -> tuple:
     """The kernels' (tap offsets, pixel bases) for padded images of *xp_shape*."""
@@ -62,14 +75,12 @@ def _tables(xp_shape: tuple, kh: int, kw: int, s: int, d: int, ho: int, wo: int)
 def forward(params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
             out: np.ndarray, threads: int) -> bool:
     """conv2d of the C-contiguous padded image *xp* into *out* (N, Cout, Ho·Wo) as one
-    parallel Numba call over *threads*; False (nothing done) where the route does not apply
-    or its kernel is not compiled yet."""
+    parallel Numba call over *threads*, where :func:`takes_forward`; False (nothing done)
+    while its kernel is not compiled yet."""
     from engine.kernels import parallel
 
     n = xp.shape[0]
     cout, cg, kh, kw = weight.shape
-    if params["groups"] != 1 or threads < 2 or not forward_applies(cg * kh * kw, xp.dtype):
-        return False
     ho, wo = _out_size(params, xp.shape, kh, kw)
     taps, pixels = _tables(xp.shape, kh, kw, params["stride"], params["dilation"], ho, wo)
     cd = kernels("conv_direct")
@@ -82,16 +93,14 @@ def forward(params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndarray |
 def backward(params: dict, g: np.ndarray, xp: np.ndarray, weight: np.ndarray, has_bias: bool,
              need_x: bool, threads: int) -> tuple | None:
     """(padded image gradient or None, weight gradient, bias gradient or None) from the
-    padded image *xp* the forward saved, as one parallel Numba call; None where the route
-    does not apply or its kernel is not compiled yet."""
+    padded image *xp* the forward saved, as one parallel Numba call, where
+    :func:`takes_backward`; None while its kernel is not compiled yet."""
     from engine.kernels import parallel
 
     n = xp.shape[0]
     cout, cg, kh, kw = weight.shape
     ho, wo = g.shape[2], g.shape[3]
     k, dt = cg * kh * kw, g.dtype
-    if params["groups"] != 1 or threads < 2 or not backward_applies(k, dt, cout, ho * wo):
-        return None
     cd = kernels("conv_direct")
     s, d = params["stride"], params["dilation"]
     xp = np.ascontiguousarray(xp, dt)

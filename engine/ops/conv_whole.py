@@ -62,11 +62,14 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
     k, px = cg * kh * kw, ho * wo
     y = np.empty((n, cout, ho, wo), xp.dtype)
     threads = two_cores.native_threads(n, 2.0 * cout * k * n * px) if groups == 1 else 1
-    if threads > 1 and (conv_direct.forward(params, np.ascontiguousarray(xp), weight, bias, y,
-                                            threads)
-                        or _forward_native(params, xp, weight, bias, y, threads)):
-        ctx.save(False, xp, weight, xp.shape, bias is not None)
-        return y
+    if threads > 1:
+        if conv_direct.takes_forward(params, weight.shape, xp.dtype):
+            done = conv_direct.forward(params, np.ascontiguousarray(xp), weight, bias, y, threads)
+        else:
+            done = _forward_native(params, xp, weight, bias, y, threads)
+        if done:
+            ctx.save(False, xp, weight, xp.shape, bias is not None)
+            return y
     win = kernels("conv").windows(xp, kh, kw, s, d, ho, wo)  # (C, kh, kw, N, Ho, Wo)
     w_g = weight.reshape(groups, cout // groups, k)
     nb = block_images(c * kh * kw * px, xp.dtype.itemsize)
@@ -106,8 +109,9 @@ def backward(ctx, params: dict, g: np.ndarray, need_x: bool):
     k, px = cg * kh * kw, ho * wo
     threads = two_cores.native_threads(n, 2.0 * cout * k * n * px) if groups == 1 else 1
     if threads > 1 and saved.ndim == 4:  # as the forward decided; it saved the image
-        grads = conv_direct.backward(params, g, saved, weight, has_bias, need_x, threads)
-        if grads is None:
+        if conv_direct.takes_backward(params, weight.shape, g.dtype, px):
+            grads = conv_direct.backward(params, g, saved, weight, has_bias, need_x, threads)
+        else:
             grads = _backward_native(params, g, saved, weight, has_bias, need_x, threads)
         if grads is not None:
             return grads
