@@ -7,8 +7,8 @@ groups one by one where each gets a Winograd route (:mod:`engine.ops.conv_groupe
 lowers to im2col (a strided view copied once) + BLAS GEMMs, on one of two routes chosen
 per shape (:func:`by_image`): a batched GEMM per image (few input channels) or one GEMM per
 group over the whole batch; the backward uses two GEMMs and a Numba col2im scatter-add, and
-skips the input gradient when x is data. On two cores, float32 convolutions of few input
-channels but many taps run direct kernels with no columns (``conv_by_image.direct``).
+skips the input gradient when x is data. On two cores, float32 convolutions of many taps
+run direct kernels with no columns (:mod:`engine.ops.conv_direct`).
 Square kernels, strides, paddings and dilations (one int each). Pooling: :mod:`engine.ops.pool`.
 """
 
