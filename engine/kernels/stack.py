@@ -13,21 +13,46 @@ from __future__ import annotations
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.core.datamodel import models, register_default
+from numba.core.errors import NumbaTypeError
+from numba.extending import box, intrinsic
 from numba.np.arrayobj import make_array, populate_array
+
+MAX_BYTES = 64 * 1024  # a block larger than this is refused (an OpenMP worker's whole stack
+# may be a few MiB; the direct convolution's blocks are 384 and 768 bytes)
+
+
+class StackArray(types.Array):
+    """The type of a :func:`stack_block`: an array whose memory is the kernel's stack frame,
+    so it can never be boxed (returned to Python, or put in a list that is)."""
+
+    def __init__(self, dtype, ndim: int) -> None:
+        super().__init__(dtype, ndim, "C", name=f"stack_block({dtype}, {ndim}d)")
+
+
+register_default(StackArray)(models.ArrayModel)
+
+
+@box(StackArray)
+def _never_boxed(typ, val, c):
+    raise NumbaTypeError("a stack_block cannot leave the kernel that made it (its memory is "
+                         "that kernel's stack frame): copy it into an array first")
 
 
 @intrinsic
 def stack_block(typingctx, like, rows, cols):
     """An uninitialised C-contiguous (*rows*, *cols*) array of *like*'s dtype on the calling
     kernel's stack; *rows* and *cols* must be compile-time constants (literals or module
-    globals). It is valid until the kernel returns: never return or store it."""
+    globals), at most :data:`MAX_BYTES` in all. It is valid until the kernel returns: returning
+    it is a compile error (its views are plain arrays: never return or store those either)."""
     if not isinstance(rows, types.IntegerLiteral) or not isinstance(cols, types.IntegerLiteral):
         return None
     n_rows, n_cols = rows.literal_value, cols.literal_value
     if n_rows < 1 or n_cols < 1 or not isinstance(like, types.Array):
         return None
-    array_type = types.Array(like.dtype, 2, "C")
+    if n_rows * n_cols * like.dtype.bitwidth // 8 > MAX_BYTES:
+        return None
+    array_type = StackArray(like.dtype, 2)
 
     def codegen(context, builder, signature, args):
         item = context.get_data_type(like.dtype)
