@@ -62,6 +62,24 @@ def record_native_runs(monkeypatch) -> list[str]:
     return ran
 
 
+def record_kernels(monkeypatch) -> list[str]:
+    """engine.kernels.parallel.run as it is, recording ``module.kernel`` of each kernel that
+    ran (``conv_direct.forward_parallel``)."""
+    from engine.kernels import parallel
+
+    ran: list[str] = []
+    real = parallel.run
+
+    def run(kernel, *args, **kwargs):
+        done = real(kernel, *args, **kwargs)
+        if done:
+            ran.append(f"{kernel.py_func.__module__.rsplit('.', 1)[-1]}.{kernel.py_func.__name__}")
+        return done
+
+    monkeypatch.setattr(parallel, "run", run)
+    return ran
+
+
 class OpCtx:
     """Stands in for the executor's per-op context when a test calls an op's forward and
     backward itself: what the forward saves, and which inputs need a gradient."""

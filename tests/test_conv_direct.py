@@ -12,7 +12,7 @@ from numba.core.errors import TypingError
 
 from engine.kernels import conv_direct as D
 from engine.ops import conv_direct as route
-from tests.helpers import OpCtx, assert_close, assert_conv_matches, numpy_conv
+from tests.helpers import OpCtx, assert_close, assert_conv_matches, numpy_conv, record_kernels
 from tests.split_help import force_split
 
 # (N, C, H, W, Cout, k, stride, padding, dilation)
@@ -95,31 +95,22 @@ def test_a_stack_block_needs_its_size_at_compile_time():
 
 
 def test_the_route_rule_takes_float32_convolutions_of_many_taps():
-    assert route.forward_applies(3 * 7 * 7, np.float32)
-    assert route.forward_applies(route.MIN_TAPS, np.float32)
-    assert not route.forward_applies(route.MIN_TAPS - 1, np.float32)
-    assert not route.forward_applies(3 * 7 * 7, np.float64)  # would spill on AVX2
-    assert route.backward_applies(1152, np.float32, 128, route.MIN_PIXELS)
-    assert route.backward_applies(1152, np.float32, route.MAX_LANES_TINY, 16)
-    assert not route.backward_applies(1152, np.float32, route.MAX_LANES_TINY + 1, 16)
-    assert not route.backward_applies(route.MIN_TAPS - 1, np.float32, 16, 576)
-
-
-def _record_kernels(monkeypatch) -> list[str]:
-    """engine.kernels.parallel.run as it is, recording ``module.kernel`` of each that ran."""
-    from engine.kernels import parallel
-
-    ran: list[str] = []
-    real = parallel.run
-
-    def run(kernel, *args, **kwargs):
-        done = real(kernel, *args, **kwargs)
-        if done:
-            ran.append(f"{kernel.py_func.__module__.rsplit('.', 1)[-1]}.{kernel.py_func.__name__}")
-        return done
-
-    monkeypatch.setattr(parallel, "run", run)
-    return ran
+    one = {"groups": 1}
+    assert route.takes_forward(one, (16, 3, 7, 7), np.float32, 576)
+    assert route.takes_forward(one, (16, route.MIN_TAPS, 1, 1), np.float32, 576)
+    assert not route.takes_forward(one, (16, route.MIN_TAPS - 1, 1, 1), np.float32, 576)
+    assert not route.takes_forward(one, (16, 3, 7, 7), np.float64, 576)  # would spill on AVX2
+    assert not route.takes_forward({"groups": 3}, (16, 3, 7, 7), np.float32, 576)
+    assert not route.takes_forward(one, (16, 3, 7, 7), np.float32, route.MIN_PIXELS - 1)
+    assert not route.takes_forward(one, (512, 64, 4, 4), np.float32, 64)  # 2 MiB of weights
+    assert route.takes_forward(one, (64, 256, 1, 1), np.float32, 64)
+    assert not route.takes_forward(one, (128, 256, 1, 1), np.float32, 64)  # a wide 1×1
+    assert route.takes_backward(one, (128, 128, 3, 3), np.float32, route.WIDE_PIXELS)
+    assert route.takes_backward(one, (route.MAX_LANES_TINY, 32, 3, 3), np.float32, 16)
+    assert not route.takes_backward(one, (route.MAX_LANES_TINY + 1, 32, 3, 3), np.float32, 16)
+    assert not route.takes_backward(one, (16, 32, 3, 3), np.float32,
+                                    route.MIN_PIXELS_BACKWARD - 1)
+    assert route.takes_forward(one, (16, 32, 3, 3), np.float32, route.MIN_PIXELS_BACKWARD - 1)
 
 
 def _conv_op(x, w, b, params, needs):
@@ -144,6 +135,10 @@ ROUTE_CASES = [
     ((5, 32, 12, 11), (20, 32, 3, 3), _params(2, 1), (True, True), ("direct", "direct")),
     # 16 output pixels of 72 channels: the weight gradient stays on the GEMM
     ((3, 16, 8, 8), (72, 16, 3, 3), _params(2, 1), (True, True), ("direct", "gemm")),
+    # 9 output pixels: a short pixel loop for the weight gradient
+    ((3, 16, 6, 6), (16, 16, 3, 3), _params(2, 1), (True, True), ("direct", "gemm")),
+    # one output pixel (a fully-connected layer written as a convolution): GEMM both ways
+    ((3, 8, 4, 4), (24, 8, 4, 4), _params(1, 0), (True, True), ("gemm", "gemm")),
 ]
 
 
@@ -154,13 +149,12 @@ def test_conv2d_takes_the_direct_kernels_on_two_cores(shape, wshape, params, nee
     """conv2d in float32 with ≥ 64 taps, its parallel kernels forced on: the direct kernels
     run where the rule says (forward, backward) and give float64's numbers."""
     force_split(monkeypatch)
-    ran = _record_kernels(monkeypatch)
+    ran = record_kernels(monkeypatch)
     rng = np.random.default_rng(4)
     x = rng.standard_normal(shape).astype(np.float32)
     w = (rng.standard_normal(wshape) * 0.2).astype(np.float32)
     b = rng.standard_normal(wshape[0]).astype(np.float32) if bias else None
     g, y, grads = _conv_op(x, w, b, params, (*needs, bias))
-    assert route.forward_applies(int(np.prod(wshape[1:])), np.float32)
     assert [name.split(".")[0] for name in ran] == [f"conv_{kernels[0]}", f"conv_{kernels[1]}"]
     reference = numpy_conv(x, w, b, g, params["stride"], params["padding"], params["dilation"])
     assert_conv_matches(reference, x, b, needs, y, grads)
@@ -191,7 +185,7 @@ def test_while_a_direct_kernel_compiles_the_pass_runs_numpy_and_asks_for_no_gemm
     monkeypatch.setattr(parallel, "ready", ready)
     for compiling in ([conv_direct.backward_parallel], [conv_direct.forward_parallel]):
         asked.clear()
-        ran = _record_kernels(monkeypatch)
+        ran = record_kernels(monkeypatch)
         g2, y2, grads = _conv_op(x, w, b, params, (True, True, True))
         assert all(name.startswith("conv_direct.") for name in asked), asked
         assert ran == (["conv_direct.forward_parallel"]
@@ -222,7 +216,7 @@ def test_a_cnn_trains_the_same_on_the_direct_and_the_gemm_kernels(monkeypatch, t
 
     def losses(min_taps: int) -> tuple[list[float], list[str]]:
         monkeypatch.setattr(route, "MIN_TAPS", min_taps)
-        ran = _record_kernels(monkeypatch)
+        ran = record_kernels(monkeypatch)
         trainer = Trainer(doc, base_dir=tmp_path, steps=3)
         return [trainer.train_step()["loss"] for _ in range(3)], list(ran)
 
@@ -243,7 +237,7 @@ def test_conv2d_on_the_direct_kernels_reads_strided_views(monkeypatch):
     from engine.core.registry import get
 
     force_split(monkeypatch, spy=False)
-    ran = _record_kernels(monkeypatch)
+    ran = record_kernels(monkeypatch)
     rng = np.random.default_rng(8)
     big = rng.standard_normal((3, 5, 19, 34)).astype(np.float32)
     x = big[:, 1:4, :, ::2]  # (3, 3, 19, 17), no unit stride along its rows

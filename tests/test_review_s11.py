@@ -839,10 +839,10 @@ def test_strided_conv_on_numba_threads_matches_torch(torch, monkeypatch, case, d
         expected = ["forward_parallel", "backward_parallel"]
     else:
         expected = ["block_forward_parallel", "block_backward_parallel"]
-    k = cin * kh * kw  # (the direct kernels' names are the per-image route's)
-    if conv_direct.forward_applies(k, dtype):
+    one, w_shape = {"groups": 1}, (cout, cin, kh, kw)  # (the direct kernels' names are the
+    if conv_direct.takes_forward(one, w_shape, dtype, ho * wo):  # per-image route's)
         expected[0] = "forward_parallel"
-        if conv_direct.backward_applies(k, dtype, cout, ho * wo):
+        if conv_direct.takes_backward(one, w_shape, dtype, ho * wo):
             expected[1] = "backward_parallel"
     assert ran == expected
 

@@ -342,9 +342,10 @@ def _expected_kernels(case, dtype) -> list[str]:
         gemm = ["conv_gemm.forward_parallel", "conv_gemm.backward_parallel"]
     else:
         gemm = ["conv_gemm.block_forward_parallel", "conv_gemm.block_backward_parallel"]
-    if groups == 1 and conv_direct.forward_applies(cg * k * k, dtype):
+    w_shape = (cout // groups, cg, k, k)
+    if conv_direct.takes_forward({"groups": groups}, w_shape, dtype, ho * wo):
         gemm[0] = "conv_direct.forward_parallel"
-        if conv_direct.backward_applies(cg * k * k, dtype, cout, ho * wo):
+        if conv_direct.takes_backward({"groups": groups}, w_shape, dtype, ho * wo):
             gemm[1] = "conv_direct.backward_parallel"
     return sorted(gemm)
 

@@ -131,7 +131,7 @@ def _forward_native(ctx, params: dict, xp: np.ndarray, wmat: np.ndarray, weight:
     kh, kw = weight.shape[2:]
     px = ho * wo
     xp = np.ascontiguousarray(xp)
-    if conv_direct.takes_forward(params, weight.shape, xp.dtype):
+    if conv_direct.takes_forward(params, weight.shape, xp.dtype, px):
         done = conv_direct.forward(params, xp, weight, bias, out, threads)
         if done:
             ctx.save(True, xp, weight, xp.shape, bias is not None)

@@ -21,9 +21,11 @@ Measured, one thread, direct / GEMM route time, float32 (forward, backward):
   128×16² 3×3 stride 2 → 128 0.62, 0.81; 256×8² 1×1 → 64 0.53, 0.71.
 - Below :data:`MIN_TAPS` the GEMM's own blocking wins: k = 50 1.0, k = 36 1.0 / 0.9,
   k ≤ 27 1.5–4.2 (the block's stores and per-tap loads outweigh its few multiply-adds).
-- The weight gradient's pixel loop is short on tiny outputs: with P < :data:`MIN_PIXELS` and
+- The weight gradient's pixel loop is short on tiny outputs: with P < :data:`WIDE_PIXELS` and
   more than :data:`MAX_LANES_TINY` output channels, the GEMM's wide products win (P = 16:
-  128×8² 3×3 stride 2 → 128 1.09–1.11, → 256 1.26, 256×4² 1×1 → 256 1.37; but → 64 0.81–0.83).
+  128×8² 3×3 stride 2 → 128 1.09–1.11, → 256 1.26, 256×4² 1×1 → 256 1.37; but → 64 0.81–0.83),
+  and under :data:`MIN_PIXELS_BACKWARD` pixels at any width. The forward's limits (pixels,
+  weights, 1×1 kernels) and their figures are beside the constants.
 - Stride-1 3×3 and 5×5 layers of enough channels take Winograd before they get here, which
   is 1.6–1.9× faster than direct on them (forward + backward, one thread: 32×12² 5×5 → 64
   9.3 ms against 14.4; 16×12² 3×3 → 32 1.7 against 3.2; 16×24² 3×3 → 32 3.8 against 6.4).
@@ -40,31 +42,31 @@ import numpy as np
 from engine.ops.kernel_choice import kernels
 
 MIN_TAPS = 64  # C·kh·kw at least this: the direct kernels
-MIN_PIXELS = 32  # backward: outputs of fewer pixels …
-MAX_LANES_TINY = 64  # … and more output channels than this keep the GEMM's weight gradient
+MIN_PIXELS = 4  # forward: at least this many output pixels (a 6-pixel block on 1–3 pixels
+# wastes most of it: 64×4² 4×4 → 512 on a 1×1 output 2.09×, 32×4² → 128 1.89×) …
+MAX_WEIGHTS = 256 * 1024  # … and at most this many weights (1 MiB of float32, one core's L2:
+# the kernel reads them all once per block of pixels, where the GEMM blocks them)
+MAX_LANES_1X1 = 64  # 1×1 kernels of more output channels keep the GEMM (its columns are the
+# image itself; 64–512 channels into ≥ 128: direct 1.10–1.23× forward, 1.04–1.20× backward)
+MIN_PIXELS_BACKWARD = 16  # backward: at least this many pixels (P = 9 → 64 channels, 1024
+# taps: 1.42×; P = 4: 1.84×; the weight gradient's pixel loop is too short to pay its block)
+WIDE_PIXELS = 32  # … and below this many, at most MAX_LANES_TINY output channels
+MAX_LANES_TINY = 64
 
 
-def forward_applies(k: int, dtype) -> bool:
-    """Whether a groups-of-one convolution of *k* = C·kh·kw taps in *dtype* runs its forward
-    on the direct kernel."""
-    return k >= MIN_TAPS and np.dtype(dtype) == np.float32
-
-
-def backward_applies(k: int, dtype, cout: int, px: int) -> bool:
-    """Whether its backward does, for *cout* output channels of *px* pixels each."""
-    return forward_applies(k, dtype) and (px >= MIN_PIXELS or cout <= MAX_LANES_TINY)
-
-
-def takes_forward(params: dict, w_shape: tuple, dtype) -> bool:
-    """Whether conv2d's forward with weights of *w_shape* in *dtype* is the direct kernel's
-    on the parallel path."""
-    return params["groups"] == 1 and forward_applies(int(np.prod(w_shape[1:])), dtype)
+def takes_forward(params: dict, w_shape: tuple, dtype, px: int) -> bool:
+    """Whether conv2d's forward with weights of *w_shape* in *dtype*, onto outputs of *px*
+    pixels, is the direct kernel's on the parallel path."""
+    cout, k, taps = w_shape[0], int(np.prod(w_shape[1:])), int(np.prod(w_shape[2:]))
+    return (params["groups"] == 1 and np.dtype(dtype) == np.float32 and k >= MIN_TAPS
+            and px >= MIN_PIXELS and cout * k <= MAX_WEIGHTS
+            and not (taps == 1 and cout > MAX_LANES_1X1))
 
 
 def takes_backward(params: dict, w_shape: tuple, dtype, px: int) -> bool:
-    """Whether its backward is, for outputs of *px* pixels."""
-    return params["groups"] == 1 and backward_applies(int(np.prod(w_shape[1:])), dtype,
-                                                      w_shape[0], px)
+    """Whether its backward is."""
+    return (takes_forward(params, w_shape, dtype, px) and px >= MIN_PIXELS_BACKWARD
+            and (px >= WIDE_PIXELS or w_shape[0] <= MAX_LANES_TINY))
 
 
 @lru_cache(maxsize=64)

@@ -63,7 +63,7 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
     y = np.empty((n, cout, ho, wo), xp.dtype)
     threads = two_cores.native_threads(n, 2.0 * cout * k * n * px) if groups == 1 else 1
     if threads > 1:
-        if conv_direct.takes_forward(params, weight.shape, xp.dtype):
+        if conv_direct.takes_forward(params, weight.shape, xp.dtype, px):
             done = conv_direct.forward(params, np.ascontiguousarray(xp), weight, bias, y, threads)
         else:
             done = _forward_native(params, xp, weight, bias, y, threads)
