@@ -44,9 +44,10 @@ def input_mlp() -> dict:
     return doc_of(nodes, edges)
 
 
-def record_native_runs(monkeypatch) -> list[str]:
-    """engine.kernels.parallel.run as it is (the real parallel kernels), recording the name of
-    each kernel that ran."""
+def record_native_runs(monkeypatch, modules: bool = False) -> list[str]:
+    """engine.kernels.parallel.run as it is (the real parallel kernels), recording the name
+    of each kernel that ran; with *modules*, ``module.kernel`` (``conv_direct.forward_parallel``).
+    """
     from engine.kernels import parallel
 
     ran: list[str] = []
@@ -55,25 +56,9 @@ def record_native_runs(monkeypatch) -> list[str]:
     def run(kernel, *args, **kwargs):
         done = real(kernel, *args, **kwargs)
         if done:
-            ran.append(kernel.py_func.__name__)
-        return done
-
-    monkeypatch.setattr(parallel, "run", run)
-    return ran
-
-
-def record_kernels(monkeypatch) -> list[str]:
-    """engine.kernels.parallel.run as it is, recording ``module.kernel`` of each kernel that
-    ran (``conv_direct.forward_parallel``)."""
-    from engine.kernels import parallel
-
-    ran: list[str] = []
-    real = parallel.run
-
-    def run(kernel, *args, **kwargs):
-        done = real(kernel, *args, **kwargs)
-        if done:
-            ran.append(f"{kernel.py_func.__module__.rsplit('.', 1)[-1]}.{kernel.py_func.__name__}")
+            name = kernel.py_func.__name__
+            module = kernel.py_func.__module__.rsplit(".", 1)[-1]
+            ran.append(f"{module}.{name}" if modules else name)
         return done
 
     monkeypatch.setattr(parallel, "run", run)

@@ -12,7 +12,7 @@ from numba.core.errors import TypingError
 
 from engine.kernels import conv_direct as D
 from engine.ops import conv_direct as route
-from tests.helpers import OpCtx, assert_close, assert_conv_matches, numpy_conv, record_kernels
+from tests.helpers import OpCtx, assert_close, assert_conv_matches, numpy_conv, record_native_runs
 from tests.split_help import force_split
 
 # (N, C, H, W, Cout, k, stride, padding, dilation)
@@ -149,7 +149,7 @@ def test_conv2d_takes_the_direct_kernels_on_two_cores(shape, wshape, params, nee
     """conv2d in float32 with ≥ 64 taps, its parallel kernels forced on: the direct kernels
     run where the rule says (forward, backward) and give float64's numbers."""
     force_split(monkeypatch)
-    ran = record_kernels(monkeypatch)
+    ran = record_native_runs(monkeypatch, modules=True)
     rng = np.random.default_rng(4)
     x = rng.standard_normal(shape).astype(np.float32)
     w = (rng.standard_normal(wshape) * 0.2).astype(np.float32)
@@ -185,7 +185,7 @@ def test_while_a_direct_kernel_compiles_the_pass_runs_numpy_and_asks_for_no_gemm
     monkeypatch.setattr(parallel, "ready", ready)
     for compiling in ([conv_direct.backward_parallel], [conv_direct.forward_parallel]):
         asked.clear()
-        ran = record_kernels(monkeypatch)
+        ran = record_native_runs(monkeypatch, modules=True)
         g2, y2, grads = _conv_op(x, w, b, params, (True, True, True))
         assert all(name.startswith("conv_direct.") for name in asked), asked
         assert ran == (["conv_direct.forward_parallel"]
@@ -216,7 +216,7 @@ def test_a_cnn_trains_the_same_on_the_direct_and_the_gemm_kernels(monkeypatch, t
 
     def losses(min_taps: int) -> tuple[list[float], list[str]]:
         monkeypatch.setattr(route, "MIN_TAPS", min_taps)
-        ran = record_kernels(monkeypatch)
+        ran = record_native_runs(monkeypatch, modules=True)
         trainer = Trainer(doc, base_dir=tmp_path, steps=3)
         return [trainer.train_step()["loss"] for _ in range(3)], list(ran)
 
@@ -237,7 +237,7 @@ def test_conv2d_on_the_direct_kernels_reads_strided_views(monkeypatch):
     from engine.core.registry import get
 
     force_split(monkeypatch, spy=False)
-    ran = record_kernels(monkeypatch)
+    ran = record_native_runs(monkeypatch, modules=True)
     rng = np.random.default_rng(8)
     big = rng.standard_normal((3, 5, 19, 34)).astype(np.float32)
     x = big[:, 1:4, :, ::2]  # (3, 3, 19, 17), no unit stride along its rows

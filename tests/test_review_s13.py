@@ -18,7 +18,7 @@ from numba.core.errors import NumbaError, TypingError
 
 from engine.kernels import conv_direct as D
 from engine.ops import conv_direct as route
-from tests.helpers import OpCtx, assert_close, assert_conv_matches, numpy_conv, record_kernels
+from tests.helpers import OpCtx, assert_close, assert_conv_matches, numpy_conv, record_native_runs
 from tests.split_help import force_split
 
 
@@ -174,7 +174,7 @@ def test_conv2d_on_two_cores_odd_shapes_match_float64(case, layout, bias, need_x
 
     xs, ws, s, p, d, fwd, bwd = case
     force_split(monkeypatch, spy=False)
-    ran = record_kernels(monkeypatch)
+    ran = record_native_runs(monkeypatch, modules=True)
     rng = np.random.default_rng(len(ran) + sum(xs) + sum(ws))
     x = rng.standard_normal(xs).astype(np.float32)
     if layout == "fortran":
@@ -206,7 +206,7 @@ def test_direct_route_sums_the_parts_for_batches_below_the_thread_count(n, threa
     xp = _padded(x, 2)
     ho, wo = _out(9, 7, 3, 5, 2, 2, 1)
     out = np.full((n, 20, ho * wo), np.nan, np.float32)
-    assert route.forward(params, xp, w, b, out, threads)
+    assert route.forward(params, xp, w, b, out, ho, wo, threads)
     g = rng.standard_normal((n, 20, ho, wo)).astype(np.float32)
     res = route.backward(params, g, xp, w, True, True, threads)
     assert res is not None
@@ -224,7 +224,7 @@ def test_conv2d_with_three_parts_on_a_four_thread_blas(monkeypatch):
 
     calls = force_split(monkeypatch)
     monkeypatch.setattr(two_cores, "blas_threads", lambda: 4)
-    ran = record_kernels(monkeypatch)
+    ran = record_native_runs(monkeypatch, modules=True)
     rng = np.random.default_rng(3)
     x = rng.standard_normal((3, 3, 20, 18)).astype(np.float32)
     w = (rng.standard_normal((24, 3, 7, 7)) * 0.2).astype(np.float32)
@@ -322,7 +322,7 @@ def test_weight_gradient_of_a_large_output_keeps_float32_precision(monkeypatch):
     results = {}
     for name, min_taps in (("gemm", 10**9), ("direct", route.MIN_TAPS)):
         monkeypatch.setattr(route, "MIN_TAPS", min_taps)
-        ran = record_kernels(monkeypatch)
+        ran = record_native_runs(monkeypatch, modules=True)
         ctx = OpCtx((False, True))
         spec.forward(ctx, params, x, w)
         gw = spec.backward(ctx, params, g)[1]
@@ -443,7 +443,7 @@ def test_conv2d_forward_of_a_one_pixel_output_with_many_channels_stays_on_the_ge
     from engine.core.registry import get
 
     force_split(monkeypatch, spy=False)
-    ran = record_kernels(monkeypatch)
+    ran = record_native_runs(monkeypatch, modules=True)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((4, 64, 4, 4)).astype(np.float32)
     w = (rng.standard_normal((512, 64, 4, 4)) * 0.05).astype(np.float32)

@@ -132,7 +132,7 @@ def _forward_native(ctx, params: dict, xp: np.ndarray, wmat: np.ndarray, weight:
     px = ho * wo
     xp = np.ascontiguousarray(xp)
     if conv_direct.takes_forward(params, weight.shape, xp.dtype, px):
-        done = conv_direct.forward(params, xp, weight, bias, out, threads)
+        done = conv_direct.forward(params, xp, weight, bias, out, ho, wo, threads)
         if done:
             ctx.save(True, xp, weight, xp.shape, bias is not None)
         return done
@@ -179,4 +179,3 @@ def _backward_native(params: dict, g: np.ndarray, saved: np.ndarray, weight: np.
         return None
     gb = gbs.sum(axis=0) if has_bias else None
     return (gxp if need_x else None), gws.sum(axis=0).reshape(weight.shape), gb
-

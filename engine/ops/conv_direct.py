@@ -35,6 +35,7 @@ Measured, one thread, direct / GEMM route time, float32 (forward, backward):
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -57,7 +58,7 @@ MAX_LANES_TINY = 64
 def takes_forward(params: dict, w_shape: tuple, dtype, px: int) -> bool:
     """Whether conv2d's forward with weights of *w_shape* in *dtype*, onto outputs of *px*
     pixels, is the direct kernel's on the parallel path."""
-    cout, k, taps = w_shape[0], int(np.prod(w_shape[1:])), int(np.prod(w_shape[2:]))
+    cout, k, taps = w_shape[0], math.prod(w_shape[1:]), math.prod(w_shape[2:])
     return (params["groups"] == 1 and np.dtype(dtype) == np.float32 and k >= MIN_TAPS
             and px >= MIN_PIXELS and cout * k <= MAX_WEIGHTS
             and not (taps == 1 and cout > MAX_LANES_1X1))
@@ -78,15 +79,15 @@ def _tables(xp_shape: tuple, kh: int, kw: int, s: int, d: int, ho: int, wo: int)
 
 
 def forward(params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndarray | None,
-            out: np.ndarray, threads: int) -> bool:
-    """conv2d of the C-contiguous padded image *xp* into *out* (N, Cout, Ho·Wo) as one
-    parallel Numba call over *threads*, where :func:`takes_forward`; False (nothing done)
-    while its kernel is not compiled yet."""
+            out: np.ndarray, ho: int, wo: int, threads: int) -> bool:
+    """conv2d of the padded image *xp* into *out* (N, Cout, Ho, Wo or Ho·Wo, C-contiguous)
+    as one parallel Numba call over *threads*, where :func:`takes_forward`; False (nothing
+    done) while its kernel is not compiled yet."""
     from engine.kernels import parallel
 
     n = xp.shape[0]
     cout, cg, kh, kw = weight.shape
-    ho, wo = _out_size(params, xp.shape, kh, kw)
+    xp = np.ascontiguousarray(xp)
     taps, pixels = _tables(xp.shape, kh, kw, params["stride"], params["dilation"], ho, wo)
     cd = kernels("conv_direct")
     wmat = np.ascontiguousarray(weight.reshape(cout, -1), xp.dtype)
@@ -122,8 +123,3 @@ def backward(params: dict, g: np.ndarray, xp: np.ndarray, weight: np.ndarray, ha
     gw = cd.unpack_weights(gwpks.sum(axis=0), cout).reshape(weight.shape)
     gb = gbs.sum(axis=0) if has_bias else None
     return (gxp if need_x else None), gw, gb
-
-
-def _out_size(params: dict, xp_shape: tuple, kh: int, kw: int) -> tuple[int, int]:
-    s, d = params["stride"], params["dilation"]
-    return ((xp_shape[2] - d * (kh - 1) - 1) // s + 1, (xp_shape[3] - d * (kw - 1) - 1) // s + 1)

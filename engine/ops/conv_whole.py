@@ -64,7 +64,7 @@ def forward(ctx, params: dict, xp: np.ndarray, weight: np.ndarray, bias: np.ndar
     threads = two_cores.native_threads(n, 2.0 * cout * k * n * px) if groups == 1 else 1
     if threads > 1:
         if conv_direct.takes_forward(params, weight.shape, xp.dtype, px):
-            done = conv_direct.forward(params, np.ascontiguousarray(xp), weight, bias, y, threads)
+            done = conv_direct.forward(params, xp, weight, bias, y, ho, wo, threads)
         else:
             done = _forward_native(params, xp, weight, bias, y, threads)
         if done:
