@@ -254,3 +254,42 @@ def test_conv2d_on_the_direct_kernels_reads_strided_views(monkeypatch):
     assert_close(y, ry, np.float32, "forward")
     assert_close(gx, rgx, np.float32, "input gradient")
     assert_close(gw, rgw, np.float32, "weight gradient")
+
+
+def _kernels_with_block(height: int):
+    """(forward_part, backward_part) compiled with register blocks of *height* pixels (taps)
+    whatever this host's vector registers: the AVX-512 block (6) and the AVX2 one (4) are
+    both checked on any machine."""
+    import types
+
+    scope = dict(vars(D))
+    scope.update(PIXELS=height, _block_at=D._six if height == 6 else D._four,
+                 _multiply_add=D._multiply_add6 if height == 6 else D._multiply_add4)
+    for name in ("_put", "_add", "_forward_image", "_weight_grad_image", "forward_part",
+                 "backward_part"):  # every function that reads PIXELS, callers after callees
+        fn = getattr(D, name).py_func
+        scope[name] = njit(nogil=True, fastmath={"contract"})(
+            types.FunctionType(fn.__code__, scope, name))
+    return scope["forward_part"], scope["backward_part"]
+
+
+@pytest.mark.parametrize("height", [4, 6])
+def test_both_register_block_heights_match_a_float64_convolution(height, monkeypatch):
+    forward_part, backward_part = _kernels_with_block(height)
+    monkeypatch.setattr(D, "forward_part", forward_part)
+    monkeypatch.setattr(D, "backward_part", backward_part)
+    # pixel counts 7·7 = 49, 5·4 = 20 and 3 and tap counts 3·3·3 = 27 and 2·2·2 = 8: blocks of
+    # 4 and of 6 both end part-filled
+    for shape in [(2, 3, 9, 9, 17, 3, 1, 0, 1), (1, 2, 10, 8, 16, 2, 2, 0, 1),
+                  (2, 3, 5, 4, 5, 3, 2, 0, 1)]:
+        (x, w, b, g, (s, p, d)), (y, gx, gw, gb) = _direct_pass(shape, np.float32, True, True)
+        ry, rgx, rgw, rgb = numpy_conv(x, w, b, g, s, p, d)
+        assert_close(y, ry, np.float32, f"forward {shape}")
+        assert_close(gx, rgx, np.float32, f"input gradient {shape}")
+        assert_close(gw, rgw, np.float32, f"weight gradient {shape}")
+        assert_close(gb, rgb, np.float32, f"bias gradient {shape}")
+
+
+def test_the_block_height_follows_the_compiled_vector_registers():
+    assert D.PIXELS == (6 if D.wide_registers() else 4)
+    assert D._multiply_add is (D._multiply_add6 if D.PIXELS == 6 else D._multiply_add4)

@@ -22,10 +22,22 @@ blocks run over the flattened output (a block may cross a row end; the last bloc
 its last pixel and stores only the real ones). Output channels come in blocks of ``LANES``,
 the weights packed per block and zero-padded past Cout (:func:`pack_weights`).
 
-One image, one thread, 3×54² 7×7 stride 2 → 16 × 24² (the ``cnn_stem48`` bench case's first
-layer): im2col + GEMM 62 µs, here 27.6 µs (98 GFLOP/s). Layouts: padded images flattened
-``(N, C·Hp·Wp)``; outputs and output gradients ``(N, Cout, P)``; packed weights and weight
-gradients ``(Cout blocks, C·kh·kw, LANES)``.
+The block's height follows the vector registers Numba compiles for (:func:`wide_registers`):
+on AVX-512 (32 registers, one per 16 lanes) 6 pixels × 16 lanes take 6 registers; on AVX2 (16
+registers of 8 lanes) the same block takes 12 accumulators, 2 weight vectors and 6
+broadcasts, more than there are, and LLVM spilled the accumulators to the stack on every tap.
+So AVX2 hosts use blocks of 4 pixels (8 accumulators + 2 + 4 = 14 registers). One thread,
+forward and weight gradient, float32:
+
+- AVX-512 (session 13's host), 3×54² 7×7 stride 2 → 16 × 24² (the ``cnn_stem48`` bench
+  case's first layer), one image: im2col + GEMM 62 µs, here 27.6 µs (98 GFLOP/s).
+- AVX2 (an AMD EPYC Zen 3 host, sgemm peak 90 GFLOP/s a core), 6 pixels → 4 pixels, ms for
+  the batch: that stem × 32 images 2.68 → 1.24 and 2.42 → 1.18; 6×14² 5×5 → 16 × 64 0.79 →
+  0.42 and 0.85 → 0.44; 32×12² 3×3 stride 2 → 32 × 64 1.05 → 0.58 and 1.33 → 0.81; 16×16²
+  5×5 stride 2 → 32 × 64 2.73 → 1.39 and 2.98 → 1.63 (32–41 → 64–76 GFLOP/s forward).
+
+Layouts: padded images flattened ``(N, C·Hp·Wp)``; outputs and output gradients
+``(N, Cout, P)``; packed weights and weight gradients ``(Cout blocks, C·kh·kw, LANES)``.
 """
 
 from __future__ import annotations
@@ -38,8 +50,20 @@ from engine.kernels.conv_gemm import _scatter
 from engine.kernels.lane_sums import total
 from engine.kernels.stack import stack_block
 
+
+
+def wide_registers() -> bool:
+    """Whether Numba compiles for AVX-512 (32 vector registers of 16 float32 lanes): the
+    features of its code generator, which follow ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``
+    where set (a portable cache compiled for a generic CPU gets the AVX2-sized block)."""
+    from numba.core.registry import cpu_target
+
+    return "+avx512f" in cpu_target.target_context.codegen().magic_tuple()[2]
+
+
 LANES = 16  # output channels a register block holds: one AVX-512 vector of float32, two AVX2
-PIXELS = 6  # pixels (forward) or taps (weight gradient) a register block holds
+# pixels (forward) or taps (weight gradient) a register block holds (see the module doc)
+PIXELS = 6 if wide_registers() else 4
 # A block sums at most this many taps (forward) or pixels (weight gradient) before it is added
 # to the output or the gradient: one float32 running sum over a 512² image's pixels drifted to
 # 3.4e-5 of the largest weight gradient, against 1.0e-6 through OpenBLAS, which blocks its sums
@@ -93,9 +117,19 @@ def _six(offsets, start):
             offsets[min(start + 5, last)])
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _four(offsets, start):
+    # offsets[start … start + 3], as _six
+    last = offsets.shape[0] - 1
+    return (offsets[start], offsets[min(start + 1, last)], offsets[min(start + 2, last)],
+            offsets[min(start + 3, last)])
+
+
 @njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
-def _multiply_add(acc, v0, v1, v2, v3, v4, v5, vec):
-    # acc (PIXELS, LANES) row q += v_q · vec (LANES,): one vector multiply-add a row
+def _multiply_add6(acc, img, at, shift, vec):
+    # acc (6, LANES) row q += img[at[q] + shift] · vec (LANES,): one vector multiply-add a row
+    v0, v1, v2 = img[at[0] + shift], img[at[1] + shift], img[at[2] + shift]
+    v3, v4, v5 = img[at[3] + shift], img[at[4] + shift], img[at[5] + shift]
     for lane in range(LANES):
         x = vec[lane]
         acc[0, lane] += v0 * x
@@ -104,6 +138,24 @@ def _multiply_add(acc, v0, v1, v2, v3, v4, v5, vec):
         acc[3, lane] += v3 * x
         acc[4, lane] += v4 * x
         acc[5, lane] += v5 * x
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"}, inline="always")
+def _multiply_add4(acc, img, at, shift, vec):
+    # acc (4, LANES), as _multiply_add6
+    v0, v1 = img[at[0] + shift], img[at[1] + shift]
+    v2, v3 = img[at[2] + shift], img[at[3] + shift]
+    for lane in range(LANES):
+        x = vec[lane]
+        acc[0, lane] += v0 * x
+        acc[1, lane] += v1 * x
+        acc[2, lane] += v2 * x
+        acc[3, lane] += v3 * x
+
+
+# the block's offsets and its multiply-add, for PIXELS rows (resolved when the kernels compile)
+_block_at = _six if PIXELS == 6 else _four
+_multiply_add = _multiply_add6 if PIXELS == 6 else _multiply_add4
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -144,15 +196,14 @@ def _forward_image(img, taps, pixels, wpk, bias_lanes, out):
             first = c0 == 0
             taps_c, wb_c = taps[c0:c0 + TAP_CHUNK], wb[c0:c0 + TAP_CHUNK]  # (views: loops at 0
             for p0 in range(0, n_px, PIXELS):  # let LLVM drop the negative-index checks)
-                b0, b1, b2, b3, b4, b5 = _six(pixels, p0)
+                bases = _block_at(pixels, p0)
                 for q in range(PIXELS):
                     for lane in range(LANES):
                         acc[q, lane] = bias_lanes[blk, lane] if first else 0.0
                 for t in range(taps_c.shape[0]):
                     off = taps_c[t]
                     wv = wb_c[t]
-                    _multiply_add(acc, img[b0 + off], img[b1 + off], img[b2 + off],
-                                  img[b3 + off], img[b4 + off], img[b5 + off], wv)
+                    _multiply_add(acc, img, bases, off, wv)
                 if first:
                     _put(acc, out, co0, p0)
                 else:
@@ -172,15 +223,14 @@ def _weight_grad_image(img, taps, pixels, gt, gwpk):
         for c0 in range(0, n_px, PIXEL_CHUNK):  # (views, as in _forward_image)
             pixels_c, gb_c = pixels[c0:c0 + PIXEL_CHUNK], gb[c0:c0 + PIXEL_CHUNK]
             for t0 in range(0, n_taps, PIXELS):
-                o0, o1, o2, o3, o4, o5 = _six(taps, t0)
+                offsets = _block_at(taps, t0)
                 for q in range(PIXELS):
                     for lane in range(LANES):
                         acc[q, lane] = 0.0
                 for p in range(pixels_c.shape[0]):
                     base = pixels_c[p]
                     gv = gb_c[p]
-                    _multiply_add(acc, img[base + o0], img[base + o1], img[base + o2],
-                                  img[base + o3], img[base + o4], img[base + o5], gv)
+                    _multiply_add(acc, img, offsets, base, gv)
                 for q in range(min(PIXELS, n_taps - t0)):
                     for lane in range(LANES):
                         gw[t0 + q, lane] += acc[q, lane]
