@@ -51,7 +51,6 @@ from engine.kernels.lane_sums import total
 from engine.kernels.stack import stack_block
 
 
-
 def wide_registers() -> bool:
     """Whether Numba compiles for AVX-512 (32 vector registers of 16 float32 lanes): the
     features of its code generator, which follow ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES``
