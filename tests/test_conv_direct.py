@@ -293,3 +293,38 @@ def test_both_register_block_heights_match_a_float64_convolution(height, monkeyp
 def test_the_block_height_follows_the_compiled_vector_registers():
     assert D.PIXELS == (6 if D.wide_registers() else 4)
     assert D._multiply_add is (D._multiply_add6 if D.PIXELS == 6 else D._multiply_add4)
+
+
+@pytest.mark.parametrize("channels,taken", [(8, True), (16, True), (17, False)])
+def test_with_the_avx2_block_few_channel_3x3_layers_take_the_direct_kernels_over_winograd(
+        channels, taken, monkeypatch):
+    """A stride-1 3×3 layer Winograd would take runs on the direct kernels on two cores when
+    the block is AVX2's (4 pixels) and it has at most 16 input channels; on one thread, with
+    AVX-512's block or with more channels it stays on Winograd. Both give float64's numbers."""
+    from engine.ops import conv_winograd
+
+    force_split(monkeypatch)
+    ran = record_native_runs(monkeypatch, modules=True)
+    rng = np.random.default_rng(channels)
+    x = rng.standard_normal((6, channels, 11, 9)).astype(np.float32)
+    w = (rng.standard_normal((12, channels, 3, 3)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(12).astype(np.float32)
+    params = _params(1, 1)
+    assert conv_winograd.applies(params, x.shape, w.shape)
+    direct = taken and D.PIXELS == 4
+    assert route.takes_over_winograd(params, x.shape, w.shape, np.float32) == direct
+    assert not route.takes_over_winograd(params, x.shape, w.shape, np.float64)
+    assert not route.takes_over_winograd(params, x.shape, (12, channels, 5, 5), np.float32)
+    g, y, grads = _conv_op(x, w, b, params, (True, True, True))
+    modules = {name.split(".")[0] for name in ran}
+    assert modules == ({"conv_direct"} if direct else {"winograd_parts"}), ran
+    reference = numpy_conv(x, w, b, g, 1, 1, 1)
+    assert_conv_matches(reference, x, b, (True, True), y, grads)
+
+
+def test_on_one_thread_a_few_channel_3x3_layer_stays_on_winograd(monkeypatch):
+    from engine.ops import two_cores
+
+    monkeypatch.setattr(two_cores, "native_threads", lambda *a, **k: 1)
+    assert not route.takes_over_winograd(_params(1, 1), (6, 8, 11, 9), (12, 8, 3, 3),
+                                         np.float32)

@@ -13,6 +13,15 @@ from engine.kernels import winograd_f25 as W5
 from engine.ops import conv_winograd
 from tests.split_help import force_split, set_split_limits
 
+
+@pytest.fixture(autouse=True)
+def _winograd_not_taken_over(monkeypatch):
+    """These tests check the Winograd route itself: its few-channel layers stay on it even
+    where the direct kernels would take them over (engine.ops.conv_direct.takes_over_winograd)."""
+    from engine.ops import conv_direct
+
+    monkeypatch.setattr(conv_direct, "MAX_CHANNELS_OVER_WINOGRAD", 0)
+
 P1 = {"stride": 1, "padding": 1, "dilation": 1, "groups": 1}
 
 

@@ -368,6 +368,9 @@ def test_conv_parallel_routes_match_torch(torch, monkeypatch, name, dtype):
     from engine.ops import conv_direct
 
     monkeypatch.setattr(two_cores, "NATIVE_MIN_FLOPS", 0.0)
+    # the Winograd cases stay on Winograd (few-channel ones the direct kernels can take over
+    # with AVX2's block are checked in tests/test_conv_direct.py)
+    monkeypatch.setattr(conv_direct, "MAX_CHANNELS_OVER_WINOGRAD", 0)
     ran = _serial_runs(monkeypatch)
     # the float32 cases the direct kernels take run on the GEMM routes as well
     for min_taps in (conv_direct.MIN_TAPS, 10**9):

@@ -21,6 +21,7 @@ from engine.ops import (
     batch_rules,
     conv_by_image,
     conv_depthwise,
+    conv_direct,
     conv_grouped,
     conv_whole,
     conv_winograd,
@@ -101,7 +102,8 @@ def by_image(groups: int, k: int, ho: int, wo: int) -> bool:
 def _conv_forward(ctx, params, x, weight, bias=None):
     if conv_grouped.applies(params, x.shape, weight.shape):
         return conv_grouped.forward(ctx, params, x, weight, bias, _conv_forward)
-    if conv_winograd.applies(params, x.shape, weight.shape):
+    if conv_winograd.applies(params, x.shape, weight.shape) and \
+            not conv_direct.takes_over_winograd(params, x.shape, weight.shape, x.dtype):
         return conv_winograd.forward(ctx, params, x, weight, bias)
     s, p, d, groups = params["stride"], params["padding"], params["dilation"], params["groups"]
     n, c, h, w_ = x.shape

@@ -27,8 +27,10 @@ Measured, one thread, direct / GEMM route time, float32 (forward, backward):
   and under :data:`MIN_PIXELS_BACKWARD` pixels at any width. The forward's limits (pixels,
   weights, 1×1 kernels) and their figures are beside the constants.
 - Stride-1 3×3 and 5×5 layers of enough channels take Winograd before they get here, which
-  is 1.6–1.9× faster than direct on them (forward + backward, one thread: 32×12² 5×5 → 64
-  9.3 ms against 14.4; 16×12² 3×3 → 32 1.7 against 3.2; 16×24² 3×3 → 32 3.8 against 6.4).
+  is 1.6–1.9× faster than direct on them with AVX-512's block (forward + backward, one
+  thread: 32×12² 5×5 → 64 9.3 ms against 14.4; 16×12² 3×3 → 32 1.7 against 3.2; 16×24² 3×3
+  → 32 3.8 against 6.4). With AVX2's block, 3×3 layers of at most 16 input channels come here
+  instead (:func:`takes_over_winograd`).
 - Float64 stays on the GEMM routes (16 lanes of float64 are four AVX2 registers a row: the
   block would spill).
 """
@@ -53,6 +55,35 @@ MIN_PIXELS_BACKWARD = 16  # backward: at least this many pixels (P = 9 → 64 ch
 # taps: 1.42×; P = 4: 1.84×; the weight gradient's pixel loop is too short to pay its block)
 WIDE_PIXELS = 32  # … and below this many, at most MAX_LANES_TINY output channels
 MAX_LANES_TINY = 64
+
+
+# With AVX2's 4-pixel block (engine.kernels.conv_direct.PIXELS) the direct kernels also beat
+# Winograd F(2×2, 3×3) on stride-1 3×3 layers of few input channels. Forward + backward with
+# the image gradient, two threads, direct / Winograd (Zen 3, best of 3 × 20 alternating, the
+# trainer's heap policy): 16 channels 32×12² → 32 0.95, 64×12² → 32 0.99, 64×16² → 16 0.87,
+# 32×32² → 16 0.89, 64×28² → 16 0.90, 64×28² → 32 0.95; 8 channels 64×16² → 16 0.74, 64×28²
+# → 16 0.85; 12 channels 32×20² → 24 0.96; but 24 channels 96×10² → 48 1.16 and 32 channels
+# 32×16² → 64 1.27. With AVX-512's block Winograd was 1.6–1.9× faster (module doc).
+MAX_CHANNELS_OVER_WINOGRAD = 16
+
+
+def takes_over_winograd(params: dict, x_shape: tuple, w_shape: tuple, dtype) -> bool:
+    """Whether a stride-1 3×3 layer that Winograd would take (:mod:`engine.ops.conv_winograd`)
+    runs both passes on the direct kernels instead: with AVX2's block, at most
+    :data:`MAX_CHANNELS_OVER_WINOGRAD` input channels, and on two cores."""
+    from engine.ops import two_cores
+
+    if tuple(w_shape[2:]) != (3, 3) or x_shape[1] > MAX_CHANNELS_OVER_WINOGRAD:
+        return False
+    n, _, h, w = x_shape
+    p = params["padding"]
+    px = (h + 2 * p - 2) * (w + 2 * p - 2)
+    cout, k = w_shape[0], math.prod(w_shape[1:])
+    if not (takes_forward(params, w_shape, dtype, px) and takes_backward(params, w_shape,
+                                                                         dtype, px)):
+        return False
+    return (two_cores.native_threads(n, 2.0 * cout * k * n * px) > 1
+            and kernels("conv_direct").PIXELS == 4)
 
 
 def takes_forward(params: dict, w_shape: tuple, dtype, px: int) -> bool:
