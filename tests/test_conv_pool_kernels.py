@@ -81,3 +81,44 @@ def test_the_2x2_max_pool_equals_the_general_kernels(dtype, size):
     g = rng.standard_normal(y.shape).astype(dtype)
     (gx,) = spec.backward(ctx, {"kernel": 2, "stride": None, "padding": 0}, g)
     np.testing.assert_array_equal(gx, P.max_pool_bwd_ref(g, ref_arg, *size))
+
+
+def _max_pool2_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(out, pos) of the 2×2 stride-2 max pool, window by window in Python: the first
+    maximum in row-major order, NaN never winning (an all-NaN window gives -inf at 0)."""
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h // 2, w // 2), x.dtype)
+    pos = np.empty(out.shape, np.uint8)
+    for idx in np.ndindex(out.shape):
+        b, ch, y, j = idx
+        best, at = -np.inf, 0
+        for q, v in enumerate(x[b, ch, 2 * y:2 * y + 2, 2 * j:2 * j + 2].ravel()):
+            if v > best:
+                best, at = v, q
+        out[idx], pos[idx] = best, at
+    return out, pos
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 2, 7, 9),  # 3×4 windows a plane: the row-by-row loop
+                                   (2, 3, 12, 11),  # 6×5 = 30: the deinterleaved pass
+                                   (1, 1, 40, 6)])  # one column of 20×3 windows
+def test_max_pool2_picks_the_first_maximum_and_never_nan(dtype, shape):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.integers(-3, 4, shape).astype(dtype)  # small integers: ties in most windows
+    x[0, 0, 0, :2] = np.nan  # a window with two NaNs
+    x[0, 0, 1, :2] = np.nan  # … now all four
+    x[-1, -1, 2:4, 2:4] = -np.inf  # a window of -inf
+    x[-1, 0, 2, 3] = np.nan  # a NaN beside numbers
+    assert 3 * 4 < P.MIN_PLANE_DEINTERLEAVED <= 6 * 5  # the shapes take both loops
+    out = np.empty(shape[:2] + (shape[2] // 2, shape[3] // 2), dtype)
+    pos = np.empty(out.shape, np.uint8)
+    P.max_pool2_fwd(x, out, pos)
+    want, want_pos = _max_pool2_reference(x)
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(pos, want_pos)
+    assert out[0, 0, 0, 0] == -np.inf and pos[0, 0, 0, 0] == 0
+    out2, pos2 = np.empty_like(out), np.empty_like(pos)
+    P.max_pool2_fwd_parallel(x, out2, pos2, np.array([0, 1, shape[0]], np.int64))
+    np.testing.assert_array_equal(out2, want)
+    np.testing.assert_array_equal(pos2, want_pos)

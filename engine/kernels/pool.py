@@ -48,10 +48,64 @@ def max_pool_bwd(g, arg, dxp):  # dxp: (N, C, Hp, Wp) zero-filled
                     dxp[b, ch, a // wp, a % wp] += g[b, ch, y, x]
 
 
+# Output planes of at least this many windows take the deinterleaved pass of max_pool2_fwd
+# (its four scratch rows cost more than they save on tiny planes: 64×8×7×9 0.016 → 0.042 ms).
+MIN_PLANE_DEINTERLEAVED = 16
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def max_pool2_fwd(x, out, pos):
     # the 2×2, stride-2 window without padding: out = the first maximum of each window,
-    # pos = its place 0 … 3 (row-major) as uint8; like max_pool_fwd, NaN never wins
+    # pos = its place 0 … 3 (row-major) as uint8; like max_pool_fwd, NaN never wins.
+    # Each image plane's four window corners are first copied apart into contiguous rows
+    # (a, b: the top row's even and odd pixels, c, d: the bottom row's), so that the
+    # comparisons run as one vectorised loop over the plane with selects instead of a branch
+    # per pixel: one thread, 32×16×24² 0.43 → 0.17 ms, 64×32×12² 0.47 → 0.29, 128×32×24²
+    # 3.9 → 1.3 (one branchy loop per row, against this; Zen 3)
+    n, c, ho, wo = out.shape
+    m = ho * wo
+    if m < MIN_PLANE_DEINTERLEAVED:
+        _max_pool2_fwd_rows(x, out, pos)
+        return
+    a = np.empty(m, x.dtype)
+    b = np.empty(m, x.dtype)
+    cc = np.empty(m, x.dtype)
+    d = np.empty(m, x.dtype)
+    lowest = x.dtype.type(-np.inf)
+    for im in range(n):
+        for ch in range(c):
+            plane = x[im, ch]
+            for y in range(ho):
+                r0 = plane[2 * y]
+                r1 = plane[2 * y + 1]
+                at = y * wo
+                for j in range(wo):
+                    a[at + j] = r0[2 * j]
+                    b[at + j] = r0[2 * j + 1]
+                    cc[at + j] = r1[2 * j]
+                    d[at + j] = r1[2 * j + 1]
+            o = out[im, ch].ravel()  # views: out and pos are C-contiguous
+            q = pos[im, ch].ravel()
+            for j in range(m):
+                v0, v1, v2, v3 = a[j], b[j], cc[j], d[j]
+                best = v0 if v0 > lowest else lowest  # NaN → -inf: it never wins
+                where = np.int32(0)
+                t = v1 > best
+                best = v1 if t else best
+                where = np.int32(1) if t else where
+                t = v2 > best
+                best = v2 if t else best
+                where = np.int32(2) if t else where
+                t = v3 > best
+                best = v3 if t else best
+                where = np.int32(3) if t else where
+                o[j] = best
+                q[j] = np.uint8(where)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _max_pool2_fwd_rows(x, out, pos):
+    # max_pool2_fwd for tiny planes: a branch per window, row by row
     n, c, ho, wo = out.shape
     for b in range(n):
         for ch in range(c):
