@@ -39,6 +39,9 @@ def test_bench_quick_writes_the_json_structure(tmp_path):
     assert set(result) >= {"cases", "machine", "versions"}
     assert result["quick"] is True
     assert result["machine"]["threads"] == 1
+    assert isinstance(result["machine"]["llvm_cpu"], str) and result["machine"]["llvm_cpu"]
+    assert result["machine"]["direct_conv_block"] == [6 if result["machine"]["avx512"] else 4,
+                                                      16]
     assert {"numpy", "numba", "torch", "python"} <= set(result["versions"])
     made = result["provenance"]  # the command that made the file, the commit and the load
     assert made["command"].endswith(f"bench --quick --json {out} --threads 1")

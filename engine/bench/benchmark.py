@@ -276,6 +276,13 @@ def _line(name: str, case: dict) -> str:
            f"   ratio {ratio}"
 
 
+def _host_cpu_name() -> str:
+    """LLVM's name for this host's CPU (``znver3``, ``znver4``, ``skylake-avx512`` …)."""
+    import llvmlite.binding as llvm
+
+    return str(llvm.get_host_cpu_name())
+
+
 def machine_info(threads: int) -> tuple[dict, dict]:
     import numba
     import threadpoolctl
@@ -289,8 +296,15 @@ def machine_info(threads: int) -> tuple[dict, dict]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    from engine.kernels import conv_direct
+
+    # the micro-architecture LLVM compiles the kernels for and its vector width: hosts that
+    # all read "AMD EPYC" differ there (AVX2 or AVX-512), and so do their figures
+    llvm_cpu = numba.config.CPU_NAME or _host_cpu_name()  # type: ignore[attr-defined]
     machine = {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(),
-               "threads": threads}
+               "threads": threads, "llvm_cpu": llvm_cpu,
+               "avx512": conv_direct.wide_registers(),
+               "direct_conv_block": [conv_direct.PIXELS, conv_direct.LANES]}
     blas = [{k: lib.get(k) for k in ("internal_api", "version", "num_threads",
                                      "threading_layer")}
             for lib in threadpoolctl.threadpool_info()]
@@ -311,7 +325,8 @@ def run(quick: bool = False, threads: int | None = None, log=print) -> dict:
     with threadpool_limits(limits=threads):
         machine, versions = machine_info(threads)
         log(f"wiregrad bench{' --quick' if quick else ''}: {threads} thread(s), "
-            f"{machine['cpu']}")
+            f"{machine['cpu']} ({machine['llvm_cpu']}, "
+            f"{'AVX-512' if machine['avx512'] else 'no AVX-512'})")
         cases = train_cases(quick, log)
         cases["sample"] = sample_case(quick, log)
         from engine.bench import seq2seq_bench, word_gpt_bench
