@@ -72,7 +72,9 @@ def test_word_pieces_are_spans_with_their_id_and_probability_on_hover(make_windo
     tokens = [t for span in view.spans for t in span.tokens]
     assert [t[1] for t in tokens] == [i.id for i in infos]  # every token, in order
     assert [t[0] for t in tokens] == [i.token for i in infos]
-    assert [t[2] for t in tokens] == pytest.approx([i.probability for i in infos])
+    # the panel samples on one BLAS thread (engine.api.sample_tokens), this Sampler on the
+    # pool's: float32 logits summed in another order move a probability by ~1e-6 of itself
+    assert [t[2] for t in tokens] == pytest.approx([i.probability for i in infos], rel=1e-5)
     assert len(tokens) == N and len(view.spans) < len(text)  # pieces, not characters
     assert any(len(span.text) > 1 for span in view.spans)
     start = len(PROMPT)
