@@ -312,9 +312,10 @@ def test_with_the_avx2_block_few_channel_3x3_layers_take_the_direct_kernels_over
     params = _params(1, 1)
     assert conv_winograd.applies(params, x.shape, w.shape)
     direct = taken and D.PIXELS == 4
-    assert route.takes_over_winograd(params, x.shape, w.shape, np.float32) == direct
-    assert not route.takes_over_winograd(params, x.shape, w.shape, np.float64)
-    assert not route.takes_over_winograd(params, x.shape, (12, channels, 5, 5), np.float32)
+    assert route.takes_over_winograd(params, x.shape, w.shape, np.float32, 99) == direct
+    assert not route.takes_over_winograd(params, x.shape, w.shape, np.float64, 99)
+    assert not route.takes_over_winograd(params, x.shape, (12, channels, 5, 5), np.float32,
+                                         99)
     g, y, grads = _conv_op(x, w, b, params, (True, True, True))
     modules = {name.split(".")[0] for name in ran}
     assert modules == ({"conv_direct"} if direct else {"winograd_parts"}), ran
@@ -327,4 +328,4 @@ def test_on_one_thread_a_few_channel_3x3_layer_stays_on_winograd(monkeypatch):
 
     monkeypatch.setattr(two_cores, "native_threads", lambda *a, **k: 1)
     assert not route.takes_over_winograd(_params(1, 1), (6, 8, 11, 9), (12, 8, 3, 3),
-                                         np.float32)
+                                         np.float32, 99)

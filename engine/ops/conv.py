@@ -102,14 +102,15 @@ def by_image(groups: int, k: int, ho: int, wo: int) -> bool:
 def _conv_forward(ctx, params, x, weight, bias=None):
     if conv_grouped.applies(params, x.shape, weight.shape):
         return conv_grouped.forward(ctx, params, x, weight, bias, _conv_forward)
-    if conv_winograd.applies(params, x.shape, weight.shape) and \
-            not conv_direct.takes_over_winograd(params, x.shape, weight.shape, x.dtype):
-        return conv_winograd.forward(ctx, params, x, weight, bias)
     s, p, d, groups = params["stride"], params["padding"], params["dilation"], params["groups"]
     n, c, h, w_ = x.shape
     cout, cg, kh, kw = weight.shape
     ho = (h + 2 * p - d * (kh - 1) - 1) // s + 1
     wo = (w_ + 2 * p - d * (kw - 1) - 1) // s + 1
+    if conv_winograd.applies(params, x.shape, weight.shape) and \
+            not conv_direct.takes_over_winograd(params, x.shape, weight.shape, x.dtype,
+                                                ho * wo):
+        return conv_winograd.forward(ctx, params, x, weight, bias)
     xp = _pad(x, p)
     k = cg * kh * kw
     if conv_depthwise.applies(params, x.shape, weight.shape):

@@ -67,17 +67,15 @@ MAX_LANES_TINY = 64
 MAX_CHANNELS_OVER_WINOGRAD = 16
 
 
-def takes_over_winograd(params: dict, x_shape: tuple, w_shape: tuple, dtype) -> bool:
+def takes_over_winograd(params: dict, x_shape: tuple, w_shape: tuple, dtype, px: int) -> bool:
     """Whether a stride-1 3×3 layer that Winograd would take (:mod:`engine.ops.conv_winograd`)
-    runs both passes on the direct kernels instead: with AVX2's block, at most
-    :data:`MAX_CHANNELS_OVER_WINOGRAD` input channels, and on two cores."""
+    onto outputs of *px* pixels runs both passes on the direct kernels instead: with AVX2's
+    block, at most :data:`MAX_CHANNELS_OVER_WINOGRAD` input channels, and on two cores."""
     from engine.ops import two_cores
 
     if tuple(w_shape[2:]) != (3, 3) or x_shape[1] > MAX_CHANNELS_OVER_WINOGRAD:
         return False
-    n, _, h, w = x_shape
-    p = params["padding"]
-    px = (h + 2 * p - 2) * (w + 2 * p - 2)
+    n = x_shape[0]
     cout, k = w_shape[0], math.prod(w_shape[1:])
     if not (takes_forward(params, w_shape, dtype, px) and takes_backward(params, w_shape,
                                                                          dtype, px)):
