@@ -51,6 +51,7 @@ def spiral_first_step(threads: int, log, bench: Any) -> dict:
         env = {**thread_env, "WIREGRAD_HOME": home,
                "NUMBA_CACHE_DIR": str(Path(home) / "cache" / "numba")}
         cold = bench._child("engine.bench.first_step", "spiral_mlp", env=env)
+        bench.fill_cache("spiral_mlp", env)
         warm = bench._child("engine.bench.first_step", "spiral_mlp", env=env)
         torch_s = bench._child("engine.bench.torch_first_step", threads, "spiral_mlp",
                                env=env)["s"]

@@ -25,6 +25,7 @@ import numpy as np
 from numba import njit, prange
 
 from engine.kernels import parallel
+from engine.kernels.cold import call, twin
 from engine.kernels.elementwise import _FAST, F32, _exp_nonpos32
 
 SILU_SATURATE = 36.0  # e^-36 < float32 eps²: beyond, sigmoid is exactly 0 or 1
@@ -140,6 +141,34 @@ def silu_fwd_d_ref(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (v * s).astype(x.dtype), (s * (1 + v * c)).astype(x.dtype)
 
 
+# cold-start twins (engine.kernels.cold): the kernels' arguments, outputs written in place
+
+
+@twin(relu_fwd)
+def _relu_fwd_cold(x, out):
+    out[:] = np.where(x <= 0, x.dtype.type(0), x)
+
+
+@twin(relu_bwd)
+def _relu_bwd_cold(x, g, out):
+    out[:] = relu_bwd_ref(x, g)
+
+
+@twin(leaky_fwd)
+def _leaky_fwd_cold(x, slope, out):
+    out[:] = leaky_fwd_ref(x, slope)
+
+
+@twin(leaky_bwd)
+def _leaky_bwd_cold(x, g, slope, out):
+    out[:] = leaky_bwd_ref(x, g, slope)
+
+
+@twin(silu_fwd_d32)
+def _silu_fwd_d32_cold(x, out, d):
+    out[:], d[:] = silu_fwd_d_ref(x)
+
+
 # ------------------------------------------------------------------ entry points
 
 
@@ -168,7 +197,7 @@ def relu(x: np.ndarray, blocks: Blocks | None = None, threads: int = 1) -> np.nd
     *threads* of Numba's)."""
     flat = _flat(x, x.dtype)
     out = np.empty_like(flat)
-    _each(flat.size, lambda lo, hi: relu_fwd(flat[lo:hi], out[lo:hi]), blocks, threads,
+    _each(flat.size, lambda lo, hi: call(relu_fwd, flat[lo:hi], out[lo:hi]), blocks, threads,
           relu_fwd_parallel, (flat, out))
     return out.reshape(x.shape)
 
@@ -180,7 +209,7 @@ def relu_grad(x: np.ndarray, g: np.ndarray, blocks: Blocks | None = None,
     gf = _flat(np.broadcast_to(g, x.shape), dtype)
     xf = _flat(x, x.dtype)
     out = np.empty_like(gf)
-    _each(xf.size, lambda lo, hi: relu_bwd(xf[lo:hi], gf[lo:hi], out[lo:hi]), blocks,
+    _each(xf.size, lambda lo, hi: call(relu_bwd, xf[lo:hi], gf[lo:hi], out[lo:hi]), blocks,
           threads if xf.dtype == gf.dtype else 1, relu_bwd_parallel, (xf, gf, out))
     return out.reshape(x.shape)
 
@@ -190,7 +219,7 @@ def leaky_relu(x: np.ndarray, slope: float, blocks: Blocks | None = None,
     """Leaky ReLU of *x* (any shape), one pass."""
     flat = _flat(x, x.dtype)
     out = np.empty_like(flat)
-    _each(flat.size, lambda lo, hi: leaky_fwd(flat[lo:hi], slope, out[lo:hi]), blocks,
+    _each(flat.size, lambda lo, hi: call(leaky_fwd, flat[lo:hi], slope, out[lo:hi]), blocks,
           threads, leaky_fwd_parallel, (flat, float(slope), out))
     return out.reshape(x.shape)
 
@@ -202,7 +231,8 @@ def leaky_relu_grad(x: np.ndarray, g: np.ndarray, slope: float,
     gf = _flat(np.broadcast_to(g, x.shape), dtype)
     xf = _flat(x, x.dtype)
     out = np.empty_like(gf)
-    _each(xf.size, lambda lo, hi: leaky_bwd(xf[lo:hi], gf[lo:hi], slope, out[lo:hi]), blocks,
+    _each(xf.size, lambda lo, hi: call(leaky_bwd, xf[lo:hi], gf[lo:hi], slope,
+                                                 out[lo:hi]), blocks,
           threads if xf.dtype == gf.dtype else 1, leaky_bwd_parallel,
           (xf, gf, float(slope), out))
     return out.reshape(x.shape)
@@ -213,6 +243,7 @@ def silu_and_slope32(x: np.ndarray, blocks: Blocks | None = None,
     """(SiLU(x), SiLU'(x)) of a float32 *x* in one pass."""
     flat = _flat(x, np.float32)
     out, d = np.empty_like(flat), np.empty_like(flat)
-    _each(flat.size, lambda lo, hi: silu_fwd_d32(flat[lo:hi], out[lo:hi], d[lo:hi]), blocks,
+    _each(flat.size, lambda lo, hi: call(silu_fwd_d32, flat[lo:hi], out[lo:hi],
+                                                   d[lo:hi]), blocks,
           threads, silu_fwd_d32_parallel, (flat, out, d))
     return out.reshape(x.shape), d.reshape(x.shape)

@@ -17,6 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
+from engine.kernels.cold import twin
 from engine.kernels.elementwise import F32, _exp_nonpos, _exp_nonpos32
 
 EXP_FLOOR = 36.0  # e^-36 < 3e-16: below it a probability is 0
@@ -383,3 +384,29 @@ def attention_bwd_ref(q, k, v, out, p, g, scale):
     dp = np.matmul(g, np.swapaxes(v, -1, -2))
     ds = p * (dp - np.sum(g * out, axis=-1, keepdims=True)) * scale
     return np.matmul(ds, k), np.matmul(np.swapaxes(ds, -1, -2), q), gv
+
+
+# ------------------------------------------------------------------ cold-start twins
+# (engine.kernels.cold: the kernels' arguments and outputs, while the helper compiles them)
+
+
+@twin(attention_probs)
+@twin(attention_probs32)
+def _attention_probs_cold(s, keep, scale, causal, offset, lse):
+    with np.errstate(invalid="ignore", over="ignore"):  # hidden scores may be anything
+        s[...], full = attention_probs_ref(s, scale, causal, offset, keep)
+    lse[...] = full
+
+
+@twin(attention_probs32_unmasked)
+def _attention_probs_unmasked_cold(s, scale, causal, offset, lse):
+    with np.errstate(invalid="ignore", over="ignore"):
+        s[...], full = attention_probs_ref(s, scale, causal, offset)
+    if lse.shape[1]:
+        lse[...] = full
+
+
+@twin(attention_dscores)
+def _attention_dscores_cold(p, dp, g, out, scale):
+    dp[...] = attention_dscores_ref(p, dp, g.transpose(0, 2, 1, 3), out.transpose(0, 2, 1, 3),
+                                    scale)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from engine.kernels.cold import twin
+
 
 @njit(cache=True, nogil=True)
 def embedding_bwd(ids, g, gw):  # ids: (N,) int64; g: (N, D); gw: (V, D) zero-filled
@@ -28,3 +30,8 @@ def embedding_bwd_ref(ids: np.ndarray, g: np.ndarray, num: int) -> np.ndarray:
     gw = np.zeros((num, g.shape[1]), g.dtype)
     np.add.at(gw, ids, g)
     return gw
+
+
+@twin(embedding_bwd)
+def _embedding_bwd_cold(ids, g, gw):  # the kernel's arguments (engine.kernels.cold)
+    np.add.at(gw, ids, g)

@@ -12,6 +12,7 @@ import math
 import numpy as np
 from numba import njit
 
+from engine.kernels.cold import twin
 from engine.kernels.elementwise import F32, _exp_nonpos, _exp_nonpos32
 
 EXP_FLOOR = 36.0  # e^-36 < 3e-16: below it a probability is 0
@@ -160,3 +161,20 @@ def cross_entropy_bwd_ref(x, y, lse, ignore_index, smoothing, scale):
     p[rows, np.where(keep, y, 0)] -= (1.0 - smoothing) * keep
     p[~keep] = 0.0
     return (p * scale).astype(x.dtype)
+
+
+# ------------------------------------------------------------------ cold-start twins
+# (engine.kernels.cold: the kernels' arguments and outputs, while the helper compiles them)
+
+
+@twin(cross_entropy_fwd)
+@twin(cross_entropy_fwd32)
+def _cross_entropy_fwd_cold(x, y, ignore_index, smoothing, lse):
+    total, kept, lse[:] = cross_entropy_fwd_ref(x, y, ignore_index, smoothing)
+    return total, kept
+
+
+@twin(cross_entropy_bwd)
+@twin(cross_entropy_bwd32)
+def _cross_entropy_bwd_cold(x, y, lse, ignore_index, smoothing, scale, gx):
+    gx[...] = cross_entropy_bwd_ref(x, y, lse, ignore_index, smoothing, scale)

@@ -14,6 +14,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from engine.kernels.cold import twin
+
 # Reassociation lets LLVM vectorise the row sums (float64 accumulators; rounding-level change).
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
@@ -190,3 +192,19 @@ def batch_norm_bwd_ref(g, x, mean, invstd, w):
     m = x.shape[0] * x.shape[2]
     gx = (w * invstd)[:, None] * (g - sg[:, None] / m - xh * sgx[:, None] / m)
     return gx.astype(x.dtype), sgx, sg
+
+
+# ------------------------------------------------------------------ cold-start twins
+# (engine.kernels.cold: the kernels' arguments and outputs, while the helper compiles them)
+
+
+@twin(layer_norm_fwd)
+def _layer_norm_fwd_cold(x, w, b, eps, out, mean, rstd):
+    out[...], mean[:], rstd[:] = layer_norm_fwd_ref(x, w, b, eps)
+
+
+@twin(layer_norm_bwd)
+def _layer_norm_bwd_cold(g, x, mean, rstd, w, gx, gw, gb):
+    gx[...], dw, db = layer_norm_bwd_ref(g, x, mean, rstd, w)
+    gw += dw
+    gb += db

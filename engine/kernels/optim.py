@@ -18,6 +18,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from engine.kernels.cold import twin
+
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
@@ -185,3 +187,11 @@ def sum_of_squares(g):
 def sum_of_squares_ref(g):
     g64 = g.astype(np.float64)
     return float(np.dot(g64, g64))
+
+
+# cold starts run the twins while the helper compiles the kernels (engine.kernels.cold)
+for _kernel, _twin in ((adam_update, adam_update_ref), (sgd_update, sgd_update_ref),
+                       (rmsprop_update, rmsprop_update_ref),
+                       (weighted_sum_into, weighted_sum_into_ref),
+                       (sum_of_squares, sum_of_squares_ref)):
+    twin(_kernel)(_twin)

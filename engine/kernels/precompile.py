@@ -5,8 +5,9 @@ calls, one after another on one core. Numba's ``cache=True`` lets a second proce
 dispatcher meeting a new signature first re-reads its on-disk index, so a kernel the helper
 has compiled and saved is *loaded* (tens of ms) instead of compiled. The helper
 (``python -m engine.kernels.precompile``, started by :func:`start`) compiles the needed
-signatures in reverse first-use order while the main process compiles forward; they meet in
-the middle.
+signatures in reverse first-use order. Meanwhile the main process runs the numpy twins of the
+kernels it handed over (:mod:`engine.kernels.cold`, :func:`compiling`) and compiles forward
+only those without one; they meet in the middle.
 
 What to compile comes from ``signatures.json`` (beside this module), written by
 ``python tools/kernel_signatures.py``: per op name, training dtype and phase, the
@@ -53,6 +54,7 @@ Entry = tuple[str, str, tuple]  # (module, kernel, argument descriptions)
 _helper: subprocess.Popen | None = None
 _waiting = False  # _helper was prestarted and waits for its jobs
 _spawned_at = 0.0  # when (time.monotonic()) it was
+_handed: frozenset[tuple[str, str]] = frozenset()  # (module, kernel) of the jobs _helper got
 CORE_SHARE = 0.5  # the prestarted helper's CPU share that shows a core to spare (_got_a_core)
 
 
@@ -281,7 +283,7 @@ def start(ops: Sequence[str | tuple[str, str]], dtype: str, optimizer: str | Non
     """Start the helper for a graph's kernels (or hand them to the one :func:`prestart`
     started) unless it is not needed or not allowed; returns it (or None). Never raises: a
     helper that cannot start only costs speed."""
-    global _helper, _waiting
+    global _helper, _waiting, _handed
     try:
         waiting, _waiting = _waiting and _helper is not None and _helper.poll() is None, False
         if waiting and not _got_a_core():
@@ -302,9 +304,16 @@ def start(ops: Sequence[str | tuple[str, str]], dtype: str, optimizer: str | Non
         jobs = [[m, k, [json.loads(a) for a in args]] for m, k, args in reversed(todo)]
         _helper.stdin.write((json.dumps(jobs) + "\n").encode())
         _helper.stdin.flush()  # stdin stays open: the helper exits when it closes
+        _handed = frozenset((m, k) for m, k, _ in todo)
         return _helper
     except Exception:  # noqa: BLE001 - the helper is an optimisation only
         return None
+
+
+def compiling(module: str, kernel: str) -> bool:
+    """Whether this process's helper got *module*.*kernel* to compile and is still running
+    (:mod:`engine.kernels.cold` runs the kernel's numpy twin meanwhile)."""
+    return (module, kernel) in _handed and _helper is not None and _helper.poll() is None
 
 
 def _got_a_core() -> bool:
@@ -342,8 +351,8 @@ def _spawn() -> subprocess.Popen:
 
 def stop() -> None:
     """End this process's helper now (tests; a run that wants its core back)."""
-    global _helper
-    proc, _helper = _helper, None
+    global _helper, _handed
+    proc, _helper, _handed = _helper, None, frozenset()
     if proc is not None and proc.poll() is None:
         proc.kill()
         proc.wait()

@@ -13,7 +13,7 @@ import numpy as np
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 from engine.ops import batch_rules
 from engine.ops._util import per_example, require_float
-from engine.ops.kernel_choice import kernels
+from engine.ops.kernel_choice import call_kernel, kernels
 
 MAX_BLAS_SCORES = 1 << 24  # BH·Tq·Tk above which keeping the probabilities costs too much
 MIN_HALVED_T = 64  # causal self-attention from this length skips the hidden block's products
@@ -164,11 +164,11 @@ def _blas_forward(ctx, scale, causal, offset, q, k, v, keep):
     p = _scores(q4, np.ascontiguousarray(np.swapaxes(k4, -1, -2)), half)  # (N, H, Tq, Tk)
     p3 = p.reshape(n * h, tq, tk)
     if keep.shape[1] == 0:  # no key mask: whole-row passes, its own kernel to compile
-        kernels("attention").attention_probs32_unmasked(p3, scale, causal, offset,
-                                                        np.empty((n * h, 0)))  # no lse kept
+        call_kernel(kernels("attention").attention_probs32_unmasked, p3, scale, causal, offset,
+                    np.empty((n * h, 0)))  # no lse kept
     else:
-        kernels("attention").attention_probs32(p3, keep, scale, causal, offset,
-                                               np.empty((n * h, tq)))
+        call_kernel(kernels("attention").attention_probs32, p3, keep, scale, causal, offset,
+                    np.empty((n * h, tq)))
     out = _rows(p, v4, _merged_heads(n, h, tq, v4.shape[3], q.dtype) if q.ndim == 4 else None,
                 half)  # (N, H, Tq, Dv)
     ctx.save(q4, k4, v4, out, p, q.shape, k.shape, v.shape, (keep, half))
@@ -186,7 +186,8 @@ def _blas_backward(ctx, scale, g):
         return _merged_heads(n, h, t, d, like.dtype) if len(qs) == 4 else None
 
     ds = _scores(g4, np.ascontiguousarray(np.swapaxes(v4, -1, -2)), half)  # dP (N, H, Tq, Tk)
-    kernels("attention").attention_dscores(p, ds, _tokens_first(g4), _tokens_first(out), scale)
+    call_kernel(kernels("attention").attention_dscores, p, ds, _tokens_first(g4),
+                _tokens_first(out), scale)
     gv = _cols(p, g4, merged(v4), half)
     gq = _rows(ds, k4, merged(q4), half)
     gk = _cols(ds, q4, merged(k4), half)

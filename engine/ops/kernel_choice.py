@@ -7,6 +7,8 @@ import importlib
 from functools import cache
 from types import ModuleType
 
+from engine.kernels.cold import call as call_kernel  # noqa: F401  (Numba-free; see its doc)
+
 
 @cache
 def kernels(name: str) -> ModuleType:

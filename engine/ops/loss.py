@@ -8,7 +8,7 @@ from engine.base.errors import WiregradError
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 from engine.ops import batch_rules
 from engine.ops._util import per_example, require_float, require_same_shape
-from engine.ops.kernel_choice import kernels
+from engine.ops.kernel_choice import call_kernel, kernels
 
 
 def _ce_infer(inputs, params):
@@ -60,7 +60,7 @@ def _ce_forward(ctx, params, logits, labels):
     lse = np.empty(x.shape[0])
     k = kernels("loss")
     fwd = k.cross_entropy_fwd32 if x.dtype == np.float32 else k.cross_entropy_fwd
-    total, kept = fwd(x, y, ignore, eps, lse)
+    total, kept = call_kernel(fwd, x, y, ignore, eps, lse)
     ctx.save(x, y, lse, kept, logits.shape)
     return np.asarray(total / max(1, kept), dtype=logits.dtype)
 
@@ -72,7 +72,7 @@ def _ce_backward(ctx, params, g):
     grad = np.empty_like(x)  # Numba in both dtypes (768×83 float32: 0.13 ms)
     k = kernels("loss")
     bwd = k.cross_entropy_bwd32 if x.dtype == np.float32 else k.cross_entropy_bwd
-    bwd(x, y, lse, ignore, eps, scale, grad)
+    call_kernel(bwd, x, y, lse, ignore, eps, scale, grad)
     return grad.reshape(shape), None
 
 

@@ -22,7 +22,7 @@ from engine.core.registry import (
 )
 from engine.ops import batch_rules
 from engine.ops._util import elementwise_flops, require_float
-from engine.ops.kernel_choice import kernels
+from engine.ops.kernel_choice import call_kernel, kernels
 
 
 def log_softmax_ref(x: np.ndarray, axis: int) -> np.ndarray:
@@ -302,7 +302,7 @@ def _embedding_backward(ctx, params, g):
     flat, shape = ctx.saved
     gw = np.zeros(shape, g.dtype)
     g2 = np.ascontiguousarray(g).reshape(-1, shape[1])
-    kernels("embedding").embedding_bwd(flat, g2, gw)
+    call_kernel(kernels("embedding").embedding_bwd, flat, g2, gw)
     return None, gw
 
 

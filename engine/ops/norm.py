@@ -12,7 +12,7 @@ from engine.base.errors import WiregradError
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, WeightSpec, register
 from engine.ops import batch_rules, two_cores
 from engine.ops._util import elementwise_flops, require_float
-from engine.ops.kernel_choice import kernels
+from engine.ops.kernel_choice import call_kernel, kernels
 
 
 def _check_vector(t, size, port: str, what: str) -> None:
@@ -53,7 +53,7 @@ def _ln_forward(ctx, params, x, weight=None, bias=None):
     out = np.empty(x2.shape, x.dtype)
     mean = np.empty(x2.shape[0])
     rstd = np.empty(x2.shape[0])
-    kernels("norm").layer_norm_fwd(x2, w, b, float(params["eps"]), out, mean, rstd)
+    call_kernel(kernels("norm").layer_norm_fwd, x2, w, b, float(params["eps"]), out, mean, rstd)
     ctx.save(x2, mean, rstd, w, weight is not None, bias is not None)
     return out.reshape(x.shape)
 
@@ -65,7 +65,7 @@ def _ln_backward(ctx, params, g):
     gx = np.empty(x2.shape, x2.dtype)
     gw = np.zeros(d)
     gb = np.zeros(d)
-    kernels("norm").layer_norm_bwd(g2, x2, mean, rstd, w, gx, gw, gb)
+    call_kernel(kernels("norm").layer_norm_bwd, g2, x2, mean, rstd, w, gx, gw, gb)
     return (gx.reshape(g.shape), gw.astype(x2.dtype) if has_w else None,
             gb.astype(x2.dtype) if has_b else None)
 

@@ -408,6 +408,7 @@ def combine(grads: list[dict[str, np.ndarray]], weights: list[float], dtype,
             names: list[str] | None = None) -> tuple[dict[str, np.ndarray], float]:
     """Σ wᵢ·gradsᵢ per weight name (all, or *names*), as fresh C-contiguous arrays of *dtype*
     (the optimizer scales and steps them in place), and their float64 sum of squares."""
+    from engine.kernels.cold import call as call_kernel
     from engine.kernels.optim import weighted_sum_into
 
     def flat(a: np.ndarray) -> np.ndarray:
@@ -423,9 +424,9 @@ def combine(grads: list[dict[str, np.ndarray]], weights: list[float], dtype,
             (a, wa), (b, wb) = terms[0], (terms[0][0], 0.0)
         else:
             (a, wa), (b, wb) = terms[:2]
-        sq = weighted_sum_into(acc, a, dtype.type(wa), b, dtype.type(wb))
+        sq = call_kernel(weighted_sum_into, acc, a, dtype.type(wa), b, dtype.type(wb))
         for g, w in terms[2:]:
-            sq = weighted_sum_into(acc, acc, dtype.type(1.0), g, dtype.type(w))
+            sq = call_kernel(weighted_sum_into, acc, acc, dtype.type(1.0), g, dtype.type(w))
         squares += sq
         out[name] = total
     return out, squares

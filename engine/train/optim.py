@@ -15,6 +15,8 @@ from functools import partial
 
 import numpy as np
 
+from engine.kernels.cold import call as call_kernel
+
 # Elements of one weight from which its update runs on Numba's two threads inside a step whose
 # ops own both cores (below, the fork costs about what half the pass saves).
 PARALLEL_MIN_ELEMENTS = 1 << 17
@@ -131,7 +133,7 @@ class Optimizer:
                         self.kind == "adamw", int(t), gf.dtype.type(min(grad_scale, 1.0)))
                 if not (split and parallel.run(k.adam_update_parallel, args, pf.size, 2,
                                                pf.dtype)):
-                    k.adam_update(*args)
+                    call_kernel(k.adam_update, *args)
             elif self.kind == "sgd":
                 first = f"{name}.momentum_buffer" not in self.state
                 buf = self._slot(name, "momentum_buffer", p).reshape(-1)
@@ -139,12 +141,12 @@ class Optimizer:
                        float(self.dampening), float(wd), bool(self.nesterov), first)
                 if not (split and parallel.run(k.sgd_update_parallel, sgd, pf.size, 2,
                                                pf.dtype)):
-                    k.sgd_update(*sgd)
+                    call_kernel(k.sgd_update, *sgd)
             elif self.kind == "rmsprop":
                 sq = self._slot(name, "square_avg", p).reshape(-1)
                 buf = self._slot(name, "momentum_buffer", p).reshape(-1)
-                k.rmsprop_update(pf, gf, sq, buf, self.lr, self.alpha, self.eps, wd,
-                                 self.momentum)
+                call_kernel(k.rmsprop_update, pf, gf, sq, buf, self.lr, self.alpha, self.eps,
+                            wd, self.momentum)
             else:
                 raise ValueError(f"unknown optimizer {self.kind!r}")
 
@@ -154,7 +156,7 @@ def squared_norm(grads: dict[str, np.ndarray]) -> float:
     k = _kernels()
     total = 0.0
     for g in grads.values():
-        total += k.sum_of_squares(np.ascontiguousarray(g).reshape(-1))
+        total += call_kernel(k.sum_of_squares, np.ascontiguousarray(g).reshape(-1))
     return total
 
 
