@@ -231,25 +231,19 @@ def _writable(folder: str | None) -> bool:
 def enabled() -> bool:
     """Whether a helper may run here: two cores or more, not opted out, a writable cache, and
     (unless ``WIREGRAD_PRECOMPILE=1`` forces it) a core to spare: a 1-minute load average
-    below cores + 1 and a process at normal priority (not the editor's worker). On an
-    oversubscribed host the helper would only take CPU from the run it helps (measured at
-    load 5.5 on 2 cores: char_gpt's cold first step 15-18 s with it, 12-14 s without)."""
+    below cores + 1. On an oversubscribed host the helper would only take CPU from the run it
+    helps (measured at load 5.5 on 2 cores: char_gpt's cold first step 15-18 s with it, 12-14
+    s without). The editor's worker (nice 5) gets one too: it used to compile beside the
+    helper and waited longer with it, but now runs the twins meanwhile (engine.kernels.cold;
+    Train → first step on an empty cache, offscreen, 2 runs each: spiral 2.16-2.39 s without
+    a helper, 0.64-0.68 s with one; char_gpt 4.99-5.18 s against 1.28-1.33 s)."""
     setting = os.environ.get(OPT_OUT, "auto").strip().lower()
     if setting in ("0", "false", "no", "off"):
         return False
     cores = os.cpu_count() or 1
     if cores < 2 or not _writable(os.environ.get("NUMBA_CACHE_DIR")):
         return False
-    return setting in ("1", "true", "yes", "on") or (_load() < cores + 1 and _niceness() <= 0)
-
-
-def _niceness() -> int:
-    """This process's nice value: above 0 in the editor's worker, which leaves the other core
-    to the GUI (a helper beside it delayed the editor's first step on spiral without warm-up:
-    1.93-4.57 s with it vs 2.14-2.86 s without, 4 runs each at load 1-1.7)."""
-    with contextlib.suppress(OSError, AttributeError):
-        return os.nice(0)
-    return 0
+    return setting in ("1", "true", "yes", "on") or _load() < cores + 1
 
 
 def _load() -> float:
