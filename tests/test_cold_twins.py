@@ -182,8 +182,14 @@ def test_ops_call_the_twin_only_while_the_helper_has_the_kernel(monkeypatch):
     assert calls == ["twin"] and kept == 35 and total > 0
     cold.forget()
     helper.code = None
+    clock = {"now": 100.0}
+    monkeypatch.setattr(cold, "_clock", lambda: clock["now"])
+    cold.call(kernel, *args)  # the twin again, from a clean slate
+    clock["now"] += cold.PATIENCE + 1  # a starved helper: this process compiles it after all
+    assert cold.call(kernel, *args)[1] == 35 and calls == ["twin", "twin"]
+    cold.forget()
     monkeypatch.setattr(precompile, "_handed", frozenset())  # a kernel it was not given
-    assert cold.call(kernel, *args)[1] == 35 and calls == ["twin"]
+    assert cold.call(kernel, *args)[1] == 35 and calls == ["twin", "twin"]
     cold.forget()
 
 

@@ -11,7 +11,8 @@ kernel's numpy twin (registered beside it with :func:`twin`, same arguments, sam
 place, equal within the kernel's rounding) runs instead, and Numba is not touched at all. The
 op looks into the kernel cache at most every :data:`LOOK_EVERY` seconds and switches to the
 kernel once the helper saved it (loaded there in tens of milliseconds); a kernel the helper
-was not given, or one it failed to compile (it ended without it), compiles here as before.
+was not given, one it failed to compile (it ended without it) or one still missing after
+:data:`PATIENCE` seconds of twins compiles here as before.
 
 Without a helper (one core, ``WIREGRAD_PRECOMPILE=0`` as in the test suite, a busy host, the
 editor's niced worker, a warm cache) :func:`call` is the kernel itself after one dictionary
@@ -26,9 +27,14 @@ from collections.abc import Callable
 from typing import Any
 
 LOOK_EVERY = 0.25  # seconds between looks into the on-disk cache for one kernel
+# seconds a kernel may run as its twin before this process compiles it after all: a helper
+# starved on a busy host (it runs at a lower priority) must not leave a run on the twins
+PATIENCE = 20.0
 TWINS: dict[Any, Callable] = {}  # Numba dispatcher → its numpy twin
 _READY: dict[Any, bool] = {}  # dispatcher → call the kernel from now on
 _LOOKED: dict[Any, float] = {}  # dispatcher → when the cache was last looked into
+_FIRST_TWIN: dict[Any, float] = {}  # dispatcher → when its twin first ran
+_clock = time.monotonic
 
 
 def twin(kernel: Any) -> Callable[[Callable], Callable]:
@@ -48,10 +54,15 @@ def call(kernel: Any, *args: Any) -> Any:
     if fn is None or not _helper_has(kernel):
         _READY[kernel] = True
         return kernel(*args)
-    if _saved(kernel, args):
+    if _saved(kernel, args) or _waited_too_long(kernel):
         _READY[kernel] = True
-        return kernel(*args)  # loads what the helper saved
+        return kernel(*args)  # loads what the helper saved (or compiles it here)
     return fn(*args)
+
+
+def _waited_too_long(kernel: Any) -> bool:
+    now = _clock()
+    return now - _FIRST_TWIN.setdefault(kernel, now) > PATIENCE
 
 
 def _helper_has(kernel: Any) -> bool:
@@ -67,7 +78,7 @@ def _saved(kernel: Any, args: tuple) -> bool:
     sig = tuple(kernel.typeof_pyval(a) for a in args)
     if sig in kernel.overloads:
         return True
-    now = time.monotonic()
+    now = _clock()
     if now - _LOOKED.get(kernel, -LOOK_EVERY) < LOOK_EVERY:
         return False
     _LOOKED[kernel] = now
@@ -80,3 +91,4 @@ def forget() -> None:
     """Forget every kernel's readiness (tests)."""
     _READY.clear()
     _LOOKED.clear()
+    _FIRST_TWIN.clear()
