@@ -7,10 +7,14 @@ import importlib
 from functools import cache
 from types import ModuleType
 
-from engine.kernels.cold import call as call_kernel  # noqa: F401  (Numba-free; see its doc)
-
 
 @cache
 def kernels(name: str) -> ModuleType:
     """The module ``engine.kernels.<name>``, imported on first call."""
     return importlib.import_module(f"engine.kernels.{name}")
+
+
+def call_kernel(kernel, *args):
+    """``kernel(*args)``, or its numpy twin while a cold start's helper compiles it
+    (:func:`engine.kernels.cold.call`)."""
+    return kernels("cold").call(kernel, *args)

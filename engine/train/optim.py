@@ -15,7 +15,7 @@ from functools import partial
 
 import numpy as np
 
-from engine.kernels.cold import call as call_kernel
+from engine.ops.kernel_choice import call_kernel
 
 # Elements of one weight from which its update runs on Numba's two threads inside a step whose
 # ops own both cores (below, the fork costs about what half the pass saves).
