@@ -329,19 +329,19 @@ def gelu_fwd_ref(x: np.ndarray, approximate: str) -> np.ndarray:
     return x * _phi_cdf_ref(x)[0]
 
 
-def gelu_bwd_ref(x: np.ndarray, g: np.ndarray, approximate: str) -> np.ndarray:
-    """Numpy twin of the backward kernels: g · gelu'(x), in float64."""
+def gelu_and_slope_ref(x: np.ndarray, approximate: str) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy twin of the ``*_fwd_d`` kernels: (gelu(x), gelu'(x)) in float64, Φ computed once."""
     x = np.asarray(x, dtype=np.float64)
     if approximate == "tanh":
         s, du = _sigmoid_2u_ref(x)
-        return g * (s + x * 2.0 * s * (1.0 - s) * du)
+        return x * s, s + x * 2.0 * s * (1.0 - s) * du
     cdf, pdf = _phi_cdf_ref(x)
-    return g * (cdf + x * pdf)
+    return x * cdf, cdf + x * pdf
 
 
-def gelu_slope_ref(x: np.ndarray, approximate: str) -> np.ndarray:
-    """Numpy twin of the slope the ``*_fwd_d`` kernels write: gelu'(x), in float64."""
-    return gelu_bwd_ref(x, np.ones(()), approximate)
+def gelu_bwd_ref(x: np.ndarray, g: np.ndarray, approximate: str) -> np.ndarray:
+    """Numpy twin of the backward kernels: g · gelu'(x), in float64."""
+    return g * gelu_and_slope_ref(x, approximate)[1]
 
 
 # cold-start twins (engine.kernels.cold): the kernels' arguments, outputs written in place.
@@ -361,12 +361,12 @@ def _in_blocks(fn):
 
 @twin(gelu_erf_fwd_d)
 def _gelu_erf_fwd_d_cold(x, out, d):
-    out[:], d[:] = gelu_fwd_ref(x, "none"), gelu_slope_ref(x, "none")
+    out[:], d[:] = gelu_and_slope_ref(x, "none")
 
 
 @twin(gelu_tanh_fwd_d)
 def _gelu_tanh_fwd_d_cold(x, out, d):
-    out[:], d[:] = gelu_fwd_ref(x, "tanh"), gelu_slope_ref(x, "tanh")
+    out[:], d[:] = gelu_and_slope_ref(x, "tanh")
 
 
 @twin(gelu_erf_fwd_d32)
