@@ -75,16 +75,13 @@ def _helper_has(kernel: Any) -> bool:
 def _saved(kernel: Any, args: tuple) -> bool:
     """Whether *kernel* is compiled here for *args* or saved in the cache (looked up at most
     every LOOK_EVERY seconds; between looks: not yet)."""
-    sig = tuple(kernel.typeof_pyval(a) for a in args)
-    if sig in kernel.overloads:
-        return True
     now = _clock()
     if now - _LOOKED.get(kernel, -LOOK_EVERY) < LOOK_EVERY:
         return False
     _LOOKED[kernel] = now
     from engine.kernels import precompile
 
-    return sig in precompile.cached_signatures(kernel)
+    return precompile.compiled_or_cached(kernel, tuple(kernel.typeof_pyval(a) for a in args))
 
 
 def forget() -> None:

@@ -142,7 +142,7 @@ def ready(kernel, args: tuple, dtype, variant: str = "") -> bool:
     from engine.kernels import precompile
 
     sig = tuple(kernel.typeof_pyval(a) for a in args)
-    if sig in kernel.overloads or sig in precompile.cached_signatures(kernel):
+    if precompile.compiled_or_cached(kernel, sig):
         _READY[key] = True
         return True
     if not BACKGROUND:

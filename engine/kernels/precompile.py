@@ -184,6 +184,12 @@ def cached_signatures(disp: Any) -> set[tuple]:
     return set()
 
 
+def compiled_or_cached(disp: Any, sig: tuple) -> bool:
+    """Whether *disp* runs *sig* without compiling: compiled in this process, or in the
+    on-disk cache (a call then loads it)."""
+    return sig in disp.overloads or sig in cached_signatures(disp)
+
+
 def never_cached(entries: Sequence[Entry], folder: str | None) -> bool:
     """Whether no kernel of *entries* has an index file in the cache *folder* (a fresh
     install): decided from file names alone, without importing Numba, so the helper starts

@@ -408,8 +408,8 @@ def combine(grads: list[dict[str, np.ndarray]], weights: list[float], dtype,
             names: list[str] | None = None) -> tuple[dict[str, np.ndarray], float]:
     """Σ wᵢ·gradsᵢ per weight name (all, or *names*), as fresh C-contiguous arrays of *dtype*
     (the optimizer scales and steps them in place), and their float64 sum of squares."""
-    from engine.kernels.cold import call as call_kernel
     from engine.kernels.optim import weighted_sum_into
+    from engine.ops.kernel_choice import call_kernel
 
     def flat(a: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(a, dtype).reshape(-1)
