@@ -135,7 +135,9 @@ def test_float32_op_on_three_axes_stays_contiguous():
         np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("t,lowered", [(64, False), (65, False), (7, True), (4, True)])
+@pytest.mark.parametrize("t,lowered", [(op_attention.MIN_HALVED_T, False),
+                                       (op_attention.MIN_HALVED_T + 1, False),
+                                       (7, True), (4, True)])
 def test_causal_halves_skip_the_hidden_block_and_match_float64(t, lowered, monkeypatch):
     """Causal self-attention from MIN_HALVED_T on computes its products in two halves (the
     first half of the queries against the first half of the keys only): the same values and
@@ -158,3 +160,11 @@ def test_causal_halves_skip_the_hidden_block_and_match_float64(t, lowered, monke
     for ours, ref in zip(grads32, grads64):
         assert np.isfinite(ours).all()
         np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=2e-5)
+
+
+def test_causal_products_below_the_threshold_stay_whole():
+    """Shorter than MIN_HALVED_T (the char-GPT's 64 included), causal self-attention runs
+    each product whole: halving would double its small BLAS calls for no gain."""
+    t = op_attention.MIN_HALVED_T - 1
+    assert op_attention._causal_half(True, 0, t, t) == 0
+    assert op_attention._causal_half(True, 0, 64, 64) == 0

@@ -16,7 +16,7 @@ from engine.ops._util import per_example, require_float
 from engine.ops.kernel_choice import call_kernel, kernels
 
 MAX_BLAS_SCORES = 1 << 24  # BH·Tq·Tk above which keeping the probabilities costs too much
-MIN_HALVED_T = 64  # causal self-attention from this length skips the hidden block's products
+MIN_HALVED_T = 96  # causal self-attention from this length skips the hidden block's products
 
 
 def _compatible(a, b) -> bool:
@@ -113,7 +113,16 @@ def _causal_half(causal: bool, offset: int, tq: int, tk: int) -> int:
     product is never computed: a quarter of the attention's GEMM work at Tq = Tk ≥
     :data:`MIN_HALVED_T`, in twice as many BLAS calls. One layer's forward, backward, heads'
     merge and qkv scatter, 6×4 heads of 32, one thread, CPU time (median of 15 blocks): T=64
-    713 → 670 µs, T=128 3015 → 2745 µs; T=32 221 → 232 µs (slower: the threshold)."""
+    713 → 670 µs, T=128 3015 → 2745 µs; T=32 221 → 232 µs.
+
+    The threshold comes from whole training steps, where the op alone misleads: with both
+    cores running batch parts, each part's many small BLAS calls slow the other's (the op
+    alone, 6×4×64×32: 0.84 ms; beside a second thread doing the same, 0.96–1.03 ms; beside a
+    large GEMM, 0.85 ms), and halving doubles those calls. Wall per step, halved vs whole,
+    alternating blocks in one process (``bench/step_ab.py attention-halving``): T=64
+    char-GPT split step −1.2 to −2.6 % whole (8 heads of 16: −1.9 %; 6 layers × 8 heads of
+    32: −0.1 %), one unsplit thread +0.1 to +0.3 % (neutral); T=96 +0.6 %; T=128 +1.0 to
+    +1.6 % (halving pays)."""
     return tq // 2 if causal and offset == 0 and tq == tk and tq >= MIN_HALVED_T else 0
 
 
