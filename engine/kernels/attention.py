@@ -184,14 +184,19 @@ def attention_probs(s, keep, scale, causal, offset, lse):
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST, inline="always")
 def _probs_row32(row, lim, sc):
     """Row *row* (Tk,) of raw scores → its softmax over the first *lim* keys (0 after), in
-    place, in whole-row passes (a fixed trip count LLVM vectorises, hidden keys dropped by
-    selects); returns (max scaled score, Σ e) for the log-sum-exp. *lim* ≥ 1."""
+    place; returns (max scaled score, Σ e) for the log-sum-exp. *lim* ≥ 1. The passes run
+    to *lim* rounded up to a multiple of 8 (a whole number of float32 AVX2 lanes, so LLVM's
+    vector loop covers it without scalar remainder iterations; the keys from *lim* on are
+    dropped by selects), and the rest of the row is zeroed without an exponential: a causal
+    row's hidden half is no longer computed. Per char-GPT part and layer (24×64×64 causal,
+    one thread, a fresh copy of the scores each call): 127 → 103 µs."""
+    n8 = min((lim + 7) // 8 * 8, row.size)
     m = row[0]  # the max over the raw scores times scale (≥ 0) = the max of the scaled ones
-    for j in range(1, row.size):
+    for j in range(1, n8):
         m = max(m, row[j] if j < lim else row[0])
     ms = m * sc
     tot = F32(0.0)
-    for j in range(row.size):  # hidden keys (j ≥ lim) may hold anything: the select drops it
+    for j in range(n8):  # hidden keys (j ≥ lim) may hold anything: the select drops it
         y = row[j] * sc - ms
         y = max(y if j < lim else F32(-EXP_FLOOR), F32(-EXP_FLOOR))
         e = _exp_nonpos32(y)
@@ -199,16 +204,18 @@ def _probs_row32(row, lim, sc):
         row[j] = e
         tot += e
     inv = F32(1.0) / tot
-    for j in range(row.size):
+    for j in range(n8):
         row[j] = row[j] * inv
+    for j in range(n8, row.size):
+        row[j] = F32(0.0)
     return ms, tot
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath=_FAST)
 def attention_probs32_unmasked(s, scale, causal, offset, lse):
-    # attention_probs32 without a key mask: the passes run over whole rows (Tk, a fixed
-    # trip count LLVM vectorises; see _probs_row32) instead of loops of the causal limit's
-    # length (1 … Tk, mostly remainder iterations) plus a zeroing loop. An lse with no columns
+    # attention_probs32 without a key mask: the passes run in whole vectors of lanes (see
+    # _probs_row32) instead of loops of the causal limit's length (1 … Tk, mostly remainder
+    # iterations). An lse with no columns
     # (BH, 0) asks for the probabilities only (the op keeps those, not lse): no scalar log
     # per row. Per char-GPT layer (48×64×64 causal, one thread, CPU time, with a fresh copy of
     # the scores): 218 → 175 µs.
