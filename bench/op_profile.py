@@ -1,6 +1,6 @@
 """Per-op time of a training step: where a Wiregrad step spends its milliseconds.
 
-    python bench/op_profile.py [preset] [--steps N] [--warmup N] [--cpu | --split]
+    python bench/op_profile.py [preset] [--steps N] [--warmup N] [--cpu | --split | --torch]
 
 Wraps every equation's forward and backward with a timer, runs the trainer's real
 ``train_step`` and prints, per op type, the median over steps of the summed forward and
@@ -18,6 +18,10 @@ thread CPU of its phases — forward + backward, summing its share of the gradie
 optimizer on that share, and the rest of the part's span (barrier waits, freeing the tape).
 Wall above CPU inside a phase is time off the core: GIL waits (and, on a busy host, the run
 queue). The process CPU and the switches are the figures that survive a loaded host.
+
+``--torch`` profiles the bench's PyTorch twin of a GPT preset instead (``torch.profiler``,
+all cores): per step, the wall time of each ATen op on the calling thread (its own work, the
+intra-op threads' included), the figures to set beside this script's default per-op walls.
 """
 
 from __future__ import annotations
@@ -161,6 +165,30 @@ def profile_split(preset: str, steps: int, warmup: int) -> None:
         print(f"  {key:38s} wall {w:7.3f} ms  CPU {c:7.3f} ms")
 
 
+def profile_torch(preset: str, steps: int, warmup: int) -> None:
+    """The PyTorch twin's step per ATen op (see the module's docstring)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from engine.bench import benchmark
+
+    doc, _ = presets.load(preset)
+    _, step = benchmark._gpt_pair(doc)
+    for _ in range(warmup):
+        step()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        total = (time.perf_counter() - t0) / steps * 1e3
+    print(f"{preset} PyTorch twin: step {total:.2f} ms (wall, mean over {steps} steps, "
+          "profiler on)")
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    for e in ops[:14]:
+        ms = e.self_cpu_time_total / steps / 1e3
+        print(f"  {e.key[:40]:40s} {ms:8.3f} ms  {ms / total:6.1%}")
+
+
 def main() -> None:
     from engine.base import heap
 
@@ -173,8 +201,12 @@ def main() -> None:
                     help="one unsplit thread, thread CPU time (for a shared host)")
     ap.add_argument("--split", action="store_true",
                     help="the default two-part step's phases per part, process CPU, switches")
+    ap.add_argument("--torch", action="store_true",
+                    help="the PyTorch twin of a GPT preset, per ATen op (needs torch)")
     a = ap.parse_args()
-    if a.split:
+    if a.torch:
+        profile_torch(a.preset, a.steps, a.warmup)
+    elif a.split:
         profile_split(a.preset, a.steps, a.warmup)
     elif a.cpu:
         from threadpoolctl import threadpool_limits
