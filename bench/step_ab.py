@@ -12,6 +12,9 @@ cores: run it alone. Choices:
 
 - ``attention-halving``: causal self-attention's products in two halves from T = 64 (B)
   against :data:`engine.ops.attention.MIN_HALVED_T` (A).
+- ``lent-gradients``: attention's q, k, v gradients in separate arrays that the executor
+  zero-fills a sum for and copies in (B) against one buffer lent to it (A,
+  :mod:`engine.core.lent`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import statistics
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from engine.base import heap
+from engine.core import lent
 from engine.graphs import builders, presets
 from engine.ops import attention
 from engine.train.trainer import Trainer
@@ -32,8 +38,13 @@ def _halving_from_64(on: bool) -> None:
     attention.MIN_HALVED_T = 64 if on else _DEFAULTS["MIN_HALVED_T"]
 
 
-_DEFAULTS = {"MIN_HALVED_T": attention.MIN_HALVED_T}
-CHOICES: dict[str, Callable[[bool], None]] = {"attention-halving": _halving_from_64}
+def _nothing_lent(on: bool) -> None:
+    lent.lend = (lambda shape, dtype: np.empty(shape, dtype)) if on else _DEFAULTS["lend"]
+
+
+_DEFAULTS = {"MIN_HALVED_T": attention.MIN_HALVED_T, "lend": lent.lend}
+CHOICES: dict[str, Callable[[bool], None]] = {"attention-halving": _halving_from_64,
+                                               "lent-gradients": _nothing_lent}
 
 
 def compare(choice: str, gpt: tuple[int, ...] | None, rounds: int, unsplit: bool) -> dict:

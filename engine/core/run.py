@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.base.errors import WiregradError
+from engine.core import lent
 from engine.core.init import initial_value, param_rng
 from engine.core.program import Equation, Program, WeightInfo
 
@@ -246,6 +247,9 @@ class Executor:
         for ctx in reversed(tape.contexts):
             w = ctx.wiring if ctx.wiring is not None else _Wiring(ctx.eq)
             outputs = w.outputs
+            if fresh:
+                for o in outputs:
+                    _settle(grads, o, fresh, owned)
             if len(outputs) == 1:  # the common case, without list building
                 g = grads.get(outputs[0])
                 if g is None:
@@ -267,7 +271,7 @@ class Executor:
                 if producers is None:
                     producers = {o: c for c in tape.contexts for o in c.eq.outputs}
                 _accumulate_at(grads, w.inputs[0], scatter, gouts[0], owned,
-                               producers.get(w.inputs[0]), fresh)
+                               producers.get(w.inputs[0]), fresh, adopt=release)
                 if release:
                     ctx.saved = ()
                     grads.pop(outputs[0], None)
@@ -301,6 +305,8 @@ class Executor:
                     else:
                         weight_grads[full] = g
                         owned.discard(id(g))
+        for name in list(fresh):  # every sum read from here on: no lent one left unsettled
+            _settle(grads, name, fresh, owned)
         for value, full in tape.weight_values:  # parameters: their values' summed gradients
             g = grads.pop(value, None) if release else grads.get(value)
             if g is None:
@@ -316,11 +322,68 @@ class Executor:
 @dataclass
 class _Fresh:
     """A scatter sum (by id: holding it would keep it past its release) still zero outside
-    the positions written so far along one axis."""
+    the positions written so far along one axis, or, when *lent* (a buffer an op lent,
+    :mod:`engine.core.lent`), not yet written there at all: :func:`_settle` zeroes those
+    positions before anything reads the sum."""
 
     ident: int
     axis: int
     written: set[int]
+    lent: bool = False
+
+
+def _settle(store: dict, name: str, fresh: dict, owned: set[int]) -> None:
+    """Make a lent scatter sum (see :class:`_Fresh`) an ordinary one before it is read or
+    added into: when a position was left unwritten, the written ones move into a fresh
+    zero-filled sum of the same layout (the lent buffer is left as it is: its other
+    positions may be gradients of other values, still on their way). Nothing for any other
+    name."""
+    state = fresh.get(name)
+    if state is None or not state.lent:
+        return
+    state.lent = False
+    total = store.get(name)
+    if total is None or id(total) != state.ident or \
+            len(state.written) == total.shape[state.axis]:
+        return
+    settled = np.zeros_like(total)  # order "K": the same layout
+    lead = (slice(None),) * state.axis
+    for i in state.written:
+        settled[lead + (i,)] = total[lead + (i,)]
+    store[name] = settled
+    owned.discard(id(total))
+    owned.add(id(settled))
+    state.ident = id(settled)
+
+
+def _same_place(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether *a* and *b* are the same elements of memory (shape, strides and address)."""
+    return (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
+            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+
+
+def _adopt(g: np.ndarray, key, shape: tuple, dtype, producer: Context | None):
+    """``(sum, (axis, positions))`` when *g* is a view into a buffer an op lent
+    (:mod:`engine.core.lent`) that, laid out as :func:`_zeros_in_layout` would lay out the
+    scatter's sum, holds *g* at *key* already: the buffer becomes the sum. Else None."""
+    base = g.base
+    if not isinstance(base, np.ndarray) or base.dtype != dtype or not base.flags.c_contiguous:
+        return None
+    if base.size != int(np.prod(shape)):
+        return None
+    perm = None
+    if producer is not None and producer.eq.op.name == "permute" and producer.saved:
+        perm = producer.saved[0]
+        order = [0] * len(perm)
+        for i, axis in enumerate(perm):
+            order[axis] = shape[i]
+        total = base.reshape(order).transpose(perm)
+    else:
+        total = base.reshape(shape)
+    picks = _one_axis(key, total.shape)
+    if picks is None or not _same_place(total[key], g) or not lent.adopt(base):
+        return None
+    return total, picks
 
 
 def _one_axis(key, shape: tuple) -> tuple[int, set[int]] | None:
@@ -346,7 +409,9 @@ def _accumulate(store: dict, name: str, g: np.ndarray, owned: set[int],
     place into that sum when shapes and dtypes agree."""
     old = store.get(name)
     if fresh:
+        _settle(store, name, fresh, owned)
         fresh.pop(name, None)  # the sum gets written everywhere: no longer zero anywhere
+        old = store.get(name)
     if old is None:
         store[name] = g
         owned.discard(id(g))  # a dead sum's id may have been reused by this array
@@ -360,7 +425,7 @@ def _accumulate(store: dict, name: str, g: np.ndarray, owned: set[int],
 
 def _accumulate_at(store: dict, name: str, scatter: tuple, g: np.ndarray,
                    owned: set[int], producer: Context | None = None,
-                   fresh: dict | None = None) -> None:
+                   fresh: dict | None = None, adopt: bool = False) -> None:
     """Add *g* into ``store[name][key]`` (the input gradient of index / slice), in place when
     the sum is ours; otherwise a fresh zero-filled (or copied) sum is allocated first.
 
@@ -368,11 +433,35 @@ def _accumulate_at(store: dict, name: str, scatter: tuple, g: np.ndarray,
     like the permute's input, so the permute's backward is a contiguous view and a reshape
     after it costs no copy. With *fresh*, writes into a zero-filled sum at positions no
     earlier write touched (q, k and v of one qkv tensor) copy instead of adding: a strided
-    ``+=`` reads the zeros back (char-GPT qkv, 3 × 12·4·64·32 floats: 0.21 → 0.09 ms)."""
+    ``+=`` reads the zeros back (char-GPT qkv, 3 × 12·4·64·32 floats: 0.21 → 0.09 ms).
+
+    With *adopt* (a releasing pass: no value's gradient is kept for inspection), a first
+    gradient that is a view into a buffer an op lent (:mod:`engine.core.lent`), already at
+    *key* in the sum's layout, makes that buffer the sum, and later ones found in place are
+    only marked written: float32 attention's q, k and v of one qkv projection then cost no
+    zeros and no copies (char-GPT split step, ``bench/step_ab.py lent-gradients``: 0.52 ms of
+    scatter per part gone, the step −2 %)."""
     key, shape = scatter
     old = store.get(name)
     dtype = g.dtype if old is None else np.result_type(old, g)
+    if old is None and fresh is not None and adopt:
+        adopted = _adopt(g, key, tuple(shape), dtype, producer)
+        if adopted is not None:  # g is in place in a lent buffer: that is the sum
+            total, (axis, picks) = adopted
+            store[name] = total
+            owned.add(id(total))
+            fresh[name] = _Fresh(id(total), axis, set(picks), lent=True)
+            return
     state = fresh.get(name) if fresh else None
+    if fresh and state is not None and state.lent and old is not None \
+            and state.ident == id(old):
+        picks = _one_axis(key, old.shape)
+        if picks is not None and picks[0] == state.axis and not picks[1] & state.written \
+                and _same_place(old[key], g):
+            state.written |= picks[1]  # written by the op that lent the buffer
+            return
+        _settle(store, name, fresh, owned)
+        old = store.get(name)
     if old is None or id(old) not in owned or old.shape != tuple(shape) or old.dtype != dtype:
         total = _zeros_in_layout(shape, dtype, producer) if old is None else np.array(
             np.broadcast_to(old, shape), dtype=dtype)

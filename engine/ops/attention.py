@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from engine.core import lent
 from engine.core.registry import Example, OpSpec, Param, Port, ShapeError, TensorType, register
 from engine.ops import batch_rules
 from engine.ops._util import per_example, require_float
@@ -189,8 +190,14 @@ def _blas_backward(ctx, scale, g):
     4-D arrays; the gradients in the merged-heads layout (see :func:`_merged_heads`)."""
     q4, k4, v4, out, p, qs, ks, vs, (_, half) = ctx.saved
     g4 = np.asarray(g, q4.dtype).reshape(out.shape)  # a view: strided like out, or not
+    # q, k, v picked from one (permuted) qkv value: their gradients go into one lent buffer
+    # in its layout, which the picks' scatter adopts as its sum (engine.core.lent)
+    base = lent.common_base(q4, k4, v4) if len(qs) == len(ks) == len(vs) == 4 else None
+    buf = lent.lend(base.shape, base.dtype) if base is not None else None
 
     def merged(like: np.ndarray) -> np.ndarray | None:
+        if buf is not None:
+            return lent.view_like(buf, like)
         n, h, t, d = like.shape
         return _merged_heads(n, h, t, d, like.dtype) if len(qs) == 4 else None
 

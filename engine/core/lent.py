@@ -1,0 +1,81 @@
+"""Gradient buffers an op lends to the executor's backward pass.
+
+An op whose inputs are views of one value (attention's q, k and v, three ``index`` picks of
+one permuted qkv projection) may return their gradients as views of one fresh buffer laid out
+like that value, each at its input's place. The ``index`` backward would scatter each into a
+zero-filled sum of the permuted value; it finds the gradient already where the copy would put
+it, so the executor adopts the buffer as that sum instead (no zeros, no copies) and zeroes
+whatever no gradient covered before the sum is read (:mod:`engine.core.run`).
+
+Only a buffer made by :func:`lend` is adopted: the executor must own the memory it completes
+with zeros, and no other array may share it. A buffer is adopted at most once, and only by
+the thread that lent it (a split batch's parts run their backward passes at once).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+
+_local = threading.local()
+
+
+def _lent() -> dict[int, weakref.ref]:
+    lent = getattr(_local, "lent", None)
+    if lent is None:
+        lent = _local.lent = {}
+    return lent
+
+
+def lend(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array for an op's input gradients (see the module doc);
+    forgotten when it is collected without having been adopted."""
+    buf = np.empty(shape, dtype)
+    lent = _lent()
+    key = id(buf)
+
+    def forget(_ref: weakref.ref) -> None:  # collected unadopted: its id may be reused
+        lent.pop(key, None)
+
+    lent[key] = weakref.ref(buf, forget)
+    return buf
+
+
+def adopt(buf: np.ndarray) -> bool:
+    """Whether *buf* was lent by this thread and not adopted yet; it is adopted from now on."""
+    lent = getattr(_local, "lent", None)
+    if not lent:
+        return False
+    ref = lent.pop(id(buf), None)
+    return ref is not None and ref() is buf
+
+
+def view_like(buf: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """The view of *buf* at *like*'s place in *like*'s base (same offset and strides): *buf*
+    has the base's shape, dtype and C layout."""
+    base = like.base
+    assert isinstance(base, np.ndarray), "view_like needs a view"
+    offset = like.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    return np.ndarray(like.shape, buf.dtype, buffer=buf, offset=offset, strides=like.strides)
+
+
+def common_base(*views: np.ndarray) -> np.ndarray | None:
+    """The C-contiguous array all *views* are disjoint views of, when they share one, else
+    None (views that overlap, e.g. one array passed as both q and k, would have their
+    gradients written over each other)."""
+    base = views[0].base
+    if base is None or not isinstance(base, np.ndarray) or not base.flags.c_contiguous:
+        return None
+    if any(v.base is not base or v.dtype != base.dtype for v in views):
+        return None
+    for i, a in enumerate(views):
+        for b in views[i + 1:]:
+            try:
+                # numpy's stubs allow only -1 / 0; a positive bound is documented
+                if np.shares_memory(a, b, max_work=10_000):  # type: ignore[arg-type]
+                    return None
+            except np.exceptions.TooHardError:
+                return None
+    return base
