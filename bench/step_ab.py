@@ -8,7 +8,9 @@ Prints the median and minimum wall ms per step of each side and B / A (below 1: 
 alternative is faster). ``--gpt`` builds a char-GPT of L layers, H heads, width C, block T and
 batch B (default: the char_gpt preset); ``--unsplit`` runs the step on one thread with BLAS at
 one (no batch split). Wall-clock figures mean something only on a quiet host with two free
-cores: run it alone. Choices:
+cores: run it alone. The in-process A/B can overstate a change (session 16: −2.2 % and −1.2 to
+−2.6 % for two of three changes that together gave −1.5 % between alternating processes of the
+commits, bench/RESULTS.md): confirm a kept change across processes. Choices:
 
 - ``attention-halving``: causal self-attention's products in two halves from T = 64 (B)
   against :data:`engine.ops.attention.MIN_HALVED_T` (A).
