@@ -126,6 +126,56 @@ def test_overlapping_views_are_not_lent():
     assert lent.common_base(q, k, np.zeros_like(v)) is None  # not views of one array
 
 
+def _grads64(doc: dict) -> dict[str, np.ndarray]:
+    program = compile_document(doc, "float64")
+    weights = init_weights(program.parameters, 7, np.float64)
+    ex = Executor(program, "float64")
+    tape = ex.forward({}, weights, training=True)
+    grads, _ = ex.backward(tape, {program.equations[-1].outputs[0]: np.ones((), np.float64)},
+                           release=True)
+    return grads
+
+
+@pytest.mark.parametrize("broadcast", ["k", "kv"])
+def test_multi_query_attention_gets_one_gradient_per_head(broadcast):
+    """k (and v) one head broadcast to all heads of q (multi-query attention), picked from
+    one permuted value with q: a broadcast view repeats its memory along the heads, so a lent
+    view of it would take every head's gradient on the same elements (the last head's would
+    win). Such views are not lent: the float32 gradients match float64's."""
+    heads = 3
+    slots = 2 * heads + 1  # q: heads, k: one, v: one (broadcast) or heads
+    nodes = [n("x", "parameter", shape=[B, T, slots, D], init="normal", std=1.0),
+             n("w", "parameter", shape=[B, heads, T, D], init="normal", std=1.0),
+             n("p", "permute", axes=[0, 2, 1, 3]),
+             n("sq", "slice", axis=1, start=0, stop=heads),
+             n("sk", "slice", axis=1, start=heads, stop=heads + 1),
+             n("bk", "broadcast_to", shape=[B, heads, T, D]),
+             n("att", "scaled_dot_product_attention", causal=True),
+             n("m", "mul"), n("loss", "sum")]
+    edges = [e("x:out", "p:x"), e("p:out", "sq:x"), e("p:out", "sk:x"), e("sk:out", "bk:x"),
+             e("sq:out", "att:q"), e("bk:out", "att:k"),
+             e("att:out", "m:a"), e("w:out", "m:b"), e("m:out", "loss:x")]
+    if broadcast == "kv":
+        nodes += [n("sv", "slice", axis=1, start=heads + 1, stop=heads + 2),
+                  n("bv", "broadcast_to", shape=[B, heads, T, D])]
+        edges += [e("p:out", "sv:x"), e("sv:out", "bv:x"), e("bv:out", "att:v")]
+    else:
+        nodes.append(n("sv", "slice", axis=1, start=heads + 1, stop=slots))
+        edges += [e("p:out", "sv:x"), e("sv:out", "att:v")]
+    doc = doc_of(nodes, edges)
+    g32, g64 = _grads(doc), _grads64(doc)
+    np.testing.assert_allclose(g32["x"], g64["x"], rtol=1e-4, atol=1e-5)
+
+
+def test_views_that_overlap_themselves_are_not_lent():
+    x = np.zeros((B, 1, T, D), np.float32)
+    wide = np.broadcast_to(x, (B, H, T, D))  # stride 0 along the heads
+    assert lent.common_base(x[:, :, :3], wide) is None
+    assert not lent.disjoint_elements(wide)
+    assert lent.disjoint_elements(x[:, :, ::2])
+    assert lent.disjoint_elements(np.zeros((4, 5)).T[1:, ::2])
+
+
 def test_a_buffer_is_adopted_once_and_only_by_the_thread_that_lent_it():
     buf = lent.lend((4, 3), np.float32)
     seen = []

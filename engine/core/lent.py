@@ -61,14 +61,28 @@ def view_like(buf: np.ndarray, like: np.ndarray) -> np.ndarray:
     return np.ndarray(like.shape, buf.dtype, buffer=buf, offset=offset, strides=like.strides)
 
 
+def disjoint_elements(view: np.ndarray) -> bool:
+    """Whether no two elements of *view* share memory, by a sufficient test: along its axes
+    in order of stride, each stride steps past everything the smaller ones reach. A broadcast
+    view (stride 0 along an axis longer than 1) fails it, as do exotic interleavings."""
+    reach = view.itemsize  # bytes spanned by the axes taken so far, from one element
+    for stride, size in sorted((abs(s), n) for s, n in zip(view.strides, view.shape) if n > 1):
+        if stride < reach:
+            return False
+        reach += stride * (size - 1)
+    return True
+
+
 def common_base(*views: np.ndarray) -> np.ndarray | None:
     """The C-contiguous array all *views* are disjoint views of, when they share one, else
-    None (views that overlap, e.g. one array passed as both q and k, would have their
-    gradients written over each other)."""
+    None. Views that overlap, one another (one array passed as both q and k) or themselves
+    (k broadcast from one head to all of q's: multi-query attention), would have their
+    gradients written over each other."""
     base = views[0].base
     if base is None or not isinstance(base, np.ndarray) or not base.flags.c_contiguous:
         return None
-    if any(v.base is not base or v.dtype != base.dtype for v in views):
+    if any(v.base is not base or v.dtype != base.dtype or not disjoint_elements(v)
+           for v in views):
         return None
     for i, a in enumerate(views):
         for b in views[i + 1:]:
