@@ -371,15 +371,7 @@ def _adopt(g: np.ndarray, key, shape: tuple, dtype, producer: Context | None):
         return None
     if base.size != int(np.prod(shape)):
         return None
-    perm = None
-    if producer is not None and producer.eq.op.name == "permute" and producer.saved:
-        perm = producer.saved[0]
-        order = [0] * len(perm)
-        for i, axis in enumerate(perm):
-            order[axis] = shape[i]
-        total = base.reshape(order).transpose(perm)
-    else:
-        total = base.reshape(shape)
+    total = _in_layout(base, shape, producer)
     picks = _one_axis(key, total.shape)
     if picks is None or not _same_place(total[key], g) or not lent.adopt(base):
         return None
@@ -407,11 +399,10 @@ def _accumulate(store: dict, name: str, g: np.ndarray, owned: set[int],
     """Add *g* into ``store[name]``. A gradient an op handed back may be shared (``add``
     returns the same array for both inputs), so the first sum allocates; later ones add in
     place into that sum when shapes and dtypes agree."""
-    old = store.get(name)
     if fresh:
         _settle(store, name, fresh, owned)
         fresh.pop(name, None)  # the sum gets written everywhere: no longer zero anywhere
-        old = store.get(name)
+    old = store.get(name)
     if old is None:
         store[name] = g
         owned.discard(id(g))  # a dead sum's id may have been reused by this array
@@ -485,13 +476,19 @@ def _accumulate_at(store: dict, name: str, scatter: tuple, g: np.ndarray,
     old[key] += g
 
 
-def _zeros_in_layout(shape: tuple, dtype, producer: Context | None) -> np.ndarray:
-    """Zeros of *shape*; for a permute's output, a transposed view of C-ordered zeros in the
-    permute's input order."""
+def _in_layout(flat: np.ndarray, shape: tuple, producer: Context | None) -> np.ndarray:
+    """The C-ordered *flat* (of *shape*'s size) as an array of *shape* in the layout of a
+    scatter's sum: for a permute's output, a transposed view in the permute's input order
+    (the permute's backward is then a contiguous view)."""
     if producer is not None and producer.eq.op.name == "permute" and producer.saved:
         perm = producer.saved[0]  # out axis i = input axis perm[i]
-        base = [0] * len(perm)
+        order = [0] * len(perm)
         for i, axis in enumerate(perm):
-            base[axis] = shape[i]
-        return np.zeros(base, dtype).transpose(perm)
-    return np.zeros(shape, dtype)
+            order[axis] = shape[i]
+        return flat.reshape(order).transpose(perm)
+    return flat.reshape(shape)
+
+
+def _zeros_in_layout(shape: tuple, dtype, producer: Context | None) -> np.ndarray:
+    """Zeros of *shape* in the layout of a scatter's sum (:func:`_in_layout`)."""
+    return _in_layout(np.zeros(int(np.prod(shape)), dtype), shape, producer)
