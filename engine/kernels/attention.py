@@ -215,10 +215,9 @@ def _probs_row32(row, lim, sc):
 def attention_probs32_unmasked(s, scale, causal, offset, lse):
     # attention_probs32 without a key mask: the passes run in whole vectors of lanes (see
     # _probs_row32) instead of loops of the causal limit's length (1 … Tk, mostly remainder
-    # iterations). An lse with no columns
-    # (BH, 0) asks for the probabilities only (the op keeps those, not lse): no scalar log
-    # per row. Per char-GPT layer (48×64×64 causal, one thread, CPU time, with a fresh copy of
-    # the scores): 218 → 175 µs.
+    # iterations). An lse with no columns (BH, 0) asks for the probabilities only (the op
+    # keeps those, not lse): no scalar log per row. Per char-GPT layer (48×64×64 causal, one
+    # thread, CPU time, with a fresh copy of the scores): 218 → 175 µs.
     bh_n, tq, tk = s.shape
     sc = F32(scale)
     for bh in range(bh_n):
