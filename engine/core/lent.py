@@ -14,6 +14,7 @@ the thread that lent it (a split batch's parts run their backward passes at once
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 
@@ -65,8 +66,14 @@ def disjoint_elements(view: np.ndarray) -> bool:
     """Whether no two elements of *view* share memory, by a sufficient test: along its axes
     in order of stride, each stride steps past everything the smaller ones reach. A broadcast
     view (stride 0 along an axis longer than 1) fails it, as do exotic interleavings."""
-    reach = view.itemsize  # bytes spanned by the axes taken so far, from one element
-    for stride, size in sorted((abs(s), n) for s, n in zip(view.strides, view.shape) if n > 1):
+    return _disjoint(view.shape, view.strides, view.itemsize)
+
+
+@functools.lru_cache(maxsize=1024)
+def _disjoint(shape: tuple, strides: tuple, itemsize: int) -> bool:
+    """:func:`disjoint_elements` of a layout (a few per model: every attention backward asks)."""
+    reach = itemsize  # bytes spanned by the axes taken so far, from one element
+    for stride, size in sorted((abs(s), n) for s, n in zip(strides, shape) if n > 1):
         if stride < reach:
             return False
         reach += stride * (size - 1)

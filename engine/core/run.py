@@ -5,6 +5,7 @@ backward walks the equations in reverse and accumulates gradients where values f
 from __future__ import annotations
 
 import gc
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -369,7 +370,7 @@ def _adopt(g: np.ndarray, key, shape: tuple, dtype, producer: Context | None):
     base = g.base
     if not isinstance(base, np.ndarray) or base.dtype != dtype or not base.flags.c_contiguous:
         return None
-    if base.size != int(np.prod(shape)):
+    if base.size != math.prod(shape):
         return None
     total = _in_layout(base, shape, producer)
     picks = _one_axis(key, total.shape)
@@ -491,4 +492,4 @@ def _in_layout(flat: np.ndarray, shape: tuple, producer: Context | None) -> np.n
 
 def _zeros_in_layout(shape: tuple, dtype, producer: Context | None) -> np.ndarray:
     """Zeros of *shape* in the layout of a scatter's sum (:func:`_in_layout`)."""
-    return _in_layout(np.zeros(int(np.prod(shape)), dtype), shape, producer)
+    return _in_layout(np.zeros(math.prod(shape), dtype), shape, producer)

@@ -61,7 +61,7 @@ def _flatten(x: np.ndarray) -> np.ndarray:
 
 def _keep(mask, q: np.ndarray) -> np.ndarray:
     """(BH, Tk) bool keep-mask from the (B, Tk) padding mask (nonzero = a real key)."""
-    bh = int(np.prod(q.shape[:-2]))
+    bh = math.prod(q.shape[:-2])
     if mask is None:
         return kernels("attention").no_mask(bh)
     mask = np.asarray(mask)
@@ -105,7 +105,7 @@ def _merged_heads(n: int, h: int, t: int, d: int, dtype) -> np.ndarray:
 
 def _tokens_first(x: np.ndarray) -> np.ndarray:
     """(N, H, T, D) as a C-contiguous (N, T, H, D): a view of a merged-heads array."""
-    return np.ascontiguousarray(np.swapaxes(x, 1, 2))
+    return np.ascontiguousarray(x.swapaxes(1, 2))
 
 
 def _causal_half(causal: bool, offset: int, tq: int, tk: int) -> int:
@@ -152,7 +152,7 @@ def _rows(p: np.ndarray, b: np.ndarray, out: np.ndarray | None, h: int) -> np.nd
 def _cols(p: np.ndarray, b: np.ndarray, out: np.ndarray | None, h: int) -> np.ndarray:
     """pᵀ (…, Tk, Tq) @ b (…, Tq, E) into *out* (or a new array); with a causal half *h*
     the keys from h on are seen only by the queries from h on."""
-    pt = np.swapaxes(p, -1, -2)
+    pt = p.swapaxes(-1, -2)
     if not h:
         return np.matmul(pt, b, out=out)
     out = np.empty(pt.shape[:-1] + b.shape[-1:], b.dtype) if out is None else out
@@ -171,7 +171,7 @@ def _blas_forward(ctx, scale, causal, offset, q, k, v, keep):
     n, h, tq, _ = q4.shape
     tk = k4.shape[2]
     half = _causal_half(causal, offset, tq, tk)
-    p = _scores(q4, np.ascontiguousarray(np.swapaxes(k4, -1, -2)), half)  # (N, H, Tq, Tk)
+    p = _scores(q4, np.ascontiguousarray(k4.swapaxes(-1, -2)), half)  # (N, H, Tq, Tk)
     p3 = p.reshape(n * h, tq, tk)
     if keep.shape[1] == 0:  # no key mask: whole-row passes, its own kernel to compile
         call_kernel(kernels("attention").attention_probs32_unmasked, p3, scale, causal, offset,
@@ -201,7 +201,7 @@ def _blas_backward(ctx, scale, g):
         n, h, t, d = like.shape
         return _merged_heads(n, h, t, d, like.dtype) if len(qs) == 4 else None
 
-    ds = _scores(g4, np.ascontiguousarray(np.swapaxes(v4, -1, -2)), half)  # dP (N, H, Tq, Tk)
+    ds = _scores(g4, np.ascontiguousarray(v4.swapaxes(-1, -2)), half)  # dP (N, H, Tq, Tk)
     call_kernel(kernels("attention").attention_dscores, p, ds, _tokens_first(g4),
                 _tokens_first(out), scale)
     gv = _cols(p, g4, merged(v4), half)

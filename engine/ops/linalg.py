@@ -46,7 +46,7 @@ def _infer(inputs, params):
 
 
 def _t(x: np.ndarray, flag: bool) -> np.ndarray:
-    return np.swapaxes(x, -1, -2) if flag else x
+    return x.swapaxes(-1, -2) if flag else x
 
 
 def _folds(a: np.ndarray, b: np.ndarray, params: dict) -> bool:
@@ -111,17 +111,17 @@ def _backward(ctx, params, g):
     if _folds(a, b, params):
         ga = _product(g.reshape(-1, g.shape[-1]), b_eff.T).reshape(a.shape)
     elif ta:
-        ga = (_product if flat else np.matmul)(b_eff, np.swapaxes(g, -1, -2))  # (g·B_effᵀ)ᵀ
+        ga = (_product if flat else np.matmul)(b_eff, g.swapaxes(-1, -2))  # (g·B_effᵀ)ᵀ
     else:
-        ga = (_product if flat else np.matmul)(g, np.swapaxes(b_eff, -1, -2))
+        ga = (_product if flat else np.matmul)(g, b_eff.swapaxes(-1, -2))
     if b.ndim == 2 and a.ndim > 2 and tb:  # dB = gᵀ·A directly: C-contiguous, no transpose
         gb = _grad_b_folded(g, a_eff)
     elif b.ndim == 2 and a.ndim > 2:
         gb = _grad_b_folded(a_eff, g)
     elif tb:
-        gb = (_product if flat else np.matmul)(np.swapaxes(g, -1, -2), a_eff)  # (A_effᵀ·g)ᵀ
+        gb = (_product if flat else np.matmul)(g.swapaxes(-1, -2), a_eff)  # (A_effᵀ·g)ᵀ
     else:
-        gb = (_product if flat else np.matmul)(np.swapaxes(a_eff, -1, -2), g)
+        gb = (_product if flat else np.matmul)(a_eff.swapaxes(-1, -2), g)
     return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
 
 
