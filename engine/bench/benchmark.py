@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.bench.timing import alternate, case_record
+from engine.bench.timing import alternate, case_record, other_programs
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCH_GPT_REFERENCE_MS = 52.0
@@ -128,6 +128,8 @@ def train_cases(quick: bool, log) -> dict:
         cases[name] = case_record(res["w"], res["t"], **extra)
         log(_line(name, cases[name]))
         del trainer, torch_step
+    cases["gpt_step_busy"] = busy_gpt_case(rounds, per)
+    log(_line("gpt_step_busy", cases["gpt_step_busy"]))
     from engine.bench import cnn_cases
     from engine.bench.twins import mlp_twin
 
@@ -142,6 +144,19 @@ def train_cases(quick: bool, log) -> dict:
 
     cases.update(lstm_case.bench_cases(quick, log, sys.modules[__name__]))
     return cases
+
+
+def busy_gpt_case(rounds: int, per: int) -> dict:
+    """The char-GPT step against PyTorch's while another program keeps a core busy (issue
+    20 §4: the margin must hold on a busy host). Both sides are timed under the same load;
+    the trainer decides its batch split at its first step, under the load too."""
+    from engine.graphs import presets
+
+    with other_programs(1):
+        trainer, torch_step = _gpt_pair(presets.load("char_gpt")[0])
+        res = alternate({"w": trainer.train_step, "t": torch_step}, rounds, per, 3)
+    return case_record(res["w"], res["t"], other_programs=1,
+                       wiregrad_steps=trainer.split_note)
 
 
 # ------------------------------------------------------------------ sampling

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 PAUSE_S = 0.2  # between blocks: lets the other library's spinning threads go to sleep
 
@@ -13,6 +16,23 @@ PAUSE_S = 0.2  # between blocks: lets the other library's spinning threads go to
 def _summary(samples: list[float]) -> dict:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
             "n": len(samples)}
+
+
+@contextlib.contextmanager
+def other_programs(count: int) -> Iterator[None]:
+    """*count* other programs busy on the machine meanwhile: child processes that spin at
+    normal priority, as a compile or a browser tab would, placed by the OS scheduler."""
+    procs = [subprocess.Popen([sys.executable, "-I", "-S", "-c", "while True: pass"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(count)]
+    try:
+        time.sleep(0.2)  # they are running before the first timed call
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
 
 
 def alternate(fns: dict[str, Callable[[], object]], rounds: int, per_round: int,
