@@ -18,16 +18,27 @@ def _summary(samples: list[float]) -> dict:
             "n": len(samples)}
 
 
+# spins until its parent is gone (a bench killed outright must not leave it running)
+_BUSY_PROGRAM = """
+import os
+parent = os.getppid()
+while os.getppid() == parent:
+    for _ in range(100_000):
+        pass
+"""
+
+
 @contextlib.contextmanager
-def other_programs(count: int) -> Iterator[None]:
+def other_programs(count: int) -> Iterator[list[int]]:
     """*count* other programs busy on the machine meanwhile: child processes that spin at
-    normal priority, as a compile or a browser tab would, placed by the OS scheduler."""
-    procs = [subprocess.Popen([sys.executable, "-I", "-S", "-c", "while True: pass"],
+    normal priority, as a compile or a browser tab would, placed by the OS scheduler. Yields
+    their process ids; they end with the block, or with this process however it ends."""
+    procs = [subprocess.Popen([sys.executable, "-I", "-S", "-c", _BUSY_PROGRAM],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for _ in range(count)]
     try:
         time.sleep(0.2)  # they are running before the first timed call
-        yield
+        yield [proc.pid for proc in procs]
     finally:
         for proc in procs:
             proc.kill()
