@@ -21,10 +21,10 @@ def _summary(samples: list[float]) -> dict:
 # spins until its parent is gone (a bench killed outright must not leave it running)
 _BUSY_PROGRAM = """
 import os
-parent = os.getppid()
+parent, turns = os.getppid(), 0
 while os.getppid() == parent:
-    for _ in range(100_000):
-        pass
+    for i in range(100_000):
+        turns += i & 1
 """
 
 
