@@ -53,12 +53,17 @@ def adopt(buf: np.ndarray) -> bool:
     return ref is not None and ref() is buf
 
 
+def address(a: np.ndarray) -> int:
+    """The address of *a*'s first element."""
+    return a.__array_interface__["data"][0]
+
+
 def view_like(buf: np.ndarray, like: np.ndarray) -> np.ndarray:
     """The view of *buf* at *like*'s place in *like*'s base (same offset and strides): *buf*
     has the base's shape, dtype and C layout."""
     base = like.base
     assert isinstance(base, np.ndarray), "view_like needs a view"
-    offset = like.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    offset = address(like) - address(base)
     return np.ndarray(like.shape, buf.dtype, buffer=buf, offset=offset, strides=like.strides)
 
 

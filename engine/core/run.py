@@ -360,7 +360,7 @@ def _settle(store: dict, name: str, fresh: dict, owned: set[int]) -> None:
 def _same_place(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether *a* and *b* are the same elements of memory (shape, strides and address)."""
     return (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
-            and a.__array_interface__["data"][0] == b.__array_interface__["data"][0])
+            and lent.address(a) == lent.address(b))
 
 
 def _adopt(g: np.ndarray, key, shape: tuple, dtype, producer: Context | None):
